@@ -1,0 +1,1 @@
+"""Layer `celery`: no checks registered yet."""

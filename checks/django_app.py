@@ -1,0 +1,1 @@
+"""Layer `app`: no checks registered yet."""

@@ -1,0 +1,1 @@
+"""Layer `dns`: no checks registered yet."""

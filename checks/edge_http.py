@@ -1,0 +1,1 @@
+"""Layer `cloudflare`: no checks registered yet."""

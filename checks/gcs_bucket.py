@@ -1,0 +1,1 @@
+"""Layer `gcs`: no checks registered yet."""

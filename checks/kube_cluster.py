@@ -1,0 +1,1 @@
+"""Layer `kubernetes`: no checks registered yet."""

@@ -1,0 +1,1 @@
+"""Layer `nginx`: no checks registered yet."""

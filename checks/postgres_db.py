@@ -1,0 +1,1 @@
+"""Layer `postgres`: no checks registered yet."""

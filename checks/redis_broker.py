@@ -1,0 +1,1 @@
+"""Layer `redis`: no checks registered yet."""

@@ -1,0 +1,1 @@
+"""Layer `path`: no checks registered yet."""

@@ -1,0 +1,1 @@
+"""Layer `traefik`: no checks registered yet."""

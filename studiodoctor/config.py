@@ -1,0 +1,255 @@
+"""Configuration: the TOML contract of DESIGN.md, profiles, ``${VAR}`` references and validation."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .secrets import secrets_in_value
+
+ENV_CONFIG = "STUDIODOCTOR_CONFIG"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """Bad configuration: one line naming the file, the key and the problem."""
+
+
+class Unset(str):
+    """A value whose ``${VAR}`` is not set in the environment: empty, but remembers the variable."""
+
+    def __new__(cls, var: str):
+        obj = super().__new__(cls, "")
+        obj.var = var
+        return obj
+
+
+# Every key of the contract with its default (and so its type). Layers may read extra keys.
+DEFAULTS: dict[str, Any] = {
+    "timeout": 10.0,
+    "public_urls": [],
+    "http": {"ca_file": "", "resolve": {}, "user_agent": "Studio-Internal-Prober studiodoctor"},
+    "dns": {"hostnames": [], "resolvers": [], "nameserver_suffix": ".ns.cloudflare.com", "zone": ""},
+    "cloudflare": {"api_url": "https://api.cloudflare.com/client/v4", "api_token": "", "zone": ""},
+    "traefik": {"api_url": "", "entrypoint": ""},
+    "kubernetes": {"kubeconfig": "", "context": "", "api_url": "", "namespace": "studio"},
+    "nginx": {"url": ""},
+    "app": {"url": "", "api_token": ""},
+    "redis": {"url": ""},
+    "celery": {"broker_url": "", "queues": ["celery"]},
+    "gcs": {"bucket": "", "endpoint": "", "public_url": "https://storage.googleapis.com", "credentials": ""},
+    "postgres": {"dsn": ""},
+}
+
+BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
+    "production": {
+        "public_urls": ["https://studio.learningequality.org"],
+        "dns": {"hostnames": ["studio.learningequality.org"], "zone": "learningequality.org"},
+        "cloudflare": {"api_token": "${CLOUDFLARE_API_TOKEN}", "zone": "learningequality.org"},
+        "kubernetes": {"namespace": "studio"},
+        "redis": {"url": "${STUDIO_REDIS_URL}"},
+        "gcs": {"bucket": "studio-content"},
+        "postgres": {"dsn": "${STUDIO_DATABASE_URL}"},
+    },
+    "staging": {
+        "public_urls": ["https://hotfixes.studio.learningequality.org"],
+        "dns": {"hostnames": ["hotfixes.studio.learningequality.org"], "zone": "learningequality.org"},
+        "cloudflare": {"api_token": "${CLOUDFLARE_API_TOKEN}", "zone": "learningequality.org"},
+        "kubernetes": {"namespace": "hotfixes"},
+        "redis": {"url": "${STUDIO_STAGING_REDIS_URL}"},
+        "gcs": {"bucket": "develop-studio-content"},
+        "postgres": {"dsn": "${STUDIO_STAGING_DATABASE_URL}"},
+    },
+}
+
+TOP_LEVEL_KEYS = {"default_profile", "profiles", "symptoms"}
+
+
+@dataclass
+class Profile:
+    """One resolved profile: every section merged over the defaults, ``${VAR}`` substituted."""
+
+    name: str
+    data: dict[str, Any]
+    source: str = "built-in"
+    secrets: set[str] = field(default_factory=set)
+    symptoms: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timeout(self) -> float:
+        return float(self.data.get("timeout") or DEFAULTS["timeout"])
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def value(self, dotted: str) -> Any:
+        """``"redis.url"`` -> the value, or None when absent."""
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def unset_vars(self, dotted_prefix: str = "") -> list[tuple[str, str]]:
+        """(key, VAR) for every value under ``dotted_prefix`` whose ``${VAR}`` is unset."""
+        out = []
+
+        def walk(node, path):
+            if isinstance(node, Unset):
+                out.append((path, node.var))
+            elif isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, f"{path}.{k}" if path else k)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v, path)
+
+        walk(self.value(dotted_prefix) if dotted_prefix else self.data, dotted_prefix)
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """The profile as ``config show`` prints it: references kept, secrets masked."""
+        from .secrets import Redactor
+
+        return Redactor(self.secrets).data(self.data)
+
+
+def find_config_file(explicit: str | None = None) -> Path | None:
+    """--config, then $STUDIODOCTOR_CONFIG, ./studiodoctor.toml, ~/.config/studiodoctor/config.toml."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{explicit}: config file not found")
+        return path
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{env}: config file not found (from ${ENV_CONFIG})")
+        return path
+    for candidate in (Path("studiodoctor.toml"), Path("~/.config/studiodoctor/config.toml").expanduser()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "resolve":
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _check_types(data: dict, defaults: dict, where: str, path: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{path}{key}"
+        if key not in defaults:
+            continue
+        expected = defaults[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {dotted}: expected a table, got {type(value).__name__}")
+            if key == "resolve":
+                for rk, rv in value.items():
+                    if not isinstance(rv, str) or ":" not in rk or ":" not in rv:
+                        raise ConfigError(f"{where}: {dotted}.{rk}: expected \"host:port\" = \"ip:port\"")
+                continue
+            _check_types(value, expected, where, dotted + ".")
+        elif isinstance(expected, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {dotted}: expected true or false, got {value!r}")
+        elif isinstance(expected, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{where}: {dotted}: expected a positive number, got {value!r}")
+        elif isinstance(expected, list):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {dotted}: expected a list of strings, got {value!r}")
+        elif isinstance(expected, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: {dotted}: expected a string, got {value!r}")
+
+
+def _substitute(node: Any, key: str, secrets: set[str], env) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, k, secrets, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, key, secrets, env) for v in node]
+    if not isinstance(node, str):
+        return node
+    refs = _VAR.findall(node)
+    for var in refs:
+        if env.get(var) is None:
+            return Unset(var)
+    value = _VAR.sub(lambda m: env[m.group(1)], node)
+    secrets.update(secrets_in_value(key, value))
+    if refs and re.search(r"(?i)(token|password|secret|key)", key):
+        secrets.add(value)
+    return value
+
+
+def load_profile(name: str | None = None, config_file: str | None = None, env=None) -> Profile:
+    """Resolve a profile from the built-ins, the lab's own profile and the config file."""
+    env = os.environ if env is None else env
+    path = find_config_file(config_file)
+    raw: dict[str, Any] = read_toml(path) if path else {}
+    where = str(path) if path else "built-in profiles"
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key {sorted(unknown)[0]!r} "
+                          f"(expected one of {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    file_profiles = raw.get("profiles", {})
+    if not isinstance(file_profiles, dict):
+        raise ConfigError(f"{where}: profiles: expected a table of profiles")
+    default = raw.get("default_profile", "production")
+    if not isinstance(default, str):
+        raise ConfigError(f"{where}: default_profile: expected a string")
+    chosen = name or default
+    available = dict(BUILTIN_PROFILES)
+    from .lab.state import lab_profile_data
+
+    lab = lab_profile_data()
+    if lab is not None:
+        available["lab"] = lab
+    if chosen not in available and chosen not in file_profiles:
+        names = sorted(set(available) | set(file_profiles))
+        raise ConfigError(f"{where}: unknown profile {chosen!r} (known: {', '.join(names)})")
+    over = file_profiles.get(chosen, {})
+    if not isinstance(over, dict):
+        raise ConfigError(f"{where}: profiles.{chosen}: expected a table")
+    _check_types(over, DEFAULTS, where, f"profiles.{chosen}.")
+    symptoms = raw.get("symptoms", {})
+    if not isinstance(symptoms, dict):
+        raise ConfigError(f"{where}: symptoms: expected a table of symptoms")
+    return profile_from_data(chosen, deep_merge(available.get(chosen, {}), over), env=env, source=where,
+                             symptoms=symptoms)
+
+
+def profile_from_data(name: str, data: dict[str, Any], *, env=None, source: str = "in-memory",
+                      symptoms: dict | None = None) -> Profile:
+    """A profile from a dict of sections (tests and the lab use it), merged over the defaults."""
+    env = os.environ if env is None else env
+    _check_types(data, DEFAULTS, source, f"profiles.{name}.")
+    secrets: set[str] = set()
+    resolved = _substitute(deep_merge(DEFAULTS, data), "", secrets, env)
+    return Profile(name=name, data=resolved, source=source, secrets=secrets, symptoms=symptoms or {})

@@ -1,0 +1,75 @@
+"""What a check gets: its layer's config, the whole profile, shared clients and a deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+
+class Shared:
+    """Per-run cache of clients and values shared by the checks of a run (thread-safe)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._values: dict[str, Any] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, factory: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._values:
+                    return self._values[key]
+            value = factory()
+            with self._lock:
+                self._values[key] = value
+            return value
+
+    def set(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._values[key] = value
+
+    def peek(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return self._values.get(key, default)
+
+
+class CheckContext:
+    """Passed to every check function. ``config`` is the check's layer section of the profile."""
+
+    def __init__(self, check, profile, deadline: float, shared: Shared, options: dict | None = None,
+                 results: dict | None = None):
+        self.check = check
+        self.profile = profile
+        self.deadline = deadline
+        self.shared = shared
+        self.options = options or {}
+        self._results = results if results is not None else {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.profile.section(self.check.layer)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.profile.section(name)
+
+    def setting(self, key: str, default: Any) -> Any:
+        """A key of this layer's section, or ``default`` when absent or empty."""
+        value = self.config.get(key)
+        return default if value in (None, "") else value
+
+    def remaining(self) -> float:
+        """Seconds left before this check's deadline (never below 0.05)."""
+        return max(0.05, self.deadline - time.monotonic())
+
+    def timeout(self, cap: float | None = None) -> float:
+        left = self.remaining()
+        return min(left, cap) if cap else left
+
+    def result_of(self, check_id: str):
+        """The result of a check this one depends on (None if it did not run)."""
+        return self._results.get(check_id)

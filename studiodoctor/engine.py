@@ -1,0 +1,86 @@
+"""The engine the CLI and the tests call in-process: choose checks, run them, build the report."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from .config import Profile
+from .model import Result
+from .registry import Check, Registry, default_registry
+from .report import Report
+from .runner import run_checks
+
+# The layers of DESIGN.md in request-path order, and the later ones it names.
+KNOWN_LAYERS = ("dns", "cloudflare", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
+                "postgres", "email", "sentry", "newrelic")
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line, exit 3."""
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def known_layers(registry: Registry) -> list[str]:
+    return list(dict.fromkeys([*KNOWN_LAYERS, *registry.layers()]))
+
+
+def select_checks(registry: Registry, layers: Iterable[str] = (), check_ids: Iterable[str] = ()) -> list[Check]:
+    layers, check_ids = list(layers), list(check_ids)
+    for layer in layers:
+        if layer not in known_layers(registry):
+            raise UsageError(f"unknown layer {layer!r}{suggest(layer, known_layers(registry))}; "
+                             f"see `studiodoctor list`")
+    for cid in check_ids:
+        if cid not in registry.checks:
+            raise UsageError(f"unknown check id {cid!r}{suggest(cid, registry.checks)}; see `studiodoctor list`")
+    if not layers and not check_ids:
+        chosen = list(registry.checks.values())
+    else:
+        chosen = [c for c in registry.checks.values() if c.layer in layers or c.id in check_ids]
+    return registry.with_dependencies(chosen)
+
+
+def require_variables(profile: Profile, checks: Iterable[Check], asked_layers: Iterable[str]) -> None:
+    """A layer the user asked for by name whose config refers to an unset ``${VAR}`` is a usage error."""
+    asked = set(asked_layers)
+    for chk in checks:
+        if chk.layer not in asked:
+            continue
+        for key in chk.needs:
+            var = getattr(profile.value(key), "var", None)
+            if var:
+                raise UsageError(f"{profile.source}: {key}: ${{{var}}} is not set in the environment "
+                                 f"(needed by --layer {chk.layer})")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run(profile: Profile, checks: list[Check], *, command: str = "check", timeout: float | None = None,
+        debug: bool = False, options: dict | None = None,
+        on_start: Callable | None = None, on_done: Callable[[Result], None] | None = None) -> Report:
+    started_at, t0 = now_iso(), time.monotonic()
+    results = run_checks(checks, profile, timeout=timeout, debug=debug, options=options,
+                         on_start=on_start, on_done=on_done)
+    return Report(command=command, profile=profile.name, started_at=started_at,
+                  duration_ms=(time.monotonic() - t0) * 1000, results=results)
+
+
+def check(profile: Profile, layers: Iterable[str] = (), check_ids: Iterable[str] = (), *,
+          registry: Registry | None = None, timeout: float | None = None, debug: bool = False,
+          options: dict | None = None, on_start=None, on_done=None) -> Report:
+    """``studiodoctor check``: run the chosen checks (all, by default) and report."""
+    registry = (registry or default_registry.load_plugins())
+    layers = list(layers)
+    chosen = select_checks(registry, layers, check_ids)
+    require_variables(profile, chosen, layers)
+    return run(profile, chosen, timeout=timeout, debug=debug, options=options, on_start=on_start,
+               on_done=on_done)

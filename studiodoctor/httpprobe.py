@@ -1,0 +1,98 @@
+"""HTTP probing shared by the layers: ``http.resolve`` (like curl --resolve), CA file, User-Agent,
+one client per request (httpx reuses a pooled connection's SNI, see local-counterparts), deadlines."""
+
+from __future__ import annotations
+
+import ssl
+from urllib.parse import urlsplit, urlunsplit
+
+
+def split_target(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname or "", port
+
+
+def resolved(ctx, url: str) -> tuple[str, dict[str, str], str | None]:
+    """(url to connect to, extra headers, SNI name) after applying ``http.resolve``."""
+    scheme, host, port = split_target(url)
+    mapping = ctx.section("http").get("resolve") or {}
+    target = mapping.get(f"{host}:{port}")
+    if not target:
+        return url, {}, None
+    parts = urlsplit(url)
+    default_port = port == (443 if scheme == "https" else 80)
+    new = urlunsplit((parts.scheme, target, parts.path or "/", parts.query, parts.fragment))
+    return new, {"Host": host if default_port else f"{host}:{port}"}, host if scheme == "https" else None
+
+
+def ssl_context(ctx, verify: bool = True) -> ssl.SSLContext:
+    sslctx = ssl.create_default_context()
+    if not verify:
+        sslctx.check_hostname = False
+        sslctx.verify_mode = ssl.CERT_NONE
+        return sslctx
+    ca_file = ctx.section("http").get("ca_file")
+    if ca_file:
+        sslctx.load_verify_locations(ca_file)
+    else:
+        try:
+            import certifi
+
+            sslctx.load_verify_locations(certifi.where())
+        except ImportError:
+            pass
+    return sslctx
+
+
+def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: bool = True,
+            timeout: float | None = None, follow_redirects: bool = False, resolve: bool = True,
+            sni: str | None = None):
+    """One request with a fresh client; only GET, HEAD and OPTIONS (read-only by design)."""
+    import httpx
+
+    method = method.upper()
+    if method not in ("GET", "HEAD", "OPTIONS") and not getattr(ctx, "allow_unsafe_methods", False):
+        raise ValueError(f"{method} is not a read-only method")
+    target, extra, sni_name = resolved(ctx, url) if resolve else (url, {}, None)
+    all_headers = {"User-Agent": ctx.section("http").get("user_agent") or "studiodoctor"}
+    all_headers.update(extra)
+    all_headers.update(headers or {})
+    extensions = {}
+    if sni or sni_name:
+        extensions["sni_hostname"] = sni or sni_name
+    limit = ctx.timeout(timeout)
+    with httpx.Client(verify=ssl_context(ctx, verify) if target.startswith("https") else True,
+                      timeout=httpx.Timeout(limit), follow_redirects=follow_redirects, trust_env=False) as client:
+        req = client.build_request(method, target, headers=all_headers, extensions=extensions)
+        return client.send(req)
+
+
+def probe_unsafe_method(ctx, method: str, url: str, *, headers: dict | None = None, timeout: float | None = None):
+    """A request with a body-less write method (POST/PUT/DELETE), used only to confirm it is *refused*."""
+    import httpx
+
+    target, extra, sni_name = resolved(ctx, url)
+    all_headers = {"User-Agent": ctx.section("http").get("user_agent") or "studiodoctor", **extra, **(headers or {})}
+    extensions = {"sni_hostname": sni_name} if sni_name else {}
+    with httpx.Client(verify=ssl_context(ctx) if target.startswith("https") else True,
+                      timeout=httpx.Timeout(ctx.timeout(timeout)), trust_env=False) as client:
+        req = client.build_request(method.upper(), target, headers=all_headers, content=b"",
+                                   extensions=extensions)
+        return client.send(req)
+
+
+def describe_error(exc: BaseException) -> tuple[bool, str]:
+    """(timed_out, one-line description) for a network exception from httpx or sockets."""
+    import socket
+
+    name = type(exc).__name__
+    timed_out = "Timeout" in name or isinstance(exc, (socket.timeout, TimeoutError))
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if "Connection refused" in text or "Errno 111" in text:
+        text = "connection refused"
+    elif timed_out:
+        text = "timed out"
+    elif "Name or service not known" in text or "nodename nor servname" in text or "Errno -2" in text:
+        text = "name does not resolve"
+    return timed_out, f"{text}"

@@ -1,0 +1,149 @@
+"""Base of every lab launcher: a real server process on a free loopback port, started and stopped
+by PID, reconstructable from a state dict so that ``lab down`` works from another process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+class LabError(Exception):
+    """A launcher could not start its server (one line; names the missing package if any)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_binary(name: str, package: str, *candidates: str) -> str:
+    for cand in (name, *candidates):
+        path = shutil.which(cand) or (cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None)
+        if path:
+            return path
+    raise LabError(f"{name} not found: install it with `apt-get install -y {package}`")
+
+
+def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1", pid: int | None = None,
+                  log: Path | None = None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if pid is not None and not pid_alive(pid):
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.exists() else []
+                raise LabError(f"process {pid} exited before listening on {port}" +
+                               (f": {tail[0]}" if tail else "")) from None
+            time.sleep(0.05)
+    raise LabError(f"nothing listening on {host}:{port} after {timeout:g} s")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as dead
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().split()[2] != "Z"
+        except OSError:
+            return False
+
+
+def stop_pid(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if not pid_alive(pid):
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Launcher:
+    """One server. Subclasses set ``kind`` and implement ``command``/``profile``; many override start."""
+
+    kind = ""
+
+    def __init__(self, root: Path | str, port: int = 0, **options: Any):
+        self.root = Path(root)
+        self.dir = self.root / self.kind
+        self.port = port or free_port()
+        self.pid: int | None = None
+        self.options = options
+
+    # state ---------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "root": str(self.root), "port": self.port, "pid": self.pid,
+                "options": self.options}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Launcher":
+        obj = cls(state["root"], port=state["port"], **state.get("options", {}))
+        obj.pid = state.get("pid")
+        return obj
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / f"{self.kind}.log"
+
+    # lifecycle -----------------------------------------------------------
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def spawn(self, cmd: list[str], env: dict | None = None, user: str | None = None) -> int:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env={**os.environ, **(env or {})}, user=user,
+                                    cwd=self.dir)
+        return proc.pid
+
+    def start(self, timeout: float = 20.0) -> "Launcher":
+        self.pid = self.spawn(self.command())
+        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
+        return self
+
+    def stop(self) -> None:
+        stop_pid(self.pid)
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def profile(self) -> dict[str, Any]:
+        """Sections of the ``lab`` profile that point at this server."""
+        return {}
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

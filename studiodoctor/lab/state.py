@@ -1,0 +1,27 @@
+"""Where the lab keeps its state, and the ``lab`` profile it writes (cheap to import)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def lab_dir() -> Path:
+    base = os.environ.get("STUDIODOCTOR_LAB_DIR")
+    if base:
+        return Path(base)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state) / "studiodoctor" / "lab"
+
+
+def profile_path() -> Path:
+    return lab_dir() / "profile.json"
+
+
+def lab_profile_data() -> dict | None:
+    """The ``lab`` profile written by ``lab up``, or None when no lab is up."""
+    try:
+        return json.loads(profile_path().read_text())
+    except (OSError, ValueError):
+        return None

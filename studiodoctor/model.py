@@ -1,0 +1,129 @@
+"""The result model: statuses, commands and results (see DESIGN.md, "Result model")."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """A check's verdict, worst last."""
+
+    OK = "ok"
+    SKIP = "skip"
+    WARN = "warn"
+    BLOCKED = "blocked"
+    ERROR = "error"
+    FAIL = "fail"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def worst(cls, statuses) -> "Status":
+        return max(statuses, key=lambda s: s.rank, default=cls.OK)
+
+
+_RANK = {s: i for i, s in enumerate(Status)}
+
+# Statuses that mean "this check could not conclude": the check itself, or one it depends on.
+INCONCLUSIVE = frozenset({Status.ERROR, Status.BLOCKED})
+# Statuses that make dependents blocked.
+BROKEN = frozenset({Status.FAIL, Status.ERROR, Status.BLOCKED})
+
+READ_ONLY = "read-only"
+MUTATING = "mutating"
+SAFETY_CLASSES = (READ_ONLY, MUTATING)
+
+
+class Reason(str, enum.Enum):
+    """Why a check did not say ok (machine-readable, in the JSON report)."""
+
+    NONE = ""
+    NOT_CONFIGURED = "not-configured"
+    NOT_APPLICABLE = "not-applicable"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    FORBIDDEN = "forbidden"
+    UNEXPECTED = "unexpected-response"
+    DEPENDENCY = "dependency"
+    BUG = "bug"
+    FINDING = "finding"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A copy-paste command for the runbook, tagged with its safety class."""
+
+    text: str
+    safety: str = READ_ONLY
+    note: str = ""
+
+    def __post_init__(self):
+        if self.safety not in SAFETY_CLASSES:
+            raise ValueError(f"unknown safety class {self.safety!r}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"text": self.text, "safety": self.safety, "note": self.note}
+
+
+@dataclass
+class Result:
+    """What one check saw. Checks build it with ok()/warn()/fail()/error()/skip();
+    the runner fills in id, layer, title and duration."""
+
+    status: Status
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    hint: str = ""
+    commands: list[Command] = field(default_factory=list)
+    reason: str = ""
+    id: str = ""
+    layer: str = ""
+    title: str = ""
+    duration_ms: float = 0.0
+    blocked_by: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "layer": self.layer,
+            "title": self.title,
+            "status": self.status.value,
+            "summary": self.summary,
+            "evidence": self.evidence,
+            "hint": self.hint,
+            "commands": [c.to_dict() for c in self.commands],
+            "duration_ms": round(self.duration_ms, 1),
+            "blocked_by": list(self.blocked_by),
+            "reason": self.reason,
+        }
+
+
+def _result(status: Status, default_reason: str):
+    def build(summary: str, *, evidence: dict | None = None, hint: str = "",
+              commands: list[Command] | None = None, reason: str | Reason = default_reason) -> Result:
+        return Result(status=status, summary=summary, evidence=dict(evidence or {}), hint=hint,
+                      commands=list(commands or []), reason=str(getattr(reason, "value", reason)))
+
+    build.__name__ = status.value
+    build.__doc__ = f"A `{status.value}` result."
+    return build
+
+
+ok = _result(Status.OK, "")
+warn = _result(Status.WARN, Reason.FINDING.value)
+fail = _result(Status.FAIL, Reason.FINDING.value)
+error = _result(Status.ERROR, Reason.UNEXPECTED.value)
+skip = _result(Status.SKIP, Reason.NOT_APPLICABLE.value)
+
+
+def unreachable(what: str, address: str, detail: str, *, timed_out: bool = False, **extra) -> Result:
+    """A `fail` for an endpoint that refused or never answered: "unreachable from here"."""
+    verb = "timed out" if timed_out else "unreachable from here"
+    evidence = {"address": address, "error": detail, **extra.pop("evidence", {})}
+    return fail(f"{what} at {address} {verb}: {detail}", evidence=evidence,
+                reason=Reason.TIMEOUT if timed_out else Reason.UNREACHABLE, **extra)

@@ -1,0 +1,71 @@
+"""The report (JSON schema ``studiodoctor.report/1``) and the exit codes (Nagios-compatible)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .model import INCONCLUSIVE, Result, Status
+from .secrets import Redactor
+
+SCHEMA = "studiodoctor.report/1"
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0        # all ok (skips allowed)
+    WARN = 1      # worst is warn
+    FAIL = 2      # any fail
+    UNKNOWN = 3   # an error or blocked result and no fail; bad config; usage error
+
+
+def exit_code_for(results: list[Result]) -> ExitCode:
+    statuses = {r.status for r in results}
+    if Status.FAIL in statuses:
+        return ExitCode.FAIL
+    if statuses & INCONCLUSIVE:
+        return ExitCode.UNKNOWN
+    if Status.WARN in statuses:
+        return ExitCode.WARN
+    return ExitCode.OK
+
+
+@dataclass
+class Report:
+    command: str
+    profile: str
+    started_at: str
+    duration_ms: float
+    results: list[Result]
+    symptom: str | None = None
+    runbook: list[dict[str, Any]] = field(default_factory=list)
+    likely_cause: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        return Status.worst(r.status for r in self.results)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.results)
+
+    def to_dict(self, redactor: Redactor) -> dict[str, Any]:
+        """The report as data, every string redacted: all renderers start from this."""
+        data = {
+            "schema": SCHEMA,
+            "tool": {"name": "studiodoctor", "version": __version__},
+            "command": self.command,
+            "symptom": self.symptom,
+            "profile": self.profile,
+            "started_at": self.started_at,
+            "duration_ms": round(self.duration_ms, 1),
+            "status": self.status.value,
+            "exit_code": int(self.exit_code),
+            "results": [r.to_dict() for r in self.results],
+            "runbook": self.runbook,
+            "likely_cause": self.likely_cause,
+            "notes": self.notes,
+        }
+        return redactor.data(data)

@@ -1,0 +1,78 @@
+"""Redaction: the one mechanism every renderer and every error path goes through."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+MASK = "***"
+SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|authorization|credential|cookie|signature)")
+_PATTERNS = [
+    # scheme://user:password@host  ->  scheme://user:***@host
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)"), r"\1" + MASK + r"\3"),
+    # password=... in DSNs and query strings (also signed URL parameters)
+    (re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_?key|x-goog-signature|signature|x-goog-credential|sig)=([^&\s'\"]+)"),
+     r"\1=" + MASK),
+    (re.compile(r"(?i)\b(authorization|x-auth-key|cookie)(\"?\s*[:=]\s*\"?)([^\"\n]+)"), r"\1\2" + MASK),
+    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
+]
+
+
+class Redactor:
+    """Masks known secret values and secret-shaped text in strings and nested data."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self._secrets: set[str] = set()
+        for s in secrets:
+            self.add(s)
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(str(secret)) >= 3:
+            self._secrets.add(str(secret))
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return frozenset(self._secrets)
+
+    def text(self, value: str) -> str:
+        if not isinstance(value, str):
+            return value
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in value:
+                value = value.replace(secret, MASK)
+        for pattern, repl in _PATTERNS:
+            value = pattern.sub(repl, value)
+        return value
+
+    def data(self, obj: Any) -> Any:
+        """A copy of ``obj`` with every string redacted, and values of secret-named keys masked."""
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                if isinstance(k, str) and SECRET_KEY.search(k) and isinstance(v, str) and v:
+                    out[k] = MASK
+                else:
+                    out[k] = self.data(v)
+            return out
+        if isinstance(obj, (list, tuple)):
+            return [self.data(v) for v in obj]
+        return obj
+
+
+def secrets_in_value(key: str, value: str) -> list[str]:
+    """The secret parts of one config value: all of it for secret-named keys, else passwords inside."""
+    if not isinstance(value, str) or not value:
+        return []
+    found = []
+    if SECRET_KEY.search(key):
+        found.append(value)
+    m = re.search(r"://[^:/@\s]*:([^@\s/]+)@", value)
+    if m:
+        found.append(m.group(1))
+    for m in re.finditer(r"(?i)\b(?:password|passwd|pwd|token|secret)=([^&\s'\"]+)", value):
+        found.append(m.group(1))
+    from urllib.parse import unquote
+
+    return found + [unquote(f) for f in found if unquote(f) != f]
