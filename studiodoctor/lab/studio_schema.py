@@ -1,0 +1,164 @@
+"""Just the Studio tables and columns studiodoctor reads, as PostgreSQL DDL, plus seed and fault helpers.
+
+Names come from Studio's public code (see reference/studio-production-facts.md, sections 4 and 6):
+Django models ``Channel``, ``ContentNode``, ``Change`` (app ``contentcuration``) and
+django-celery-results' ``TaskResult``. They are kept in ONE place, the constants below, which both
+the checks (``checks/celery_workers.py``) and the stand-in app's ``/healthz`` use. Cheap to import:
+psycopg is only needed by the caller, who passes a connection.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+# --- table and column names (Studio's, the one place) -------------------------------------------
+CHANNEL_TABLE = "contentcuration_channel"          # Channel: id (hex uuid), name, main_tree_id, deleted
+NODE_TABLE = "contentcuration_contentnode"         # ContentNode: id, title, publishing, modified
+CHANGE_TABLE = "contentcuration_change"            # Change: server_rev, channel_id, applied, errored, created
+TASKRESULT_TABLE = "django_celery_results_taskresult"  # TaskResult: task_id, task_name, status, date_*
+
+# What publishing writes (facts §4): ``main_tree.publishing = True`` and a TaskResult named like this.
+PUBLISH_TASK_NAMES = ("export-channel", "export-channel-staging-tree")
+# The Celery task the UI enqueues for a publish Change (facts §4).
+APPLY_CHANNEL_CHANGES = "apply_channel_changes"
+
+# Studio's first channel as the lab seeds it (the stand-in app's /healthz returns its name).
+LAB_CHANNEL_ID = "d0f5ba7e5b1c4f8c9d1e2a3b4c5d6e7f"
+LAB_CHANNEL_NAME = "Studio lab channel"
+LAB_MAIN_TREE_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {NODE_TABLE} (
+    id varchar(32) PRIMARY KEY,
+    title varchar(200) NOT NULL DEFAULT '',
+    kind_id varchar(200) NOT NULL DEFAULT 'topic',
+    parent_id varchar(32) NULL,
+    published boolean NOT NULL DEFAULT false,
+    publishing boolean NOT NULL DEFAULT false,
+    complete boolean NULL,
+    changed boolean NOT NULL DEFAULT true,
+    created timestamptz NOT NULL DEFAULT now(),
+    modified timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {CHANNEL_TABLE} (
+    id varchar(32) PRIMARY KEY,
+    name varchar(200) NOT NULL DEFAULT '',
+    description varchar(400) NOT NULL DEFAULT '',
+    version integer NOT NULL DEFAULT 0,
+    main_tree_id varchar(32) NULL REFERENCES {NODE_TABLE}(id) DEFERRABLE INITIALLY DEFERRED,
+    deleted boolean NOT NULL DEFAULT false,
+    public boolean NOT NULL DEFAULT false,
+    last_published timestamptz NULL
+);
+CREATE TABLE IF NOT EXISTS {CHANGE_TABLE} (
+    server_rev bigserial PRIMARY KEY,
+    channel_id varchar(32) NULL,
+    user_id integer NULL,
+    "table" varchar(32) NOT NULL DEFAULT 'channel',
+    change_type smallint NOT NULL DEFAULT 1,
+    kwargs jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    applied boolean NOT NULL DEFAULT false,
+    errored boolean NOT NULL DEFAULT false,
+    created timestamptz NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {TASKRESULT_TABLE} (
+    id serial PRIMARY KEY,
+    task_id varchar(255) NOT NULL UNIQUE,
+    task_name varchar(255) NULL,
+    task_args text NULL,
+    task_kwargs text NULL,
+    status varchar(50) NOT NULL DEFAULT 'PENDING',
+    worker varchar(100) NULL,
+    content_type varchar(128) NOT NULL DEFAULT 'application/json',
+    content_encoding varchar(64) NOT NULL DEFAULT 'utf-8',
+    result text NULL,
+    date_created timestamptz NOT NULL DEFAULT now(),
+    date_started timestamptz NULL,
+    date_done timestamptz NOT NULL DEFAULT now(),
+    traceback text NULL,
+    meta text NULL,
+    periodic_task_name varchar(255) NULL
+);
+"""
+
+TABLES = (NODE_TABLE, CHANNEL_TABLE, CHANGE_TABLE, TASKRESULT_TABLE)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_schema(conn) -> None:
+    """Create the four tables (idempotent). ``conn`` is a psycopg 3 connection."""
+    with conn.transaction():
+        conn.execute(DDL)
+
+
+def drop_schema(conn) -> None:
+    with conn.transaction():
+        conn.execute("DROP TABLE IF EXISTS " + ", ".join(reversed(TABLES)) + " CASCADE")
+
+
+def reset(conn) -> None:
+    """Empty every table (tests reuse one session database)."""
+    with conn.transaction():
+        conn.execute("TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE")
+
+
+def add_channel(conn, channel_id: str, name: str, main_tree_id: str, *, publishing: bool = False,
+                modified: datetime | None = None) -> None:
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {NODE_TABLE} (id, title, publishing, modified) VALUES (%s, %s, %s, %s)",
+                     (main_tree_id, name, publishing, modified or _now()))
+        conn.execute(f"INSERT INTO {CHANNEL_TABLE} (id, name, main_tree_id) VALUES (%s, %s, %s)",
+                     (channel_id, name, main_tree_id))
+
+
+def add_task_result(conn, task_id: str, task_name: str, status: str, *, created: datetime | None = None,
+                    done: datetime | None = None, result: str = "null", traceback: str | None = None) -> None:
+    created = created or _now()
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {TASKRESULT_TABLE} (task_id, task_name, status, date_created, date_started,"
+                     f" date_done, result, traceback) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                     (task_id, task_name, status, created, created, done or created, result, traceback))
+
+
+def add_change(conn, channel_id: str, *, applied: bool = False, errored: bool = False,
+               created: datetime | None = None, kwargs: str = '{"version_notes": ""}', change_type: int = 11) -> None:
+    """A Change row; ``change_type`` 11 is Studio's PUBLISHED change (the publish request)."""
+    with conn.transaction():
+        conn.execute(f'INSERT INTO {CHANGE_TABLE} (channel_id, "table", change_type, kwargs, applied, errored,'
+                     f" created) VALUES (%s, 'channel', %s, %s::jsonb, %s, %s, %s)",
+                     (channel_id, change_type, kwargs, applied, errored, created or _now()))
+
+
+def seed_healthy(conn) -> None:
+    """A healthy Studio: one channel, not publishing, its last publish applied and successful."""
+    create_schema(conn)
+    reset(conn)
+    day_ago = _now() - timedelta(days=1)
+    add_channel(conn, LAB_CHANNEL_ID, LAB_CHANNEL_NAME, LAB_MAIN_TREE_ID, modified=day_ago)
+    add_change(conn, LAB_CHANNEL_ID, applied=True, created=day_ago)
+    add_task_result(conn, "6f1c2d3e-0000-4000-8000-000000000001", PUBLISH_TASK_NAMES[0], "SUCCESS",
+                    created=day_ago, done=day_ago + timedelta(minutes=4))
+
+
+# --- faults (the lab's `break`/`fix` and the tests) ---------------------------------------------
+def break_publishing(conn, hours: float = 3.0, channel_id: str = LAB_CHANNEL_ID) -> None:
+    """Leave a channel's main tree ``publishing=True`` since ``hours`` ago, as a dead worker does."""
+    since = _now() - timedelta(hours=hours)
+    with conn.transaction():
+        conn.execute(f"UPDATE {NODE_TABLE} SET publishing = true, modified = %s WHERE id = "
+                     f"(SELECT main_tree_id FROM {CHANNEL_TABLE} WHERE id = %s)", (since, channel_id))
+    add_change(conn, channel_id, applied=False, created=since)
+    add_task_result(conn, f"stuck-{channel_id[:8]}-{int(since.timestamp())}", PUBLISH_TASK_NAMES[0], "STARTED",
+                    created=since)
+
+
+def fix_publishing(conn) -> None:
+    """What ``manage.py reconcile_publishing_status`` does: clear ``publishing`` flags."""
+    with conn.transaction():
+        conn.execute(f"UPDATE {NODE_TABLE} SET publishing = false WHERE publishing")
+        conn.execute(f"UPDATE {CHANGE_TABLE} SET applied = true WHERE NOT applied AND NOT errored")
+        conn.execute(f"UPDATE {TASKRESULT_TABLE} SET status = 'FAILURE', date_done = now() "
+                     f"WHERE status IN ('STARTED', 'PENDING')")
