@@ -84,3 +84,29 @@ def check(profile: Profile, layers: Iterable[str] = (), check_ids: Iterable[str]
     require_variables(profile, chosen, layers)
     return run(profile, chosen, timeout=timeout, debug=debug, options=options, on_start=on_start,
                on_done=on_done)
+
+
+def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None = None,
+             timeout: float | None = None, debug: bool = False, options: dict | None = None,
+             on_start=None, on_done=None) -> Report:
+    """``studiodoctor diagnose SYMPTOM``: run the checks of the symptom's walk, build the runbook."""
+    from . import runbook
+    from .symptoms import CatalogueError, load_catalogue
+
+    registry = registry or default_registry.load_plugins()
+    try:
+        catalogue = load_catalogue(profile.symptoms, profile.source)
+    except CatalogueError as exc:
+        raise UsageError(str(exc)) from None
+    symptom = catalogue.lookup(symptom_word)
+    if symptom is None:
+        raise UsageError(f"unknown symptom {symptom_word!r}{suggest(symptom_word.lower(), catalogue.all_words())}; "
+                         f"see `studiodoctor symptoms`")
+    chosen = runbook.checks_for(symptom, registry)
+    report = run(profile, chosen, command="diagnose", timeout=timeout, debug=debug, options=options,
+                 on_start=on_start, on_done=on_done)
+    code = symptom_word.strip() if symptom_word.strip() in symptom.codes else None
+    report.symptom = symptom.name
+    report.runbook, report.likely_cause, report.notes = runbook.build(symptom, catalogue, registry,
+                                                                       report.results, profile, code)
+    return report

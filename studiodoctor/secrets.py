@@ -13,7 +13,9 @@ _PATTERNS = [
     # password=... in DSNs and query strings (also signed URL parameters)
     (re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_?key|x-goog-signature|signature|x-goog-credential|sig)=([^&\s'\"]+)"),
      r"\1=" + MASK),
-    (re.compile(r"(?i)\b(authorization|x-auth-key|cookie)(\"?\s*[:=]\s*\"?)([^\"\n]+)"), r"\1\2" + MASK),
+    # header values, unless they only reference an environment variable ("Bearer $TOKEN")
+    (re.compile(r"(?i)\b(authorization|x-auth-key|cookie)(\"?\s*[:=]\s*\"?)(?!\s*(?:bearer |token )?\$)([^\"\n]+)"),
+     r"\1\2" + MASK),
     (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
 ]
 

@@ -11,8 +11,8 @@ def lab_dir() -> Path:
     base = os.environ.get("STUDIODOCTOR_LAB_DIR")
     if base:
         return Path(base)
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(state) / "studiodoctor" / "lab"
+    # not under $HOME: PostgreSQL runs as the `postgres` user when we are root, and /root is private
+    return Path(f"/tmp/studiodoctor-lab-{os.getuid()}")
 
 
 def profile_path() -> Path:

@@ -1,0 +1,403 @@
+"""The command line: a thin face over the engine (tests call ``main([...])`` in-process)."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .report import ExitCode
+
+app = typer.Typer(
+    name="studiodoctor",
+    help="Diagnose Kolibri Studio's production stack, layer by layer.\n\n"
+         "\b\nExamples:\n"
+         "  studiodoctor diagnose 502              # ordered runbook for users seeing 502s\n"
+         "  studiodoctor check --layer gcs         # every check of one layer\n"
+         "  studiodoctor check --format json       # for automation (exit 0 ok, 1 warn, 2 fail, 3 unknown)\n"
+         "  studiodoctor explain gcs.databases_cache_control\n"
+         "  studiodoctor lab up && studiodoctor check --profile lab",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=True)
+lab_app = typer.Typer(help="Studio's stack on loopback for tests, demos and drills.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(lab_app, name="lab")
+
+
+class CliError(Exception):
+    """A one-line error for stderr, exit 3."""
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"studiodoctor {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    pass
+
+
+ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (production, staging, lab, or one of yours).")
+ConfigOpt = typer.Option(None, "--config", help="Config file (default: $STUDIODOCTOR_CONFIG, ./studiodoctor.toml, "
+                                                "~/.config/studiodoctor/config.toml).")
+FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json or markdown.")
+TimeoutOpt = typer.Option(None, "--timeout", "-t", help="Seconds each check may take (default: the profile's).")
+DebugOpt = typer.Option(False, "--debug", help="Add tracebacks of crashed checks (redacted) to the output.")
+MaxObjectsOpt = typer.Option(100_000, "--max-objects", help="Most objects a bucket audit reads.")
+
+
+def _load_profile(profile: str | None, config: str | None):
+    from .config import load_profile
+
+    return load_profile(profile, config)
+
+
+def _check_format(fmt: str) -> str:
+    from .render import FORMATS
+
+    if fmt not in FORMATS:
+        raise CliError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return fmt
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and timeout <= 0:
+        raise CliError("--timeout must be a positive number of seconds")
+    return timeout
+
+
+class _Progress:
+    """Live progress on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.live = total, 0, None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self.live = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 console=Console(stderr=True), transient=True)
+            self.task = self.live.add_task("running checks", total=total)
+
+    def __enter__(self):
+        if self.live:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.stop()
+
+    def start(self, chk):
+        if self.live:
+            self.live.update(self.task, description=f"running {chk.id}")
+
+    def finish(self, result):
+        self.done += 1
+        if self.live:
+            self.live.update(self.task, advance=1, description=f"{result.id}: {result.status.value}")
+
+
+def _emit(report, profile, fmt: str) -> None:
+    from .render import render
+    from .secrets import Redactor
+
+    data = report.to_dict(Redactor(profile.secrets))
+    color = fmt == "table" and sys.stdout.isatty()
+    width = 120
+    if color:
+        import shutil
+
+        width = shutil.get_terminal_size((120, 40)).columns
+    text = render(data, fmt, color=color, width=width)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command(epilog="\b\nExamples:\n  studiodoctor check\n  studiodoctor check --layer redis --layer postgres\n"
+                    "  studiodoctor check --check gcs.databases_cache_control --format json")
+def check(
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer (repeatable)."),
+    check_id: Optional[List[str]] = typer.Option(None, "--check", "-c", help="Only this check id (repeatable)."),
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    fmt: str = FormatOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    max_objects: int = MaxObjectsOpt,
+    debug: bool = DebugOpt,
+):
+    """Run checks (all layers, or the ones chosen) and report what each saw."""
+    from . import engine
+    from .registry import default_registry
+
+    fmt = _check_format(fmt)
+    prof = _load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    chosen = engine.select_checks(registry, layer or [], check_id or [])
+    with _Progress(len(chosen)) as prog:
+        report = engine.check(prof, layer or [], check_id or [], registry=registry,
+                              timeout=_check_timeout(timeout), debug=debug,
+                              options={"max_objects": max_objects}, on_start=prog.start, on_done=prog.finish)
+    _emit(report, prof, fmt)
+    raise typer.Exit(int(report.exit_code))
+
+
+@app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
+                    "  studiodoctor diagnose 524 --profile staging --format json")
+def diagnose(
+    symptom: str = typer.Argument(..., help="What users report: 502, dns, ssl, caching, publishing, ... "
+                                            "(see `studiodoctor symptoms`)."),
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    fmt: str = FormatOpt,
+    timeout: Optional[float] = TimeoutOpt,
+    max_objects: int = MaxObjectsOpt,
+    debug: bool = DebugOpt,
+):
+    """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
+    from . import engine, runbook
+    from .registry import default_registry
+    from .symptoms import load_catalogue
+
+    fmt = _check_format(fmt)
+    prof = _load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
+    total = len(runbook.checks_for(sym, registry)) if sym else 0
+    with _Progress(total) as prog:
+        report = engine.diagnose(prof, symptom, registry=registry, timeout=_check_timeout(timeout), debug=debug,
+                                 options={"max_objects": max_objects}, on_start=prog.start, on_done=prog.finish)
+    _emit(report, prof, fmt)
+    raise typer.Exit(int(report.exit_code))
+
+
+@app.command()
+def symptoms(
+    config: Optional[str] = ConfigOpt,
+    profile: Optional[str] = ProfileOpt,
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+):
+    """List the symptoms `diagnose` knows: name, aliases and the walk of layers."""
+    import json
+
+    from .symptoms import load_catalogue
+
+    prof = _load_profile(profile, config)
+    cat = load_catalogue(prof.symptoms, prof.source)
+    if fmt == "json":
+        typer.echo(json.dumps([{"name": s.name, "title": s.title, "aliases": s.aliases, "layers": s.layers}
+                               for s in cat.symptoms.values()], indent=2))
+        return
+    for s in cat.symptoms.values():
+        aliases = f" ({', '.join(s.aliases)})" if s.aliases else ""
+        typer.echo(f"{s.name}{aliases}: {' -> '.join(s.layers)}  — {s.title}")
+
+
+@app.command("list")
+def list_checks(
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer (repeatable)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+):
+    """List layers and their checks: id, safety class, what each needs."""
+    import json
+
+    from .engine import known_layers, select_checks
+    from .registry import default_registry
+
+    registry = default_registry.load_plugins()
+    if layer:
+        select_checks(registry, layer, [])  # validates the names
+    layers = [lay for lay in known_layers(registry) if not layer or lay in layer]
+    if fmt == "json":
+        typer.echo(json.dumps([{"id": c.id, "layer": c.layer, "title": c.title, "safety": c.safety,
+                                "needs": list(c.needs), "depends_on": list(c.depends_on),
+                                "permissions": list(c.permissions)}
+                               for lay in layers for c in registry.for_layers([lay])], indent=2))
+        return
+    for lay in layers:
+        chks = registry.for_layers([lay])
+        typer.echo(f"{lay}" + ("" if chks else "  (no automated checks: manual steps only)"))
+        for c in chks:
+            needs = f"  needs: {', '.join(c.needs)}" if c.needs else ""
+            typer.echo(f"  {c.id:<34} [{c.safety}] {c.title}{needs}")
+
+
+@app.command()
+def explain(target: str = typer.Argument(..., help="A check id, a layer or a symptom.")):
+    """Print what a check does and why (its docstring), or describe a layer or a symptom."""
+    from .engine import known_layers, suggest
+    from .registry import default_registry
+    from .symptoms import load_catalogue
+
+    registry = default_registry.load_plugins()
+    if target in registry.checks:
+        c = registry.checks[target]
+        typer.echo(f"{c.id} — {c.title}")
+        typer.echo(f"layer: {c.layer}   safety: {c.safety}")
+        for label, values in (("needs", c.needs), ("permissions", c.permissions), ("depends on", c.depends_on),
+                              ("explained by", c.explained_by)):
+            if values:
+                typer.echo(f"{label}: {', '.join(values)}")
+        typer.echo("")
+        typer.echo(c.doc or "(no description)")
+        return
+    cat = load_catalogue()
+    if target in known_layers(registry):
+        typer.echo(f"{target} — {cat.layer_title(target)}")
+        for c in registry.for_layers([target]):
+            typer.echo(f"  {c.id}: {c.title}")
+        return
+    sym = cat.lookup(target)
+    if sym:
+        typer.echo(f"{sym.name} — {sym.title}")
+        if sym.aliases:
+            typer.echo(f"aliases: {', '.join(sym.aliases)}")
+        if target in sym.codes:
+            typer.echo(f"{target}: {sym.codes[target]}")
+        for i, step in enumerate(sym.steps, 1):
+            typer.echo(f"{i}. {step.layer}: {step.why}")
+        return
+    raise CliError(f"nothing called {target!r}{suggest(target, [*registry.checks, *cat.all_words()])}; "
+                   f"see `studiodoctor list` and `studiodoctor symptoms`")
+
+
+@config_app.command("show")
+def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = ConfigOpt,
+                fmt: str = typer.Option("table", "--format", "-f", help="table or json.")):
+    """Print the resolved profile, secrets redacted."""
+    import json
+
+    prof = _load_profile(profile, config)
+    data = prof.redacted()
+    if fmt == "json":
+        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data}, indent=2))
+        return
+    typer.echo(f"# profile {prof.name} (from {prof.source})")
+    _print_toml(data, [])
+
+
+def _print_toml(data: dict, path: list[str]) -> None:
+    import json
+
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "resolve"}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict) and k != "resolve"}
+    if path and scalars:
+        typer.echo(f"\n[{'.'.join(path)}]")
+    for k, v in scalars.items():
+        unset = getattr(v, "var", None)
+        if unset:
+            typer.echo(f'{k} = ""  # ${{{unset}}} is not set')
+        elif isinstance(v, dict):
+            typer.echo(f"{k} = {{{', '.join(f'{json.dumps(a)} = {json.dumps(b)}' for a, b in v.items())}}}")
+        else:
+            typer.echo(f"{k} = {json.dumps(v)}")
+    for k, v in tables.items():
+        _print_toml(v, [*path, k])
+
+
+@config_app.command("validate")
+def config_validate(profile: Optional[str] = ProfileOpt, config: Optional[str] = ConfigOpt):
+    """Check the config file and the profile; exit 0 when valid, 3 with one line when not."""
+    from .config import find_config_file
+
+    prof = _load_profile(profile, config)
+    from .symptoms import load_catalogue
+
+    load_catalogue(prof.symptoms, prof.source)
+    source = find_config_file(config)
+    unset = prof.unset_vars()
+    typer.echo(f"ok: profile {prof.name} from {source or 'built-in profiles'}")
+    for key, var in unset:
+        typer.echo(f"note: {key} refers to ${{{var}}}, which is not set: its layer will be skipped")
+
+
+@lab_app.command("up")
+def lab_up():
+    """Start the lab's servers on loopback in the background and write the `lab` profile."""
+    from .lab import manager
+    from .lab.state import lab_dir
+
+    manager.up(progress=lambda msg: typer.echo(msg, err=True))
+    typer.echo(f"lab is up ({lab_dir()}); try: studiodoctor check --profile lab")
+
+
+@lab_app.command("status")
+def lab_status():
+    """Show the lab's servers and whether each is running."""
+    from .lab import manager
+
+    rows = manager.status()
+    if not rows:
+        typer.echo("lab is down (run `studiodoctor lab up`)")
+        raise typer.Exit(int(ExitCode.WARN))
+    for row in rows:
+        typer.echo(f"{row['kind']:<12} {row['address']:<18} pid {row['pid']:<8} "
+                   f"{'running' if row['running'] else 'STOPPED'}")
+    if not all(r["running"] for r in rows):
+        raise typer.Exit(int(ExitCode.WARN))
+
+
+@lab_app.command("down")
+def lab_down():
+    """Stop the lab's servers and remove its state and profile."""
+    from .lab import manager
+
+    manager.down(progress=lambda msg: typer.echo(msg, err=True))
+    typer.echo("lab is down")
+
+
+def _one_line(exc: BaseException) -> str:
+    from .secrets import Redactor
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return Redactor().text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit code (DESIGN.md: 0 ok, 1 warn, 2 fail, 3 unknown/usage)."""
+    from typer import Abort, Exit
+    from typer._click.exceptions import ClickException  # typer vendors click
+
+    from .config import ConfigError
+    from .engine import UsageError
+    from .lab.launcher import LabError
+    from .registry import RegistryError
+    from .symptoms import CatalogueError
+
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        rv = typer.main.get_command(app).main(args=argv, prog_name="studiodoctor", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except Exit as exc:
+        return exc.exit_code
+    except ClickException as exc:  # usage errors: exit 3, not click's 2
+        print(f"studiodoctor: {_one_line(exc.format_message())}", file=sys.stderr)
+        return int(ExitCode.UNKNOWN)
+    except (CliError, ConfigError, UsageError, LabError, RegistryError, CatalogueError) as exc:
+        print(f"studiodoctor: {_one_line(exc)}", file=sys.stderr)
+        return int(ExitCode.UNKNOWN)
+    except Abort:
+        print("studiodoctor: aborted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for the user; --debug shows it, redacted
+        print(f"studiodoctor: internal error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        if debug:
+            import traceback
+
+            from .secrets import Redactor
+
+            print(Redactor().text(traceback.format_exc()), file=sys.stderr)
+        return int(ExitCode.UNKNOWN)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Markdown output, to paste into an incident document."""
+
+from __future__ import annotations
+
+from . import format_value
+
+ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
+        "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
+
+
+def _evidence(lines: list[str], evidence: dict, indent: str = "") -> None:
+    for key, value in evidence.items():
+        if key == "traceback":
+            lines.append(f"{indent}- traceback:\n\n```\n{value}\n```")
+        else:
+            lines.append(f"{indent}- {key}: `{format_value(value)}`")
+
+
+def _commands(lines: list[str], commands: list[dict]) -> None:
+    if not commands:
+        return
+    lines.append("")
+    lines.append("```sh")
+    for c in commands:
+        note = f"  # {c['note']}" if c.get("note") else ""
+        lines.append(f"# [{c['safety']}]{note}")
+        lines.append(c["text"])
+    lines.append("```")
+
+
+def render_markdown(data: dict) -> str:
+    results = {r["id"]: r for r in data["results"]}
+    lines = []
+    if data["command"] == "diagnose":
+        lines.append(f"# studiodoctor diagnose `{data['symptom']}` — profile `{data['profile']}`")
+    else:
+        lines.append(f"# studiodoctor check — profile `{data['profile']}`")
+    lines.append("")
+    lines.append(f"Started {data['started_at']}, took {data['duration_ms'] / 1000:.1f} s. "
+                 f"Overall: **{data['status']}** (exit {data['exit_code']}).")
+    for note in data.get("notes", []):
+        lines.append("")
+        lines.append(f"> {note}")
+    cause = data.get("likely_cause")
+    if cause:
+        lines += ["", "## Likely cause", "",
+                  f"**{cause['layer']}** — `{cause['check']}`: {cause['summary']}"]
+        if cause.get("evidence"):
+            lines.append("")
+            _evidence(lines, cause["evidence"])
+        if cause.get("hint"):
+            lines += ["", f"Fix: {cause['hint']}"]
+    if data["command"] == "diagnose":
+        lines += ["", "## Runbook"]
+        for step in data["runbook"]:
+            lines += ["", f"### {step['step']}. {ICON.get(step['verdict'], '')} {step['layer']}: {step['title']} "
+                          f"— {step['verdict']}", "", f"_Why:_ {step['why']}"]
+            if step.get("consequence_of"):
+                lines.append(f"_Consequence of {', '.join(step['consequence_of'])}._")
+            if step.get("blocked_by"):
+                lines.append(f"_Blocked by {', '.join(step['blocked_by'])}._")
+            if step["results"]:
+                lines.append("")
+                for rid in step["results"]:
+                    r = results[rid]
+                    lines.append(f"- {ICON[r['status']]} `{r['id']}` **{r['status']}** — {r['summary']}")
+                    if r["status"] not in ("ok", "skip"):
+                        _evidence(lines, r["evidence"], "  ")
+                        if r.get("hint"):
+                            lines.append(f"  - fix: {r['hint']}")
+            _commands(lines, step["commands"])
+    else:
+        lines += ["", "| status | check | summary |", "|---|---|---|"]
+        for r in data["results"]:
+            summary = r["summary"].replace("|", "\\|")
+            lines.append(f"| {ICON[r['status']]} {r['status']} | `{r['id']}` | {summary} |")
+        for r in data["results"]:
+            if r["status"] in ("ok", "skip"):
+                continue
+            lines += ["", f"### `{r['id']}` — {r['status']}", "", r["summary"], ""]
+            _evidence(lines, r["evidence"])
+            if r.get("hint"):
+                lines += ["", f"Fix: {r['hint']}"]
+            _commands(lines, r["commands"])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,171 @@
+"""The symptom catalogue (data in ``data/symptoms.toml``, extendable from the user's config)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .model import SAFETY_CLASSES, Command
+
+CATALOGUE = Path(__file__).parent / "data" / "symptoms.toml"
+
+
+class CatalogueError(Exception):
+    """A symptom definition is malformed (names the symptom and the field)."""
+
+
+@dataclass
+class Step:
+    layer: str
+    why: str
+    title: str = ""
+    checks: list[str] | None = None        # None: every check of the layer
+    commands: list[Command] = field(default_factory=list)
+
+
+@dataclass
+class Symptom:
+    name: str
+    title: str
+    aliases: list[str]
+    steps: list[Step]
+    codes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[str]:
+        return [s.layer for s in self.steps]
+
+
+@dataclass
+class Catalogue:
+    symptoms: dict[str, Symptom]
+    layers: dict[str, dict[str, Any]]
+
+    def names(self) -> list[str]:
+        return list(self.symptoms)
+
+    def lookup(self, word: str) -> Symptom | None:
+        key = word.strip().lower()
+        for sym in self.symptoms.values():
+            if key == sym.name.lower() or key in (a.lower() for a in sym.aliases):
+                return sym
+        return None
+
+    def all_words(self) -> list[str]:
+        return [w for s in self.symptoms.values() for w in (s.name, *s.aliases)]
+
+    def layer_title(self, layer: str) -> str:
+        return self.layers.get(layer, {}).get("title", layer)
+
+    def layer_commands(self, layer: str) -> list[Command]:
+        return _commands(self.layers.get(layer, {}).get("commands", []), f"layers.{layer}")
+
+
+def _commands(raw: list, where: str) -> list[Command]:
+    out = []
+    for item in raw or []:
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict) or "text" not in item:
+            raise CatalogueError(f"{where}: commands: each needs a `text`")
+        safety = item.get("safety", "read-only")
+        if safety not in SAFETY_CLASSES:
+            raise CatalogueError(f"{where}: commands: safety must be one of {', '.join(SAFETY_CLASSES)}")
+        out.append(Command(item["text"], safety, item.get("note", "")))
+    return out
+
+
+def _symptom(name: str, raw: dict, where: str) -> Symptom:
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{where}: symptoms.{name}: expected a table")
+    steps_raw = raw.get("steps")
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise CatalogueError(f"{where}: symptoms.{name}: needs at least one [[symptoms.{name}.steps]]")
+    steps = []
+    for i, st in enumerate(steps_raw, 1):
+        if not isinstance(st, dict) or not isinstance(st.get("layer"), str):
+            raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}]: needs a `layer`")
+        checks = st.get("checks")
+        if checks is not None and not (isinstance(checks, list) and all(isinstance(c, str) for c in checks)):
+            raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].checks: expected a list of check ids")
+        steps.append(Step(layer=st["layer"], why=str(st.get("why", "")), title=str(st.get("title", "")),
+                          checks=checks, commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
+    aliases = raw.get("aliases", [])
+    if not isinstance(aliases, list):
+        raise CatalogueError(f"{where}: symptoms.{name}.aliases: expected a list")
+    return Symptom(name=name, title=str(raw.get("title", name)), aliases=[str(a) for a in aliases], steps=steps,
+                   codes={str(k): str(v) for k, v in raw.get("codes", {}).items()})
+
+
+def load_catalogue(user_symptoms: dict | None = None, where: str = "config") -> Catalogue:
+    import tomllib
+
+    data = tomllib.loads(CATALOGUE.read_text())
+    symptoms = {str(n): _symptom(str(n), s, "built-in catalogue") for n, s in data["symptoms"].items()}
+    for name, raw in (user_symptoms or {}).items():
+        symptoms[str(name)] = _symptom(str(name), raw, where)
+    return Catalogue(symptoms=symptoms, layers=data.get("layers", {}))
+
+
+# ------------------------------------------------------------------------------------- templating
+_FIELD = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
+
+
+def template_values(profile) -> dict[str, str]:
+    """The names the runbook's commands are bound to, from the profile."""
+    from urllib.parse import urlsplit
+
+    hostnames = list(profile.value("dns.hostnames") or [])
+    public_urls = list(profile.value("public_urls") or [])
+    if not hostnames and public_urls:
+        hostnames = [urlsplit(public_urls[0]).hostname or ""]
+    kube = []
+    if profile.value("kubernetes.kubeconfig"):
+        kube.append(f"--kubeconfig {profile.value('kubernetes.kubeconfig')}")
+    if profile.value("kubernetes.context"):
+        kube.append(f"--context {profile.value('kubernetes.context')}")
+    if profile.value("kubernetes.api_url") and not kube:
+        kube.append(f"--server {profile.value('kubernetes.api_url')}")
+    entry = profile.value("traefik.entrypoint") or ""
+    entry_hostport = urlsplit(entry).netloc if entry else f"ORIGIN_IP:443"
+    hostname = hostnames[0] if hostnames else "HOSTNAME"
+    queues = profile.value("celery.queues") or ["celery"]
+
+    def v(key, fallback):
+        value = profile.value(key)
+        return str(value) if value else fallback
+
+    namespace = v("kubernetes.namespace", "studio")
+    return {
+        "public_url": public_urls[0].rstrip("/") if public_urls else f"https://{hostname}",
+        "hostname": hostname,
+        "zone": v("cloudflare.zone", v("dns.zone", "ZONE")),
+        "namespace": namespace,
+        "app_deployment": v("kubernetes.app_deployment", f"{namespace}-studio"),
+        "workers_deployment": v("kubernetes.workers_deployment", f"{namespace}-studio-workers"),
+        "cloudsql_deployment": v("kubernetes.cloudsql_deployment", f"{namespace}-cloudsql-proxy"),
+        "kube": " ".join(kube),
+        "bucket": v("gcs.bucket", "BUCKET"),
+        "queue": queues[0],
+        "redis_url": v("celery.broker_url", v("redis.url", "$STUDIO_REDIS_URL")),
+        "dsn": v("postgres.dsn", "$STUDIO_DATABASE_URL"),
+        "nginx_url": v("nginx.url", "http://127.0.0.1:8080").rstrip("/"),
+        "app_url": v("app.url", "http://127.0.0.1:8081").rstrip("/"),
+        "traefik_api": v("traefik.api_url", "http://127.0.0.1:9000").rstrip("/"),
+        "entrypoint": entry or "https://ORIGIN_IP",
+        "entrypoint_hostport": entry_hostport,
+    }
+
+
+def render_command(cmd: Command, values: dict[str, str]) -> Command:
+    def sub(m):
+        if m.group(0) == "{{":
+            return "{"
+        if m.group(0) == "}}":
+            return "}"
+        return values.get(m.group(1), m.group(0))
+
+    text = re.sub(r"\s{2,}", " ", _FIELD.sub(sub, cmd.text)).strip()
+    return Command(text, cmd.safety, _FIELD.sub(sub, cmd.note))
