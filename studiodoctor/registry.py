@@ -43,8 +43,8 @@ class Check:
             object.__setattr__(self, "layer", self.id.split(".", 1)[0])
         if self.safety not in SAFETY_CLASSES:
             raise RegistryError(f"{self.id}: unknown safety class {self.safety!r}")
-        params = list(inspect.signature(self.func).parameters)
-        if len(params) != 1:
+        params = inspect.signature(self.func).parameters.values()
+        if len([p for p in params if p.default is inspect.Parameter.empty]) != 1:
             raise RegistryError(f"{self.id}: a check function takes exactly one argument (the context)")
         if not self.doc:
             object.__setattr__(self, "doc", inspect.cleandoc(self.func.__doc__ or ""))

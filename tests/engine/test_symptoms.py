@@ -1,0 +1,74 @@
+"""The built-in catalogue against DESIGN.md's table (read from the design, not copied)."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from studiodoctor.symptoms import load_catalogue, render_command, template_values
+
+DESIGN = Path(__file__).resolve().parents[3] / "shared" / "DESIGN.md"
+
+
+def design_table():
+    if not DESIGN.exists():
+        pytest.skip(f"{DESIGN} not found (shared/ lies beside the checkout in CI and sessions)")
+    text = DESIGN.read_text()
+    section = text[text.index("## Symptoms"):]
+    rows = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `([^`]+)`(?: \(([^)]*)\))? \| ([a-z →-]+) \|", line)
+        if m:
+            name, aliases, walk = m.groups()
+            rows[name] = ([a.strip() for a in (aliases or "").split(",") if a.strip()],
+                          [w.strip() for w in walk.split("→")])
+    assert len(rows) >= 15
+    return rows
+
+
+def test_every_design_symptom_is_in_the_catalogue_with_its_walk():
+    cat = load_catalogue()
+    for name, (aliases, walk) in design_table().items():
+        sym = cat.symptoms.get(name)
+        assert sym is not None, f"symptom {name} missing"
+        assert sym.layers == walk, f"{name}: walk {sym.layers} != {walk}"
+        for alias in aliases:
+            if "–" in alias:  # "520–526": each code
+                lo, hi = (int(x) for x in alias.split("–"))
+                for code in range(lo, hi + 1):
+                    assert cat.lookup(str(code)) is sym
+            else:
+                assert cat.lookup(alias) is sym, f"alias {alias} of {name}"
+
+
+def test_cloudflare_codes_lead_to_the_502_walk_with_their_meaning():
+    cat = load_catalogue()
+    for code in ["504", *map(str, range(520, 528)), "530"]:
+        sym = cat.lookup(code)
+        assert sym.name == "502"
+        assert sym.codes[code]
+
+
+def test_every_step_has_a_why_and_every_layer_has_commands():
+    cat = load_catalogue()
+    for sym in cat.symptoms.values():
+        for step in sym.steps:
+            assert step.why, f"{sym.name}/{step.layer} has no why"
+            assert cat.layer_commands(step.layer) or step.commands, f"no commands for layer {step.layer}"
+
+
+def test_commands_are_bound_to_the_profiles_names_and_leave_no_placeholder(make_profile):
+    prof = make_profile({"kubernetes": {"namespace": "master", "context": "gke_prod"},
+                         "gcs": {"bucket": "studio-content"}, "celery": {"queues": ["celery"]},
+                         "redis": {"url": "redis://:s3cret@10.1.2.3:6379/0"}},
+                        public_urls=["https://studio.learningequality.org"])
+    values = template_values(prof)
+    cat = load_catalogue()
+    for layer in cat.layers:
+        for cmd in cat.layer_commands(layer):
+            text = render_command(cmd, values).text
+            assert not re.search(r"(?<!%)\{[a-z_]+\}", text), text  # %{...} is curl's
+    kube = render_command(cat.layer_commands("kubernetes")[0], values).text
+    assert kube == "kubectl --context gke_prod -n master get deploy,pods -o wide"
+    gcs = [render_command(c, values).text for c in cat.layer_commands("gcs")]
+    assert any("gs://studio-content" in t for t in gcs)
