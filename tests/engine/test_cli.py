@@ -1,0 +1,96 @@
+"""The CLI in-process: exit codes, one-line errors, formats, no heavy imports at start-up."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from studiodoctor import __version__
+from studiodoctor.cli import main
+
+HEAVY = ("kubernetes", "google.cloud.storage", "cloudflare", "celery", "redis", "psycopg", "dns.resolver", "httpx")
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err):
+    lines = err.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith("studiodoctor: ") and "Traceback" not in err
+
+
+def test_version(capsys):
+    assert cli(capsys, "--version") == (0, f"studiodoctor {__version__}\n", "")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["symptoms"], ["explain", "502"], ["config", "show"]])
+def test_light_commands_import_no_heavy_sdk(args):
+    code = ("import sys; from studiodoctor.cli import main; rc = main(%r); "
+            "print([m for m in %r if m in sys.modules])" % (args, HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STUDIODOCTOR_CONFIG", raising=False)
+
+    def write(text):
+        path = tmp_path / "studiodoctor.toml"
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+@pytest.mark.parametrize("args, text, fragment", [
+    (["check", "--layer", "redsi"], "", "unknown layer 'redsi' (did you mean redis"),
+    (["check", "--check", "redis.nope"], "", "unknown check id 'redis.nope'"),
+    (["check", "--profile", "nope"], "", "unknown profile 'nope'"),
+    (["check"], "[profiles.production\n", "not valid TOML"),
+    (["check"], '[profiles.production]\ntimeout = "x"\n', "profiles.production.timeout: expected a positive number"),
+    (["check", "--layer", "redis"], "", "redis.url: ${STUDIO_REDIS_URL} is not set"),
+    (["check", "--format", "yaml"], "", "unknown format 'yaml'"),
+    (["check", "--timeout", "0"], "", "--timeout must be a positive number"),
+    (["check", "--bogus"], "", "No such option: --bogus"),
+    (["diagnose", "5O2"], "", "unknown symptom '5o2'"),
+    (["explain", "gcs.nope"], "", "nothing called 'gcs.nope'"),
+])
+def test_bad_input_is_one_line_and_exit_3(capsys, config_file, monkeypatch, args, text, fragment):
+    monkeypatch.delenv("STUDIO_REDIS_URL", raising=False)
+    config_file(text)
+    code, out, err = cli(capsys, *args)
+    assert code == 3
+    assert one_line_error(err), err
+    assert fragment.lower() in err.lower()
+
+
+def test_config_show_redacts_secrets(capsys, config_file, monkeypatch):
+    monkeypatch.setenv("MY_DSN", "postgresql://studio:pa55-w0rd-x@10.9.8.7:5432/studio")
+    config_file('[profiles.production.postgres]\ndsn = "${MY_DSN}"\n')
+    for fmt in ("table", "json"):
+        code, out, err = cli(capsys, "config", "show", "--format", fmt)
+        assert code == 0
+        assert "10.9.8.7" in out and "pa55-w0rd-x" not in out
+
+
+def test_config_validate_notes_unset_variables(capsys, config_file, monkeypatch):
+    monkeypatch.delenv("STUDIO_REDIS_URL", raising=False)
+    config_file("")
+    code, out, err = cli(capsys, "config", "validate")
+    assert code == 0
+    assert "redis.url refers to ${STUDIO_REDIS_URL}, which is not set" in out
+
+
+def test_list_and_explain(capsys):
+    code, out, _ = cli(capsys, "list", "--format", "json")
+    checks = json.loads(out)
+    assert code == 0
+    assert all({"id", "layer", "safety", "needs"} <= set(c) for c in checks)
+    code, out, _ = cli(capsys, "explain", "502")
+    assert code == 0 and "1. cloudflare" in out and "7. redis" in out
