@@ -5,7 +5,8 @@ Differences from production, each forced by the lab: it listens on a free loopba
 aliases a lab directory holding a few sample assets; the bucket is reached path-style on
 fake-gcs-server (``http://127.0.0.1:PORT/<bucket>/<name>``) instead of
 ``https://<bucket>.storage.googleapis.com``; and the bare ``/content/`` answers GCS's own
-anonymous-listing refusal (403 AccessDenied XML) because fake-gcs-server has no IAM and would list.
+anonymous-listing refusal (403 AccessDenied XML) because fake-gcs-server has no IAM and would list
+(pass ``listing_guard=False`` when ``gcs_url`` is the lab's GCS gate, which refuses listings itself).
 
 Faults (``set_fault(name, on)`` re-renders the config and reloads nginx; they survive to_state):
 - ``databases_public``: ``/content/`` hides GCS's Cache-Control and adds ``public, max-age=3600``;
@@ -45,10 +46,12 @@ class StudioNginx(NginxServer):
     """``StudioNginx(root, app_port=..., gcs_url=..., bucket=..., proxy_read_timeout=100)``."""
 
     def __init__(self, root, port: int = 0, app_port: int = 0, gcs_url: str = "", bucket: str = "studio-content",
-                 proxy_read_timeout: float = 100, faults: list | tuple = (), name: str = "studio-nginx",
-                 body: str = "", **options):
+                 proxy_read_timeout: float = 100, faults: list | tuple = (), listing_guard: bool = True,
+                 name: str = "studio-nginx", body: str = "", **options):
         super().__init__(root, port, name=name, app_port=app_port, gcs_url=gcs_url, bucket=bucket,
-                         proxy_read_timeout=proxy_read_timeout, faults=list(faults), **options)
+                         proxy_read_timeout=proxy_read_timeout, faults=list(faults), listing_guard=listing_guard,
+                         **options)
+        self.listing_guard = listing_guard
         self.app_port = app_port
         self.gcs_url = gcs_url.rstrip("/")
         self.bucket = bucket
@@ -97,7 +100,7 @@ class StudioNginx(NginxServer):
                  'add_header Cache-Control "public, max-age=31536000, immutable, no-transform";\n')
         public = ('proxy_hide_header Cache-Control;\nadd_header Cache-Control "public, max-age=3600";\n'
                   if "databases_public" in self.faults else "")
-        root_guard = ("" if "bucket_listing" in self.faults else
+        root_guard = ("" if "bucket_listing" in self.faults or not self.listing_guard else
                       "  # stands in for GCS refusing anonymous listing (fake-gcs-server has no IAM)\n"
                       f"  location = /content/ {{ default_type application/xml; return 403 \"{_ACCESS_DENIED}\"; }}\n")
         content = self._content_proxy(cached="databases_cached" in self.faults) + public
