@@ -156,9 +156,10 @@ def break_publishing(conn, hours: float = 3.0, channel_id: str = LAB_CHANNEL_ID)
 
 
 def fix_publishing(conn) -> None:
-    """What ``manage.py reconcile_publishing_status`` does: clear ``publishing`` flags."""
+    """Back to healthy, as ``reconcile_publishing_status`` + a successful re-publish would leave it:
+    ``publishing`` flags cleared, pending changes applied, the abandoned export results revoked."""
     with conn.transaction():
         conn.execute(f"UPDATE {NODE_TABLE} SET publishing = false WHERE publishing")
         conn.execute(f"UPDATE {CHANGE_TABLE} SET applied = true WHERE NOT applied AND NOT errored")
-        conn.execute(f"UPDATE {TASKRESULT_TABLE} SET status = 'FAILURE', date_done = now() "
+        conn.execute(f"UPDATE {TASKRESULT_TABLE} SET status = 'REVOKED', date_done = now() "
                      f"WHERE status IN ('STARTED', 'PENDING')")

@@ -1,0 +1,86 @@
+"""A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.studio_tasks``).
+
+Fast to start and stop: ``--pool=solo`` by default (``threads`` when the test needs the worker to
+answer control commands while a task runs, as Studio's prefork main process does), no heartbeat,
+gossip or mingle. The worker listens on no port: readiness is its ``ready.`` log line.
+
+Faults: ``stop()`` (worker stopped: nothing answers ping, the queue grows), ``backlog(n)`` (n waiting
+``apply_channel_changes`` messages on the queue); ``start()`` again fixes both (the worker drains the
+backlog: its tasks are no-ops).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from .launcher import LabError, Launcher, pid_alive, stop_pid
+
+
+class CeleryWorker(Launcher):
+    kind = "celery"
+
+    def __init__(self, root, port: int = 0, broker_url: str = "", queues: str = "celery",
+                 pool: str = "solo", concurrency: int = 1, name: str = "studio-worker-1@lab", **options: Any):
+        super().__init__(root, port, broker_url=broker_url, queues=queues, pool=pool, concurrency=concurrency,
+                         name=name, **options)
+        if not broker_url:
+            raise LabError("a Celery worker needs a broker_url (the lab's Redis)")
+        self.broker_url = broker_url
+        self.queues = queues
+        self.pool = pool
+        self.concurrency = concurrency
+        self.name = name
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.studio_tasks", "worker",
+                "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
+                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+
+    def _log_size(self) -> int:
+        try:
+            return self.log.stat().st_size
+        except OSError:
+            return 0
+
+    def start(self, timeout: float = 30.0) -> "CeleryWorker":
+        from .studio_tasks import BROKER_ENV
+
+        offset = self._log_size()
+        self.pid = self.spawn(self.command(), env={BROKER_ENV: self.broker_url, "PYTHONUNBUFFERED": "1"})
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with open(self.log, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+            if " ready." in text:
+                return self
+            if not pid_alive(self.pid):
+                tail = text.strip().splitlines()[-1:]
+                raise LabError("celery worker exited before it was ready" + (f": {tail[0]}" if tail else ""))
+            time.sleep(0.05)
+        self.stop()
+        raise LabError(f"celery worker not ready after {timeout:g} s (see {self.log})")
+
+    def stop(self, cold: bool = False) -> None:
+        """SIGTERM = warm shutdown (running tasks finish; SIGKILL after 10 s); ``cold`` = at once
+        (SIGQUIT; SIGKILL for the threads pool, whose cold shutdown cannot cancel a running task)."""
+        import signal
+
+        sig = signal.SIGTERM
+        if cold:
+            sig = signal.SIGKILL if self.pool == "threads" else signal.SIGQUIT
+        stop_pid(self.pid, sig, timeout=10.0)
+
+    def backlog(self, count: int = 200, queue: str = "", priority: int | None = None, sleep: float = 0.0) -> None:
+        """Fault: publish ``count`` messages to ``queue`` (stop the worker first so they stay waiting).
+        ``sleep`` makes each task last that long once a worker takes it."""
+        from . import studio_tasks
+
+        studio_tasks.enqueue(count, queue=queue or self.queues.split(",")[0], priority=priority,
+                             broker_url=self.broker_url, sleep=sleep)
+
+    def profile(self) -> dict:
+        return {"celery": {"broker_url": self.broker_url, "queues": self.queues.split(","),
+                           "expected_workers": 1}}
