@@ -328,6 +328,7 @@ def _forbidden_bucket(ctx, bucket, exc):
         missing = [_missing_permission(exc, "storage.buckets.get")]
         evidence["test_iam_permissions"] = f"not answered: {_message(inner)}"
     missing = missing or [_missing_permission(exc, "storage.buckets.get")]
+    evidence["missing_permissions"] = missing
     return error(f"cannot read gs://{name}: our credentials lack {', '.join(missing)} (HTTP 403); "
                  f"this does not mean the bucket is missing", evidence=evidence, reason=Reason.FORBIDDEN,
                  hint="grant our identity roles/storage.legacyBucketReader (storage.buckets.get) and "
