@@ -164,9 +164,35 @@ def _celery_app(ctx, url: str):
             control_queue_ttl=t + 5,
             control_queue_expires=t + 30,
         )
+        if urlsplit(url).scheme in ("redis", "rediss"):
+            # every connection of this app (the control producer pool too) speaks RESP2
+            app.conf.broker_transport = ctx.shared.get("celery.resp2_transport", _resp2_transport)
         return app
 
     return ctx.shared.get(f"celery.app:{url}", make)
+
+
+def _resp2_transport():
+    """kombu's Redis transport speaking RESP2: redis-py >= 8 opens with ``HELLO 3``, which Studio's
+    production Redis (4.x) rejects (facts §4); Studio itself forces RESP2 for the same reason."""
+    from kombu.transport import redis as kombu_redis
+
+    class Channel(kombu_redis.Channel):
+        def _connparams(self, asynchronous=False):
+            params = super()._connparams(asynchronous)
+            params["protocol"] = 2
+            return params
+
+    class Transport(kombu_redis.Transport):
+        pass
+
+    Transport.Channel = Channel
+    return Transport
+
+
+def _broker_connection(ctx, url: str):
+    """A fresh kombu connection to the broker for one control call (RESP2 on Redis, no retries)."""
+    return _celery_app(ctx, url).connection_for_write()
 
 
 def _describe(exc: Exception) -> tuple[bool, str]:
@@ -182,8 +208,8 @@ def _ping(ctx, url: str) -> dict:
         wait = min(float(_setting(ctx, "ping_timeout")), max(0.1, ctx.timeout() - 0.5))
         t0 = time.monotonic()
         try:
-            app = _celery_app(ctx, url)
-            replies = app.control.ping(timeout=wait, limit=expected)
+            with _broker_connection(ctx, url) as conn:
+                replies = _celery_app(ctx, url).control.ping(timeout=wait, limit=expected, connection=conn)
         except Exception as exc:  # kombu OperationalError, redis ConnectionError, socket errors
             return {"error": exc, "seconds": time.monotonic() - t0, "wait": wait}
         workers = {}
@@ -206,9 +232,11 @@ def _slots(ctx, url: str) -> dict:
             return {"workers": {}, "active": {}, "stats": {}}
         wait = min(float(_setting(ctx, "ping_timeout")), max(0.1, ctx.timeout() - 0.5))
         try:
-            insp = _celery_app(ctx, url).control.inspect(destination=names, timeout=wait, limit=len(names))
-            active = insp.active() or {}
-            stats = insp.stats() or {}
+            with _broker_connection(ctx, url) as conn:
+                insp = _celery_app(ctx, url).control.inspect(destination=names, timeout=wait, limit=len(names),
+                                                             connection=conn)
+                active = insp.active() or {}
+                stats = insp.stats() or {}
         except Exception as exc:
             return {"error": exc}
         return {"workers": pinged["workers"], "active": active, "stats": stats}

@@ -22,9 +22,10 @@ class CeleryWorker(Launcher):
     kind = "celery"
 
     def __init__(self, root, port: int = 0, broker_url: str = "", queues: str = "celery",
-                 pool: str = "solo", concurrency: int = 1, name: str = "studio-worker-1@lab", **options: Any):
+                 pool: str = "solo", concurrency: int = 1, name: str = "studio-worker-1@lab", resp2: bool = True,
+                 **options: Any):
         super().__init__(root, port, broker_url=broker_url, queues=queues, pool=pool, concurrency=concurrency,
-                         name=name, **options)
+                         name=name, resp2=resp2, **options)
         if not broker_url:
             raise LabError("a Celery worker needs a broker_url (the lab's Redis)")
         self.broker_url = broker_url
@@ -32,6 +33,7 @@ class CeleryWorker(Launcher):
         self.pool = pool
         self.concurrency = concurrency
         self.name = name
+        self.resp2 = resp2  # Studio forces RESP2 (its production Redis is 4.x): so does the lab's worker
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.studio_tasks", "worker",
@@ -45,10 +47,11 @@ class CeleryWorker(Launcher):
             return 0
 
     def start(self, timeout: float = 30.0) -> "CeleryWorker":
-        from .studio_tasks import BROKER_ENV
+        from .studio_tasks import BROKER_ENV, RESP2_ENV
 
         offset = self._log_size()
-        self.pid = self.spawn(self.command(), env={BROKER_ENV: self.broker_url, "PYTHONUNBUFFERED": "1"})
+        env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
+        self.pid = self.spawn(self.command(), env=env)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with open(self.log, "rb") as fh:

@@ -13,7 +13,17 @@ import time
 from celery import Celery
 
 BROKER_ENV = "STUDIODOCTOR_CELERY_BROKER"
+RESP2_ENV = "STUDIODOCTOR_CELERY_RESP2"
 DEFAULT_QUEUE = "celery"
+
+if os.environ.get(RESP2_ENV) == "1":
+    # What Studio's settings do (commit ea3ca3497): production Redis 4.x rejects redis-py 8's RESP3
+    # HELLO, so force RESP2 process-wide. Only in the worker process (the launcher sets the variable).
+    import redis.connection
+    import redis.utils
+
+    redis.utils.DEFAULT_RESP_VERSION = 2
+    redis.connection.DEFAULT_RESP_VERSION = 2
 
 app = Celery("contentcuration")
 app.conf.update(

@@ -13,6 +13,7 @@ from checks.celery_workers import (KOMBU_SEP, QUEUE_DEPTH, SATURATION, STUCK_PUB
 from studiodoctor import engine
 from studiodoctor.lab import studio_schema
 from studiodoctor.lab.celery_worker import CeleryWorker
+from studiodoctor.lab.redis_server import RedisServer
 from studiodoctor.model import MUTATING, Status
 from studiodoctor.registry import Registry, default_registry
 
@@ -78,6 +79,29 @@ def test_healthy_stack_is_ok(worker, studio_db, profile):
     assert res[SATURATION].evidence["slots"] == 1 and res[SATURATION].evidence["busy"] == 0
     assert res[QUEUE_DEPTH].evidence["queues"]["celery"]["total"] == 0
     assert res[STUCK_PUBLISHES].evidence["publishing"] == []
+
+
+class RedisWithoutHello(RedisServer):
+    """Like Studio's production Redis 4.x: no HELLO command, so RESP3 clients cannot connect."""
+
+    def command(self):
+        return super().command() + ["--rename-command", "HELLO", ""]
+
+
+def test_resp2_broker_without_hello_like_production(lab_root, request, make_profile):
+    server = RedisWithoutHello(lab_root / (request.node.name[:30] + "-redis")).start()
+    w = None
+    try:
+        w = CeleryWorker(server.dir.parent / "worker", broker_url=server.url(0), name=WORKER_NAME).start()
+        prof = make_profile({"redis": {"url": server.url(0)}, "celery": {"ping_timeout": 1.0}}, timeout=8)
+        res = run(prof, registry=celery_only_registry(), ids=(WORKERS, QUEUE_DEPTH, UNACKED))
+    finally:
+        if w:
+            w.stop(cold=True)
+        server.stop()
+    for cid in (WORKERS, QUEUE_DEPTH, UNACKED):
+        assert res[cid].status is Status.OK, (cid, res[cid].summary)
+    assert res[WORKERS].evidence["workers"] == [WORKER_NAME]
 
 
 def test_worker_stopped_fails_within_the_ping_deadline(redis_server, studio_db, profile):
