@@ -1,0 +1,188 @@
+"""edge.* at the public URLs, against the lab edge: real nginx with lab-CA (trustme) certificates,
+proxy_cache and CloudFlare's headers, in front of a small origin."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from checks.edge_http import (CACHE_STATUS, CERTIFICATE, DATABASES_NOT_CACHED, ERROR_PAGES, HTTPS_REDIRECT,
+                              ORIGIN_LAYERS, PROXIED)
+from studiodoctor import engine
+from studiodoctor.lab.edge_proxy import EdgeProxy
+from studiodoctor.lab.launcher import free_port
+from studiodoctor.model import Reason, Status
+from studiodoctor.registry import default_registry
+
+HOST = "studio.localtest"
+EDGE_IDS = [HTTPS_REDIRECT, CERTIFICATE, PROXIED, ERROR_PAGES, CACHE_STATUS, DATABASES_NOT_CACHED]
+_names = itertools.count()
+
+
+class Origin(BaseHTTPRequestHandler):
+    """Studio's origin as the edge sees it: storage immutable, databases private, a 502 page on demand."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        status, headers, body = 200, {"Content-Type": "text/html"}, b"<html>studio</html>"
+        if self.path.startswith("/content/storage/"):
+            headers = {"Cache-Control": "public, max-age=31536000, immutable, no-transform",
+                       "Content-Type": "video/mp4"}
+        elif self.path.startswith("/content/databases/"):
+            headers = {"Cache-Control": "private", "Content-Type": "application/octet-stream"}
+        elif self.path.startswith("/static/"):
+            headers = {"Content-Type": "application/javascript"}
+        elif self.path.startswith("/bad-gateway"):
+            status, body = 502, b"<html><head><title>502 Bad Gateway</title></head><center>nginx</center></html>"
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def origin():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def edge_server(tmp_path_factory, origin):
+    server = EdgeProxy(tmp_path_factory.mktemp("edge"), hostnames=[HOST], origin_url=origin).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def edge(edge_server):
+    yield edge_server
+    if edge_server.faults:
+        edge_server.clear_faults()
+
+
+def run(make_profile, edge, path: str = "/", **cloudflare):
+    prof = edge.profile()
+    n = next(_names)  # fresh object names: the edge cache must not carry over between tests
+    sections = {"http": prof["http"], "cloudflare": {"static_path": f"/static/app{n}.js",
+                                                     "storage_path": f"/content/storage/a/b/{n:032x}.mp4",
+                                                     "databases_sample": f"/content/databases/{n:032x}.sqlite3",
+                                                     **cloudflare}}
+    report = engine.check(make_profile(sections, timeout=8, public_urls=[f"https://{HOST}{path}"]),
+                          check_ids=EDGE_IDS)
+    return {r.id: r for r in report.results}
+
+
+def test_healthy_edge(edge, make_profile):
+    res = run(make_profile, edge)
+    assert {i: res[i].status for i in EDGE_IDS} == {i: Status.OK for i in EDGE_IDS}, \
+        {i: res[i].summary for i in EDGE_IDS}
+    assert 85 < res[CERTIFICATE].evidence["certificates"][HOST]["days_left"] < 91
+    chain = res[HTTPS_REDIRECT].evidence["chains"][f"http://{HOST}/"]
+    assert chain[0]["status"] == 301 and chain[0]["location"] == f"https://{HOST}/"
+    assert res[DATABASES_NOT_CACHED].evidence["responses"][1]["cf-cache-status"] == "BYPASS"
+    assert res[CACHE_STATUS].evidence["samples"]["storage"]["cf-cache-status"] in ("MISS", "HIT")
+
+
+def test_expired_certificate(edge, make_profile):
+    edge.set_fault("expired_cert")
+    r = run(make_profile, edge)[CERTIFICATE]
+    assert r.status is Status.FAIL and "expired" in r.summary and HOST in r.summary
+
+
+def test_wrong_san(edge, make_profile):
+    edge.set_fault("wrong_san")
+    r = run(make_profile, edge)[CERTIFICATE]
+    assert r.status is Status.FAIL and "does not cover" in r.summary and "wrong-name.localtest" in r.summary
+
+
+def test_expiry_thresholds(edge, make_profile):
+    assert run(make_profile, edge, cert_warn_days=120)[CERTIFICATE].status is Status.WARN
+    assert run(make_profile, edge, cert_fail_days=120)[CERTIFICATE].status is Status.FAIL
+
+
+def test_untrusted_chain(edge, make_profile, tmp_path):
+    import trustme
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    prof = edge.profile()
+    report = engine.check(make_profile({"http": {**prof["http"], "ca_file": str(other)}}, timeout=8,
+                                       public_urls=[f"https://{HOST}/"]), check_ids=[CERTIFICATE])
+    r = report.results[0]
+    assert r.status is Status.FAIL and "does not verify" in r.summary
+
+
+def test_plain_http_not_redirected(edge, make_profile):
+    edge.set_fault("no_redirect")
+    r = run(make_profile, edge)[HTTPS_REDIRECT]
+    assert r.status is Status.FAIL and "plain HTTP" in r.summary and "not redirected" in r.summary
+
+
+def test_redirect_loop(edge, make_profile):
+    edge.set_fault("redirect_loop")
+    r = run(make_profile, edge)[HTTPS_REDIRECT]
+    assert r.status is Status.FAIL and "redirect loop" in r.summary
+    assert "ssl_mode" in r.hint
+    assert "cloudflare.ssl_mode" in default_registry.get(HTTPS_REDIRECT).explained_by
+
+
+@pytest.mark.parametrize("code, words", [(522, "timed out"), (524, "100 s")])
+def test_cloudflare_error_pages(edge, make_profile, code, words):
+    edge.set_fault(f"error_{code}")
+    r = run(make_profile, edge)[ERROR_PAGES]
+    assert r.status is Status.FAIL
+    assert str(code) in r.summary and "CloudFlare's error page" in r.summary and words in r.summary
+    assert r.evidence["responses"][f"https://{HOST}/"]["cloudflare_page"] is True
+    assert set(ORIGIN_LAYERS) <= set(default_registry.get(ERROR_PAGES).explained_by)
+
+
+def test_origin_502_page_passed_through(edge, make_profile):
+    r = run(make_profile, edge, path="/bad-gateway")[ERROR_PAGES]
+    assert r.status is Status.FAIL and "502" in r.summary and "origin's page" in r.summary
+
+
+def test_databases_object_served_as_hit(edge, make_profile):
+    edge.set_fault("databases_hit")
+    r = run(make_profile, edge)[DATABASES_NOT_CACHED]
+    assert r.status is Status.FAIL and "HIT" in r.summary
+    assert [s["cf-cache-status"] for s in r.evidence["responses"]] == ["MISS", "HIT"]
+
+
+def test_not_proxied(edge, make_profile):
+    edge.set_fault("unproxied")
+    res = run(make_profile, edge)
+    r = res[PROXIED]
+    assert r.status is Status.FAIL and "not served through CloudFlare" in r.summary and "cf-ray missing" in r.summary
+    assert res[DATABASES_NOT_CACHED].status is Status.WARN
+
+
+def test_edge_unreachable(make_profile):
+    port = free_port()
+    report = engine.check(make_profile({"http": {"resolve": {f"{HOST}:443": f"127.0.0.1:{port}",
+                                                             f"{HOST}:80": f"127.0.0.1:{port}"}}},
+                                       timeout=5, public_urls=[f"https://{HOST}/"]),
+                          check_ids=[PROXIED, CERTIFICATE, HTTPS_REDIRECT])
+    for r in report.results:
+        assert r.status is Status.FAIL and r.reason == Reason.UNREACHABLE.value, r.summary
+
+
+def test_samples_not_configured_skip(edge, make_profile):
+    report = engine.check(make_profile({"http": edge.profile()["http"]}, timeout=5,
+                                       public_urls=[f"https://{HOST}/"]), check_ids=[CACHE_STATUS, DATABASES_NOT_CACHED])
+    res = {r.id: r for r in report.results}
+    assert res[DATABASES_NOT_CACHED].status is Status.SKIP and "cloudflare.databases_sample" in res[DATABASES_NOT_CACHED].summary
+    assert res[CACHE_STATUS].status is Status.SKIP and "cloudflare.static_path" in res[CACHE_STATUS].summary
