@@ -621,6 +621,7 @@ def _match_fields(obj: dict, selector: str) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kube-apiserver-standin/1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
 
     def log_message(self, fmt, *args):  # quiet
         pass
@@ -634,8 +635,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _state(self) -> dict:
-        raw = json.loads(Path(self.server.state_file).read_text())
-        return effective_state(raw)
+        """The effective state; parsed and faulted at most once a second per file version."""
+        import time
+
+        st = os.stat(self.server.state_file)
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self.server.lock:
+            cached = self.server.cache
+            if cached and cached[0] == key and time.monotonic() - cached[1] < 1.0:
+                return cached[2]
+        state = effective_state(json.loads(Path(self.server.state_file).read_text()))
+        with self.server.lock:
+            self.server.cache = (key, time.monotonic(), state)
+        return state
 
     def _count(self, path: str) -> None:
         with self.server.lock:
@@ -756,6 +768,7 @@ def _make_server(port: int, state_file: str, host: str = "127.0.0.1") -> Threadi
     server.state_file = state_file
     server.lock = threading.Lock()
     server.counts = {}
+    server.cache = None
     return server
 
 

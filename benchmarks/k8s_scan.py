@@ -1,0 +1,85 @@
+"""Benchmark: the kubernetes layer over a namespace of ~1,000 pods served by the API stand-in.
+
+Prints: the list calls the run made (one per namespace and kind), the wall time of the whole
+kubernetes layer (median of 3 runs, client import excluded), the time of one raw pod list call
+(transfer + JSON parse), and the pure analysis time of the pod list (analyse_pods).
+
+    .venv/bin/python benchmarks/k8s_scan.py [--pods 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from checks import kube_cluster as kc
+    from studiodoctor import engine
+    from studiodoctor.config import profile_from_data
+    from studiodoctor.lab import kube_api as K
+
+    t0 = time.perf_counter()
+    import kubernetes.client  # noqa: F401  (import cost reported separately)
+
+    import_s = time.perf_counter() - t0
+    frontend = int(args.pods * 0.7)
+    workers = args.pods - frontend
+    with tempfile.TemporaryDirectory() as root:
+        server = K.KubeAPIServer(root, hostnames=["studio.localtest"])
+        state = K.studio_state(hostnames=("studio.localtest",), frontend=frontend, workers=workers)
+        state["faults"] = ["oomkilled", "pending", "memory-high"]
+        server.start(state=state)
+        try:
+            profile = profile_from_data("bench", {"kubernetes": {"api_url": server.url, "namespace": "studio"},
+                                                  "dns": {"hostnames": ["studio.localtest"]}, "timeout": 30},
+                                        env={})
+            walls, counts, results = [], {}, []
+            for _ in range(args.runs):
+                server.reset_counts()
+                t = time.perf_counter()
+                report = engine.check(profile, layers=["kubernetes"])
+                walls.append(time.perf_counter() - t)
+                counts = server.request_counts()
+                results = report.results
+            from kubernetes import client
+
+            cfg = client.Configuration()
+            cfg.host = server.url
+            api = client.CoreV1Api(client.ApiClient(cfg))
+            t = time.perf_counter()
+            items = json.loads(api.list_namespaced_pod("studio", _preload_content=False, _request_timeout=30).data)[
+                "items"]
+            list_s = time.perf_counter() - t
+            analyses = []
+            for _ in range(5):
+                t = time.perf_counter()
+                a = kc.analyse_pods(items, datetime.now(timezone.utc))
+                analyses.append(time.perf_counter() - t)
+        finally:
+            server.stop()
+
+    print(f"pods in namespace studio: {a['total']} ({frontend} frontend, {workers} workers, +1 Pending)")
+    print("list calls made by one run of the kubernetes layer:")
+    for path, n in sorted(counts.items()):
+        print(f"  {n:3d}  {path}")
+    print(f"kubernetes layer wall time ({len(results)} checks): median {statistics.median(walls):.3f} s "
+          f"(runs: {', '.join(f'{w:.3f}' for w in walls)})")
+    print(f"one pod list call (HTTP + JSON parse, {len(items)} pods): {list_s:.3f} s")
+    print(f"analyse_pods on {len(items)} pods: median {statistics.median(analyses) * 1000:.1f} ms")
+    print(f"kubernetes.client import: {import_s:.3f} s (not in the figures above)")
+    for r in results:
+        print(f"  {r.status.value:5} {r.id:32} {r.duration_ms:7.1f} ms  {r.summary[:90]}")
+
+
+if __name__ == "__main__":
+    main()
