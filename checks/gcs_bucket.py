@@ -222,8 +222,8 @@ def storage_cache_problem(value: str | None, minimum: int) -> str:
 
 
 def _list(ctx, prefix: str, limit: int, fields: str = LIST_FIELDS, page_size: int | None = None):
-    """Yield (page_number, blobs) for a paginated, field-restricted listing; stops at ``limit`` objects
-    or shortly before the deadline. Returns via StopIteration; callers use ``_collect``."""
+    """The SDK's iterator over a paginated, field-restricted listing of at most ``limit`` objects
+    (no retries; each page request bounded by the deadline). Callers walk it with ``_collect``."""
     client = _client(ctx)
     size = int(page_size or ctx.setting("page_size", 1000))
     iterator = client.list_blobs(_bucket_name(ctx), prefix=prefix, fields=fields,
@@ -618,7 +618,7 @@ def check_listing_not_public(ctx):
         if listed:
             first = re.search(r"<Key>([^<]+)</Key>|\"name\"\s*:\s*\"([^\"]+)\"", body)
             shown = next((g for g in (first.groups() if first else ()) if g), "")
-            seen[api] = f"HTTP 200, listing returned" + (f" ({shown})" if shown else "")
+            seen[api] = "HTTP 200, listing returned" + (f" ({shown})" if shown else "")
             exposed.append(api)
         elif resp.status_code in (401, 403):
             seen[api] = f"HTTP {resp.status_code}, refused"

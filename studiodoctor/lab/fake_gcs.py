@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import random
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -86,8 +87,27 @@ class FakeGCSServer(Launcher):
         # a -data preload of many objects takes the emulator a while before it listens
         if self.options.get("data_dir"):
             timeout = max(timeout, float(self.options.get("start_timeout", 180.0)))
+        started = time.monotonic()
         super().start(timeout)
+        # the emulator listens before it has loaded its objects: wait until it answers the API
+        self.wait_ready(max(1.0, timeout - (time.monotonic() - started)))
         return self
+
+    def wait_ready(self, timeout: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=max(0.2, end - time.monotonic())):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers
+            except OSError:
+                if time.monotonic() >= end or not self.alive():
+                    raise LabError(f"fake-gcs-server on {self.address} did not answer within {timeout:g} s") from None
+                time.sleep(0.1)
 
     def client(self):
         from google.auth.credentials import AnonymousCredentials
