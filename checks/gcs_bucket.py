@@ -9,6 +9,7 @@ audit needs: 20,000 objects cost 20 requests, never one request per object.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from urllib.parse import quote
@@ -72,7 +73,7 @@ def _make_client(ctx):
     from google.cloud import storage
 
     endpoint = _endpoint(ctx)
-    key_file = ctx.setting("credentials", "")
+    key_file = os.path.expanduser(ctx.setting("credentials", "") or "")
     project = ctx.setting("project", "")
     try:
         if key_file:

@@ -172,6 +172,22 @@ def test_dead_endpoint_is_unreachable_within_the_deadline(make_profile):
     assert res[DATABASES_CACHE_CONTROL].status is Status.BLOCKED
 
 
+def test_hanging_endpoint_times_out_within_the_deadline(make_profile):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        profile = make_profile({"gcs": {"bucket": "studio-content", "endpoint": url, "public_url": url}},
+                               timeout=1.5)
+        started = time.monotonic()
+        res = run(profile, check_ids=[BUCKET])
+        assert time.monotonic() - started < 3
+    assert res[BUCKET].status is Status.FAIL
+    assert "timed out" in res[BUCKET].summary
+
+
 def test_max_objects_bounds_the_audit(lab_profile):
     res = run(lab_profile(page_size=5), options={"max_objects": 7})
     db = res[DATABASES_CACHE_CONTROL]
