@@ -129,8 +129,16 @@ def _make_client(target: _Target, timeout: float, protocol: int = 2):
 
 
 def _client(ctx):
+    import weakref
+
     target = _target(ctx)
-    return ctx.shared.get(_CLIENT, lambda: _make_client(target, _budget(ctx)))
+
+    def factory():
+        client = _make_client(target, _budget(ctx))
+        weakref.finalize(ctx.shared, client.close)  # the run is over when its Shared is collected
+        return client
+
+    return ctx.shared.get(_CLIENT, factory)
 
 
 def _resolve(host: str, port: int, timeout: float) -> list[str]:
