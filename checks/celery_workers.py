@@ -44,8 +44,6 @@ DEFAULTS = {
     "publish_stuck_after": 7200,    # Studio's prober: a channel publishing >= 2 h
     "failed_publish_window": 86400,  # how far back to look for failed export-channel results
     "unapplied_after": 1800,        # unapplied changes older than 30 min while no task is active
-    "workers_deployment": "studio-workers",
-    "app_deployment": "studio-app",
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -83,21 +81,35 @@ def _namespace(ctx) -> str:
     return ctx.section("kubernetes").get("namespace") or "studio"
 
 
-def _kubectl(ctx, deployment_key: str, cmd: str) -> str:
-    return f"kubectl -n {_namespace(ctx)} exec deploy/{_setting(ctx, deployment_key)} -- {cmd}"
+def _deployment(ctx, which: str) -> str:
+    """``kubernetes.app_deployment`` / ``kubernetes.workers_deployment`` (the runbook's keys and defaults)."""
+    ns = _namespace(ctx)
+    default = f"{ns}-studio" if which == "app" else f"{ns}-studio-workers"
+    return ctx.section("kubernetes").get(f"{which}_deployment") or default
+
+
+def _kube(ctx) -> str:
+    k = ctx.section("kubernetes")
+    flags = "".join(f" --{key} {k[key]}" for key in ("kubeconfig", "context") if k.get(key))
+    return f"kubectl{flags} -n {_namespace(ctx)}"
+
+
+def _kubectl(ctx, which: str, cmd: str) -> str:
+    container = " -c app" if which == "app" else ""
+    return f"{_kube(ctx)} exec deploy/{_deployment(ctx, which)}{container} -- {cmd}"
 
 
 def _ping_command(ctx) -> Command:
-    return Command(_kubectl(ctx, "workers_deployment", "celery -A contentcuration inspect ping"), READ_ONLY,
+    return Command(_kubectl(ctx, "workers", "celery -A contentcuration inspect ping"), READ_ONLY,
                    "ask every worker for a pong, from inside the cluster")
 
 
 def _reconcile_commands(ctx) -> list[Command]:
     manage = "python contentcuration/manage.py"
     return [
-        Command(_kubectl(ctx, "app_deployment", f"{manage} reconcile_publishing_status"), MUTATING,
+        Command(_kubectl(ctx, "app", f"{manage} reconcile_publishing_status"), MUTATING,
                 "resets main_tree.publishing for channels with no active apply_channel_changes task"),
-        Command(_kubectl(ctx, "app_deployment", f"{manage} reconcile_change_tasks"), MUTATING,
+        Command(_kubectl(ctx, "app", f"{manage} reconcile_change_tasks"), MUTATING,
                 "revokes stale tasks and re-enqueues tasks for unapplied changes"),
     ]
 
@@ -318,9 +330,8 @@ def check_workers(ctx):
     expected = max(1, int(_setting(ctx, "expected_workers")))
     pinged = _ping(ctx, url)
     commands = [_ping_command(ctx),
-                Command(f"kubectl -n {_namespace(ctx)} get pods -l tier=workers", READ_ONLY),
-                Command(f"kubectl -n {_namespace(ctx)} logs deploy/{_setting(ctx, 'workers_deployment')} "
-                        f"--tail=100", READ_ONLY)]
+                Command(f"{_kube(ctx)} get pods -l tier=workers", READ_ONLY),
+                Command(f"{_kube(ctx)} logs -l tier=workers --tail=200", READ_ONLY)]
     if "error" in pinged:
         timed_out, text = _describe(pinged["error"])
         return unreachable("Celery broker", _address(url), text, timed_out=timed_out, commands=commands,
@@ -333,7 +344,7 @@ def check_workers(ctx):
                     commands=commands,
                     hint="the workers are down or not connected to this broker: check the workers "
                          "deployment's pods and logs, then restart it "
-                         f"(kubectl -n {_namespace(ctx)} rollout restart deploy/{_setting(ctx, 'workers_deployment')})")
+                         f"({_kube(ctx)} rollout restart deploy/{_deployment(ctx, 'workers')})")
     bad = [n for n in names if (pinged["workers"][n] or {}).get("ok") != "pong"]
     if bad:
         evidence["bad_replies"] = {n: pinged["workers"][n] for n in bad}
@@ -388,7 +399,7 @@ def check_saturation(ctx):
             waiting = None
     evidence = {"busy": busy, "slots": total, "workers": per_worker, "waiting": waiting,
                 "running_tasks": sorted(set(filter(None, running)))}
-    cmd = [Command(_kubectl(ctx, "workers_deployment", "celery -A contentcuration inspect active"), READ_ONLY)]
+    cmd = [Command(_kubectl(ctx, "workers", "celery -A contentcuration inspect active"), READ_ONLY)]
     if total == 0:
         return error(f"worker(s) {', '.join(silent)} answered ping but not inspect stats/active",
                      evidence=evidence, commands=cmd, reason=Reason.UNEXPECTED)
@@ -475,7 +486,7 @@ def check_unacked(ctx):
     evidence.update({"oldest_age_s": round(age, 1), "oldest_task": task,
                      "oldest_tag": tag.decode() if isinstance(tag, bytes) else str(tag)})
     cmds = [Command(_redis_cli(url, f"ZRANGE {zkey} 0 4 WITHSCORES"), READ_ONLY),
-            Command(_kubectl(ctx, "workers_deployment", "celery -A contentcuration inspect active"), READ_ONLY)]
+            Command(_kubectl(ctx, "workers", "celery -A contentcuration inspect active"), READ_ONLY)]
     what = f"oldest unacked delivery{f' ({task})' if task else ''} is {_fmt_age(age)} old"
     if age >= vt:
         return warn(f"{what}, past the {_fmt_age(vt)} visibility timeout: kombu redelivers it (the task runs "
@@ -557,7 +568,7 @@ def check_stuck_publishes(ctx):
                 "unapplied_oldest": oldest_change.isoformat(timespec="seconds") if oldest_change else None}
     commands = [Command(f"psql \"$STUDIO_DATABASE_URL\" -c \"SELECT c.id, c.name, n.modified FROM {ch} c JOIN "
                         f"{node} n ON n.id = c.main_tree_id WHERE n.publishing\"", READ_ONLY),
-                Command(_kubectl(ctx, "workers_deployment", "celery -A contentcuration inspect active"), READ_ONLY),
+                Command(_kubectl(ctx, "workers", "celery -A contentcuration inspect active"), READ_ONLY),
                 *_reconcile_commands(ctx)]
     if stuck:
         first = stuck[0]

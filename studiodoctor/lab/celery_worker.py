@@ -1,12 +1,14 @@
 """A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.studio_tasks``).
 
-Fast to start and stop: ``--pool=solo`` by default (``threads`` when the test needs the worker to
-answer control commands while a task runs, as Studio's prefork main process does), no heartbeat,
-gossip or mingle. The worker listens on no port: readiness is its ``ready.`` log line.
+Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
+answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
+listens on no port: readiness is its ``ready.`` log line.
 
-Faults: ``stop()`` (worker stopped: nothing answers ping, the queue grows), ``backlog(n)`` (n waiting
-``apply_channel_changes`` messages on the queue); ``start()`` again fixes both (the worker drains the
-backlog: its tasks are no-ops).
+Faults (the lab's break/fix):
+- worker stopped: ``stop()``; fix ``start()``.
+- queue backlog: ``stop()`` then ``backlog(200)``, or with the worker up ``clog(200)`` (one long task
+  holds the only slot while 200 wait); fix ``drain()`` (cold restart: the waiting no-op tasks run in ~1 s).
+- stuck publish: ``studio_schema.break_publishing(conn)`` / ``fix_publishing(conn)`` (PostgreSQL only).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class CeleryWorker(Launcher):
     kind = "celery"
 
     def __init__(self, root, port: int = 0, broker_url: str = "", queues: str = "celery",
-                 pool: str = "solo", concurrency: int = 1, name: str = "studio-worker-1@lab", resp2: bool = True,
+                 pool: str = "threads", concurrency: int = 1, name: str = "studio-worker-1@lab", resp2: bool = True,
                  **options: Any):
         super().__init__(root, port, broker_url=broker_url, queues=queues, pool=pool, concurrency=concurrency,
                          name=name, resp2=resp2, **options)
@@ -83,6 +85,16 @@ class CeleryWorker(Launcher):
 
         studio_tasks.enqueue(count, queue=queue or self.queues.split(",")[0], priority=priority,
                              broker_url=self.broker_url, sleep=sleep)
+
+    def clog(self, count: int = 200, hold: float = 3600.0) -> None:
+        """Fault: one ``apply_channel_changes`` that runs ``hold`` seconds takes the slot, ``count`` wait."""
+        self.backlog(1, sleep=hold)
+        self.backlog(count)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Fix for backlog/clog: restart the worker at once; it then runs the waiting (no-op) tasks."""
+        self.stop(cold=True)
+        self.start(timeout)
 
     def profile(self) -> dict:
         return {"celery": {"broker_url": self.broker_url, "queues": self.queues.split(","),

@@ -32,7 +32,7 @@ def lab_root(lab_root):
 
 @pytest.fixture
 def worker(redis_server):
-    """A real Celery worker (solo pool) consuming `celery` from the test's redis-server."""
+    """A real Celery worker (threads pool, 1 slot) consuming `celery` from the test's redis-server."""
     w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0), name=WORKER_NAME)
     w.start()
     yield w
@@ -197,19 +197,19 @@ def test_unapplied_changes_with_no_worker_warn(redis_server, studio_db, profile)
 
 
 def test_busy_worker_with_waiting_tasks_is_saturated(redis_server, studio_db, profile):
-    w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0), pool="threads",
-                     name=WORKER_NAME)
+    w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0), name=WORKER_NAME)
     w.start()
     try:
-        w.backlog(1, sleep=30)
+        w.clog(10, hold=30)  # 1 running 30 s, up to 3 prefetched (unacked), the rest waits on the queue
         probe = Celery("probe", broker=redis_server.url(0), set_as_current=False)
         end = time.monotonic() + 10
         while not any((probe.control.inspect(timeout=0.5, limit=1).active() or {}).values()):
             assert time.monotonic() < end, "the worker never started the long task"
-        w.backlog(10)  # 1 running, up to 3 prefetched (unacked), the rest waits on the queue
-        res = run(profile(), ids=(SATURATION,))
+        res = run(profile())
     finally:
         w.stop(cold=True)
+    assert res[WORKERS].status is Status.OK  # the worker answers while busy, like Studio's prefork
+    assert res[QUEUE_DEPTH].evidence["total"] >= 6
     r = res[SATURATION]
     assert r.status is Status.WARN, r.summary
     assert r.evidence["busy"] == 1 and r.evidence["slots"] == 1 and r.evidence["waiting"] > 0

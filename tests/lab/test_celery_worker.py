@@ -1,0 +1,28 @@
+"""The lab's Celery worker launcher: start/stop, state round trip, and the backlog fault and its fix."""
+
+from __future__ import annotations
+
+import time
+
+from studiodoctor.lab.celery_worker import CeleryWorker
+from studiodoctor.lab.launcher import Launcher
+
+
+def test_clog_then_drain_empties_the_queue(redis_server):
+    w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0)).start()
+    try:
+        assert w.alive()
+        w.clog(50, hold=60)
+        client = redis_server.client()
+        assert client.llen("celery") >= 46  # the slot is held; at most 4 were prefetched
+        again = CeleryWorker.from_state(w.to_state())  # `lab fix` runs in another process
+        assert isinstance(again, Launcher) and again.pid == w.pid
+        again.drain()
+        w = again
+        end = time.monotonic() + 15
+        while client.llen("celery") and time.monotonic() < end:
+            time.sleep(0.1)
+        assert client.llen("celery") == 0
+    finally:
+        w.stop(cold=True)
+    assert not w.alive()
