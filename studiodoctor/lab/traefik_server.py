@@ -79,6 +79,22 @@ class TraefikServer(Launcher):
         self.certs: dict = dict(certs or {})
         self.generation = generation
         self._ca = ca
+        saved = self._saved()
+        if saved:  # another process (``lab break``/``fix``) may have switched faults since to_state()
+            self.faults_on = saved.get("faults", self.faults_on)
+            self.generation = max(self.generation, saved.get("generation", 0))
+            if saved.get("dead_port"):
+                self.options.setdefault("dead_port", saved["dead_port"])
+
+    @property
+    def faults_file(self) -> Path:
+        return self.dir / "faults.json"
+
+    def _saved(self) -> dict:
+        try:
+            return json.loads(self.faults_file.read_text())
+        except (OSError, ValueError):
+            return {}
 
     # state -------------------------------------------------------------------------------------
     def to_state(self) -> dict:
@@ -170,6 +186,8 @@ class TraefikServer(Launcher):
         tmp = self.dynamic_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.dynamic_config(), indent=1))
         os.replace(tmp, self.dynamic_file)
+        self.faults_file.write_text(json.dumps({"faults": self.faults_on, "generation": self.generation,
+                                                "dead_port": self.options.get("dead_port")}))
 
     # lifecycle ---------------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -224,7 +242,7 @@ class TraefikServer(Launcher):
 
     # faults ------------------------------------------------------------------------------------
     def apply(self, timeout: float = 10.0) -> None:
-        self.generation += 1
+        self.generation = max(self.generation, self._saved().get("generation", 0)) + 1
         self.write_dynamic()
         if self.alive():
             self.wait_generation(timeout)

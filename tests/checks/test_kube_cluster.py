@@ -3,6 +3,8 @@ the real `kubernetes` client."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from checks import kube_cluster as kc
@@ -236,3 +238,16 @@ def test_rule_text_and_quantities():
         'Role in namespace studio: {apiGroups: ["apps"], resources: ["deployments"], verbs: ["list"]}'
     assert kc.parse_quantity("2Gi") == 2 * 2**30 and kc.parse_quantity("500m") == 0.5
     assert kc.mib(kc.parse_quantity("512Mi")) == "512Mi"
+
+
+def test_faults_switch_from_a_reconstructed_launcher(run, cluster):
+    other = KubeAPIServer.from_state(json.loads(json.dumps(cluster.to_state())))
+    assert other.alive() and other.profile()["kubernetes"]["api_url"] == cluster.url
+    other.set_fault("workers-crashloop")
+    state = cluster.read_state()
+    res = run(*state["faults"])
+    assert res[kc.PODS_CRASHING].status is Status.FAIL
+    assert {c["container"] for c in res[kc.PODS_CRASHING].evidence["containers"]} == {"worker"}
+    assert "master-studio-workers 0/2 available" in res[kc.DEPLOYMENTS].summary
+    other.set_fault("workers-crashloop", False)
+    assert other.faults() == []

@@ -207,3 +207,15 @@ def test_rule_matching():
     assert tp.rule_matches(r"HostRegexp(`^.+\.studio\.localtest$`)", "master.studio.localtest")
     assert not tp.rule_matches("Host(`studio.localtest.evil`)", "studio.localtest")
     assert not tp.rule_matches("PathPrefix(`/api`)", "studio.localtest")
+
+
+def test_faults_switch_from_a_reconstructed_launcher(traefik, run):
+    """`lab break`/`lab fix` run in another process: a launcher rebuilt from the saved state flips faults."""
+    other = TraefikServer.from_state(json.loads(json.dumps(traefik.to_state())))
+    other.set_fault("no-router")
+    try:
+        assert f"no router matches Host(`{HOST}`)" in run()[tp.ROUTERS].summary
+        assert TraefikServer.from_state(traefik.to_state()).faults_on == ["no-router"]
+    finally:
+        TraefikServer.from_state(traefik.to_state()).set_fault("no-router", False)
+    assert run()[tp.ROUTERS].status is Status.OK
