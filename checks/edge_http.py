@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
+import checks.cloudflare_zone  # noqa: F401  (API checks register first: they come first in a walk)
 from studiodoctor import httpprobe
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check

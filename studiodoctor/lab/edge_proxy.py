@@ -74,6 +74,10 @@ def serve_shim(port: int, origin: str, address: str = "127.0.0.1") -> None:
         def _handle(self):
             head = self.command == "HEAD"
             host = (self.headers.get("Host") or "").split(":")[0]
+            if self.path.startswith("/__cf_redirect/"):  # CloudFlare's own redirects carry its headers too
+                location = "https://" + (self.headers.get("Host") or host) + self.path[len("/__cf_redirect"):]
+                return self._reply(301, [("Location", location), ("Content-Type", "text/html")],
+                                   b"<html><center>cloudflare</center></html>", head)
             if self.path.startswith("/__cf_error/"):
                 code = int(self.path.rsplit("/", 1)[1])
                 body = cf_error_page(code, host, "8e1a2b3c4d5e6f70-LAB").encode()
@@ -186,10 +190,10 @@ class EdgeProxy(NginxServer):
         cf_headers = "" if "unproxied" in self.faults else (
             'add_header cf-ray "${cf_ray}-LAB" always;\n  add_header cf-cache-status $cf_cache_status always;\n'
             "  proxy_pass_header Server;")
-        https_locations = ("location / { return 301 https://$host$request_uri; }"
-                           if "redirect_loop" in self.faults else self._locations())
-        http_locations = (self._locations() if "no_redirect" in self.faults
-                          else "location / { return 301 https://$host$request_uri; }")
+        redirect = ("location / { return 301 https://$host$request_uri; }" if "unproxied" in self.faults else
+                    "location / { rewrite ^ /__cf_redirect$request_uri break; proxy_pass http://edge_shim; }")
+        https_locations = redirect if "redirect_loop" in self.faults else self._locations()
+        http_locations = self._locations() if "no_redirect" in self.faults else redirect
         return f"""
   proxy_cache_path {self.dir}/cache levels=1:2 keys_zone=edge:2m max_size=64m inactive=10m use_temp_path=off;
   map $upstream_cache_status $cf_cache_status {{ "" DYNAMIC; default $upstream_cache_status; }}

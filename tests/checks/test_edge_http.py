@@ -186,3 +186,54 @@ def test_samples_not_configured_skip(edge, make_profile):
     res = {r.id: r for r in report.results}
     assert res[DATABASES_NOT_CACHED].status is Status.SKIP and "cloudflare.databases_sample" in res[DATABASES_NOT_CACHED].summary
     assert res[CACHE_STATUS].status is Status.SKIP and "cloudflare.static_path" in res[CACHE_STATUS].summary
+
+
+# ---- the whole edge lab: diagnose names the right cause for each fault -------------------------------
+@pytest.fixture(scope="module")
+def edge_lab(tmp_path_factory, edge_server):
+    from studiodoctor.lab import edge_lab as lab
+    from studiodoctor.lab.cloudflare_api import CloudflareAPI
+    from studiodoctor.lab.dns_server import DnsServer
+
+    root = tmp_path_factory.mktemp("edgelab")
+    dns = DnsServer(root, zone="localtest", records=lab.records_for([HOST], "localtest")).start()
+    cf = CloudflareAPI(root, zone="localtest", hostnames=[HOST]).start()
+    yield dns, cf, edge_server
+    dns.stop()
+    cf.stop()
+
+
+@pytest.mark.parametrize("fault, symptom, cause", [
+    (None, "ssl", None),
+    ("edge-cert-expired", "ssl", CERTIFICATE),
+    ("edge-cert-wrong-san", "ssl", CERTIFICATE),
+    ("ssl-flexible", "ssl", "cloudflare.ssl_mode"),
+    ("http-not-redirected", "ssl", "cloudflare.always_use_https"),
+    ("redirect-loop", "ssl", HTTPS_REDIRECT),
+    ("record-unproxied", "dns", "cloudflare.dns_records"),
+    ("record-missing", "dns", "cloudflare.dns_records"),
+    ("dns-servfail", "dns", "dns.resolves"),
+    ("databases-hit", "caching", "cloudflare.cache_rules"),
+    ("edge-522", "502", ERROR_PAGES),
+    ("edge-524", "524", ERROR_PAGES),
+])
+def test_diagnose_names_the_cause(edge_lab, make_profile, fault, symptom, cause):
+    from studiodoctor.lab import edge_lab as lab
+
+    dns, cf, edge = edge_lab
+    n = next(_names)
+    sections = lab.profile(dns, cf, edge, static_path=f"/static/d{n}.js", storage_path=f"/content/storage/d{n}.mp4",
+                           databases_sample=f"/content/databases/{n:032x}.sqlite3")
+    top = {"public_urls": sections.pop("public_urls")}
+    if fault:
+        lab.apply(fault, True, dns=dns, cf=cf, edge=edge)
+    try:
+        report = engine.diagnose(make_profile(sections, timeout=8, **top), symptom)
+    finally:
+        if fault:
+            lab.apply(fault, False, dns=dns, cf=cf, edge=edge)
+    failing = {r.id: r.summary for r in report.results if r.status is Status.FAIL}
+    if cause is None:
+        assert report.likely_cause is None, failing
+    else:
+        assert report.likely_cause and report.likely_cause["check"] == cause, failing
