@@ -1,1 +1,262 @@
-"""Layer `app`: no checks registered yet."""
+"""Layer `app`: gunicorn/Django straight at ``app.url`` (Studio's app container, :8081).
+
+``/stealthz`` answers without the database, ``/healthz`` queries it: the pair splits "the app is down"
+from "the database is down". Latency is judged against the limits in front of the app: nginx's
+``proxy_read_timeout`` (100 s in production) and CloudFlare's fixed 100 s origin timeout.
+"""
+
+from __future__ import annotations
+
+import time
+
+from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.registry import check
+
+STEALTHZ = "app.stealthz"
+HEALTHZ = "app.healthz"
+LOGIN_PAGE = "app.login_page"
+PROBERS = "app.probers"
+
+CLOUDFLARE_TIMEOUT_S = 100.0          # CloudFlare's origin read timeout (not configurable below Enterprise)
+NGINX_TIMEOUT_S = 100.0               # Studio's proxy_read_timeout (nginx's own default is 60 s)
+DEFAULT_LATENCY_WARN_S = 2.0          # /stealthz and /healthz are tiny: seconds already mean trouble
+DEFAULT_FAIL_RATIO = 0.8              # fail at 80 % of the tightest limit in front of the app
+DEFAULT_LOGIN_PATH = "/en/accounts/"
+PROBER_QUEUE_ALERT = 50               # Studio's old task_queue_status prober alerted at LLEN celery >= 50
+PROBER_PUBLISHING_ALERT_S = 7200      # PROBER_PUBLISHING_ALERT_THRESHOLD default
+UNSUPPORTED_MARKERS = ("browser is not supported", "unsupported browser", "unsupported_browser")
+
+
+def _base(ctx) -> str:
+    return str(ctx.config.get("url", "")).rstrip("/")
+
+
+def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
+    """(response or None, seconds, exception or None)."""
+    from studiodoctor import httpprobe
+
+    t0 = time.monotonic()
+    try:
+        resp = httpprobe.request(ctx, "GET", _base(ctx) + path, headers=headers, timeout=cap)
+        return resp, time.monotonic() - t0, None
+    except Exception as exc:  # network errors become evidence, never tracebacks
+        return None, time.monotonic() - t0, exc
+
+
+def _app_commands(ctx) -> list[Command]:
+    ns = ctx.section("kubernetes").get("namespace") or "studio"
+    return [
+        Command(f"kubectl -n {ns} get pods -l tier=frontend -o wide", note="are the app pods Ready?"),
+        Command(f"kubectl -n {ns} logs -l tier=frontend -c app --tail=100", note="gunicorn and Django errors"),
+        Command(f"curl -sS -m 10 -w ' %{{http_code}} %{{time_total}}s\\n' {_base(ctx)}/stealthz",
+                note="the app without the database"),
+    ]
+
+
+def limits(ctx) -> list[tuple[str, float]]:
+    """The time limits in front of the app, tightest first: [(name, seconds), ...]."""
+    nginx_t = float(ctx.section("nginx").get("proxy_read_timeout") or NGINX_TIMEOUT_S)
+    edge_t = float(ctx.section("app").get("edge_timeout_s") or CLOUDFLARE_TIMEOUT_S)
+    return sorted([("nginx's proxy_read_timeout", nginx_t), ("CloudFlare's origin timeout", edge_t)],
+                  key=lambda x: x[1])
+
+
+def judge_latency(ctx, seconds: float) -> tuple[str, str]:
+    """("ok"|"warn"|"fail", text) for one answer's latency, naming the limit it approaches."""
+    name, limit = limits(ctx)[0]
+    fail_s = float(ctx.section("app").get("latency_fail_s") or limit * DEFAULT_FAIL_RATIO)
+    warn_s = float(ctx.section("app").get("latency_warn_s") or DEFAULT_LATENCY_WARN_S)
+    if seconds >= limit:
+        return "fail", f"{seconds:.1f} s, over {name} of {limit:g} s (the proxy in front gives up first)"
+    if seconds >= fail_s:
+        return "fail", f"{seconds:.1f} s, near {name} of {limit:g} s"
+    if seconds >= warn_s:
+        return "warn", f"{seconds:.1f} s, above the {warn_s:g} s warning threshold"
+    return "ok", f"{seconds * 1000:.0f} ms"
+
+
+def _no_answer(ctx, what: str, path: str, exc: Exception, seconds: float):
+    from studiodoctor import httpprobe
+
+    timed_out, text = httpprobe.describe_error(exc)
+    name, limit = limits(ctx)[0]
+    if timed_out:
+        text = f"no answer within {seconds:.1f} s"
+        if seconds >= limit:
+            text += f", over {name} of {limit:g} s"
+    return unreachable(what, _base(ctx) + path, text, timed_out=timed_out, commands=_app_commands(ctx),
+                       hint="Is gunicorn running and listening? Check the app container's logs and readiness.",
+                       evidence={"latency_s": round(seconds, 3)})
+
+
+def _latency_result(ctx, seconds: float, summary_ok: str, evidence: dict, *, slow_hint: str):
+    level, text = judge_latency(ctx, seconds)
+    evidence = {**evidence, "latency_s": round(seconds, 3),
+                "limits_s": {n: v for n, v in limits(ctx)}}
+    if level == "ok":
+        return ok(f"{summary_ok} in {text}", evidence=evidence)
+    build = fail if level == "fail" else warn
+    return build(f"{summary_ok}, but slowly: {text}", evidence=evidence, hint=slow_hint,
+                 commands=_app_commands(ctx))
+
+
+@check(STEALTHZ, title="App answers /stealthz (no database)", needs=("app.url",),
+       permissions=("HTTP GET",))
+def check_stealthz(ctx):
+    """gunicorn/Django answers ``/stealthz`` with ``<3``, without touching the database, fast.
+
+    ``/stealthz`` is Studio's liveness endpoint: if it fails, the Python app itself is down (gunicorn
+    crashed; note the image's ``|| sleep infinity`` keeps a dead container Running) and nginx answers 502.
+    If it is slow, every request is slow: the app is overloaded (workers busy, CPU throttled), not the
+    database. Latency near nginx's ``proxy_read_timeout`` or CloudFlare's 100 s fails, naming the limit
+    (504 at nginx, 524 at CloudFlare). Thresholds: ``app.latency_warn_s``, ``app.latency_fail_s``."""
+    resp, seconds, exc = _get(ctx, "/stealthz")
+    if exc is not None:
+        return _no_answer(ctx, "the app", "/stealthz", exc, seconds)
+    body = resp.text[:200]
+    evidence = {"status": resp.status_code, "body": body.strip()[:60], "server": resp.headers.get("server", "")}
+    if resp.status_code != 200:
+        return fail(f"/stealthz answered {resp.status_code} in {seconds:.2f} s: the app is up but erroring "
+                    f"even without the database", evidence={**evidence, "latency_s": round(seconds, 3)},
+                    hint="Read the app's logs: a failing middleware or settings error breaks every view.",
+                    commands=_app_commands(ctx))
+    if body.strip() != "<3":
+        return warn(f"/stealthz answered 200 but not Studio's '<3' (got {body.strip()[:40]!r}): is app.url "
+                    f"really Studio's gunicorn?", evidence={**evidence, "latency_s": round(seconds, 3)})
+    return _latency_result(ctx, seconds, "/stealthz answered <3", evidence,
+                           slow_hint="Every request is slow even without the database: the app is overloaded "
+                                     "(busy gunicorn workers, CPU limits) or the node is starved.")
+
+
+@check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=("app.url",),
+       explained_by=("postgres",), permissions=("HTTP GET",))
+def check_healthz(ctx):
+    """``/healthz`` runs ``Channel.objects.first()`` against PostgreSQL and returns its name.
+
+    It is also the readiness probe of the app container (GET /healthz on :8081 every 2 s, 1 s timeout):
+    when it fails, Kubernetes takes the pod out of the Service and users get 502/503. ``/stealthz`` ok but
+    ``/healthz`` failing points at the database (Cloud SQL proxy, credentials, connections): see the
+    ``postgres`` layer. ``/healthz`` slow while ``/stealthz`` is fast means the database is slow."""
+    resp, seconds, exc = _get(ctx, "/healthz")
+    if exc is not None:
+        return _no_answer(ctx, "the app", "/healthz", exc, seconds)
+    evidence = {"status": resp.status_code, "latency_s": round(seconds, 3)}
+    if resp.status_code != 200:
+        s_resp, s_seconds, s_exc = _get(ctx, "/stealthz", cap=5.0)
+        alive = s_exc is None and s_resp.status_code == 200
+        evidence["stealthz_status"] = None if s_exc is not None else s_resp.status_code
+        if alive:
+            return fail(f"/healthz answered {resp.status_code} while /stealthz answers 200: the app is up but "
+                        f"its database query fails (PostgreSQL)", evidence=evidence,
+                        hint="Check the postgres layer: Cloud SQL proxy up, DATA_DB_* credentials, connections "
+                             "vs max_connections. The readiness probe uses /healthz, so pods go unready.",
+                        commands=[Command("studiodoctor check --layer postgres", note="the database, stage by stage"),
+                                  *_app_commands(ctx)[:2]])
+        return fail(f"/healthz answered {resp.status_code} and /stealthz does not answer 200 either: the app "
+                    f"itself is failing", evidence=evidence, commands=_app_commands(ctx))
+    evidence["first_channel"] = resp.text.strip()[:120]
+    level, _ = judge_latency(ctx, seconds)
+    if level != "ok":
+        s_resp, s_seconds, s_exc = _get(ctx, "/stealthz", cap=5.0)
+        if s_exc is None and s_resp.status_code == 200:
+            evidence["stealthz_latency_s"] = round(s_seconds, 3)
+            if judge_latency(ctx, s_seconds)[0] == "ok":
+                return _latency_result(ctx, seconds, "/healthz answered", evidence,
+                                       slow_hint=f"/stealthz answers in {s_seconds * 1000:.0f} ms, so the "
+                                                 f"database is what is slow: look for long queries and locks.")
+    return _latency_result(ctx, seconds, f"/healthz answered ({evidence['first_channel'][:40]!r})", evidence,
+                           slow_hint="Both /stealthz and /healthz are slow: the app is overloaded.")
+
+
+@check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=("app.url",),
+       permissions=("HTTP GET",))
+def check_login_page(ctx):
+    """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
+
+    Studio renders an "unsupported browser" page for User-Agents that are neither a known browser nor
+    one of ``HEALTH_CHECK_BROWSERS`` (``kube-probe``, ``GoogleHC``, ``Studio-Internal-Prober``): a prober
+    must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
+    view-level error (templates, translations, the session database)."""
+    path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
+    resp, seconds, exc = _get(ctx, path)
+    if exc is not None:
+        return _no_answer(ctx, "the app", path, exc, seconds)
+    ua = ctx.section("http").get("user_agent") or "studiodoctor"
+    evidence = {"path": path, "status": resp.status_code, "latency_s": round(seconds, 3), "user_agent": ua,
+                "location": resp.headers.get("location", "")}
+    level, timing = judge_latency(ctx, seconds)
+    slow = None if level == "ok" else (fail if level == "fail" else warn)
+    if resp.status_code in (301, 302, 303, 307, 308) and slow is None:
+        return ok(f"{path} redirects ({resp.status_code}) to {resp.headers.get('location', '?')}", evidence=evidence)
+    if resp.status_code not in (200, 301, 302, 303, 307, 308):
+        return fail(f"{path} answered {resp.status_code}", evidence=evidence, commands=_app_commands(ctx),
+                    hint="Read the app's logs for the view's traceback (Sentry has it too).")
+    text = resp.text.lower()
+    if any(m in text for m in UNSUPPORTED_MARKERS):
+        return warn(f"{path} served Studio's unsupported-browser page to User-Agent {ua!r}", evidence=evidence,
+                    hint="Set http.user_agent to contain 'Studio-Internal-Prober' (one of HEALTH_CHECK_BROWSERS).")
+    if slow is not None:
+        return slow(f"{path} answered {resp.status_code}, but slowly: {timing}", evidence=evidence,
+                    commands=_app_commands(ctx))
+    return ok(f"{path} answered 200 in {timing}", evidence=evidence)
+
+
+@check(PROBERS, title="Admin prober endpoints", needs=("app.url", "app.api_token"),
+       explained_by=("celery", "redis"), permissions=("admin API token (Authorization: Token)",))
+def check_probers(ctx):
+    """Studio's admin-only ``/api/probers/*`` endpoints: workers, queue, unapplied changes, publishing.
+
+    They answer what the old cloudprober alerted on: no Celery worker answering ping, ``LLEN celery`` at or
+    above 50, unapplied changes while no task is active, a channel publishing for 2 h or more. Needs an
+    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``)."""
+    token = str(ctx.config.get("api_token", ""))
+    headers = {"Authorization": f"Token {token}"}
+    figures: dict = {}
+    problems: list[tuple[str, str]] = []
+    names = ("celery_worker_status", "task_queue_status", "unapplied_changes_status", "publishing_status")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:   # four slow answers must not add up
+        answers = list(pool.map(lambda n: _get(ctx, f"/api/probers/{n}", headers=headers), names))
+    for name, (resp, seconds, exc) in zip(names, answers):
+        path = f"/api/probers/{name}"
+        if exc is not None:
+            return _no_answer(ctx, "the app", path, exc, seconds)
+        if resp.status_code == 401:
+            return error(f"{path} answered 401: app.api_token was not accepted", reason=Reason.AUTH,
+                         evidence={"status": 401}, hint="Use the API token of an active admin user.")
+        if resp.status_code == 403:
+            return error(f"{path} answered 403: the token's user is not an admin", reason=Reason.FORBIDDEN,
+                         evidence={"status": 403}, hint="The prober endpoints need an admin (is_admin) user.")
+        if resp.status_code == 404:
+            return skip(f"{path} answered 404: this Studio has no prober endpoints", evidence={"status": 404})
+        if resp.status_code != 200:
+            return fail(f"{path} answered {resp.status_code}", evidence={"status": resp.status_code},
+                        commands=_app_commands(ctx))
+        try:
+            figures[name] = resp.json()
+        except ValueError:
+            return error(f"{path} did not answer JSON", evidence={"body": resp.text[:120]})
+    workers = figures["celery_worker_status"] or {}
+    answering = sorted(w for w, v in workers.items() if isinstance(v, dict) and v.get("ok") == "pong")
+    queued = int((figures["task_queue_status"] or {}).get("queued_task_count") or 0)
+    changes = figures["unapplied_changes_status"] or {}
+    active, unapplied = int(changes.get("active_task_count") or 0), int(changes.get("unapplied_changes_count") or 0)
+    publishing = figures["publishing_status"] or []
+    evidence = {"workers_answering": answering, "queued_task_count": queued, "active_task_count": active,
+                "unapplied_changes_count": unapplied, "publishing_channels": len(publishing)}
+    if not answering:
+        problems.append(("fail", "no Celery worker answered ping"))
+    queue_alert = int(ctx.setting("prober_queue_alert", PROBER_QUEUE_ALERT))
+    if queued >= queue_alert:
+        problems.append(("warn", f"{queued} tasks queued (alert at {queue_alert})"))
+    if unapplied > 0 and active == 0:
+        problems.append(("warn", f"{unapplied} unapplied changes while no task is active"))
+    if publishing:
+        problems.append(("warn", f"{len(publishing)} channel(s) publishing"))
+    if not problems:
+        return ok(f"{len(answering)} worker(s) answer, {queued} queued, {unapplied} unapplied changes",
+                  evidence=evidence)
+    build = fail if any(p[0] == "fail" for p in problems) else warn
+    return build("; ".join(p[1] for p in problems), evidence=evidence,
+                 commands=[Command("studiodoctor check --layer celery", note="workers, queue depth, unacked")])

@@ -1,1 +1,424 @@
-"""Layer `nginx`: no checks registered yet."""
+"""Layer `nginx`: Studio's internal nginx at ``nginx.url`` (the ``nginx-proxy`` sidecar, :8080).
+
+It serves ``/static/`` from disk, proxies ``/`` to gunicorn with only ``Host`` and ``X-Forwarded-For``
+(``proxy_read_timeout 100s``), proxies ``/content/storage/`` to the bucket forcing
+``Cache-Control: public, max-age=31536000, immutable, no-transform``, passes Google's headers through
+on other ``/content/`` paths (channel databases must stay ``private``), and allows only
+GET/HEAD/OPTIONS on ``/content/`` (facts file §2).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import time
+
+from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.registry import check
+
+REACHABLE = "nginx.reachable"
+APP_PROXY = "nginx.app_proxy"
+STATIC = "nginx.static"
+CONTENT_STORAGE = "nginx.content_storage"
+CONTENT_DATABASES = "nginx.content_databases"
+CONTENT_METHODS = "nginx.content_methods"
+CONTENT_LISTING = "nginx.content_listing"
+HEADERS = "nginx.headers"
+
+DEFAULT_STATIC_PATH = "/static/img/kolibri_placeholder.png"   # a file collectstatic ships
+STUDIO_PROXY_READ_TIMEOUT_S = 100.0
+NGINX_DEFAULT_READ_TIMEOUT_S = 60.0
+CLOUDFLARE_TIMEOUT_S = 100.0
+IMMUTABLE_MAX_AGE = 31536000
+STORAGE_CACHE_CONTROL = "public, max-age=31536000, immutable, no-transform"
+DATABASE_CACHE_CONTROL = "private, max-age=5, no-transform"
+METHOD_PROBE_PATH = "/content/databases/studiodoctor-method-probe.sqlite3"   # never an existing object
+CACHE_STATUS_HEADERS = ("x-cache-status", "cf-cache-status", "x-cache", "x-proxy-cache")
+# Response headers that say nothing about the proxy (they differ on every request or by transport).
+_VOLATILE = {"date", "content-length", "connection", "keep-alive", "transfer-encoding", "age"}
+# Headers whose loss or change between the app and nginx matters to users or caches.
+_SENSITIVE = {"x-frame-options", "x-content-type-options", "referrer-policy", "strict-transport-security",
+              "content-security-policy", "vary", "set-cookie", "cache-control", "content-type", "location",
+              "expires"}
+
+
+def _base(ctx) -> str:
+    return str(ctx.config.get("url", "")).rstrip("/")
+
+
+def _request(ctx, method: str, path: str, headers: dict | None = None, cap: float | None = None, base=None):
+    """(response or None, seconds, exception or None)."""
+    from studiodoctor import httpprobe
+
+    t0 = time.monotonic()
+    try:
+        resp = httpprobe.request(ctx, method, (base or _base(ctx)) + path, headers=headers, timeout=cap)
+        return resp, time.monotonic() - t0, None
+    except Exception as exc:
+        return None, time.monotonic() - t0, exc
+
+
+def _commands(ctx, *extra: Command) -> list[Command]:
+    ns = ctx.section("kubernetes").get("namespace") or "studio"
+    return [*extra,
+            Command(f"kubectl -n {ns} logs -l tier=frontend -c nginx-proxy --tail=100", note="nginx's error log"),
+            Command(f"kubectl -n {ns} get pods -l tier=frontend -o name | head -1 | "
+                    f"xargs -I POD kubectl -n {ns} exec POD -c nginx-proxy -- nginx -T",
+                    note="the config nginx is running")]
+
+
+def _curl(url: str, method: str = "HEAD") -> Command:
+    flag = "-I" if method == "HEAD" else ""
+    return Command(f"curl -sS {flag} -m 10 -A 'Studio-Internal-Prober studiodoctor' '{url}'".replace("  ", " "),
+                   note="the same request by hand")
+
+
+def _no_answer(ctx, path: str, exc: Exception, seconds: float, **extra):
+    from studiodoctor import httpprobe
+
+    timed_out, text = httpprobe.describe_error(exc)
+    if timed_out:
+        text = f"no answer within {seconds:.1f} s"
+    return unreachable("nginx", _base(ctx) + path, text, timed_out=timed_out, commands=_commands(ctx),
+                       hint="Is the nginx-proxy container running? It has no probes, so Kubernetes will not "
+                            "restart it: read its logs.", **extra)
+
+
+def parse_cache_control(value: str) -> dict[str, str | bool]:
+    out: dict[str, str | bool] = {}
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, val = part.partition("=")
+        out[key.strip().lower()] = val.strip().strip('"') if val else True
+    return out
+
+
+def _max_age(cc: dict) -> int | None:
+    for key in ("s-maxage", "max-age"):
+        try:
+            return int(str(cc[key]))
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _is_nginx_error_page(resp) -> bool:
+    ctype = resp.headers.get("content-type", "")
+    return "text/html" in ctype and b"nginx" in resp.content[:2000].lower()
+
+
+def database_path(ctx) -> tuple[str, str]:
+    """(path of a channel database to probe, where it came from): ``nginx.database_path`` or the first public
+    channel of ``/api/public/v1/channels`` through nginx; ("", why) when neither gives one."""
+    configured = str(ctx.setting("database_path", ""))
+    if configured:
+        return configured, "nginx.database_path"
+
+    def discover():
+        resp, _, exc = _request(ctx, "GET", "/api/public/v1/channels", cap=5.0)
+        if exc is not None or resp.status_code != 200:
+            status = "no answer" if exc is not None else f"HTTP {resp.status_code}"
+            return "", f"nginx.database_path is not set and /api/public/v1/channels gave {status}"
+        try:
+            channels = resp.json()
+            cid = channels[0]["id"]
+        except (ValueError, LookupError, TypeError):
+            return "", "nginx.database_path is not set and /api/public/v1/channels lists no public channel"
+        return f"/content/databases/{cid}.sqlite3", "first public channel of /api/public/v1/channels"
+
+    return ctx.shared.get(f"nginx.database_path:{_base(ctx)}", discover)
+
+
+# --- checks -------------------------------------------------------------------------------------------
+
+@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP GET",))
+def check_reachable(ctx):
+    """nginx accepts connections and answers HTTP at ``nginx.url`` (any status).
+
+    The probe asks for a static asset, which nginx serves itself, so the answer does not depend on the app.
+    If nginx does not answer, nothing in the pod does for users: the Service targets nginx's port 8080."""
+    path = str(ctx.setting("static_path", DEFAULT_STATIC_PATH))
+    resp, seconds, exc = _request(ctx, "HEAD", path)
+    if exc is not None:
+        return _no_answer(ctx, path, exc, seconds)
+    server = resp.headers.get("server", "")
+    evidence = {"status": resp.status_code, "server": server, "latency_s": round(seconds, 3)}
+    note = "" if "nginx" in server.lower() else f" (Server header {server!r} is not nginx: is nginx.url right?)"
+    return ok(f"answers HTTP {resp.status_code} in {seconds * 1000:.0f} ms{note}", evidence=evidence)
+
+
+@check(APP_PROXY, title="nginx reaches the app", needs=("nginx.url",), depends_on=(REACHABLE,),
+       explained_by=("app",), permissions=("HTTP GET",))
+def check_app_proxy(ctx):
+    """``/stealthz`` through nginx answers 200: nginx reaches gunicorn (``upstream studio``, :8081).
+
+    502 means nothing answers on the upstream port (gunicorn down or crashed: see the ``app`` layer).
+    504 means the app did not answer within ``proxy_read_timeout``; the time nginx took to give up
+    shows the configured timeout. Studio sets 100 s to match CloudFlare; nginx's 60 s default caused
+    504/524s on slow endpoints (#4336). ``nginx.proxy_read_timeout`` states the expected value."""
+    resp, seconds, exc = _request(ctx, "GET", "/stealthz")
+    if exc is not None:
+        return _no_answer(ctx, "/stealthz", exc, seconds, evidence={"latency_s": round(seconds, 3)})
+    evidence = {"status": resp.status_code, "latency_s": round(seconds, 3), "server": resp.headers.get("server", "")}
+    expected = float(ctx.setting("proxy_read_timeout", STUDIO_PROXY_READ_TIMEOUT_S))
+    if resp.status_code == 502:
+        return fail("nginx answers 502 Bad Gateway for /stealthz: nothing answers on its upstream (gunicorn)",
+                    evidence=evidence, hint="The app is down: see the app layer (gunicorn crashed, OOMKilled, "
+                                            "or still starting).",
+                    commands=_commands(ctx, Command("studiodoctor check --layer app", note="the app directly")))
+    if resp.status_code == 504:
+        inferred = round(seconds)
+        evidence["inferred_proxy_read_timeout_s"] = inferred
+        evidence["expected_proxy_read_timeout_s"] = expected
+        note = ""
+        if inferred < CLOUDFLARE_TIMEOUT_S - 5:
+            note = (f"; that is below CloudFlare's {CLOUDFLARE_TIMEOUT_S:g} s, so slow requests get nginx's 504 "
+                    f"before CloudFlare would answer 524")
+        return fail(f"nginx answers 504 Gateway Timeout after {seconds:.1f} s: the app did not answer within "
+                    f"proxy_read_timeout (about {inferred} s){note}", evidence=evidence,
+                    hint="The app is too slow (see the app layer's latency). If nginx's timeout is below "
+                         f"{STUDIO_PROXY_READ_TIMEOUT_S:g} s, set proxy_read_timeout 100s in location / (#4336).",
+                    commands=_commands(ctx))
+    if resp.status_code >= 500:
+        upstream = "nginx" if _is_nginx_error_page(resp) else "the app"
+        return fail(f"/stealthz through nginx answers {resp.status_code} (error page from {upstream})",
+                    evidence=evidence, commands=_commands(ctx))
+    if resp.status_code != 200:
+        return fail(f"/stealthz through nginx answers {resp.status_code}: location / does not reach Studio",
+                    evidence=evidence, commands=_commands(ctx))
+    if seconds >= expected * 0.8:
+        return fail(f"/stealthz through nginx took {seconds:.1f} s, near proxy_read_timeout {expected:g} s",
+                    evidence=evidence, commands=_commands(ctx))
+    return ok(f"/stealthz through nginx answers 200 in {seconds * 1000:.0f} ms", evidence=evidence)
+
+
+@check(STATIC, title="nginx serves /static/ assets", needs=("nginx.url",), depends_on=(REACHABLE,),
+       permissions=("HTTP GET",))
+def check_static(ctx):
+    """A static asset (``nginx.static_path``) comes back 200 with the content type of its extension.
+
+    nginx serves ``/static/`` from the ``staticfiles`` volume that the ``collectstatic`` init container
+    fills (``alias /app/contentworkshop_static/; expires 4h``). A 404 means collectstatic did not run or
+    the volume is not shared; an HTML answer means the request fell through to Django."""
+    path = str(ctx.setting("static_path", DEFAULT_STATIC_PATH))
+    resp, seconds, exc = _request(ctx, "GET", path)
+    if exc is not None:
+        return _no_answer(ctx, path, exc, seconds)
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    expected = (mimetypes.guess_type(path)[0] or "").lower()
+    evidence = {"path": path, "status": resp.status_code, "content_type": ctype, "expected_type": expected,
+                "cache_control": resp.headers.get("cache-control", ""), "expires": resp.headers.get("expires", ""),
+                "server": resp.headers.get("server", ""), "bytes": len(resp.content)}
+    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    if resp.status_code == 404:
+        return fail(f"{path} is missing (404): collectstatic did not run or the staticfiles volume is not shared",
+                    evidence=evidence, commands=cmds,
+                    hint="Check the collectstatic init container's logs and the nginx-proxy mount of 'staticfiles'.")
+    if resp.status_code != 200:
+        return fail(f"{path} answered {resp.status_code}", evidence=evidence, commands=cmds)
+    if ctype.startswith("text/html") and expected != "text/html":
+        return fail(f"{path} came back as HTML, not {expected or 'the asset'}: the request reached Django, not "
+                    f"the /static/ location", evidence=evidence, commands=cmds)
+    if expected and ctype != expected and not (expected.endswith("javascript") and "javascript" in ctype):
+        return warn(f"{path} served as {ctype or 'no content type'}, expected {expected}", evidence=evidence,
+                    hint="Check nginx's mime.types include.", commands=cmds)
+    if not resp.headers.get("cache-control") and not resp.headers.get("expires"):
+        return warn(f"{path} served without Cache-Control or Expires (Studio's nginx sets expires 4h)",
+                    evidence=evidence, commands=cmds)
+    return ok(f"{path} served as {ctype} ({len(resp.content)} bytes, {resp.headers.get('cache-control', '')})",
+              evidence=evidence)
+
+
+@check(CONTENT_STORAGE, title="/content/storage/ is cached immutable", needs=("nginx.url",),
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",))
+def check_content_storage(ctx):
+    """A content file (``nginx.storage_path``) comes back 200 with the long-lived immutable Cache-Control.
+
+    Storage URLs are md5-addressed, so nginx hides GCS's Cache-Control and Expires and adds
+    ``public, max-age=31536000, immutable, no-transform`` (PR #5829) so that CloudFlare and browsers
+    keep them. A 404 is the bucket's answer (missing object: see the ``gcs`` layer)."""
+    path = str(ctx.setting("storage_path", ""))
+    if not path:
+        return skip("nginx.storage_path is not set (a /content/storage/<a>/<b>/<md5>.<ext> object to probe)",
+                    reason=Reason.NOT_CONFIGURED, hint="set nginx.storage_path in the profile's config")
+    resp, seconds, exc = _request(ctx, "HEAD", path)
+    if exc is not None:
+        return _no_answer(ctx, path, exc, seconds)
+    cc_raw = resp.headers.get("cache-control", "")
+    cc = parse_cache_control(cc_raw)
+    evidence = {"path": path, "status": resp.status_code, "cache_control": cc_raw,
+                "expires": resp.headers.get("expires", ""), "content_type": resp.headers.get("content-type", ""),
+                "expected_cache_control": STORAGE_CACHE_CONTROL}
+    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    if resp.status_code in (403, 404):
+        return fail(f"{path} answered {resp.status_code} from the bucket "
+                    f"({'not public' if resp.status_code == 403 else 'no such object'})", evidence=evidence,
+                    commands=cmds, hint="See the gcs layer: object present, bucket publicly readable.")
+    if resp.status_code >= 500:
+        return fail(f"{path} answered {resp.status_code}: nginx could not get the object from the bucket",
+                    evidence=evidence, commands=cmds)
+    if resp.status_code != 200:
+        return fail(f"{path} answered {resp.status_code}", evidence=evidence, commands=cmds)
+    missing = []
+    if not cc.get("public"):
+        missing.append("public")
+    if (_max_age(cc) or 0) < IMMUTABLE_MAX_AGE:
+        missing.append(f"max-age>={IMMUTABLE_MAX_AGE}")
+    if not cc.get("immutable"):
+        missing.append("immutable")
+    if missing:
+        return fail(f"{path} comes back with Cache-Control {cc_raw or '(none)'!r}, lacking {', '.join(missing)}: "
+                    f"nginx's _cache.conf is not applied to /content/storage/", evidence=evidence, commands=cmds,
+                    hint="location ^~ /content/storage/ needs proxy_hide_header Cache-Control; proxy_hide_header "
+                         f"Expires; add_header Cache-Control \"{STORAGE_CACHE_CONTROL}\".")
+    if resp.headers.get("expires"):
+        return warn(f"{path} also carries Expires {resp.headers['expires']!r} (nginx should hide it)",
+                    evidence=evidence, commands=cmds)
+    if not cc.get("no-transform"):
+        return warn(f"{path} Cache-Control lacks no-transform", evidence=evidence, commands=cmds)
+    return ok(f"{path}: 200, Cache-Control {cc_raw!r}", evidence=evidence)
+
+
+@check(CONTENT_DATABASES, title="/content/databases/ stays private and uncached", needs=("nginx.url",),
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",))
+def check_content_databases(ctx):
+    """A channel database comes back ``private`` and never as a cache HIT (asked twice).
+
+    Channel databases (``databases/<channel_id>.sqlite3``) are overwritten on every publish; Studio uploads
+    them with ``private, max-age=5, no-transform`` and nginx must pass that through. A public
+    Cache-Control or an nginx/CloudFlare cache HIT serves Kolibri stale channel versions (incident 2019,
+    PR #1707). The object is ``nginx.database_path`` or the first public channel's database."""
+    path, source = database_path(ctx)
+    if not path:
+        return skip(source, reason=Reason.NOT_CONFIGURED, hint="set nginx.database_path in the profile's config")
+    rows = []
+    for _ in range(2):  # a cache in the way stores the first answer and HITs on the second
+        resp, seconds, exc = _request(ctx, "HEAD", path)
+        if exc is not None:
+            return _no_answer(ctx, path, exc, seconds)
+        rows.append(resp)
+    first, second = rows
+    cc_raw = second.headers.get("cache-control", "")
+    cc = parse_cache_control(cc_raw)
+    hits = {h: r.headers.get(h) for r in rows for h in CACHE_STATUS_HEADERS if r.headers.get(h)}
+    evidence = {"path": path, "source": source, "status": second.status_code, "cache_control": cc_raw,
+                "content_encoding": second.headers.get("content-encoding", ""), "cache_status": hits,
+                "expected_cache_control": DATABASE_CACHE_CONTROL}
+    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    if second.status_code in (403, 404):
+        return fail(f"{path} answered {second.status_code} from the bucket", evidence=evidence, commands=cmds,
+                    hint="See the gcs layer: the channel database should exist and be publicly readable.")
+    if second.status_code != 200:
+        return fail(f"{path} answered {second.status_code}", evidence=evidence, commands=cmds)
+    hit = [f"{h}: {v}" for h, v in hits.items() if str(v).upper() in ("HIT", "STALE", "UPDATING", "REVALIDATED")]
+    if hit:
+        return fail(f"{path} was served from a cache ({', '.join(hit)}): Kolibri can get a stale channel version",
+                    evidence=evidence, commands=cmds,
+                    hint="Remove proxy_cache from the /content/ location (and any CloudFlare cache rule for "
+                         "/content/databases/); databases must pass GCS's private Cache-Control through.")
+    if cc.get("public") or not (cc.get("private") or cc.get("no-store") or cc.get("no-cache")):
+        return fail(f"{path} comes back with Cache-Control {cc_raw or '(none)'!r}: shared caches may keep a "
+                    f"channel database across publishes", evidence=evidence, commands=cmds,
+                    hint="nginx must not add or override Cache-Control on /content/ other than storage/, and the "
+                         f"object must be uploaded with {DATABASE_CACHE_CONTROL!r} (gcs layer).")
+    return ok(f"{path}: Cache-Control {cc_raw!r}, no cache HIT", evidence=evidence)
+
+
+@check(CONTENT_METHODS, title="/content/ refuses writes", needs=("nginx.url",), depends_on=(REACHABLE,),
+       permissions=("HTTP POST with an empty body, expected to be refused",))
+def check_content_methods(ctx):
+    """A body-less POST to a never-existing ``/content/databases/`` name is refused by nginx itself (403).
+
+    Studio's ``_proxy.conf`` has ``limit_except GET HEAD OPTIONS { deny all; }``: writes never reach the
+    bucket through nginx. If the POST gets the bucket's own answer instead, the limit is missing (the
+    bucket still refuses anonymous writes, so this is a warning, not an outage)."""
+    from studiodoctor import httpprobe
+
+    t0 = time.monotonic()
+    try:
+        resp = httpprobe.probe_unsafe_method(ctx, "POST", _base(ctx) + METHOD_PROBE_PATH)
+    except Exception as exc:
+        return _no_answer(ctx, METHOD_PROBE_PATH, exc, time.monotonic() - t0)
+    evidence = {"path": METHOD_PROBE_PATH, "status": resp.status_code,
+                "content_type": resp.headers.get("content-type", ""), "body": resp.text[:120]}
+    if resp.status_code in (403, 405) and _is_nginx_error_page(resp):
+        return ok(f"POST {METHOD_PROBE_PATH} refused by nginx ({resp.status_code})", evidence=evidence)
+    if 200 <= resp.status_code < 300:
+        return fail(f"POST {METHOD_PROBE_PATH} was accepted ({resp.status_code}): writes reach the bucket",
+                    evidence=evidence, commands=_commands(ctx),
+                    hint="Add limit_except GET HEAD OPTIONS { deny all; } to every /content/ location.")
+    return warn(f"POST {METHOD_PROBE_PATH} was not refused by nginx: the bucket answered {resp.status_code}",
+                evidence=evidence, commands=_commands(ctx),
+                hint="Add limit_except GET HEAD OPTIONS { deny all; } to every /content/ location "
+                     "(includes/content/_proxy.conf).")
+
+
+@check(CONTENT_LISTING, title="/content/ does not list the bucket", needs=("nginx.url",),
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET",))
+def check_content_listing(ctx):
+    """``GET /content/`` must not return the bucket's object listing.
+
+    nginx has no guard on the bare ``/content/`` (attempts were reverted, #1838): protection relies on the
+    bucket refusing anonymous ``storage.objects.list``. A listing leaks every channel's files and ids."""
+    resp, seconds, exc = _request(ctx, "GET", "/content/")
+    if exc is not None:
+        return _no_answer(ctx, "/content/", exc, seconds)
+    body = resp.text[:200000]
+    keys = re.findall(r"<Key>([^<]*)</Key>", body)
+    listing = "<ListBucketResult" in body or '"storage#objects"' in body
+    evidence = {"status": resp.status_code, "content_type": resp.headers.get("content-type", ""),
+                "listed_objects": len(keys), "sample": keys[:3]}
+    if listing:
+        return fail(f"GET /content/ lists the bucket ({len(keys)} objects shown, e.g. {keys[:1]})",
+                    evidence=evidence, commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
+                    hint="Remove allUsers storage.objects.list (roles/storage.legacyBucketReader or objectViewer "
+                         "at bucket level grants it) or deny the bare /content/ in nginx.")
+    return ok(f"GET /content/ answers {resp.status_code} without a listing", evidence=evidence)
+
+
+@check(HEADERS, title="Headers nginx drops, adds or changes", needs=("nginx.url", "app.url"),
+       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",))
+def check_headers(ctx):
+    """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly:
+    response headers nginx drops, adds or changes are evidence.
+
+    Expected: ``Server`` changes to nginx, nothing else of the app's is lost. Warns when nginx drops a
+    security or caching header the app sent, or adds/changes Cache-Control or Vary on app responses.
+    (nginx sends Django only ``Host`` and ``X-Forwarded-For``: no ``X-Forwarded-Proto``, so Django's
+    ``request.is_secure()`` is False behind the proxies.)"""
+    path = str(ctx.setting("compare_path", str(ctx.section("app").get("login_path") or "/en/accounts/")))
+    app_base = str(ctx.section("app").get("url", "")).rstrip("/")
+    via_app, s_app, e_app = _request(ctx, "GET", path, base=app_base, cap=max(1.0, ctx.timeout() / 2))
+    via_nginx, s_nginx, e_nginx = _request(ctx, "GET", path)
+    if e_nginx is not None:
+        return _no_answer(ctx, path, e_nginx, s_nginx)
+    if e_app is not None:
+        from studiodoctor import httpprobe
+
+        return error(f"could not compare headers: the app at {app_base} gave no answer "
+                     f"({httpprobe.describe_error(e_app)[1]})", reason=Reason.UNREACHABLE,
+                     evidence={"nginx_status": via_nginx.status_code})
+    if via_nginx.status_code >= 500 or via_app.status_code >= 500:
+        return error(f"could not compare headers: {path} answered {via_nginx.status_code} at nginx and "
+                     f"{via_app.status_code} at the app", reason=Reason.UNEXPECTED,
+                     evidence={"nginx_status": via_nginx.status_code, "app_status": via_app.status_code})
+    a = {k.lower(): v for k, v in via_app.headers.items() if k.lower() not in _VOLATILE}
+    n = {k.lower(): v for k, v in via_nginx.headers.items() if k.lower() not in _VOLATILE}
+    dropped = sorted(set(a) - set(n))
+    added = {k: n[k] for k in sorted(set(n) - set(a))}
+    changed = {k: {"app": a[k], "nginx": n[k]} for k in sorted(set(a) & set(n)) if a[k] != n[k]}
+    evidence = {"path": path, "app_status": via_app.status_code, "nginx_status": via_nginx.status_code,
+                "dropped": dropped, "added": added, "changed": changed}
+    worrying = ([f"dropped {h}" for h in dropped if h in _SENSITIVE] +
+                [f"added {h}: {v}" for h, v in added.items() if h in ("cache-control", "vary", "set-cookie")] +
+                [f"changed {h}" for h in changed if h in _SENSITIVE and h != "server"])
+    if via_app.status_code != via_nginx.status_code:
+        worrying.append(f"status {via_app.status_code} at the app but {via_nginx.status_code} at nginx")
+    if worrying:
+        return warn(f"nginx alters the app's answer for {path}: {'; '.join(worrying)}", evidence=evidence,
+                    commands=_commands(ctx))
+    summary = (f"{path}: nginx passes the app's headers through (dropped {len(dropped)}, added {len(added)}, "
+               f"changed {', '.join(changed) or 'none'})")
+    return ok(summary, evidence=evidence)

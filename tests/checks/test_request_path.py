@@ -1,105 +1,15 @@
-"""path.trace (and the shared Studio stack fixtures): real nginx configured like Studio's in front of the
-stand-in app under real gunicorn, /healthz on the real lab PostgreSQL, /content/ on fake-gcs-server."""
+"""path.trace on a real nginx configured like Studio's in front of the stand-in app under real gunicorn
+(/healthz on the real lab PostgreSQL, /content/ on fake-gcs-server)."""
 
 from __future__ import annotations
 
-import gzip
-
-import pytest
+from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
+from studio_stack import STORAGE_OBJECT, run
 
 from checks.request_path import TRACE
-from studiodoctor import engine
-from studiodoctor.lab import studio_schema
-from studiodoctor.lab.studio_app import StudioApp
-from studiodoctor.lab.studio_nginx import STATIC_SAMPLE, StudioNginx
+from studiodoctor.lab.studio_nginx import STATIC_SAMPLE
 from studiodoctor.model import Status
 from studiodoctor.registry import default_registry
-
-BUCKET = "studio-content"
-STORAGE_OBJECT = "storage/9e/1f/9e1f0c2a5b7d4e8f9a0b1c2d3e4f5a6b.mp4"
-DB_CHANNEL = "5e1f0c2a5b7d4e8f9a0b1c2d3e4f5a6b"
-DB_OBJECT = f"databases/{DB_CHANNEL}.sqlite3"
-API_TOKEN = "lab-admin-token-6f2d"
-
-
-def seed_postgres(pg) -> None:
-    with pg.connect() as conn:
-        studio_schema.create_schema(conn)
-        exists = conn.execute(f"SELECT 1 FROM {studio_schema.CHANNEL_TABLE} LIMIT 1").fetchone()
-        if not exists:
-            studio_schema.add_channel(conn, studio_schema.LAB_CHANNEL_ID, studio_schema.LAB_CHANNEL_NAME,
-                                      studio_schema.LAB_MAIN_TREE_ID)
-
-
-def seed_bucket(gcs) -> None:
-    from google.api_core.exceptions import Conflict
-
-    client = gcs.client()
-    try:
-        bucket = client.create_bucket(BUCKET)
-    except Conflict:
-        bucket = client.bucket(BUCKET)
-    blob = bucket.blob(STORAGE_OBJECT)
-    blob.cache_control = "public, max-age=3600"           # what GCS would send; nginx must override it
-    blob.upload_from_string(b"\x00" * 256, content_type="video/mp4")
-    blob = bucket.blob(DB_OBJECT)
-    blob.cache_control = "private, max-age=5, no-transform"  # what Studio's storage backend sets
-    blob.content_encoding = "gzip"
-    blob.upload_from_string(gzip.compress(b"SQLite format 3\x00"), content_type="application/octet-stream")
-
-
-@pytest.fixture(scope="session")
-def lab_root(lab_root):
-    """pytest makes its base temp dirs 0700; the `postgres` user that initdb runs as must traverse them."""
-    for parent in (lab_root.parent, lab_root.parent.parent):
-        if parent.stat().st_mode & 0o777 == 0o700:
-            parent.chmod(0o755)
-    return lab_root
-
-
-@pytest.fixture(scope="module")
-def seeded(postgres_server, fake_gcs):
-    seed_postgres(postgres_server)
-    seed_bucket(fake_gcs)
-    return postgres_server, fake_gcs
-
-
-class Stack:
-    def __init__(self, root, pg, gcs, proxy_read_timeout=100):
-        self.app = StudioApp(root, dsn=pg.dsn(), api_token=API_TOKEN, threads=16)
-        self.nginx = StudioNginx(root, app_port=self.app.port, gcs_url=gcs.url, bucket=BUCKET,
-                                 proxy_read_timeout=proxy_read_timeout)
-
-    def start(self):
-        self.app.start()
-        self.nginx.start()
-        return self
-
-    def stop(self):
-        self.nginx.stop()
-        self.app.stop()
-
-    def sections(self, **extra) -> dict:
-        nginx = {**self.nginx.profile()["nginx"], "storage_path": f"/content/{STORAGE_OBJECT}",
-                 "database_path": f"/content/{DB_OBJECT}"}
-        return {"nginx": nginx, **self.app.profile(), **extra}
-
-
-@pytest.fixture
-def stack(seeded, lab_root, request):
-    pg, gcs = seeded
-    marker = request.node.get_closest_marker("proxy_read_timeout")
-    s = Stack(lab_root / f"studio-{request.node.name[:40]}", pg, gcs,
-              proxy_read_timeout=marker.args[0] if marker else 100)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
-
-
-def run(make_profile, sections, layers=("app", "nginx", "path"), timeout=8, **top):
-    report = engine.check(make_profile(sections, timeout=timeout, **top), layers=list(layers))
-    return {r.id: r for r in report.results}
 
 
 # --- path.trace ----------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""app.* against the stand-in Studio app under real gunicorn, /healthz on a real PostgreSQL, with nginx
+configured like Studio's in front (so each fault is also seen in the nginx checks and path.trace)."""
+
+from __future__ import annotations
+
+import pytest
+from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
+from studio_stack import API_TOKEN, Stack, run
+
+from checks.django_app import HEALTHZ, LOGIN_PAGE, PROBERS, STEALTHZ
+from checks.nginx_proxy import APP_PROXY, HEADERS, REACHABLE, STATIC
+from checks.request_path import TRACE
+from studiodoctor.lab import studio_schema
+from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.model import Status
+from studiodoctor.registry import default_registry
+
+APP_IDS = (STEALTHZ, HEALTHZ, LOGIN_PAGE, PROBERS)
+
+
+def test_healthy_app(stack, make_profile):
+    res = run(make_profile, stack.sections(), layers=["app"])
+    for cid in APP_IDS:
+        assert res[cid].status is Status.OK, (cid, res[cid].summary)
+    assert res[HEALTHZ].evidence["first_channel"] == studio_schema.LAB_CHANNEL_NAME
+    assert res[STEALTHZ].evidence["body"] == "<3"
+    assert res[STEALTHZ].evidence["latency_s"] < 2
+    assert res[PROBERS].evidence["workers_answering"] == ["celery@studio-lab"]
+
+
+def test_probers_wrong_token_is_an_error_not_a_failure(stack, make_profile):
+    sections = stack.sections()
+    sections["app"] = {**sections["app"], "api_token": "not-the-token"}
+    res = run(make_profile, sections, layers=["app"])
+    assert res[PROBERS].status is Status.ERROR
+    assert "app.api_token was not accepted" in res[PROBERS].summary
+    assert "not-the-token" not in res[PROBERS].summary
+
+
+def test_probers_report_the_figures_the_old_prober_alerted_on(stack, make_profile):
+    stack.app.set_fault(probers={"celery_worker_status": {}, "queued_task_count": 73})
+    res = run(make_profile, stack.sections(), layers=["app"])
+    assert res[PROBERS].status is Status.FAIL
+    assert "no Celery worker answered ping" in res[PROBERS].summary
+    assert res[PROBERS].evidence["queued_task_count"] == 73
+
+
+def test_login_page_with_a_non_prober_user_agent_warns(stack, make_profile):
+    res = run(make_profile, {**stack.sections(), "http": {"user_agent": "curl/8.5"}}, layers=["app"])
+    assert res[LOGIN_PAGE].status is Status.WARN
+    assert "unsupported-browser" in res[LOGIN_PAGE].summary
+    assert res[STEALTHZ].status is Status.OK
+
+
+def test_app_stopped(stack, make_profile):
+    """502 at nginx, app hop dead: app checks fail, nginx's 502 is explained by the app."""
+    stack.app.stop()
+    res = run(make_profile, stack.sections())
+    for cid in (STEALTHZ, HEALTHZ, LOGIN_PAGE, PROBERS):
+        assert res[cid].status is Status.FAIL, (cid, res[cid].summary)
+        assert "unreachable from here: connection refused" in res[cid].summary
+    assert res[REACHABLE].status is Status.OK                 # nginx itself answers
+    assert res[STATIC].status is Status.OK                    # static files do not need the app
+    assert res[APP_PROXY].status is Status.FAIL
+    assert res[APP_PROXY].evidence["status"] == 502
+    assert "app" in default_registry.get(APP_PROXY).explained_by
+    assert res[HEADERS].status is Status.ERROR                # cannot compare without the app
+    assert res[TRACE].status is Status.FAIL
+    assert res[TRACE].evidence["first_bad_hop"] == "app"
+
+
+@pytest.mark.parametrize("stack", [2], indirect=True)
+def test_app_slower_than_nginx_proxy_read_timeout(stack, make_profile):
+    """nginx with a 2 s proxy_read_timeout, the app sleeping 3 s on every request: nginx answers 504 after
+    about 2 s, the app's latency fails naming nginx's limit, the trace's first bad hop is the app."""
+    stack.app.set_fault(slow_s=3)
+    res = run(make_profile, stack.sections(), layers=["app", "nginx", "path"], timeout=9)
+    stealthz = res[STEALTHZ]
+    assert stealthz.status is Status.FAIL, stealthz.summary
+    assert "nginx's proxy_read_timeout of 2 s" in stealthz.summary
+    assert stealthz.evidence["latency_s"] >= 3
+    assert res[LOGIN_PAGE].status is Status.FAIL and "slowly" in res[LOGIN_PAGE].summary
+    assert res[HEALTHZ].status is Status.FAIL                  # both slow: the app, not the database
+    assert res[APP_PROXY].status is Status.FAIL
+    assert res[APP_PROXY].evidence["status"] == 504
+    assert res[APP_PROXY].evidence["inferred_proxy_read_timeout_s"] == 2
+    assert res[TRACE].evidence["first_bad_hop"] == "app"
+    assert "proxy_read_timeout" in res[TRACE].summary
+
+
+def test_app_erroring_everywhere(stack, make_profile):
+    stack.app.set_fault(error=True)
+    res = run(make_profile, stack.sections(), layers=["app", "path"])
+    assert res[STEALTHZ].status is Status.FAIL
+    assert res[STEALTHZ].evidence["status"] == 500
+    assert res[HEALTHZ].status is Status.FAIL
+    assert "/stealthz does not answer 200 either" in res[HEALTHZ].summary
+    assert res[TRACE].evidence["first_bad_hop"] == "app"
+
+
+def test_postgres_stopped(seeded, lab_root, make_profile):
+    """Own PostgreSQL (stopped mid-test): /healthz fails, /stealthz still answers, the cause is postgres."""
+    _, gcs = seeded
+    pg = PostgresServer(lab_root / "pg-app-stop").start()
+    stack = Stack(lab_root / "studio-pg-stop", pg, gcs)
+    try:
+        from studio_stack import seed_postgres
+
+        seed_postgres(pg)
+        stack.start()
+        before = run(make_profile, stack.sections(), layers=["app"])
+        assert before[HEALTHZ].status is Status.OK, before[HEALTHZ].summary
+        pg.stop()
+        res = run(make_profile, stack.sections())
+    finally:
+        stack.stop()
+        pg.stop()
+    healthz = res[HEALTHZ]
+    assert healthz.status is Status.FAIL
+    assert "while /stealthz answers 200" in healthz.summary and "PostgreSQL" in healthz.summary
+    assert healthz.evidence == {"status": 500, "latency_s": healthz.evidence["latency_s"], "stealthz_status": 200}
+    assert default_registry.get(HEALTHZ).explained_by == ("postgres",)
+    assert res[STEALTHZ].status is Status.OK
+    assert res[APP_PROXY].status is Status.OK
+    assert res[TRACE].status is Status.OK and res[TRACE].evidence["first_bad_hop"] is None

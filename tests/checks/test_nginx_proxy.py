@@ -1,0 +1,112 @@
+"""nginx.* on a real nginx configured like Studio's internal one (facts file §2), in front of the stand-in
+app under real gunicorn and fake-gcs-server; faults flip the config and reload nginx."""
+
+from __future__ import annotations
+
+import pytest
+from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
+from studio_stack import DB_OBJECT, STORAGE_OBJECT, run
+
+from checks.django_app import HEALTHZ, STEALTHZ
+from checks.nginx_proxy import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS, CONTENT_STORAGE,
+                                HEADERS, REACHABLE, STATIC)
+from checks.request_path import TRACE
+from studiodoctor.lab.studio_nginx import STATIC_SAMPLE
+from studiodoctor.model import Status
+
+NGINX_IDS = (REACHABLE, APP_PROXY, STATIC, CONTENT_STORAGE, CONTENT_DATABASES, CONTENT_METHODS, CONTENT_LISTING,
+             HEADERS)
+
+
+def test_healthy_stack_is_ok_everywhere(stack, make_profile):
+    res = run(make_profile, stack.sections())
+    bad = {cid: (r.status.value, r.summary) for cid, r in res.items() if r.status is not Status.OK}
+    assert not bad
+    assert res[REACHABLE].evidence["server"].startswith("nginx/")
+    assert res[STATIC].evidence["content_type"] == "image/png"
+    assert res[STATIC].evidence["cache_control"] == "max-age=14400"          # expires 4h
+    assert res[CONTENT_STORAGE].evidence["cache_control"] == "public, max-age=31536000, immutable, no-transform"
+    assert res[CONTENT_DATABASES].evidence["cache_control"] == "private, max-age=5, no-transform"
+    assert res[CONTENT_DATABASES].evidence["content_encoding"] == "gzip"
+    assert res[CONTENT_METHODS].evidence["status"] == 403
+    headers = res[HEADERS].evidence
+    assert headers["changed"]["server"] == {"app": "gunicorn", "nginx": headers["changed"]["server"]["nginx"]}
+    assert headers["dropped"] == [] and headers["app_status"] == headers["nginx_status"] == 200
+    assert res[TRACE].evidence["first_bad_hop"] is None
+
+
+def test_nginx_stopped(stack, make_profile):
+    stack.nginx.stop()
+    res = run(make_profile, stack.sections())
+    assert res[REACHABLE].status is Status.FAIL
+    assert "unreachable from here: connection refused" in res[REACHABLE].summary
+    for cid in NGINX_IDS[1:]:
+        assert res[cid].status is Status.BLOCKED and res[cid].blocked_by == [REACHABLE], cid
+    assert res[STEALTHZ].status is Status.OK and res[HEALTHZ].status is Status.OK
+    assert res[TRACE].status is Status.FAIL
+    assert res[TRACE].evidence["first_bad_hop"] == "nginx"
+    assert res[TRACE].evidence["bad_at"] == {"/stealthz": "nginx", STATIC_SAMPLE: "nginx",
+                                             f"/content/{STORAGE_OBJECT}": "nginx"}
+
+
+def test_databases_served_with_public_cache_control(stack, make_profile):
+    stack.nginx.set_fault("databases_public")
+    res = run(make_profile, stack.sections(), layers=["nginx", "path"])
+    dbs = res[CONTENT_DATABASES]
+    assert dbs.status is Status.FAIL
+    assert dbs.evidence["cache_control"] == "public, max-age=3600"
+    assert f"/content/{DB_OBJECT}" in dbs.summary
+    assert res[CONTENT_STORAGE].status is Status.OK
+    assert res[TRACE].status is Status.OK          # the answers are 200s: a caching fault, not a 502
+
+
+def test_databases_cached_by_nginx_is_a_hit(stack, make_profile):
+    stack.nginx.set_fault("databases_cached")
+    res = run(make_profile, stack.sections(), layers=["nginx"])
+    dbs = res[CONTENT_DATABASES]
+    assert dbs.status is Status.FAIL
+    assert dbs.evidence["cache_status"] == {"x-cache-status": "HIT"}
+    assert "served from a cache (x-cache-status: HIT)" in dbs.summary
+
+
+def test_post_allowed_on_content_warns(stack, make_profile):
+    stack.nginx.set_fault("post_allowed")
+    res = run(make_profile, stack.sections(), layers=["nginx", "path"])
+    methods = res[CONTENT_METHODS]
+    assert methods.status is Status.WARN
+    assert methods.evidence["status"] == 400          # fake-gcs-server's own answer: the POST got through
+    assert "not refused by nginx" in methods.summary
+    assert res[TRACE].evidence["first_bad_hop"] is None
+
+
+@pytest.mark.parametrize("fault, cid, needle", [
+    ("storage_uncached", CONTENT_STORAGE, "lacking max-age>=31536000, immutable"),
+    ("bucket_listing", CONTENT_LISTING, "lists the bucket"),
+    ("static_missing", STATIC, "missing (404)"),
+])
+def test_other_nginx_faults_fail_their_check(stack, make_profile, fault, cid, needle):
+    stack.nginx.set_fault(fault)
+    res = run(make_profile, stack.sections(), layers=["nginx"])
+    assert res[cid].status is Status.FAIL, res[cid].summary
+    assert needle in res[cid].summary
+    stack.nginx.set_fault(fault, on=False)
+    assert run(make_profile, stack.sections(), layers=["nginx"])[cid].status is Status.OK
+
+
+def test_database_path_discovered_from_public_channels(stack, seeded, make_profile):
+    pg, _ = seeded
+    from studiodoctor.lab import studio_schema
+
+    pg.execute(f"UPDATE {studio_schema.CHANNEL_TABLE} SET public = true WHERE id = %s",
+               (studio_schema.LAB_CHANNEL_ID,))
+    try:
+        sections = stack.sections()
+        del sections["nginx"]["database_path"]
+        res = run(make_profile, sections, layers=["nginx"])
+    finally:
+        pg.execute(f"UPDATE {studio_schema.CHANNEL_TABLE} SET public = false WHERE id = %s",
+                   (studio_schema.LAB_CHANNEL_ID,))
+    dbs = res[CONTENT_DATABASES]
+    assert dbs.evidence["path"] == f"/content/databases/{studio_schema.LAB_CHANNEL_ID}.sqlite3"
+    assert dbs.evidence["source"] == "first public channel of /api/public/v1/channels"
+    assert dbs.status is Status.FAIL and dbs.evidence["status"] == 404     # the lab bucket has no such object
