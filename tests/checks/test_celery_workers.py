@@ -230,8 +230,7 @@ def test_broker_down_alone_fails_fast_as_unreachable(redis_server, studio_db, pr
 
 
 def test_broker_down_blocks_celery_checks_on_redis(redis_server, studio_db, profile):
-    if "redis.reachable" not in default_registry.load_plugins().checks:
-        pytest.skip("the redis layer (redis.reachable) is not registered yet")
+    assert "redis.reachable" in default_registry.load_plugins().checks
     url = redis_server.url(0)
     redis_server.stop()
     res = run(profile(redis_url=url))
@@ -240,3 +239,16 @@ def test_broker_down_blocks_celery_checks_on_redis(redis_server, studio_db, prof
         assert res[cid].status is Status.BLOCKED, (cid, res[cid].summary)
         assert "redis.reachable" in res[cid].blocked_by or WORKERS in res[cid].blocked_by
     assert res[WORKERS].blocked_by == ["redis.reachable"]
+
+
+def test_postgres_down_blocks_stuck_publishes(redis_server, profile, make_profile):
+    from studiodoctor.lab.launcher import free_port
+
+    assert "postgres.reachable" in default_registry.load_plugins().checks
+    prof = make_profile({"redis": {"url": redis_server.url(0)},
+                         "postgres": {"dsn": f"postgresql://studio:pw@127.0.0.1:{free_port()}/kolibri-studio"}},
+                        timeout=5)
+    res = run(prof, ids=(STUCK_PUBLISHES,))
+    assert res["postgres.reachable"].status is Status.FAIL
+    assert res[STUCK_PUBLISHES].status is Status.BLOCKED
+    assert res[STUCK_PUBLISHES].blocked_by == ["postgres.reachable"]

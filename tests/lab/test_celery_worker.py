@@ -20,9 +20,10 @@ def test_clog_then_drain_empties_the_queue(redis_server):
         again.drain()
         w = again
         end = time.monotonic() + 15
-        while client.llen("celery") and time.monotonic() < end:
+        while (client.llen("celery") or client.hlen("unacked")) and time.monotonic() < end:
             time.sleep(0.1)
         assert client.llen("celery") == 0
+        assert client.hlen("unacked") == 0  # the deliveries the killed worker held were put back and run
     finally:
         w.stop(cold=True)
     assert not w.alive()
