@@ -491,6 +491,11 @@ def check_connections(ctx):
         warn_pct, fail_pct = _num(ctx, "connections_warn_percent", 80), _num(ctx, "connections_fail_percent", 95)
     except ValueError as exc:
         return error(str(exc), reason=Reason.NOT_CONFIGURED)
+    hidden, res = _hidden_sessions(ctx)
+    if res is not None:
+        return res
+    if hidden:
+        return _cannot_look(ctx, hidden, "the connections in use")
     rows, res = _db_call(ctx, lambda: _query(
         ctx, "SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS in_use, "
              "count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active') AS active, "
@@ -635,10 +640,15 @@ def check_locks(ctx):
         return res
     waits = [{"pid": r["pid"], "locktype": r["locktype"], "mode": r["mode"], "relation": r["relation"],
               "user": r["usename"], "database": r["datname"],
-              "waiting_s": round(float(r["seconds"] or 0), 1), "blocked_by": list(r["blocked_by"] or []),
-              "query": r["query"]} for r in rows]
-    long_waits = [w for w in waits if w["waiting_s"] > threshold]
+              "waiting_s": None if r["seconds"] is None else round(float(r["seconds"]), 1),
+              "blocked_by": list(r["blocked_by"] or []), "query": r["query"]} for r in rows]
+    long_waits = [w for w in waits if w["waiting_s"] is not None and w["waiting_s"] > threshold]
+    unknown = [w for w in waits if w["waiting_s"] is None]
     ev = {"target": target.label, "waiting": len(waits), "threshold_s": threshold, "locks": waits[:10]}
+    if not long_waits and unknown:
+        return error(f"{len(unknown)} lock requests are waiting and role {target.user or '(default)'} cannot see "
+                     "for how long", evidence=ev, reason=Reason.FORBIDDEN,
+                     hint=f"GRANT pg_monitor TO {target.user or '<role>'}")
     if not long_waits:
         extra = f" ({len(waits)} shorter waits)" if waits else ""
         return ok(f"no lock waited longer than {threshold:g} s{extra}", evidence=ev)

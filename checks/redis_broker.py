@@ -163,7 +163,8 @@ def _resolve(host: str, port: int, timeout: float) -> list[str]:
 
 def _error_text(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    # "unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'default' '<password>'": drop the args
+    return text.splitlines()[0].split(", with args beginning with")[0][:300]
 
 
 def _num(ctx, key: str, default: float) -> float:

@@ -57,7 +57,8 @@ class RedisServer(Launcher):
         """An admin client (the lab's own; the checks never use it)."""
         import redis
 
-        return redis.Redis.from_url(self.url(db), socket_timeout=5, retry=None)
+        # RESP2: works with disable_commands=("HELLO",) too (redis-py >= 8 defaults to RESP3)
+        return redis.Redis.from_url(self.url(db), socket_timeout=5, retry=None, protocol=2)
 
     def stop(self) -> None:
         stop_pid(self.pid)

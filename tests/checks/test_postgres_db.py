@@ -160,7 +160,7 @@ def test_pg_monitor_role_passes_and_a_role_without_it_cannot_look(postgres_serve
         bare = postgres_server.create_role("doctor_bare", "bare-pw-32", monitor=False)
         _, res = run(make_profile, bare)
         assert res[REACHABLE].status is Status.OK
-        for cid in (LONG_QUERIES, IDLE_IN_TRANSACTION):
+        for cid in (CONNECTIONS, LONG_QUERIES, IDLE_IN_TRANSACTION):
             assert res[cid].status is Status.ERROR and res[cid].reason == "forbidden", res[cid].summary
             assert res[cid].evidence["hidden_sessions"] >= 1
             assert "pg_monitor" in res[cid].hint

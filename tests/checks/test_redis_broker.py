@@ -156,10 +156,11 @@ def test_replica_fails_role_unless_expected(redis_server, lab_root, make_profile
 
 def test_server_without_resp3_warns_while_client_default_is_resp3(lab_root, make_profile):
     # rename-command HELLO "" answers HELLO exactly like Redis 4: ERR unknown command 'HELLO'
-    server = RedisServer(lab_root / "no-resp3", disable_commands=("HELLO",)).start()
+    server = RedisServer(lab_root / "no-resp3", password=PASSWORD, disable_commands=("HELLO",)).start()
     try:
-        _, res = run(make_profile, url=server.url())
+        report, res = run(make_profile, url=server.url())
         assert res[REACHABLE].status is Status.OK  # RESP2 forced: the handshake works without HELLO
+        assert PASSWORD not in raw_text(report)  # Redis echoes "HELLO 3 AUTH default <password>" args
         r = res[VERSION]
         assert r.evidence["resp3_supported"] is False
         assert r.evidence["resp3_inferred_from_version"] is False
