@@ -21,15 +21,6 @@ CELERY_IDS = (WORKERS, SATURATION, QUEUE_DEPTH, UNACKED, STUCK_PUBLISHES)
 WORKER_NAME = "studio-worker-1@lab"
 
 
-@pytest.fixture(scope="session")
-def lab_root(lab_root):
-    """pytest makes its base temp dirs 0700; the `postgres` user that initdb runs as must traverse them."""
-    for parent in (lab_root.parent, lab_root.parent.parent):
-        if parent.stat().st_mode & 0o777 == 0o700:
-            parent.chmod(0o755)
-    return lab_root
-
-
 @pytest.fixture
 def worker(redis_server):
     """A real Celery worker (threads pool, 1 slot) consuming `celery` from the test's redis-server."""
