@@ -30,6 +30,10 @@ EVENTS = "kubernetes.events"
 MEMORY = "kubernetes.memory"
 INGRESS_CONTROLLER = "kubernetes.ingress_controller"
 
+# The frontend's readiness probe is GET /healthz on 8081 (gunicorn, queries PostgreSQL): when these fail,
+# pods not Ready are their consequence, not the root cause.
+READINESS_EXPLAINERS = ("app.healthz", "postgres.reachable", "postgres.connections")
+
 # Waiting reasons that mean "this container cannot run" (a Pending pod with these is not a scheduling issue).
 CRASH_REASONS = {
     "CrashLoopBackOff": "the container keeps exiting; read its previous logs",
@@ -609,7 +613,7 @@ def check_permissions(ctx):
 
 @check(DEPLOYMENTS, title="Deployments have their desired replicas available", depends_on=(API,),
        permissions=("list deployments.apps",),
-       explained_by=(PODS_CRASHING, PODS_OOMKILLED, PODS_PENDING, PODS_READY, "postgres"))
+       explained_by=(PODS_CRASHING, PODS_OOMKILLED, PODS_PENDING, PODS_READY, *READINESS_EXPLAINERS))
 def check_deployments(ctx):
     """Each Deployment of the namespace: desired vs available replicas, and rollouts stuck.
 
@@ -664,7 +668,7 @@ def check_deployments(ctx):
 
 
 @check(PODS_READY, title="Pods are Ready", depends_on=(API,), permissions=("list pods",),
-       explained_by=(PODS_CRASHING, PODS_OOMKILLED, "postgres"))
+       explained_by=(PODS_CRASHING, PODS_OOMKILLED, *READINESS_EXPLAINERS))
 def check_pods_ready(ctx):
     """Running pods whose Ready condition is False, grouped by workload.
 

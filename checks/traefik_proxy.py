@@ -272,7 +272,8 @@ def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str],
 
 @check(SERVICES, title="The hostnames' services have servers UP", depends_on=(ROUTERS,),
        permissions=("GET /api/http/services",),
-       explained_by=(PODS_READY, PODS_CRASHING, PODS_OOMKILLED, DEPLOYMENTS, "nginx", "app"))
+       explained_by=(PODS_READY, PODS_CRASHING, PODS_OOMKILLED, DEPLOYMENTS, "nginx.reachable", "nginx.app_proxy",
+                     "app.stealthz", "app.healthz"))
 def check_services(ctx):
     """The service behind each hostname's router: its load balancer's servers and their health status.
 

@@ -124,7 +124,7 @@ def test_backend_nginx_stopped_marks_server_down(tmp_path, make_profile):
         traefik.wait_server_status("DOWN")
         res = {r.id: r for r in engine.check(make_profile(traefik.profile(), timeout=8), check_ids=[tp.SERVICES]).results}
         assert res[tp.SERVICES].status is Status.FAIL and f"127.0.0.1:{port}" in res[tp.SERVICES].summary
-        assert "nginx" in default_registry.get(tp.SERVICES).explained_by
+        assert "nginx.reachable" in default_registry.get(tp.SERVICES).explained_by
     finally:
         traefik.stop()
         nginx.stop()
