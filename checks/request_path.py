@@ -149,7 +149,8 @@ def check_trace(ctx):
     hops, skipped = _hops(ctx)
     if not hops:
         return skip("no hop is configured (public_urls, traefik.entrypoint, nginx.url, app.url)",
-                    reason=Reason.NOT_CONFIGURED, evidence={"rows": skipped, "skipped_hops": [s["hop"] for s in skipped]},
+                    reason=Reason.NOT_CONFIGURED,
+                    evidence={"rows": skipped, "skipped_hops": [s["hop"] for s in skipped]},
                     hint="set at least nginx.url or app.url in the profile's config")
     paths, notes = _paths(ctx)
     jobs = [(hop, spec) for spec in paths for hop in hops if spec["app"] or hop["hop"] != "app"]

@@ -14,7 +14,7 @@ from studiodoctor.lab.studio_app import StudioApp
 from studiodoctor.lab.studio_nginx import StudioNginx
 
 __all__ = ["BUCKET", "STORAGE_OBJECT", "DB_CHANNEL", "DB_OBJECT", "API_TOKEN", "Stack", "lab_root", "seeded",
-           "stack", "run", "seed_postgres", "seed_bucket"]
+           "stack", "run", "likely_cause", "seed_postgres", "seed_bucket"]
 
 BUCKET = "studio-content"
 STORAGE_OBJECT = "storage/9e/1f/9e1f0c2a5b7d4e8f9a0b1c2d3e4f5a6b.mp4"
@@ -101,3 +101,10 @@ def stack(seeded, lab_root, request):
 def run(make_profile, sections, layers=("app", "nginx", "path"), timeout=8, **top):
     report = engine.check(make_profile(sections, timeout=timeout, **top), layers=list(layers))
     return {r.id: r for r in report.results}
+
+
+def likely_cause(make_profile, sections, symptom="502", timeout=8) -> tuple[str | None, str | None]:
+    """(layer, check id) that ``diagnose SYMPTOM`` names as the likely cause."""
+    report = engine.diagnose(make_profile(sections, timeout=timeout), symptom)
+    cause = report.likely_cause or {}
+    return cause.get("layer"), cause.get("check")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
-from studio_stack import API_TOKEN, Stack, run
+from studio_stack import Stack, likely_cause, run
 
 from checks.django_app import HEALTHZ, LOGIN_PAGE, PROBERS, STEALTHZ
 from checks.nginx_proxy import APP_PROXY, HEADERS, REACHABLE, STATIC
@@ -67,6 +67,7 @@ def test_app_stopped(stack, make_profile):
     assert res[HEADERS].status is Status.ERROR                # cannot compare without the app
     assert res[TRACE].status is Status.FAIL
     assert res[TRACE].evidence["first_bad_hop"] == "app"
+    assert likely_cause(make_profile, stack.sections()) == ("app", STEALTHZ)
 
 
 @pytest.mark.parametrize("stack", [2], indirect=True)
@@ -86,6 +87,7 @@ def test_app_slower_than_nginx_proxy_read_timeout(stack, make_profile):
     assert res[APP_PROXY].evidence["inferred_proxy_read_timeout_s"] == 2
     assert res[TRACE].evidence["first_bad_hop"] == "app"
     assert "proxy_read_timeout" in res[TRACE].summary
+    assert likely_cause(make_profile, stack.sections(), "504", timeout=9) == ("app", STEALTHZ)
 
 
 def test_app_erroring_everywhere(stack, make_profile):
@@ -112,6 +114,7 @@ def test_postgres_stopped(seeded, lab_root, make_profile):
         assert before[HEALTHZ].status is Status.OK, before[HEALTHZ].summary
         pg.stop()
         res = run(make_profile, stack.sections())
+        cause = likely_cause(make_profile, stack.sections(postgres={"dsn": pg.dsn()}))
     finally:
         stack.stop()
         pg.stop()
@@ -123,3 +126,4 @@ def test_postgres_stopped(seeded, lab_root, make_profile):
     assert res[STEALTHZ].status is Status.OK
     assert res[APP_PROXY].status is Status.OK
     assert res[TRACE].status is Status.OK and res[TRACE].evidence["first_bad_hop"] is None
+    assert cause[0] == "postgres"                      # diagnose 502 names the database, not the app

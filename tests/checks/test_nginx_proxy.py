@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
-from studio_stack import DB_OBJECT, STORAGE_OBJECT, run
+from studio_stack import DB_OBJECT, STORAGE_OBJECT, likely_cause, run
 
 from checks.django_app import HEALTHZ, STEALTHZ
 from checks.nginx_proxy import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS, CONTENT_STORAGE,
@@ -47,6 +47,7 @@ def test_nginx_stopped(stack, make_profile):
     assert res[TRACE].evidence["first_bad_hop"] == "nginx"
     assert res[TRACE].evidence["bad_at"] == {"/stealthz": "nginx", STATIC_SAMPLE: "nginx",
                                              f"/content/{STORAGE_OBJECT}": "nginx"}
+    assert likely_cause(make_profile, stack.sections()) == ("nginx", REACHABLE)
 
 
 def test_databases_served_with_public_cache_control(stack, make_profile):
@@ -58,6 +59,7 @@ def test_databases_served_with_public_cache_control(stack, make_profile):
     assert f"/content/{DB_OBJECT}" in dbs.summary
     assert res[CONTENT_STORAGE].status is Status.OK
     assert res[TRACE].status is Status.OK          # the answers are 200s: a caching fault, not a 502
+    assert likely_cause(make_profile, stack.sections(), "caching") == ("nginx", CONTENT_DATABASES)
 
 
 def test_databases_cached_by_nginx_is_a_hit(stack, make_profile):
@@ -77,6 +79,7 @@ def test_post_allowed_on_content_warns(stack, make_profile):
     assert methods.evidence["status"] == 400          # fake-gcs-server's own answer: the POST got through
     assert "not refused by nginx" in methods.summary
     assert res[TRACE].evidence["first_bad_hop"] is None
+    assert likely_cause(make_profile, stack.sections(), "content") == ("nginx", CONTENT_METHODS)
 
 
 @pytest.mark.parametrize("fault, cid, needle", [
