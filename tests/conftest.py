@@ -48,3 +48,60 @@ def make_profile():
         return profile_from_data(name, {**(sections or {}), **top}, env=env or {})
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety net: tests talk only to servers on this machine. A check that would reach the outside
+# (a built-in production endpoint, the GCE metadata server, a public DNS resolver) fails the test
+# loudly instead of sending a packet.
+import ipaddress
+import socket
+
+_real_connect, _real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+_real_sendto, _real_getaddrinfo = socket.socket.sendto, socket.getaddrinfo
+
+
+def _is_local(host) -> bool:
+    if isinstance(host, (bytes, bytearray)):
+        host = host.decode()
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a name would go to the system resolver: tests map names with http.resolve
+
+
+class OutsideNetworkError(OSError):
+    pass
+
+
+def _guard(address):
+    if isinstance(address, tuple) and address and not _is_local(address[0]):
+        raise OutsideNetworkError(f"test tried to reach {address[0]}: only loopback servers are allowed")
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    def connect(self, address):
+        _guard(address)
+        return _real_connect(self, address)
+
+    def connect_ex(self, address):
+        _guard(address)
+        return _real_connect_ex(self, address)
+
+    def sendto(self, data, *args):
+        _guard(args[-1])
+        return _real_sendto(self, data, *args)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_local(host):
+            raise OutsideNetworkError(f"test tried to resolve {host}: only loopback servers are allowed")
+        return _real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket.socket, "sendto", sendto)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
