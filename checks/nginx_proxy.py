@@ -169,7 +169,7 @@ def check_app_proxy(ctx):
                                             "or still starting).",
                     commands=_commands(ctx, Command("studiodoctor check --layer app", note="the app directly")))
     if resp.status_code == 504:
-        inferred = round(seconds)
+        inferred = int(seconds + 0.05)  # nginx gives up at a whole timeout; our overhead only adds
         evidence["inferred_proxy_read_timeout_s"] = inferred
         evidence["expected_proxy_read_timeout_s"] = expected
         note = ""
