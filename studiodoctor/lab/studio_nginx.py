@@ -21,6 +21,11 @@ Faults (``set_fault(name, on)`` re-renders the config and reloads nginx; they su
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
 from pathlib import Path
 
 from .nginx_server import NginxServer
@@ -57,6 +62,14 @@ class StudioNginx(NginxServer):
         self.bucket = bucket
         self.proxy_read_timeout = proxy_read_timeout
         self.faults: set[str] = set(faults)
+        if "files_dir" not in self.options:
+            # nginx's workers run as nobody: static files and the cache must live where they can reach them
+            # (pytest's /tmp/pytest-of-root is 0700 and other sessions reset it at any time)
+            external = os.geteuid() == 0 and not _traversable_by_others(self.dir)
+            digest = hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
+            self.options["files_dir"] = str(Path(tempfile.gettempdir()) / f"studiodoctor-nginx-{digest}"
+                                            if external else self.dir)
+        self.files_dir = Path(self.options["files_dir"])
 
     @property
     def url(self) -> str:
@@ -64,15 +77,17 @@ class StudioNginx(NginxServer):
 
     @property
     def static_dir(self) -> Path:
-        return self.dir / "static"
+        return self.files_dir / "static"
 
     # config -------------------------------------------------------------------
     def write_static(self) -> None:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.files_dir.chmod(0o755)
         for rel, data in _STATIC_FILES.items():
             path = self.static_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        (self.dir / "static-empty").mkdir(parents=True, exist_ok=True)
+        (self.files_dir / "static-empty").mkdir(parents=True, exist_ok=True)
 
     def _content_proxy(self, cached: bool = False) -> str:
         """includes/content/_proxy.conf, with the bucket path-style on fake-gcs-server."""
@@ -109,10 +124,10 @@ class StudioNginx(NginxServer):
                 f"{root_guard}")
 
     def http_body(self) -> str:
-        static_dir = self.dir / "static-empty" if "static_missing" in self.faults else self.static_dir
+        static_dir = self.files_dir / "static-empty" if "static_missing" in self.faults else self.static_dir
         cache_path = ("" if "databases_cached" not in self.faults else
-                      f"proxy_cache_path {self.dir}/tmp/content_cache levels=1:2 keys_zone=content_cache:1m "
-                      "max_size=50m inactive=600m;\n")
+                      f"proxy_cache_path {self.files_dir}/content_cache levels=1:2 keys_zone=content_cache:1m "
+                      "max_size=50m inactive=600m use_temp_path=off;\n")
         return f"""
 {cache_path}gzip on;
 gzip_proxied any;
@@ -167,9 +182,24 @@ server {{
         if self.alive():
             self.reload()
 
+    def stop(self) -> None:
+        super().stop()
+        if self.files_dir != self.dir and not self.alive():
+            shutil.rmtree(self.files_dir, ignore_errors=True)
+
     def profile(self) -> dict:
         return {"nginx": {"url": self.url, "proxy_read_timeout": float(self.proxy_read_timeout),
                           "static_path": STATIC_SAMPLE}}
+
+
+def _traversable_by_others(path: Path) -> bool:
+    for parent in [path, *path.parents]:
+        try:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
 
 
 def _indent(text: str, prefix: str = "    ") -> str:

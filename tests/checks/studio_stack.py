@@ -13,7 +13,7 @@ from studiodoctor.lab import studio_schema
 from studiodoctor.lab.studio_app import StudioApp
 from studiodoctor.lab.studio_nginx import StudioNginx
 
-__all__ = ["BUCKET", "STORAGE_OBJECT", "DB_CHANNEL", "DB_OBJECT", "API_TOKEN", "Stack", "lab_root", "seeded",
+__all__ = ["BUCKET", "STORAGE_OBJECT", "DB_CHANNEL", "DB_OBJECT", "API_TOKEN", "Stack", "seeded",
            "stack", "run", "likely_cause", "seed_postgres", "seed_bucket"]
 
 BUCKET = "studio-content"
@@ -47,15 +47,6 @@ def seed_bucket(gcs) -> None:
     blob.cache_control = "private, max-age=5, no-transform"  # what Studio's storage backend sets
     blob.content_encoding = "gzip"
     blob.upload_from_string(gzip.compress(b"SQLite format 3\x00"), content_type="application/octet-stream")
-
-
-@pytest.fixture(scope="session")
-def lab_root(lab_root):
-    """pytest makes its base temp dirs 0700; the `postgres` user that initdb runs as must traverse them."""
-    for parent in (lab_root.parent, lab_root.parent.parent):
-        if parent.stat().st_mode & 0o777 == 0o700:
-            parent.chmod(0o755)
-    return lab_root
 
 
 @pytest.fixture(scope="module")

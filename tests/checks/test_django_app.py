@@ -4,7 +4,7 @@ configured like Studio's in front (so each fault is also seen in the nginx check
 from __future__ import annotations
 
 import pytest
-from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
+from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import Stack, likely_cause, run
 
 from checks.django_app import HEALTHZ, LOGIN_PAGE, PROBERS, STEALTHZ

@@ -4,7 +4,7 @@ app under real gunicorn and fake-gcs-server; faults flip the config and reload n
 from __future__ import annotations
 
 import pytest
-from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
+from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import DB_OBJECT, STORAGE_OBJECT, likely_cause, run
 
 from checks.django_app import HEALTHZ, STEALTHZ

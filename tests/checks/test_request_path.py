@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from studio_stack import *  # noqa: F401,F403  (fixtures: lab_root, seeded, stack)
+from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import STORAGE_OBJECT, run
 
 from checks.request_path import TRACE
