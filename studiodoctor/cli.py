@@ -320,39 +320,117 @@ def config_validate(profile: Optional[str] = ProfileOpt, config: Optional[str] =
         typer.echo(f"note: {key} refers to ${{{var}}}, which is not set: its layer will be skipped")
 
 
+def _lab(require_up: bool = True):
+    from .lab.launcher import LabError
+    from .lab.manager import Lab
+
+    lab = Lab.load()
+    if require_up and not lab.exists:
+        raise LabError("the lab is down: run `studiodoctor lab up` first")
+    return lab
+
+
 @lab_app.command("up")
 def lab_up():
-    """Start the lab's servers on loopback in the background and write the `lab` profile."""
-    from .lab import manager
+    """Start the lab's servers on loopback in the background and write the `lab` profile.
+
+    \b
+    Examples:
+      studiodoctor lab up && studiodoctor check --profile lab
+      studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
+    """
     from .lab.state import lab_dir
 
-    manager.up(progress=lambda msg: typer.echo(msg, err=True))
+    lab = _lab(require_up=False)
+    lab.up(progress=lambda msg: typer.echo(msg, err=True))
     typer.echo(f"lab is up ({lab_dir()}); try: studiodoctor check --profile lab")
 
 
 @lab_app.command("status")
 def lab_status():
-    """Show the lab's servers and whether each is running."""
-    from .lab import manager
-
-    rows = manager.status()
+    """Show the lab's servers, whether each is running, and the faults in force."""
+    lab = _lab(require_up=False)
+    rows = lab.status()
     if not rows:
         typer.echo("lab is down (run `studiodoctor lab up`)")
         raise typer.Exit(int(ExitCode.WARN))
     for row in rows:
-        typer.echo(f"{row['kind']:<12} {row['address']:<18} pid {row['pid']:<8} "
+        typer.echo(f"{row['kind']:<15} {row['address']:<18} pid {str(row['pid']):<8} "
                    f"{'running' if row['running'] else 'STOPPED'}")
-    if not all(r["running"] for r in rows):
+    active = lab.extra.get("faults", [])
+    typer.echo(f"faults in force: {', '.join(active) if active else 'none'}")
+    if not all(r["running"] for r in rows) and not active:
         raise typer.Exit(int(ExitCode.WARN))
 
 
 @lab_app.command("down")
 def lab_down():
     """Stop the lab's servers and remove its state and profile."""
-    from .lab import manager
-
-    manager.down(progress=lambda msg: typer.echo(msg, err=True))
+    _lab(require_up=False).down(progress=lambda msg: typer.echo(msg, err=True))
     typer.echo("lab is down")
+
+
+@lab_app.command("faults")
+def lab_faults():
+    """List the faults the lab can inject: the layer a diagnosis must name, and the symptoms drilled."""
+    from .lab.faults import FAULTS
+
+    for f in FAULTS.values():
+        typer.echo(f"{f.name:<26} {f.layer:<11} {','.join(f.symptoms):<22} {f.description}")
+
+
+@lab_app.command("break")
+def lab_break(fault: str = typer.Argument(..., help="A fault from `studiodoctor lab faults`.")):
+    """Inject a fault into the running lab (reversible with `lab fix`)."""
+    from .lab.faults import get, set_fault
+
+    flt = get(fault)
+    set_fault(_lab(), flt.name, True)
+    typer.echo(f"broke {flt.name}: {flt.description}\ntry: studiodoctor diagnose {flt.symptoms[0]} --profile lab")
+
+
+@lab_app.command("fix")
+def lab_fix(fault: Optional[str] = typer.Argument(None, help="The fault to revert (default: every fault in force).")):
+    """Revert a fault (or all of them)."""
+    from .lab.faults import get, set_fault
+
+    lab = _lab()
+    names = [get(fault).name] if fault else list(lab.extra.get("faults", []))
+    for name in names:
+        set_fault(lab, name, False)
+        typer.echo(f"fixed {name}")
+    if not names:
+        typer.echo("no fault in force")
+
+
+@lab_app.command("drill")
+def lab_drill(
+    symptom: Optional[str] = typer.Argument(None, help="Drill the faults users would report as this symptom."),
+    fault: Optional[str] = typer.Option(None, "--fault", help="Drill this one fault."),
+    all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms."),
+    timeout: Optional[float] = TimeoutOpt,
+):
+    """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
+
+    \b
+    Examples:
+      studiodoctor lab drill 502
+      studiodoctor lab drill --fault redis-down
+      studiodoctor lab drill --all
+    """
+    from .lab import drill
+
+    if not (symptom or fault or all_):
+        raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
+    lab = _lab()
+    results = []
+    for flt, symptoms in drill.select(symptom, fault):
+        results += drill.drill_fault(lab, flt, symptoms, timeout=_check_timeout(timeout),
+                                     progress=lambda msg: typer.echo(msg, err=True))
+    alarms = drill.false_alarms(timeout) if all_ else []
+    typer.echo(drill.score_table(results, alarms))
+    ok = all(r.localized and r.healthy_after for r in results) and not alarms
+    raise typer.Exit(int(ExitCode.OK if ok else ExitCode.FAIL))
 
 
 def _one_line(exc: BaseException) -> str:

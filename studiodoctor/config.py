@@ -51,7 +51,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "dns": {"hostnames": ["studio.learningequality.org"], "zone": "learningequality.org"},
         "cloudflare": {"api_token": "${CLOUDFLARE_API_TOKEN}", "zone": "learningequality.org"},
         "kubernetes": {"namespace": "studio"},
-        "redis": {"url": "${STUDIO_REDIS_URL}"},
+        "redis": {"url": "${STUDIO_REDIS_URL}", "client_protocol": 2},  # Studio forces RESP2 (Redis 4)
         "gcs": {"bucket": "studio-content"},
         "postgres": {"dsn": "${STUDIO_DATABASE_URL}"},
     },
@@ -60,7 +60,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "dns": {"hostnames": ["hotfixes.studio.learningequality.org"], "zone": "learningequality.org"},
         "cloudflare": {"api_token": "${CLOUDFLARE_API_TOKEN}", "zone": "learningequality.org"},
         "kubernetes": {"namespace": "hotfixes"},
-        "redis": {"url": "${STUDIO_STAGING_REDIS_URL}"},
+        "redis": {"url": "${STUDIO_STAGING_REDIS_URL}", "client_protocol": 2},
         "gcs": {"bucket": "develop-studio-content"},
         "postgres": {"dsn": "${STUDIO_STAGING_DATABASE_URL}"},
     },

@@ -53,7 +53,21 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
         "server", "date", "content-length"}
 
 
-def serve_shim(port: int, origin: str, address: str = "127.0.0.1") -> None:
+class _OriginTLS(http.client.HTTPSConnection):
+    """HTTPS to the origin's address with the request's Host as SNI (CloudFlare "Full (strict)")."""
+
+    def __init__(self, host, port, *, sni: str, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self.sni = sni
+
+    def connect(self):
+        import socket
+
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.sni)
+
+
+def serve_shim(port: int, origin: str, address: str = "127.0.0.1", origin_ca: str = "") -> None:
     target = urlsplit(origin) if origin else None
 
     class Shim(BaseHTTPRequestHandler):
@@ -86,8 +100,13 @@ def serve_shim(port: int, origin: str, address: str = "127.0.0.1") -> None:
                 return self._reply(200, [("Content-Type", "text/plain")], b"edge stand-in without origin\n", head)
             length = int(self.headers.get("Content-Length") or 0)
             data = self.rfile.read(length) if length else None
-            cls = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
-            conn = cls(target.hostname, target.port or (443 if target.scheme == "https" else 80), timeout=100)
+            if target.scheme == "https":
+                import ssl
+
+                conn = _OriginTLS(target.hostname, target.port or 443, sni=host, timeout=100,
+                                  context=ssl.create_default_context(cafile=origin_ca or None))
+            else:
+                conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=100)
             try:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 conn.request(self.command, self.path, body=data, headers=headers)
@@ -95,10 +114,15 @@ def serve_shim(port: int, origin: str, address: str = "127.0.0.1") -> None:
                 body = resp.read()
                 out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
                 self._reply(resp.status, out, body, head)
-            except OSError:
-                # CloudFlare's answers for an origin that refuses (521) or never answers (522)
-                body = cf_error_page(521, host, "8e1a2b3c4d5e6f70-LAB").encode()
-                self._reply(521, [("Content-Type", "text/html; charset=UTF-8")], body, head)
+            except OSError as exc:
+                # CloudFlare's answers: origin certificate invalid (526), TLS handshake failed (525),
+                # no answer in 100 s (524), refused (521)
+                import ssl
+
+                code = (526 if isinstance(exc, ssl.SSLCertVerificationError) else
+                        525 if isinstance(exc, ssl.SSLError) else 524 if isinstance(exc, TimeoutError) else 521)
+                body = cf_error_page(code, host, "8e1a2b3c4d5e6f70-LAB").encode()
+                self._reply(code, [("Content-Type", "text/html; charset=UTF-8")], body, head)
             finally:
                 conn.close()
 
@@ -241,9 +265,10 @@ class EdgeProxy(NginxServer):
     # lifecycle --------------------------------------------------------------------
     def shim_command(self) -> list[str]:
         return [sys.executable, "-m", "studiodoctor.lab.edge_proxy", "--port", str(self.shim_port),
-                "--origin", self.origin_url]
+                "--origin", self.origin_url, "--origin-ca", self.ca_file]
 
     def start(self, timeout: float = 15.0) -> "EdgeProxy":
+        self._issue_certs()  # the shim needs the CA file to verify an https origin
         self.shim_pid = self.spawn(self.shim_command())
         try:
             wait_for_port(self.shim_port, timeout, pid=self.shim_pid, log=self.log)
@@ -290,8 +315,9 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--origin", default="")
+    parser.add_argument("--origin-ca", default="", help="CA file for an https origin")
     args = parser.parse_args(argv)
-    serve_shim(args.port, args.origin, args.address)
+    serve_shim(args.port, args.origin, args.address, args.origin_ca)
     return 0
 
 

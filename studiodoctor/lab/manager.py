@@ -1,4 +1,10 @@
-"""``studiodoctor lab up | status | down``: the lab's servers in the background, and its profile."""
+"""``studiodoctor lab up | status | down``: Studio's stack on loopback, in the background.
+
+The request path of production, every hop a real server where one runs here:
+edge (nginx + CloudFlare header shim, lab certificates) -> Traefik (file provider, lab certificates)
+-> Studio's internal nginx -> the Studio stand-in app under gunicorn -> PostgreSQL; Redis with a real
+Celery worker; fake-gcs-server behind an anonymous-access gate; a DNS server, and the CloudFlare and
+Kubernetes API stand-ins (the frontend pods are Ready only while the real app's /healthz answers)."""
 
 from __future__ import annotations
 
@@ -11,90 +17,206 @@ from .launcher import LabError, Launcher
 from .state import lab_dir, profile_path
 
 STATE_FILE = "state.json"
+HOSTNAME = "studio.localtest"
+ZONE = "localtest"
+NAMESPACE = "studio"
 
 
 def launcher_kinds() -> dict[str, type[Launcher]]:
+    from .celery_worker import CeleryWorker
+    from .cloudflare_api import CloudflareAPI
+    from .dns_server import DnsServer
+    from .edge_proxy import EdgeProxy
     from .fake_gcs import FakeGCSServer
+    from .gcs_gate import GCSGate
+    from .kube_api import KubeAPIServer
     from .postgres_server import PostgresServer
     from .redis_server import RedisServer
+    from .studio_app import StudioApp
+    from .studio_nginx import StudioNginx
+    from .traefik_server import TraefikServer
 
-    return {cls.kind: cls for cls in (RedisServer, PostgresServer, FakeGCSServer)}
-
-
-def _state_path(root: Path) -> Path:
-    return root / STATE_FILE
-
-
-def load_state(root: Path | None = None) -> dict:
-    root = root or lab_dir()
-    try:
-        return json.loads(_state_path(root).read_text())
-    except (OSError, ValueError):
-        return {"services": []}
+    return {"redis": RedisServer, "postgres": PostgresServer, "fake-gcs": FakeGCSServer, "gcs-gate": GCSGate,
+            "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
+            "traefik": TraefikServer, "edge": EdgeProxy, "dns": DnsServer, "cloudflare_api": CloudflareAPI,
+            "kube-api": KubeAPIServer}
 
 
-def save_state(state: dict, root: Path | None = None) -> None:
-    root = root or lab_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    _state_path(root).write_text(json.dumps(state, indent=2))
+# kinds in start order (each may need the ones before it)
+ORDER = ("redis", "postgres", "fake-gcs", "gcs-gate", "celery", "studio-app", "studio-nginx", "traefik", "edge",
+         "dns", "cloudflare_api", "kube-api")
 
 
-def launchers(state: dict) -> list[Launcher]:
-    kinds = launcher_kinds()
-    return [kinds[s["kind"]].from_state(s) for s in state.get("services", []) if s["kind"] in kinds]
+class Lab:
+    """The lab's launchers by kind, loaded from (and saved to) the lab directory's state file."""
 
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root or lab_dir())
+        self.services: dict[str, Launcher] = {}
+        self.extra: dict = {}
 
-def lab_profile(services: list[Launcher]) -> dict:
-    from ..config import deep_merge
+    # state -------------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.root / STATE_FILE
 
-    data: dict = {"timeout": 10.0}
-    for svc in services:
-        data = deep_merge(data, svc.profile())
-    return data
-
-
-def up(progress: Callable[[str], None] = lambda msg: None) -> dict:
-    """Start every lab server that is not already running; write the ``lab`` profile."""
-    root = lab_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o755)
-    state = load_state(root)
-    running = {s.kind: s for s in launchers(state) if s.alive()}
-    services: list[Launcher] = []
-    for kind, cls in launcher_kinds().items():
-        if kind in running:
-            progress(f"{kind}: already running on {running[kind].address}")
-            services.append(running[kind])
-            continue
-        progress(f"{kind}: starting")
-        svc = cls(root)
+    @classmethod
+    def load(cls, root: Path | None = None) -> "Lab":
+        lab = cls(root)
         try:
-            svc.start()
-        except LabError:
-            for started in services:
-                if started.kind not in running:
-                    started.stop()
+            state = json.loads(lab.state_file.read_text())
+        except (OSError, ValueError):
+            return lab
+        kinds = launcher_kinds()
+        for item in state.get("services", []):
+            cls_ = kinds.get(item.get("kind"))
+            if cls_ is not None:
+                lab.services[item["kind"]] = cls_.from_state(item)
+        lab.extra = state.get("extra", {})
+        return lab
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = {"services": [self.services[k].to_state() for k in ORDER if k in self.services],
+                 "extra": self.extra}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+        profile_path().write_text(json.dumps(self.profile(), indent=2))
+
+    def __getitem__(self, kind: str) -> Launcher:
+        return self.services[kind]
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.services)
+
+    # profile -----------------------------------------------------------------------------------
+    def profile(self) -> dict:
+        from ..config import deep_merge
+        from . import edge_lab
+
+        data: dict = {"timeout": 10.0, "dns": {"hostnames": [HOSTNAME]}}
+        for kind in ORDER:
+            svc = self.services.get(kind)
+            if svc is not None and kind not in ("edge", "dns", "cloudflare_api"):
+                data = deep_merge(data, svc.profile())
+        if all(k in self.services for k in ("edge", "dns", "cloudflare_api")):
+            samples = self.extra.get("samples", {})
+            data = deep_merge(data, edge_lab.profile(self["dns"], self["cloudflare_api"], self["edge"],
+                                                     static_path=samples.get("static", ""),
+                                                     storage_path=samples.get("storage", ""),
+                                                     databases_sample=samples.get("databases", "")))
+        nginx = data.setdefault("nginx", {})
+        samples = self.extra.get("samples", {})
+        for key, sample in (("storage_path", "storage"), ("database_path", "databases")):
+            if samples.get(sample):
+                nginx[key] = samples[sample]
+        data.setdefault("gcs", {})["storage_max_objects"] = 1000
+        data.setdefault("kubernetes", {}).update(app_deployment="master-studio",
+                                                 workers_deployment="master-studio-workers",
+                                                 cloudsql_deployment="master-cloudsql-proxy")
+        return data
+
+    # lifecycle ---------------------------------------------------------------------------------
+    def build(self, kind: str) -> Launcher:
+        """A new launcher of ``kind`` wired to the services already built."""
+        from .certs import LabCA
+
+        kinds = launcher_kinds()
+        root = self.root
+        if kind in ("traefik", "edge") and "ca" not in self.__dict__:
+            self.ca = LabCA(root)
+        s = self.services
+        if kind == "gcs-gate":
+            return kinds[kind](root, upstream=s["fake-gcs"].url)
+        if kind == "celery":
+            return kinds[kind](root, broker_url=s["redis"].url(0))
+        if kind == "studio-app":
+            return kinds[kind](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", workers=2, threads=8)
+        if kind == "studio-nginx":
+            return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["fake-gcs"].url,
+                               bucket=s["fake-gcs"].bucket)
+        if kind == "traefik":
+            return kinds[kind](root, hostnames=[HOSTNAME], backend=s["studio-nginx"].url, ca=self.ca,
+                               health_path="/stealthz")
+        if kind == "edge":
+            return kinds[kind](root, hostnames=[HOSTNAME], origin_url=s["traefik"].entrypoint, ca=self.ca)
+        if kind == "dns":
+            from .edge_lab import records_for
+
+            return kinds[kind](root, zone=ZONE, records=records_for([HOSTNAME], ZONE))
+        if kind == "cloudflare_api":
+            return kinds[kind](root, zone=ZONE, hostnames=[HOSTNAME])
+        if kind == "kube-api":
+            return kinds[kind](root, namespace=NAMESPACE, hostnames=[HOSTNAME])
+        return kinds[kind](root)
+
+    def seed(self, kind: str, svc: Launcher) -> None:
+        """First-start data: Studio's tables, the bucket's objects, readiness wired to the real app."""
+        if kind == "postgres":
+            from .studio_schema import create_schema, seed_healthy
+
+            with svc.connect() as conn:
+                create_schema(conn)
+                seed_healthy(conn)
+        elif kind == "fake-gcs":
+            names = svc.seed_studio_content()
+            storage = sorted(n for n in names.get("storage", []))
+            databases = sorted(n for n in names.get("databases", []) if "-" not in n.rsplit("/", 1)[-1])
+            from .studio_nginx import STATIC_SAMPLE
+
+            self.extra["samples"] = {"static": STATIC_SAMPLE,
+                                     "storage": "/content/" + storage[0] if storage else "",
+                                     "databases": "/content/" + databases[0] if databases else ""}
+        elif kind == "kube-api":
+            from .kube_api import set_readiness
+
+            set_readiness(svc.state_file, "frontend", f"{self['studio-app'].url}/healthz")
+
+    def up(self, progress: Callable[[str], None] = lambda msg: None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        started: list[Launcher] = []
+        try:
+            for kind in ORDER:
+                svc = self.services.get(kind)
+                if svc is not None and svc.alive():
+                    progress(f"{kind:<15} running on {svc.address}")
+                    continue
+                fresh = svc is None
+                svc = svc or self.build(kind)
+                progress(f"{kind:<15} starting")
+                svc.start()
+                started.append(svc)
+                self.services[kind] = svc
+                if fresh:
+                    self.seed(kind, svc)
+                progress(f"{kind:<15} up on {svc.address}")
+                self.save()
+        except Exception:
+            for svc in reversed(started):
+                svc.stop()
             raise
-        seed = getattr(svc, "seed_lab", None)
-        if seed:
-            seed()
-        progress(f"{kind}: up on {svc.address}")
-        services.append(svc)
-    state = {"services": [s.to_state() for s in services]}
-    save_state(state, root)
-    profile_path().write_text(json.dumps(lab_profile(services), indent=2))
-    return state
+        self.save()
 
+    def status(self) -> list[dict]:
+        return [{"kind": k, "address": self.services[k].address, "pid": self.services[k].pid,
+                 "running": self.services[k].alive()} for k in ORDER if k in self.services]
 
-def status() -> list[dict]:
-    return [{"kind": s.kind, "address": s.address, "pid": s.pid, "running": s.alive()}
-            for s in launchers(load_state())]
+    def down(self, progress: Callable[[str], None] = lambda msg: None) -> None:
+        for kind in reversed(ORDER):
+            svc = self.services.get(kind)
+            if svc is not None:
+                progress(f"{kind:<15} stopping")
+                svc.stop()
+                stop_holders = getattr(svc, "stop_holders", None)
+                if stop_holders:
+                    stop_holders()
+        for pid in self.extra.get("holders", []):
+            from .launcher import stop_pid
 
-
-def down(progress: Callable[[str], None] = lambda msg: None) -> None:
-    root = lab_dir()
-    for svc in reversed(launchers(load_state(root))):
-        progress(f"{svc.kind}: stopping")
-        svc.stop()
-    if root.exists():
-        shutil.rmtree(root, ignore_errors=True)
+            stop_pid(pid)
+        if self.root.exists():
+            shutil.rmtree(self.root, ignore_errors=True)
+        self.services.clear()

@@ -1,0 +1,117 @@
+"""``studiodoctor lab drill``: break, diagnose, compare the likely cause with the broken layer, fix."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .faults import FAULTS, Fault, set_fault
+
+
+@dataclass
+class DrillResult:
+    fault: str
+    symptom: str
+    expected: str
+    named: str | None
+    check: str | None
+    seconds: float
+    healthy_after: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def localized(self) -> bool:
+        return self.named == self.expected
+
+
+def _profile():
+    from ..config import load_profile
+
+    return load_profile("lab")
+
+
+def diagnose(symptom: str, timeout: float | None = None):
+    from .. import engine
+
+    return engine.diagnose(_profile(), symptom, timeout=timeout)
+
+
+def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, timeout: float | None = None,
+                settle: float = 15.0, progress: Callable[[str], None] = lambda msg: None) -> list[DrillResult]:
+    """Break ``flt``, run the diagnosis of each of its symptoms, fix it, check the symptom is healthy again."""
+    from ..model import Status
+
+    out = []
+    progress(f"break {flt.name}: {flt.description}")
+    set_fault(lab, flt.name, True)
+    try:
+        for symptom in symptoms or flt.symptoms:
+            t0 = time.monotonic()
+            report = diagnose(symptom, timeout)
+            seconds = time.monotonic() - t0
+            cause = report.likely_cause or {}
+            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds))
+            progress(f"  diagnose {symptom}: likely cause {cause.get('layer')} ({cause.get('check')}) "
+                     f"in {seconds:.1f} s — expected {flt.layer}")
+    finally:
+        progress(f"fix {flt.name}")
+        set_fault(lab, flt.name, False)
+    for result in out:
+        # health checks (Traefik's, the readiness probe) take a moment to see a restarted server
+        end = time.monotonic() + settle
+        while True:
+            report = diagnose(result.symptom, timeout)
+            bad = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
+            if not bad or time.monotonic() > end:
+                break
+            time.sleep(1.0)
+        result.healthy_after = not bad
+        result.problems = bad
+        if bad:
+            progress(f"  still failing after the fix: {'; '.join(bad)}")
+    return out
+
+
+def false_alarms(timeout: float | None = None) -> list[str]:
+    """Every check on the healthy lab: anything but ok/skip is a false alarm."""
+    from .. import engine
+    from ..model import Status
+
+    report = engine.check(_profile(), timeout=timeout)
+    return [f"{r.id} {r.status.value}: {r.summary}" for r in report.results
+            if r.status not in (Status.OK, Status.SKIP)]
+
+
+def select(symptom: str | None = None, fault: str | None = None) -> list[tuple[Fault, tuple[str, ...] | None]]:
+    if fault:
+        from .faults import get
+
+        return [(get(fault), None)]
+    if symptom:
+        from ..symptoms import load_catalogue
+
+        sym = load_catalogue().lookup(symptom)
+        name = sym.name if sym else symptom
+        chosen = [(f, (symptom,)) for f in FAULTS.values() if name in f.symptoms or symptom in f.symptoms]
+        if not chosen:
+            from .launcher import LabError
+
+            raise LabError(f"no lab fault is drilled for symptom {symptom!r}; see `studiodoctor lab faults`")
+        return chosen
+    return [(f, None) for f in FAULTS.values()]
+
+
+def score_table(results: list[DrillResult], alarms: list[str]) -> str:
+    lines = [f"{'fault':<26} {'symptom':<13} {'expected':<11} {'named':<11} {'check':<34} {'s':>5}  verdict"]
+    for r in results:
+        verdict = "ok" if r.localized and r.healthy_after else ("WRONG LAYER" if not r.localized else "NOT FIXED")
+        lines.append(f"{r.fault:<26} {r.symptom:<13} {r.expected:<11} {str(r.named):<11} {str(r.check):<34} "
+                     f"{r.seconds:5.1f}  {verdict}")
+    good = sum(r.localized for r in results)
+    mean = sum(r.seconds for r in results) / len(results) if results else 0.0
+    lines.append("")
+    lines.append(f"localized {good}/{len(results)} diagnoses; false alarms on the healthy lab: {len(alarms)}; "
+                 f"{mean:.1f} s per diagnosis on average")
+    lines.extend(f"  false alarm: {a}" for a in alarms)
+    return "\n".join(lines)

@@ -1,0 +1,232 @@
+"""The lab's faults: each breaks one thing the way production breaks, names the symptom users would
+report and the layer a good diagnosis must name, and is reversible (``lab break`` / ``lab fix``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .launcher import LabError
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    layer: str                    # the layer `diagnose` must name as the likely cause
+    symptoms: tuple[str, ...]     # what users would report (each is drilled)
+    apply: Callable               # apply(lab, on: bool)
+
+
+FAULTS: dict[str, Fault] = {}
+
+
+def fault(name: str, description: str, layer: str, *symptoms: str):
+    def register(func):
+        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func)
+        return func
+
+    return register
+
+
+# ---------------------------------------------------------------------------------- process faults
+def _process(lab, kind: str, on: bool) -> None:
+    svc = lab[kind]
+    if on:
+        svc.stop(remove_data=False) if kind == "postgres" else svc.stop()
+    elif not svc.alive():
+        svc.start()
+
+
+@fault("app-stopped", "gunicorn (the Studio app) is not running: nginx answers 502", "app", "502")
+def _app_stopped(lab, on):
+    _process(lab, "studio-app", on)
+
+
+@fault("app-slow", "every app request takes 3 s while nginx's proxy_read_timeout is 2 s: 504s", "app", "slow", "504")
+def _app_slow(lab, on):
+    if on:
+        lab["studio-app"].set_fault(slow_s=3)
+        lab["studio-nginx"].set_timeout(2)
+    else:
+        lab["studio-app"].clear_faults()
+        lab["studio-nginx"].set_timeout(100)
+
+
+@fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
+def _nginx_stopped(lab, on):
+    _process(lab, "studio-nginx", on)
+    lab["traefik"].wait_server_status("DOWN" if on else "UP")
+
+
+@fault("redis-down", "Redis is not running: no task reaches a worker", "redis", "publishing")
+def _redis_down(lab, on):
+    _process(lab, "redis", on)
+    if not on and not lab["celery"].alive():
+        lab["celery"].start()
+
+
+@fault("redis-full", "Redis is at its maxmemory with noeviction: writes fail", "redis", "python-error")
+def _redis_full(lab, on):
+    if on:
+        lab["redis"].fill_memory(99, policy="noeviction")
+    else:
+        lab["redis"].clear_fill()
+
+
+@fault("postgres-down", "PostgreSQL is not running", "postgres", "database", "502")
+def _postgres_down(lab, on):
+    _process(lab, "postgres", on)
+
+
+@fault("postgres-connections", "PostgreSQL has nearly all its connections taken", "postgres", "database")
+def _postgres_connections(lab, on):
+    pg = lab["postgres"]
+    if on:
+        in_use = pg.execute("SELECT count(*) FROM pg_stat_activity")[0][0]
+        pid = pg.start_holder("connections", n=max(1, 92 - in_use))
+        lab.extra.setdefault("holders", []).append(pid)
+    else:
+        from .launcher import stop_pid
+
+        for pid in lab.extra.pop("holders", []):
+            stop_pid(pid)
+
+
+@fault("worker-stopped", "the Celery worker is not running", "celery", "publishing")
+def _worker_stopped(lab, on):
+    _process(lab, "celery", on)
+
+
+@fault("queue-backlog", "one long task holds the only worker slot while 200 wait", "celery", "publishing")
+def _queue_backlog(lab, on):
+    if on:
+        lab["celery"].clog(200)
+    else:
+        lab["celery"].drain()
+
+
+@fault("stuck-publish", "a channel has been publishing for 3 h (its worker died)", "celery", "publishing")
+def _stuck_publish(lab, on):
+    from .studio_schema import break_publishing, fix_publishing
+
+    with lab["postgres"].connect() as conn:
+        (break_publishing if on else fix_publishing)(conn)
+
+
+# ---------------------------------------------------------------------------------- nginx and storage
+def _nginx_fault(name: str):
+    def apply(lab, on):
+        lab["studio-nginx"].set_fault(name, on)
+
+    return apply
+
+
+fault("nginx-databases-public", "nginx serves channel databases with a public Cache-Control", "nginx",
+      "caching")(_nginx_fault("databases_public"))
+fault("nginx-storage-headers", "nginx passes GCS's own Cache-Control on /content/storage/", "nginx",
+      "headers")(_nginx_fault("storage_uncached"))
+fault("static-missing", "/static/ is empty (collectstatic never ran)", "nginx", "static")(
+    _nginx_fault("static_missing"))
+
+
+def _gcs_fault(name: str):
+    def apply(lab, on):
+        from .fake_gcs import apply_fault, revert_fault
+
+        (apply_fault if on else revert_fault)(name, lab["fake-gcs"], lab["gcs-gate"])
+
+    return apply
+
+
+fault("cacheable-database", "a channel database object is public, max-age=3600 in the bucket", "gcs",
+      "caching")(_gcs_fault("cacheable-database"))
+fault("private-content", "a content object is not anonymously readable", "gcs", "content")(
+    _gcs_fault("private-content"))
+fault("public-listing", "anyone may list the bucket (#1838)", "gcs", "permissions")(_gcs_fault("public-listing"))
+fault("bucket-missing", "the content bucket is gone", "gcs", "upload")(_gcs_fault("bucket-missing"))
+
+
+# ---------------------------------------------------------------------------------- ingress and cluster
+def _traefik_fault(name: str, wait: str = ""):
+    def apply(lab, on):
+        lab["traefik"].set_fault(name, on)
+        if wait:
+            lab["traefik"].wait_server_status(wait if on else "UP")
+
+    return apply
+
+
+fault("traefik-missing-service", "the router for the hostname points at a missing service", "traefik",
+      "routing", "502")(_traefik_fault("missing-service"))
+fault("traefik-server-down", "Traefik's service points at a dead backend", "traefik", "502")(
+    _traefik_fault("server-down", "DOWN"))
+fault("traefik-default-cert", "Traefik serves its default certificate for the hostname", "traefik", "ssl")(
+    _traefik_fault("default-cert"))
+fault("traefik-expired-cert", "the origin's Let's Encrypt certificate expired", "traefik", "ssl")(
+    _traefik_fault("expired-cert"))
+
+
+def _kube_fault(name: str):
+    def apply(lab, on):
+        lab["kube-api"].set_fault(name, on)
+
+    return apply
+
+
+fault("pod-crashloop", "the app container of the frontend pods is in CrashLoopBackOff", "kubernetes",
+      "python-error", "email")(_kube_fault("crashloop"))
+fault("pod-oomkilled", "frontend containers were OOMKilled", "kubernetes", "502")(_kube_fault("oomkilled"))
+fault("deployment-unavailable", "the frontend deployment has no available replica", "kubernetes",
+      "static")(_kube_fault("deployment-unavailable"))
+fault("traefik-oom", "the Traefik pod was OOMKilled (the seed: 502s when Traefik runs out of memory)",
+      "traefik", "502")(_kube_fault("traefik-oom"))
+
+
+# ---------------------------------------------------------------------------------- edge, DNS, CloudFlare
+def _edge_fault(name: str):
+    def apply(lab, on):
+        from . import edge_lab
+
+        edge_lab.apply(name, on, dns=lab["dns"], cf=lab["cloudflare_api"], edge=lab["edge"])
+
+    return apply
+
+
+for _name, _layer, _symptoms in (
+        ("edge-cert-expired", "cloudflare", ("ssl",)),
+        ("ssl-flexible", "cloudflare", ("ssl",)),
+        ("http-not-redirected", "cloudflare", ("ssl",)),
+        ("redirect-loop", "cloudflare", ("ssl",)),
+        ("record-unproxied", "cloudflare", ("dns",)),
+        ("record-missing", "cloudflare", ("dns",)),
+        ("dns-servfail", "dns", ("dns",)),
+        ("databases-hit", "cloudflare", ("caching",)),
+        ("edge-522", "cloudflare", ("502",))):
+    from .edge_lab import FAULTS as _EDGE
+
+    fault(_name, _EDGE[_name], _layer, *_symptoms)(_edge_fault(_name))
+
+
+def get(name: str) -> Fault:
+    if name not in FAULTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(FAULTS), n=3)
+        raise LabError(f"unknown fault {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                       + "; see `studiodoctor lab faults`")
+    return FAULTS[name]
+
+
+def set_fault(lab, name: str, on: bool) -> None:
+    """Break (on) or fix (off) ``name`` in a running lab and remember it in the lab's state."""
+    flt = get(name)
+    active = lab.extra.setdefault("faults", [])
+    flt.apply(lab, on)
+    if on and name not in active:
+        active.append(name)
+    elif not on and name in active:
+        active.remove(name)
+    lab.save()
+    time.sleep(0)  # faults take effect at once: stand-ins reread their state on each request
