@@ -16,8 +16,10 @@ VERDICT_ORDER = ("fail", "warn", "inconclusive", "manual", "skipped", "ok")
 
 def step_checks(step, registry: Registry) -> list[Check]:
     if step.checks is not None:
-        return [registry.checks[c] for c in step.checks if c in registry.checks]
-    return registry.for_layers([step.layer])
+        chosen = [registry.checks[c] for c in step.checks if c in registry.checks]
+    else:
+        chosen = registry.for_layers([step.layer])
+    return chosen + [registry.checks[c] for c in step.also if c in registry.checks and registry.checks[c] not in chosen]
 
 
 def checks_for(symptom: Symptom, registry: Registry) -> list[Check]:

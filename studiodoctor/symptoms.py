@@ -22,6 +22,7 @@ class Step:
     why: str
     title: str = ""
     checks: list[str] | None = None        # None: every check of the layer
+    also: list[str] = field(default_factory=list)   # extra check ids decided with this step
     commands: list[Command] = field(default_factory=list)
 
 
@@ -87,11 +88,12 @@ def _symptom(name: str, raw: dict, where: str) -> Symptom:
     for i, st in enumerate(steps_raw, 1):
         if not isinstance(st, dict) or not isinstance(st.get("layer"), str):
             raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}]: needs a `layer`")
-        checks = st.get("checks")
-        if checks is not None and not (isinstance(checks, list) and all(isinstance(c, str) for c in checks)):
-            raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].checks: expected a list of check ids")
+        for key in ("checks", "also"):
+            ids = st.get(key)
+            if ids is not None and not (isinstance(ids, list) and all(isinstance(c, str) for c in ids)):
+                raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].{key}: expected a list of check ids")
         steps.append(Step(layer=st["layer"], why=str(st.get("why", "")), title=str(st.get("title", "")),
-                          checks=checks, commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
+                          checks=st.get("checks"), also=list(st.get("also") or []), commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
     aliases = raw.get("aliases", [])
     if not isinstance(aliases, list):
         raise CatalogueError(f"{where}: symptoms.{name}.aliases: expected a list")
@@ -150,6 +152,7 @@ def template_values(profile) -> dict[str, str]:
         "bucket": v("gcs.bucket", "BUCKET"),
         "queue": queues[0],
         "redis_url": v("celery.broker_url", v("redis.url", "$STUDIO_REDIS_URL")),
+        "redis_cli": _redis_cli(v("celery.broker_url", v("redis.url", ""))),
         "dsn": v("postgres.dsn", "$STUDIO_DATABASE_URL"),
         "nginx_url": v("nginx.url", "http://127.0.0.1:8080").rstrip("/"),
         "app_url": v("app.url", "http://127.0.0.1:8081").rstrip("/"),
@@ -157,6 +160,22 @@ def template_values(profile) -> dict[str, str]:
         "entrypoint": entry or "https://ORIGIN_IP",
         "entrypoint_hostport": entry_hostport,
     }
+
+
+def _redis_cli(url: str) -> str:
+    """``redis-cli -h H -p P -n DB`` (with --askpass when the URL has a password): no secret in the text."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return 'redis-cli -u "$STUDIO_REDIS_URL"'
+    parts = urlsplit(url)
+    db = (parts.path or "/0").strip("/") or "0"
+    cmd = f"redis-cli -h {parts.hostname or '127.0.0.1'} -p {parts.port or 6379} -n {db}"
+    if parts.scheme == "rediss":
+        cmd += " --tls"
+    if parts.password:
+        cmd += (f" --user {parts.username}" if parts.username else "") + " --askpass"
+    return cmd
 
 
 def render_command(cmd: Command, values: dict[str, str]) -> Command:

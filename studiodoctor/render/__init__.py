@@ -30,3 +30,25 @@ def format_value(value) -> str:
     if value is None:
         return "-"
     return str(value)
+
+
+def is_rows(value) -> bool:
+    """A list of dicts (e.g. path.trace's per-hop rows) is shown as a table, not one long line."""
+    return isinstance(value, list) and len(value) > 1 and all(isinstance(v, dict) for v in value)
+
+
+def rows_table(rows: list[dict], max_cell: int = 48) -> tuple[list[str], list[list[str]]]:
+    """(columns, cells): every key that has a value in some row, in first-seen order."""
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns and any(r.get(key) not in (None, "", [], {}) for r in rows):
+                columns.append(key)
+    cells = []
+    for row in rows:
+        line = []
+        for key in columns:
+            text = format_value(row.get(key)) if row.get(key) not in (None, "") else ""
+            line.append(text if len(text) <= max_cell else text[: max_cell - 1] + "…")
+        cells.append(line)
+    return columns, cells

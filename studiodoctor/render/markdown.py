@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value
+from . import format_value, is_rows, rows_table
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -10,7 +10,17 @@ ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "erro
 
 def _evidence(lines: list[str], evidence: dict, indent: str = "") -> None:
     for key, value in evidence.items():
-        if key == "traceback":
+        if is_rows(value):
+            columns, cells = rows_table(value)
+            lines.append(f"{indent}- {key}:")
+            lines.append("")
+            lines.append(f"{indent}  | {' | '.join(columns)} |")
+            lines.append(f"{indent}  |{'---|' * len(columns)}")
+            for row in cells:
+                escaped = [c.replace("|", "\\|") for c in row]
+                lines.append(f"{indent}  | {' | '.join(escaped)} |")
+            lines.append("")
+        elif key == "traceback":
             lines.append(f"{indent}- traceback:\n\n```\n{value}\n```")
         else:
             lines.append(f"{indent}- {key}: `{format_value(value)}`")

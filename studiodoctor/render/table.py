@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value
+from . import format_value, is_rows, rows_table
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -31,6 +31,14 @@ def _result_lines(con, r: dict, indent: str, details: bool) -> None:
     if not details or r["status"] in ("ok", "skip"):
         return
     for key, value in r["evidence"].items():
+        if is_rows(value):
+            con.print(f"{indent}        [dim]{escape(key)}:[/]")
+            columns, cells = rows_table(value)
+            widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+            con.print(f"{indent}          [dim]{escape('  '.join(c.ljust(w) for c, w in zip(columns, widths)))}[/]")
+            for row in cells:
+                con.print(f"{indent}          {escape('  '.join(v.ljust(w) for v, w in zip(row, widths)))}")
+            continue
         text = value if key == "traceback" else format_value(value)
         con.print(f"{indent}        [dim]{escape(key)}:[/] {escape(str(text))}")
     if r.get("blocked_by"):
@@ -82,6 +90,7 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             _result_lines(con, r, "", details=True)
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no checks"
         con.print()
-        con.print(f"[bold]{escape(data['status']).upper()}[/]: {summary}  (profile {escape(data['profile'])},"
-                  f" {data['duration_ms'] / 1000:.1f} s)")
+        verdict = {0: "OK", 1: "WARN", 2: "FAIL", 3: "UNKNOWN"}.get(data["exit_code"], data["status"].upper())
+        con.print(f"[bold]{verdict}[/]: {summary}  (profile {escape(data['profile'])},"
+                  f" {data['duration_ms'] / 1000:.1f} s, exit {data['exit_code']})")
     return buf.getvalue()
