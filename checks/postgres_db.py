@@ -90,10 +90,6 @@ def _target(ctx) -> _Target:
     return ctx.shared.get("postgres.target", lambda: _Target(str(ctx.config.get("dsn") or "")))
 
 
-def _budget(ctx, cap: float | None = None) -> float:
-    return max(0.05, ctx.timeout(cap) - _MARGIN)
-
-
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
@@ -147,11 +143,11 @@ def _query(ctx, sql: str, params=None, *, session: _Session | None = None, timed
     session = session or ctx.shared.peek(_SESSION)
     if session is None:
         raise _Busy("no PostgreSQL session (postgres.reachable did not connect)")
-    if not session.lock.acquire(timeout=_budget(ctx)):
+    if not session.lock.acquire(timeout=ctx.timeout(margin=_MARGIN)):
         raise _Busy("timed out waiting for the shared PostgreSQL connection")
     try:
         conn = session.conn
-        ms = max(50, int(_budget(ctx) * 1000))
+        ms = max(50, int(ctx.timeout(margin=_MARGIN) * 1000))
         conn.execute("BEGIN READ ONLY")
         try:
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
@@ -200,7 +196,7 @@ def _connect(ctx, target: _Target):
 
     box: list = []
     abandoned = threading.Event()
-    timeout = _budget(ctx)
+    timeout = ctx.timeout(margin=_MARGIN)
 
     def run():
         try:
@@ -273,7 +269,7 @@ def check_reachable(ctx):
             addrs = [target.hostaddr]
         else:
             try:
-                addrs = _resolve(target.host, target.port, _budget(ctx))
+                addrs = _resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
             except TimeoutError as exc:
                 ev["stage"] = "dns"
                 return unreachable("PostgreSQL", target.address, f"DNS: {exc}", timed_out=True, evidence=ev)
@@ -287,7 +283,7 @@ def check_reachable(ctx):
         ev["resolved"] = addrs
         t0 = time.monotonic()
         try:
-            sock = socket.create_connection((addrs[0], target.port), timeout=_budget(ctx))
+            sock = socket.create_connection((addrs[0], target.port), timeout=ctx.timeout(margin=_MARGIN))
         except (socket.timeout, TimeoutError):
             ev["stage"] = "tcp"
             return unreachable("PostgreSQL", target.address, "TCP connect timed out", timed_out=True,
@@ -304,7 +300,7 @@ def check_reachable(ctx):
         t0 = time.monotonic()
         try:
             with sock:
-                sock.settimeout(_budget(ctx))
+                sock.settimeout(ctx.timeout(margin=_MARGIN))
                 sock.sendall(_SSL_REQUEST)
                 answer = sock.recv(1)
                 if answer == b"S":

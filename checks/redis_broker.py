@@ -103,10 +103,6 @@ def _target(ctx) -> _Target:
     return ctx.shared.get("redis.target", lambda: _Target(str(ctx.config.get("url") or "")))
 
 
-def _budget(ctx, cap: float | None = None) -> float:
-    return max(0.05, ctx.timeout(cap) - _MARGIN)
-
-
 def _make_client(target: _Target, timeout: float, protocol: int = 2):
     """A redis-py client: RESP2 unless asked, no retries, no CLIENT SETINFO, bounded sockets."""
     import redis
@@ -134,7 +130,7 @@ def _client(ctx):
     target = _target(ctx)
 
     def factory():
-        client = _make_client(target, _budget(ctx))
+        client = _make_client(target, ctx.timeout(margin=_MARGIN))
         weakref.finalize(ctx.shared, client.close)  # the run is over when its Shared is collected
         return client
 
@@ -236,7 +232,7 @@ def check_reachable(ctx):
     if not target.path:
         t0 = time.monotonic()
         try:
-            addrs = _resolve(target.host, target.port, _budget(ctx))
+            addrs = _resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
         except TimeoutError as exc:
             ev["stage"] = "dns"
             return unreachable("Redis", target.address, f"DNS: {exc}", timed_out=True, evidence=ev)
@@ -248,7 +244,7 @@ def check_reachable(ctx):
         ev["resolved"] = addrs
         t0 = time.monotonic()
         try:
-            with socket.create_connection((addrs[0], target.port), timeout=_budget(ctx)):
+            with socket.create_connection((addrs[0], target.port), timeout=ctx.timeout(margin=_MARGIN)):
                 pass
         except (socket.timeout, TimeoutError):
             ev["stage"] = "tcp"
@@ -358,7 +354,7 @@ def _probe_resp3(ctx, target: _Target):
     Returns (True|False|None, detail): None when the probe could not decide."""
     import redis
 
-    probe = _make_client(target, _budget(ctx, 3.0), protocol=3)
+    probe = _make_client(target, ctx.timeout(3.0, margin=_MARGIN), protocol=3)
     try:
         probe.ping()
         return True, "HELLO 3 accepted"

@@ -107,6 +107,14 @@ class _Progress:
             self.live.update(self.task, advance=1, description=f"{result.id}: {result.status.value}")
 
 
+def _run_and_emit(profile, fmt: str, total: int, run) -> None:
+    """Run with live progress on a terminal, print the report, exit with its code."""
+    with _Progress(total) as prog:
+        report = run(on_start=prog.start, on_done=prog.finish)
+    _emit(report, profile, fmt)
+    raise typer.Exit(int(report.exit_code))
+
+
 def _emit(report, profile, fmt: str) -> None:
     from .render import render
     from .secrets import Redactor
@@ -142,13 +150,10 @@ def check(
     fmt = _check_format(fmt)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
-    chosen = engine.select_checks(registry, layer or [], check_id or [])
-    with _Progress(len(chosen)) as prog:
-        report = engine.check(prof, layer or [], check_id or [], registry=registry,
-                              timeout=_check_timeout(timeout), debug=debug,
-                              options={"max_objects": max_objects}, on_start=prog.start, on_done=prog.finish)
-    _emit(report, prof, fmt)
-    raise typer.Exit(int(report.exit_code))
+    total = len(engine.select_checks(registry, layer or [], check_id or []))
+    _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
+        prof, layer or [], check_id or [], registry=registry, timeout=_check_timeout(timeout), debug=debug,
+        options={"max_objects": max_objects}, **kw))
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
@@ -173,11 +178,9 @@ def diagnose(
     registry = default_registry.load_plugins()
     sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
     total = len(runbook.checks_for(sym, registry)) if sym else 0
-    with _Progress(total) as prog:
-        report = engine.diagnose(prof, symptom, registry=registry, timeout=_check_timeout(timeout), debug=debug,
-                                 options={"max_objects": max_objects}, on_start=prog.start, on_done=prog.finish)
-    _emit(report, prof, fmt)
-    raise typer.Exit(int(report.exit_code))
+    _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
+        prof, symptom, registry=registry, timeout=_check_timeout(timeout), debug=debug,
+        options={"max_objects": max_objects}, **kw))
 
 
 @app.command()

@@ -66,8 +66,10 @@ class CheckContext:
         """Seconds left before this check's deadline (never below 0.05)."""
         return max(0.05, self.deadline - time.monotonic())
 
-    def timeout(self, cap: float | None = None) -> float:
-        left = self.remaining()
+    def timeout(self, cap: float | None = None, margin: float = 0.0) -> float:
+        """Seconds a network call may take: what is left (less ``margin``, kept back so the check can
+        still report before its deadline), at most ``cap``; never below 0.05."""
+        left = max(0.05, self.remaining() - margin)
         return min(left, cap) if cap else left
 
     def result_of(self, check_id: str):

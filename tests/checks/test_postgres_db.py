@@ -58,7 +58,7 @@ def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
         config = {"dsn": postgres_server.dsn()}
         shared = Shared()
 
-        def timeout(self, cap=None):
+        def timeout(self, cap=None, margin=0.0):
             return 5.0
 
         def remaining(self):
