@@ -3,6 +3,7 @@ one client per request (httpx reuses a pooled connection's SNI, see local-counte
 
 from __future__ import annotations
 
+import functools
 import ssl
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,12 +28,24 @@ def resolved(ctx, url: str) -> tuple[str, dict[str, str], str | None]:
 
 
 def ssl_context(ctx, verify: bool = True) -> ssl.SSLContext:
+    """One context per (verify, CA file) per process: building one costs ~20 ms (loading the CA bundle)."""
+    import os
+
+    ca_file = (ctx.section("http").get("ca_file") or "") if verify else ""
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
+    except OSError:
+        stamp = 0  # a missing CA file fails in load_verify_locations, with its name
+    return _ssl_context(verify, ca_file, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(verify: bool, ca_file: str, stamp: int = 0) -> ssl.SSLContext:
     sslctx = ssl.create_default_context()
     if not verify:
         sslctx.check_hostname = False
         sslctx.verify_mode = ssl.CERT_NONE
         return sslctx
-    ca_file = ctx.section("http").get("ca_file")
     if ca_file:
         sslctx.load_verify_locations(ca_file)
     else:
@@ -62,8 +75,7 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
     if sni or sni_name:
         extensions["sni_hostname"] = sni or sni_name
     limit = ctx.timeout(timeout)
-    with httpx.Client(verify=ssl_context(ctx, verify) if target.startswith("https") else True,
-                      timeout=httpx.Timeout(limit), follow_redirects=follow_redirects, trust_env=False) as client:
+    with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit), follow_redirects=follow_redirects, trust_env=False) as client:
         req = client.build_request(method, target, headers=all_headers, extensions=extensions)
         return client.send(req)
 
@@ -75,8 +87,8 @@ def probe_unsafe_method(ctx, method: str, url: str, *, headers: dict | None = No
     target, extra, sni_name = resolved(ctx, url)
     all_headers = {"User-Agent": ctx.section("http").get("user_agent") or "studiodoctor", **extra, **(headers or {})}
     extensions = {"sni_hostname": sni_name} if sni_name else {}
-    with httpx.Client(verify=ssl_context(ctx) if target.startswith("https") else True,
-                      timeout=httpx.Timeout(ctx.timeout(timeout)), trust_env=False) as client:
+    with httpx.Client(verify=ssl_context(ctx), timeout=httpx.Timeout(ctx.timeout(timeout)),
+                      trust_env=False) as client:
         req = client.build_request(method.upper(), target, headers=all_headers, content=b"",
                                    extensions=extensions)
         return client.send(req)

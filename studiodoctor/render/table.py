@@ -24,6 +24,31 @@ def _badge(status: str) -> str:
     return f"[{STYLE.get(status, '')}]{MARK.get(status, status.upper()):<7}[/]"
 
 
+# columns that say which row is which: kept when a table has to lose columns to fit
+KEY_COLUMNS = ("hop", "path", "pod", "name", "object", "host", "hostname", "check", "id", "status")
+
+
+def _fit(columns: list[str], cells: list[list[str]], width: int) -> tuple[list[str], list[list[str]]]:
+    """Drop columns (never the first two, nor KEY_COLUMNS) until the table fits the console: first the
+    widest of those whose values differ on every row (URLs, request ids), then the widest."""
+    columns, cells = list(columns), [list(row) for row in cells]
+
+    def widths():
+        return [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+
+    while len(columns) > 3 and sum(widths()) + 2 * len(columns) > width:
+        w = widths()
+        droppable = [i for i in range(2, len(columns)) if columns[i] not in KEY_COLUMNS]
+        if not droppable:
+            break
+        unique = [i for i in droppable if len({row[i] for row in cells}) == len(cells) and w[i] > 12]
+        drop = max(unique or droppable, key=lambda i: w[i])
+        del columns[drop]
+        for row in cells:
+            del row[drop]
+    return columns, cells
+
+
 def _result_lines(con, r: dict, indent: str, details: bool) -> None:
     from rich.markup import escape
 
@@ -33,7 +58,12 @@ def _result_lines(con, r: dict, indent: str, details: bool) -> None:
     for key, value in r["evidence"].items():
         if is_rows(value):
             con.print(f"{indent}        [dim]{escape(key)}:[/]")
-            columns, cells = rows_table(value)
+            room = con.width - len(indent) - 12
+            for max_cell in (40, 30, 22):  # shorten cells first, drop columns last
+                columns, cells = rows_table(value, max_cell=max_cell)
+                if sum(max(len(c), *(len(r[i]) for r in cells)) + 2 for i, c in enumerate(columns)) <= room:
+                    break
+            columns, cells = _fit(columns, cells, room)
             widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
             con.print(f"{indent}          [dim]{escape('  '.join(c.ljust(w) for c, w in zip(columns, widths)))}[/]")
             for row in cells:
@@ -76,9 +106,13 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             con.print(f"      [dim]why:[/] {escape(step['why'])}")
             if step.get("consequence_of"):
                 con.print(f"      [magenta]consequence of {escape(', '.join(step['consequence_of']))}[/]")
+            passed = [rid for rid in step["results"] if results[rid]["status"] == "ok"]
             for rid in step["results"]:
-                _result_lines(con, results[rid], "      ", details=True)
-            if step["verdict"] != "ok":
+                if rid not in passed or step["verdict"] == "ok":
+                    _result_lines(con, results[rid], "      ", details=True)
+            if passed and step["verdict"] != "ok":
+                con.print(f"      {_badge('ok')} {escape(', '.join(passed))}")
+            if step["verdict"] != "ok" and not step.get("consequence_of"):
                 for c in step["commands"]:
                     note = f"  [dim]# {escape(c['note'])}[/]" if c.get("note") else ""
                     con.print(f"      [dim]\\[{c['safety']}][/] {escape(c['text'])}{note}")
