@@ -178,6 +178,8 @@ def _kube_fault(name: str):
 fault("pod-crashloop", "the app container of the frontend pods is in CrashLoopBackOff", "kubernetes",
       "python-error", "email")(_kube_fault("crashloop"))
 fault("pod-oomkilled", "frontend containers were OOMKilled", "kubernetes", "502")(_kube_fault("oomkilled"))
+fault("pod-pending", "a frontend pod cannot be scheduled (insufficient memory)", "kubernetes", "502")(
+    _kube_fault("pending"))
 fault("deployment-unavailable", "the frontend deployment has no available replica", "kubernetes",
       "static")(_kube_fault("deployment-unavailable"))
 fault("traefik-oom", "the Traefik pod was OOMKilled (the seed: 502s when Traefik runs out of memory)",
@@ -196,6 +198,7 @@ def _edge_fault(name: str):
 
 for _name, _layer, _symptoms in (
         ("edge-cert-expired", "cloudflare", ("ssl",)),
+        ("edge-cert-wrong-san", "cloudflare", ("ssl",)),
         ("ssl-flexible", "cloudflare", ("ssl",)),
         ("http-not-redirected", "cloudflare", ("ssl",)),
         ("redirect-loop", "cloudflare", ("ssl",)),
@@ -203,7 +206,8 @@ for _name, _layer, _symptoms in (
         ("record-missing", "cloudflare", ("dns",)),
         ("dns-servfail", "dns", ("dns",)),
         ("databases-hit", "cloudflare", ("caching",)),
-        ("edge-522", "cloudflare", ("502",))):
+        ("edge-522", "cloudflare", ("502",)),
+        ("edge-524", "cloudflare", ("502",))):
     from .edge_lab import FAULTS as _EDGE
 
     fault(_name, _EDGE[_name], _layer, *_symptoms)(_edge_fault(_name))
