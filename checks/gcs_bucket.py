@@ -14,7 +14,7 @@ import re
 import time
 from urllib.parse import quote
 
-from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable,
+from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, Result, error, fail, ok, skip, unreachable,
                                 warn)
 from studiodoctor.registry import check
 
@@ -231,6 +231,19 @@ def _list(ctx, prefix: str, limit: int, fields: str = LIST_FIELDS, page_size: in
                                  page_size=min(size, max(1, limit)), max_results=limit,
                                  timeout=ctx.timeout(ctx.setting("request_timeout", 30.0)), retry=None)
     return iterator
+
+
+def _audit_listing(ctx, name: str, prefix: str, cap: int, visit):
+    """``_collect`` for an audit check: its figures, or the Result that says why the listing failed."""
+    try:
+        return _collect(ctx, prefix, cap, visit)
+    except _Unusable as exc:
+        return exc.result
+    except Exception as exc:
+        result = _api_problem(ctx, exc, f"listing gs://{name}/{prefix}", "storage.objects.list")
+        if result is not None:
+            return result
+        return error(f"listing gs://{name}/{prefix} answered 404 although the bucket exists")
 
 
 def _collect(ctx, prefix: str, limit: int, visit, fields: str = LIST_FIELDS, page_size: int | None = None):
@@ -479,15 +492,10 @@ def check_databases_cache_control(ctx):
             newest[0], newest[1] = blob.updated, blob.name
 
     started = time.monotonic()
-    try:
-        audited, requests, complete, by_deadline = _collect(ctx, prefix, cap, visit)
-    except _Unusable as exc:
-        return exc.result
-    except Exception as exc:
-        result = _api_problem(ctx, exc, f"listing gs://{name}/{prefix}", "storage.objects.list")
-        if result is not None:
-            return result
-        return error(f"listing gs://{name}/{prefix} answered 404 although the bucket exists")
+    listed = _audit_listing(ctx, name, prefix, cap, visit)
+    if isinstance(listed, Result):
+        return listed
+    audited, requests, complete, by_deadline = listed
     evidence = {"bucket": name, "prefix": prefix, "audited": audited, "requests": requests,
                 "complete": complete, "max_objects": cap, "list_ms": round((time.monotonic() - started) * 1000, 1),
                 "offenders": offender_count,
@@ -555,15 +563,10 @@ def check_storage_cache_control(ctx):
             if len(short) < MAX_NAMED:
                 short.append((blob.name, value or "none"))
 
-    try:
-        audited, requests, complete, by_deadline = _collect(ctx, prefix, cap, visit)
-    except _Unusable as exc:
-        return exc.result
-    except Exception as exc:
-        result = _api_problem(ctx, exc, f"listing gs://{name}/{prefix}", "storage.objects.list")
-        if result is not None:
-            return result
-        return error(f"listing gs://{name}/{prefix} answered 404 although the bucket exists")
+    listed = _audit_listing(ctx, name, prefix, cap, visit)
+    if isinstance(listed, Result):
+        return listed
+    audited, requests, complete, by_deadline = listed
     top = dict(sorted(values.items(), key=lambda kv: -kv[1])[:5])
     evidence = {"bucket": name, "prefix": prefix, "audited": audited, "requests": requests, "complete": complete,
                 "max_objects": cap, "min_max_age": minimum, "short_lived": short_count,

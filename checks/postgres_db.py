@@ -17,6 +17,7 @@ import threading
 import time
 
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, unreachable, warn
+from studiodoctor.netprobe import resolve
 from studiodoctor.registry import check
 
 REACHABLE = "postgres.reachable"
@@ -100,25 +101,6 @@ def _num(ctx, key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"postgres.{key} must be a number, got {value!r}")
     return float(value)
-
-
-def _resolve(host: str, port: int, timeout: float) -> list[str]:
-    box: list = []
-
-    def run():
-        try:
-            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as exc:  # noqa: BLE001 - reported by the caller
-            box.append(exc)
-
-    t = threading.Thread(target=run, daemon=True, name="postgres-dns")
-    t.start()
-    t.join(timeout)
-    if not box:
-        raise TimeoutError(f"DNS lookup of {host} timed out")
-    if isinstance(box[0], Exception):
-        raise box[0]
-    return list(dict.fromkeys(info[4][0] for info in box[0]))
 
 
 # --- the shared session ---------------------------------------------------------------------
@@ -269,7 +251,7 @@ def check_reachable(ctx):
             addrs = [target.hostaddr]
         else:
             try:
-                addrs = _resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
+                addrs = resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
             except TimeoutError as exc:
                 ev["stage"] = "dns"
                 return unreachable("PostgreSQL", target.address, f"DNS: {exc}", timed_out=True, evidence=ev)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import socket
 import statistics
-import threading
 import time
 from urllib.parse import unquote, urlsplit
 
 from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, ok, unreachable, warn
+from studiodoctor.netprobe import resolve
 from studiodoctor.registry import check
 
 REACHABLE = "redis.reachable"
@@ -137,26 +137,6 @@ def _client(ctx):
     return ctx.shared.get(_CLIENT, factory)
 
 
-def _resolve(host: str, port: int, timeout: float) -> list[str]:
-    """getaddrinfo bounded by ``timeout`` (it has no timeout of its own)."""
-    box: list = []
-
-    def run():
-        try:
-            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            box.append(exc)
-
-    t = threading.Thread(target=run, daemon=True, name="redis-dns")
-    t.start()
-    t.join(timeout)
-    if not box:
-        raise TimeoutError(f"DNS lookup of {host} timed out")
-    if isinstance(box[0], Exception):
-        raise box[0]
-    return list(dict.fromkeys(info[4][0] for info in box[0]))
-
-
 def _error_text(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     # "unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'default' '<password>'": drop the args
@@ -232,7 +212,7 @@ def check_reachable(ctx):
     if not target.path:
         t0 = time.monotonic()
         try:
-            addrs = _resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
+            addrs = resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
         except TimeoutError as exc:
             ev["stage"] = "dns"
             return unreachable("Redis", target.address, f"DNS: {exc}", timed_out=True, evidence=ev)
