@@ -45,7 +45,11 @@ class Report:
 
     @property
     def status(self) -> Status:
-        return Status.worst(r.status for r in self.results)
+        """The worst status; skips count as ok ("all ok, skips allowed") unless everything was skipped."""
+        ran = [r.status for r in self.results if r.status is not Status.SKIP]
+        if not ran and self.results:
+            return Status.SKIP
+        return Status.worst(ran)
 
     @property
     def exit_code(self) -> ExitCode:

@@ -103,3 +103,9 @@ def test_exit_codes_follow_the_worst_status(make_profile):
     assert engine.check(make_profile(), registry=_registry(ok, warn)).exit_code == 1
     assert engine.check(make_profile(), registry=_registry(warn, fail, _crash)).exit_code == 2
     assert engine.check(make_profile(), registry=_registry(warn, _crash)).exit_code == 3  # error, no fail
+
+
+def test_report_status_counts_skips_as_ok_unless_all_skipped(make_profile):
+    assert engine.check(make_profile(), registry=_registry(ok, skip)).status is Status.OK
+    assert engine.check(make_profile(), registry=_registry(skip, skip)).status is Status.SKIP
+    assert engine.check(make_profile(), registry=_registry(skip, warn)).status is Status.WARN
