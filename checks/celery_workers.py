@@ -18,6 +18,9 @@ from studiodoctor.lab import studio_schema as schema
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("celery", "kombu.transport.redis", "redis", "psycopg")
+
 WORKERS = "celery.workers"
 SATURATION = "celery.saturation"
 QUEUE_DEPTH = "celery.queue_depth"

@@ -9,6 +9,9 @@ import re
 from studiodoctor.model import MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("cloudflare",)
+
 ZONE = "cloudflare.zone"
 DEVELOPMENT_MODE = "cloudflare.development_mode"
 SSL_MODE = "cloudflare.ssl_mode"

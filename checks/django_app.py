@@ -12,6 +12,9 @@ import time
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx",)
+
 STEALTHZ = "app.stealthz"
 HEALTHZ = "app.healthz"
 LOGIN_PAGE = "app.login_page"

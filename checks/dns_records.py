@@ -11,6 +11,9 @@ from pathlib import Path
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("dns.resolver",)
+
 DELEGATION = "dns.delegation"
 RESOLVES = "dns.resolves"
 CONSISTENT = "dns.consistent"

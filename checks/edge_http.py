@@ -11,6 +11,9 @@ from studiodoctor import httpprobe
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx", "cryptography.x509")
+
 HTTPS_REDIRECT = "edge.https_redirect"
 CERTIFICATE = "edge.certificate"
 PROXIED = "edge.proxied"

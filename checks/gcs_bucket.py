@@ -18,6 +18,9 @@ from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, Result, er
                                 warn)
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("google.cloud.storage", "google.auth", "requests", "httpx")
+
 BUCKET = "gcs.bucket"
 PUBLIC_READ = "gcs.public_read"
 DATABASES_CACHE_CONTROL = "gcs.databases_cache_control"

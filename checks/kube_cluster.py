@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("kubernetes.client", "kubernetes.config")
+
 API = "kubernetes.api"
 PERMISSIONS = "kubernetes.permissions"
 DEPLOYMENTS = "kubernetes.deployments"

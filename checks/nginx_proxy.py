@@ -16,6 +16,9 @@ import time
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx",)
+
 REACHABLE = "nginx.reachable"
 APP_PROXY = "nginx.app_proxy"
 STATIC = "nginx.static"

@@ -20,6 +20,9 @@ from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail
 from studiodoctor.netprobe import resolve
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("psycopg",)
+
 REACHABLE = "postgres.reachable"
 LATENCY = "postgres.latency"
 VERSION = "postgres.version"

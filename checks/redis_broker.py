@@ -16,6 +16,9 @@ from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail
 from studiodoctor.netprobe import resolve
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("redis",)
+
 REACHABLE = "redis.reachable"
 LATENCY = "redis.latency"
 VERSION = "redis.version"

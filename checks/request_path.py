@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 from studiodoctor.model import Command, Reason, fail, ok, skip
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx",)
+
 TRACE = "path.trace"
 
 KEY_HEADERS = ("server", "cache-control", "cf-ray", "cf-cache-status", "x-cache-status")

@@ -17,6 +17,9 @@ from checks.kube_cluster import (API as KUBE_API, PODS_CRASHING, PODS_OOMKILLED,
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx", "kubernetes.client", "cryptography.x509")
+
 API = "traefik.api"
 OVERVIEW = "traefik.overview"
 ROUTERS = "traefik.routers"
