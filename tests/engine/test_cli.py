@@ -94,3 +94,13 @@ def test_list_and_explain(capsys):
     assert all({"id", "layer", "safety", "needs"} <= set(c) for c in checks)
     code, out, _ = cli(capsys, "explain", "502")
     assert code == 0 and "1. cloudflare" in out and "7. redis" in out
+
+
+def test_a_run_imports_only_the_sdks_of_the_layers_it_runs(tmp_path):
+    config = tmp_path / "sd.toml"
+    config.write_text('[profiles.t.redis]\nurl = "redis://127.0.0.1:9/0"\n')  # nothing listens on port 9
+    code = ("import sys; from studiodoctor.cli import main; rc = main(['check', '--config', %r, '--profile', 't', "
+            "'--layer', 'redis', '--format', 'json', '--timeout', '2']); "
+            "print('RC', rc, [m for m in %r if m in sys.modules])" % (str(config), HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().splitlines()[-1] == "RC 2 ['redis']"
