@@ -40,6 +40,10 @@ CF_CODES = {
 CF_PAGE_MARKERS = ("cf-error-details", "cf-wrapper", "cloudflare ray id", "cdn-cgi/", "performance & security by cloudflare",
                    "performance &amp; security by cloudflare")
 CACHED = {"HIT", "MISS", "EXPIRED", "REVALIDATED", "UPDATING", "STALE"}
+# cf-cache-status values that mean the answer came out of CloudFlare's cache (STALE/UPDATING: an expired copy)
+SERVED_FROM_CACHE = {"HIT", "STALE", "UPDATING"}
+# ... and those that mean it was not eligible for the cache at all
+NOT_FROM_CACHE = {"BYPASS", "DYNAMIC"}
 
 
 def _urls(ctx) -> list[str]:
@@ -319,8 +323,9 @@ def check_databases_not_cached(ctx):
     is never a HIT in CloudFlare's cache, asked twice (one byte each, `Range: bytes=0-0`).
 
     Databases are rewritten on every publish under the same URL; a cached copy gives Kolibri a stale
-    channel (the reason nginx marks them `Cache-Control: private`). HIT fails; MISS twice warns (eligible
-    for cache: only the origin's headers keep it out); BYPASS or DYNAMIC is ok.
+    channel (the reason nginx marks them `Cache-Control: private`). HIT (or STALE/UPDATING: an expired
+    copy served from the cache) fails; MISS twice warns (eligible for cache: only the origin's headers keep
+    it out); BYPASS or DYNAMIC is ok; a status it cannot read (missing on one answer, unknown) is an error.
     Fix: a cache rule for `/content/databases/` with Bypass cache; purge the URL."""
     url = _sample_urls(ctx, "databases_sample")[0]
     seen = []
@@ -338,9 +343,10 @@ def check_databases_not_cached(ctx):
         code = next(s["status"] for s in seen if s["status"] >= 400)
         return error(f"{url} answered {code}: cannot judge its caching", evidence=evidence, commands=commands,
                      hint="Point cloudflare.databases_sample at a database that exists.")
-    if "HIT" in statuses:
-        return fail(f"{url} was served from CloudFlare's cache (cf-cache-status HIT, age "
-                    f"{next(s['age'] for s in seen if (s['cf-cache-status'] or '').upper() == 'HIT') or '?'}): "
+    served = [st for st in statuses if st in SERVED_FROM_CACHE]
+    if served:
+        return fail(f"{url} was served from CloudFlare's cache (cf-cache-status {served[0]}, age "
+                    f"{next(s['age'] for s in seen if (s['cf-cache-status'] or '').upper() == served[0]) or '?'}): "
                     f"Kolibri can get a stale channel database", evidence=evidence, commands=commands,
                     hint=f"Add a cache rule bypassing /content/databases/ on {host} and purge the URL "
                          "(Caching, Configuration, Custom Purge).")
@@ -351,4 +357,8 @@ def check_databases_not_cached(ctx):
         return warn(f"{url} is eligible for CloudFlare's cache (cf-cache-status {', '.join(statuses)}): only the "
                     f"origin's headers keep it from being stored", evidence=evidence, commands=commands,
                     hint="Add a cache rule bypassing the cache for /content/databases/.")
+    if any(st not in NOT_FROM_CACHE | {"MISS", "EXPIRED", "REVALIDATED"} for st in statuses):
+        return error(f"{url}: cannot tell whether it is cached at the edge (cf-cache-status "
+                     f"{', '.join(st or '(none)' for st in statuses)})", evidence=evidence, commands=commands,
+                     hint="Ask again by hand and read cf-cache-status; see cloudflare.cache_rules.")
     return ok(f"{url} not cached at the edge (cf-cache-status {', '.join(statuses)})", evidence=evidence)

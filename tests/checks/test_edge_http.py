@@ -237,3 +237,61 @@ def test_diagnose_names_the_cause(edge_lab, make_profile, fault, symptom, cause)
         assert report.likely_cause is None, failing
     else:
         assert report.likely_cause and report.likely_cause["check"] == cause, failing
+
+
+# ---- cf-cache-status values the lab edge never sends -----------------------------------------------------
+class _Statuses(BaseHTTPRequestHandler):
+    """Answers every GET with the next cf-cache-status of ``server.statuses`` (CloudFlare's headers)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        status = self.server.statuses.pop(0) if self.server.statuses else None
+        self.send_response(206)
+        for k, v in {"Server": "cloudflare", "CF-RAY": "8a1b2c3d4e5f6a7b-AMS", "Content-Length": "1",
+                     "Content-Range": "bytes 0-0/10", "Age": "42"}.items():
+            self.send_header(k, v)
+        if status:
+            self.send_header("CF-Cache-Status", status)
+        self.end_headers()
+        self.wfile.write(b"x")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def status_edge():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Statuses)
+    server.daemon_threads = True
+    server.statuses = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _databases_result(make_profile, server, statuses):
+    server.statuses[:] = statuses
+    profile = make_profile({"cloudflare": {"databases_sample": "/content/databases/abc.sqlite3"}}, timeout=5,
+                           public_urls=[f"http://127.0.0.1:{server.server_port}/"])
+    return engine.check(profile, check_ids=[DATABASES_NOT_CACHED]).results[0]
+
+
+@pytest.mark.parametrize("statuses", [["UPDATING", "UPDATING"], ["MISS", "STALE"]])
+def test_databases_served_stale_from_the_cache_fail(make_profile, status_edge, statuses):
+    r = _databases_result(make_profile, status_edge, statuses)
+    assert r.status is Status.FAIL, r.summary
+    assert "served from CloudFlare's cache" in r.summary and statuses[-1] in r.summary
+
+
+@pytest.mark.parametrize("statuses", [["BYPASS", None], ["DYNAMIC", "NONE/UNKNOWN"]])
+def test_databases_unreadable_cache_status_is_an_error(make_profile, status_edge, statuses):
+    r = _databases_result(make_profile, status_edge, statuses)
+    assert r.status is Status.ERROR, r.summary
+    assert "cannot tell" in r.summary
+
+
+def test_databases_bypassed_is_ok(make_profile, status_edge):
+    assert _databases_result(make_profile, status_edge, ["BYPASS", "BYPASS"]).status is Status.OK
