@@ -243,8 +243,15 @@ def _classify(exc: Exception, listing: Listing) -> Listing:
         listing.detail = message or (exc.reason or "")
         listing.status = {401: "unauthorized", 403: "forbidden", 404: "notfound"}.get(exc.status, "error")
         return listing
+    import urllib3
+
     from studiodoctor.httpprobe import describe_error
 
+    if not isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        # not a network failure: the answer could not be read (not JSON, not a list): we could not look
+        listing.status = "error"
+        listing.detail = f"unreadable answer ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})"[:300]
+        return listing
     inner = getattr(exc, "reason", None) or exc
     timed_out, text = describe_error(inner if isinstance(inner, BaseException) else exc)
     if "refused" in str(exc).lower():
@@ -351,7 +358,8 @@ def listing_problem(ctx, listing: Listing):
     if listing.status == "notfound":
         return error(f"cannot list {what} {where}: the API server does not serve {ev['resource']} (404)",
                      evidence=ev)
-    return error(f"cannot list {what} {where}: HTTP {listing.http_status or '?'} {listing.detail}"[:300],
+    status = f"HTTP {listing.http_status} " if listing.http_status else ""
+    return error(f"cannot list {what} {where}: {status}{listing.detail}"[:300],
                  evidence=ev)
 
 
@@ -539,7 +547,8 @@ def check_api(ctx):
             return error("the API server rejected our credentials (401)", reason=Reason.AUTH,
                          evidence={"address": conn.address},
                          hint="Refresh the credentials: `gcloud container clusters get-credentials CLUSTER`.")
-        return error(f"GET /version/ answered HTTP {listing.http_status}: {listing.detail}"[:300],
+        status = f"answered HTTP {listing.http_status}" if listing.http_status else "failed"
+        return error(f"GET /version/ {status}: {listing.detail}"[:300],
                      evidence={"address": conn.address})
     ctx_name = kube_section(ctx).get("context") or ""
     return ok(f"API server {info.get('gitVersion', '?')} answers at {conn.address}",

@@ -251,3 +251,37 @@ def test_faults_switch_from_a_reconstructed_launcher(run, cluster):
     assert "master-studio-workers 0/2 available" in res[kc.DEPLOYMENTS].summary
     other.set_fault("workers-crashloop", False)
     assert other.faults() == []
+
+
+def test_an_answer_that_is_not_the_kubernetes_api_is_an_error_not_unreachable(make_profile):
+    """Something answers at kubernetes.api_url, but not with JSON: we could not look, it is not down."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body>Sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        profile = make_profile({"kubernetes": {"api_url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
+        api = engine.check(profile, check_ids=[kc.API]).results[0]
+        listing = kc.Listing("pods", "studio")
+        kc._classify(ValueError("Expecting value: line 1 column 1 (char 0)"), listing)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert api.status is Status.ERROR, api.summary
+    assert "unreachable" not in api.summary and "unreadable answer" in api.summary
+    assert listing.status == "error"
+    problem = kc.listing_problem(None, listing)
+    assert problem.status is Status.ERROR and "cannot list pods in namespace studio: unreadable answer" in problem.summary
