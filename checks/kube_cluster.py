@@ -875,10 +875,18 @@ def check_memory(ctx):
     pods = pods_listing(ctx)
     if not pods.ok:
         return listing_problem(ctx, pods)
-    limits = {p["metadata"]["name"]: _limits(p) for p in pods.items}
+    limits = {p["metadata"]["name"]: _limits(p) for p in pods.items if _active(p)}
     threshold = float(kube_setting(ctx, "memory_warn_percent", 90))
     rows, no_limit = [], []
-    for m in metrics.items:
+    measured = [m for m in metrics.items if (m.get("metadata") or {}).get("name") in limits]
+    if limits and not measured:
+        return error(f"the metrics API returned no memory usage for any of the {len(limits)} pods in {ns}: "
+                     "cannot compare memory with the limits", reason=Reason.UNEXPECTED,
+                     evidence={"pods": len(limits), "pod_metrics": len(metrics.items)},
+                     hint="metrics-server may be starting or failing to scrape the nodes: "
+                          "kubectl -n kube-system logs deploy/metrics-server",
+                     commands=[Command(kubectl(ctx, "top pods --containers"), READ_ONLY)])
+    for m in measured:
         pname = (m.get("metadata") or {}).get("name")
         for c in m.get("containers") or []:
             used = parse_quantity((c.get("usage") or {}).get("memory"))

@@ -285,3 +285,13 @@ def test_an_answer_that_is_not_the_kubernetes_api_is_an_error_not_unreachable(ma
     assert listing.status == "error"
     problem = kc.listing_problem(None, listing)
     assert problem.status is Status.ERROR and "cannot list pods in namespace studio: unreadable answer" in problem.summary
+
+
+def test_metrics_api_with_no_usage_for_our_pods_is_an_error(run, cluster):
+    """An empty PodMetricsList (metrics-server starting or failing to scrape) is "could not look", not ok."""
+    state = cluster.read_state()
+    state["metrics"]["studio"] = []
+    cluster.write_state(state)
+    mem = run()[kc.MEMORY]
+    assert mem.status is Status.ERROR, mem.summary
+    assert "no memory usage for any of the 5 pods in studio" in mem.summary
