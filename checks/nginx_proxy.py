@@ -107,6 +107,18 @@ def _max_age(cc: dict) -> int | None:
     return None
 
 
+def _cookie_shape(headers) -> str:
+    """The Set-Cookie headers without their values (session and CSRF tokens are secrets, and new on every
+    request) nor their expiry (it moves with the clock): ``"csrftoken=***; Path=/; SameSite=Lax"``."""
+    shapes = []
+    for value in headers.get_list("set-cookie"):
+        name, _, rest = value.partition("=")
+        attrs = [a.strip() for a in rest.split(";")[1:] if a.strip()]
+        attrs = [a for a in attrs if a.split("=", 1)[0].strip().lower() not in ("expires", "max-age")]
+        shapes.append("; ".join([f"{name.strip()}=***", *attrs]))
+    return ", ".join(sorted(shapes))
+
+
 def _is_nginx_error_page(resp) -> bool:
     ctype = resp.headers.get("content-type", "")
     return "text/html" in ctype and b"nginx" in resp.content[:2000].lower()
@@ -409,6 +421,9 @@ def check_headers(ctx):
                      evidence={"nginx_status": via_nginx.status_code, "app_status": via_app.status_code})
     a = {k.lower(): v for k, v in via_app.headers.items() if k.lower() not in _VOLATILE}
     n = {k.lower(): v for k, v in via_nginx.headers.items() if k.lower() not in _VOLATILE}
+    for headers, resp in ((a, via_app), (n, via_nginx)):
+        if "set-cookie" in headers:
+            headers["set-cookie"] = _cookie_shape(resp.headers)
     dropped = sorted(set(a) - set(n))
     added = {k: n[k] for k in sorted(set(n) - set(a))}
     changed = {k: {"app": a[k], "nginx": n[k]} for k in sorted(set(a) & set(n)) if a[k] != n[k]}

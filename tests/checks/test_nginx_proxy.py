@@ -12,6 +12,7 @@ from checks.nginx_proxy import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, C
                                 HEADERS, REACHABLE, STATIC)
 from checks.request_path import TRACE
 from studiodoctor.lab.studio_nginx import STATIC_SAMPLE
+from studiodoctor import engine
 from studiodoctor.model import Status
 
 NGINX_IDS = (REACHABLE, APP_PROXY, STATIC, CONTENT_STORAGE, CONTENT_DATABASES, CONTENT_METHODS, CONTENT_LISTING,
@@ -113,3 +114,56 @@ def test_database_path_discovered_from_public_channels(stack, seeded, make_profi
     assert dbs.evidence["path"] == f"/content/databases/{studio_schema.LAB_CHANNEL_ID}.sqlite3"
     assert dbs.evidence["source"] == "first public channel of /api/public/v1/channels"
     assert dbs.status is Status.FAIL and dbs.evidence["status"] == 404     # the lab bucket has no such object
+
+
+def test_headers_never_carry_cookie_values(make_profile):
+    """Django's login page sets a fresh csrftoken (a session cookie once logged in) on every answer: the
+    comparison keeps the cookies' names and attributes, never their values (secrets, new every time)."""
+    import json
+    import secrets
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    tokens = []
+
+    def handler(server_name):
+        class Page(BaseHTTPRequestHandler):
+            def _answer(self, body=b""):
+                token = secrets.token_hex(16)
+                tokens.append(token)
+                self.send_response(200)
+                self.send_header("Server", server_name)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Set-Cookie", f"csrftoken={token}; expires=Sat, 27 Nov 2027 10:00:{len(tokens) % 60:02d} "
+                                               "GMT; Max-Age=31449600; Path=/; SameSite=Lax")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._answer(b"<html>Sign in</html>")
+
+            def do_HEAD(self):
+                self._answer()
+
+            def log_message(self, *args):
+                pass
+
+        return Page
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler(name)) for name in ("gunicorn", "nginx/1.22.1")]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app, nginx = (f"http://127.0.0.1:{s.server_port}" for s in servers)
+        profile = make_profile({"nginx": {"url": nginx}, "app": {"url": app}}, timeout=5)
+        res = {r.id: r for r in engine.check(profile, check_ids=[HEADERS]).results}
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    headers = res[HEADERS]
+    assert headers.status is Status.OK, headers.summary
+    assert "set-cookie" not in headers.evidence["changed"]
+    text = json.dumps(headers.to_dict())
+    assert tokens and not any(t in text for t in tokens)
