@@ -385,6 +385,11 @@ def check_content_listing(ctx):
     listing = "<ListBucketResult" in body or '"storage#objects"' in body
     evidence = {"status": resp.status_code, "content_type": resp.headers.get("content-type", ""),
                 "listed_objects": len(keys), "sample": keys[:3]}
+    if not listing and resp.status_code >= 500:
+        return error(f"GET /content/ answered {resp.status_code}: cannot tell whether the bucket's listing is "
+                     f"exposed (nginx did not get the bucket's answer)", evidence=evidence,
+                     commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
+                     hint="See nginx.content_storage and the gcs layer: nginx must reach the bucket first.")
     if listing:
         return fail(f"GET /content/ lists the bucket ({len(keys)} objects shown, e.g. {keys[:1]})",
                     evidence=evidence, commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),

@@ -167,3 +167,45 @@ def test_headers_never_carry_cookie_values(make_profile):
     assert "set-cookie" not in headers.evidence["changed"]
     text = json.dumps(headers.to_dict())
     assert tokens and not any(t in text for t in tokens)
+
+
+def _serve(handler_class):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_content_listing_unknown_when_nginx_cannot_reach_the_bucket(make_profile):
+    """A 502 for /content/ says nothing about the bucket's listing: error, not 'no listing'."""
+    from http.server import BaseHTTPRequestHandler
+
+    class BadGateway(BaseHTTPRequestHandler):
+        def _answer(self, body=b""):
+            self.send_response(502)
+            self.send_header("Server", "nginx/1.22.1")
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(b"<html><center>nginx</center></html>")
+
+        def do_HEAD(self):
+            self._answer()
+
+        def log_message(self, *args):
+            pass
+
+    server = _serve(BadGateway)
+    try:
+        profile = make_profile({"nginx": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
+        r = {x.id: x for x in engine.check(profile, check_ids=[CONTENT_LISTING]).results}[CONTENT_LISTING]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status is Status.ERROR, r.summary
+    assert "502" in r.summary and "cannot tell" in r.summary
