@@ -124,24 +124,27 @@ def _is_nginx_error_page(resp) -> bool:
     return "text/html" in ctype and b"nginx" in resp.content[:2000].lower()
 
 
-def database_path(ctx) -> tuple[str, str]:
-    """(path of a channel database to probe, where it came from): ``nginx.database_path`` or the first public
-    channel of ``/api/public/v1/channels`` through nginx; ("", why) when neither gives one."""
+def database_path(ctx) -> tuple[str, str, bool]:
+    """(path of a channel database to probe, where it came from, whether the lookup itself failed):
+    ``nginx.database_path`` or the first public channel of ``/api/public/v1/channels`` through nginx;
+    ("", why, failed) when neither gives one."""
     configured = str(ctx.setting("database_path", ""))
     if configured:
-        return configured, "nginx.database_path"
+        return configured, "nginx.database_path", False
 
     def discover():
         resp, _, exc = _request(ctx, "GET", "/api/public/v1/channels", cap=5.0)
         if exc is not None or resp.status_code != 200:
             status = "no answer" if exc is not None else f"HTTP {resp.status_code}"
-            return "", f"nginx.database_path is not set and /api/public/v1/channels gave {status}"
+            # no answer or a server error: we could not look; any other status: this nginx has no such API
+            failed = exc is not None or resp.status_code >= 500
+            return "", f"nginx.database_path is not set and /api/public/v1/channels gave {status}", failed
         try:
             channels = resp.json()
             cid = channels[0]["id"]
         except (ValueError, LookupError, TypeError):
-            return "", "nginx.database_path is not set and /api/public/v1/channels lists no public channel"
-        return f"/content/databases/{cid}.sqlite3", "first public channel of /api/public/v1/channels"
+            return "", "nginx.database_path is not set and /api/public/v1/channels lists no public channel", False
+        return f"/content/databases/{cid}.sqlite3", "first public channel of /api/public/v1/channels", False
 
     return ctx.shared.get(f"nginx.database_path:{_base(ctx)}", discover)
 
@@ -305,7 +308,11 @@ def check_content_databases(ctx):
     them with ``private, max-age=5, no-transform`` and nginx must pass that through. A public
     Cache-Control or an nginx/CloudFlare cache HIT serves Kolibri stale channel versions (incident 2019,
     PR #1707). The object is ``nginx.database_path`` or the first public channel's database."""
-    path, source = database_path(ctx)
+    path, source, failed = database_path(ctx)
+    if not path and failed:
+        return error(f"could not find a channel database to probe: {source}", reason=Reason.UNEXPECTED,
+                     hint="set nginx.database_path in the profile's config (the app behind nginx did not list "
+                          "the public channels: see nginx.app_proxy)")
     if not path:
         return skip(source, reason=Reason.NOT_CONFIGURED, hint="set nginx.database_path in the profile's config")
     rows = []

@@ -209,3 +209,35 @@ def test_content_listing_unknown_when_nginx_cannot_reach_the_bucket(make_profile
         server.server_close()
     assert r.status is Status.ERROR, r.summary
     assert "502" in r.summary and "cannot tell" in r.summary
+
+
+def test_database_path_lookup_failing_is_an_error_not_a_skip(make_profile):
+    """With no nginx.database_path, a 502 from the public channels API means we could not look."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Nginx(BaseHTTPRequestHandler):
+        def _answer(self, status, body=b""):
+            self.send_response(status)
+            self.send_header("Server", "nginx/1.22.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(502 if self.path.startswith("/api/") else 200, b"x")
+
+        def do_HEAD(self):
+            self._answer(200)
+
+        def log_message(self, *args):
+            pass
+
+    server = _serve(Nginx)
+    try:
+        profile = make_profile({"nginx": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
+        r = {x.id: x for x in engine.check(profile, check_ids=[CONTENT_DATABASES]).results}[CONTENT_DATABASES]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status is Status.ERROR, r.summary
+    assert "HTTP 502" in r.summary and "nginx.database_path" in r.hint
