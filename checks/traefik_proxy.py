@@ -51,9 +51,10 @@ def _get(ctx, path: str):
         resp = httpprobe.request(ctx, "GET", url, headers=headers, timeout=ctx.timeout(5))
     except Exception as exc:
         timed_out, text = httpprobe.describe_error(exc)
+        forward = kubectl(ctx, "port-forward deploy/traefik 9000:9000", traefik_namespace(ctx))
         raise _ApiProblem(unreachable("Traefik API", _base(ctx), text, timed_out=timed_out,
-                                      hint="Is the API port-forwarded? e.g. kubectl -n kube-system "
-                                           "port-forward deploy/traefik 9000:9000")) from None
+                                      hint=f"Is the API port-forwarded? e.g. {forward}",
+                                      commands=[Command(forward, READ_ONLY, "then retry")])) from None
     if resp.status_code in (401, 403):
         raise _ApiProblem(error(f"the Traefik API refused us (HTTP {resp.status_code}) on {path}",
                                 reason=Reason.AUTH if resp.status_code == 401 else Reason.FORBIDDEN,

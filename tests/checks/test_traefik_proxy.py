@@ -219,3 +219,15 @@ def test_faults_switch_from_a_reconstructed_launcher(traefik, run):
     finally:
         TraefikServer.from_state(traefik.to_state()).set_fault("no-router", False)
     assert run()[tp.ROUTERS].status is Status.OK
+
+
+def test_unreachable_api_hint_names_the_profiles_namespace_and_context(make_profile):
+    dead = free_port()
+    profile = make_profile({"traefik": {"api_url": f"http://127.0.0.1:{dead}"},
+                            "kubernetes": {"context": "gke_studio", "traefik_namespace": "traefik-system"}},
+                           timeout=5)
+    r = engine.check(profile, check_ids=[tp.API]).results[0]
+    assert r.status is Status.FAIL
+    forward = "kubectl --context gke_studio -n traefik-system port-forward deploy/traefik 9000:9000"
+    assert forward in r.hint and "kube-system" not in r.hint
+    assert [c.text for c in r.commands] == [forward]
