@@ -240,11 +240,24 @@ def check_probers(ctx):
             figures[name] = resp.json()
         except ValueError:
             return error(f"{path} did not answer JSON", evidence={"body": resp.text[:120]})
+    shapes = {"celery_worker_status": (dict, ()), "task_queue_status": (dict, ("queued_task_count",)),
+              "unapplied_changes_status": (dict, ("active_task_count", "unapplied_changes_count")),
+              "publishing_status": (list, ())}
+    for name, (kind, keys) in shapes.items():
+        value = figures[name]
+        if name in ("celery_worker_status", "publishing_status") and value is None:
+            continue  # inspect().ping() answers None when no worker replies
+        missing = [k for k in keys if not isinstance(value, dict) or not isinstance(value.get(k), int)]
+        if not isinstance(value, kind) or missing:
+            return error(f"/api/probers/{name} answered JSON without the expected "
+                         f"{', '.join(keys) if keys else kind.__name__}: cannot read the figures",
+                         evidence={"body": str(value)[:120]}, reason=Reason.UNEXPECTED,
+                         hint="Is app.url Studio's app (a version with the prober endpoints)?")
     workers = figures["celery_worker_status"] or {}
     answering = sorted(w for w, v in workers.items() if isinstance(v, dict) and v.get("ok") == "pong")
-    queued = int((figures["task_queue_status"] or {}).get("queued_task_count") or 0)
-    changes = figures["unapplied_changes_status"] or {}
-    active, unapplied = int(changes.get("active_task_count") or 0), int(changes.get("unapplied_changes_count") or 0)
+    queued = figures["task_queue_status"]["queued_task_count"]
+    changes = figures["unapplied_changes_status"]
+    active, unapplied = changes["active_task_count"], changes["unapplied_changes_count"]
     publishing = figures["publishing_status"] or []
     evidence = {"workers_answering": answering, "queued_task_count": queued, "active_task_count": active,
                 "unapplied_changes_count": unapplied, "publishing_channels": len(publishing)}

@@ -127,3 +127,40 @@ def test_postgres_stopped(seeded, lab_root, make_profile):
     assert res[APP_PROXY].status is Status.OK
     assert res[TRACE].status is Status.OK and res[TRACE].evidence["first_bad_hop"] is None
     assert cause[0] == "postgres"                      # diagnose 502 names the database, not the app
+
+
+def test_probers_answer_without_the_figures_is_an_error(make_profile):
+    """A prober endpoint whose JSON lacks the figure (another app, another version) is not '0 queued: ok'."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = {"celery_worker_status": {"celery@w1": {"ok": "pong"}}, "task_queue_status": {"detail": "ok"},
+               "unapplied_changes_status": {"active_task_count": 0, "unapplied_changes_count": 0},
+               "publishing_status": []}
+
+    class Probers(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(answers[self.path.rsplit("/", 1)[-1]]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Probers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from studiodoctor import engine
+
+        profile = make_profile({"app": {"url": f"http://127.0.0.1:{server.server_port}", "api_token": "t0ken-abc"}},
+                               timeout=5)
+        r = engine.check(profile, check_ids=[PROBERS]).results[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status is Status.ERROR, r.summary
+    assert "task_queue_status" in r.summary and "queued_task_count" in r.summary
