@@ -346,14 +346,21 @@ def _forbidden_bucket(ctx, bucket, exc):
         evidence["test_iam_permissions"] = f"not answered: {_message(inner)}"
     missing = missing or [_missing_permission(exc, "storage.buckets.get")]
     evidence["missing_permissions"] = missing
+    identity = getattr(getattr(_client(ctx), "_credentials", None), "service_account_email", None)
+    if not isinstance(identity, str) or "@" not in identity:
+        identity = None  # user or anonymous credentials: the member has to be filled in
+    if identity:
+        evidence["identity"] = identity
     return error(f"cannot read gs://{name}: our credentials lack {', '.join(missing)} (HTTP 403); "
                  f"this does not mean the bucket is missing", evidence=evidence, reason=Reason.FORBIDDEN,
                  hint="grant our identity roles/storage.legacyBucketReader (storage.buckets.get) and "
                       "roles/storage.objectViewer on the bucket, or run with credentials that have them",
                  commands=[Command(f"gcloud storage buckets get-iam-policy gs://{name}", READ_ONLY),
                            Command(f"gcloud storage buckets add-iam-policy-binding gs://{name} "
-                                   f"--member=serviceAccount:SA_EMAIL --role=roles/storage.legacyBucketReader",
-                                   MUTATING, "replace SA_EMAIL with the identity studiodoctor runs as")])
+                                   f"--member=serviceAccount:{identity or 'SA_EMAIL'} "
+                                   f"--role=roles/storage.legacyBucketReader", MUTATING,
+                                   "the identity studiodoctor runs as" if identity else
+                                   "replace SA_EMAIL with the identity studiodoctor runs as")])
 
 
 @check(PUBLIC_READ, title="Content files are anonymously readable", needs=("gcs.bucket", "gcs.public_url"),

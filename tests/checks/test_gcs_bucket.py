@@ -372,6 +372,16 @@ def test_forbidden_bucket_is_an_error_naming_the_permission_not_missing(canned, 
     assert canned.api_requests() and all(authed for *_, authed in canned.api_requests())
 
 
+def test_forbidden_bucket_grant_command_names_our_service_account(canned, canned_profile):
+    canned.bucket_answer = (403, _error(403, "Permission 'storage.buckets.get' denied", "forbidden"))
+    canned.permissions_answer = (200, {"kind": "storage#testIamPermissionsResponse", "permissions": []})
+    bucket = run(canned_profile())[BUCKET]
+    assert bucket.status is Status.ERROR
+    grant = [c.text for c in bucket.commands if "add-iam-policy-binding" in c.text]
+    assert grant and "--member=serviceAccount:studiodoctor@studio-lab.iam.gserviceaccount.com " in grant[0]
+    assert "SA_EMAIL" not in grant[0]
+
+
 def test_forbidden_without_test_iam_names_permission_from_the_message(canned, canned_profile):
     canned.bucket_answer = (403, _error(403, "anonymous caller does not have storage.buckets.get access to the "
                                              "Google Cloud Storage bucket.", "forbidden"))
