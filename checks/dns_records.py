@@ -209,8 +209,11 @@ def check_delegation(ctx):
             "remove any old ones." if "foreign" in outcomes else HINTS.get(sorted(outcomes)[0], ""))
     reason = Reason.TIMEOUT if outcomes == {"timeout"} else \
         Reason.UNREACHABLE if outcomes <= {"timeout", "unreachable"} else Reason.FINDING
-    return fail(problems[0][2] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
-                evidence=evidence, hint=hint, commands=commands, reason=reason)
+    summary = problems[0][2] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+    if outcomes <= {"error"}:  # answers we could not read: we could not look, the delegation may be fine
+        return error(summary, evidence=evidence, hint="Run the dig commands to see the raw answer.",
+                     commands=commands)
+    return fail(summary, evidence=evidence, hint=hint, commands=commands, reason=reason)
 
 
 @check(RESOLVES, title="Every hostname resolves at every resolver", needs=("dns.hostnames",),

@@ -135,3 +135,40 @@ def test_resolver_parsing(make_profile):
     ctx = CheckContext(default_registry.get(RESOLVES), profile, 0, Shared())
     assert _resolvers(ctx) == [("1.1.1.1", "1.1.1.1", 53), ("127.0.0.1:5353", "127.0.0.1", 5353),
                                ("[::1]:53", "::1", 53), ("2606:4700::1111", "2606:4700::1111", 53)]
+
+
+def test_unreadable_ns_answer_is_an_error_not_a_broken_delegation(make_profile):
+    """A resolver that answers NOTIMP tells nothing about the zone's delegation."""
+    import socket
+    import threading
+
+    from dnslib import RCODE, DNSRecord
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except OSError:
+                continue
+            reply = DNSRecord.parse(data).reply()
+            reply.header.rcode = RCODE.NOTIMP
+            sock.sendto(reply.pack(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        resolver = f"127.0.0.1:{sock.getsockname()[1]}"
+        profile = make_profile({"dns": {"zone": "localtest", "resolvers": [resolver], "query_timeout": 0.6}},
+                               timeout=5)
+        r = engine.check(profile, check_ids=[DELEGATION]).results[0]
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+    assert r.status is Status.ERROR, r.summary
+    assert r.evidence["answers"][resolver]["outcome"] == "error"
