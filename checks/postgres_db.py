@@ -9,6 +9,7 @@ results name the endpoint as ``host:port/dbname user=NAME``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import statistics
@@ -516,12 +517,21 @@ def check_connections(ctx):
     return ok(text, evidence=ev)
 
 
+_LITERAL = re.compile(r"'(?:[^']|'')*'?")
+
+
+def _query_shape(query: str | None) -> str | None:
+    """The query with its string literals masked: Django sends values inline (session keys, tokens,
+    e-mail addresses), and evidence is pasted into tickets."""
+    return _LITERAL.sub("'…'", query) if query else query
+
+
 def _sessions_evidence(rows, limit: int = 10) -> list[dict]:
     out = []
     for r in rows[:limit]:
         out.append({"pid": r["pid"], "duration_s": round(float(r["seconds"]), 1), "user": r["usename"],
                     "database": r["datname"], "application": r["application_name"], "client": r["client"],
-                    "state": r["state"], "query": r["query"]})
+                    "state": r["state"], "query": _query_shape(r["query"])})
     return out
 
 
@@ -559,7 +569,7 @@ def _activity_check(ctx, *, what: str, where: str, since: str, key: str, default
             Command(target.psql(f"SELECT pg_terminate_backend({worst['pid']})"), MUTATING,
                     "ends the session (rolls its transaction back)")]
     return warn(f"{len(rows)} {noun} longer than {threshold:g} s; oldest pid {worst['pid']} "
-                f"({worst['usename']}) for {float(worst['seconds']):.0f} s: {(worst['query'] or '')[:80]}",
+                f"({worst['usename']}) for {float(worst['seconds']):.0f} s: {(_query_shape(worst['query']) or '')[:80]}",
                 evidence=ev, commands=cmds, hint=hint)
 
 
@@ -622,7 +632,7 @@ def check_locks(ctx):
     waits = [{"pid": r["pid"], "locktype": r["locktype"], "mode": r["mode"], "relation": r["relation"],
               "user": r["usename"], "database": r["datname"],
               "waiting_s": None if r["seconds"] is None else round(float(r["seconds"]), 1),
-              "blocked_by": list(r["blocked_by"] or []), "query": r["query"]} for r in rows]
+              "blocked_by": list(r["blocked_by"] or []), "query": _query_shape(r["query"])} for r in rows]
     long_waits = [w for w in waits if w["waiting_s"] is not None and w["waiting_s"] > threshold]
     unknown = [w for w in waits if w["waiting_s"] is None]
     ev = {"target": target.label, "waiting": len(waits), "threshold_s": threshold, "locks": waits[:10]}

@@ -16,6 +16,7 @@ from studiodoctor import engine
 from studiodoctor.lab.pg_hold import APP as HOLD_APP
 from studiodoctor.lab.postgres_server import PostgresServer
 from studiodoctor.model import Status
+from studiodoctor.secrets import Redactor
 
 ALL = (REACHABLE, LATENCY, VERSION, CONNECTIONS, LONG_QUERIES, IDLE_IN_TRANSACTION, LOCKS, DATABASE_SIZE)
 
@@ -209,3 +210,21 @@ def test_port_that_never_answers_times_out_within_budget(make_profile):
     assert r.evidence["stage"] == "startup"
     assert res[LATENCY].status is Status.BLOCKED
     assert "Hang-Pass-77" not in raw_text(report)
+
+
+def test_query_text_in_evidence_has_its_string_literals_masked(postgres_server, make_profile):
+    postgres_server.start_holder("idle-in-transaction")  # its last query: SELECT 'studiodoctor lab: ...'
+    try:
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not postgres_server.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND state = 'idle in transaction' AND now() - state_change > interval '1.2 s'", (HOLD_APP,))[0][0]:
+            time.sleep(0.1)
+        report, res = run(make_profile, postgres_server.dsn(), idle_in_transaction_after=1)
+        idle = res[IDLE_IN_TRANSACTION]
+        assert idle.status is Status.WARN, idle.summary
+        queries = [s["query"] for s in idle.evidence["sessions"]]
+        assert "SELECT '…'" in queries
+        assert "studiodoctor lab" not in json.dumps(report.to_dict(Redactor()))
+    finally:
+        postgres_server.stop_holders()
