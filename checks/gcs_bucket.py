@@ -236,10 +236,10 @@ def _list(ctx, prefix: str, limit: int, fields: str = LIST_FIELDS, page_size: in
     return iterator
 
 
-def _audit_listing(ctx, name: str, prefix: str, cap: int, visit):
-    """``_collect`` for an audit check: its figures, or the Result that says why the listing failed."""
+def _audit_listing(ctx, name: str, prefix: str, cap: int, visit, **options):
+    """``_collect`` for a check: its figures, or the Result that says why the listing failed."""
     try:
-        return _collect(ctx, prefix, cap, visit)
+        return _collect(ctx, prefix, cap, visit, **options)
     except _Unusable as exc:
         return exc.result
     except Exception as exc:
@@ -381,16 +381,10 @@ def check_public_read(ctx):
     prefix = ctx.setting("storage_prefix", "storage/")
     sample_size = max(1, int(ctx.setting("public_sample", 10)))
     names: list[str] = []
-    try:
-        _collect(ctx, prefix, int(ctx.setting("public_sample_pool", 1000)), lambda b: names.append(b.name),
-                 fields="items(name),nextPageToken")
-    except _Unusable as exc:
-        return exc.result
-    except Exception as exc:
-        result = _api_problem(ctx, exc, f"listing gs://{name}/{prefix}", "storage.objects.list")
-        if result is not None:
-            return result
-        return error(f"listing gs://{name}/{prefix} answered 404 although the bucket exists")
+    listed = _audit_listing(ctx, name, prefix, int(ctx.setting("public_sample_pool", 1000)),
+                            lambda b: names.append(b.name), fields="items(name),nextPageToken")
+    if isinstance(listed, Result):
+        return listed
     if not names:
         return skip(f"no objects under gs://{name}/{prefix} to sample", reason=Reason.NOT_APPLICABLE,
                     evidence={"bucket": name, "prefix": prefix})
