@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from studiodoctor.model import MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.model import MUTATING, Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)

@@ -131,7 +131,7 @@ def template_values(profile) -> dict[str, str]:
     if profile.value("kubernetes.api_url") and not kube:
         kube.append(f"--server {profile.value('kubernetes.api_url')}")
     entry = profile.value("traefik.entrypoint") or ""
-    entry_hostport = urlsplit(entry).netloc if entry else f"ORIGIN_IP:443"
+    entry_hostport = urlsplit(entry).netloc if entry else "ORIGIN_IP:443"
     hostname = hostnames[0] if hostnames else "HOSTNAME"
     queues = profile.value("celery.queues") or ["celery"]
 

@@ -3,7 +3,6 @@ report and the layer a good diagnosis must name, and is reversible (``lab break`
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -233,4 +232,3 @@ def set_fault(lab, name: str, on: bool) -> None:
     elif not on and name in active:
         active.remove(name)
     lab.save()
-    time.sleep(0)  # faults take effect at once: stand-ins reread their state on each request

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .launcher import LabError, Launcher
+from .launcher import Launcher
 from .state import lab_dir, profile_path
 
 STATE_FILE = "state.json"

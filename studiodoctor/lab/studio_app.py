@@ -89,7 +89,7 @@ def _server_error(start_response):
 def _not_found(start_response, path: str):
     return _respond(start_response, "404 Not Found", "\n<!doctype html>\n<html lang=\"en\">\n<head>\n"
                     "  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource "
-                    f"was not found on this server.</p>\n</body>\n</html>\n")
+                    "was not found on this server.</p>\n</body>\n</html>\n")
 
 
 def _query(state: dict, sql: str):
