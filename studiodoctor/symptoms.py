@@ -159,6 +159,8 @@ def template_values(profile) -> dict[str, str]:
         "traefik_api": v("traefik.api_url", "http://127.0.0.1:9000").rstrip("/"),
         "entrypoint": entry or "https://ORIGIN_IP",
         "entrypoint_hostport": entry_hostport,
+        "sentry_organization": v("sentry.organization", "learningequality"),
+        "sentry_project": v("sentry.project", "SENTRY_PROJECT"),
     }
 
 
