@@ -60,6 +60,10 @@ def render_markdown(data: dict) -> str:
             _evidence(lines, cause["evidence"])
         if cause.get("hint"):
             lines += ["", f"Fix: {cause['hint']}"]
+        if cause.get("because"):
+            lines += ["", f"Why this warning: {cause['because']}"]
+        if cause.get("explains"):
+            lines += ["", "Explains " + ", ".join(f"`{e['check']}`" for e in cause["explains"]) + "."]
     if data["command"] == "diagnose":
         lines += ["", "## Runbook"]
         for step in data["runbook"]:
@@ -67,6 +71,8 @@ def render_markdown(data: dict) -> str:
                           f"— {step['verdict']}", "", f"_Why:_ {step['why']}"]
             if step.get("consequence_of"):
                 lines.append(f"_Consequence of {', '.join(step['consequence_of'])}._")
+            for e in [e for e in step.get("explained_by") or [] if e.get("rule")]:   # causal rules' links
+                lines.append(f"_`{e['check']}` explained by `{e['cause']}`: {e['because']}._")
             if step.get("blocked_by"):
                 lines.append(f"_Blocked by {', '.join(step['blocked_by'])}._")
             if step["results"]:
