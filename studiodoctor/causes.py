@@ -81,6 +81,8 @@ def app_slower_than_proxy(proxy: Result, app: Result) -> dict | None:
             return None       # a 502 or a wrong status is not a matter of time
         waited = proxy.evidence.get("latency_s")
     app_s = app.evidence.get("latency_s")
+    if app_s is None and app.reason == "timeout" and app.duration_ms:
+        app_s = app.duration_ms / 1000     # abandoned by the runner: it waited this long for no answer
     if waited is None or app_s is None or float(app_s) < LATENCY_TOLERANCE * float(waited):
         return None
     return {"nginx_status": proxy.evidence.get("status"), "nginx_waited_s": float(waited),

@@ -219,3 +219,19 @@ def test_built_in_warn_explains_name_checks_of_their_symptom():
         ran = {c.id for c in checks_for(sym, reg)}
         for step in sym.steps:
             assert set(step.warn_explains) <= ran, (sym.name, step.layer)
+
+
+def test_an_app_abandoned_by_the_runner_links_by_the_time_waited(make_profile):
+    """The runner gave up on the app's check (no evidence): the time it waited is the app's latency."""
+    import time
+
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(1))
+    reg.check("app.stealthz", title="stealthz")(lambda ctx: time.sleep(5) or ok("late"))
+    prof = make_profile(timeout=1.5)
+    prof.symptoms = {"walk": {"steps": [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}]}}
+    report = engine.diagnose(prof, "walk", registry=reg)
+    stealthz = next(r for r in report.results if r.id == "app.stealthz")
+    assert stealthz.reason == "timeout" and stealthz.evidence == {}
+    assert report.likely_cause["check"] == "app.stealthz"
+    assert step_of(report, "nginx")["explained_by"][0]["evidence"]["app_latency_s"] >= 1.5
