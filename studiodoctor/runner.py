@@ -8,6 +8,7 @@ import traceback
 from typing import Callable, Iterable
 
 from .context import CheckContext, Shared
+from .metrics import resolve as resolve_metrics
 from .model import BROKEN, Reason, Result, Status, error, fail, skip
 from .registry import Check
 
@@ -74,6 +75,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     def finish(chk: Check, res: Result, started: float) -> None:
         res.id, res.layer, res.title = chk.id, chk.layer, chk.title
         res.duration_ms = (time.monotonic() - started) * 1000
+        if chk.metrics and isinstance(res.evidence, dict):
+            res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res
         if on_done:
             on_done(res)

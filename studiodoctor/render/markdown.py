@@ -38,7 +38,7 @@ def _commands(lines: list[str], commands: list[dict]) -> None:
     lines.append("```")
 
 
-def render_markdown(data: dict) -> str:
+def render_markdown(data: dict, **_) -> str:
     results = {r["id"]: r for r in data["results"]}
     lines = []
     if data["command"] == "diagnose":
