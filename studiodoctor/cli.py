@@ -222,6 +222,84 @@ def diagnose(
         options={"max_objects": max_objects}, **kw), textfile, pushgateway)
 
 
+@app.command(epilog="\b\nExamples:\n  studiodoctor smoke --profile production --format nagios\n"
+                    "  studiodoctor smoke --state /var/lib/studiodoctor/state.json --textfile /var/lib/node_exporter\n"
+                    "  studiodoctor smoke --layer redis --budget 5 --format json")
+def smoke(
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks (repeatable)."),
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    fmt: str = FormatOpt,
+    budget: float = typer.Option(20.0, "--budget", help="Seconds the whole run may take (never exceeded)."),
+    state: Optional[str] = typer.Option(None, "--state", help="JSON file keeping the last runs: adds hysteresis "
+                                                              "and says what is new, still bad or recovered."),
+    fail_after: int = typer.Option(2, "--fail-after", help="With --state: bad runs in a row before a check alerts."),
+    timeout: Optional[float] = TimeoutOpt,
+    debug: bool = DebugOpt,
+    textfile: Optional[str] = TextfileOpt,
+    pushgateway: Optional[str] = PushOpt,
+):
+    """The fast subset (checks marked smoke) within a time budget, for runs every few minutes."""
+    import time
+
+    from . import smoke as smoke_mod
+    from .registry import default_registry
+
+    started = time.monotonic()
+    fmt = _check_format(fmt)
+    _check_export(textfile, pushgateway)
+    prof = _load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    total = len(smoke_mod.smoke_checks(registry, layer or []))
+    _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
+        prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
+        timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+
+
+@app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
+                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'")
+def serve(
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    listen: str = typer.Option("127.0.0.1:9842", "--listen", help="HOST:PORT to listen on."),
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between two smoke runs of the background loop."),
+    budget: float = typer.Option(20.0, "--budget", help="Seconds one smoke run may take."),
+    probe_budget: float = typer.Option(10.0, "--probe-budget", help="Seconds one /probe run may take."),
+    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe answer is reused."),
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
+):
+    """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz."""
+    from . import serve as serve_mod
+    from .engine import select_checks
+    from .registry import default_registry
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise CliError(f"--listen {listen!r}: expected HOST:PORT")
+    for name, value in (("--interval", interval), ("--budget", budget), ("--probe-budget", probe_budget)):
+        if value <= 1:
+            raise CliError(f"{name} must be more than 1 second")
+    prof = _load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    select_checks(registry, layer or [], [])
+    exporter = serve_mod.Exporter(prof, load_profile=lambda name: _load_profile(name, config), registry=registry,
+                                  layers=layer or [], interval=interval, budget=budget,
+                                  probe_budget=probe_budget, probe_cache=probe_cache)
+    try:
+        server = serve_mod.make_server(exporter, host.strip("[]"), int(port))
+    except OSError as exc:
+        raise CliError(f"--listen {listen}: {exc.strerror or exc}") from None
+    exporter.start()
+    typer.echo(f"studiodoctor serve: profile {prof.name}, http://{listen}/metrics", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.stop.set()
+        server.server_close()
+
+
 @app.command()
 def symptoms(
     config: Optional[str] = ConfigOpt,

@@ -44,7 +44,7 @@ def render_markdown(data: dict, **_) -> str:
     if data["command"] == "diagnose":
         lines.append(f"# studiodoctor diagnose `{data['symptom']}` — profile `{data['profile']}`")
     else:
-        lines.append(f"# studiodoctor check — profile `{data['profile']}`")
+        lines.append(f"# studiodoctor {data['command']} — profile `{data['profile']}`")
     lines.append("")
     lines.append(f"Started {data['started_at']}, took {data['duration_ms'] / 1000:.1f} s. "
                  f"Overall: **{data['status']}** (exit {data['exit_code']}).")

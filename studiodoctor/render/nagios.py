@@ -50,7 +50,8 @@ def _clean(text: str) -> str:
 
 def status_line(data: dict) -> str:
     code = data["exit_code"]
-    results = data["results"]
+    # smoke --state: results hysteresis holds back (`pending`) neither name the state nor count
+    results = [r for r in data["results"] if r.get("transition") != "pending"]
     counts: dict[str, int] = {}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -62,6 +63,10 @@ def status_line(data: dict) -> str:
             parts.append(f"{len(ids)} {status}: {', '.join(ids[:LISTED])}{more}")
     if code == 0 or not parts:
         parts.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no checks ran")
+    smoke = data.get("smoke") or {}
+    for key, word in (("recovered", "recovered"), ("pending", "bad but not yet alerting")):
+        if smoke.get(key):
+            parts.append(f"{len(smoke[key])} {word}: {', '.join(smoke[key][:LISTED])}")
     what = data["command"] + (f" {data['symptom']}" if data.get("symptom") else "")
     return (f"STUDIODOCTOR {STATE.get(code, 'UNKNOWN')} - {'; '.join(parts)} "
             f"({what}, profile {data['profile']}, {data['duration_ms'] / 1000:.1f} s)")
@@ -77,5 +82,6 @@ def render_nagios(data: dict, **_) -> str:
     for r in data["results"]:
         if r["status"] not in ("ok", "skip"):
             hint = f" - fix: {r['hint']}" if r.get("hint") else ""
-            lines.append(_clean(f"[{r['status'].upper()}] {r['id']}: {r['summary']}{hint}"))
+            held = " (pending)" if r.get("transition") == "pending" else ""
+            lines.append(_clean(f"[{r['status'].upper()}{held}] {r['id']}: {r['summary']}{hint}"))
     return "\n".join(lines) + "\n"
