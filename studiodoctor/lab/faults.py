@@ -234,6 +234,27 @@ def _sentry_spike(lab, on):
     lab["sentry-api"].error_spike(on)
 
 
+@fault("newrelic-agent-silent", "the New Relic APM agent stopped reporting 3 h ago", "newrelic", "slow")
+def _newrelic_silent(lab, on):
+    lab["newrelic-api"].agent_silent(on)
+
+
+@fault("postmark-stream-paused", "Postmark's outbound message stream is archived: every send is rejected", "email",
+       "email")
+def _postmark_paused(lab, on):
+    lab["postmark-api"].pause_stream(on)
+
+
+@fault("postmark-bounce-rate", "20% of yesterday's mail bounced: above Postmark's 10% review limit", "email", "email")
+def _postmark_bounces(lab, on):
+    lab["postmark-api"].bounce_rate(on)
+
+
+@fault("smtp-relay-unreachable", "the SMTP relay does not answer", "email", "email")
+def _smtp_down(lab, on):
+    _process(lab, "smtp-relay", on)
+
+
 def get(name: str) -> Fault:
     if name not in FAULTS:
         import difflib
