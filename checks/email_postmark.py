@@ -175,7 +175,8 @@ def check_recent_deliveries(ctx):
 def check_status(ctx):
     """Postmark's own status API (`email.status_url`, `/services`): the API and SMTP services are UP (or in
     MAINTENANCE, as Studio's prober accepted). DOWN, DEGRADED or DELAY there is Postmark's incident:
-    mail is queued or lost upstream and nothing on our side fixes it."""
+    mail is queued or lost upstream and nothing on our side fixes it. Like every check of the layer it
+    runs once the layer is configured (`email.server_token`)."""
     base = str(ctx.section("email")["status_url"]).rstrip("/")
     _, body, _ = call(ctx, "Postmark status", "GET", f"{base}/services", headers={}, what="service status",
                       permission="nothing (public)", auth_hint="")
