@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value, is_rows, rows_table
+from . import format_value, is_rows, rows_table, since_good_lines
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -60,6 +60,9 @@ def render_markdown(data: dict, **_) -> str:
             _evidence(lines, cause["evidence"])
         if cause.get("hint"):
             lines += ["", f"Fix: {cause['hint']}"]
+    since = since_good_lines(data)
+    if since:
+        lines += ["", "## Since the last good run", "", since[0], ""] + [f"- `{line}`" for line in since[1:]]
     if data["command"] == "diagnose":
         lines += ["", "## Runbook"]
         for step in data["runbook"]:
