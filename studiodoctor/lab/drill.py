@@ -64,15 +64,22 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     finally:
         progress(f"fix {flt.name}")
         set_fault(lab, flt.name, False)
+    from .launcher import LabError, wait_until
+
     for result in out:
-        # health checks (Traefik's, the readiness probe) take a moment to see a restarted server
-        end = time.monotonic() + settle
-        while True:
-            report = diagnose(result.symptom, timeout)
-            bad = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
-            if not bad or time.monotonic() > end:
-                break
-            time.sleep(1.0)
+        # health checks (Traefik's, the readiness probe) take a moment to see a restarted server:
+        # the diagnosis itself is the readiness signal, re-run until it has no failure or `settle` passes
+        bad: list[str] = []
+
+        def healthy(symptom=result.symptom) -> bool:
+            report = diagnose(symptom, timeout)
+            bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
+            return not bad
+
+        try:
+            wait_until(healthy, settle, "still failing", interval=1.0)
+        except LabError:
+            pass
         result.healthy_after = not bad
         result.problems = bad
         if bad:
