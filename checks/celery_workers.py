@@ -14,7 +14,7 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from studiodoctor.lab import studio_schema as schema
+from studiodoctor import studio_facts as facts
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -505,8 +505,8 @@ def check_unacked(ctx):
 
 @check(STUCK_PUBLISHES, title="Channels stuck publishing", needs=("postgres.dsn",),
        depends_on=(POSTGRES_REACHABLE,), explained_by=(WORKERS,),
-       permissions=(f"SELECT on {schema.CHANNEL_TABLE}, {schema.NODE_TABLE}, {schema.CHANGE_TABLE}, "
-                    f"{schema.TASKRESULT_TABLE}",))
+       permissions=(f"SELECT on {facts.CHANNEL_TABLE}, {facts.NODE_TABLE}, {facts.CHANGE_TABLE}, "
+                    f"{facts.TASKRESULT_TABLE}",))
 def check_stuck_publishes(ctx):
     """Channels whose main tree has been `publishing` for too long, failed publishes, unapplied changes.
 
@@ -523,7 +523,7 @@ def check_stuck_publishes(ctx):
     window = float(_setting(ctx, "failed_publish_window"))
     unapplied_after = float(_setting(ctx, "unapplied_after"))
     t = ctx.timeout(cap=10.0)
-    ch, node, change, tr = schema.CHANNEL_TABLE, schema.NODE_TABLE, schema.CHANGE_TABLE, schema.TASKRESULT_TABLE
+    ch, node, change, tr = facts.CHANNEL_TABLE, facts.NODE_TABLE, facts.CHANGE_TABLE, facts.TASKRESULT_TABLE
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, int(t)), autocommit=False,
                              options=f"-c statement_timeout={int(t * 1000)} -c default_transaction_read_only=on"
@@ -536,7 +536,7 @@ def check_stuck_publishes(ctx):
             failed = conn.execute(
                 f"SELECT task_id, task_name, date_done FROM {tr} WHERE task_name = ANY(%s) AND status = 'FAILURE' "
                 f"AND date_done > now() - make_interval(secs => %s) ORDER BY date_done DESC LIMIT 10",
-                (list(schema.PUBLISH_TASK_NAMES), window)).fetchall()
+                (list(facts.PUBLISH_TASK_NAMES), window)).fetchall()
             has_created = conn.execute(
                 "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'created'",
                 (change,)).fetchone() is not None
