@@ -336,7 +336,7 @@ def _fmt_age(seconds: float) -> str:
 
 # --- checks ---------------------------------------------------------------------------------------
 @check(WORKERS, title="Celery workers answer ping", depends_on=(REDIS_REACHABLE,), safety=BROKER_CONTROL,
-       permissions=("Redis (what `celery inspect ping` does): " + " ".join(CONTROL_ACL),))
+       permissions=("Redis (what `celery inspect ping` does): " + " ".join(CONTROL_ACL),), smoke=True)
 def check_workers(ctx):
     """Celery workers answer a broadcast ping within a short deadline.
 
@@ -463,7 +463,7 @@ def check_saturation(ctx):
 
 
 @check(QUEUE_DEPTH, title="Celery queue depth", depends_on=(REDIS_REACHABLE,),
-       permissions=("LLEN, LINDEX on the queue keys",))
+       permissions=("LLEN, LINDEX on the queue keys",), smoke=True, metrics=("total;max_queue_depth;;0",))
 def check_queue_depth(ctx):
     """Messages waiting on each configured queue, kombu's priority sub-queues included.
 

@@ -292,7 +292,7 @@ def _nothing_under(name: str, prefix: str, key: str, evidence: dict):
 # checks --------------------------------------------------------------------------------------
 
 @check(BUCKET, title="Content bucket exists and our credentials can read its metadata", needs=("gcs.bucket",),
-       permissions=("storage.buckets.get",))
+       permissions=("storage.buckets.get",), smoke=True)
 def check_bucket(ctx):
     """The content bucket exists and our credentials can read its metadata (storage.buckets.get).
 
