@@ -90,7 +90,8 @@ def test_post_allowed_on_content_warns(stack, make_profile):
     assert "2 of 2 /content/ locations do not limit methods" in methods.summary
     assert "location ^~ /content/storage/" in methods.summary and "location /content/)" in methods.summary
     assert res[TRACE].evidence["first_bad_hop"] is None
-    assert likely_cause(make_profile, stack.sections(), "content") == ("nginx", CONTENT_METHODS)
+    # a write method let through does not explain content failing to load: a warn, never the likely cause
+    assert likely_cause(make_profile, stack.sections(), "content") == (None, None)
     assert _methods_seen(stack) <= {"GET", "HEAD", "OPTIONS"}
 
 
