@@ -84,7 +84,7 @@ def _number(value):
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(APP, title="APM agent reporting", needs=NEEDS, permissions=("NerdGraph read (user key)",))
+@check(APP, title="APM agent reporting", needs=NEEDS, permissions=("NerdGraph read (user key)",), smoke=True)
 @guard
 def check_app_reporting(ctx):
     """The APM application `newrelic.app_name` exists in account `newrelic.account_id` and its agent sent
