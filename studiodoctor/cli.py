@@ -399,7 +399,8 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
         typer.echo(f"{c.id} — {c.title}")
         typer.echo(f"layer: {c.layer}   safety: {c.safety}")
         for label, values in (("needs", c.needs), ("permissions", c.permissions), ("depends on", c.depends_on),
-                              ("explained by", c.explained_by)):
+                              ("explained by", c.explained_by), ("metrics", [m.key for m in c.metrics]),
+                              ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
         typer.echo("")
