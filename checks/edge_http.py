@@ -137,7 +137,7 @@ def check_certificate(ctx):
     shows the origin's Let's Encrypt or Traefik default certificate instead (postmortem 004: an expired
     Let's Encrypt certificate nobody was alerted about). Fix: an Advanced/Total TLS certificate for deep
     names; for the origin's certificate see the traefik layer."""
-    from studiodoctor.tlsprobe import inspect_certificate
+    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
 
     warn_days = float(ctx.setting("cert_warn_days", 14))
     fail_days = float(ctx.setting("cert_fail_days", 3))
@@ -152,9 +152,8 @@ def check_certificate(ctx):
         addr, _, tport = target.rpartition(":")
         try:
             info = inspect_certificate(addr, int(tport), host, timeout=ctx.timeout(10), ca_file=ca_file)
-        except Exception as exc:
-            timed_out, text = httpprobe.describe_error(exc)
-            return unreachable("edge TLS", target, text, timed_out=timed_out)
+        except (OSError, ValueError) as exc:
+            return handshake_problem(exc, "edge TLS", target, host)
         ev = info.evidence()
         infos[host] = ev
         days = info.days_left
@@ -167,6 +166,8 @@ def check_certificate(ctx):
                                      f"{', '.join(info.sans) or 'none'}{extra}"))
         elif info.verify_error:
             problems.append(("fail", f"the edge certificate for {host} does not verify: {info.verify_error}"))
+        elif info.verify_unknown:
+            problems.append(("error", f"could not verify the edge certificate for {host}: {info.verify_unknown}"))
         elif days < fail_days:
             problems.append(("fail", f"the edge certificate for {host} expires in {days:.1f} day(s)"))
         elif days < warn_days:
@@ -180,10 +181,10 @@ def check_certificate(ctx):
         return skip("no https:// URL in public_urls", reason=Reason.NOT_APPLICABLE)
     hint = ("Check the certificate in CloudFlare (SSL/TLS, Edge Certificates): Universal SSL covers only the apex and "
             "first-level subdomains; a host that is not proxied serves the origin's certificate (traefik layer).")
-    for level in ("fail", "warn"):
+    for level in ("fail", "error", "warn"):
         found = [p for lvl, p in problems if lvl == level]
         if found:
-            build = fail if level == "fail" else warn
+            build = {"fail": fail, "error": error, "warn": warn}[level]
             return build(found[0] + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""), evidence=evidence,
                          hint=hint, commands=commands)
     least = min(infos.values(), key=lambda e: e["days_left"])

@@ -331,7 +331,7 @@ def check_certificates(ctx):
     ``traefik.cert_warn_days`` (14) is a `warn` (Let's Encrypt renews at 30 days left, so renewal is
     failing). ``traefik.expected_issuer`` (e.g. "Let's Encrypt") warns on a different issuer."""
     from studiodoctor.httpprobe import split_target
-    from studiodoctor.tlsprobe import inspect_certificate
+    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
 
     hosts = traefik_hostnames(ctx)
     if not hosts:
@@ -343,15 +343,12 @@ def check_certificates(ctx):
     ca_file = ctx.section("http").get("ca_file") or ""
     warn_days = float(ctx.setting("cert_warn_days", 14))
     expected = str(ctx.setting("expected_issuer", ""))
-    certs, problems, warnings = {}, [], []
+    certs, problems, warnings, unknown = {}, [], [], []
     for host in hosts:
         try:
             info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5), ca_file=ca_file)
-        except OSError as exc:
-            from studiodoctor.httpprobe import describe_error
-
-            timed_out, text = describe_error(exc)
-            return unreachable("Traefik entrypoint", f"{addr}:{port}", text, timed_out=timed_out)
+        except (OSError, ValueError) as exc:
+            return handshake_problem(exc, "Traefik entrypoint", f"{addr}:{port}", host)
         ev = info.evidence()
         ev["traefik_default"] = info.is_traefik_default
         certs[host] = ev
@@ -364,6 +361,8 @@ def check_certificates(ctx):
             problems.append(f"{host}: certificate is for {', '.join(info.sans[:3]) or info.subject}, not {host}")
         elif info.verify_error:
             problems.append(f"{host}: certificate not trusted: {info.verify_error} (issuer {info.issuer})")
+        elif info.verify_unknown:
+            unknown.append(f"{host}: could not verify the certificate: {info.verify_unknown}")
         elif info.days_left < warn_days:
             warnings.append(f"{host}: certificate expires in {info.days_left:.1f} days ({info.not_after:%Y-%m-%d})")
         elif expected and expected.lower() not in info.issuer.lower():
@@ -377,6 +376,8 @@ def check_certificates(ctx):
         return fail("; ".join(problems)[:600], evidence=evidence, commands=cmds,
                     hint="Traefik serves its default certificate when none matches the SNI. Check the ACME "
                          "resolver (DNS-01 via CloudFlare) logs and the TLS secret or file of the router.")
+    if unknown:
+        return error("; ".join(unknown)[:600], evidence=evidence, commands=cmds, reason=Reason.UNEXPECTED)
     if warnings:
         return warn("; ".join(warnings)[:600], evidence=evidence, commands=cmds)
     return ok("; ".join(f"{h}: {c['issuer'][:60]}, {c['days_left']:.0f} days left" for h, c in certs.items())[:400],
