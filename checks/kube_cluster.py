@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.model import EPHEMERAL_WRITE, READ_ONLY, MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -567,9 +567,13 @@ def _needed_permissions(ctx) -> list[tuple[str, str, bool]]:
 
 
 @check(PERMISSIONS, title="Our credentials may read what the checks need", depends_on=(API,),
-       permissions=("create selfsubjectaccessreviews",))
+       permissions=("create selfsubjectaccessreviews.authorization.k8s.io",), safety=EPHEMERAL_WRITE)
 def check_permissions(ctx):
     """Asks the API server (SelfSubjectAccessReview) whether our identity may list what the checks read.
+
+    Not a plain read: each question is a POST that *creates* a SelfSubjectAccessReview, which the API
+    server answers and never stores (safety class `ephemeral-write`; RBAC: create
+    selfsubjectaccessreviews.authorization.k8s.io, granted to every authenticated user by default).
 
     Required: list pods, deployments (apps), events and ingresses (networking.k8s.io) in the namespace.
     Optional: ingress classes (cluster-wide), pod metrics (metrics.k8s.io) and pods in the Traefik

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .secrets import secrets_in_value
+from .secrets import SECRET_KEY, secrets_in_value
 
 ENV_CONFIG = "STUDIODOCTOR_CONFIG"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -203,7 +203,7 @@ def _substitute(node: Any, key: str, secrets: set[str], env) -> Any:
             return Unset(var)
     value = _VAR.sub(lambda m: env[m.group(1)], node)
     secrets.update(secrets_in_value(key, value))
-    if refs and re.search(r"(?i)(token|password|secret|key)", key):
+    if refs and (SECRET_KEY.search(key) or re.search(r"(?i)key", key)):
         secrets.add(value)
     return value
 

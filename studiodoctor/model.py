@@ -35,7 +35,10 @@ BROKEN = frozenset({Status.FAIL, Status.ERROR, Status.BLOCKED})
 
 READ_ONLY = "read-only"
 MUTATING = "mutating"
-SAFETY_CLASSES = (READ_ONLY, MUTATING)
+# Sends a write-verb request that changes no state (e.g. a Kubernetes SelfSubjectAccessReview: created,
+# answered, never stored): not a plain read, so declared as what it is.
+EPHEMERAL_WRITE = "ephemeral-write"
+SAFETY_CLASSES = (READ_ONLY, MUTATING, EPHEMERAL_WRITE)
 
 
 class Reason(str, enum.Enum):
