@@ -147,3 +147,11 @@ def test_no_context_flag_bypasses_the_read_only_method_guard():
     ctx = SimpleNamespace(allow_unsafe_methods=True, section=lambda name: {}, timeout=lambda cap=None: 1.0)
     with pytest.raises(ValueError, match="not a read-only method"):
         httpprobe.request(ctx, "POST", "http://127.0.0.1:9/")
+
+
+def test_config_show_says_which_value_each_fallback_used(capsys, config_file):
+    config_file('[profiles.production.cloudflare]\nzone = "example.org"\n')
+    code, out, _ = cli(capsys, "config", "show")
+    assert code == 0 and 'zone = "example.org"  # fallback: from cloudflare.zone' in out
+    code, out, _ = cli(capsys, "config", "show", "--format", "json")
+    assert json.loads(out)["derived"]["dns.zone"] == {"value": "example.org", "from": "from cloudflare.zone"}
