@@ -11,6 +11,7 @@ import base64
 import re
 from urllib.parse import quote
 
+from checks import kube_cluster
 from checks.kube_cluster import (API as KUBE_API, PODS_CRASHING, PODS_OOMKILLED, PODS_READY, DEPLOYMENTS,
                                  analyse_pods, ago_text, hostnames, kube_setting, kubectl, list_objects,
                                  listing_problem, mib, parse_quantity, traefik_namespace, _limits)
@@ -18,7 +19,7 @@ from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "kubernetes.client", "cryptography.x509")
+SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_cluster.SDK_IMPORTS)
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"
@@ -125,11 +126,26 @@ def _qualify(name: str, provider: str) -> str:
     return name if "@" in name else f"{name}@{provider}"
 
 
+def _applicable(fn):
+    """Skip a traefik check when the cluster says another controller routes every hostname (DESIGN:
+    Studio moved to ingress-nginx in 2020): "not applicable", never fail or error."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(ctx):
+        from checks.kube_ingress import TRAEFIK, not_routed_by
+
+        return not_routed_by(ctx, TRAEFIK, traefik_hostnames(ctx)) or fn(ctx)
+
+    return run
+
+
 def _curl(ctx, path: str) -> Command:
     return Command(f"curl -sS {_base(ctx)}{path}", READ_ONLY)
 
 
 @check(API, title="Traefik API answers", needs=("traefik.api_url",), permissions=("GET /api/version",))
+@_applicable
 def check_api(ctx):
     """The Traefik API answers /api/version at ``traefik.api_url`` (e.g. a port-forward to :9000).
 
@@ -323,6 +339,7 @@ def check_services(ctx):
 
 @check(CERTIFICATES, title="Origin certificate valid for each hostname", needs=("traefik.entrypoint",),
        permissions=("TLS handshake",))
+@_applicable
 def check_certificates(ctx):
     """The certificate Traefik serves at ``traefik.entrypoint`` for each hostname's SNI: SAN, expiry, issuer.
 
@@ -346,7 +363,7 @@ def check_certificates(ctx):
     certs, problems, warnings, unknown = {}, [], [], []
     for host in hosts:
         try:
-            info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5), ca_file=ca_file)
+            info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5, margin=0.5) / 2, ca_file=ca_file)
         except (OSError, ValueError) as exc:
             return handshake_problem(exc, "Traefik entrypoint", f"{addr}:{port}", host)
         ev = info.evidence()
@@ -384,28 +401,28 @@ def check_certificates(ctx):
               evidence=evidence)
 
 
-def _is_traefik(p: dict) -> bool:
-    labels = (p.get("metadata") or {}).get("labels") or {}
-    return labels.get("app") == "traefik" or labels.get("app.kubernetes.io/name") == "traefik"
-
-
 @check(PODS, title="Traefik pods: not OOMKilled, not restarting, memory below limit", depends_on=(KUBE_API,),
        permissions=("list pods in the Traefik namespace", "list pods.metrics.k8s.io"))
+@_applicable
 def check_pods(ctx):
-    """Traefik's own pods (``kubernetes.traefik_namespace``, default kube-system; labels ``app=traefik`` or
-    ``app.kubernetes.io/name=traefik``): Ready, OOMKilled, restarts in the restart window, memory vs limit.
+    """Traefik's own pods, found by what they run (image, ``app.kubernetes.io/name``) in
+    ``kubernetes.traefik_namespace`` when set, else in every namespace: Ready, OOMKilled, restarts in
+    the restart window, memory vs limit.
 
     The multiplexing Traefik served every Studio branch with a 1-2Gi memory limit: when it runs out
     of memory it is killed and every hostname answers 502 until it restarts. Skipped when no Traefik
     pod exists there (the ingress controller may be ingress-nginx: see kubernetes.ingress_controller)."""
-    tns = traefik_namespace(ctx)
-    listing = list_objects(ctx, "pods", tns)
-    if not listing.ok:
-        return listing_problem(ctx, listing)
-    pods = [p for p in listing.items if _is_traefik(p)]
+    from checks.kube_ingress import TRAEFIK, controller_pods, pods_not_found
+
+    pods, looked, failed = controller_pods(ctx, TRAEFIK)
     if not pods:
-        return skip(f"no Traefik pods in namespace {tns} (labels app=traefik or app.kubernetes.io/name=traefik); "
-                    "the ingress controller may not be Traefik", reason=Reason.NOT_APPLICABLE)
+        if len(failed) == 1 and not looked:
+            return failed[0]   # the one place we were told to look could not be read
+        return pods_not_found(TRAEFIK, looked, failed) or skip(
+            f"no pod runs Traefik in {', '.join(looked)}: the ingress controller may not be Traefik "
+            "(kubernetes.ingress_controller says which; kubernetes.traefik_namespace sets where to look)",
+            reason=Reason.NOT_APPLICABLE)
+    tns = (pods[0].get("metadata") or {}).get("namespace") or traefik_namespace(ctx)
     from datetime import datetime, timezone
 
     window = float(kube_setting(ctx, "restart_window_minutes", 60)) * 60
@@ -435,7 +452,7 @@ def check_pods(ctx):
     first = pods[0]["metadata"]["name"]
     cmds = [Command(kubectl(ctx, f"describe pod {first}", tns), READ_ONLY),
             Command(kubectl(ctx, f"logs {first} --previous --tail=100", tns), READ_ONLY, "the killed instance"),
-            Command(kubectl(ctx, "top pods -l app=traefik --containers", tns), READ_ONLY)]
+            Command(kubectl(ctx, f"top pod {first} --containers", tns), READ_ONLY)]
     recent_oom = [o for o in a["oomkilled"] if o["age_s"] is not None and o["age_s"] <= window]
     ready = sum(v["ready"] for v in a["workloads"].values())
     problems = []

@@ -100,7 +100,8 @@ def _matches(name: str, sans: list[str]) -> bool:
 
 
 def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_file: str = "") -> CertInfo:
-    """Fetch the certificate served for ``sni`` at host:port, then try a verified handshake.
+    """Fetch the certificate served for ``sni`` at host:port, then try a verified handshake (``timeout``
+    bounds each of the two connections: a check gives half of what it can spend).
 
     Raises TLSProbeError (with its ``kind``) when the first handshake does not complete. A failure of the
     second handshake is ``verify_error`` only when it is a verification failure; anything else

@@ -295,3 +295,62 @@ def test_metrics_api_with_no_usage_for_our_pods_is_an_error(run, cluster):
     mem = run()[kc.MEMORY]
     assert mem.status is Status.ERROR, mem.summary
     assert "no memory usage for any of the 5 pods in studio" in mem.summary
+
+
+POD_CHECKS = (kc.PODS_READY, kc.PODS_CRASHING, kc.PODS_OOMKILLED, kc.PODS_RESTARTS, kc.PODS_PENDING, kc.MEMORY)
+
+
+def test_wrong_namespace_is_an_error_naming_the_key_never_ok_among_0_pods(run):
+    """Before: ok "no container crash-looping among 0 pods" (and a warn for pods_ready)."""
+    res = run(kubernetes={"namespace": "nowhere"})
+    for cid in POD_CHECKS:
+        r = res[cid]
+        assert r.status is Status.ERROR, (cid, r.summary)
+        assert "no pods in namespace nowhere" in r.summary and "kubernetes.namespace" in r.summary
+        assert "among 0" not in r.summary
+
+
+def test_wrong_selector_is_an_error_naming_the_selector(run):
+    res = run(kubernetes={"app_selector": "tier=web"})
+    for cid in POD_CHECKS:
+        assert res[cid].status is Status.ERROR and "kubernetes.app_selector" in res[cid].summary, cid
+    assert run(kubernetes={"app_selector": "tier=frontend"})[kc.PODS_CRASHING].status is Status.OK
+
+
+def test_ingress_nginx_controller_pods_are_found_by_what_they_run(run, cluster):
+    cluster.write_state(K.studio_state(hostnames=(HOST,), ingress_class_name="nginx"))
+    res = run()
+    pods = res[kc.INGRESS_PODS]
+    assert pods.status is Status.OK, pods.summary
+    assert pods.evidence["controllers"]["ingress-nginx"]["namespaces"] == ["ingress-nginx"]
+    assert "Traefik" not in pods.evidence["controllers"]  # the idle Traefik in kube-system routes nothing
+
+
+def test_ingress_controller_crashing_fails_the_ingress_pods_check(run, cluster):
+    state = K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")
+    controller = state["namespaces"]["ingress-nginx"]["pods"][0]
+    K._crash(controller, "controller")
+    cluster.write_state(state)
+    pods = run()[kc.INGRESS_PODS]
+    assert pods.status is Status.FAIL and "ingress-nginx" in pods.summary and "CrashLoopBackOff" in pods.summary
+
+
+def test_ingress_in_another_namespace_is_found_cluster_wide(run, cluster):
+    state = K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")
+    ing = state["namespaces"]["studio"]["ingresses"].pop()
+    ing["metadata"]["namespace"] = "edge"
+    state["namespaces"]["edge"] = {"pods": [], "deployments": [], "events": [], "ingresses": [ing]}
+    cluster.write_state(state)
+    r = run()[kc.INGRESS_CONTROLLER]
+    assert r.status is Status.OK, r.summary
+    assert r.evidence["routes"][HOST][0]["ingress"] == "edge/master-studio"
+
+
+def test_controller_pods_not_readable_anywhere_is_an_error_not_ok(run, cluster):
+    state = K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")
+    state["deny"] = [{"verb": "list", "resource": "pods", "group": "", "namespace": ns}
+                     for ns in ("", "ingress-nginx")]
+    cluster.write_state(state)
+    r = run()[kc.INGRESS_PODS]
+    assert r.status is Status.ERROR and r.reason == Reason.NOT_CONFIGURED.value, r.summary
+    assert "cannot tell where ingress-nginx runs" in r.summary
