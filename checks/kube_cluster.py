@@ -595,7 +595,7 @@ def _needed_permissions(ctx) -> list[tuple[str, str, bool]]:
 
 
 @check(PERMISSIONS, title="Our credentials may read what the checks need", depends_on=(API,),
-       permissions=("create selfsubjectaccessreviews.authorization.k8s.io",), safety=EPHEMERAL_WRITE)
+       permissions=("create selfsubjectaccessreviews",), safety=EPHEMERAL_WRITE)
 def check_permissions(ctx):
     """Asks the API server (SelfSubjectAccessReview) whether our identity may list what the checks read.
 

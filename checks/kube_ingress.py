@@ -19,6 +19,9 @@ from checks.kube_cluster import (ALL_NAMESPACES, API, INGRESS_CONTROLLER, INGRES
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+from checks.kube_cluster import SDK_IMPORTS  # noqa: E402,F401
+
 TRAEFIK, NGINX, GCE = "Traefik", "ingress-nginx", "GCE"
 
 # name -> what identifies it: IngressClass controller ids, image fragments, app.kubernetes.io/name values
@@ -216,7 +219,8 @@ def pods_not_found(name: str, looked: list[str], problems: list):
 
 
 @check(INGRESS_CONTROLLER, title="Which ingress controller routes the hostnames", depends_on=(API,),
-       permissions=("list ingresses.networking.k8s.io", "list ingressclasses.networking.k8s.io"))
+       permissions=("list ingresses.networking.k8s.io", "list ingressclasses.networking.k8s.io",
+                    "list ingresses.networking.k8s.io in all namespaces"))
 def check_ingress_controller(ctx):
     """Finds the Ingress objects that route each hostname and the controller behind their class.
 
@@ -254,7 +258,7 @@ def check_ingress_controller(ctx):
 
 
 @check(INGRESS_PODS, title="The ingress controller's pods are Ready and not restarting",
-       depends_on=(INGRESS_CONTROLLER,), permissions=("list pods (all namespaces, or kubernetes.ingress_namespace)",))
+       depends_on=(INGRESS_CONTROLLER,), permissions=("list pods in all namespaces",))
 def check_ingress_pods(ctx):
     """The pods of the controller that routes the hostnames (as kubernetes.ingress_controller found it):
     Ready, not crash-looping, not OOMKilled within ``kubernetes.restart_window_minutes`` (60).
