@@ -85,16 +85,10 @@ def traefik_namespace(ctx) -> str:
 
 
 def kubectl(ctx, args: str, ns: str | None = "") -> str:
-    """A kubectl command line bound to the profile's context and namespace."""
-    parts = ["kubectl"]
-    k = kube_section(ctx)
-    if k.get("context"):
-        parts.append(f"--context {k['context']}")
-    elif k.get("api_url"):
-        parts.append(f"--server {k['api_url']}")
-    if ns is not None:
-        parts.append(f"-n {ns or namespace(ctx)}")
-    return " ".join(parts + [args])
+    """A kubectl command line bound to the profile's kubeconfig, context and namespace (studiodoctor.kubectl)."""
+    from studiodoctor.kubectl import command
+
+    return command(ctx.profile, args, ns)
 
 
 def hostnames(ctx, section: str = "kubernetes") -> list[str]:
