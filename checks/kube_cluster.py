@@ -293,6 +293,28 @@ def _call_list(ctx, conn: Conn, resource: str, ns: str, label_selector: str | No
     raise ValueError(resource)
 
 
+class UnexpectedAnswer(ValueError):
+    """A list answer that is not the documented ``{"kind": "...List", "items": [objects]}``."""
+
+
+def list_items(data: Any) -> list[dict]:
+    """The items of a documented List answer (``items`` null or absent: empty); anything else raises
+    UnexpectedAnswer naming what came instead."""
+    if not isinstance(data, dict):
+        raise UnexpectedAnswer(f"the answer is a JSON {type(data).__name__}, not a List object")
+    items = data.get("items")
+    if items is None:
+        if data.get("kind") == "Status":
+            raise UnexpectedAnswer(f"a Status instead of a list: {data.get('message') or data.get('reason')}")
+        return []
+    if not isinstance(items, list):
+        raise UnexpectedAnswer(f"`items` is a {type(items).__name__}, not a list")
+    bad = [type(i).__name__ for i in items if not isinstance(i, dict)]
+    if bad:
+        raise UnexpectedAnswer(f"{len(bad)} of {len(items)} items are not objects ({bad[0]})")
+    return items
+
+
 def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None = None,
                  field_selector: str | None = None) -> Listing:
     """ONE list call per (resource, namespace, selector) for the whole run, cached in ``ctx.shared``."""
@@ -314,7 +336,7 @@ def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None
         try:
             resp = _call_list(ctx, conn, resource, ns, label_selector, field_selector)
             data = resp if isinstance(resp, dict) else json.loads(resp.data)
-            listing.items = data.get("items") or []
+            listing.items = list_items(data)
         except Exception as exc:
             _classify(exc, listing)
         listing.seconds = time.perf_counter() - started
@@ -670,7 +692,7 @@ def check_deployments(ctx):
                     commands=[Command(kubectl(ctx, "get deployments -A", None), READ_ONLY)])
     rows, down, degraded, stuck = {}, [], [], []
     for d in listing.items:
-        name = d["metadata"]["name"]
+        name = (d.get("metadata") or {}).get("name", "?")
         spec, st = d.get("spec") or {}, d.get("status") or {}
         desired = spec.get("replicas", 1)
         available = st.get("availableReplicas") or 0
@@ -910,7 +932,7 @@ def check_memory(ctx):
         return listing_problem(ctx, pods)
     if (empty := no_pods(ctx, a)) is not None:
         return empty
-    limits = {p["metadata"]["name"]: _limits(p) for p in pods.items if _active(p)}
+    limits = {(p.get("metadata") or {}).get("name"): _limits(p) for p in pods.items if _active(p)}
     threshold = float(kube_setting(ctx, "memory_warn_percent", 90))
     rows, no_limit = [], []
     measured = [m for m in metrics.items if (m.get("metadata") or {}).get("name") in limits]

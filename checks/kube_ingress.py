@@ -295,7 +295,7 @@ def check_ingress_pods(ctx):
         rows[name] = {"namespaces": spaces, "pods": a["total"], "ready": ready,
                       "workloads": {w: f"{v['ready']}/{v['pods']} ready" for w, v in a["workloads"].items()},
                       "crashing": a["crashing"][:5], "oomkilled": a["oomkilled"][:5], "restarts": a["restarts"][:5]}
-        first = pods[0]["metadata"]
+        first = pods[0].get("metadata") or {}
         cmds += [Command(kubectl(ctx, "get pods -o wide", first.get("namespace")), READ_ONLY),
                  Command(kubectl(ctx, f"logs {first.get('name')} --previous --tail=100", first.get("namespace")),
                          READ_ONLY, "the last killed instance")]

@@ -79,9 +79,16 @@ def _list(ctx, kind: str) -> list[dict]:
             status, body, headers = _get(ctx, f"/api/{kind}?per_page=200&page={page}")
             if status != 200:
                 return ("error", error(f"/api/{kind} answered HTTP {status}", reason=Reason.UNEXPECTED))
-            items += body or []
-            nxt = headers.get("X-Next-Page")
-            if not nxt or nxt == "1" or int(nxt) <= page:
+            if body is None:
+                body = []  # `null`: an empty list
+            if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+                what = type(body).__name__ if not isinstance(body, list) else "a list of non-objects"
+                return ("error", error(f"/api/{kind} answered {what}, not the documented list of objects: "
+                                       "is traefik.api_url a Traefik v2/v3 API?", reason=Reason.UNEXPECTED,
+                                       commands=[_curl(ctx, f"/api/{kind}")]))
+            items += body
+            nxt = str(headers.get("X-Next-Page") or "")
+            if not nxt.isdigit() or int(nxt) <= page:
                 break
             page = int(nxt)
         return ("ok", items)
@@ -128,14 +135,25 @@ def _qualify(name: str, provider: str) -> str:
 
 def _applicable(fn):
     """Skip a traefik check when the cluster says another controller routes every hostname (DESIGN:
-    Studio moved to ingress-nginx in 2020): "not applicable", never fail or error."""
+    Studio moved to ingress-nginx in 2020): "not applicable", never fail or error. An answer whose shape
+    the API does not document is an error naming it."""
     import functools
 
     @functools.wraps(fn)
     def run(ctx):
         from checks.kube_ingress import TRAEFIK, not_routed_by
 
-        return not_routed_by(ctx, TRAEFIK, traefik_hostnames(ctx)) or fn(ctx)
+        not_mine = not_routed_by(ctx, TRAEFIK, traefik_hostnames(ctx))
+        if not_mine is not None:
+            return not_mine
+        try:
+            return fn(ctx)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            # an object whose shape Traefik's API documentation does not have: say so, never "crashed"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return error(f"unexpected answer from the Traefik API: {type(exc).__name__}: {first}"[:300],
+                         reason=Reason.UNEXPECTED, hint="Read the raw answer with the curl command of the check.",
+                         commands=[_curl(ctx, "/api/overview")])
 
     return run
 
@@ -164,6 +182,7 @@ def check_api(ctx):
 
 @check(OVERVIEW, title="Traefik reports no configuration errors", depends_on=(API,),
        permissions=("GET /api/overview",))
+@_applicable
 def check_overview(ctx):
     """/api/overview counts routers, services and middlewares in error or warning, and this check names them.
 
@@ -222,6 +241,7 @@ def _routes(ctx) -> dict[str, dict]:
 
 @check(ROUTERS, title="A TLS router for each hostname is enabled", depends_on=(API,),
        permissions=("GET /api/http/routers",))
+@_applicable
 def check_routers(ctx):
     """For each hostname (``traefik.hostnames``, else ``dns.hostnames`` and ``public_urls``) a router whose
     rule names it exists, is enabled and has TLS.
@@ -294,6 +314,7 @@ def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str],
        permissions=("GET /api/http/services",),
        explained_by=(PODS_READY, PODS_CRASHING, PODS_OOMKILLED, DEPLOYMENTS, "nginx.reachable", "nginx.app_proxy",
                      "app.stealthz", "app.healthz"), smoke=True)
+@_applicable
 def check_services(ctx):
     """The service behind each hostname's router: its load balancer's servers and their health status.
 
@@ -430,7 +451,7 @@ def check_pods(ctx):
     usage, metrics_note = [], ""
     metrics = list_objects(ctx, "podmetrics", tns)
     if metrics.ok:
-        limits = {p["metadata"]["name"]: _limits(p) for p in pods}
+        limits = {(p.get("metadata") or {}).get("name"): _limits(p) for p in pods}
         for m in metrics.items:
             name = (m.get("metadata") or {}).get("name")
             if name not in limits:
@@ -449,7 +470,7 @@ def check_pods(ctx):
           "not_ready": a["not_ready"], "memory": usage}
     if metrics_note:
         ev["metrics"] = metrics_note
-    first = pods[0]["metadata"]["name"]
+    first = (pods[0].get("metadata") or {}).get("name", "?")
     cmds = [Command(kubectl(ctx, f"describe pod {first}", tns), READ_ONLY),
             Command(kubectl(ctx, f"logs {first} --previous --tail=100", tns), READ_ONLY, "the killed instance"),
             Command(kubectl(ctx, f"top pod {first} --containers", tns), READ_ONLY)]

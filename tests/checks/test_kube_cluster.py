@@ -354,3 +354,30 @@ def test_controller_pods_not_readable_anywhere_is_an_error_not_ok(run, cluster):
     r = run()[kc.INGRESS_PODS]
     assert r.status is Status.ERROR and r.reason == Reason.NOT_CONFIGURED.value, r.summary
     assert "cannot tell where ingress-nginx runs" in r.summary
+
+
+@pytest.mark.parametrize("data, words", [
+    ([{"metadata": {"name": "x"}}], "a JSON list, not a List object"),
+    ({"kind": "PodList", "items": {"x": 1}}, "`items` is a dict"),
+    ({"kind": "PodList", "items": ["pod-a", "pod-b"]}, "2 of 2 items are not objects"),
+    ({"kind": "Status", "message": "too old resource version"}, "a Status instead of a list"),
+])
+def test_list_answers_of_an_undocumented_shape_are_named(data, words):
+    with pytest.raises(kc.UnexpectedAnswer, match=words.replace("(", r"\(").replace("`", "`")):
+        kc.list_items(data)
+
+
+def test_empty_and_null_items_are_an_empty_list():
+    assert kc.list_items({"kind": "PodList", "items": None}) == []
+    assert kc.list_items({"kind": "PodList", "metadata": {}}) == []
+
+
+def test_pods_that_are_not_objects_are_an_error_not_a_crash(run, cluster):
+    state = cluster.read_state()
+    state["namespaces"]["studio"]["pods"] = ["master-studio-1", "master-studio-2"]
+    cluster.write_state(state)
+    res = run()
+    for cid in POD_CHECKS:
+        r = res[cid]
+        assert r.status is Status.ERROR and "crashed" not in r.summary, (cid, r.summary)
+        assert "items are not objects" in r.summary

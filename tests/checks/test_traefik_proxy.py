@@ -252,3 +252,38 @@ def test_unreachable_api_hint_names_the_profiles_namespace_and_context(make_prof
     forward = "kubectl --context gke_studio -n traefik-system port-forward deploy/traefik 9000:9000"
     assert forward in r.hint and "kube-system" not in r.hint
     assert [c.text for c in r.commands] == [forward]
+
+
+@pytest.mark.parametrize("routers, words", [
+    ({"studio": {"rule": "Host(`studio.localtest`)"}}, "answered dict"),   # a map instead of the list
+    (["Host(`studio.localtest`)"], "a list of non-objects"),
+])
+def test_router_list_of_an_unexpected_shape_is_an_error_naming_it(make_profile, routers, words):
+    """Before: `'str' object has no attribute 'get'` (check crashed)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = {"Version": "3.7.15"} if self.path.startswith("/api/version") else routers
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        profile = make_profile({"traefik": {"api_url": f"http://127.0.0.1:{server.server_port}"},
+                                "dns": {"hostnames": [HOST]}}, timeout=5)
+        r = engine.check(profile, check_ids=[tp.ROUTERS]).results[-1]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.id == tp.ROUTERS and r.status is Status.ERROR and r.reason == Reason.UNEXPECTED.value, r.summary
+    assert words in r.summary and "crashed" not in r.summary
