@@ -507,7 +507,8 @@ def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 360
             if phase == "Failed":
                 reasons.append(f"pod Failed: {st.get('reason') or ''} {st.get('message') or ''}".strip())
             out["not_ready"].append({"pod": name, "workload": wl, "phase": phase,
-                                     "why": reasons or ["Ready condition False"]})
+                                     "why": reasons or ["Ready condition False"],
+                                     "containers": [cs.get("name") for cs in _statuses(p) if not cs.get("ready")]})
     return out
 
 
@@ -748,9 +749,10 @@ def check_pods_ready(ctx):
     ev = {"namespace": ns, "pods": a["total"], "workloads": workloads, "not_ready": a["not_ready"][:20]}
     dead = [w for w, v in a["workloads"].items() if v["pods"] and not v["ready"]]
     first = a["not_ready"][0]["pod"] if a["not_ready"] else None
+    container = ((a["not_ready"][0].get("containers") or [None])[0]) if a["not_ready"] else None
     if dead:
         return fail(f"no Ready pod in {', '.join(dead)} ({'; '.join(workloads[w] for w in dead)})", evidence=ev,
-                    commands=_pod_commands(ctx, first, "app" if first else None),
+                    commands=_pod_commands(ctx, first, container),
                     hint="A workload without a Ready pod gets no traffic. For the frontend, readiness is "
                          "GET /healthz on 8081: check the app and its database.")
     if a["not_ready"]:

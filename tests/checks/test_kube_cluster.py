@@ -109,8 +109,22 @@ def test_deployment_unavailable_and_rollout_stuck(run):
     ready = res[kc.PODS_READY]
     assert ready.status is Status.FAIL
     assert "readiness probe failing" in ready.evidence["not_ready"][0]["why"][0]
-    assert res[kc.EVENTS].evidence["by_reason"]["Unhealthy"]["count"] == 3 * 140
-    assert res[kc.PODS_CRASHING].status is Status.OK
+    # the logs command names the container that is not ready, read from the pod (not a fixed "app")
+    assert any(f"logs {ready.evidence['not_ready'][0]['pod']} -c app " in c.text for c in ready.commands)
+
+
+def test_logs_command_names_the_not_ready_container_not_a_fixed_app(run, cluster):
+    """Before: `kubectl logs POD -c app` whatever the pod's containers were called."""
+    state = K.studio_state(hostnames=(HOST,), frontend=1)
+    fe = state["namespaces"]["studio"]["pods"][0]
+    for c in fe["spec"]["containers"] + fe["status"]["containerStatuses"]:
+        c["name"] = {"app": "django", "nginx-proxy": "web"}[c["name"]]
+    fe["status"]["containerStatuses"][1]["ready"] = False
+    K._set_ready(fe, False)
+    cluster.write_state(state)
+    ready = run()[kc.PODS_READY]
+    assert ready.status is Status.FAIL, ready.summary
+    assert any(f"logs {fe['metadata']['name']} -c web " in c.text for c in ready.commands), ready.commands
 
 
 def test_image_pull_backoff(run):
