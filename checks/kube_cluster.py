@@ -19,9 +19,11 @@ from studiodoctor.model import EPHEMERAL_WRITE, READ_ONLY, MUTATING, Command, Re
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-# (the client imports its API classes lazily, seconds on a loaded machine: inside a check they would eat its deadline)
-SDK_IMPORTS = ("kubernetes.client", "kubernetes.config", *(f"kubernetes.client.api.{m}_api" for m in (
-    "core_v1", "apps_v1", "networking_v1", "custom_objects", "version", "authorization_v1")))
+# (the API classes too: kubernetes>=35 builds each on first use, seconds of CPU under load)
+SDK_IMPORTS = ("kubernetes.client", "kubernetes.config", "kubernetes.client.api.core_v1_api",
+               "kubernetes.client.api.apps_v1_api", "kubernetes.client.api.networking_v1_api",
+               "kubernetes.client.api.custom_objects_api", "kubernetes.client.api.authorization_v1_api",
+               "kubernetes.client.api.version_api")
 
 API = "kubernetes.api"
 PERMISSIONS = "kubernetes.permissions"

@@ -35,10 +35,13 @@ BROKEN = frozenset({Status.FAIL, Status.ERROR, Status.BLOCKED})
 
 READ_ONLY = "read-only"
 MUTATING = "mutating"
+# Publishes Celery control messages (broadcast ping/inspect) and uses a temporary reply queue on the broker,
+# as `celery inspect` does: writes to the broker's control channel, never to the app's queues or data.
+BROKER_CONTROL = "broker-control"
 # Sends a write-verb request that changes no state (e.g. a Kubernetes SelfSubjectAccessReview: created,
 # answered, never stored): not a plain read, so declared as what it is.
 EPHEMERAL_WRITE = "ephemeral-write"
-SAFETY_CLASSES = (READ_ONLY, MUTATING, EPHEMERAL_WRITE)
+SAFETY_CLASSES = (READ_ONLY, MUTATING, BROKER_CONTROL, EPHEMERAL_WRITE)
 
 
 class Reason(str, enum.Enum):
