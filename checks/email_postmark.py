@@ -65,7 +65,7 @@ def _age_min(stamp) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(TOKEN, title="Postmark server token valid, server live", needs=NEEDS, permissions=("server token",))
+@check(TOKEN, title="Postmark server token valid, server live", needs=NEEDS, permissions=("server token",), smoke=True)
 @guard
 def check_token(ctx):
     """The server token (`email.server_token`) is accepted and the server delivers (DeliveryType Live).

@@ -74,7 +74,7 @@ def _age_min(stamp) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(PROJECT, title="Project readable with our token", needs=NEEDS, permissions=("project:read",))
+@check(PROJECT, title="Project readable with our token", needs=NEEDS, permissions=("project:read",), smoke=True)
 @guard
 def check_project(ctx):
     """The project (`sentry.organization`/`sentry.project`) exists and our auth token can read it.
