@@ -145,6 +145,9 @@ def frontend_pod(name: str, namespace: str = "studio", *, release: str = "master
                                            "--pid=/tmp/contentcuration.pid"],
                     port=8081, readiness_path="/healthz", readiness_port=8081, mem_limit="2Gi",
                     mem_request="2Gi", cpu_request="500m")
+    app["env"] = [{"name": "EMAIL_CREDENTIALS_POSTMARK_API_KEY",  # the chart's env; values stay in the Secret
+                   "valueFrom": {"secretKeyRef": {"name": f"{release}-studio", "key": "postmark-api-key"}}},
+                  {"name": "BRANCH_ENVIRONMENT", "value": release}]
     proxy = container("nginx-proxy", "learningequality/studio-nginx:v2026.11.20", port=8080,
                       mem_limit="512Mi", mem_request="256Mi", cpu_request="200m")
     labels = {"app": f"{release}-studio", "tier": "frontend", "pod-template-hash": "7d9f8c6b5d"}
