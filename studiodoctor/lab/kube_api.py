@@ -177,6 +177,18 @@ def traefik_pod(name: str = "traefik-6f7d8b9c4-x2k9p", namespace: str = "kube-sy
     return pod(name, namespace, labels, [c], owner="traefik-6f7d8b9c4")
 
 
+def ingress_nginx_pod(name: str = "ingress-nginx-controller-5c8d66c76d-7xq2m", namespace: str = "ingress-nginx",
+                      image: str = "registry.k8s.io/ingress-nginx/controller:v1.12.1") -> dict:
+    """The ingress-nginx controller (its Helm chart's labels and arguments)."""
+    c = container("controller", image, args=["/nginx-ingress-controller", "--election-id=ingress-nginx-leader",
+                                             "--controller-class=k8s.io/ingress-nginx", "--ingress-class=nginx"],
+                  port=443, readiness_path="/healthz", readiness_port=10254, mem_limit="1Gi", mem_request="90Mi",
+                  cpu_request="100m")
+    labels = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller",
+              "app.kubernetes.io/instance": "ingress-nginx", "pod-template-hash": "5c8d66c76d"}
+    return pod(name, namespace, labels, [c], owner="ingress-nginx-controller-5c8d66c76d")
+
+
 def deployment(name: str, namespace: str, labels: dict, template_containers: list[dict], *, replicas: int,
                available: int | None = None, ready: int | None = None, updated: int | None = None,
                conditions: list[dict] | None = None, created_ago: float = 30 * 86400) -> dict:
@@ -325,6 +337,13 @@ def studio_state(namespace: str = "studio", *, hostnames: tuple[str, ...] = ("st
         "metrics": ({namespace: [pod_metrics(p) for p in ns_pods],
                      traefik_namespace: [pod_metrics(traefik)]} if metrics else None),
     }
+    if ingress_class_name == "nginx":  # the controller that routes the Ingress runs too
+        controller = ingress_nginx_pod()
+        state["namespaces"]["ingress-nginx"] = {
+            "pods": [controller], "ingresses": [], "events": [],
+            "deployments": [deployment("ingress-nginx-controller", "ingress-nginx",
+                                       {"app.kubernetes.io/name": "ingress-nginx"}, controller["spec"]["containers"],
+                                       replicas=1)]}
     return state
 
 
