@@ -434,14 +434,16 @@ def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = Con
 
     prof = _load_profile(profile, config)
     data = prof.redacted()
+    derived = {k: {"value": prof.redacted_value(k), "from": note} for k, note in prof.derived.items()}
     if fmt == "json":
-        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data}, indent=2))
+        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data, "derived": derived},
+                              indent=2))
         return
     typer.echo(f"# profile {prof.name} (from {prof.source})")
-    _print_toml(data, [])
+    _print_toml(data, [], prof.derived)
 
 
-def _print_toml(data: dict, path: list[str]) -> None:
+def _print_toml(data: dict, path: list[str], derived: dict | None = None) -> None:
     import json
 
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "resolve"}
@@ -455,9 +457,10 @@ def _print_toml(data: dict, path: list[str]) -> None:
         elif isinstance(v, dict):
             typer.echo(f"{k} = {{{', '.join(f'{json.dumps(a)} = {json.dumps(b)}' for a, b in v.items())}}}")
         else:
-            typer.echo(f"{k} = {json.dumps(v)}")
+            note = (derived or {}).get(".".join([*path, k]))
+            typer.echo(f"{k} = {json.dumps(v)}" + (f"  # fallback: {note}" if note else ""))
     for k, v in tables.items():
-        _print_toml(v, [*path, k])
+        _print_toml(v, [*path, k], derived)
 
 
 @config_app.command("validate")
