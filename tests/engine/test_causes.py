@@ -36,12 +36,16 @@ def test_every_rule_names_checks_that_exist():
 
 # --- the app slower than nginx's proxy_read_timeout ------------------------------------------------
 
-def test_nginx_504_with_an_app_slower_than_the_timeout_names_the_app(make_profile):
+def behind_nginx(make_profile, proxy, stealthz):
     reg = Registry()
-    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(2))
-    reg.check("app.stealthz", title="stealthz")(
-        lambda ctx: warn("/stealthz answered <3, but slowly: 3.0 s", evidence={"status": 200, "latency_s": 3.0}))
-    report = diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: proxy)
+    reg.check("app.stealthz", title="stealthz")(lambda ctx: stealthz)
+    return diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+
+
+def test_nginx_504_with_an_app_slower_than_the_timeout_names_the_app(make_profile):
+    report = behind_nginx(make_profile, gateway_timeout(2),
+                          warn("/stealthz answered <3, but slowly: 3.0 s", evidence={"status": 200, "latency_s": 3.0}))
     assert report.likely_cause["check"] == "app.stealthz"
     assert report.likely_cause["status"] == "warn"
     nginx = step_of(report, "nginx")
@@ -55,23 +59,16 @@ def test_nginx_504_with_an_app_slower_than_the_timeout_names_the_app(make_profil
 
 def test_nginx_504_with_a_fast_app_stays_nginx(make_profile):
     """The link is absent (the app answers directly in 50 ms): the 504 is nginx's own, not demoted."""
-    reg = Registry()
-    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(2))
-    reg.check("app.stealthz", title="stealthz")(
-        lambda ctx: warn("/stealthz answered 200 but not Studio's '<3'", evidence={"status": 200, "latency_s": 0.05}))
-    report = diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+    report = behind_nginx(make_profile, gateway_timeout(2),
+                          warn("/stealthz answered 200 but not Studio's '<3'", evidence={"status": 200, "latency_s": 0.05}))
     assert report.likely_cause["check"] == "nginx.app_proxy"
     assert step_of(report, "nginx")["explained_by"] == []
     assert step_of(report, "nginx")["consequence_of"] == []
 
 
 def test_nginx_502_is_not_a_matter_of_time(make_profile):
-    reg = Registry()
-    reg.check("nginx.app_proxy", title="proxy")(
-        lambda ctx: fail("nginx answers 502", evidence={"status": 502, "latency_s": 0.01}))
-    reg.check("app.stealthz", title="stealthz")(
-        lambda ctx: warn("slow", evidence={"status": 200, "latency_s": 3.0}))
-    report = diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+    report = behind_nginx(make_profile, fail("nginx answers 502", evidence={"status": 502, "latency_s": 0.01}),
+                          warn("slow", evidence={"status": 200, "latency_s": 3.0}))
     assert report.likely_cause["check"] == "nginx.app_proxy"
 
 
