@@ -133,3 +133,15 @@ def links(by_id: dict[str, Result], broken: set[str], rules=RULES) -> dict[str, 
                     broken.add(rule.cause)
                     changed = True
     return found
+
+
+def rules_for(check_id: str, rules=RULES) -> list[str]:
+    """One line per rule that involves ``check_id`` (for ``studiodoctor explain``)."""
+    lines = []
+    for r in rules:
+        when = (r.link.__doc__ or "").strip().splitlines()[0] if r.link.__doc__ else ""
+        if r.consequence == check_id:
+            lines.append(f"explained by {r.cause} (rule {r.name}) when: {when}")
+        elif r.cause == check_id:
+            lines.append(f"explains {r.consequence} (rule {r.name}) when: {when}")
+    return lines

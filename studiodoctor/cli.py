@@ -404,6 +404,10 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
                               ("explained by", c.explained_by)):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
+        from .causes import rules_for
+
+        for line in rules_for(c.id):
+            typer.echo(line)
         typer.echo("")
         typer.echo(c.doc or "(no description)")
         return

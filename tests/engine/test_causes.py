@@ -232,3 +232,12 @@ def test_an_app_abandoned_by_the_runner_links_by_the_time_waited(make_profile):
     assert stealthz.reason == "timeout" and stealthz.evidence == {}
     assert report.likely_cause["check"] == "app.stealthz"
     assert step_of(report, "nginx")["explained_by"][0]["evidence"]["app_latency_s"] >= 1.5
+
+
+def test_explain_prints_the_rules_of_a_check(capsys):
+    from studiodoctor.cli import main
+
+    assert main(["explain", "celery.workers"]) == 0
+    assert "explained by redis.memory (rule redis-full-blocks-workers) when: Celery's ping failed" in capsys.readouterr().out
+    assert main(["explain", "postgres.reachable"]) == 0
+    assert "explains app.healthz (rule login-rejected-breaks-app)" in capsys.readouterr().out
