@@ -169,39 +169,6 @@ def test_an_inconclusive_login_of_another_kind_does_not_demote_the_app(make_prof
     assert report.likely_cause["check"] == "app.healthz"
 
 
-# --- warns: never the likely cause unless the catalogue says so ------------------------------------
-
-def test_a_cosmetic_warn_is_not_the_likely_cause(make_profile):
-    reg = Registry()
-    reg.check("kube.pods", title="pods")(lambda ctx: error("pods are forbidden", reason=Reason.FORBIDDEN))
-    reg.check("web.login", title="login")(lambda ctx: warn("unsupported-browser page"))
-    reg.check("db.up", title="db")(lambda ctx: ok("fine"))
-    report = diagnose(make_profile, reg, [{"layer": "kube", "why": "k"}, {"layer": "web", "why": "w"},
-                                          {"layer": "db", "why": "d"}])
-    assert report.likely_cause is None
-    assert report.notes == ["Nothing failed. Ruled out: db. Could not check: kube (kube.pods: forbidden). "
-                            "Warnings that do not explain this symptom: web (web.login)."]
-
-
-def test_a_warn_the_catalogue_says_explains_the_symptom_is_named(make_profile):
-    reg = Registry()
-    reg.check("web.login", title="login")(lambda ctx: warn("unsupported-browser page"))
-    reg.check("web.latency", title="latency")(lambda ctx: warn("3.0 s, above 2 s"))
-    report = diagnose(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]}])
-    assert report.likely_cause["check"] == "web.latency"
-    assert report.likely_cause["status"] == "warn"
-    assert "explains `walk`" in report.likely_cause["because"]
-
-
-def test_a_failure_wins_over_a_warn_that_explains(make_profile):
-    reg = Registry()
-    reg.check("web.latency", title="latency")(lambda ctx: warn("3.0 s"))
-    reg.check("db.up", title="db")(lambda ctx: fail("refused"))
-    report = diagnose(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]},
-                                          {"layer": "db", "why": "d"}])
-    assert report.likely_cause["check"] == "db.up"
-
-
 def test_warn_explains_must_be_a_list_of_ids():
     with pytest.raises(CatalogueError, match=r"symptoms.x.steps\[1\].warn_explains: expected a list"):
         load_catalogue({"x": {"steps": [{"layer": "app", "warn_explains": "app.stealthz"}]}})
