@@ -18,7 +18,8 @@ from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "kubernetes.client", "cryptography.x509")
+SDK_IMPORTS = ("httpx", "kubernetes.client", "kubernetes.client.api.core_v1_api",
+               "kubernetes.client.api.custom_objects_api", "cryptography.x509")
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"
@@ -129,7 +130,7 @@ def _curl(ctx, path: str) -> Command:
     return Command(f"curl -sS {_base(ctx)}{path}", READ_ONLY)
 
 
-@check(API, title="Traefik API answers", needs=("traefik.api_url",), permissions=("GET /api/version",))
+@check(API, title="Traefik API answers", needs=("traefik.api_url",), permissions=("GET /api/version",), smoke=True)
 def check_api(ctx):
     """The Traefik API answers /api/version at ``traefik.api_url`` (e.g. a port-forward to :9000).
 
@@ -277,7 +278,7 @@ def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str],
 @check(SERVICES, title="The hostnames' services have servers UP", depends_on=(ROUTERS,),
        permissions=("GET /api/http/services",),
        explained_by=(PODS_READY, PODS_CRASHING, PODS_OOMKILLED, DEPLOYMENTS, "nginx.reachable", "nginx.app_proxy",
-                     "app.stealthz", "app.healthz"))
+                     "app.stealthz", "app.healthz"), smoke=True)
 def check_services(ctx):
     """The service behind each hostname's router: its load balancer's servers and their health status.
 
@@ -322,7 +323,7 @@ def check_services(ctx):
 
 
 @check(CERTIFICATES, title="Origin certificate valid for each hostname", needs=("traefik.entrypoint",),
-       permissions=("TLS handshake",))
+       permissions=("TLS handshake",), smoke=True, metrics=("certificates.*.days_left",))
 def check_certificates(ctx):
     """The certificate Traefik serves at ``traefik.entrypoint`` for each hostname's SNI: SAN, expiry, issuer.
 

@@ -8,11 +8,14 @@ import traceback
 from typing import Callable, Iterable
 
 from .context import CheckContext, Shared
+from .metrics import resolve as resolve_metrics
 from .model import BROKEN, Reason, Result, Status, error, fail, skip
 from .registry import Check
 
 # How long past its deadline the runner waits for a check before abandoning it.
 GRACE = 0.5
+# With a run-wide deadline, a check is started only if at least this long is left for it.
+MIN_START = 0.5
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:
@@ -59,8 +62,12 @@ def preload(checks: Iterable[Check]) -> None:
 def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None, debug: bool = False,
                options: dict | None = None,
                on_start: Callable[[Check], None] | None = None,
-               on_done: Callable[[Result], None] | None = None) -> list[Result]:
-    """Run ``checks`` (their dependencies must be included) and return results in input order."""
+               on_done: Callable[[Result], None] | None = None,
+               run_deadline: float | None = None) -> list[Result]:
+    """Run ``checks`` (their dependencies must be included) and return results in input order.
+
+    ``run_deadline`` (time.monotonic()) bounds the whole run: no check's deadline passes it (plus
+    GRACE), and a check that could not start in time is an `error` "not run", never a guess."""
     checks = list(checks)
     preload(checks)
     by_id = {c.id: c for c in checks}
@@ -74,6 +81,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     def finish(chk: Check, res: Result, started: float) -> None:
         res.id, res.layer, res.title = chk.id, chk.layer, chk.title
         res.duration_ms = (time.monotonic() - started) * 1000
+        if chk.metrics and isinstance(res.evidence, dict):
+            res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res
         if on_done:
             on_done(res)
@@ -107,12 +116,16 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     finish(chk, res, now)
                 elif (res := _needs_skip(chk, profile)) is not None:
                     finish(chk, res, now)
+                elif run_deadline is not None and run_deadline - now < min(MIN_START, budget):
+                    finish(chk, error("not run: the run's time budget ran out before it could start",
+                                      reason=Reason.TIMEOUT), now)
                 else:
-                    ctx = CheckContext(chk, profile, now + budget, shared, options, results)
+                    deadline = now + budget if run_deadline is None else min(now + budget, run_deadline)
+                    ctx = CheckContext(chk, profile, deadline, shared, options, results)
                     box: list = []
                     thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
                                               name=f"check:{chk.id}")
-                    running[chk.id] = (thread, now, now + budget, box)
+                    running[chk.id] = (thread, now, deadline, box)
                     if on_start:
                         on_start(chk)
                     thread.start()
@@ -123,8 +136,12 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
                     del running[cid]  # abandoned: its daemon thread cannot hold the run up
-                    finish(by_id[cid], fail(f"timed out after {budget:g} s with no answer",
-                                            reason=Reason.TIMEOUT), started)
+                    if deadline < started + budget:  # cut short by the run's budget: not proof of anything
+                        res = error(f"the run's time budget ran out after {deadline - started:.3g} s "
+                                    f"while it was running", reason=Reason.TIMEOUT)
+                    else:
+                        res = fail(f"timed out after {budget:g} s with no answer", reason=Reason.TIMEOUT)
+                    finish(by_id[cid], res, started)
                     progressed = True
             if not progressed and running:
                 next_deadline = min(d for _, _, d, _ in running.values()) + GRACE

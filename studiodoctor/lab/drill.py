@@ -20,9 +20,13 @@ class DrillResult:
     seconds: float
     healthy_after: bool = True
     problems: list[str] = field(default_factory=list)
+    expect: str = "cause"                                   # see Fault.expect
+    inconclusive: list[str] = field(default_factory=list)   # layers whose runbook step could not conclude
 
     @property
     def localized(self) -> bool:
+        if self.expect == "inconclusive":
+            return self.named is None and self.expected in self.inconclusive
         return self.named == self.expected
 
 
@@ -52,9 +56,12 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
             report = diagnose(symptom, timeout)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
-            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds))
+            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds,
+                                   expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
+                                                                    if s.get("verdict") == "inconclusive"]))
             progress(f"  diagnose {symptom}: likely cause {cause.get('layer')} ({cause.get('check')}) "
-                     f"in {seconds:.1f} s — expected {flt.layer}")
+                     f"in {seconds:.1f} s — expected {flt.layer}"
+                     + (" inconclusive, no cause" if flt.expect == "inconclusive" else ""))
     finally:
         progress(f"fix {flt.name}")
         set_fault(lab, flt.name, False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value, is_rows, rows_table
+from . import format_value, is_rows, rows_table, since_good_lines
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -38,13 +38,13 @@ def _commands(lines: list[str], commands: list[dict]) -> None:
     lines.append("```")
 
 
-def render_markdown(data: dict) -> str:
+def render_markdown(data: dict, **_) -> str:
     results = {r["id"]: r for r in data["results"]}
     lines = []
     if data["command"] == "diagnose":
         lines.append(f"# studiodoctor diagnose `{data['symptom']}` — profile `{data['profile']}`")
     else:
-        lines.append(f"# studiodoctor check — profile `{data['profile']}`")
+        lines.append(f"# studiodoctor {data['command']} — profile `{data['profile']}`")
     lines.append("")
     lines.append(f"Started {data['started_at']}, took {data['duration_ms'] / 1000:.1f} s. "
                  f"Overall: **{data['status']}** (exit {data['exit_code']}).")
@@ -60,6 +60,9 @@ def render_markdown(data: dict) -> str:
             _evidence(lines, cause["evidence"])
         if cause.get("hint"):
             lines += ["", f"Fix: {cause['hint']}"]
+    since = since_good_lines(data)
+    if since:
+        lines += ["", "## Since the last good run", "", since[0], ""] + [f"- `{line}`" for line in since[1:]]
     if data["command"] == "diagnose":
         lines += ["", "## Runbook"]
         for step in data["runbook"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table
+from . import format_value, is_rows, rows_table, since_good_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -99,6 +99,12 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
                     con.print(f"    [dim]{escape(key)}:[/] {escape(format_value(value))}")
             if cause.get("hint"):
                 con.print(f"    [bold]fix:[/] {escape(cause['hint'])}")
+        since = since_good_lines(data)
+        if since:
+            con.print()
+            con.print(f"[bold]Since the last good run:[/] {escape(since[0])}")
+            for line in since[1:]:
+                con.print(f"    {escape(line)}")
         con.print()
         for step in data["runbook"]:
             con.print(f"[bold]{step['step']}.[/] {_badge(step['verdict'])} [bold]{escape(step['layer'])}[/]: "
@@ -127,4 +133,9 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
         verdict = {0: "OK", 1: "WARN", 2: "FAIL", 3: "UNKNOWN"}.get(data["exit_code"], data["status"].upper())
         con.print(f"[bold]{verdict}[/]: {summary}  (profile {escape(data['profile'])},"
                   f" {data['duration_ms'] / 1000:.1f} s, exit {data['exit_code']})")
+        smoke = data.get("smoke") or {}
+        for key, word in (("new", "alerting from now on"), ("still_bad", "still bad"), ("recovered", "recovered"),
+                          ("pending", f"bad, alerting after {smoke.get('fail_after')} runs in a row")):
+            if smoke.get(key):
+                con.print(f"{word}: {escape(', '.join(smoke[key]))}")
     return buf.getvalue()
