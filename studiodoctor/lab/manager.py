@@ -199,6 +199,12 @@ class Lab:
             storage = sorted(n for n in names.get("storage", []))
             databases = sorted(n for n in names.get("databases", []) if "-" not in n.rsplit("/", 1)[-1])
             from .studio_nginx import STATIC_SAMPLE
+            from .studio_schema import add_published_channels
+
+            # the bucket's channel databases belong to public channels of the database, as in Studio
+            with self["postgres"].connect() as conn:
+                add_published_channels(conn, [n.rsplit("/", 1)[-1].split(".")[0] for n in databases],
+                                       version=svc.options["seeded"]["versions"], name=self.variant.channel_name)
 
             self.extra["samples"] = {"static": STATIC_SAMPLE,
                                      "storage": "/content/" + storage[0] if storage else "",
