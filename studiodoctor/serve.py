@@ -76,8 +76,12 @@ class Exporter:
         while not self.stop.is_set():
             try:
                 self.smoke_once()
-            except Exception:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
-                pass
+            except Exception as exc:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
+                import sys
+
+                from .cli import _one_line
+
+                print(f"studiodoctor serve: smoke run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
             self.stop.wait(self.interval)
 
     def start(self) -> "Exporter":

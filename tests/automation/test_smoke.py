@@ -158,3 +158,12 @@ def test_cli_smoke_on_redis_then_redis_down_twice(capsys, config, redis_server, 
 def test_cli_smoke_bad_input_is_one_line_exit_3(capsys, config, args, message):
     code, out, err = cli(capsys, "smoke", "--config", config("redis://127.0.0.1:1/0"), *args)
     assert code == 3 and out == "" and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_explain_and_list_say_which_checks_are_smoke_and_their_metrics(capsys):
+    assert main(["explain", "redis.latency"]) == 0
+    out = capsys.readouterr().out
+    assert "metrics: median_ms, max_ms" in out and "smoke: yes" in out
+    assert main(["list", "--format", "json"]) == 0
+    listed = {c["id"]: c for c in json.loads(capsys.readouterr().out)}
+    assert listed["redis.latency"]["smoke"] is True and listed["gcs.public_read"]["smoke"] is False
