@@ -48,6 +48,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     from ..model import Status
 
     out = []
+    layer = lab.variant.fault_layers.get(flt.name, flt.layer)  # where this variant shows the fault
     progress(f"break {flt.name}: {flt.description}")
     set_fault(lab, flt.name, True)
     try:
@@ -56,11 +57,11 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
             report = diagnose(symptom, timeout)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
-            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds,
+            out.append(DrillResult(flt.name, symptom, layer, cause.get("layer"), cause.get("check"), seconds,
                                    expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
                                                                     if s.get("verdict") == "inconclusive"]))
             progress(f"  diagnose {symptom}: likely cause {cause.get('layer')} ({cause.get('check')}) "
-                     f"in {seconds:.1f} s — expected {flt.layer}"
+                     f"in {seconds:.1f} s — expected {layer}"
                      + (" inconclusive, no cause" if flt.expect == "inconclusive" else ""))
     finally:
         progress(f"fix {flt.name}")

@@ -66,6 +66,7 @@ class Variant:
     # the profile: the default lab also names its samples and deployments (overrides a user may set)
     profile_overrides: bool = False
     skip_faults: dict[str, str] = field(default_factory=dict)   # fault -> why it does not apply here
+    fault_layers: dict[str, str] = field(default_factory=dict)  # fault -> the layer that shows it here
 
 
 DEFAULT = Variant(
@@ -116,8 +117,8 @@ OTHER = Variant(
     channel_name="Atelier: premier canal",
     databases_rule='(http.request.uri.path matches "^/content/databases/.*\\\\.sqlite3$")',
     storage_rule='(http.request.uri.path wildcard "/content/storage/*")',
-    skip_faults={"traefik-oom": "no check reads the ingress-nginx controller's pods yet (traefik.pods looks "
-                                "for Traefik only)"},
+    # the controller's pods OOMKilled: ingress-nginx is no layer of its own, kubernetes.ingress_pods reads them
+    fault_layers={"traefik-oom": "kubernetes"},
 )
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (DEFAULT, OTHER)}

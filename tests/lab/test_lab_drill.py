@@ -70,7 +70,8 @@ def test_healthy_lab_has_no_false_alarm(lab_env):
 OTHER_VARIANT_FAULTS = {
     "app-stopped", "nginx-stopped", "static-missing", "redis-down", "redis-full", "postgres-down",
     "worker-stopped", "private-content", "traefik-missing-service", "traefik-server-down", "traefik-default-cert",
-    "traefik-expired-cert", "pod-crashloop", "deployment-unavailable", "databases-hit", "record-missing"}
+    "traefik-expired-cert", "traefik-oom", "pod-crashloop", "deployment-unavailable", "databases-hit", "record-missing",
+    "nginx-databases-public"}
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
