@@ -35,8 +35,10 @@ _OTHER_LOGIN = """<!DOCTYPE html>
 """
 
 
-def _labels(**labels: str) -> dict[str, str]:
-    return {k.replace("__", "/").replace("_", "."): v for k, v in labels.items()}
+def _k8s_labels(name: str, component: str, instance: str) -> dict[str, str]:
+    """The recommended app.kubernetes.io labels (what Helm charts other than Studio's put on pods)."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component,
+            "app.kubernetes.io/instance": instance}
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Variant:
     fault_layers: dict[str, str] = field(default_factory=dict)  # fault -> the layer that shows it here
 
 
+# The default lab's Kubernetes namespace is kube_api.studio_state() (its tests build on it); the fields
+# below describe what that state holds.
 DEFAULT = Variant(
     name="default",
     description="Studio as this project's lab always ran it: Traefik, metrics API, Studio's names",
@@ -99,12 +103,9 @@ OTHER = Variant(
     hostname="atelier.localtest", zone="localtest",
     namespace="contentworkshop",
     deployments={"frontend": "cw-web", "workers": "cw-celery"},
-    labels={"frontend": _labels(app_kubernetes_io__name="contentworkshop", app_kubernetes_io__component="web",
-                                app_kubernetes_io__instance="prod"),
-            "workers": _labels(app_kubernetes_io__name="contentworkshop", app_kubernetes_io__component="celery",
-                               app_kubernetes_io__instance="prod"),
-            "ingress": _labels(app_kubernetes_io__name="ingress-nginx", app_kubernetes_io__component="controller",
-                               app_kubernetes_io__instance="ingress-nginx")},
+    labels={"frontend": _k8s_labels("contentworkshop", "web", "prod"),
+            "workers": _k8s_labels("contentworkshop", "celery", "prod"),
+            "ingress": _k8s_labels("ingress-nginx", "controller", "ingress-nginx")},
     containers={"app": "django", "proxy": "nginx", "worker": "celery"},
     ingress="ingress-nginx", ingress_namespace="ingress-nginx", metrics=False,
     redis_disabled_commands=("HELLO",), postgres_tls=True, bucket="cw-content-prod",
