@@ -93,7 +93,7 @@ def check_project(ctx):
        explained_by=("postgres.reachable", "postgres.connections", "redis.reachable", "redis.memory"))
 @guard
 def check_new_issues(ctx):
-    """Unresolved issues first seen in the last hour, or whose last hour is `sentry.spike_factor` (5) times
+    """Unresolved issues first seen in the last hour (`firstSeen:-1h`), or whose last hour is `sentry.spike_factor` (5) times
     their hourly average of the previous day, with at least `sentry.min_events` (10) events.
 
     A new top issue is the first thing to read for `python-error`: its title, culprit and first release
@@ -102,10 +102,15 @@ def check_new_issues(ctx):
     org, proj = _slugs(ctx)
     min_events = int(ctx.setting("min_events", 10))
     factor = float(ctx.setting("spike_factor", 5))
-    params = {"query": "is:unresolved", "statsPeriod": "24h", "sort": "freq", "limit": 25}
-    _, issues = _get(ctx, f"/projects/{org}/{proj}/issues/", "the project's issues", "event:read", params)
-    if not isinstance(issues, list):
-        raise unexpected("Sentry", "the project's issues", issues, "a list of issues")
+    issues: list = []
+    # the most frequent of the day, and every issue first seen in the last hour (a new one may be rarer)
+    for query, sort in (("is:unresolved", "freq"), ("is:unresolved firstSeen:-1h", "new")):
+        params = {"query": query, "statsPeriod": "24h", "sort": sort, "limit": 25}
+        _, page = _get(ctx, f"/projects/{org}/{proj}/issues/", "the project's issues", "event:read", params)
+        if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
+            raise unexpected("Sentry", "the project's issues", page, "a list of issues")
+        seen = {i.get("id") for i in issues}
+        issues += [i for i in page if i.get("id") not in seen]
     rows, bad = [], []
     for issue in issues:
         try:

@@ -403,6 +403,10 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
                               ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
+        from .causes import rules_for
+
+        for line in rules_for(c.id):
+            typer.echo(line)
         typer.echo("")
         typer.echo(c.doc or "(no description)")
         return
