@@ -311,8 +311,8 @@ def serve(
     if not host or not port.isdigit():
         raise CliError(f"--listen {listen!r}: expected HOST:PORT")
     for name, value in (("--interval", interval), ("--budget", budget), ("--probe-budget", probe_budget)):
-        if value <= 1:
-            raise CliError(f"{name} must be more than 1 second")
+        if value < 3:
+            raise CliError(f"{name} must be at least 3 s")
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     select_checks(registry, layer or [], [])

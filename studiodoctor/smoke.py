@@ -32,6 +32,7 @@ DEFAULT_FAIL_AFTER = 2
 KEEP_RUNS = 20
 # Kept back from the budget: the runner may wait GRACE past a deadline, then the report is rendered.
 RESERVE = 0.8
+MIN_BUDGET = 3.0  # the reserve, the runner's grace and one check's start (runner.MIN_START)
 GOOD = (Status.OK, Status.SKIP)
 
 
@@ -131,8 +132,8 @@ def smoke(profile: Profile, layers: Iterable[str] = (), *, registry: Registry | 
           started: float | None = None) -> Report:
     """Run the smoke checks within ``budget`` seconds (from ``started``, default now), apply the state."""
     started = time.monotonic() if started is None else started
-    if budget <= RESERVE + 0.5:
-        raise UsageError(f"--budget must be more than {RESERVE + 0.5:g} s")
+    if budget < MIN_BUDGET:
+        raise UsageError(f"--budget must be at least {MIN_BUDGET:g} s")
     if fail_after < 1:
         raise UsageError("--fail-after must be at least 1")
     registry = registry or default_registry.load_plugins()
