@@ -48,6 +48,12 @@ _UNSUPPORTED_HTML = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8
 
 _state_cache: dict = {"mtime": None, "data": {}}
 
+if os.environ.get(STATE_ENV):
+    # in the gunicorn master (--preload): load the database driver once, before the workers fork, as
+    # Django does at startup; otherwise each worker's first /healthz pays the import (seconds on a
+    # loaded machine, beyond the readiness probe's 1 s)
+    import psycopg  # noqa: F401
+
 
 def read_state() -> dict:
     path = os.environ.get(STATE_ENV)
