@@ -279,15 +279,25 @@ def smoke(
     from . import smoke as smoke_mod
     from .registry import default_registry
 
-    started = smoke_mod.process_started(_MAIN_STARTED[0])  # the budget counts the interpreter's start-up too
+    # as a command, the budget counts from the process's start; called in-process (tests), from main()
+    started = smoke_mod.process_started() if _MAIN_STARTED[1] else _MAIN_STARTED[0]
     fmt = _check_format(fmt)
     _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     total = len(smoke_mod.smoke_checks(registry, layer or []))
-    _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
-        prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
-        timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+    try:
+        _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
+            prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
+            timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+    except typer.Exit as done:
+        if _MAIN_STARTED[1]:  # a command: everything is written; skip the interpreter's slow teardown
+            import os         # of the SDKs (seconds under load) and of checks the budget abandoned
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.exit_code)
+        raise
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
@@ -636,7 +646,8 @@ def _one_line(exc: BaseException) -> str:
     return Redactor().text(text)
 
 
-_MAIN_STARTED = [None]  # when main() was entered (smoke's budget starts there, or at the process's start)
+# when main() was entered, and whether as the command line (argv None) rather than in-process (tests)
+_MAIN_STARTED: list = [None, False]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -652,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import time
 
-    _MAIN_STARTED[0] = time.monotonic()
+    _MAIN_STARTED[:] = [time.monotonic(), argv is None]
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="studiodoctor", standalone_mode=False)

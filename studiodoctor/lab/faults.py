@@ -218,8 +218,8 @@ for _name, _layer, _symptoms in (
 
 
 # ---------------------------------------------------------------------------------- SaaS: Sentry, New Relic, Postmark
-@fault("sentry-token-revoked", "the Sentry auth token was revoked: nothing Sentry knows can be read", "sentry",
-       "python-error", expect="inconclusive")
+@fault("sentry-token-revoked", "the Sentry auth token was revoked: sentry must be inconclusive, never a cause",
+       "sentry", "python-error", expect="inconclusive")
 def _sentry_token_revoked(lab, on):
     lab["sentry-api"].revoke(on)
 
