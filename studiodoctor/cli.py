@@ -503,20 +503,31 @@ def _lab(require_up: bool = True):
     return lab
 
 
+VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or other (ingress-nginx, no metrics API, "
+                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files).")
+
+
 @lab_app.command("up")
-def lab_up():
+def lab_up(variant: Optional[str] = VariantOpt):
     """Start the lab's servers on loopback in the background and write the `lab` profile.
 
     \b
     Examples:
       studiodoctor lab up && studiodoctor check --profile lab
+      studiodoctor lab up --variant other
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
+    from .lab import variants
+    from .lab.manager import Lab
     from .lab.state import lab_dir
 
     lab = _lab(require_up=False)
+    if not lab.exists:
+        lab = Lab(variant=variants.get(variant).name)
+    elif variant and variants.get(variant).name != lab.variant.name:
+        raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
     lab.up(progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo(f"lab is up ({lab_dir()}); try: studiodoctor check --profile lab")
+    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}); try: studiodoctor check --profile lab")
 
 
 @lab_app.command("status")
@@ -531,6 +542,7 @@ def lab_status():
         typer.echo(f"{row['kind']:<15} {row['address']:<18} pid {str(row['pid']):<8} "
                    f"{'running' if row['running'] else 'STOPPED'}")
     active = lab.extra.get("faults", [])
+    typer.echo(f"variant: {lab.variant.name}")
     typer.echo(f"faults in force: {', '.join(active) if active else 'none'}")
     if not all(r["running"] for r in rows) and not active:
         raise typer.Exit(int(ExitCode.WARN))
@@ -580,29 +592,50 @@ def lab_fix(fault: Optional[str] = typer.Argument(None, help="The fault to rever
 def lab_drill(
     symptom: Optional[str] = typer.Argument(None, help="Drill the faults users would report as this symptom."),
     fault: Optional[str] = typer.Option(None, "--fault", help="Drill this one fault."),
-    all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms."),
+    all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms "
+                                                   "(on every variant unless --variant says which)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
+                                                                  "lab's; with --all: every variant)."),
     timeout: Optional[float] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
+
+    A variant other than the running lab's is started for the drill in its own directory and taken
+    down after it.
 
     \b
     Examples:
       studiodoctor lab drill 502
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
+      studiodoctor lab drill --all --variant other
     """
-    from .lab import drill
+    from .lab import drill, variants
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
-    lab = _lab()
-    results = []
-    for flt, symptoms in drill.select(symptom, fault):
-        results += drill.drill_fault(lab, flt, symptoms, timeout=_check_timeout(timeout),
-                                     progress=lambda msg: typer.echo(msg, err=True))
-    alarms = drill.false_alarms(timeout) if all_ else []
-    typer.echo(drill.score_table(results, alarms))
-    ok = all(r.localized and r.healthy_after for r in results) and not alarms
+    lab = _lab(require_up=not (all_ or variant))
+    if variant:
+        names = [variants.get(variant).name]
+    elif all_:
+        names = list(variants.VARIANTS)
+    else:
+        names = [lab.variant.name]
+    tables, ok = [], True
+    for name in names:
+        with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
+            results, skipped = [], []
+            for flt, symptoms in drill.select(symptom, fault):
+                why = drill.skipped(running, flt.name)
+                if why:
+                    skipped.append(f"{flt.name}: {why}")
+                    continue
+                results += drill.drill_fault(running, flt, symptoms, timeout=_check_timeout(timeout),
+                                             progress=lambda msg: typer.echo(msg, err=True))
+            alarms = drill.false_alarms(timeout) if all_ else []
+        tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
+        ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms
+    typer.echo("\n\n".join(tables))
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.FAIL))
 
 
