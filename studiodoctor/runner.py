@@ -1,4 +1,4 @@
-"""The runner: checks run concurrently, each within its deadline; dependencies turn into `blocked`."""
+"""The runner: checks run concurrently (capped), within one run deadline; dependencies turn into `blocked`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from .registry import Check
 
 # How long past its deadline the runner waits for a check before abandoning it.
 GRACE = 0.5
+# Checks running at once, in the whole run and per layer: a full run opens at most PER_LAYER
+# connections at a time to any one backend (production is what we are diagnosing: be gentle).
+MAX_CONCURRENT = 12
+PER_LAYER = 3
+# The whole run ends by RUN_FACTOR x the per-check timeout: dependency chains cannot add up.
+RUN_FACTOR = 2.0
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:
@@ -56,18 +62,45 @@ def preload(checks: Iterable[Check]) -> None:
             pass
 
 
+def _not_sent(chk: Check, results: dict) -> Result | None:
+    """A check not yet started whose layer already got no answer within a whole deadline: sending it
+    would only pile another connection onto a backend that does not answer (and hold the run up)."""
+    silent = [r for r in results.values() if r.layer == chk.layer and r.status is Status.FAIL
+              and r.reason == Reason.TIMEOUT.value and r.evidence.get("started") is not False]
+    if not silent:
+        return None
+    return fail(f"no answer within the deadline: not sent, {silent[0].id} got none from this layer "
+                f"({silent[0].summary})"[:300], reason=Reason.TIMEOUT,
+                evidence={"started": False, "silent": silent[0].id})
+
+
+def _out_of_time(run_budget: float) -> Result:
+    return error(f"not run: the run's deadline ({run_budget:g} s) passed while it waited for a free slot",
+                 reason=Reason.TIMEOUT, evidence={"started": False})
+
+
 def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None, debug: bool = False,
                options: dict | None = None,
                on_start: Callable[[Check], None] | None = None,
-               on_done: Callable[[Result], None] | None = None) -> list[Result]:
-    """Run ``checks`` (their dependencies must be included) and return results in input order."""
+               on_done: Callable[[Result], None] | None = None,
+               max_concurrent: int = MAX_CONCURRENT, per_layer: int = PER_LAYER,
+               run_timeout: float | None = None) -> list[Result]:
+    """Run ``checks`` (their dependencies must be included) and return results in input order.
+
+    Bounds for the run as a whole: at most ``max_concurrent`` checks at once and ``per_layer`` per
+    layer (so a full run opens only a few connections to any one backend); each check ``timeout``
+    seconds, and ONE deadline for the run, ``run_timeout`` (default RUN_FACTOR x ``timeout``) from the
+    start, that no check outlives however long its dependency chain. Once a check of a layer got no
+    answer within its whole deadline, the layer's checks not yet started are not sent (``fail``)."""
+    run_start = time.monotonic()
     checks = list(checks)
     preload(checks)
     by_id = {c.id: c for c in checks}
     budget = float(timeout or profile.timeout)
+    run_deadline = run_start + float(run_timeout or RUN_FACTOR * budget)
     shared = Shared()
     results: dict[str, Result] = {}
-    running: dict[str, tuple[threading.Thread, float, float, list]] = {}
+    running: dict[str, tuple[threading.Thread, float, float, list, CheckContext]] = {}
     cond = threading.Condition()
     pending = list(checks)
 
@@ -84,15 +117,31 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             box.append(res)
             cond.notify_all()
 
+    def has_slot(chk: Check) -> bool:
+        if len(running) >= max_concurrent:
+            return False
+        return sum(1 for cid in running if by_id[cid].layer == chk.layer) < per_layer
+
     with cond:
         while pending or running:
             progressed = False
+            for cid, (thread, started, deadline, box, ctx) in list(running.items()):
+                if box:
+                    del running[cid]
+                    res = box[0]
+                    if ctx.retries:
+                        res.evidence.setdefault("retried", list(ctx.retries))
+                    finish(by_id[cid], res, started)
+                    progressed = True
+                elif time.monotonic() > deadline + GRACE:
+                    del running[cid]  # abandoned: its daemon thread cannot hold the run up
+                    finish(by_id[cid], fail(f"no answer within {deadline - started:.3g} s "
+                                            f"(timed out, abandoned)", reason=Reason.TIMEOUT), started)
+                    progressed = True
             for chk in list(pending):
                 deps = [d for d in chk.depends_on if d in by_id]
                 if any(d not in results for d in deps):
                     continue
-                pending.remove(chk)
-                progressed = True
                 now = time.monotonic()
                 broken = [d for d in deps if results[d].status in BROKEN]
                 skipped = [d for d in deps if results[d].status is Status.SKIP]
@@ -100,34 +149,34 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     res = Result(status=Status.BLOCKED, reason=Reason.DEPENDENCY.value, blocked_by=broken,
                                  summary=f"not run: {', '.join(broken)} did not pass "
                                          f"({results[broken[0]].summary})")
-                    finish(chk, res, now)
                 elif skipped:
                     res = skip(f"not run: {skipped[0]} was skipped ({results[skipped[0]].summary})",
                                reason=results[skipped[0]].reason or Reason.NOT_APPLICABLE)
-                    finish(chk, res, now)
                 elif (res := _needs_skip(chk, profile)) is not None:
-                    finish(chk, res, now)
+                    pass
+                elif (res := _not_sent(chk, results)) is not None:
+                    pass
+                elif now >= run_deadline:
+                    res = _out_of_time(run_deadline - run_start)
+                elif not has_slot(chk):
+                    continue
                 else:
-                    ctx = CheckContext(chk, profile, now + budget, shared, options, results)
+                    ctx = CheckContext(chk, profile, min(now + budget, run_deadline), shared, options, results)
                     box: list = []
                     thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
                                               name=f"check:{chk.id}")
-                    running[chk.id] = (thread, now, now + budget, box)
+                    running[chk.id] = (thread, now, ctx.deadline, box, ctx)
+                    pending.remove(chk)
+                    progressed = True
                     if on_start:
                         on_start(chk)
                     thread.start()
-            for cid, (thread, started, deadline, box) in list(running.items()):
-                if box:
-                    del running[cid]
-                    finish(by_id[cid], box[0], started)
-                    progressed = True
-                elif time.monotonic() > deadline + GRACE:
-                    del running[cid]  # abandoned: its daemon thread cannot hold the run up
-                    finish(by_id[cid], fail(f"timed out after {budget:g} s with no answer",
-                                            reason=Reason.TIMEOUT), started)
-                    progressed = True
+                    continue
+                pending.remove(chk)
+                progressed = True
+                finish(chk, res, now)
             if not progressed and running:
-                next_deadline = min(d for _, _, d, _ in running.values()) + GRACE
+                next_deadline = min(d for _, _, d, _, _ in running.values()) + GRACE
                 cond.wait(timeout=max(0.01, next_deadline - time.monotonic()))
             elif not progressed and pending:
                 # dependencies that can never finish (a cycle): report, don't hang
