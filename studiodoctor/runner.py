@@ -13,12 +13,14 @@ from .registry import Check
 
 # How long past its deadline the runner waits for a check before abandoning it.
 GRACE = 0.5
-# Checks running at once, in the whole run and per layer: a full run opens at most PER_LAYER
+# Checks running at once, in the whole run and per backend (check-id prefix): a full run opens at most PER_BACKEND
 # connections at a time to any one backend (production is what we are diagnosing: be gentle).
 MAX_CONCURRENT = 12
-PER_LAYER = 3
+PER_BACKEND = 3
 # The whole run ends by RUN_FACTOR x the per-check timeout: dependency chains cannot add up.
 RUN_FACTOR = 2.0
+# Most of the per-check budget the run waits for SDK imports before starting the checks anyway.
+PRELOAD_SHARE = 0.5
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:
@@ -62,10 +64,16 @@ def preload(checks: Iterable[Check]) -> None:
             pass
 
 
+def backend(chk) -> str:
+    """The group of checks that talk to one backend: the id's prefix (``edge.*`` and ``cloudflare.*``
+    share a layer but not an endpoint)."""
+    return chk.id.split(".", 1)[0]
+
+
 def _not_sent(chk: Check, results: dict) -> Result | None:
     """A check not yet started whose layer already got no answer within a whole deadline: sending it
     would only pile another connection onto a backend that does not answer (and hold the run up)."""
-    silent = [r for r in results.values() if r.layer == chk.layer and r.status is Status.FAIL
+    silent = [r for r in results.values() if backend(r) == backend(chk) and r.status is Status.FAIL
               and r.reason == Reason.TIMEOUT.value and r.evidence.get("started") is not False]
     if not silent:
         return None
@@ -83,24 +91,29 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                options: dict | None = None,
                on_start: Callable[[Check], None] | None = None,
                on_done: Callable[[Result], None] | None = None,
-               max_concurrent: int = MAX_CONCURRENT, per_layer: int = PER_LAYER,
+               max_concurrent: int = MAX_CONCURRENT, per_backend: int = PER_BACKEND,
                run_timeout: float | None = None) -> list[Result]:
     """Run ``checks`` (their dependencies must be included) and return results in input order.
 
-    Bounds for the run as a whole: at most ``max_concurrent`` checks at once and ``per_layer`` per
-    layer (so a full run opens only a few connections to any one backend); each check ``timeout``
+    Bounds for the run as a whole: at most ``max_concurrent`` checks at once and ``per_backend`` per
+    backend (so a full run opens only a few connections to any one backend); each check ``timeout``
     seconds, and ONE deadline for the run, ``run_timeout`` (default RUN_FACTOR x ``timeout``) from the
-    start, that no check outlives however long its dependency chain. Once a check of a layer got no
-    answer within its whole deadline, the layer's checks not yet started are not sent (``fail``)."""
+    start, that no check outlives however long its dependency chain. Once a check of a backend got no
+    answer within its whole deadline, that backend's checks not yet started are not sent (``fail``)."""
     run_start = time.monotonic()
     checks = list(checks)
-    preload(checks)
-    by_id = {c.id: c for c in checks}
     budget = float(timeout or profile.timeout)
+    # SDK imports first (so their CPU does not land in latencies being measured), but their time is
+    # the run's: on an overloaded machine the checks start anyway after PRELOAD_SHARE of the budget.
+    loader = threading.Thread(target=preload, args=(checks,), daemon=True, name="preload")
+    loader.start()
+    loader.join(PRELOAD_SHARE * budget)
+    import_wait = time.monotonic() - run_start
+    by_id = {c.id: c for c in checks}
     run_deadline = run_start + float(run_timeout or RUN_FACTOR * budget)
     shared = Shared()
     results: dict[str, Result] = {}
-    running: dict[str, tuple[threading.Thread, float, float, list, CheckContext]] = {}
+    running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock)
     cond = threading.Condition()
     pending = list(checks)
 
@@ -120,12 +133,12 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     def has_slot(chk: Check) -> bool:
         if len(running) >= max_concurrent:
             return False
-        return sum(1 for cid in running if by_id[cid].layer == chk.layer) < per_layer
+        return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
 
     with cond:
         while pending or running:
             progressed = False
-            for cid, (thread, started, deadline, box, ctx) in list(running.items()):
+            for cid, (thread, started, deadline, box, ctx, clock) in list(running.items()):
                 if box:
                     del running[cid]
                     res = box[0]
@@ -135,8 +148,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
                     del running[cid]  # abandoned: its daemon thread cannot hold the run up
-                    finish(by_id[cid], fail(f"no answer within {deadline - started:.3g} s "
-                                            f"(timed out, abandoned)", reason=Reason.TIMEOUT), started)
+                    finish(by_id[cid], fail(f"no answer within {deadline - clock:.3g} s (timed out, abandoned)",
+                                            reason=Reason.TIMEOUT), started)
                     progressed = True
             for chk in list(pending):
                 deps = [d for d in chk.depends_on if d in by_id]
@@ -161,11 +174,13 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 elif not has_slot(chk):
                     continue
                 else:
-                    ctx = CheckContext(chk, profile, min(now + budget, run_deadline), shared, options, results)
+                    # the import wait is charged to the checks the run starts first (not again to dependents)
+                    clock = now if deps else now - import_wait
+                    ctx = CheckContext(chk, profile, min(clock + budget, run_deadline), shared, options, results)
                     box: list = []
                     thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
                                               name=f"check:{chk.id}")
-                    running[chk.id] = (thread, now, ctx.deadline, box, ctx)
+                    running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock)
                     pending.remove(chk)
                     progressed = True
                     if on_start:
@@ -176,7 +191,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 progressed = True
                 finish(chk, res, now)
             if not progressed and running:
-                next_deadline = min(d for _, _, d, _, _ in running.values()) + GRACE
+                next_deadline = min(r[2] for r in running.values()) + GRACE
                 cond.wait(timeout=max(0.01, next_deadline - time.monotonic()))
             elif not progressed and pending:
                 # dependencies that can never finish (a cycle): report, don't hang

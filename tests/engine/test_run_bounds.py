@@ -7,7 +7,7 @@ import time
 from studiodoctor import engine
 from studiodoctor.model import Reason, Status, ok
 from studiodoctor.registry import Registry
-from studiodoctor.runner import PER_LAYER
+from studiodoctor.runner import PER_BACKEND
 from tests.safety.sockets import Hostile, answer, read_request, reset
 
 
@@ -35,11 +35,11 @@ def _counting_registry(layers: dict[str, int], hold: float = 0.2):
     return reg, peak, total_peak
 
 
-def test_at_most_per_layer_checks_of_a_layer_run_at_once(make_profile):
+def test_at_most_per_backend_checks_of_a_layer_run_at_once(make_profile):
     reg, peak, _ = _counting_registry({"one": 9, "two": 2})
     report = engine.check(make_profile(), registry=reg, timeout=10)
     assert all(r.status is Status.OK for r in report.results)
-    assert peak["one"] == PER_LAYER  # capped, and the cap was actually reached
+    assert peak["one"] == PER_BACKEND  # capped, and the cap was actually reached
     assert peak["two"] == 2
 
 
@@ -84,7 +84,7 @@ def test_checks_still_waiting_for_a_slot_at_the_deadline_are_not_run(make_profil
     reg = Registry()
     for i in range(3):
         reg.check(f"slow.c{i}", title="hangs")(lambda ctx: release.wait(10) and ok("late"))
-    results = run_checks(list(reg.checks.values()), make_profile(), timeout=1, per_layer=2)
+    results = run_checks(list(reg.checks.values()), make_profile(), timeout=1, per_backend=2)
     release.set()
     statuses = sorted(r.status.value for r in results)
     assert statuses == ["fail", "fail", "fail"]
