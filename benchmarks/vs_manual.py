@@ -1,0 +1,166 @@
+"""studiodoctor against the same probes typed by hand, on the lab.
+
+Writes the seed's 502 walk as a sequential shell script bound to the lab profile (curl edge, origin,
+nginx and app; the Traefik API; three Kubernetes lists with kubectl; psql; redis-cli), then times it
+against ``studiodoctor diagnose 502`` alternating A B A B, and prints wall, CPU (user+sys) and peak
+RSS medians with their ratios, healthy and with one fault per layer. Per symptom it prints
+``diagnose S`` wall against the slowest single check of that run (goal <= 1.2x) and the targets of
+issue 18.
+
+Run: .venv/bin/python benchmarks/vs_manual.py [--runs 5] [--up] [--faults] [--symptoms]
+With --up it brings a lab up in a temporary STUDIODOCTOR_LAB_DIR and takes it down at the end;
+otherwise it uses the running lab (``studiodoctor lab up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BIN = Path(sys.executable).with_name("studiodoctor")
+FAULT_PER_LAYER = {  # one fault per layer of the 502 walk, and the symptom it is diagnosed with
+    "cloudflare": ("edge-522", "502"), "traefik": ("traefik-server-down", "502"),
+    "kubernetes": ("pod-oomkilled", "502"), "nginx": ("nginx-stopped", "502"),
+    "app": ("app-stopped", "502"), "postgres": ("postgres-down", "502"), "redis": ("redis-down", "publishing"),
+}
+SYMPTOMS = ("502", "dns", "ssl", "caching", "routing", "python-error", "publishing", "database", "slow")
+
+
+def lab_profile() -> dict:
+    from studiodoctor.lab.state import profile_path
+
+    try:
+        return json.loads(profile_path().read_text())
+    except OSError:
+        sys.exit("no lab is up: run `studiodoctor lab up` first, or pass --up")
+
+
+def manual_script(p: dict) -> str:
+    """The seed's 502 walk, one probe after another, as an on-call engineer would type it."""
+    ca = p["http"]["ca_file"]
+    host = p["dns"]["hostnames"][0]
+    edge = p["http"]["resolve"][f"{host}:443"]
+    origin = urlsplit(p["traefik"]["entrypoint"])
+    kube, ns = p["kubernetes"]["api_url"], p["kubernetes"]["namespace"]
+    curl = f"curl -sS -o /dev/null -w '%{{http_code}} %{{time_total}}\\n' --max-time 10 --cacert {ca}"
+    lines = [
+        "set -u",
+        f"{curl} --resolve {host}:443:{edge} https://{host}/stealthz",
+        f"{curl} --resolve {host}:{origin.port}:{origin.hostname} https://{host}:{origin.port}/stealthz",
+        f"{curl} {p['nginx']['url']}/stealthz",
+        f"{curl} {p['app']['url']}/stealthz",
+        f"{curl} {p['app']['url']}/healthz",
+        f"curl -sS --max-time 10 {p['traefik']['api_url']}/api/http/routers > /dev/null",
+        f"curl -sS --max-time 10 {p['traefik']['api_url']}/api/http/services > /dev/null",
+    ]
+    for path in (f"/apis/apps/v1/namespaces/{ns}/deployments", f"/api/v1/namespaces/{ns}/pods",
+                 f"/api/v1/namespaces/{ns}/events"):
+        lines.append(f"kubectl --server {kube} --request-timeout=10s get --raw {path} > /dev/null")
+    lines.append(f"psql {shlex.quote(p['postgres']['dsn'])} -Atc 'select 1' > /dev/null")
+    redis = urlsplit(p["redis"]["url"])
+    lines.append(f"redis-cli -h {redis.hostname} -p {redis.port} ping > /dev/null")
+    lines.append(f"redis-cli -h {redis.hostname} -p {redis.port} info > /dev/null")
+    return "\n".join(lines) + "\n"
+
+
+def run(cmd: list[str]) -> tuple[float, float, float, str]:
+    """(wall s, cpu s, peak RSS MiB, stdout) of one run, from the kernel's accounting of the child."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    wall = time.perf_counter() - t0
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def side_by_side(a: list[str], b: list[str], runs: int):
+    """A B A B ...: medians of (wall, cpu, rss) for each, and the median of the pairwise wall ratios."""
+    run(a), run(b)  # warm-up: page cache, bytecode
+    fa, fb, ratios = [], [], []
+    for _ in range(runs):
+        ra, rb = run(a)[:3], run(b)[:3]
+        fa.append(ra), fb.append(rb), ratios.append(ra[0] / rb[0])
+    pick = lambda rows, i: median([r[i] for r in rows])  # noqa: E731
+    return [pick(fa, i) for i in range(3)], [pick(fb, i) for i in range(3)], median(ratios)
+
+
+def print_pair(label: str, a, b, ratio):
+    print(f"{label:<34} wall {a[0]:6.2f} s  cpu {a[1]:6.2f} s  rss {a[2]:6.0f} MiB")
+    print(f"{'  manual script':<34} wall {b[0]:6.2f} s  cpu {b[1]:6.2f} s  rss {b[2]:6.0f} MiB")
+    print(f"{'  ratio doctor/manual':<34} wall {ratio:6.2f}x cpu {a[1] / b[1]:6.2f}x")
+
+
+def per_symptom(runs: int):
+    print("\nper symptom: diagnose wall vs its slowest single check (goal <= 1.2x)")
+    for symptom in SYMPTOMS:
+        walls, slowest = [], []
+        for _ in range(runs):
+            wall, _, _, out = run([str(BIN), "diagnose", symptom, "--profile", "lab", "--format", "json"])
+            report = json.loads(out)
+            walls.append(wall)
+            slowest.append(max((r["duration_ms"] for r in report["results"]), default=0) / 1000)
+        w, s = median(walls), median(slowest)
+        print(f"  diagnose {symptom:<13} wall {w:5.2f} s  slowest check {s:5.2f} s  ratio {w / max(s, 1e-3):5.2f}x")
+
+
+def redis_layer(runs: int):
+    walls = [run([str(BIN), "check", "--layer", "redis", "--profile", "lab"])[0] for _ in range(runs)]
+    print(f"\ncheck --layer redis: wall median {median(walls):.2f} s (target <= 0.35 s)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--up", action="store_true", help="bring a lab up in a temporary directory for the run")
+    ap.add_argument("--faults", action="store_true", help="also one fault per layer of the 502 walk")
+    ap.add_argument("--symptoms", action="store_true", help="also every symptom's wall vs its slowest check")
+    args = ap.parse_args()
+    tmp = None
+    if args.up:
+        tmp = tempfile.mkdtemp(prefix="vs-manual-")
+        os.environ["STUDIODOCTOR_LAB_DIR"] = tmp
+        subprocess.run([str(BIN), "lab", "up"], check=True, capture_output=True)
+    try:
+        script = Path(tempfile.mkstemp(suffix=".sh", prefix="manual-502-")[1])
+        script.write_text(manual_script(lab_profile()))
+        manual = ["bash", str(script)]
+        doctor = [str(BIN), "diagnose", "502", "--profile", "lab", "--format", "json"]
+        print(f"median of {args.runs} runs each, alternating; manual walk: {script}")
+        a, b, ratio = side_by_side(doctor, manual, args.runs)
+        print_pair("diagnose 502 (healthy)", a, b, ratio)
+        print(f"targets: wall <= 0.5x manual ({'met' if ratio <= 0.5 else 'NOT met'}), "
+              f"cpu <= 1.5 s ({'met' if a[1] <= 1.5 else 'NOT met'}), "
+              f"rss <= 120 MiB ({'met' if a[2] <= 120 else 'NOT met'})")
+        redis_layer(args.runs)
+        if args.faults:
+            for layer, (fault, symptom) in FAULT_PER_LAYER.items():
+                subprocess.run([str(BIN), "lab", "break", fault], check=True, capture_output=True)
+                try:
+                    cmd = [str(BIN), "diagnose", symptom, "--profile", "lab", "--format", "json"]
+                    a, b, ratio = side_by_side(cmd, manual, max(1, args.runs // 2))
+                    print_pair(f"diagnose {symptom} ({fault})", a, b, ratio)
+                finally:
+                    subprocess.run([str(BIN), "lab", "fix"], check=True, capture_output=True)
+        if args.symptoms:
+            per_symptom(max(1, args.runs // 2))
+    finally:
+        if tmp:
+            subprocess.run([str(BIN), "lab", "down"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
