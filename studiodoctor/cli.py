@@ -50,7 +50,7 @@ ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (product
 ConfigOpt = typer.Option(None, "--config", help="Config file (default: $STUDIODOCTOR_CONFIG, ./studiodoctor.toml, "
                                                 "~/.config/studiodoctor/config.toml).")
 FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json or markdown.")
-TimeoutOpt = typer.Option(None, "--timeout", "-t", help="Seconds each check may take (default: the profile's).")
+TimeoutOpt = typer.Option(None, "--timeout", "-t", metavar="SECONDS", help="Seconds each check may take (default: the profile's).")
 DebugOpt = typer.Option(False, "--debug", help="Add tracebacks of crashed checks (redacted) to the output.")
 MaxObjectsOpt = typer.Option(100_000, "--max-objects", help="Most objects a bucket audit reads.")
 
@@ -69,10 +69,28 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and timeout <= 0:
+def _check_timeout(timeout: str | float | None) -> float | None:
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        raise CliError(f"--timeout: {timeout!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
         raise CliError("--timeout must be a positive number of seconds")
-    return timeout
+    return seconds
+
+
+def _check_plain_format(fmt: str) -> str:
+    if fmt not in ("table", "json"):
+        raise CliError(f"unknown format {fmt!r} (choose from table, json)")
+    return fmt
+
+
+def _check_max_objects(n: int) -> int:
+    if n <= 0:
+        raise CliError("--max-objects must be a positive number")
+    return n
 
 
 class _Progress:
@@ -139,7 +157,7 @@ def check(
     profile: Optional[str] = ProfileOpt,
     config: Optional[str] = ConfigOpt,
     fmt: str = FormatOpt,
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
     debug: bool = DebugOpt,
 ):
@@ -147,12 +165,12 @@ def check(
     from . import engine
     from .registry import default_registry
 
-    fmt = _check_format(fmt)
+    fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     total = len(engine.select_checks(registry, layer or [], check_id or []))
     _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
-        prof, layer or [], check_id or [], registry=registry, timeout=_check_timeout(timeout), debug=debug,
+        prof, layer or [], check_id or [], registry=registry, timeout=timeout, debug=debug,
         options={"max_objects": max_objects}, **kw))
 
 
@@ -164,7 +182,7 @@ def diagnose(
     profile: Optional[str] = ProfileOpt,
     config: Optional[str] = ConfigOpt,
     fmt: str = FormatOpt,
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
     debug: bool = DebugOpt,
 ):
@@ -173,13 +191,13 @@ def diagnose(
     from .registry import default_registry
     from .symptoms import load_catalogue
 
-    fmt = _check_format(fmt)
+    fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
     total = len(runbook.checks_for(sym, registry)) if sym else 0
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
-        prof, symptom, registry=registry, timeout=_check_timeout(timeout), debug=debug,
+        prof, symptom, registry=registry, timeout=timeout, debug=debug,
         options={"max_objects": max_objects}, **kw))
 
 
@@ -194,6 +212,7 @@ def symptoms(
 
     from .symptoms import load_catalogue
 
+    fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
     cat = load_catalogue(prof.symptoms, prof.source)
     if fmt == "json":
@@ -216,6 +235,7 @@ def list_checks(
     from .engine import known_layers, select_checks
     from .registry import default_registry
 
+    fmt = _check_plain_format(fmt)
     registry = default_registry.load_plugins()
     if layer:
         select_checks(registry, layer, [])  # validates the names
@@ -279,6 +299,7 @@ def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = Con
     """Print the resolved profile, secrets redacted."""
     import json
 
+    fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
     data = prof.redacted()
     if fmt == "json":
@@ -411,7 +432,7 @@ def lab_drill(
     symptom: Optional[str] = typer.Argument(None, help="Drill the faults users would report as this symptom."),
     fault: Optional[str] = typer.Option(None, "--fault", help="Drill this one fault."),
     all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms."),
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
 
@@ -425,10 +446,11 @@ def lab_drill(
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
+    timeout = _check_timeout(timeout)
     lab = _lab()
     results = []
     for flt, symptoms in drill.select(symptom, fault):
-        results += drill.drill_fault(lab, flt, symptoms, timeout=_check_timeout(timeout),
+        results += drill.drill_fault(lab, flt, symptoms, timeout=timeout,
                                      progress=lambda msg: typer.echo(msg, err=True))
     alarms = drill.false_alarms(timeout) if all_ else []
     typer.echo(drill.score_table(results, alarms))

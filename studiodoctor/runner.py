@@ -15,7 +15,7 @@ from .registry import Check
 GRACE = 0.5
 # Checks running at once, in the whole run and per backend (check-id prefix): a full run opens at most PER_BACKEND
 # connections at a time to any one backend (production is what we are diagnosing: be gentle).
-MAX_CONCURRENT = 12
+MAX_CONCURRENT = 32
 PER_BACKEND = 3
 # The whole run ends by RUN_FACTOR x the per-check timeout: dependency chains cannot add up.
 RUN_FACTOR = 2.0
@@ -135,6 +135,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             return False
         return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
 
+    first_pass = True
     with cond:
         while pending or running:
             progressed = False
@@ -174,8 +175,9 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 elif not has_slot(chk):
                     continue
                 else:
-                    # the import wait is charged to the checks the run starts first (not again to dependents)
-                    clock = now if deps else now - import_wait
+                    # the checks the run starts first run on the run's clock (imports and thread start-up
+                    # were their time); a root that waited for a slot is charged the import wait only
+                    clock = now if deps else run_start if first_pass else now - import_wait
                     ctx = CheckContext(chk, profile, min(clock + budget, run_deadline), shared, options, results)
                     box: list = []
                     thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
@@ -190,6 +192,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 pending.remove(chk)
                 progressed = True
                 finish(chk, res, now)
+            first_pass = False
             if not progressed and running:
                 next_deadline = min(r[2] for r in running.values()) + GRACE
                 cond.wait(timeout=max(0.01, next_deadline - time.monotonic()))
