@@ -317,7 +317,7 @@ def _fmt_age(seconds: float) -> str:
 
 # --- checks ---------------------------------------------------------------------------------------
 @check(WORKERS, title="Celery workers answer ping", depends_on=(REDIS_REACHABLE,),
-       permissions=("publish a broadcast ping on the broker (celery inspect ping)",))
+       permissions=("publish a broadcast ping on the broker (celery inspect ping)",), smoke=True)
 def check_workers(ctx):
     """Celery workers answer a broadcast ping within a short deadline.
 
@@ -417,7 +417,7 @@ def check_saturation(ctx):
 
 
 @check(QUEUE_DEPTH, title="Celery queue depth", depends_on=(REDIS_REACHABLE,),
-       permissions=("LLEN, LINDEX on the queue keys",))
+       permissions=("LLEN, LINDEX on the queue keys",), smoke=True, metrics=("total;max_queue_depth;;0",))
 def check_queue_depth(ctx):
     """Messages waiting on each configured queue, kombu's priority sub-queues included.
 

@@ -140,7 +140,7 @@ def _guard(fn):
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(ZONE, title="Zone active and not paused", needs=NEEDS, permissions=("Zone:Read",))
+@check(ZONE, title="Zone active and not paused", needs=NEEDS, permissions=("Zone:Read",), smoke=True)
 @_guard
 def check_zone(ctx):
     """The zone (`cloudflare.zone`) exists for the token, is `active` and not paused.
@@ -186,7 +186,7 @@ def check_development_mode(ctx):
 
 
 @check(SSL_MODE, title="SSL mode full or strict", needs=NEEDS, depends_on=(ZONE,),
-       permissions=("Zone Settings:Read",))
+       permissions=("Zone Settings:Read",), smoke=True)
 @_guard
 def check_ssl_mode(ctx):
     """The zone's SSL/TLS encryption mode is Full or Full (strict) (`full`/`strict`).

@@ -104,7 +104,7 @@ def _latency_result(ctx, seconds: float, summary_ok: str, evidence: dict, *, slo
 
 
 @check(STEALTHZ, title="App answers /stealthz (no database)", needs=("app.url",),
-       permissions=("HTTP GET",))
+       permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
 def check_stealthz(ctx):
     """gunicorn/Django answers ``/stealthz`` with ``<3``, without touching the database, fast.
 
@@ -132,7 +132,7 @@ def check_stealthz(ctx):
 
 
 @check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=("app.url",),
-       explained_by=("postgres",), permissions=("HTTP GET",))
+       explained_by=("postgres",), permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
 def check_healthz(ctx):
     """``/healthz`` runs ``Channel.objects.first()`` against PostgreSQL and returns its name.
 

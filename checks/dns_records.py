@@ -163,7 +163,7 @@ def _in_ranges(address: str, nets) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- checks
-@check(DELEGATION, title="Zone delegated to CloudFlare's nameservers", needs=("dns.zone",))
+@check(DELEGATION, title="Zone delegated to CloudFlare's nameservers", needs=("dns.zone",), smoke=True)
 def check_delegation(ctx):
     """The zone's NS records all end with `dns.nameserver_suffix` (CloudFlare's nameservers).
 
@@ -217,7 +217,7 @@ def check_delegation(ctx):
 
 
 @check(RESOLVES, title="Every hostname resolves at every resolver", needs=("dns.hostnames",),
-       explained_by=("cloudflare.dns_records", "cloudflare.zone"))
+       explained_by=("cloudflare.dns_records", "cloudflare.zone"), smoke=True)
 def check_resolves(ctx):
     """Each of `dns.hostnames` resolves to A/AAAA addresses (CNAME chains followed) at each of
     `dns.resolvers` (or the system resolver).

@@ -73,7 +73,7 @@ def _curl_i(url: str) -> Command:
 
 # ------------------------------------------------------------------------------------------------ checks
 @check(HTTPS_REDIRECT, title="HTTP redirects to HTTPS, without loops", layer="cloudflare", needs=("public_urls",),
-       explained_by=("cloudflare.ssl_mode", "cloudflare.always_use_https"))
+       explained_by=("cloudflare.ssl_mode", "cloudflare.always_use_https"), smoke=True)
 def check_https_redirect(ctx):
     """`http://HOST/` answers with a redirect to `https://HOST/`, and following redirects from both
     the HTTP and the HTTPS URL ends on a page within `cloudflare.max_redirects` hops (default 10).
@@ -126,7 +126,8 @@ def check_https_redirect(ctx):
 
 
 @check(CERTIFICATE, title="Edge certificate valid, matching and not expiring", layer="cloudflare",
-       needs=("public_urls",), explained_by=("cloudflare.dns_records", "cloudflare.zone"))
+       needs=("public_urls",), explained_by=("cloudflare.dns_records", "cloudflare.zone"), smoke=True,
+       metrics=("certificates.*.days_left;warn_days:;fail_days:;0",))
 def check_certificate(ctx):
     """The certificate served for each public hostname covers the name (SAN), chains to a trusted root
     (`http.ca_file` adds a CA) and has more than `cloudflare.cert_warn_days` (14) days left; below
@@ -226,7 +227,7 @@ def _is_cf_page(resp) -> bool:
 
 
 @check(ERROR_PAGES, title="No CloudFlare or origin error page at the public URLs", layer="cloudflare",
-       needs=("public_urls",), explained_by=ORIGIN_LAYERS)
+       needs=("public_urls",), explained_by=ORIGIN_LAYERS, smoke=True)
 def check_error_pages(ctx):
     """Each public URL answers without a 5xx; CloudFlare's own error pages (520-527, 530) are told
     apart from the origin's (a 502/504 page from nginx or Traefik passed through), and explained.

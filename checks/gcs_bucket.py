@@ -285,7 +285,7 @@ def _named(items: list[tuple[str, str]]) -> str:
 # checks --------------------------------------------------------------------------------------
 
 @check(BUCKET, title="Content bucket exists and our credentials can read its metadata", needs=("gcs.bucket",),
-       permissions=("storage.buckets.get",))
+       permissions=("storage.buckets.get",), smoke=True)
 def check_bucket(ctx):
     """The content bucket exists and our credentials can read its metadata (storage.buckets.get).
 

@@ -535,7 +535,7 @@ def _pod_commands(ctx, pod: str | None, container: str | None = None, previous: 
 
 # -- checks ------------------------------------------------------------------------------------------
 
-@check(API, title="Kubernetes API answers", needs=("kubernetes.namespace",), permissions=("GET /version/",))
+@check(API, title="Kubernetes API answers", needs=("kubernetes.namespace",), permissions=("GET /version/",), smoke=True)
 def check_api(ctx):
     """The Kubernetes API server answers /version/ with our kubeconfig, context or ``kubernetes.api_url``.
 
@@ -641,7 +641,7 @@ def check_permissions(ctx):
 
 @check(DEPLOYMENTS, title="Deployments have their desired replicas available", depends_on=(API,),
        permissions=("list deployments.apps",),
-       explained_by=(PODS_CRASHING, PODS_OOMKILLED, PODS_PENDING, PODS_READY, *READINESS_EXPLAINERS))
+       explained_by=(PODS_CRASHING, PODS_OOMKILLED, PODS_PENDING, PODS_READY, *READINESS_EXPLAINERS), smoke=True)
 def check_deployments(ctx):
     """Each Deployment of the namespace: desired vs available replicas, and rollouts stuck.
 
@@ -696,7 +696,7 @@ def check_deployments(ctx):
 
 
 @check(PODS_READY, title="Pods are Ready", depends_on=(API,), permissions=("list pods",),
-       explained_by=(PODS_CRASHING, PODS_OOMKILLED, *READINESS_EXPLAINERS))
+       explained_by=(PODS_CRASHING, PODS_OOMKILLED, *READINESS_EXPLAINERS), smoke=True)
 def check_pods_ready(ctx):
     """Running pods whose Ready condition is False, grouped by workload.
 
@@ -729,7 +729,7 @@ def check_pods_ready(ctx):
 
 
 @check(PODS_CRASHING, title="No container crash-looping or failing to pull", depends_on=(API,),
-       permissions=("list pods",))
+       permissions=("list pods",), smoke=True)
 def check_pods_crashing(ctx):
     """Containers waiting in CrashLoopBackOff, ImagePullBackOff/ErrImagePull or config errors.
 

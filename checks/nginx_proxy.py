@@ -151,7 +151,7 @@ def database_path(ctx) -> tuple[str, str, bool]:
 
 # --- checks -------------------------------------------------------------------------------------------
 
-@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP GET",))
+@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP GET",), smoke=True)
 def check_reachable(ctx):
     """nginx accepts connections and answers HTTP at ``nginx.url`` (any status).
 
@@ -168,7 +168,7 @@ def check_reachable(ctx):
 
 
 @check(APP_PROXY, title="nginx reaches the app", needs=("nginx.url",), depends_on=(REACHABLE,),
-       explained_by=("app",), permissions=("HTTP GET",))
+       explained_by=("app",), permissions=("HTTP GET",), smoke=True)
 def check_app_proxy(ctx):
     """``/stealthz`` through nginx answers 200: nginx reaches gunicorn (``upstream studio``, :8081).
 

@@ -229,7 +229,7 @@ def _classify(message: str) -> tuple[str, str]:
 # --- checks -------------------------------------------------------------------------------------
 
 @check(REACHABLE, title="PostgreSQL answers (DNS, TCP, TLS, auth)", needs=("postgres.dsn",),
-       permissions=("CONNECT on the database",))
+       permissions=("CONNECT on the database",), smoke=True)
 def check_reachable(ctx):
     """PostgreSQL at `postgres.dsn` resolves, accepts TCP, negotiates TLS and accepts our login.
 
@@ -373,7 +373,8 @@ def check_reachable(ctx):
               f"({timing}; TLS {ev.get('tls', 'n/a')})", evidence=ev)
 
 
-@check(LATENCY, title="PostgreSQL SELECT 1 latency", needs=("postgres.dsn",), depends_on=(REACHABLE,))
+@check(LATENCY, title="PostgreSQL SELECT 1 latency", needs=("postgres.dsn",), depends_on=(REACHABLE,), smoke=True,
+       metrics=("median_ms;warn_ms;fail_ms;0", "max_ms;;;0"))
 def check_latency(ctx):
     """Round trip of `SELECT 1` on the open connection (median of `postgres.latency_samples`, 3).
 
@@ -459,7 +460,8 @@ def _pct_setting(ctx, key, default):
 
 
 @check(CONNECTIONS, title="PostgreSQL connections vs max_connections", needs=("postgres.dsn",),
-       depends_on=(REACHABLE,), permissions=("pg_monitor",))
+       depends_on=(REACHABLE,), permissions=("pg_monitor",), smoke=True,
+       metrics=("percent;warn_percent;fail_percent;0;100", "in_use;;;0;max_connections"))
 def check_connections(ctx):
     """Client connections in use (pg_stat_activity) against `max_connections`: warn >=
     `postgres.connections_warn_percent` (80), fail >= `postgres.connections_fail_percent` (95).

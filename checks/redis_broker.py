@@ -192,7 +192,7 @@ def _mib(n) -> str:
 # --- checks ------------------------------------------------------------------------------------
 
 @check(REACHABLE, title="Redis answers (DNS, TCP, auth)", needs=("redis.url",),
-       permissions=("AUTH", "PING"))
+       permissions=("AUTH", "PING"), smoke=True)
 def check_reachable(ctx):
     """Redis at `redis.url` resolves, accepts TCP and accepts our credentials (PING), stage by stage.
 
@@ -278,7 +278,7 @@ def check_reachable(ctx):
 
 
 @check(LATENCY, title="Redis PING latency", needs=("redis.url",), depends_on=(REACHABLE,),
-       permissions=("PING",))
+       permissions=("PING",), smoke=True, metrics=("median_ms;warn_ms;fail_ms;0", "max_ms;;;0"))
 def check_latency(ctx):
     """Round-trip time of PING (median of `redis.latency_samples`, default 5).
 
@@ -417,7 +417,8 @@ def check_version(ctx):
 
 
 @check(MEMORY, title="Redis memory vs maxmemory", needs=("redis.url",), depends_on=(REACHABLE,),
-       permissions=("INFO",))
+       permissions=("INFO",), smoke=True,
+       metrics=("percent;warn_percent;fail_percent;0;100", "used_memory;;;0;maxmemory"))
 def check_memory(ctx):
     """used_memory against maxmemory (INFO memory): warn >= `redis.memory_warn_percent` (80),
     fail >= `redis.memory_fail_percent` (95); maxmemory 0 means no limit.

@@ -129,7 +129,7 @@ def _curl(ctx, path: str) -> Command:
     return Command(f"curl -sS {_base(ctx)}{path}", READ_ONLY)
 
 
-@check(API, title="Traefik API answers", needs=("traefik.api_url",), permissions=("GET /api/version",))
+@check(API, title="Traefik API answers", needs=("traefik.api_url",), permissions=("GET /api/version",), smoke=True)
 def check_api(ctx):
     """The Traefik API answers /api/version at ``traefik.api_url`` (e.g. a port-forward to :9000).
 
@@ -277,7 +277,7 @@ def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str],
 @check(SERVICES, title="The hostnames' services have servers UP", depends_on=(ROUTERS,),
        permissions=("GET /api/http/services",),
        explained_by=(PODS_READY, PODS_CRASHING, PODS_OOMKILLED, DEPLOYMENTS, "nginx.reachable", "nginx.app_proxy",
-                     "app.stealthz", "app.healthz"))
+                     "app.stealthz", "app.healthz"), smoke=True)
 def check_services(ctx):
     """The service behind each hostname's router: its load balancer's servers and their health status.
 
@@ -322,7 +322,7 @@ def check_services(ctx):
 
 
 @check(CERTIFICATES, title="Origin certificate valid for each hostname", needs=("traefik.entrypoint",),
-       permissions=("TLS handshake",))
+       permissions=("TLS handshake",), smoke=True, metrics=("certificates.*.days_left",))
 def check_certificates(ctx):
     """The certificate Traefik serves at ``traefik.entrypoint`` for each hostname's SNI: SAN, expiry, issuer.
 

@@ -49,7 +49,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (production, staging, lab, or one of yours).")
 ConfigOpt = typer.Option(None, "--config", help="Config file (default: $STUDIODOCTOR_CONFIG, ./studiodoctor.toml, "
                                                 "~/.config/studiodoctor/config.toml).")
-FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json or markdown.")
+FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json, markdown, nagios, prometheus or junit.")
+TextfileOpt = typer.Option(None, "--textfile", help="Also write the Prometheus metrics atomically into this directory "
+                                                    "(node_exporter's textfile collector).")
+PushOpt = typer.Option(None, "--pushgateway", help="Also push the Prometheus metrics to this Pushgateway URL "
+                                                   "(job studiodoctor, instance = the profile).")
 TimeoutOpt = typer.Option(None, "--timeout", "-t", metavar="SECONDS", help="Seconds each check may take (default: the profile's).")
 DebugOpt = typer.Option(False, "--debug", help="Add tracebacks of crashed checks (redacted) to the output.")
 MaxObjectsOpt = typer.Option(100_000, "--max-objects", help="Most objects a bucket audit reads.")
@@ -125,15 +129,43 @@ class _Progress:
             self.live.update(self.task, advance=1, description=f"{result.id}: {result.status.value}")
 
 
-def _run_and_emit(profile, fmt: str, total: int, run) -> None:
+def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = None,
+                  pushgateway: str | None = None) -> None:
     """Run with live progress on a terminal, print the report, exit with its code."""
     with _Progress(total) as prog:
         report = run(on_start=prog.start, on_done=prog.finish)
-    _emit(report, profile, fmt)
+    data = _emit(report, profile, fmt)
+    _export(data, textfile, pushgateway)
     raise typer.Exit(int(report.exit_code))
 
 
-def _emit(report, profile, fmt: str) -> None:
+def _check_export(textfile: str | None, pushgateway: str | None) -> None:
+    import os
+
+    if textfile is not None and not os.path.isdir(textfile):
+        raise CliError(f"--textfile {textfile}: not a directory")
+    if pushgateway is not None and not pushgateway.strip():
+        raise CliError("--pushgateway needs a URL")
+
+
+def _export(data: dict, textfile: str | None, pushgateway: str | None) -> None:
+    """The Prometheus side outputs; a failure is one line on stderr and exit 3 (the automation broke)."""
+    if not (textfile or pushgateway):
+        return
+    from .render import prometheus
+
+    try:
+        if textfile:
+            prometheus.write_textfile(data, textfile)
+        if pushgateway:
+            prometheus.push(data, pushgateway)
+    except Exception as exc:  # noqa: BLE001 - OSError, URLError, HTTPError
+        where = f"--pushgateway {pushgateway}" if pushgateway else f"--textfile {textfile}"
+        print(f"studiodoctor: {where}: {_one_line(exc)}", file=sys.stderr)
+        raise typer.Exit(int(ExitCode.UNKNOWN))
+
+
+def _emit(report, profile, fmt: str) -> dict:
     from .render import render
     from .secrets import Redactor
 
@@ -147,6 +179,7 @@ def _emit(report, profile, fmt: str) -> None:
     text = render(data, fmt, color=color, width=width)
     sys.stdout.write(text)
     sys.stdout.flush()
+    return data
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor check\n  studiodoctor check --layer redis --layer postgres\n"
@@ -160,18 +193,21 @@ def check(
     timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
     debug: bool = DebugOpt,
+    textfile: Optional[str] = TextfileOpt,
+    pushgateway: Optional[str] = PushOpt,
 ):
     """Run checks (all layers, or the ones chosen) and report what each saw."""
     from . import engine
     from .registry import default_registry
 
     fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
+    _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     total = len(engine.select_checks(registry, layer or [], check_id or []))
     _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
         prof, layer or [], check_id or [], registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw))
+        options={"max_objects": max_objects}, **kw), textfile, pushgateway)
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
@@ -185,6 +221,8 @@ def diagnose(
     timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
     debug: bool = DebugOpt,
+    textfile: Optional[str] = TextfileOpt,
+    pushgateway: Optional[str] = PushOpt,
 ):
     """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
     from . import engine, runbook
@@ -192,13 +230,92 @@ def diagnose(
     from .symptoms import load_catalogue
 
     fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
+    _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
     total = len(runbook.checks_for(sym, registry)) if sym else 0
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
         prof, symptom, registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw))
+        options={"max_objects": max_objects}, **kw), textfile, pushgateway)
+
+
+@app.command(epilog="\b\nExamples:\n  studiodoctor smoke --profile production --format nagios\n"
+                    "  studiodoctor smoke --state /var/lib/studiodoctor/state.json --textfile /var/lib/node_exporter\n"
+                    "  studiodoctor smoke --layer redis --budget 5 --format json")
+def smoke(
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks (repeatable)."),
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    fmt: str = FormatOpt,
+    budget: float = typer.Option(20.0, "--budget", help="Seconds the whole run may take (never exceeded)."),
+    state: Optional[str] = typer.Option(None, "--state", help="JSON file keeping the last runs: adds hysteresis "
+                                                              "and says what is new, still bad or recovered."),
+    fail_after: int = typer.Option(2, "--fail-after", help="With --state: bad runs in a row before a check alerts."),
+    timeout: Optional[str] = TimeoutOpt,
+    debug: bool = DebugOpt,
+    textfile: Optional[str] = TextfileOpt,
+    pushgateway: Optional[str] = PushOpt,
+):
+    """The fast subset (checks marked smoke) within a time budget, for runs every few minutes."""
+    import time
+
+    from . import smoke as smoke_mod
+    from .registry import default_registry
+
+    started = time.monotonic()
+    fmt = _check_format(fmt)
+    _check_export(textfile, pushgateway)
+    prof = _load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    total = len(smoke_mod.smoke_checks(registry, layer or []))
+    _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
+        prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
+        timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+
+
+@app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
+                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'")
+def serve(
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    listen: str = typer.Option("127.0.0.1:9842", "--listen", help="HOST:PORT to listen on."),
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between two smoke runs of the background loop."),
+    budget: float = typer.Option(20.0, "--budget", help="Seconds one smoke run may take."),
+    probe_budget: float = typer.Option(10.0, "--probe-budget", help="Seconds one /probe run may take."),
+    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe answer is reused."),
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
+):
+    """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz."""
+    from . import serve as serve_mod
+    from .engine import select_checks
+    from .registry import default_registry
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise CliError(f"--listen {listen!r}: expected HOST:PORT")
+    for name, value in (("--interval", interval), ("--budget", budget), ("--probe-budget", probe_budget)):
+        if value <= 1:
+            raise CliError(f"{name} must be more than 1 second")
+    prof = _load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    select_checks(registry, layer or [], [])
+    exporter = serve_mod.Exporter(prof, load_profile=lambda name: _load_profile(name, config), registry=registry,
+                                  layers=layer or [], interval=interval, budget=budget,
+                                  probe_budget=probe_budget, probe_cache=probe_cache)
+    try:
+        server = serve_mod.make_server(exporter, host.strip("[]"), int(port))
+    except OSError as exc:
+        raise CliError(f"--listen {listen}: {exc.strerror or exc}") from None
+    exporter.start()
+    typer.echo(f"studiodoctor serve: profile {prof.name}, http://{listen}/metrics", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.stop.set()
+        server.server_close()
 
 
 @app.command()
@@ -243,7 +360,8 @@ def list_checks(
     if fmt == "json":
         typer.echo(json.dumps([{"id": c.id, "layer": c.layer, "title": c.title, "safety": c.safety,
                                 "needs": list(c.needs), "depends_on": list(c.depends_on),
-                                "permissions": list(c.permissions)}
+                                "permissions": list(c.permissions), "smoke": c.smoke,
+                                "metrics": [m.key for m in c.metrics]}
                                for lay in layers for c in registry.for_layers([lay])], indent=2))
         return
     for lay in layers:

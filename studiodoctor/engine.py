@@ -66,24 +66,25 @@ def now_iso() -> str:
 
 def run(profile: Profile, checks: list[Check], *, command: str = "check", timeout: float | None = None,
         debug: bool = False, options: dict | None = None,
-        on_start: Callable | None = None, on_done: Callable[[Result], None] | None = None) -> Report:
+        on_start: Callable | None = None, on_done: Callable[[Result], None] | None = None,
+        run_deadline: float | None = None) -> Report:
     started_at, t0 = now_iso(), time.monotonic()
     results = run_checks(checks, profile, timeout=timeout, debug=debug, options=options,
-                         on_start=on_start, on_done=on_done)
+                         on_start=on_start, on_done=on_done, run_deadline=run_deadline)
     return Report(command=command, profile=profile.name, started_at=started_at,
                   duration_ms=(time.monotonic() - t0) * 1000, results=results)
 
 
 def check(profile: Profile, layers: Iterable[str] = (), check_ids: Iterable[str] = (), *,
           registry: Registry | None = None, timeout: float | None = None, debug: bool = False,
-          options: dict | None = None, on_start=None, on_done=None) -> Report:
+          options: dict | None = None, on_start=None, on_done=None, run_deadline: float | None = None) -> Report:
     """``studiodoctor check``: run the chosen checks (all, by default) and report."""
     registry = (registry or default_registry.load_plugins())
     layers = list(layers)
     chosen = select_checks(registry, layers, check_ids)
     require_variables(profile, chosen, layers)
     return run(profile, chosen, timeout=timeout, debug=debug, options=options, on_start=on_start,
-               on_done=on_done)
+               on_done=on_done, run_deadline=run_deadline)
 
 
 def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None = None,

@@ -86,6 +86,7 @@ class Result:
     title: str = ""
     duration_ms: float = 0.0
     blocked_by: list[str] = field(default_factory=list)
+    metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +101,7 @@ class Result:
             "duration_ms": round(self.duration_ms, 1),
             "blocked_by": list(self.blocked_by),
             "reason": self.reason,
+            "metrics": [m.to_dict() for m in self.metrics],
         }
 
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .metrics import MetricSpec, MetricSpecError
 from .model import READ_ONLY, SAFETY_CLASSES, Result
 
 ENTRY_POINT_GROUP = "studiodoctor.checks"
@@ -35,6 +36,8 @@ class Check:
     depends_on: tuple[str, ...] = ()     # check ids; a broken one makes this check `blocked`
     explained_by: tuple[str, ...] = ()   # check ids or layer names whose failure explains this one's
     doc: str = ""
+    smoke: bool = False                  # cheap and read-only: run by `studiodoctor smoke`
+    metrics: tuple[MetricSpec, ...] = () # numeric evidence with thresholds (see studiodoctor.metrics)
 
     def __post_init__(self):
         if not _ID.match(self.id):
@@ -48,6 +51,15 @@ class Check:
             raise RegistryError(f"{self.id}: a check function takes exactly one argument (the context)")
         if not self.doc:
             object.__setattr__(self, "doc", inspect.cleandoc(self.func.__doc__ or ""))
+        if isinstance(self.metrics, str):
+            raise RegistryError(f"{self.id}: metrics must be a tuple of strings, not one string")
+        try:
+            object.__setattr__(self, "metrics", tuple(m if isinstance(m, MetricSpec) else MetricSpec.parse(m)
+                                                      for m in self.metrics))
+        except MetricSpecError as exc:
+            raise RegistryError(f"{self.id}: {exc}") from None
+        if self.smoke and self.safety != READ_ONLY:
+            raise RegistryError(f"{self.id}: a smoke check must be read-only")
 
     def __call__(self, ctx) -> Result:
         return self.func(ctx)
@@ -66,13 +78,15 @@ class Registry:
 
     def check(self, id: str, *, title: str, layer: str = "", needs: Iterable[str] = (),
               permissions: Iterable[str] = (), safety: str = READ_ONLY,
-              depends_on: Iterable[str] = (), explained_by: Iterable[str] = ()):
+              depends_on: Iterable[str] = (), explained_by: Iterable[str] = (), smoke: bool = False,
+              metrics: Iterable[str] = ()):
         """Decorator: register ``func`` as check ``id``."""
 
         def decorate(func):
             self.register(Check(id=id, title=title, func=func, layer=layer, needs=tuple(needs),
                                 permissions=tuple(permissions), safety=safety,
-                                depends_on=tuple(depends_on), explained_by=tuple(explained_by)))
+                                depends_on=tuple(depends_on), explained_by=tuple(explained_by),
+                                smoke=smoke, metrics=metrics if isinstance(metrics, str) else tuple(metrics)))
             return func
 
         return decorate

@@ -42,18 +42,25 @@ class Report:
     runbook: list[dict[str, Any]] = field(default_factory=list)
     likely_cause: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    smoke: dict[str, Any] | None = None                       # smoke's budget and hysteresis (JSON "smoke")
+    transitions: dict[str, str] = field(default_factory=dict)  # check id -> new/still-bad/recovered/pending/ok
+
+    @property
+    def counted(self) -> list[Result]:
+        """The results the status and exit code count: not those hysteresis holds back (`pending`)."""
+        return [r for r in self.results if self.transitions.get(r.id) != "pending"]
 
     @property
     def status(self) -> Status:
         """The worst status; skips count as ok ("all ok, skips allowed") unless everything was skipped."""
-        ran = [r.status for r in self.results if r.status is not Status.SKIP]
-        if not ran and self.results:
+        ran = [r.status for r in self.counted if r.status is not Status.SKIP]
+        if not ran and self.counted:
             return Status.SKIP
         return Status.worst(ran)
 
     @property
     def exit_code(self) -> ExitCode:
-        return exit_code_for(self.results)
+        return exit_code_for(self.counted)
 
     def to_dict(self, redactor: Redactor) -> dict[str, Any]:
         """The report as data, every string redacted: all renderers start from this."""
@@ -72,4 +79,9 @@ class Report:
             "likely_cause": self.likely_cause,
             "notes": self.notes,
         }
+        if self.smoke is not None:
+            data["smoke"] = self.smoke
+            if self.transitions:
+                for r in data["results"]:
+                    r["transition"] = self.transitions.get(r["id"], "ok")
         return redactor.data(data)

@@ -8,6 +8,7 @@ import traceback
 from typing import Callable, Iterable
 
 from .context import CheckContext, Shared
+from .metrics import resolve as resolve_metrics
 from .model import BROKEN, Reason, Result, Status, error, fail, skip
 from .registry import Check
 
@@ -21,6 +22,8 @@ PER_BACKEND = 3
 RUN_FACTOR = 2.0
 # Most of the per-check budget the run waits for SDK imports before starting the checks anyway.
 PRELOAD_SHARE = 0.5
+# With a run-wide deadline, a check is started only if at least this long is left for it.
+MIN_START = 0.5
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:
@@ -82,9 +85,9 @@ def _not_sent(chk: Check, results: dict) -> Result | None:
                 evidence={"started": False, "silent": silent[0].id})
 
 
-def _out_of_time(run_budget: float) -> Result:
-    return error(f"not run: the run's deadline ({run_budget:g} s) passed while it waited for a free slot",
-                 reason=Reason.TIMEOUT, evidence={"started": False})
+def _out_of_time() -> Result:
+    return error("not run: the run's time budget ran out before it could start", reason=Reason.TIMEOUT,
+                 evidence={"started": False})
 
 
 def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None, debug: bool = False,
@@ -92,14 +95,16 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                on_start: Callable[[Check], None] | None = None,
                on_done: Callable[[Result], None] | None = None,
                max_concurrent: int = MAX_CONCURRENT, per_backend: int = PER_BACKEND,
-               run_timeout: float | None = None) -> list[Result]:
+               run_timeout: float | None = None, run_deadline: float | None = None) -> list[Result]:
     """Run ``checks`` (their dependencies must be included) and return results in input order.
 
     Bounds for the run as a whole: at most ``max_concurrent`` checks at once and ``per_backend`` per
     backend (so a full run opens only a few connections to any one backend); each check ``timeout``
     seconds, and ONE deadline for the run, ``run_timeout`` (default RUN_FACTOR x ``timeout``) from the
     start, that no check outlives however long its dependency chain. Once a check of a backend got no
-    answer within its whole deadline, that backend's checks not yet started are not sent (``fail``)."""
+    answer within its whole deadline, that backend's checks not yet started are not sent (``fail``).
+    ``run_deadline`` (time.monotonic()) may bound the run tighter (smoke, serve); a check cut short by
+    the run's budget, or that could not start in time, is an `error`, never a guess."""
     run_start = time.monotonic()
     checks = list(checks)
     budget = float(timeout or profile.timeout)
@@ -110,7 +115,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     loader.join(PRELOAD_SHARE * budget)
     import_wait = time.monotonic() - run_start
     by_id = {c.id: c for c in checks}
-    run_deadline = run_start + float(run_timeout or RUN_FACTOR * budget)
+    run_deadline = min(run_start + float(run_timeout or RUN_FACTOR * budget),
+                       run_deadline if run_deadline is not None else float("inf"))
     shared = Shared()
     results: dict[str, Result] = {}
     running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock)
@@ -120,6 +126,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     def finish(chk: Check, res: Result, started: float) -> None:
         res.id, res.layer, res.title = chk.id, chk.layer, chk.title
         res.duration_ms = (time.monotonic() - started) * 1000
+        if chk.metrics and isinstance(res.evidence, dict):
+            res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res
         if on_done:
             on_done(res)
@@ -149,8 +157,12 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
                     del running[cid]  # abandoned: its daemon thread cannot hold the run up
-                    finish(by_id[cid], fail(f"no answer within {deadline - clock:.3g} s (timed out, abandoned)",
-                                            reason=Reason.TIMEOUT), started)
+                    if deadline < clock + budget:  # cut short by the run's budget: not proof of anything
+                        res = error(f"the run's time budget ran out after {deadline - started:.3g} s "
+                                    f"while it was running", reason=Reason.TIMEOUT)
+                    else:
+                        res = fail(f"no answer within {budget:g} s (timed out, abandoned)", reason=Reason.TIMEOUT)
+                    finish(by_id[cid], res, started)
                     progressed = True
             for chk in list(pending):
                 deps = [d for d in chk.depends_on if d in by_id]
@@ -170,8 +182,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     pass
                 elif (res := _not_sent(chk, results)) is not None:
                     pass
-                elif now >= run_deadline:
-                    res = _out_of_time(run_deadline - run_start)
+                elif run_deadline - now < min(MIN_START, budget):
+                    res = _out_of_time()
                 elif not has_slot(chk):
                     continue
                 else:

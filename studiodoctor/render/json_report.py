@@ -3,5 +3,5 @@
 import json
 
 
-def render_json(data: dict) -> str:
+def render_json(data: dict, **_) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"

@@ -38,13 +38,13 @@ def _commands(lines: list[str], commands: list[dict]) -> None:
     lines.append("```")
 
 
-def render_markdown(data: dict) -> str:
+def render_markdown(data: dict, **_) -> str:
     results = {r["id"]: r for r in data["results"]}
     lines = []
     if data["command"] == "diagnose":
         lines.append(f"# studiodoctor diagnose `{data['symptom']}` — profile `{data['profile']}`")
     else:
-        lines.append(f"# studiodoctor check — profile `{data['profile']}`")
+        lines.append(f"# studiodoctor {data['command']} — profile `{data['profile']}`")
     lines.append("")
     lines.append(f"Started {data['started_at']}, took {data['duration_ms'] / 1000:.1f} s. "
                  f"Overall: **{data['status']}** (exit {data['exit_code']}).")

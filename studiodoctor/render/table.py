@@ -127,4 +127,9 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
         verdict = {0: "OK", 1: "WARN", 2: "FAIL", 3: "UNKNOWN"}.get(data["exit_code"], data["status"].upper())
         con.print(f"[bold]{verdict}[/]: {summary}  (profile {escape(data['profile'])},"
                   f" {data['duration_ms'] / 1000:.1f} s, exit {data['exit_code']})")
+        smoke = data.get("smoke") or {}
+        for key, word in (("new", "alerting from now on"), ("still_bad", "still bad"), ("recovered", "recovered"),
+                          ("pending", f"bad, alerting after {smoke.get('fail_after')} runs in a row")):
+            if smoke.get(key):
+                con.print(f"{word}: {escape(', '.join(smoke[key]))}")
     return buf.getvalue()

@@ -1,0 +1,194 @@
+"""``studiodoctor serve``: a Prometheus exporter in the style of blackbox_exporter.
+
+- ``/metrics``: the last results of a background smoke loop (every ``interval`` seconds), plus the
+  exporter's own process metrics and counters;
+- ``/probe?layer=redis[&layer=...][&profile=production]``: runs those layers' checks on demand within
+  ``probe_budget`` seconds. One lock serialises every run (loop and probes: runs never overlap, so the
+  stack never sees two of us at once) and answers are cached ``probe_cache`` seconds per
+  (profile, layers), so a scrape storm costs one run;
+- ``/healthz``: 200 while the loop is alive and has finished a run recently, 503 otherwise.
+
+Memory stays bounded: only the last smoke report (as redacted data) and at most ``MAX_CACHED`` probe
+answers are kept; nothing accumulates per run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from .engine import UsageError
+from .render import prometheus
+from .secrets import Redactor
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_CACHED = 64
+
+
+class Exporter:
+    """The state behind the HTTP endpoints; tests and the memory benchmark drive it in-process."""
+
+    def __init__(self, profile, *, load_profile: Callable[[str], object] | None = None, registry=None,
+                 layers=(), interval: float = 60.0, budget: float = 20.0, probe_budget: float = 10.0,
+                 probe_cache: float = 30.0):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+
+        self.profile, self.registry, self.layers = profile, registry, list(layers)
+        self.load_profile = load_profile or (lambda name: profile)
+        self.interval, self.budget = interval, budget
+        self.probe_budget, self.probe_cache = probe_budget, probe_cache
+        self.run_lock = threading.Lock()      # one run at a time: loop and probes alike
+        self.cache_lock = threading.Lock()
+        self.cache: OrderedDict[tuple, tuple[float, bytes]] = OrderedDict()
+        self.last: dict | None = None         # the last smoke report, redacted data
+        self.last_finished = 0.0
+        self.stop = threading.Event()
+        self.ran = threading.Event()          # set after every smoke run (tests and readiness wait on it)
+        self.thread: threading.Thread | None = None
+        self.metrics = CollectorRegistry(auto_describe=False)
+        self.metrics.register(prometheus.ReportCollector(lambda: [self.last] if self.last else []))
+        ProcessCollector(registry=self.metrics)
+        self.runs = Counter("studiodoctor_serve_runs", "Runs made by the exporter", ["kind"], registry=self.metrics)
+        self.cache_hits = Counter("studiodoctor_serve_probe_cache_hits", "Probe answers served from the cache",
+                                  registry=self.metrics)
+        self.run_seconds = Gauge("studiodoctor_serve_last_smoke_duration_seconds", "Wall time of the last smoke run",
+                                 registry=self.metrics)
+
+    # -- runs ------------------------------------------------------------------------------------------
+    def smoke_once(self) -> dict:
+        from .smoke import smoke
+
+        with self.run_lock:
+            t0 = time.monotonic()
+            report = smoke(self.profile, self.layers, registry=self.registry, budget=self.budget)
+            data = report.to_dict(Redactor(self.profile.secrets))
+            self.last, self.last_finished = data, time.monotonic()
+            self.run_seconds.set(self.last_finished - t0)
+        self.runs.labels("smoke").inc()
+        self.ran.set()
+        return data
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.smoke_once()
+            except Exception:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
+                pass
+            self.stop.wait(self.interval)
+
+    def start(self) -> "Exporter":
+        self.thread = threading.Thread(target=self.loop, name="studiodoctor-smoke-loop", daemon=True)
+        self.thread.start()
+        return self
+
+    def healthy(self) -> tuple[bool, str]:
+        if self.thread is None or not self.thread.is_alive():
+            return False, "the smoke loop is not running"
+        if not self.last_finished:
+            return True, "starting: no smoke run finished yet"
+        age = time.monotonic() - self.last_finished
+        if age > 3 * self.interval + self.budget:
+            return False, f"the last smoke run finished {age:.0f} s ago (interval {self.interval:g} s)"
+        return True, f"ok: last smoke run {age:.0f} s ago"
+
+    def probe(self, layers: list[str], profile_name: str | None) -> bytes:
+        """The metrics of a run of ``layers``' checks, from the cache when fresh."""
+        from prometheus_client import generate_latest
+
+        from .engine import check
+
+        if not layers:
+            raise UsageError("say which layer to probe: /probe?layer=redis")
+        profile = self.load_profile(profile_name) if profile_name else self.profile
+        key = (profile.name, tuple(sorted(set(layers))))
+        fresh = self._cached(key)
+        if fresh is not None:
+            return fresh
+        if not self.run_lock.acquire(timeout=self.budget + self.probe_budget):
+            raise TimeoutError("another run holds the lock")
+        try:
+            fresh = self._cached(key)  # a concurrent scrape may have run it while we waited
+            if fresh is not None:
+                return fresh
+            started = time.monotonic()
+            report = check(profile, layers, registry=self.registry, timeout=min(profile.timeout, self.probe_budget),
+                           run_deadline=started + self.probe_budget - 0.5)
+            data = report.to_dict(Redactor(profile.secrets))
+            body = generate_latest(prometheus.registry_for(lambda: [data]))
+        finally:
+            self.run_lock.release()
+        self.runs.labels("probe").inc()
+        with self.cache_lock:
+            self.cache[key] = (time.monotonic(), body)
+            self.cache.move_to_end(key)
+            while len(self.cache) > MAX_CACHED:
+                self.cache.popitem(last=False)
+        return body
+
+    def _cached(self, key) -> bytes | None:
+        with self.cache_lock:
+            hit = self.cache.get(key)
+            if hit and time.monotonic() - hit[0] < self.probe_cache:
+                self.cache_hits.inc()
+                return hit[1]
+        return None
+
+    def metrics_text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.metrics)
+
+
+def handler_for(exporter: Exporter):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "studiodoctor"
+
+        def log_message(self, *args):  # quiet: one scrape every few seconds is not news
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self):
+            url = urlsplit(self.path)
+            try:
+                if url.path == "/metrics":
+                    return self._send(200, exporter.metrics_text(), CONTENT_TYPE)
+                if url.path == "/probe":
+                    query = parse_qs(url.query)
+                    layers = [x for v in query.get("layer", []) for x in v.split(",") if x]
+                    profile = (query.get("profile") or [None])[0]
+                    return self._send(200, exporter.probe(layers, profile), CONTENT_TYPE)
+                if url.path == "/healthz":
+                    ok, text = exporter.healthy()
+                    return self._send(200 if ok else 503, (text + "\n").encode())
+                if url.path == "/":
+                    return self._send(200, b"studiodoctor exporter: /metrics /probe?layer=... /healthz\n")
+                return self._send(404, b"not found\n")
+            except TimeoutError as exc:
+                return self._send(503, f"busy: {exc}\n".encode())
+            except Exception as exc:  # noqa: BLE001 - one redacted line, never a traceback
+                from .cli import _one_line
+                from .config import ConfigError
+
+                code = 400 if isinstance(exc, (UsageError, ConfigError)) else 500
+                return self._send(code, f"{_one_line(exc)}\n".encode())
+
+        do_HEAD = do_GET
+
+    return Handler
+
+
+def make_server(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), handler_for(exporter))
+    server.daemon_threads = True
+    return server
