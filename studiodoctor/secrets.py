@@ -6,7 +6,7 @@ import re
 from typing import Any, Iterable
 
 MASK = "***"
-SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|authorization|credential|cookie|signature)")
+SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|authorization|credential|cookie|signature|(^|_)auth$)")
 _PATTERNS = [
     # scheme://user:password@host  ->  scheme://user:***@host
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)"), r"\1" + MASK + r"\3"),
