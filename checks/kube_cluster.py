@@ -19,7 +19,11 @@ from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("kubernetes.client", "kubernetes.config")
+# (the API classes too: kubernetes>=35 builds each on first use, seconds of CPU under load)
+SDK_IMPORTS = ("kubernetes.client", "kubernetes.config", "kubernetes.client.api.core_v1_api",
+               "kubernetes.client.api.apps_v1_api", "kubernetes.client.api.networking_v1_api",
+               "kubernetes.client.api.custom_objects_api", "kubernetes.client.api.authorization_v1_api",
+               "kubernetes.client.api.version_api")
 
 API = "kubernetes.api"
 PERMISSIONS = "kubernetes.permissions"

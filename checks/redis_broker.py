@@ -443,6 +443,8 @@ def check_memory(ctx):
           "maxmemory_human": _mib(limit) if limit else "no limit", "maxmemory_policy": policy,
           "used_memory_peak": info.get("used_memory_peak"), "mem_fragmentation_ratio": info.get("mem_fragmentation_ratio"),
           "warn_percent": warn_pct, "fail_percent": fail_pct}
+    if isinstance(info.get("errorstat_OOM"), dict):   # INFO errorstats (Redis >= 6.2): writes refused with OOM
+        ev["oom_errors"] = int(info["errorstat_OOM"].get("count", 0))
     if not limit:
         ev["total_system_memory"] = info.get("total_system_memory")
         return ok(f"{_mib(used)} used, no maxmemory limit (bounded by the host or container memory)", evidence=ev)

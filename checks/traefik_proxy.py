@@ -18,7 +18,8 @@ from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "kubernetes.client", "cryptography.x509")
+SDK_IMPORTS = ("httpx", "kubernetes.client", "kubernetes.client.api.core_v1_api",
+               "kubernetes.client.api.custom_objects_api", "cryptography.x509")
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"

@@ -52,6 +52,11 @@ ConfigOpt = typer.Option(None, "--config", help="Config file (default: $STUDIODO
 FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json, markdown, nagios, prometheus or junit.")
 TextfileOpt = typer.Option(None, "--textfile", help="Also write the Prometheus metrics atomically into this directory "
                                                     "(node_exporter's textfile collector).")
+SaveBaselineOpt = typer.Option(False, "--save-baseline", help="Save this run's evidence as the last good run "
+                                                                "(only when nothing fails, errs or is blocked).")
+BaselineOpt = typer.Option(None, "--baseline", help="Baseline file (or a smoke --state file) for --save-baseline and "
+                                                    "--since-good (default: ~/.local/state/studiodoctor/"
+                                                    "baseline-PROFILE.json).")
 PushOpt = typer.Option(None, "--pushgateway", help="Also push the Prometheus metrics to this Pushgateway URL "
                                                    "(job studiodoctor, instance = the profile).")
 TimeoutOpt = typer.Option(None, "--timeout", "-t", metavar="SECONDS", help="Seconds each check may take (default: the profile's).")
@@ -130,12 +135,37 @@ class _Progress:
 
 
 def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = None,
-                  pushgateway: str | None = None) -> None:
-    """Run with live progress on a terminal, print the report, exit with its code."""
+                  pushgateway: str | None = None, baseline: tuple[bool, str | None, bool] = (False, None, False)) -> None:
+    """Run with live progress on a terminal, print the report, exit with its code.
+
+    ``baseline`` is (--save-baseline, --baseline FILE, --since-good)."""
+    save, path, since = baseline
+    known = None
+    if save or since:
+        from . import baseline as base
+
+        path = str(path or base.default_path(profile.name))
+        if since:
+            try:
+                known = base.load(path, profile.name)
+            except base.BaselineError as exc:
+                raise CliError(str(exc)) from None
     with _Progress(total) as prog:
         report = run(on_start=prog.start, on_done=prog.finish)
+    if since:
+        from .engine import known_layers
+        from .registry import default_registry
+        from .secrets import Redactor
+
+        report.since_good = base.since_good(known, report.to_dict(Redactor(profile.secrets)),
+                                            known_layers(default_registry), path)
     data = _emit(report, profile, fmt)
     _export(data, textfile, pushgateway)
+    if save:
+        if base.is_good(data):
+            base.save(path, data)
+        else:
+            print(f"studiodoctor: baseline not saved to {path}: this run has failures or errors", file=sys.stderr)
     raise typer.Exit(int(report.exit_code))
 
 
@@ -195,6 +225,8 @@ def check(
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
+    save_baseline: bool = SaveBaselineOpt,
+    baseline: Optional[str] = BaselineOpt,
 ):
     """Run checks (all layers, or the ones chosen) and report what each saw."""
     from . import engine
@@ -207,7 +239,7 @@ def check(
     total = len(engine.select_checks(registry, layer or [], check_id or []))
     _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
         prof, layer or [], check_id or [], registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway)
+        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, False))
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
@@ -223,6 +255,10 @@ def diagnose(
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
+    since_good: bool = typer.Option(False, "--since-good", help="Add what changed in the evidence since the last "
+                                                               "good run (see --baseline)."),
+    save_baseline: bool = SaveBaselineOpt,
+    baseline: Optional[str] = BaselineOpt,
 ):
     """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
     from . import engine, runbook
@@ -237,7 +273,7 @@ def diagnose(
     total = len(runbook.checks_for(sym, registry)) if sym else 0
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
         prof, symptom, registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway)
+        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good))
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor smoke --profile production --format nagios\n"

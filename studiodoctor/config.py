@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "celery": {"broker_url": "", "queues": ["celery"]},
     "gcs": {"bucket": "", "endpoint": "", "public_url": "https://storage.googleapis.com", "credentials": ""},
     "postgres": {"dsn": ""},
+    "sentry": {"api_url": "https://sentry.io/api/0", "auth_token": "", "organization": "", "project": ""},
+    "newrelic": {"api_url": "https://api.newrelic.com/graphql", "api_key": "", "account_id": "", "app_name": ""},
+    "email": {"postmark_api_url": "https://api.postmarkapp.com", "server_token": "",
+              "status_url": "https://status.postmarkapp.com/api/1.0", "smtp_host": "", "smtp_port": 587},
 }
 
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
@@ -54,6 +58,9 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "redis": {"url": "${STUDIO_REDIS_URL}", "client_protocol": 2},  # Studio forces RESP2 (Redis 4)
         "gcs": {"bucket": "studio-content"},
         "postgres": {"dsn": "${STUDIO_DATABASE_URL}"},
+        "sentry": {"auth_token": "${SENTRY_AUTH_TOKEN}", "organization": "learningequality", "project": "1252819"},
+        "newrelic": {"api_key": "${NEW_RELIC_API_KEY}"},
+        "email": {"server_token": "${POSTMARK_API_KEY}", "smtp_host": "smtp.postmarkapp.com"},
     },
     "staging": {
         "public_urls": ["https://hotfixes.studio.learningequality.org"],
@@ -184,6 +191,9 @@ def _check_types(data: dict, defaults: dict, where: str, path: str = "") -> None
         elif isinstance(expected, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ConfigError(f"{where}: {dotted}: expected a positive number, got {value!r}")
+        elif isinstance(expected, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{where}: {dotted}: expected a positive integer, got {value!r}")
         elif isinstance(expected, list):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {dotted}: expected a list of strings, got {value!r}")

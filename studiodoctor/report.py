@@ -44,6 +44,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     smoke: dict[str, Any] | None = None                       # smoke's budget and hysteresis (JSON "smoke")
     transitions: dict[str, str] = field(default_factory=dict)  # check id -> new/still-bad/recovered/pending/ok
+    since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.baseline)
 
     @property
     def counted(self) -> list[Result]:
@@ -79,6 +80,8 @@ class Report:
             "likely_cause": self.likely_cause,
             "notes": self.notes,
         }
+        if self.since_good is not None:
+            data["since_good"] = self.since_good
         if self.smoke is not None:
             data["smoke"] = self.smoke
             if self.transitions:

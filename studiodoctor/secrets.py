@@ -6,7 +6,7 @@ import re
 from typing import Any, Iterable
 
 MASK = "***"
-SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|authorization|credential|cookie|signature|(^|_)auth$)")
+SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api[_-]?key|authorization|credential|cookie|signature|(^|_)auth$)")
 _PATTERNS = [
     # scheme://user:password@host  ->  scheme://user:***@host
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)"), r"\1" + MASK + r"\3"),
@@ -14,7 +14,7 @@ _PATTERNS = [
     (re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_?key|x-goog-signature|signature|x-goog-credential|sig)=([^&\s'\"]+)"),
      r"\1=" + MASK),
     # header values, unless they only reference an environment variable ("Bearer $TOKEN")
-    (re.compile(r"(?i)\b(authorization|x-auth-key|cookie)(\"?\s*[:=]\s*\"?)(?!\s*(?:bearer |token )?\$)([^\"\n]+)"),
+    (re.compile(r"(?i)\b(authorization|x-auth-key|cookie|api-key|x-postmark-server-token)(\"?\s*[:=]\s*\"?)(?!\s*(?:bearer |token )?\$)([^\"\n]+)"),
      r"\1\2" + MASK),
     (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
 ]

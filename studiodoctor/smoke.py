@@ -17,11 +17,13 @@ import tempfile
 import time
 from typing import Iterable
 
+from . import baseline
 from .config import Profile
 from .engine import UsageError, now_iso, run, select_checks
 from .model import Status
 from .registry import Check, Registry, default_registry
 from .report import Report
+from .secrets import Redactor
 
 STATE_SCHEMA = "studiodoctor.smoke-state/1"
 DEFAULT_BUDGET = 20.0
@@ -135,6 +137,9 @@ def smoke(profile: Profile, layers: Iterable[str] = (), *, registry: Registry | 
                                            "exit_code": int(report.exit_code),
                                            "duration_ms": round(report.duration_ms, 1)}])[-KEEP_RUNS:]
         state["updated_at"] = now_iso()
+        data = report.to_dict(Redactor(profile.secrets))
+        if baseline.is_good(data):  # the last good run, for `diagnose --since-good --baseline STATE`
+            state["baseline"] = baseline.snapshot(data)
         try:
             save_state(state_path, state)
         except OSError as exc:

@@ -23,6 +23,8 @@ class Step:
     title: str = ""
     checks: list[str] | None = None        # None: every check of the layer
     also: list[str] = field(default_factory=list)   # extra check ids decided with this step
+    # check ids whose `warn` explains this symptom: with no failure, such a warn is the likely cause
+    warn_explains: list[str] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
 
 
@@ -88,12 +90,13 @@ def _symptom(name: str, raw: dict, where: str) -> Symptom:
     for i, st in enumerate(steps_raw, 1):
         if not isinstance(st, dict) or not isinstance(st.get("layer"), str):
             raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}]: needs a `layer`")
-        for key in ("checks", "also"):
+        for key in ("checks", "also", "warn_explains"):
             ids = st.get(key)
             if ids is not None and not (isinstance(ids, list) and all(isinstance(c, str) for c in ids)):
                 raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].{key}: expected a list of check ids")
         steps.append(Step(layer=st["layer"], why=str(st.get("why", "")), title=str(st.get("title", "")),
-                          checks=st.get("checks"), also=list(st.get("also") or []), commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
+                          checks=st.get("checks"), also=list(st.get("also") or []),
+                          warn_explains=list(st.get("warn_explains") or []), commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
     aliases = raw.get("aliases", [])
     if not isinstance(aliases, list):
         raise CatalogueError(f"{where}: symptoms.{name}.aliases: expected a list")

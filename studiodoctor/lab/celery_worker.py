@@ -14,10 +14,9 @@ Faults (the lab's break/fix):
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
-from .launcher import LabError, Launcher, pid_alive, stop_pid
+from .launcher import LabError, Launcher, pid_alive, stop_pid, wait_until
 
 
 class CeleryWorker(Launcher):
@@ -54,19 +53,23 @@ class CeleryWorker(Launcher):
         offset = self._log_size()
         env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
         self.pid = self.spawn(self.command(), env=env)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        def ready() -> bool:  # the worker's own "ready." log line
             with open(self.log, "rb") as fh:
                 fh.seek(offset)
                 text = fh.read().decode(errors="replace")
             if " ready." in text:
-                return self
+                return True
             if not pid_alive(self.pid):
                 tail = text.strip().splitlines()[-1:]
                 raise LabError("celery worker exited before it was ready" + (f": {tail[0]}" if tail else ""))
-            time.sleep(0.05)
-        self.stop()
-        raise LabError(f"celery worker not ready after {timeout:g} s (see {self.log})")
+            return False
+
+        try:
+            wait_until(ready, timeout, f"celery worker not ready (see {self.log})")
+        except LabError:
+            self.stop()
+            raise
+        return self
 
     def stop(self, cold: bool = False) -> None:
         """SIGTERM = warm shutdown (running tasks finish; SIGKILL after 10 s); ``cold`` = at once

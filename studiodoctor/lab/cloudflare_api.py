@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port
+from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
 PREFIX = "/client/v4"
 NOW = "2026-11-01T00:00:00.000000Z"
@@ -258,12 +258,7 @@ class CloudflareAPI(Launcher):
         return json.loads(self.state_file.read_text())
 
     def write_state(self, state: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
-        st = self.state_file.stat()
-        os.utime(self.state_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+        write_json_atomic(self.state_file, state)
 
     def _edit_zone(self, fn) -> None:
         state = self.read_state()

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port
+from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
 FAULTS = ("servfail", "timeout")
 
@@ -127,8 +127,7 @@ def serve(port: int, zone_path: Path, address: str = "127.0.0.1") -> None:
         srv.start_thread()
     print(f"dns_server listening on {address}:{port} (udp+tcp), zone {zone_path}", flush=True)
     try:
-        while all(s.isAlive() for s in servers):
-            time.sleep(0.5)
+        servers[0].thread.join()  # serve until killed
     except KeyboardInterrupt:
         pass
 
@@ -160,13 +159,7 @@ class DnsServer(Launcher):
         return json.loads(self.zone_file.read_text())
 
     def write_zone(self, data: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.zone_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.zone_file)
-        # mtime granularity: make sure a quick second write is seen as a change
-        st = self.zone_file.stat()
-        os.utime(self.zone_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+        write_json_atomic(self.zone_file, data)
 
     def set_records(self, records: list[dict]) -> None:
         data = self.read_zone()

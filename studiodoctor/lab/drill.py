@@ -19,9 +19,13 @@ class DrillResult:
     seconds: float
     healthy_after: bool = True
     problems: list[str] = field(default_factory=list)
+    expect: str = "cause"                                   # see Fault.expect
+    inconclusive: list[str] = field(default_factory=list)   # layers whose runbook step could not conclude
 
     @property
     def localized(self) -> bool:
+        if self.expect == "inconclusive":
+            return self.named is None and self.expected in self.inconclusive
         return self.named == self.expected
 
 
@@ -51,21 +55,31 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
             report = diagnose(symptom, timeout)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
-            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds))
+            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds,
+                                   expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
+                                                                    if s.get("verdict") == "inconclusive"]))
             progress(f"  diagnose {symptom}: likely cause {cause.get('layer')} ({cause.get('check')}) "
-                     f"in {seconds:.1f} s — expected {flt.layer}")
+                     f"in {seconds:.1f} s — expected {flt.layer}"
+                     + (" inconclusive, no cause" if flt.expect == "inconclusive" else ""))
     finally:
         progress(f"fix {flt.name}")
         set_fault(lab, flt.name, False)
+    from .launcher import LabError, wait_until
+
     for result in out:
-        # health checks (Traefik's, the readiness probe) take a moment to see a restarted server
-        end = time.monotonic() + settle
-        while True:
-            report = diagnose(result.symptom, timeout)
-            bad = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
-            if not bad or time.monotonic() > end:
-                break
-            time.sleep(1.0)
+        # health checks (Traefik's, the readiness probe) take a moment to see a restarted server:
+        # the diagnosis itself is the readiness signal, re-run until it has no failure or `settle` passes
+        bad: list[str] = []
+
+        def healthy(symptom=result.symptom) -> bool:
+            report = diagnose(symptom, timeout)
+            bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
+            return not bad
+
+        try:
+            wait_until(healthy, settle, "still failing", interval=1.0)
+        except LabError:
+            pass
         result.healthy_after = not bad
         result.problems = bad
         if bad:

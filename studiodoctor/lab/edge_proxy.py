@@ -247,20 +247,12 @@ class EdgeProxy(NginxServer):
         """NginxServer's config, plus ``user root;`` when running as root: nginx workers otherwise run as
         nobody and cannot write the proxy cache under a private (0700) lab or pytest directory."""
         import os
-        import subprocess
 
-        from .launcher import LabError, require_binary
-        from .nginx_server import _MAIN
+        (self.dir / "cache").mkdir(parents=True, exist_ok=True)
+        super().write_config(prelude="user root;\n" if os.geteuid() == 0 else "")
 
-        for sub in ("logs", "tmp", "cache"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(user + _MAIN.format(dir=self.dir, body=self.http_body()))
-        binary = require_binary("nginx", "nginx-light", "/usr/sbin/nginx")
-        test = subprocess.run([binary, "-t", "-q", "-c", str(self.conf), "-p", str(self.dir)],
-                              capture_output=True, text=True)
-        if test.returncode != 0:
-            raise LabError(f"nginx config rejected: {test.stderr.strip().splitlines()[-1:]}")
+    def listen_ports(self) -> set[int]:
+        return super().listen_ports() | {self.http_port}
 
     # lifecycle --------------------------------------------------------------------
     def shim_command(self) -> list[str]:

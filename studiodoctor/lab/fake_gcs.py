@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from .launcher import LabError, Launcher
+from .launcher import LabError, Launcher, wait_until
 
 DB_CACHE_CONTROL = "private, max-age=5, no-transform"
 CONTENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -97,17 +97,18 @@ class FakeGCSServer(Launcher):
         import urllib.error
         import urllib.request
 
-        end = time.monotonic() + timeout
-        while True:
+        def answers() -> bool:
             try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=max(0.2, end - time.monotonic())):
-                    return
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=2):
+                    return True
             except urllib.error.HTTPError:
-                return  # it answers
+                return True  # it answers
             except OSError:
-                if time.monotonic() >= end or not self.alive():
-                    raise LabError(f"fake-gcs-server on {self.address} did not answer within {timeout:g} s") from None
-                time.sleep(0.1)
+                if not self.alive():
+                    raise LabError(f"fake-gcs-server on {self.address} exited before it answered") from None
+                return False
+
+        wait_until(answers, timeout, f"fake-gcs-server on {self.address} did not answer")
 
     def client(self):
         from google.auth.credentials import AnonymousCredentials

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .launcher import Launcher
+from .launcher import Launcher, write_json_atomic
 
 XML_DENIED = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access denied."
               "</Message><Details>Anonymous caller does not have {perm} access to the Google Cloud Storage "
@@ -144,9 +144,7 @@ class GCSGate(Launcher):
         return self
 
     def _write(self, data: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(self.state_file)
+        write_json_atomic(self.state_file, data)
 
     def rules(self) -> dict:
         data = load_rules(self.state_file)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .launcher import Launcher, stop_pid, wait_for_port
+from .launcher import Launcher, stop_pid, wait_for_port, write_json_atomic
 
 DEFAULT_USER = "system:serviceaccount:studio:studiodoctor"
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.4-gke.1256000",
@@ -564,9 +564,7 @@ def _apply_readiness(state: dict, cfg: dict) -> None:
 def set_readiness(state_file: Path, tier: str, url: str) -> None:
     state = json.loads(Path(state_file).read_text())
     state.setdefault("readiness", {})[tier] = url
-    tmp = Path(state_file).with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, state_file)
+    write_json_atomic(Path(state_file), state)
 
 
 # -- HTTP server ----------------------------------------------------------------------------------
@@ -852,9 +850,7 @@ class KubeAPIServer(Launcher):
         return json.loads(self.state_file.read_text())
 
     def write_state(self, state: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_file)  # atomic: a request never sees half a file
+        write_json_atomic(self.state_file, state)
 
     def set_fault(self, name: str, on: bool = True) -> None:
         """Turn a fault of FAULTS on or off (takes effect on the next request)."""

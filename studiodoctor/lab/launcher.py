@@ -3,6 +3,7 @@ by PID, reconstructable from a state dict so that ``lab down`` works from anothe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,7 +11,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+POLL = 0.05  # seconds between two looks at a readiness signal (never a wait on its own)
 
 
 class LabError(Exception):
@@ -31,20 +34,54 @@ def require_binary(name: str, package: str, *candidates: str) -> str:
     raise LabError(f"{name} not found: install it with `apt-get install -y {package}`")
 
 
+def wait_until(ready: Callable[[], Any], timeout: float, what: str, interval: float = POLL):
+    """Poll ``ready()`` until it returns something truthy (returned) or ``timeout`` seconds pass
+    (LabError naming ``what``). ``ready`` may raise LabError to give up at once."""
+    end = time.monotonic() + timeout
+    while True:
+        got = ready()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            raise LabError(f"{what} after {timeout:g} s")
+        time.sleep(interval)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON in one step (a reader never sees half a file), with an
+    mtime strictly after the previous version's: the stand-ins reload their state file when its mtime
+    changes, and two writes within one clock tick would otherwise look like one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        before = path.stat().st_mtime_ns
+    except OSError:
+        before = 0
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    st = path.stat()
+    if st.st_mtime_ns <= before:
+        os.utime(path, ns=(st.st_atime_ns, before + 1000))
+
+
+def _log_tail(log: Path | None) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.exists() else []
+    return f": {lines[0]}" if lines else ""
+
+
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1", pid: int | None = None,
                   log: Path | None = None) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def listening() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.2):
-                return
+                return True
         except OSError:
             if pid is not None and not pid_alive(pid):
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.exists() else []
-                raise LabError(f"process {pid} exited before listening on {port}" +
-                               (f": {tail[0]}" if tail else "")) from None
-            time.sleep(0.05)
-    raise LabError(f"nothing listening on {host}:{port} after {timeout:g} s")
+                raise LabError(f"process {pid} exited before listening on {port}{_log_tail(log)}") from None
+            return False
+
+    wait_until(listening, timeout, f"nothing listening on {host}:{port}")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -74,10 +111,9 @@ def stop_pid(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10.0) 
         os.kill(pid, sig)
     except ProcessLookupError:
         return
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and pid_alive(pid):
-        time.sleep(0.05)
-    if pid_alive(pid):
+    try:
+        wait_until(lambda: not pid_alive(pid), timeout, f"process {pid} still running")
+    except LabError:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

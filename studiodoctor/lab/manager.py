@@ -32,6 +32,10 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
     from .kube_api import KubeAPIServer
     from .postgres_server import PostgresServer
     from .redis_server import RedisServer
+    from .newrelic_api import NewRelicAPI
+    from .postmark_api import PostmarkAPI
+    from .sentry_api import SentryAPI
+    from .smtp_relay import SMTPRelay
     from .studio_app import StudioApp
     from .studio_nginx import StudioNginx
     from .traefik_server import TraefikServer
@@ -39,12 +43,14 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
     return {"redis": RedisServer, "postgres": PostgresServer, "fake-gcs": FakeGCSServer, "gcs-gate": GCSGate,
             "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
             "traefik": TraefikServer, "edge": EdgeProxy, "dns": DnsServer, "cloudflare_api": CloudflareAPI,
-            "kube-api": KubeAPIServer}
+            "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
+            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay}
 
 
 # kinds in start order (each may need the ones before it)
 ORDER = ("redis", "postgres", "fake-gcs", "gcs-gate", "celery", "studio-app", "studio-nginx", "traefik", "edge",
-         "dns", "cloudflare_api", "kube-api")
+         "dns", "cloudflare_api", "kube-api", "sentry-api", "newrelic-api", "postmark-api",
+         "smtp-relay")
 
 
 class Lab:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
+import threading
 
 APP = "studiodoctor-lab-hold"
 LOCK_TABLE = "studiodoctor_lab_lock"
@@ -46,8 +46,7 @@ def main(argv: list[str]) -> int:
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2
-    while True:
-        time.sleep(3600)
+    threading.Event().wait()  # hold the sessions until killed
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .launcher import LabError, Launcher, pid_alive, stop_pid, wait_for_port
+from .launcher import LabError, Launcher, pid_alive, stop_pid, wait_for_port, wait_until
 
 PG_BINDIRS = ["/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"]
 
@@ -146,20 +146,19 @@ class PostgresServer(Launcher):
     def _ensure_database(self) -> None:
         import psycopg
 
-        deadline_tries = 50
-        for _ in range(deadline_tries):
+        def created() -> bool:
             try:
                 with self.connect("postgres") as conn:
                     exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone()
                     if not exists:
                         conn.execute(f'CREATE DATABASE "{self.dbname}"')
-                return
+                return True
             except psycopg.OperationalError as exc:
                 if "starting up" not in str(exc):
                     raise
-                import time
+                return False
 
-                time.sleep(0.1)
+        wait_until(created, 30.0, "PostgreSQL still starting up")
 
     def profile(self) -> dict:
         return {"postgres": {"dsn": self.dsn()}}
@@ -183,7 +182,6 @@ class PostgresServer(Launcher):
     def start_holder(self, mode: str, n: int = 1, wait: float = 15.0) -> int:
         """Start a pg_hold process (see studiodoctor.lab.pg_hold) and wait until its sessions exist."""
         import sys
-        import time
 
         where = {"connections": "true", "idle-in-transaction": "state LIKE 'idle in transaction%%'",
                  "lock": "wait_event_type = 'Lock'"}[mode]
@@ -192,14 +190,16 @@ class PostgresServer(Launcher):
                          env={"STUDIODOCTOR_HOLD_DSN": self.dsn()})
         self.holders.append(pid)
         want = before + (n if mode == "connections" else 1)
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
+
+        def held() -> bool:
             if self._held(where) >= want:
-                return pid
+                return True
             if not pid_alive(pid):
                 raise LabError(f"pg_hold {mode} exited early (see {self.log})")
-            time.sleep(0.05)
-        raise LabError(f"pg_hold {mode}: sessions not ready after {wait:g} s")
+            return False
+
+        wait_until(held, wait, f"pg_hold {mode}: sessions not ready")
+        return pid
 
     def _held(self, where: str = "true") -> int:
         from .pg_hold import APP

@@ -16,9 +16,8 @@ Faults (each applied through an admin connection; ``fix_*`` or a restart reverts
 from __future__ import annotations
 
 import shutil
-import time
 
-from .launcher import LabError, Launcher, free_port, require_binary, stop_pid
+from .launcher import LabError, Launcher, free_port, require_binary, stop_pid, wait_until
 
 FILL_PREFIX = "studiodoctor:lab:fill:"
 
@@ -161,14 +160,10 @@ class RedisServer(Launcher):
         self._wait_bgsave()
 
     def _wait_bgsave(self, timeout: float = 10.0) -> None:
-        end = time.monotonic() + timeout
+        """BGSAVE marks the save in progress before it answers; wait until the server reaped its child."""
         c = self.client()
-        time.sleep(0.05)
-        while time.monotonic() < end:
-            if not int(c.info("persistence").get("rdb_bgsave_in_progress", 0)):
-                return
-            time.sleep(0.05)
-        raise LabError("BGSAVE did not finish")
+        wait_until(lambda: not int(c.info("persistence").get("rdb_bgsave_in_progress", 0)), timeout,
+                   "BGSAVE did not finish")
 
     def make_replica_of(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """REPLICAOF a master (by default a free port with nothing on it: master_link_status down)."""

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from .launcher import Launcher, stop_pid, wait_for_port
+from .launcher import LabError, Launcher, stop_pid, wait_for_port, wait_until, write_json_atomic
 
 STATE_ENV = "STUDIO_APP_STATE"
 # Studio's settings.HEALTH_CHECK_BROWSERS plus the browsers `browser_is_supported` accepts.
@@ -207,11 +207,7 @@ class StudioApp(Launcher):
         return self.dir / "state.json"
 
     def write_state(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        data = {"dsn": self.dsn, "api_token": self.api_token, **self.faults}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.state_file)  # atomic: a request never reads half a file
+        write_json_atomic(self.state_file, {"dsn": self.dsn, "api_token": self.api_token, **self.faults})
         self.options["faults"] = dict(self.faults)
 
     # faults ---------------------------------------------------------------
@@ -229,14 +225,30 @@ class StudioApp(Launcher):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "studiodoctor.lab.studio_app:application",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--threads", str(self.threads),
-                "--worker-class", "gthread", "--timeout", "4000", "--graceful-timeout", "2",
+                "--worker-class", "gthread", "--timeout", "4000", "--graceful-timeout", "2", "--preload",
                 "--access-logfile", "-", "--error-logfile", "-", "--log-level", "info"]
 
     def start(self, timeout: float = 20.0) -> "StudioApp":
         self.write_state()
         self.pid = self.spawn(self.command(), env={STATE_ENV: str(self.state_file)})
+        # gunicorn binds before its workers have booted: ready is a worker answering, not the port
         wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
+        wait_until(self._answers, timeout, f"gunicorn on {self.address} has no worker answering")
         return self
+
+    def _answers(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/stealthz", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # a worker answered (a fault may make it 500)
+        except OSError:
+            if not self.alive():
+                raise LabError(f"gunicorn on {self.address} exited (see {self.log})") from None
+            return False
 
     def stop(self) -> None:
         pid = self.pid

@@ -24,10 +24,9 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
-from .launcher import LabError, Launcher, free_port, stop_pid, wait_for_port
+from .launcher import LabError, Launcher, free_port, stop_pid, wait_for_port, wait_until
 
 FAULTS = {
     "missing-service": "router of the first hostname points at a missing service (404)",
@@ -221,24 +220,16 @@ class TraefikServer(Launcher):
 
     def wait_generation(self, timeout: float = 10.0) -> None:
         """Block until Traefik has loaded the dynamic file we wrote last."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            status, _ = self._get(f"/api/http/middlewares/gen-{self.generation}@file")
-            if status == 200:
-                return
-            time.sleep(0.05)
-        raise LabError(f"Traefik did not load dynamic config generation {self.generation} within {timeout:g} s")
+        wait_until(lambda: self._get(f"/api/http/middlewares/gen-{self.generation}@file")[0] == 200, timeout,
+                   f"Traefik did not load dynamic config generation {self.generation}")
 
     def wait_server_status(self, status: str, timeout: float = 10.0, service: str = "studio@file") -> None:
         """Block until every server of ``service`` reports ``status`` (UP/DOWN) in the API."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        def reached() -> bool:
             code, body = self._get(f"/api/http/services/{service}")
-            states = set(((body or {}).get("serverStatus") or {}).values())
-            if code == 200 and states == {status}:
-                return
-            time.sleep(0.1)
-        raise LabError(f"{service} servers not {status} after {timeout:g} s")
+            return code == 200 and set(((body or {}).get("serverStatus") or {}).values()) == {status}
+
+        wait_until(reached, timeout, f"{service} servers not {status}")
 
     # faults ------------------------------------------------------------------------------------
     def apply(self, timeout: float = 10.0) -> None:

@@ -22,6 +22,17 @@ def render(data: dict, fmt: str, *, color: bool = False, width: int = 100) -> st
     return getattr(import_module(f"{__name__}.{module}"), func)(data, color=color, width=width)
 
 
+def since_good_lines(data: dict) -> list[str]:
+    """``diagnose --since-good``: one line per changed evidence value, ordered by layer (plain text)."""
+    since = data.get("since_good")
+    if since is None:
+        return []
+    lines = [since["note"]]
+    for c in since["changes"]:
+        lines.append(f"{c['check']}: {c['key']}: {format_value(c['before'])} -> {format_value(c['now'])}")
+    return lines
+
+
 def format_value(value) -> str:
     """One evidence value on one line (lists and dicts compactly)."""
     if isinstance(value, float):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value, is_rows, rows_table
+from . import format_value, is_rows, rows_table, since_good_lines
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -60,6 +60,13 @@ def render_markdown(data: dict, **_) -> str:
             _evidence(lines, cause["evidence"])
         if cause.get("hint"):
             lines += ["", f"Fix: {cause['hint']}"]
+        if cause.get("because"):
+            lines += ["", f"Why this warning: {cause['because']}"]
+        if cause.get("explains"):
+            lines += ["", "Explains " + ", ".join(f"`{e['check']}`" for e in cause["explains"]) + "."]
+    since = since_good_lines(data)
+    if since:
+        lines += ["", "## Since the last good run", "", since[0], ""] + [f"- `{line}`" for line in since[1:]]
     if data["command"] == "diagnose":
         lines += ["", "## Runbook"]
         for step in data["runbook"]:
@@ -67,6 +74,8 @@ def render_markdown(data: dict, **_) -> str:
                           f"— {step['verdict']}", "", f"_Why:_ {step['why']}"]
             if step.get("consequence_of"):
                 lines.append(f"_Consequence of {', '.join(step['consequence_of'])}._")
+            for e in [e for e in step.get("explained_by") or [] if e.get("rule")]:   # causal rules' links
+                lines.append(f"_`{e['check']}` explained by `{e['cause']}`: {e['because']}._")
             if step.get("blocked_by"):
                 lines.append(f"_Blocked by {', '.join(step['blocked_by'])}._")
             if step["results"]:

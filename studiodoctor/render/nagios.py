@@ -62,7 +62,8 @@ def status_line(data: dict) -> str:
             more = f", +{len(ids) - LISTED} more" if len(ids) > LISTED else ""
             parts.append(f"{len(ids)} {status}: {', '.join(ids[:LISTED])}{more}")
     if code == 0 or not parts:
-        parts.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no checks ran")
+        parts.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                     or ("nothing alerting" if data["results"] else "no checks ran"))
     smoke = data.get("smoke") or {}
     for key, word in (("recovered", "recovered"), ("pending", "bad but not yet alerting")):
         if smoke.get(key):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table
+from . import format_value, is_rows, rows_table, since_good_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -99,6 +99,16 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
                     con.print(f"    [dim]{escape(key)}:[/] {escape(format_value(value))}")
             if cause.get("hint"):
                 con.print(f"    [bold]fix:[/] {escape(cause['hint'])}")
+            if cause.get("because"):
+                con.print(f"    [dim]why this warning:[/] {escape(cause['because'])}")
+            if cause.get("explains"):
+                con.print(f"    [magenta]explains:[/] {escape(', '.join(e['check'] for e in cause['explains']))}")
+        since = since_good_lines(data)
+        if since:
+            con.print()
+            con.print(f"[bold]Since the last good run:[/] {escape(since[0])}")
+            for line in since[1:]:
+                con.print(f"    {escape(line)}")
         con.print()
         for step in data["runbook"]:
             con.print(f"[bold]{step['step']}.[/] {_badge(step['verdict'])} [bold]{escape(step['layer'])}[/]: "
@@ -106,6 +116,9 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             con.print(f"      [dim]why:[/] {escape(step['why'])}")
             if step.get("consequence_of"):
                 con.print(f"      [magenta]consequence of {escape(', '.join(step['consequence_of']))}[/]")
+            for e in [e for e in step.get("explained_by") or [] if e.get("rule")]:   # causal rules' links
+                con.print(f"      [magenta]{escape(e['check'])} explained by {escape(e['cause'])}: "
+                          f"{escape(e['because'])}[/]")
             passed = [rid for rid in step["results"] if results[rid]["status"] == "ok"]
             for rid in step["results"]:
                 if rid not in passed or step["verdict"] == "ok":

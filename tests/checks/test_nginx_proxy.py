@@ -80,7 +80,8 @@ def test_post_allowed_on_content_warns(stack, make_profile):
     assert methods.evidence["status"] == 400          # fake-gcs-server's own answer: the POST got through
     assert "not refused by nginx" in methods.summary
     assert res[TRACE].evidence["first_bad_hop"] is None
-    assert likely_cause(make_profile, stack.sections(), "content") == ("nginx", CONTENT_METHODS)
+    # a write method let through does not explain content failing to load: a warn, never the likely cause
+    assert likely_cause(make_profile, stack.sections(), "content") == (None, None)
 
 
 @pytest.mark.parametrize("fault, cid, needle", [

@@ -17,3 +17,42 @@ def test_lab_commands_need_a_lab_that_is_up(capsys, monkeypatch, tmp_path):
     assert capsys.readouterr().err == "studiodoctor: the lab is down: run `studiodoctor lab up` first\n"
     assert main(["lab", "status"]) == 1
     assert "lab is down" in capsys.readouterr().out
+
+
+def test_state_files_written_back_to_back_always_look_changed(tmp_path):
+    from studiodoctor.lab.launcher import write_json_atomic
+
+    path = tmp_path / "state.json"
+    seen = []
+    for i in range(50):
+        write_json_atomic(path, {"i": i})
+        seen.append(path.stat().st_mtime_ns)
+    assert all(b > a for a, b in zip(seen, seen[1:]))
+    assert path.read_text().count('"i": 49') == 1
+
+
+def test_nginx_fault_flips_are_served_as_soon_as_set_fault_returns(tmp_path):
+    """No settling time: the first request after each flip sees the new configuration, and no worker
+    of the previous configuration still accepts connections."""
+    import httpx
+
+    from studiodoctor.lab import nginx_server
+    from studiodoctor.lab.studio_nginx import StudioNginx
+
+    def listening_workers(nginx):
+        inodes = nginx_server._listening_inodes(nginx.listen_ports())
+        return {pid for pid in nginx_server._children(nginx.pid) if nginx_server._holds_any(pid, inodes)}
+
+    nginx = StudioNginx(tmp_path, app_port=9, gcs_url="http://127.0.0.1:9").start()
+    try:
+        for on in (True, False) * 6:
+            before = listening_workers(nginx)
+            assert before
+            nginx.set_fault("post_allowed", on)
+            # refused by limit_except (403) or let through to the dead bucket (502)
+            status = httpx.post(f"{nginx.url}/content/storage/a/b/c.mp4", content=b"x").status_code
+            assert status == (502 if on else 403)
+            assert nginx.served_generation() == nginx.generation
+            assert before.isdisjoint(listening_workers(nginx))
+    finally:
+        nginx.stop()

@@ -1,0 +1,135 @@
+"""Causal rules: when one check's failure is explained by another's, with the evidence that links them.
+
+A check's plain ``explained_by`` (ids or layer names) says "if that also fails, mine is a consequence".
+That is not enough when one layer exhausts a resource and another layer shows the damage: the deeper
+layer may only warn (an app slower than nginx's timeout is "slow", not "down") or could not even log in
+(our own PostgreSQL login rejected is an ``error``), so the failure in front would be named instead.
+
+A :class:`Rule` names a consequence check, a cause check and a ``link``: a predicate over the two
+results that returns the evidence linking them (or None when the link is absent, in which case the
+consequence stays a root). When the link holds, the consequence is explained by the cause, and the
+cause counts as broken even if its own status is a warn or an error: the link is the proof. Each rule
+carries a one-line ``because`` (a format string over the link's evidence) that the runbook prints on
+the consequence's step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .model import Result, Status
+
+# Statuses a cause may have for a rule to consider it: it must have looked and found something.
+CAUSE_STATUSES = frozenset({Status.FAIL, Status.WARN, Status.ERROR})
+LATENCY_TOLERANCE = 0.9     # the app's own latency must reach 90 % of the time nginx waited
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    consequence: str                                   # check id whose failure may be explained
+    cause: str                                         # check id of the deeper layer
+    link: Callable[[Result, Result], dict | None]      # (consequence, cause) -> linking evidence or None
+    because: str                                       # one line, formatted with the link's evidence
+
+    def explain(self, consequence: Result, cause: Result) -> dict[str, Any] | None:
+        """{"cause", "rule", "because", "evidence"} when the link holds, else None."""
+        if consequence.status is not Status.FAIL or cause.status not in CAUSE_STATUSES:
+            return None
+        try:
+            evidence = self.link(consequence, cause)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            evidence = None   # evidence of an unexpected shape links nothing
+        if evidence is None:
+            return None
+        return {"cause": cause.id, "rule": self.name, "because": self.because.format(**evidence),
+                "evidence": evidence}
+
+
+# --- links ------------------------------------------------------------------------------------------
+_OOM_MARKERS = ("OOM command not allowed", "command not allowed when used memory")   # redis-py drops "OOM"
+
+
+def _oom_text(result: Result) -> str:
+    """The OOM error Redis gave this check, if its summary or evidence carries one."""
+    for text in (result.summary, *(str(v) for v in result.evidence.values())):
+        if any(m.lower() in text.lower() for m in _OOM_MARKERS):
+            return text[:160]
+    return ""
+
+
+def redis_full_blocks_workers(workers: Result, memory: Result) -> dict | None:
+    """Celery's ping failed and Redis refuses writes: at maxmemory with noeviction, or OOM errors seen."""
+    ev = memory.evidence
+    limit, used = int(ev.get("maxmemory") or 0), int(ev.get("used_memory") or 0)
+    oom = _oom_text(workers)                      # the broker's own answer to our ping
+    rejected = int(ev.get("oom_errors") or 0)     # INFO errorstats (Redis >= 6.2): writes refused with OOM
+    at_limit = bool(limit) and (used >= limit or (rejected > 0 and memory.status is Status.FAIL))
+    if not (oom or (ev.get("maxmemory_policy") == "noeviction" and at_limit)):
+        return None
+    return {"used_memory": ev.get("used_memory_human", used), "maxmemory": ev.get("maxmemory_human", limit),
+            "policy": ev.get("maxmemory_policy", "?"), "oom_errors": rejected,
+            "seen": oom or ("OOM rejections counted by Redis" if rejected else "used memory at maxmemory")}
+
+
+def app_slower_than_proxy(proxy: Result, app: Result) -> dict | None:
+    """nginx gave up (504) or took nearly its timeout, and the app, asked directly, took as long."""
+    waited = proxy.evidence.get("inferred_proxy_read_timeout_s")
+    if waited is None:
+        if proxy.evidence.get("status") != 200:
+            return None       # a 502 or a wrong status is not a matter of time
+        waited = proxy.evidence.get("latency_s")
+    app_s = app.evidence.get("latency_s")
+    if app_s is None and app.reason == "timeout" and app.duration_ms:
+        app_s = app.duration_ms / 1000     # abandoned by the runner: it waited this long for no answer
+    if waited is None or app_s is None or float(app_s) < LATENCY_TOLERANCE * float(waited):
+        return None
+    return {"nginx_status": proxy.evidence.get("status"), "nginx_waited_s": float(waited),
+            "app_latency_s": float(app_s)}
+
+
+def login_rejected_breaks_app(healthz: Result, login: Result) -> dict | None:
+    """The app is up but its database query fails (/stealthz 200, /healthz not), and PostgreSQL rejects
+    our login too: the same failure (credentials rotated, role dropped, pg_hba) on both sides."""
+    if healthz.evidence.get("stealthz_status") != 200:
+        return None           # the app itself is failing, not only its query
+    if login.evidence.get("stage") != "auth" and login.reason != "auth":
+        return None
+    return {"healthz_status": healthz.evidence.get("status"), "stage": "auth",
+            "postgres_error": login.summary[:200]}
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("redis-full-blocks-workers", "celery.workers", "redis.memory", redis_full_blocks_workers,
+         "Redis refuses writes ({seen}; {used_memory} of {maxmemory}, policy {policy}), so workers cannot "
+         "answer the ping"),
+    Rule("app-slower-than-proxy", "nginx.app_proxy", "app.stealthz", app_slower_than_proxy,
+         "the app itself took {app_latency_s:.1f} s, and nginx gave up or waited {nginx_waited_s:g} s"),
+    Rule("app-slower-than-proxy", "nginx.app_proxy", "app.healthz", app_slower_than_proxy,
+         "the app itself took {app_latency_s:.1f} s, and nginx gave up or waited {nginx_waited_s:g} s"),
+    Rule("login-rejected-breaks-app", "app.healthz", "postgres.reachable", login_rejected_breaks_app,
+         "the app's database query fails while PostgreSQL rejects our login too ({postgres_error})"),
+)
+
+
+def links(by_id: dict[str, Result], broken: set[str], rules=RULES) -> dict[str, list[dict]]:
+    """{consequence id: [explanations]} for every rule whose link holds among ``by_id``; adds the causes
+    it proves broken to ``broken`` (repeated until nothing changes, so links chain)."""
+    found: dict[str, list[dict]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for rule in rules:
+            con, cause = by_id.get(rule.consequence), by_id.get(rule.cause)
+            if con is None or cause is None or rule.consequence not in broken:
+                continue
+            if any(e["cause"] == rule.cause for e in found.get(rule.consequence, [])):
+                continue
+            explanation = rule.explain(con, cause)
+            if explanation:
+                found.setdefault(rule.consequence, []).append(explanation)
+                if rule.cause not in broken:
+                    broken.add(rule.cause)
+                    changed = True
+    return found

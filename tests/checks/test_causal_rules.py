@@ -1,0 +1,97 @@
+"""The causal rules (studiodoctor.causes) on real servers: the deepest broken layer is named, and the
+consequence's step says what explains it, with the evidence."""
+
+from __future__ import annotations
+
+import pytest
+from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
+from studio_stack import Stack, seed_postgres
+
+from checks.celery_workers import WORKERS
+from checks.django_app import HEALTHZ, STEALTHZ
+from checks.nginx_proxy import APP_PROXY
+from checks.postgres_db import REACHABLE as PG_REACHABLE
+from checks.redis_broker import MEMORY
+from studiodoctor import engine
+from studiodoctor.lab.celery_worker import CeleryWorker
+from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.model import Status
+
+
+def step(report, layer):
+    return next(s for s in report.runbook if s["layer"] == layer)
+
+
+def test_redis_at_maxmemory_with_a_real_worker_names_redis(redis_server, make_profile):
+    """noeviction Redis filled to its maxmemory: the real worker cannot answer the ping (its reply is a
+    write), `diagnose publishing` walks celery first but names redis, celery's step being the consequence."""
+    worker = CeleryWorker(redis_server.dir.parent / "causal-worker", broker_url=redis_server.url(0),
+                          name="causal-worker@lab").start()
+    try:
+        profile = make_profile({"redis": {"url": redis_server.url(0)}, "celery": {"ping_timeout": 1.0}}, timeout=8)
+        healthy = engine.diagnose(profile, "publishing")
+        assert healthy.likely_cause is None, healthy.likely_cause
+        redis_server.fill_memory(100, policy="noeviction")
+        report = engine.diagnose(profile, "publishing")
+    finally:
+        worker.stop(cold=True)
+    results = {r.id: r for r in report.results}
+    assert results[WORKERS].status is Status.FAIL, results[WORKERS].summary
+    assert results[MEMORY].evidence["maxmemory_policy"] == "noeviction"
+    assert report.likely_cause["check"] == MEMORY and report.likely_cause["layer"] == "redis"
+    celery = step(report, "celery")
+    assert celery["consequence_of"] == ["redis"]
+    link = next(e for e in celery["explained_by"] if e["check"] == WORKERS)
+    assert link["cause"] == MEMORY and link["rule"] == "redis-full-blocks-workers"
+    assert "noeviction" in link["because"]
+    assert [e["check"] for e in report.likely_cause["explains"]] == [WORKERS]
+
+
+@pytest.mark.parametrize("stack", [2], indirect=True)
+def test_slow_app_behind_nginx_with_a_short_timeout_names_the_app(stack, make_profile):
+    """A deployment whose nginx times out at 2 s while nobody told us (the profile expects Studio's 100 s):
+    the app's 3 s only warns against the limits we know, nginx answers 504. The 504 is the app's."""
+    stack.app.set_fault(slow_s=3)
+    sections = stack.sections()
+    del sections["nginx"]["proxy_read_timeout"]        # what the user's profile would not know
+    report = engine.diagnose(make_profile(sections, timeout=20), "504")   # room for a loaded machine
+    results = {r.id: r for r in report.results}
+    assert results[APP_PROXY].status is Status.FAIL and results[APP_PROXY].evidence["status"] == 504
+    assert results[STEALTHZ].status is Status.WARN, results[STEALTHZ].summary   # 3 s against 100 s
+    assert report.likely_cause["layer"] == "app", report.likely_cause
+    nginx = step(report, "nginx")
+    assert nginx["consequence_of"] == ["app"]
+    link = next(e for e in nginx["explained_by"] if e["check"] == APP_PROXY)
+    assert link["rule"] == "app-slower-than-proxy"
+    assert link["evidence"]["nginx_waited_s"] == 2 and link["evidence"]["app_latency_s"] >= 3
+
+
+def test_rotated_postgres_password_names_postgres(seeded, lab_root, make_profile):
+    """The password was rotated: the app's DSN is no longer accepted (/healthz 500, /stealthz 200) and our
+    own login is rejected (an `error`: we could not look). Together they name postgres, not the app."""
+    _, gcs = seeded
+    pg = PostgresServer(lab_root / "pg-rotated").start()
+    stack = Stack(lab_root / "studio-pg-rotated", pg, gcs)
+    try:
+        seed_postgres(pg)
+        stack.start()
+        profile = make_profile(stack.sections(postgres={"dsn": pg.dsn()}), timeout=8)
+        assert engine.diagnose(profile, "database").likely_cause is None
+        old = pg.password
+        with pg.connect() as conn:
+            conn.execute("ALTER ROLE postgres PASSWORD 'rotated-7c1e'")
+        pg.password = "rotated-7c1e"
+        reports = {word: engine.diagnose(profile, word) for word in ("database", "502")}
+    finally:
+        stack.stop()
+        pg.stop()
+    for word, report in reports.items():
+        results = {r.id: r for r in report.results}
+        assert results[HEALTHZ].status is Status.FAIL and results[HEALTHZ].evidence["stealthz_status"] == 200
+        assert results[PG_REACHABLE].status is Status.ERROR and results[PG_REACHABLE].reason == "auth"
+        assert (report.likely_cause["layer"], report.likely_cause["check"]) == ("postgres", PG_REACHABLE), word
+        app = step(report, "app")
+        link = next(e for e in app["explained_by"] if e["check"] == HEALTHZ)
+        assert link["rule"] == "login-rejected-breaks-app"
+        assert "rejected our login" in link["because"]
+        assert old not in str((app["explained_by"], report.likely_cause))   # the links carry no secret

@@ -1,0 +1,237 @@
+"""The causal rules (studiodoctor.causes) and the warn policy of the likely cause, on synthetic results.
+
+The checks here carry the real check ids so that the real rules apply; their results are made up.
+"""
+
+import pytest
+
+from studiodoctor import engine
+from studiodoctor.causes import RULES
+from studiodoctor.model import Reason, error, fail, ok, warn
+from studiodoctor.registry import Registry
+from studiodoctor.symptoms import CatalogueError, load_catalogue
+
+
+def diagnose(make_profile, reg, steps):
+    prof = make_profile()
+    prof.symptoms = {"walk": {"steps": steps}}
+    return engine.diagnose(prof, "walk", registry=reg)
+
+
+def step_of(report, layer):
+    return next(s for s in report.runbook if s["layer"] == layer)
+
+
+def gateway_timeout(waited=2):
+    return fail(f"nginx answers 504 Gateway Timeout after {waited + 0.01:.1f} s",
+                evidence={"status": 504, "latency_s": waited + 0.01, "inferred_proxy_read_timeout_s": waited})
+
+
+def test_every_rule_names_checks_that_exist():
+    engine.default_registry.load_plugins()
+    for rule in RULES:
+        assert rule.consequence in engine.default_registry.checks, rule.name
+        assert rule.cause in engine.default_registry.checks, rule.name
+
+
+# --- the app slower than nginx's proxy_read_timeout ------------------------------------------------
+
+def test_nginx_504_with_an_app_slower_than_the_timeout_names_the_app(make_profile):
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(2))
+    reg.check("app.stealthz", title="stealthz")(
+        lambda ctx: warn("/stealthz answered <3, but slowly: 3.0 s", evidence={"status": 200, "latency_s": 3.0}))
+    report = diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+    assert report.likely_cause["check"] == "app.stealthz"
+    assert report.likely_cause["status"] == "warn"
+    nginx = step_of(report, "nginx")
+    assert nginx["consequence_of"] == ["app"]
+    [link] = nginx["explained_by"]
+    assert (link["check"], link["cause"], link["rule"]) == ("nginx.app_proxy", "app.stealthz", "app-slower-than-proxy")
+    assert link["evidence"] == {"nginx_status": 504, "nginx_waited_s": 2.0, "app_latency_s": 3.0}
+    assert "3.0 s" in link["because"] and "2 s" in link["because"]
+    assert report.likely_cause["explains"][0]["check"] == "nginx.app_proxy"
+
+
+def test_nginx_504_with_a_fast_app_stays_nginx(make_profile):
+    """The link is absent (the app answers directly in 50 ms): the 504 is nginx's own, not demoted."""
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(2))
+    reg.check("app.stealthz", title="stealthz")(
+        lambda ctx: warn("/stealthz answered 200 but not Studio's '<3'", evidence={"status": 200, "latency_s": 0.05}))
+    report = diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+    assert report.likely_cause["check"] == "nginx.app_proxy"
+    assert step_of(report, "nginx")["explained_by"] == []
+    assert step_of(report, "nginx")["consequence_of"] == []
+
+
+def test_nginx_502_is_not_a_matter_of_time(make_profile):
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy")(
+        lambda ctx: fail("nginx answers 502", evidence={"status": 502, "latency_s": 0.01}))
+    reg.check("app.stealthz", title="stealthz")(
+        lambda ctx: warn("slow", evidence={"status": 200, "latency_s": 3.0}))
+    report = diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}])
+    assert report.likely_cause["check"] == "nginx.app_proxy"
+
+
+def test_a_proved_cause_also_explains_plain_explained_by(make_profile):
+    """path.trace is plainly explained by the app layer: once the rule proves the app broken, it counts."""
+    reg = Registry()
+    reg.check("path.trace", title="trace", explained_by=["app", "nginx"])(lambda ctx: fail("504 at nginx"))
+    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(2))
+    reg.check("app.stealthz", title="stealthz")(
+        lambda ctx: warn("slow", evidence={"status": 200, "latency_s": 2.5}))
+    report = diagnose(make_profile, reg, [{"layer": "path", "why": "p"}, {"layer": "nginx", "why": "n"},
+                                          {"layer": "app", "why": "a"}])
+    assert report.likely_cause["check"] == "app.stealthz"
+    assert step_of(report, "path")["consequence_of"] == ["app", "nginx"]
+    assert {e["check"] for e in report.likely_cause["explains"]} == {"nginx.app_proxy", "path.trace"}
+
+
+# --- Redis at maxmemory and the Celery workers ----------------------------------------------------
+
+def memory(status, used, limit, policy="noeviction", **extra):
+    return lambda ctx: status(f"{used} of {limit}", evidence={"used_memory": used, "maxmemory": limit,
+                                                              "maxmemory_policy": policy, **extra})
+
+
+def publishing(make_profile, workers, redis_memory):
+    reg = Registry()
+    reg.check("celery.workers", title="ping")(workers)
+    reg.check("redis.memory", title="memory")(redis_memory)
+    return diagnose(make_profile, reg, [{"layer": "celery", "why": "c"}, {"layer": "redis", "why": "r"}])
+
+
+def test_workers_silent_with_redis_at_maxmemory_names_redis(make_profile):
+    report = publishing(make_profile, lambda ctx: fail("no Celery worker answered a ping within 2 s"),
+                        memory(fail, 2_100_000, 2_000_000))
+    assert report.likely_cause["check"] == "redis.memory"
+    [link] = step_of(report, "celery")["explained_by"]
+    assert link["cause"] == "redis.memory" and "noeviction" in link["because"]
+    assert step_of(report, "celery")["consequence_of"] == ["redis"]
+
+
+def test_an_oom_error_in_the_ping_links_even_below_the_limit(make_profile):
+    oom = "OOM command not allowed when used memory > 'maxmemory'."
+    report = publishing(make_profile, lambda ctx: fail(f"Celery broker at 127.0.0.1:1 unreachable from here: {oom}"),
+                        memory(warn, 1_900_000, 2_000_000))
+    assert report.likely_cause["check"] == "redis.memory"
+    assert "OOM command not allowed" in step_of(report, "celery")["explained_by"][0]["because"]
+
+
+@pytest.mark.parametrize("redis_memory", [
+    memory(warn, 1_700_000, 2_000_000),                       # close, but writes still succeed
+    memory(fail, 2_100_000, 2_000_000, policy="allkeys-lru"),  # evicts instead of refusing
+    memory(ok, 100, 0),                                        # no limit at all
+])
+def test_workers_silent_without_the_oom_link_stays_celery(make_profile, redis_memory):
+    report = publishing(make_profile, lambda ctx: fail("no Celery worker answered a ping within 2 s"), redis_memory)
+    assert step_of(report, "celery")["explained_by"] == []
+    if report.likely_cause["layer"] == "redis":   # redis failing on its own is a second root, after celery
+        pytest.fail("celery was demoted without a link")
+    assert report.likely_cause["check"] == "celery.workers"
+
+
+# --- our PostgreSQL login rejected while /healthz fails --------------------------------------------
+
+def healthz_fails(stealthz_status):
+    return lambda ctx: fail("/healthz answered 500", evidence={"status": 500, "stealthz_status": stealthz_status})
+
+
+def database(make_profile, healthz, login):
+    reg = Registry()
+    reg.check("app.healthz", title="healthz", explained_by=["postgres"])(healthz)
+    reg.check("postgres.reachable", title="login")(login)
+    return diagnose(make_profile, reg, [{"layer": "app", "why": "a"}, {"layer": "postgres", "why": "p"}])
+
+
+def rejected(ctx):
+    return error("PostgreSQL at 127.0.0.1:5 rejected our login (stage auth, user studio): password "
+                 "authentication failed for user \"studio\"", evidence={"stage": "auth"}, reason=Reason.AUTH)
+
+
+def test_login_rejected_with_healthz_failing_names_postgres(make_profile):
+    report = database(make_profile, healthz_fails(200), rejected)
+    assert report.likely_cause["check"] == "postgres.reachable"
+    assert report.likely_cause["status"] == "error"
+    [link] = step_of(report, "app")["explained_by"]
+    assert link["rule"] == "login-rejected-breaks-app"
+    assert "password authentication failed" in link["because"]
+
+
+def test_login_rejected_but_the_app_itself_down_stays_app(make_profile):
+    report = database(make_profile, healthz_fails(None), rejected)
+    assert report.likely_cause["check"] == "app.healthz"
+
+
+def test_an_inconclusive_login_of_another_kind_does_not_demote_the_app(make_profile):
+    report = database(make_profile, healthz_fails(200),
+                      lambda ctx: error("permission denied for pg_stat_activity", evidence={"stage": "ok"},
+                                        reason=Reason.FORBIDDEN))
+    assert report.likely_cause["check"] == "app.healthz"
+
+
+# --- warns: never the likely cause unless the catalogue says so ------------------------------------
+
+def test_a_cosmetic_warn_is_not_the_likely_cause(make_profile):
+    reg = Registry()
+    reg.check("kube.pods", title="pods")(lambda ctx: error("pods are forbidden", reason=Reason.FORBIDDEN))
+    reg.check("web.login", title="login")(lambda ctx: warn("unsupported-browser page"))
+    reg.check("db.up", title="db")(lambda ctx: ok("fine"))
+    report = diagnose(make_profile, reg, [{"layer": "kube", "why": "k"}, {"layer": "web", "why": "w"},
+                                          {"layer": "db", "why": "d"}])
+    assert report.likely_cause is None
+    assert report.notes == ["Nothing failed. Ruled out: db. Could not check: kube (kube.pods: forbidden). "
+                            "Warnings that do not explain this symptom: web (web.login)."]
+
+
+def test_a_warn_the_catalogue_says_explains_the_symptom_is_named(make_profile):
+    reg = Registry()
+    reg.check("web.login", title="login")(lambda ctx: warn("unsupported-browser page"))
+    reg.check("web.latency", title="latency")(lambda ctx: warn("3.0 s, above 2 s"))
+    report = diagnose(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]}])
+    assert report.likely_cause["check"] == "web.latency"
+    assert report.likely_cause["status"] == "warn"
+    assert "explains `walk`" in report.likely_cause["because"]
+
+
+def test_a_failure_wins_over_a_warn_that_explains(make_profile):
+    reg = Registry()
+    reg.check("web.latency", title="latency")(lambda ctx: warn("3.0 s"))
+    reg.check("db.up", title="db")(lambda ctx: fail("refused"))
+    report = diagnose(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]},
+                                          {"layer": "db", "why": "d"}])
+    assert report.likely_cause["check"] == "db.up"
+
+
+def test_warn_explains_must_be_a_list_of_ids():
+    with pytest.raises(CatalogueError, match=r"symptoms.x.steps\[1\].warn_explains: expected a list"):
+        load_catalogue({"x": {"steps": [{"layer": "app", "warn_explains": "app.stealthz"}]}})
+
+
+def test_built_in_warn_explains_name_checks_of_their_symptom():
+    reg = engine.default_registry.load_plugins()
+    from studiodoctor.runbook import checks_for
+
+    cat = load_catalogue()
+    for sym in cat.symptoms.values():
+        ran = {c.id for c in checks_for(sym, reg)}
+        for step in sym.steps:
+            assert set(step.warn_explains) <= ran, (sym.name, step.layer)
+
+
+def test_an_app_abandoned_by_the_runner_links_by_the_time_waited(make_profile):
+    """The runner gave up on the app's check (no evidence): the time it waited is the app's latency."""
+    import time
+
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(1))
+    reg.check("app.stealthz", title="stealthz")(lambda ctx: time.sleep(5) or ok("late"))
+    prof = make_profile(timeout=1.5)
+    prof.symptoms = {"walk": {"steps": [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"}]}}
+    report = engine.diagnose(prof, "walk", registry=reg)
+    stealthz = next(r for r in report.results if r.id == "app.stealthz")
+    assert stealthz.reason == "timeout" and stealthz.evidence == {}
+    assert report.likely_cause["check"] == "app.stealthz"
+    assert step_of(report, "nginx")["explained_by"][0]["evidence"]["app_latency_s"] >= 1.5
