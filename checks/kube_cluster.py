@@ -558,6 +558,8 @@ def check_api(ctx):
     try:
         resp = client.VersionApi(conn.client).get_code(_request_timeout=ctx.timeout(), _preload_content=False)
         info = json.loads(resp.data)
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not the version object")
     except Exception as exc:
         _classify(exc, listing)
         if listing.status in ("unreachable", "timeout"):
