@@ -3,8 +3,9 @@
 Studio's Celery (facts §4, §6): broker Redis DB 0, one queue ``celery``, kombu's ``unacked`` hash and
 ``unacked_index`` sorted set, ``visibility_timeout`` 4 h, results in Postgres, publishing flags
 ``main_tree.publishing`` and stays stuck when a worker dies. Everything here only READS the broker:
-LLEN/LINDEX/HLEN/HGET/ZRANGE, never a pop. The one exception is the broadcast ping, which is what
-``celery inspect ping`` does: it publishes a control message and reads replies on a temporary queue.
+LLEN/LINDEX/HLEN/HGET/ZRANGE, never a pop. The exceptions are the broadcast ping and inspect, declared
+with safety class ``broker-control``: they do what ``celery inspect ping`` does, publish a control message
+and read replies on a temporary queue they bind and remove (``CONTROL_ACL`` lists the Redis grants).
 Celery and kombu are imported inside the functions only.
 """
 
@@ -14,8 +15,8 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from studiodoctor.lab import studio_schema as schema
-from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor import studio_facts as facts
+from studiodoctor.model import BROKER_CONTROL, MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -39,8 +40,8 @@ UNACKED_INDEX_KEY = "unacked_index"
 
 DEFAULTS = {
     "queues": ["celery"],
-    "expected_workers": 1,
-    "ping_timeout": 2.0,            # seconds to wait for ping replies (stops early at expected_workers)
+    "expected_workers": 0,          # 0: not stated (the ping reports how many answered, it cannot know more)
+    "ping_timeout": 2.0,            # seconds the ping collects replies: every worker that answers within it
     "max_queue_depth": 50,          # Studio's old prober alerted at LLEN celery >= 50
     "visibility_timeout": 14400,    # Studio's broker_transport_options (4 h)
     "unacked_warn_ratio": 0.75,     # warn when the oldest delivery is this close to the visibility timeout
@@ -50,6 +51,13 @@ DEFAULTS = {
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# The Redis ACL a broadcast (ping, inspect) needs through kombu's Redis transport, measured with MONITOR:
+# PUBLISH on the pidbox channel; a Lua script (SADD/ZADD) binding a temporary reply queue; LLEN/BRPOP on
+# it; SREM/DEL to remove it. Nothing of the app's queues is touched: kombu's restore of unacked deliveries
+# (SET unacked_mutex, then re-queueing) is switched off in _resp2_transport. (Channel: &/<db>.celery.pidbox.)
+CONTROL_ACL = ("+publish", "+evalsha", "+eval", "+script|exists", "+script|load", "+time", "+sadd", "+zadd", "+srem",
+               "+smembers", "+del", "+llen", "+brpop", "+lpop", "+multi", "+exec", "~_kombu.binding*",
+               "~*.reply.celery.pidbox*")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -188,11 +196,20 @@ def _celery_app(ctx, url: str):
 
 
 def _resp2_transport():
-    """kombu's Redis transport speaking RESP2: redis-py >= 8 opens with ``HELLO 3``, which Studio's
-    production Redis (4.x) rejects (facts §4); Studio itself forces RESP2 for the same reason."""
+    """kombu's Redis transport speaking RESP2 (redis-py >= 8 opens with ``HELLO 3``, which Studio's
+    production Redis (4.x) rejects (facts §4); Studio itself forces RESP2 for the same reason), and whose
+    consumer never restores the app's unacked messages (kombu does that from any consumer's poll loop)."""
     from kombu.transport import redis as kombu_redis
 
+    class NoRestoreQoS(kombu_redis.QoS):
+        def restore_visible(self, *args, **kwargs):
+            """Never: kombu's consumer re-queues the app's unacked deliveries older than ITS visibility
+            timeout (1 h by default, Studio's is 4 h), so a doctor's ping would run a long publish twice."""
+            return None
+
     class Channel(kombu_redis.Channel):
+        QoS = NoRestoreQoS
+
         def _connparams(self, asynchronous=False):
             params = super()._connparams(asynchronous)
             params["protocol"] = 2
@@ -216,15 +233,17 @@ def _describe(exc: Exception) -> tuple[bool, str]:
 
 
 def _ping(ctx, url: str) -> dict:
-    """Broadcast ping once per run: {"workers": {name: reply}, "seconds": s} or {"error": exc}."""
+    """Broadcast ping once per run: {"workers": {name: reply}, "seconds": s} or {"error": exc}.
+
+    It collects every reply within the ping window (no early stop at a count: Studio runs 5 worker pods,
+    and a ping that stops at the first pong makes the slot count see one worker of many)."""
 
     def run():
-        expected = max(1, int(_setting(ctx, "expected_workers")))
         wait = min(float(_setting(ctx, "ping_timeout")), max(0.1, ctx.timeout() - 0.5))
         t0 = time.monotonic()
         try:
             with _broker_connection(ctx, url) as conn:
-                replies = _celery_app(ctx, url).control.ping(timeout=wait, limit=expected, connection=conn)
+                replies = _celery_app(ctx, url).control.ping(timeout=wait, connection=conn)
         except Exception as exc:  # kombu OperationalError, redis ConnectionError, socket errors
             return {"error": exc, "seconds": time.monotonic() - t0, "wait": wait}
         workers = {}
@@ -316,31 +335,32 @@ def _fmt_age(seconds: float) -> str:
 
 
 # --- checks ---------------------------------------------------------------------------------------
-@check(WORKERS, title="Celery workers answer ping", depends_on=(REDIS_REACHABLE,),
-       permissions=("publish a broadcast ping on the broker (celery inspect ping)",), smoke=True)
+@check(WORKERS, title="Celery workers answer ping", depends_on=(REDIS_REACHABLE,), safety=BROKER_CONTROL,
+       permissions=("Redis (what `celery inspect ping` does): " + " ".join(CONTROL_ACL),))  # writes: no smoke
 def check_workers(ctx):
     """Celery workers answer a broadcast ping within a short deadline.
 
     Studio runs its publishing, imports and change application in Celery workers (deployment
     `<release>-workers`, no liveness probe): when none answers, edits are never applied and publishes
-    never start. The ping stops as soon as `celery.expected_workers` have answered and waits at most
-    `celery.ping_timeout` seconds (default 2) otherwise. None answering is a `fail`; fewer than expected
-    a `warn`. Fix: look at the workers' pods (`kubectl get pods -l tier=workers`, CrashLoopBackOff,
-    OOMKilled: the limit is 8Gi) and their logs; restart the deployment."""
+    never start. The ping collects every reply for `celery.ping_timeout` seconds (default 2). None
+    answering is a `fail`; fewer than `celery.expected_workers` (if set) a `warn`. The ping writes to the
+    broker what `celery inspect ping` writes (safety class `broker-control`): a control message on the
+    `celery.pidbox` channel and a temporary reply queue with its binding, removed afterwards; a Redis
+    user without those grants gets an `error` naming them, never a broker failure. Fix: look at the
+    workers' pods (`kubectl get pods -l tier=workers`, CrashLoopBackOff, OOMKilled: the limit is 8Gi)
+    and their logs; restart the deployment."""
     url = _broker_url(ctx)
     if not url:
         return _no_broker()
-    expected = max(1, int(_setting(ctx, "expected_workers")))
+    expected = max(0, int(_setting(ctx, "expected_workers") or 0))
     pinged = _ping(ctx, url)
     commands = [_ping_command(ctx),
                 Command(f"{_kube(ctx)} get pods -l tier=workers", READ_ONLY),
                 Command(f"{_kube(ctx)} logs -l tier=workers --tail=200", READ_ONLY)]
     if "error" in pinged:
-        timed_out, text = _describe(pinged["error"])
-        return unreachable("Celery broker", _address(url), text, timed_out=timed_out, commands=commands,
-                           hint="the broker must be reachable before workers can be asked anything")
+        return _control_failure(url, pinged["error"], "ping the workers", commands)
     names = sorted(pinged["workers"])
-    evidence = {"workers": names, "answered": len(names), "expected": expected,
+    evidence = {"workers": names, "answered": len(names), "expected": expected or None,
                 "waited_s": round(pinged["seconds"], 2)}
     if not names:
         return fail(f"no Celery worker answered a ping within {pinged['wait']:g} s", evidence=evidence,
@@ -357,12 +377,36 @@ def check_workers(ctx):
         return warn(f"{len(names)} of {expected} expected Celery workers answered ping: {', '.join(names)}",
                     evidence=evidence, commands=commands,
                     hint="some worker pods are missing or not ready; compare with the deployment's replicas")
-    return ok(f"{len(names)} worker(s) answered ping in {pinged['seconds'] * 1000:.0f} ms: {', '.join(names)}",
+    return ok(f"{len(names)} worker(s) answered ping within {pinged['wait']:g} s: {', '.join(names)}",
               evidence=evidence)
 
 
+def _no_permission(exc: Exception, text: str) -> bool:
+    """Redis refused a command for our ACL user (directly, or inside kombu's Lua script)."""
+    return (type(exc).__name__ == "NoPermissionError" or "NOPERM" in text
+            or "can't run this command" in text or "no permissions to" in text)
+
+
+def _control_failure(url: str, exc: Exception, doing: str, commands: list[Command]):
+    """A control call that raised: no permission -> error naming the ACL grant; unreachable -> fail."""
+    timed_out, text = _describe(exc)
+    if _no_permission(exc, text):
+        user = urlsplit(url).username or "default"
+        return error(f"our Redis user {user!r} may not {doing} (a broadcast writes a control message): {text}",
+                     reason=Reason.FORBIDDEN, evidence={"broker": _address(url), "redis_user": user},
+                     hint=f"grant it what `celery inspect` needs: ACL SETUSER {user} {' '.join(CONTROL_ACL)} "
+                          f"(channel &/<db>.celery.pidbox), or leave the celery layer to a user that has it",
+                     commands=commands[:1])
+    if "NOAUTH" in text or "WRONGPASS" in text or type(exc).__name__ == "AuthenticationError":
+        return error(f"the broker refused our credentials: {text}", reason=Reason.AUTH,
+                     evidence={"broker": _address(url)})
+    return unreachable("Celery broker", _address(url), text, timed_out=timed_out, commands=commands,
+                       hint="the broker must be reachable before workers can be asked anything")
+
+
 @check(SATURATION, title="Celery worker slots vs waiting tasks", depends_on=(REDIS_REACHABLE, WORKERS),
-       permissions=("broadcast inspect active/stats", "LLEN on the queues"))
+       safety=BROKER_CONTROL, permissions=("Redis (what `celery inspect active/stats` does): " + " ".join(CONTROL_ACL),
+                                           "LLEN on the queues"))
 def check_saturation(ctx):
     """Active tasks vs each worker's concurrency, and whether tasks wait while every slot is busy.
 
@@ -376,6 +420,8 @@ def check_saturation(ctx):
     slots = _slots(ctx, url)
     if "error" in slots:
         timed_out, text = _describe(slots["error"])
+        if _no_permission(slots["error"], text):
+            return _control_failure(url, slots["error"], "inspect the workers", [])
         return error(f"could not inspect the workers: {text}",
                      reason=Reason.TIMEOUT if timed_out else Reason.UNEXPECTED)
     if not slots["workers"]:
@@ -505,8 +551,8 @@ def check_unacked(ctx):
 
 @check(STUCK_PUBLISHES, title="Channels stuck publishing", needs=("postgres.dsn",),
        depends_on=(POSTGRES_REACHABLE,), explained_by=(WORKERS,),
-       permissions=(f"SELECT on {schema.CHANNEL_TABLE}, {schema.NODE_TABLE}, {schema.CHANGE_TABLE}, "
-                    f"{schema.TASKRESULT_TABLE}",))
+       permissions=(f"SELECT on {facts.CHANNEL_TABLE}, {facts.NODE_TABLE}, {facts.CHANGE_TABLE}, "
+                    f"{facts.TASKRESULT_TABLE}",))
 def check_stuck_publishes(ctx):
     """Channels whose main tree has been `publishing` for too long, failed publishes, unapplied changes.
 
@@ -523,7 +569,7 @@ def check_stuck_publishes(ctx):
     window = float(_setting(ctx, "failed_publish_window"))
     unapplied_after = float(_setting(ctx, "unapplied_after"))
     t = ctx.timeout(cap=10.0)
-    ch, node, change, tr = schema.CHANNEL_TABLE, schema.NODE_TABLE, schema.CHANGE_TABLE, schema.TASKRESULT_TABLE
+    ch, node, change, tr = facts.CHANNEL_TABLE, facts.NODE_TABLE, facts.CHANGE_TABLE, facts.TASKRESULT_TABLE
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, int(t)), autocommit=False,
                              options=f"-c statement_timeout={int(t * 1000)} -c default_transaction_read_only=on"
@@ -536,7 +582,7 @@ def check_stuck_publishes(ctx):
             failed = conn.execute(
                 f"SELECT task_id, task_name, date_done FROM {tr} WHERE task_name = ANY(%s) AND status = 'FAILURE' "
                 f"AND date_done > now() - make_interval(secs => %s) ORDER BY date_done DESC LIMIT 10",
-                (list(schema.PUBLISH_TASK_NAMES), window)).fetchall()
+                (list(facts.PUBLISH_TASK_NAMES), window)).fetchall()
             has_created = conn.execute(
                 "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'created'",
                 (change,)).fetchone() is not None

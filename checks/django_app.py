@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -20,11 +21,11 @@ HEALTHZ = "app.healthz"
 LOGIN_PAGE = "app.login_page"
 PROBERS = "app.probers"
 
-CLOUDFLARE_TIMEOUT_S = 100.0          # CloudFlare's origin read timeout (not configurable below Enterprise)
-NGINX_TIMEOUT_S = 100.0               # Studio's proxy_read_timeout (nginx's own default is 60 s)
+CLOUDFLARE_TIMEOUT_S = facts.CLOUDFLARE_TIMEOUT_S   # CloudFlare's origin read timeout
+NGINX_TIMEOUT_S = facts.STUDIO_PROXY_READ_TIMEOUT_S  # Studio's proxy_read_timeout (nginx's own default is 60 s)
 DEFAULT_LATENCY_WARN_S = 2.0          # /stealthz and /healthz are tiny: seconds already mean trouble
 DEFAULT_FAIL_RATIO = 0.8              # fail at 80 % of the tightest limit in front of the app
-DEFAULT_LOGIN_PATH = "/en/accounts/"
+DEFAULT_LOGIN_PATH = facts.LOGIN_PATH
 PROBER_QUEUE_ALERT = 50               # Studio's old task_queue_status prober alerted at LLEN celery >= 50
 PROBER_PUBLISHING_ALERT_S = 7200      # PROBER_PUBLISHING_ALERT_THRESHOLD default
 UNSUPPORTED_MARKERS = ("browser is not supported", "unsupported browser", "unsupported_browser")

@@ -12,6 +12,9 @@ from studiodoctor.model import Command, Reason, error, fail, ok, unreachable, wa
 from studiodoctor.registry import check
 from studiodoctor.saasapi import call, guard, unexpected
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx", "smtplib")
+
 TOKEN = "email.postmark_token"
 STREAM = "email.message_stream"
 BOUNCES = "email.bounce_rate"

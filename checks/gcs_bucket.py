@@ -14,7 +14,7 @@ import re
 import time
 from urllib.parse import quote
 
-from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, Result, error, fail, ok, skip, unreachable,
+from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, Result, error, fail, ok, unreachable,
                                 warn)
 from studiodoctor.registry import check
 
@@ -284,6 +284,13 @@ def _named(items: list[tuple[str, str]]) -> str:
     return shown + (f" and {len(items) - 3} more" if len(items) > 3 else "")
 
 
+def _nothing_under(name: str, prefix: str, key: str, evidence: dict):
+    """Zero objects examined: a warning naming the key, never ``ok`` nor a quiet skip."""
+    return warn(f"no objects under gs://{name}/{prefix}: nothing was examined (Studio keeps channel databases "
+                f"under databases/ and content under storage/)", evidence=evidence, reason=Reason.NOT_CONFIGURED,
+                hint=f"check gcs.bucket and gcs.{key} (the prefix Studio writes these objects under)")
+
+
 # checks --------------------------------------------------------------------------------------
 
 @check(BUCKET, title="Content bucket exists and our credentials can read its metadata", needs=("gcs.bucket",),
@@ -392,8 +399,7 @@ def check_public_read(ctx):
     if isinstance(listed, Result):
         return listed
     if not names:
-        return skip(f"no objects under gs://{name}/{prefix} to sample", reason=Reason.NOT_APPLICABLE,
-                    evidence={"bucket": name, "prefix": prefix})
+        return _nothing_under(name, prefix, "storage_prefix", {"bucket": name, "prefix": prefix})
     step = max(1, len(names) // sample_size)
     sample = names[::step][:sample_size]
     base = _public_url(ctx)
@@ -534,7 +540,7 @@ def check_databases_cache_control(ctx):
                      f"({requests} requests) with no offender so far", evidence=evidence, reason=Reason.TIMEOUT,
                      hint="raise the profile's timeout or lower --max-objects")
     if not audited:
-        return skip(f"no objects under gs://{name}/{prefix}", evidence=evidence, reason=Reason.NOT_APPLICABLE)
+        return _nothing_under(name, prefix, "databases_prefix", evidence)
     if not_gzip_count:
         return warn(f"{not_gzip_count} of {scope} are .sqlite3 without Content-Encoding gzip: "
                     f"{', '.join(not_gzip[:3])}{' ...' if not_gzip_count > 3 else ''}", evidence=evidence,
@@ -586,7 +592,7 @@ def check_storage_cache_control(ctx):
         if by_deadline:
             return error(f"audit of gs://{name}/{prefix} stopped at the deadline", evidence=evidence,
                          reason=Reason.TIMEOUT)
-        return skip(f"no objects under gs://{name}/{prefix}", evidence=evidence, reason=Reason.NOT_APPLICABLE)
+        return _nothing_under(name, prefix, "storage_prefix", evidence)
     if short_count:
         sample = short[0][0]
         return warn(f"{short_count} of {scope} are not cacheable for long: {_named(short)}", evidence=evidence,
@@ -610,7 +616,8 @@ def check_listing_not_public(ctx):
     #1838: `/content/` once listed the bucket). Listing comes from storage.objects.list, which
     roles/storage.objectViewer includes: grant allUsers roles/storage.legacyObjectReader instead. The
     check asks `gcs.public_url` for a one-item listing without credentials, in both the XML and the JSON
-    API; a listing in the answer is a `fail`, 401/403 is `ok`."""
+    API; a listing in the answer is a `fail`, 401/403 is `ok`; 404 from both says the endpoint does not
+    serve this bucket (wrong `gcs.public_url` or `gcs.bucket`): an `error`, never `ok`."""
     from studiodoctor import httpprobe
 
     name = _bucket_name(ctx)
@@ -658,5 +665,12 @@ def check_listing_not_public(ctx):
     if unexpected:
         return error(f"anonymous listing of gs://{name} answered unexpectedly: "
                      f"{'; '.join(f'{a}: {seen[a]}' for a in unexpected)}", evidence=evidence, commands=commands)
+    refused = [api for api, v in seen.items() if v.endswith("refused")]
+    if not refused:  # every probe got 404: nothing was asked of this bucket, so nothing is known
+        return error(f"cannot tell whether gs://{name} can be listed: {base} answered 404 to both listings "
+                     f"({'; '.join(f'{a}: {v}' for a, v in seen.items())}), so it does not serve this bucket",
+                     evidence=evidence, commands=commands, reason=Reason.NOT_CONFIGURED,
+                     hint="check gcs.public_url (the anonymous endpoint, https://storage.googleapis.com for GCS) "
+                          "and gcs.bucket")
     return ok(f"anonymous listing of gs://{name} is refused ({'; '.join(f'{a}: {v}' for a, v in seen.items())})",
               evidence=evidence)

@@ -13,6 +13,7 @@ import mimetypes
 import re
 import time
 
+from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -28,14 +29,13 @@ CONTENT_METHODS = "nginx.content_methods"
 CONTENT_LISTING = "nginx.content_listing"
 HEADERS = "nginx.headers"
 
-DEFAULT_STATIC_PATH = "/static/img/kolibri_placeholder.png"   # a file collectstatic ships
-STUDIO_PROXY_READ_TIMEOUT_S = 100.0
-NGINX_DEFAULT_READ_TIMEOUT_S = 60.0
-CLOUDFLARE_TIMEOUT_S = 100.0
-IMMUTABLE_MAX_AGE = 31536000
-STORAGE_CACHE_CONTROL = "public, max-age=31536000, immutable, no-transform"
-DATABASE_CACHE_CONTROL = "private, max-age=5, no-transform"
-METHOD_PROBE_PATH = "/content/databases/studiodoctor-method-probe.sqlite3"   # never an existing object
+STUDIO_PROXY_READ_TIMEOUT_S = facts.STUDIO_PROXY_READ_TIMEOUT_S
+NGINX_DEFAULT_READ_TIMEOUT_S = facts.NGINX_DEFAULT_READ_TIMEOUT_S
+CLOUDFLARE_TIMEOUT_S = facts.CLOUDFLARE_TIMEOUT_S
+IMMUTABLE_MAX_AGE = facts.IMMUTABLE_MAX_AGE
+STORAGE_CACHE_CONTROL = facts.STORAGE_CACHE_CONTROL
+DATABASE_CACHE_CONTROL = facts.DATABASE_CACHE_CONTROL
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 CACHE_STATUS_HEADERS = ("x-cache-status", "cf-cache-status", "x-cache", "x-proxy-cache")
 # Response headers that say nothing about the proxy (they differ on every request or by transport).
 _VOLATILE = {"date", "content-length", "connection", "keep-alive", "transfer-encoding", "age"}
@@ -151,18 +151,20 @@ def database_path(ctx) -> tuple[str, str, bool]:
 
 # --- checks -------------------------------------------------------------------------------------------
 
-@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP GET",), smoke=True)
+@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP HEAD",), smoke=True)
 def check_reachable(ctx):
     """nginx accepts connections and answers HTTP at ``nginx.url`` (any status).
 
-    The probe asks for a static asset, which nginx serves itself, so the answer does not depend on the app.
-    If nginx does not answer, nothing in the pod does for users: the Service targets nginx's port 8080."""
-    path = str(ctx.setting("static_path", DEFAULT_STATIC_PATH))
+    The probe asks for ``/static/`` (or ``nginx.static_sample``), which nginx answers itself, so the answer
+    does not depend on the app. If nginx does not answer, nothing in the pod does for users: the Service
+    targets nginx's port 8080."""
+    nginx = ctx.config
+    path = str(nginx.get("static_sample") or nginx.get("static_path") or facts.STATIC_PREFIX)
     resp, seconds, exc = _request(ctx, "HEAD", path)
     if exc is not None:
         return _no_answer(ctx, path, exc, seconds)
     server = resp.headers.get("server", "")
-    evidence = {"status": resp.status_code, "server": server, "latency_s": round(seconds, 3)}
+    evidence = {"path": path, "status": resp.status_code, "server": server, "latency_s": round(seconds, 3)}
     note = "" if "nginx" in server.lower() else f" (Server header {server!r} is not nginx: is nginx.url right?)"
     return ok(f"answers HTTP {resp.status_code} in {seconds * 1000:.0f} ms{note}", evidence=evidence)
 
@@ -215,27 +217,47 @@ def check_app_proxy(ctx):
 @check(STATIC, title="nginx serves /static/ assets", needs=("nginx.url",), depends_on=(REACHABLE,),
        permissions=("HTTP GET",))
 def check_static(ctx):
-    """A static asset (``nginx.static_path``) comes back 200 with the content type of its extension.
+    """A static asset comes back 200 with the content type of its extension.
 
     nginx serves ``/static/`` from the ``staticfiles`` volume that the ``collectstatic`` init container
-    fills (``alias /app/contentworkshop_static/; expires 4h``). A 404 means collectstatic did not run or
-    the volume is not shared; an HTML answer means the request fell through to Django."""
-    path = str(ctx.setting("static_path", DEFAULT_STATIC_PATH))
+    fills (``alias /app/contentworkshop_static/; expires 4h``). The asset is never assumed: it is
+    ``nginx.static_sample`` if set, else one the app's own pages reference (``nginx.sample_page``, default
+    ``/`` and the login page), else one from Django's ``staticfiles.json`` manifest, else one from nginx's
+    autoindex of ``/static/``. A 404 for such an asset, or an empty ``/static/`` listing, means collectstatic
+    did not run or the volume is not shared; an HTML answer means the request fell through to Django.
+    When no asset can be found the check says so (``error``) instead of guessing."""
+    from studiodoctor.static_assets import static_sample
+
+    sample = static_sample(ctx, _base(ctx))
+    path = sample["path"]
+    cmds = _commands(ctx, _curl(_base(ctx) + facts.STATIC_PREFIX, "GET"))
+    if not path:
+        evidence = {"tried": sample["tried"]}
+        if sample["empty_listing"]:
+            return fail(f"{facts.STATIC_PREFIX} is served but empty: collectstatic did not run or the "
+                        f"staticfiles volume is not shared", evidence=evidence, commands=cmds,
+                        hint="Check the collectstatic init container's logs and the nginx-proxy mount of "
+                             "'staticfiles'.")
+        return error(f"could not find a sample asset to probe ({'; '.join(sample['tried']) or 'nothing tried'})",
+                     evidence=evidence, reason=Reason.NOT_CONFIGURED, commands=cmds,
+                     hint="set nginx.static_sample to a file collectstatic ships (e.g. a <script src> of the "
+                          "app's pages), or nginx.sample_page to a page that references one")
     resp, seconds, exc = _request(ctx, "GET", path)
     if exc is not None:
         return _no_answer(ctx, path, exc, seconds)
     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
     expected = (mimetypes.guess_type(path)[0] or "").lower()
-    evidence = {"path": path, "status": resp.status_code, "content_type": ctype, "expected_type": expected,
-                "cache_control": resp.headers.get("cache-control", ""), "expires": resp.headers.get("expires", ""),
-                "server": resp.headers.get("server", ""), "bytes": len(resp.content)}
+    evidence = {"path": path, "source": sample["source"], "status": resp.status_code, "content_type": ctype,
+                "expected_type": expected, "cache_control": resp.headers.get("cache-control", ""),
+                "expires": resp.headers.get("expires", ""), "server": resp.headers.get("server", ""),
+                "bytes": len(resp.content)}
     cmds = _commands(ctx, _curl(_base(ctx) + path))
     if resp.status_code == 404:
-        return fail(f"{path} is missing (404): collectstatic did not run or the staticfiles volume is not shared",
-                    evidence=evidence, commands=cmds,
+        return fail(f"{path} ({sample['source']}) is missing (404): collectstatic did not run or the staticfiles "
+                    f"volume is not shared", evidence=evidence, commands=cmds,
                     hint="Check the collectstatic init container's logs and the nginx-proxy mount of 'staticfiles'.")
     if resp.status_code != 200:
-        return fail(f"{path} answered {resp.status_code}", evidence=evidence, commands=cmds)
+        return fail(f"{path} ({sample['source']}) answered {resp.status_code}", evidence=evidence, commands=cmds)
     if ctype.startswith("text/html") and expected != "text/html":
         return fail(f"{path} came back as HTML, not {expected or 'the asset'}: the request reached Django, not "
                     f"the /static/ location", evidence=evidence, commands=cmds)
@@ -245,8 +267,8 @@ def check_static(ctx):
     if not resp.headers.get("cache-control") and not resp.headers.get("expires"):
         return warn(f"{path} served without Cache-Control or Expires (Studio's nginx sets expires 4h)",
                     evidence=evidence, commands=cmds)
-    return ok(f"{path} served as {ctype} ({len(resp.content)} bytes, {resp.headers.get('cache-control', '')})",
-              evidence=evidence)
+    return ok(f"{path} ({sample['source']}) served as {ctype} ({len(resp.content)} bytes, "
+              f"{resp.headers.get('cache-control', '')})", evidence=evidence)
 
 
 @check(CONTENT_STORAGE, title="/content/storage/ is cached immutable", needs=("nginx.url",),
@@ -349,32 +371,72 @@ def check_content_databases(ctx):
 
 
 @check(CONTENT_METHODS, title="/content/ refuses writes", needs=("nginx.url",), depends_on=(REACHABLE,),
-       permissions=("HTTP POST with an empty body, expected to be refused",))
+       permissions=("HTTP OPTIONS", "reads nginx.config_file if set"))
 def check_content_methods(ctx):
-    """A body-less POST to a never-existing ``/content/databases/`` name is refused by nginx itself (403).
+    """Every ``/content/`` location that proxies to the bucket allows only GET, HEAD and OPTIONS.
 
     Studio's ``_proxy.conf`` has ``limit_except GET HEAD OPTIONS { deny all; }``: writes never reach the
-    bucket through nginx. If the POST gets the bucket's own answer instead, the limit is missing (the
-    bucket still refuses anonymous writes, so this is a warning, not an outage)."""
-    from studiodoctor import httpprobe
+    bucket through nginx. studiodoctor never sends a write to find out. nginx lets OPTIONS through that
+    limit, so no read-only request shows it: the check reads ``nginx.config_file`` (a copy of the running
+    config, e.g. ``kubectl exec ... -c nginx-proxy -- nginx -T > nginx-T.txt``; includes are followed)
+    and warns for each content location without the limit (the bucket still refuses anonymous writes, so
+    this is a warning, not an outage). Without the file it sends an OPTIONS and warns only if the answer's
+    ``Allow`` names a write method; otherwise it skips, saying what to set."""
+    path = facts.CONTENT_DATABASES_PREFIX + "studiodoctor-options-probe.sqlite3"
+    manual = _commands(ctx)   # the last one prints the running config (nginx -T)
+    config_file = str(ctx.setting("config_file", ""))
+    if config_file:
+        return _methods_from_config(ctx, config_file, manual)
+    resp, seconds, exc = _request(ctx, "OPTIONS", path)
+    if exc is not None:
+        return _no_answer(ctx, path, exc, seconds)
+    allow = resp.headers.get("allow", "")
+    cors = resp.headers.get("access-control-allow-methods", "")
+    evidence = {"path": path, "method": "OPTIONS", "status": resp.status_code, "allow": allow,
+                "access_control_allow_methods": cors}
+    advertised = [m for m in WRITE_METHODS if m in allow.upper().replace(" ", "").split(",")]
+    if advertised:
+        return warn(f"OPTIONS {path} answers Allow: {allow}: writes ({', '.join(advertised)}) are offered through "
+                    f"nginx", evidence=evidence, commands=manual,
+                    hint="Add limit_except GET HEAD OPTIONS { deny all; } to every /content/ location "
+                         "(includes/content/_proxy.conf).")
+    return skip(f"nginx's method limit is not visible to a read-only probe (OPTIONS {path} answered "
+                f"{resp.status_code}{', Allow: ' + allow if allow else ', no Allow header'}): set nginx.config_file "
+                f"to the output of `nginx -T` to verify limit_except", evidence=evidence,
+                reason=Reason.NOT_CONFIGURED, commands=manual)
 
-    t0 = time.monotonic()
+
+def _methods_from_config(ctx, config_file: str, manual: list[Command]):
+    """The content_methods verdict from a copy of nginx's config."""
+    import os
+
+    from studiodoctor import nginx_conf
+
     try:
-        resp = httpprobe.probe_unsafe_method(ctx, "POST", _base(ctx) + METHOD_PROBE_PATH)
-    except Exception as exc:
-        return _no_answer(ctx, METHOD_PROBE_PATH, exc, time.monotonic() - t0)
-    evidence = {"path": METHOD_PROBE_PATH, "status": resp.status_code,
-                "content_type": resp.headers.get("content-type", ""), "body": resp.text[:120]}
-    if resp.status_code in (403, 405) and _is_nginx_error_page(resp):
-        return ok(f"POST {METHOD_PROBE_PATH} refused by nginx ({resp.status_code})", evidence=evidence)
-    if 200 <= resp.status_code < 300:
-        return fail(f"POST {METHOD_PROBE_PATH} was accepted ({resp.status_code}): writes reach the bucket",
-                    evidence=evidence, commands=_commands(ctx),
-                    hint="Add limit_except GET HEAD OPTIONS { deny all; } to every /content/ location.")
-    return warn(f"POST {METHOD_PROBE_PATH} was not refused by nginx: the bucket answered {resp.status_code}",
-                evidence=evidence, commands=_commands(ctx),
-                hint="Add limit_except GET HEAD OPTIONS { deny all; } to every /content/ location "
-                     "(includes/content/_proxy.conf).")
+        with open(os.path.expanduser(config_file), encoding="utf-8", errors="replace") as fh:
+            text = fh.read(5_000_000)
+    except OSError as exc:
+        return error(f"nginx.config_file {config_file} cannot be read: {exc.strerror or exc}",
+                     reason=Reason.NOT_CONFIGURED, hint="point nginx.config_file at a saved `nginx -T` output")
+    content = [loc for loc in nginx_conf.locations(text)
+               if loc["path"].startswith(facts.CONTENT_PREFIX) and loc["proxied"]]
+    allowed = set(facts.CONTENT_ALLOWED_METHODS)
+    open_locs = [loc for loc in content if loc["limit_except"] is None or not set(loc["limit_except"]) <= allowed]
+    evidence = {"config_file": config_file, "content_locations": [
+        {"location": f"{loc['modifier']} {loc['path']}".strip(), "limit_except": loc["limit_except"]}
+        for loc in content]}
+    if not content:
+        return error(f"nginx.config_file {config_file} has no /content/ location that proxies: is it the "
+                     f"nginx-proxy's `nginx -T` output?", evidence=evidence, reason=Reason.UNEXPECTED, commands=manual)
+    if open_locs:
+        names = ", ".join(f"location {loc['modifier']} {loc['path']}".replace("  ", " ") for loc in open_locs)
+        return warn(f"{len(open_locs)} of {len(content)} /content/ locations do not limit methods to "
+                    f"GET/HEAD/OPTIONS ({names}): writes are passed to the bucket", evidence=evidence,
+                    commands=manual,
+                    hint="Add limit_except GET HEAD OPTIONS { deny all; } to every /content/ location "
+                         "(includes/content/_proxy.conf).")
+    return ok(f"all {len(content)} /content/ locations allow only GET/HEAD/OPTIONS (limit_except, from "
+              f"{config_file})", evidence=evidence)
 
 
 @check(CONTENT_LISTING, title="/content/ does not list the bucket", needs=("nginx.url",),

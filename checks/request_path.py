@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, fail, ok, skip
 from studiodoctor.registry import check
 
@@ -21,9 +22,8 @@ SDK_IMPORTS = ("httpx",)
 TRACE = "path.trace"
 
 KEY_HEADERS = ("server", "cache-control", "cf-ray", "cf-cache-status", "x-cache-status")
-DEFAULT_STATIC_PATH = "/static/img/kolibri_placeholder.png"
-CLOUDFLARE_TIMEOUT_S = 100.0
-NGINX_TIMEOUT_S = 100.0
+CLOUDFLARE_TIMEOUT_S = facts.CLOUDFLARE_TIMEOUT_S
+NGINX_TIMEOUT_S = facts.STUDIO_PROXY_READ_TIMEOUT_S
 DEFAULT_FAIL_RATIO = 0.8
 # Which layer each hop belongs to (path.trace is explained by a failure of that layer).
 HOP_LAYERS = {"edge": "cloudflare", "origin": "traefik", "nginx": "nginx", "app": "app"}
@@ -64,12 +64,21 @@ def _origin_host(ctx, entry: str, publics: list[str]) -> str:
     return urlsplit(publics[0]).hostname if publics else ""
 
 
-def _paths(ctx) -> tuple[list[dict], list[str]]:
+def _paths(ctx, hops: list[dict]) -> tuple[list[dict], list[str]]:
+    """``/stealthz``, a static asset found on the live system (``nginx.static_sample``, else one the app's
+    pages, manifest or autoindex name: see ``studiodoctor.static_assets``) and a configured content object."""
+    from studiodoctor.static_assets import static_sample
+
     nginx = ctx.section("nginx")
-    paths = [{"name": "stealthz", "path": "/stealthz", "method": "GET", "app": True},
-             {"name": "static", "path": str(nginx.get("static_path") or DEFAULT_STATIC_PATH), "method": "HEAD",
-              "app": False}]
+    paths = [{"name": "stealthz", "path": facts.STEALTHZ_PATH, "method": "GET", "app": True}]
     notes = []
+    found = next((h["base"] for h in hops if h["hop"] == "nginx"), "") or \
+        next((h["base"] for h in hops if h["hop"] == "edge"), "")
+    sample = static_sample(ctx, found) if found else {"path": "", "tried": ["no nginx or public URL to look at"]}
+    if sample["path"]:
+        paths.append({"name": "static", "path": sample["path"], "method": "HEAD", "app": False})
+    else:
+        notes.append(f"no static asset found to probe ({'; '.join(sample['tried'])}): set nginx.static_sample")
     content = str(ctx.setting("content_path", "") or nginx.get("storage_path") or nginx.get("database_path") or "")
     if content:
         paths.append({"name": "content", "path": content, "method": "HEAD", "app": False})
@@ -139,7 +148,8 @@ def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
 @check(TRACE, title="Request path, hop by hop", layer="path", explained_by=tuple(HOP_LAYERS.values()),
        permissions=("HTTP GET/HEAD",))
 def check_trace(ctx):
-    """Requests ``/stealthz``, a static asset and a content object at every configured hop, outside in:
+    """Requests ``/stealthz``, a static asset (discovered as ``nginx.static`` does, or ``nginx.static_sample``)
+    and a content object at every configured hop, outside in:
     public URLs (edge), ``traefik.entrypoint`` (origin, public Host and SNI), ``nginx.url``, ``app.url``.
 
     Evidence is a table (one row per hop and path: status, latency, Server, Cache-Control, CF-Ray,
@@ -155,7 +165,7 @@ def check_trace(ctx):
                     reason=Reason.NOT_CONFIGURED,
                     evidence={"rows": skipped, "skipped_hops": [s["hop"] for s in skipped]},
                     hint="set at least nginx.url or app.url in the profile's config")
-    paths, notes = _paths(ctx)
+    paths, notes = _paths(ctx, hops)
     jobs = [(hop, spec) for spec in paths for hop in hops if spec["app"] or hop["hop"] != "app"]
     with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
         rows = list(pool.map(lambda job: _probe(ctx, *job), jobs))

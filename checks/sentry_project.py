@@ -12,6 +12,9 @@ from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 from studiodoctor.saasapi import Stop, call, guard, unexpected
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx", "kubernetes.client", "kubernetes.config", "kubernetes.client.api.apps_v1_api")
+
 PROJECT = "sentry.project"
 NEW_ISSUES = "sentry.new_issues"
 EVENTS_DROPPED = "sentry.events_dropped"
@@ -86,14 +89,16 @@ def check_project(ctx):
 
 
 @check(NEW_ISSUES, title="No unresolved issue new or spiking in the last hour", needs=NEEDS,
-       depends_on=(PROJECT,), permissions=("event:read",))
+       depends_on=(PROJECT,), permissions=("event:read",),
+       explained_by=("postgres.reachable", "postgres.connections", "redis.reachable", "redis.memory"))
 @guard
 def check_new_issues(ctx):
     """Unresolved issues first seen in the last hour, or whose last hour is `sentry.spike_factor` (5) times
     their hourly average of the previous day, with at least `sentry.min_events` (10) events.
 
     A new top issue is the first thing to read for `python-error`: its title, culprit and first release
-    name the code path users hit. Open its permalink for the traceback."""
+    name the code path users hit. Open its permalink for the traceback. When PostgreSQL or Redis is broken
+    the spike (OperationalError, ConnectionError) is their consequence, and the runbook says so."""
     org, proj = _slugs(ctx)
     min_events = int(ctx.setting("min_events", 10))
     factor = float(ctx.setting("spike_factor", 5))

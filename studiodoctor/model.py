@@ -35,7 +35,10 @@ BROKEN = frozenset({Status.FAIL, Status.ERROR, Status.BLOCKED})
 
 READ_ONLY = "read-only"
 MUTATING = "mutating"
-SAFETY_CLASSES = (READ_ONLY, MUTATING)
+# Publishes Celery control messages (broadcast ping/inspect) and uses a temporary reply queue on the broker,
+# as `celery inspect` does: writes to the broker's control channel, never to the app's queues or data.
+BROKER_CONTROL = "broker-control"
+SAFETY_CLASSES = (READ_ONLY, MUTATING, BROKER_CONTROL)
 
 
 class Reason(str, enum.Enum):

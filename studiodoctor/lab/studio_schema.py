@@ -2,8 +2,8 @@
 
 Names come from Studio's public code (see reference/studio-production-facts.md, sections 4 and 6):
 Django models ``Channel``, ``ContentNode``, ``Change`` (app ``contentcuration``) and
-django-celery-results' ``TaskResult``. They are kept in ONE place, the constants below, which both
-the checks (``checks/celery_workers.py``) and the stand-in app's ``/healthz`` use. Cheap to import:
+django-celery-results' ``TaskResult``. They are kept in ONE place, ``studiodoctor.studio_facts``, which both
+the checks (``checks/celery_workers.py``) and this lab (the stand-in app's ``/healthz``) import. Cheap to import:
 psycopg is only needed by the caller, who passes a connection.
 """
 
@@ -11,16 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-# --- table and column names (Studio's, the one place) -------------------------------------------
-CHANNEL_TABLE = "contentcuration_channel"          # Channel: id (hex uuid), name, main_tree_id, deleted
-NODE_TABLE = "contentcuration_contentnode"         # ContentNode: id, title, publishing, modified
-CHANGE_TABLE = "contentcuration_change"            # Change: server_rev, channel_id, applied, errored, created
-TASKRESULT_TABLE = "django_celery_results_taskresult"  # TaskResult: task_id, task_name, status, date_*
-
-# What publishing writes (facts §4): ``main_tree.publishing = True`` and a TaskResult named like this.
-PUBLISH_TASK_NAMES = ("export-channel", "export-channel-staging-tree")
-# The Celery task the UI enqueues for a publish Change (facts §4).
-APPLY_CHANNEL_CHANGES = "apply_channel_changes"
+# --- table and column names: Studio's, kept in the engine's neutral module (the lab never owns them) ----
+from studiodoctor.studio_facts import (APPLY_CHANNEL_CHANGES, CHANGE_TABLE, CHANNEL_TABLE,  # noqa: F401
+                                       NODE_TABLE, PUBLISH_TASK_NAMES, TASKRESULT_TABLE)
 
 # Studio's first channel as the lab seeds it (the stand-in app's /healthz returns its name).
 LAB_CHANNEL_ID = "d0f5ba7e5b1c4f8c9d1e2a3b4c5d6e7f"

@@ -72,8 +72,9 @@ class Stack:
         self.app.stop()
 
     def sections(self, **extra) -> dict:
+        # config_file: what an operator saves from `nginx -T` (here the lab nginx's own rendered config)
         nginx = {**self.nginx.profile()["nginx"], "storage_path": f"/content/{STORAGE_OBJECT}",
-                 "database_path": f"/content/{DB_OBJECT}"}
+                 "database_path": f"/content/{DB_OBJECT}", "config_file": str(self.nginx.conf)}
         return {"nginx": nginx, **self.app.profile(), **extra}
 
 

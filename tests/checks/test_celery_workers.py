@@ -108,6 +108,7 @@ def test_worker_stopped_fails_within_the_ping_deadline(redis_server, studio_db, 
 
 
 def test_fewer_workers_than_expected_warns_after_waiting(worker, studio_db, profile):
+    assert run(profile())[WORKERS].evidence["expected"] is None   # not stated: nothing assumed
     res = run(profile({"expected_workers": 2}))
     assert res[WORKERS].status is Status.WARN
     assert "1 of 2" in res[WORKERS].summary and WORKER_NAME in res[WORKERS].summary
@@ -243,3 +244,92 @@ def test_postgres_down_blocks_stuck_publishes(redis_server, profile, make_profil
     assert res["postgres.reachable"].status is Status.FAIL
     assert res[STUCK_PUBLISHES].status is Status.BLOCKED
     assert res[STUCK_PUBLISHES].blocked_by == ["postgres.reachable"]
+
+
+def test_every_worker_that_answers_counts_for_saturation(redis_server, studio_db, profile):
+    """Studio runs several worker pods. Before, the ping stopped at the first pong (expected_workers = 1)
+    and saturation counted that one worker's slots: 'every slot is taken' while the others idled."""
+    root = redis_server.dir.parent
+    busy = CeleryWorker(root / "busy", broker_url=redis_server.url(0), name="busy@lab")
+    idle = CeleryWorker(root / "idle", broker_url=redis_server.url(0), name="idle@lab")
+    busy.start()
+    try:
+        busy.clog(1, hold=30)
+        probe = Celery("probe", broker=redis_server.url(0), set_as_current=False)
+        end = time.monotonic() + 10
+        while not any((probe.control.inspect(timeout=0.5, limit=1).active() or {}).values()):
+            assert time.monotonic() < end, "the worker never started the long task"
+        idle.start()
+        res = run(profile())
+    finally:
+        idle.stop(cold=True)
+        busy.stop(cold=True)
+    assert res[WORKERS].status is Status.OK, res[WORKERS].summary
+    assert res[WORKERS].evidence["workers"] == ["busy@lab", "idle@lab"]
+    r = res[SATURATION]
+    assert r.evidence["slots"] == 2 and r.evidence["busy"] == 1, r.evidence
+    assert r.status is Status.OK, r.summary
+    assert "1 of 2 worker slots busy" in r.summary
+
+
+def test_read_only_redis_user_is_an_error_naming_the_acl_not_a_broker_failure(worker, studio_db, profile,
+                                                                              redis_server):
+    """The ping publishes a control message: a Redis user limited to reads gets NOPERM. That is our
+    permission (error naming the grant), not the broker failing; the read-only checks still pass."""
+    url = redis_server.add_readonly_user("doctor-ro", "ro-secret-1")
+    res = run(profile(redis_url=url))
+    r = res[WORKERS]
+    assert r.status is Status.ERROR, r.summary
+    assert r.reason == "forbidden" and "may not ping the workers" in r.summary
+    assert "ACL SETUSER doctor-ro +publish" in r.hint
+    assert "ro-secret-1" not in r.summary + r.hint
+    assert res[SATURATION].status is Status.BLOCKED
+    assert res[QUEUE_DEPTH].status is Status.OK and res[UNACKED].status is Status.OK
+
+
+def test_the_declared_control_acl_is_enough_for_ping_and_inspect(worker, studio_db, profile, redis_server):
+    """The grant the error names (CONTROL_ACL plus reads) really is what ping and inspect need."""
+    from checks.celery_workers import CONTROL_ACL
+
+    # reads on the app's queue keys only (celery, its priority lists, kombu's unacked hash and index)
+    redis_server.client().execute_command("ACL", "SETUSER", "doctor-celery", "reset", "on", ">celery-pw-2",
+                                          "~celery*", "~unacked*", "&/0.celery.pidbox", "-@all", "+@read",
+                                          "+ping", "+info", "+hello", *CONTROL_ACL)
+    res = run(profile(redis_url=redis_server.url(0, user="doctor-celery", password="celery-pw-2")))
+    for cid in (WORKERS, SATURATION, QUEUE_DEPTH, UNACKED):
+        assert res[cid].status is Status.OK, (cid, res[cid].summary)
+
+
+def test_ping_and_inspect_declare_broker_control_safety():
+    from studiodoctor.model import BROKER_CONTROL, READ_ONLY
+
+    reg = default_registry.load_plugins()
+    assert reg.get(WORKERS).safety == BROKER_CONTROL and reg.get(SATURATION).safety == BROKER_CONTROL
+    assert all(reg.get(c).safety == READ_ONLY for c in (QUEUE_DEPTH, UNACKED, STUCK_PUBLISHES))
+
+
+def test_ping_never_requeues_the_apps_unacked_deliveries(studio_db, profile, redis_server):
+    """kombu's consumer loop re-queues unacked deliveries older than its visibility timeout (1 h by default;
+    Studio's is 4 h). Before, our ping's reply consumer did it: a publish running for 1-4 h was delivered
+    to a second worker. The doctor's broadcast must leave the app's deliveries alone."""
+    w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0), name=WORKER_NAME)
+    w.backlog(1)
+    client = redis_server.client()
+    raw = client.rpop("celery")  # test setup: a delivery a busy worker holds, 2 h old
+    message = json.loads(raw)
+    tag = message["properties"]["delivery_tag"]
+    delivered = time.time() - 2 * 3600
+    with client.pipeline() as pipe:
+        pipe.zadd(UNACKED_INDEX_KEY, {tag: delivered})
+        pipe.hset(UNACKED_KEY, tag, json.dumps([message, "", "celery"]))
+        pipe.execute()
+    w.start()
+    try:
+        res = run(profile())
+        held = client.hexists(UNACKED_KEY, tag), client.zscore(UNACKED_INDEX_KEY, tag)
+        requeued = client.llen("celery")
+    finally:
+        w.stop(cold=True)
+        client.delete(UNACKED_KEY, UNACKED_INDEX_KEY, "celery")
+    assert res[WORKERS].status is Status.OK and res[SATURATION].status is Status.OK
+    assert held == (True, pytest.approx(delivered)) and requeued == 0

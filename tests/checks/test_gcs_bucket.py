@@ -511,3 +511,39 @@ def test_database_cache_rule(value, bad):
 ])
 def test_storage_cache_rule(value, bad):
     assert bool(storage_cache_problem(value, 30 * 86400)) is bad
+
+
+def test_listing_probe_answered_404_twice_is_an_error_not_refused(lab_profile):
+    """A public_url that does not serve the bucket answers 404 to both listings: that is no refusal."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = run(lab_profile(public_url=f"http://127.0.0.1:{server.server_port}"), check_ids=[LISTING_NOT_PUBLIC])
+    finally:
+        server.shutdown()
+        server.server_close()
+    r = res[LISTING_NOT_PUBLIC]
+    assert r.status is Status.ERROR, r.summary
+    assert "cannot tell whether gs://studio-content can be listed" in r.summary
+    assert "gcs.public_url" in r.hint and "gcs.bucket" in r.hint
+
+
+def test_wrong_prefix_examines_nothing_and_warns_naming_the_key(lab_profile):
+    """An audit over zero objects is no evidence: a warn naming the prefix key, never ok or a quiet skip."""
+    res = run(lab_profile(databases_prefix="dbs/", storage_prefix="content/"))
+    for cid, key in ((DATABASES_CACHE_CONTROL, "gcs.databases_prefix"), (STORAGE_CACHE_CONTROL, "gcs.storage_prefix"),
+                     (PUBLIC_READ, "gcs.storage_prefix")):
+        assert res[cid].status is Status.WARN, (cid, res[cid].summary)
+        assert "nothing was examined" in res[cid].summary and key in res[cid].hint

@@ -29,7 +29,8 @@ def test_healthy_stack_is_ok_everywhere(stack, make_profile):
     assert res[CONTENT_STORAGE].evidence["cache_control"] == "public, max-age=31536000, immutable, no-transform"
     assert res[CONTENT_DATABASES].evidence["cache_control"] == "private, max-age=5, no-transform"
     assert res[CONTENT_DATABASES].evidence["content_encoding"] == "gzip"
-    assert res[CONTENT_METHODS].evidence["status"] == 403
+    assert [loc["limit_except"] for loc in res[CONTENT_METHODS].evidence["content_locations"]] == \
+        [["GET", "HEAD", "OPTIONS"]] * 2
     headers = res[HEADERS].evidence
     assert headers["changed"]["server"] == {"app": "gunicorn", "nginx": headers["changed"]["server"]["nginx"]}
     assert headers["dropped"] == [] and headers["app_status"] == headers["nginx_status"] == 200
@@ -72,16 +73,62 @@ def test_databases_cached_by_nginx_is_a_hit(stack, make_profile):
     assert "served from a cache (x-cache-status: HIT)" in dbs.summary
 
 
+def _methods_seen(stack) -> set[str]:
+    """The request methods nginx logged (its access log: '"GET /path HTTP/1.1"')."""
+    import re
+
+    log = (stack.nginx.dir / "logs" / "access.log").read_text()
+    return set(re.findall(r'"([A-Z]+) /', log))
+
+
 def test_post_allowed_on_content_warns(stack, make_profile):
+    """The missing limit_except is read from the config (nginx -T), never tested with a write."""
     stack.nginx.set_fault("post_allowed")
     res = run(make_profile, stack.sections(), layers=["nginx", "path"])
     methods = res[CONTENT_METHODS]
-    assert methods.status is Status.WARN
-    assert methods.evidence["status"] == 400          # fake-gcs-server's own answer: the POST got through
-    assert "not refused by nginx" in methods.summary
+    assert methods.status is Status.WARN, methods.summary
+    assert "2 of 2 /content/ locations do not limit methods" in methods.summary
+    assert "location ^~ /content/storage/" in methods.summary and "location /content/)" in methods.summary
     assert res[TRACE].evidence["first_bad_hop"] is None
     # a write method let through does not explain content failing to load: a warn, never the likely cause
     assert likely_cause(make_profile, stack.sections(), "content") == (None, None)
+    assert _methods_seen(stack) <= {"GET", "HEAD", "OPTIONS"}
+
+
+def test_content_methods_never_writes_and_says_what_to_set(stack, make_profile):
+    """Without a config copy, OPTIONS cannot show nginx's limit (limit_except lets OPTIONS through to the
+    bucket, with or without the limit): the check skips naming nginx.config_file and sends no write."""
+    sections = stack.sections()
+    del sections["nginx"]["config_file"]
+    for fault in (False, True):
+        stack.nginx.set_fault("post_allowed", fault)
+        r = run(make_profile, sections, layers=["nginx"])[CONTENT_METHODS]
+        assert r.status is Status.SKIP, r.summary
+        assert "nginx.config_file" in r.summary and r.evidence["method"] == "OPTIONS"
+    assert _methods_seen(stack) <= {"GET", "HEAD", "OPTIONS"}
+    assert "OPTIONS" in _methods_seen(stack)
+
+
+def test_content_methods_reads_includes_of_an_nginx_T_dump(tmp_path, make_profile):
+    """Studio keeps limit_except in includes/content/_proxy.conf; `nginx -T` prints it as its own file."""
+    from studiodoctor import nginx_conf
+
+    dump = """# configuration file /etc/nginx/nginx.conf:
+http { server { listen 8080;
+  location /static/ { alias /app/contentworkshop_static/; }
+  include /etc/nginx/includes/content.conf;
+} }
+
+# configuration file /etc/nginx/includes/content.conf:
+location ^~ /content/storage/ { include /etc/nginx/includes/content/_proxy.conf; rewrite ^/content/(.*)$ /$1 break; }
+location /content/ { proxy_pass https://studio-content.storage.googleapis.com; }
+
+# configuration file /etc/nginx/includes/content/_proxy.conf:
+limit_except GET HEAD OPTIONS { deny all; }  # writes -> 403
+proxy_pass https://studio-content.storage.googleapis.com;
+"""
+    found = {loc["path"]: loc["limit_except"] for loc in nginx_conf.locations(dump)}
+    assert found == {"/static/": None, "/content/storage/": ["GET", "HEAD", "OPTIONS"], "/content/": None}
 
 
 @pytest.mark.parametrize("fault, cid, needle", [
@@ -242,3 +289,129 @@ def test_database_path_lookup_failing_is_an_error_not_a_skip(make_profile):
         server.server_close()
     assert r.status is Status.ERROR, r.summary
     assert "HTTP 502" in r.summary and "nginx.database_path" in r.hint
+
+
+# --- nginx.static: the asset to probe is found on the live system, never assumed -------------------------
+_OTHER_ASSET = "/static/studio/js/app.3f2a9c.js"
+_OTHER_PAGE = (b'<!doctype html><html><head><link rel="icon" href="https://cdn.example.org/favicon.ico">'
+               b'<script src="/static/studio/js/app.3f2a9c.js?v=2"></script></head><body>Sign in</body></html>')
+
+
+def _other_app():
+    """An app that is not our lab's: / redirects to a page referencing its own bundle."""
+    from http.server import BaseHTTPRequestHandler
+
+    class App(BaseHTTPRequestHandler):
+        def _answer(self, status, body=b"", headers=()):
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/":
+                return self._answer(302, headers=[("Location", "/en/accounts/")])
+            if self.path == "/en/accounts/":
+                return self._answer(200, _OTHER_PAGE)
+            self._answer(200 if self.path == "/stealthz" else 404, b"<3" if self.path == "/stealthz" else b"")
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    return _serve(App)
+
+
+@pytest.fixture
+def other_static(seeded, lab_root, request):
+    """Real nginx configured like Studio's whose /static/ holds other files than our lab's, in front of
+    an app whose page references one of them."""
+    import shutil
+
+    from studio_stack import BUCKET
+    from studiodoctor.lab.studio_nginx import StudioNginx
+
+    _, gcs = seeded
+    app = _other_app()
+    nginx = StudioNginx(lab_root / f"other-{request.node.name[:30]}", app_port=app.server_port, gcs_url=gcs.url,
+                        bucket=BUCKET)
+    nginx.start()
+    shutil.rmtree(nginx.static_dir)
+    (nginx.static_dir / "studio" / "js").mkdir(parents=True)
+    (nginx.static_dir / "studio" / "js" / "app.3f2a9c.js").write_text("window.studio = {};\n" * 50)
+    try:
+        yield nginx
+    finally:
+        nginx.stop()
+        app.shutdown()
+        app.server_close()
+
+
+def test_static_asset_discovered_from_the_apps_page(other_static, make_profile):
+    """Before: nginx.static and path.trace FAILed 'collectstatic did not run' on this healthy nginx because
+    the lab's kolibri_placeholder.png is not there. Now the asset comes from the app's own page."""
+    sections = {"nginx": {"url": other_static.url}}
+    res = run(make_profile, sections, layers=["nginx", "path"])
+    static = res[STATIC]
+    assert static.status is Status.OK, static.summary
+    assert static.evidence["path"] == _OTHER_ASSET
+    assert static.evidence["source"] == "referenced by the app's page /en/accounts/"
+    assert static.evidence["content_type"] == "application/javascript"
+    trace = res[TRACE]
+    assert trace.status is Status.OK, trace.summary
+    assert _OTHER_ASSET in {row.get("path") for row in trace.evidence["rows"]}
+    # the page's asset really missing is proof, not a guess: fail naming where the name came from
+    (other_static.static_dir / "studio" / "js" / "app.3f2a9c.js").unlink()
+    res = run(make_profile, sections, layers=["nginx", "path"])
+    assert res[STATIC].status is Status.FAIL
+    assert "referenced by the app's page /en/accounts/) is missing (404)" in res[STATIC].summary
+    assert res[TRACE].evidence["bad_at"] == {_OTHER_ASSET: "nginx"}
+
+
+def test_static_override_key_wins(other_static, make_profile):
+    res = run(make_profile, {"nginx": {"url": other_static.url, "static_sample": "/static/studio/"}},
+              layers=["nginx"])
+    assert res[STATIC].evidence["source"] == "nginx.static_sample"
+    assert res[STATIC].evidence["path"] == "/static/studio/"
+
+
+def test_static_asset_found_through_autoindex_and_empty_listing_is_proof(stack, make_profile):
+    """Our lab's app references no asset: nginx's autoindex of /static/ (Studio has autoindex on) names one.
+    An empty listing (collectstatic never ran) is a fail with that evidence."""
+    sections = stack.sections()
+    del sections["nginx"]["static_path"]
+    res = run(make_profile, sections, layers=["nginx"])
+    assert res[STATIC].status is Status.OK, res[STATIC].summary
+    assert res[STATIC].evidence["source"].startswith("nginx's autoindex of /static/")
+    stack.nginx.set_fault("static_missing")
+    res = run(make_profile, sections, layers=["nginx"])
+    assert res[STATIC].status is Status.FAIL, res[STATIC].summary
+    assert "/static/ is served but empty" in res[STATIC].summary
+
+
+def test_static_cannot_find_an_asset_is_an_error_not_a_fail(lab_root, make_profile):
+    """No page reference, no manifest, no autoindex: the check says it could not look, and path.trace
+    leaves the static path out instead of blaming nginx."""
+    from studiodoctor.lab.nginx_server import NginxServer
+
+    static = lab_root / "plain-static"
+    static.mkdir(exist_ok=True)
+    body = ("server { listen 127.0.0.1:%d; location /static/ { alias %s/; } "
+            "location / { default_type text/html; return 200 '<html>hello</html>'; } }")
+    nginx = NginxServer(lab_root / "plain-nginx")
+    nginx.body = body % (nginx.port, static)
+    nginx.start()
+    try:
+        res = run(make_profile, {"nginx": {"url": f"http://127.0.0.1:{nginx.port}"}}, layers=["nginx", "path"])
+    finally:
+        nginx.stop()
+    assert res[STATIC].status is Status.ERROR, res[STATIC].summary
+    assert "could not find a sample asset to probe" in res[STATIC].summary
+    assert "nginx.static_sample" in res[STATIC].hint
+    assert res[TRACE].status is Status.OK, res[TRACE].summary
+    assert any("set nginx.static_sample" in n for n in res[TRACE].evidence["notes"])

@@ -150,3 +150,16 @@ def test_refused_is_unreachable(make_profile, sentry):
 def test_stand_in_refuses_writes():
     status, body = handle({"token": "t"}, "POST", "/api/0/projects/o/p/", {}, {"authorization": "Bearer t"})
     assert status == 405
+
+
+def test_spike_while_postgres_is_down_names_postgres(sentry, make_profile, monkeypatch, tmp_path):
+    """The new issue is real, but with PostgreSQL unreachable it is the consequence: diagnose names postgres."""
+    from studiodoctor.lab.launcher import free_port
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    sentry.error_spike()
+    profile = make_profile({"sentry": sentry.profile()["sentry"],
+                            "postgres": {"dsn": f"postgresql://u:p@127.0.0.1:{free_port()}/db"}}, timeout=5)
+    report = engine.diagnose(profile, "python-error")
+    assert {r.id: r.status for r in report.results}[NEW_ISSUES] is Status.FAIL
+    assert report.likely_cause["layer"] == "postgres", report.likely_cause
