@@ -83,6 +83,11 @@ def _call(ctx, what: str, permission: str, fn):
     except cloudflare.APIStatusError as exc:
         raise _Stop(error(f"CloudFlare API answered {exc.status_code} reading {what}: {_first_error(exc)}",
                           evidence={"status": exc.status_code, "errors": _errors(exc)}))
+    except (ValueError, TypeError, AttributeError, KeyError, cloudflare.APIResponseValidationError) as exc:
+        # a 2xx whose body is not the API's JSON (an HTML page, an empty body, another shape)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise _Stop(error(f"unreadable answer from the CloudFlare API reading {what} "
+                          f"({type(exc).__name__}: {first})"[:300], evidence={"api_url": api}))
 
 
 def _errors(exc) -> list:
@@ -134,6 +139,11 @@ def _guard(fn):
             return fn(ctx)
         except _Stop as stop:
             return stop.result
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            # the SDK builds its objects lazily: an answer of the wrong shape fails only when read
+            first = (str(exc).strip().splitlines() or [""])[0]
+            return error(f"unreadable answer from the CloudFlare API ({type(exc).__name__}: {first})"[:300],
+                         evidence={"api_url": ctx.section("cloudflare").get("api_url") or "api.cloudflare.com"})
 
     run.__name__, run.__doc__ = fn.__name__, fn.__doc__
     return run

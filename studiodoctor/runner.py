@@ -108,12 +108,11 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     run_start = time.monotonic()
     checks = list(checks)
     budget = float(timeout or profile.timeout)
-    # SDK imports first (so their CPU does not land in latencies being measured), but their time is
-    # the run's: on an overloaded machine the checks start anyway after PRELOAD_SHARE of the budget.
+    # SDK imports first (so their CPU does not land in latencies being measured); on an overloaded
+    # machine the checks start anyway after PRELOAD_SHARE of the budget (the run's deadline counts it).
     loader = threading.Thread(target=preload, args=(checks,), daemon=True, name="preload")
     loader.start()
     loader.join(PRELOAD_SHARE * budget)
-    import_wait = time.monotonic() - run_start
     by_id = {c.id: c for c in checks}
     run_deadline = min(run_start + float(run_timeout or RUN_FACTOR * budget),
                        run_deadline if run_deadline is not None else float("inf"))
@@ -143,7 +142,6 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             return False
         return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
 
-    first_pass = True
     with cond:
         while pending or running:
             progressed = False
@@ -157,7 +155,11 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
                     del running[cid]  # abandoned: its daemon thread cannot hold the run up
-                    if deadline < clock + budget:  # cut short by the run's budget: not proof of anything
+                    if loader.is_alive():  # still importing SDKs: our machine was slow, not the backend
+                        res = error(f"not answered in time: the SDK imports were still running after "
+                                    f"{time.monotonic() - run_start:.3g} s (an overloaded machine?)",
+                                    reason=Reason.TIMEOUT)
+                    elif deadline < clock + budget:  # cut short by the run's budget: not proof of anything
                         res = error(f"the run's time budget ran out after {deadline - started:.3g} s "
                                     f"while it was running", reason=Reason.TIMEOUT)
                     else:
@@ -187,9 +189,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 elif not has_slot(chk):
                     continue
                 else:
-                    # the checks the run starts first run on the run's clock (imports and thread start-up
-                    # were their time); a root that waited for a slot is charged the import wait only
-                    clock = now if deps else run_start if first_pass else now - import_wait
+                    clock = now
                     ctx = CheckContext(chk, profile, min(clock + budget, run_deadline), shared, options, results)
                     box: list = []
                     thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
@@ -204,7 +204,6 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 pending.remove(chk)
                 progressed = True
                 finish(chk, res, now)
-            first_pass = False
             if not progressed and running:
                 next_deadline = min(r[2] for r in running.values()) + GRACE
                 cond.wait(timeout=max(0.01, next_deadline - time.monotonic()))
