@@ -88,7 +88,7 @@ def _number(value):
 
 # ---------------------------------------------------------------------------------------------- checks
 @check(APP, title="APM agent reporting", needs=NEEDS, permissions=("NerdGraph read (user key)",),
-       explained_by=("app.stealthz", "kubernetes.deployments", "kubernetes.pods_crashing"))
+       explained_by=("app.stealthz", "kubernetes.deployments", "kubernetes.pods_crashing"), smoke=True)
 @guard
 def check_app_reporting(ctx):
     """The APM application `newrelic.app_name` exists in account `newrelic.account_id` and its agent sent

@@ -294,12 +294,10 @@ def smoke(
     pushgateway: Optional[str] = PushOpt,
 ):
     """The fast subset (checks marked smoke) within a time budget, for runs every few minutes."""
-    import time
-
     from . import smoke as smoke_mod
     from .registry import default_registry
 
-    started = time.monotonic()
+    started = smoke_mod.process_started(_MAIN_STARTED[0])  # the budget counts the interpreter's start-up too
     fmt = _check_format(fmt)
     _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
@@ -331,8 +329,8 @@ def serve(
     if not host or not port.isdigit():
         raise CliError(f"--listen {listen!r}: expected HOST:PORT")
     for name, value in (("--interval", interval), ("--budget", budget), ("--probe-budget", probe_budget)):
-        if value <= 1:
-            raise CliError(f"{name} must be more than 1 second")
+        if value < 3:
+            raise CliError(f"{name} must be at least 3 s")
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     select_checks(registry, layer or [], [])
@@ -421,9 +419,14 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
         typer.echo(f"{c.id} — {c.title}")
         typer.echo(f"layer: {c.layer}   safety: {c.safety}")
         for label, values in (("needs", c.needs), ("permissions", c.permissions), ("depends on", c.depends_on),
-                              ("explained by", c.explained_by)):
+                              ("explained by", c.explained_by), ("metrics", [m.key for m in c.metrics]),
+                              ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
+        from .causes import rules_for
+
+        for line in rules_for(c.id):
+            typer.echo(line)
         typer.echo("")
         typer.echo(c.doc or "(no description)")
         return
@@ -456,14 +459,16 @@ def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = Con
     fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
     data = prof.redacted()
+    derived = {k: {"value": prof.redacted_value(k), "from": note} for k, note in prof.derived.items()}
     if fmt == "json":
-        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data}, indent=2))
+        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data, "derived": derived},
+                              indent=2))
         return
     typer.echo(f"# profile {prof.name} (from {prof.source})")
-    _print_toml(data, [])
+    _print_toml(data, [], prof.derived)
 
 
-def _print_toml(data: dict, path: list[str]) -> None:
+def _print_toml(data: dict, path: list[str], derived: dict | None = None) -> None:
     import json
 
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "resolve"}
@@ -477,9 +482,10 @@ def _print_toml(data: dict, path: list[str]) -> None:
         elif isinstance(v, dict):
             typer.echo(f"{k} = {{{', '.join(f'{json.dumps(a)} = {json.dumps(b)}' for a, b in v.items())}}}")
         else:
-            typer.echo(f"{k} = {json.dumps(v)}")
+            note = (derived or {}).get(".".join([*path, k]))
+            typer.echo(f"{k} = {json.dumps(v)}" + (f"  # fallback: {note}" if note else ""))
     for k, v in tables.items():
-        _print_toml(v, [*path, k])
+        _print_toml(v, [*path, k], derived)
 
 
 @config_app.command("validate")
@@ -619,6 +625,9 @@ def _one_line(exc: BaseException) -> str:
     return Redactor().text(text)
 
 
+_MAIN_STARTED = [None]  # when main() was entered (smoke's budget starts there, or at the process's start)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (DESIGN.md: 0 ok, 1 warn, 2 fail, 3 unknown/usage)."""
     from typer import Abort, Exit
@@ -630,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     from .registry import RegistryError
     from .symptoms import CatalogueError
 
+    import time
+
+    _MAIN_STARTED[0] = time.monotonic()
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="studiodoctor", standalone_mode=False)

@@ -23,7 +23,7 @@ RUN_FACTOR = 2.0
 # Most of the per-check budget the run waits for SDK imports before starting the checks anyway.
 PRELOAD_SHARE = 0.5
 # With a run-wide deadline, a check is started only if at least this long is left for it.
-MIN_START = 0.5
+MIN_START = 1.0
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:
@@ -149,6 +149,10 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 if box:
                     del running[cid]
                     res = box[0]
+                    if deadline < clock + budget and res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value:
+                        # the run's budget left it less than its usual time: a timeout proves nothing
+                        res = error(f"the run's time budget left it {deadline - started:.3g} s: {res.summary}"[:300],
+                                    evidence=res.evidence, reason=Reason.TIMEOUT, hint=res.hint, commands=res.commands)
                     if ctx.retries:
                         res.evidence.setdefault("retried", list(ctx.retries))
                     finish(by_id[cid], res, started)

@@ -126,13 +126,8 @@ def template_values(profile) -> dict[str, str]:
     public_urls = list(profile.value("public_urls") or [])
     if not hostnames and public_urls:
         hostnames = [urlsplit(public_urls[0]).hostname or ""]
-    kube = []
-    if profile.value("kubernetes.kubeconfig"):
-        kube.append(f"--kubeconfig {profile.value('kubernetes.kubeconfig')}")
-    if profile.value("kubernetes.context"):
-        kube.append(f"--context {profile.value('kubernetes.context')}")
-    if profile.value("kubernetes.api_url") and not kube:
-        kube.append(f"--server {profile.value('kubernetes.api_url')}")
+    from .kubectl import flags as kube_flags
+
     entry = profile.value("traefik.entrypoint") or ""
     entry_hostport = urlsplit(entry).netloc if entry else "ORIGIN_IP:443"
     hostname = hostnames[0] if hostnames else "HOSTNAME"
@@ -151,7 +146,7 @@ def template_values(profile) -> dict[str, str]:
         "app_deployment": v("kubernetes.app_deployment", f"{namespace}-studio"),
         "workers_deployment": v("kubernetes.workers_deployment", f"{namespace}-studio-workers"),
         "cloudsql_deployment": v("kubernetes.cloudsql_deployment", f"{namespace}-cloudsql-proxy"),
-        "kube": " ".join(kube),
+        "kube": kube_flags(profile),
         "bucket": v("gcs.bucket", "BUCKET"),
         "queue": queues[0],
         "redis_url": v("celery.broker_url", v("redis.url", "$STUDIO_REDIS_URL")),

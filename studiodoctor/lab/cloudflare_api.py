@@ -8,7 +8,10 @@ can flip settings while it runs. The real `cloudflare` SDK is pointed at it with
 Endpoints (GET only, like the checks): ``/zones`` (``name``, ``page``, ``per_page``),
 ``/zones/{id}``, ``/zones/{id}/settings/{name}``, ``/zones/{id}/dns_records`` (``name``, ``type``;
 real pagination that ends on an empty page, as the SDK's auto-pagination asks page+1 until empty),
-``/zones/{id}/rulesets/phases/{phase}/entrypoint``, ``/user/tokens/verify``.
+``/zones/{id}/rulesets/phases/{phase}/entrypoint``, ``/zones/{id}/rulesets`` (summaries, cursor
+pagination) and ``/zones/{id}/rulesets/{id}``, ``/user/tokens/verify``. A ruleset with
+``"entrypoint": false`` is only found through the list; ``"answer_as_list": true`` answers the
+entrypoint with ``[ruleset]``.
 A wrong token gets 401; ``deny`` in the state (``["settings", "dns_records", "rulesets", "zones"]``
 or ``["*"]``) gets CloudFlare's 403 "Authentication error" body for those resources.
 """
@@ -106,6 +109,12 @@ def _not_found(code: int, message: str) -> tuple[int, dict]:
     return _envelope(None, 404, errors=[{"code": code, "message": message}])
 
 
+def _ruleset_view(ruleset: dict) -> dict:
+    rules = [dict(r, version="1", last_updated=NOW, ref=r.get("id")) for r in ruleset.get("rules", [])]
+    view = {k: v for k, v in ruleset.items() if k not in ("entrypoint", "answer_as_list")}
+    return dict(view, rules=rules, last_updated=NOW)
+
+
 def handle(state: dict, method: str, path: str, query: dict, auth: str) -> tuple[int, dict]:
     """One request -> (status, JSON body). Pure: tests may call it directly."""
     if method != "GET":
@@ -163,14 +172,31 @@ def handle(state: dict, method: str, path: str, query: dict, auth: str) -> tuple
                  for r in records if name in (None, r["name"]) and rtype in (None, r["type"])]
         chunk, info = _page(items, query)
         return _envelope(chunk, result_info=info)
+    if rest.startswith("/rulesets") and "rulesets" in deny:
+        return _forbidden()
+    rulesets = zone.get("rulesets") or {}
     if (rm := re.fullmatch(r"/rulesets/phases/([a-z_]+)/entrypoint", rest)):
-        if "rulesets" in deny:
-            return _forbidden()
-        ruleset = (zone.get("rulesets") or {}).get(rm.group(1))
-        if ruleset is None:
+        ruleset = rulesets.get(rm.group(1))
+        if ruleset is None or ruleset.get("entrypoint") is False:
             return _not_found(10003, f"could not find entrypoint ruleset in the '{rm.group(1)}' phase")
-        rules = [dict(r, version="1", last_updated=NOW, ref=r.get("id")) for r in ruleset.get("rules", [])]
-        return _envelope(dict(ruleset, rules=rules, last_updated=NOW))
+        if ruleset.get("answer_as_list"):  # seen from a proxy in front of the API: [ruleset] instead of ruleset
+            return _envelope([_ruleset_view(ruleset)])
+        return _envelope(_ruleset_view(ruleset))
+    if rest == "/rulesets":
+        # List zone rulesets: summaries without rules, cursor-paginated (result_info.cursor)
+        items = [{k: v for k, v in _ruleset_view(r).items() if k != "rules"} for r in rulesets.values()]
+        per_page = max(1, int(query.get("per_page", ["50"])[0]))
+        start = int(query.get("cursor", ["0"])[0] or 0)
+        chunk = items[start:start + per_page]
+        info = {"count": len(chunk), "per_page": per_page}
+        if start + per_page < len(items):
+            info["cursor"] = str(start + per_page)
+        return _envelope(chunk, result_info=info)
+    if (rm := re.fullmatch(r"/rulesets/([a-z0-9]+)", rest)):
+        ruleset = next((r for r in rulesets.values() if r.get("id") == rm.group(1)), None)
+        if ruleset is None:
+            return _not_found(10001, "could not find ruleset")
+        return _envelope(_ruleset_view(ruleset))
     return _not_found(7000, "No route for that URI")
 
 

@@ -145,6 +145,9 @@ def frontend_pod(name: str, namespace: str = "studio", *, release: str = "master
                                            "--pid=/tmp/contentcuration.pid"],
                     port=8081, readiness_path="/healthz", readiness_port=8081, mem_limit="2Gi",
                     mem_request="2Gi", cpu_request="500m")
+    app["env"] = [{"name": "EMAIL_CREDENTIALS_POSTMARK_API_KEY",  # the chart's env; values stay in the Secret
+                   "valueFrom": {"secretKeyRef": {"name": f"{release}-studio", "key": "postmark-api-key"}}},
+                  {"name": "BRANCH_ENVIRONMENT", "value": release}]
     proxy = container("nginx-proxy", "learningequality/studio-nginx:v2026.11.20", port=8080,
                       mem_limit="512Mi", mem_request="256Mi", cpu_request="200m")
     labels = {"app": f"{release}-studio", "tier": "frontend", "pod-template-hash": "7d9f8c6b5d"}
@@ -172,6 +175,18 @@ def traefik_pod(name: str = "traefik-6f7d8b9c4-x2k9p", namespace: str = "kube-sy
     labels = {"app": "traefik", "app.kubernetes.io/name": "traefik", "release": "traefik",
               "pod-template-hash": "6f7d8b9c4"}
     return pod(name, namespace, labels, [c], owner="traefik-6f7d8b9c4")
+
+
+def ingress_nginx_pod(name: str = "ingress-nginx-controller-5c8d66c76d-7xq2m", namespace: str = "ingress-nginx",
+                      image: str = "registry.k8s.io/ingress-nginx/controller:v1.12.1") -> dict:
+    """The ingress-nginx controller (its Helm chart's labels and arguments)."""
+    c = container("controller", image, args=["/nginx-ingress-controller", "--election-id=ingress-nginx-leader",
+                                             "--controller-class=k8s.io/ingress-nginx", "--ingress-class=nginx"],
+                  port=443, readiness_path="/healthz", readiness_port=10254, mem_limit="1Gi", mem_request="90Mi",
+                  cpu_request="100m")
+    labels = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller",
+              "app.kubernetes.io/instance": "ingress-nginx", "pod-template-hash": "5c8d66c76d"}
+    return pod(name, namespace, labels, [c], owner="ingress-nginx-controller-5c8d66c76d")
 
 
 def deployment(name: str, namespace: str, labels: dict, template_containers: list[dict], *, replicas: int,
@@ -322,6 +337,13 @@ def studio_state(namespace: str = "studio", *, hostnames: tuple[str, ...] = ("st
         "metrics": ({namespace: [pod_metrics(p) for p in ns_pods],
                      traefik_namespace: [pod_metrics(traefik)]} if metrics else None),
     }
+    if ingress_class_name == "nginx":  # the controller that routes the Ingress runs too
+        controller = ingress_nginx_pod()
+        state["namespaces"]["ingress-nginx"] = {
+            "pods": [controller], "ingresses": [], "events": [],
+            "deployments": [deployment("ingress-nginx-controller", "ingress-nginx",
+                                       {"app.kubernetes.io/name": "ingress-nginx"}, controller["spec"]["containers"],
+                                       replicas=1)]}
     return state
 
 

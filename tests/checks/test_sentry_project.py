@@ -163,3 +163,16 @@ def test_spike_while_postgres_is_down_names_postgres(sentry, make_profile, monke
     report = engine.diagnose(profile, "python-error")
     assert {r.id: r.status for r in report.results}[NEW_ISSUES] is Status.FAIL
     assert report.likely_cause["layer"] == "postgres", report.likely_cause
+
+
+def test_new_issue_outside_the_top_25_is_still_found(sentry, make_profile):
+    """30 busy old issues fill the freq page; a new issue with 12 events is found by the firstSeen:-1h query."""
+    def edit(s):
+        s["issues"] = [dict(s["issues"][0], id=f"41000010{i:02d}", shortId=f"STUDIO-O{i}", hourly=[40] * 24)
+                       for i in range(30)]
+        s["issues"].append({"id": "4100000777", "shortId": "STUDIO-NEW", "level": "error", "title": "KeyError: 'x'",
+                            "culprit": "contentcuration.views in x", "first_seen_min": 20, "last_seen_min": 1,
+                            "hourly": [0] * 23 + [12], "firstRelease": "v2026.11.20"})
+    sentry.edit(edit)
+    r = run(make_profile, sentry)[1][NEW_ISSUES]
+    assert r.status is Status.FAIL and "STUDIO-NEW" in r.summary
