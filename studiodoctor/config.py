@@ -247,16 +247,17 @@ _KNOWN: frozenset[str] | None = None
 
 
 def _check_unknown(data: dict, defaults: dict, where: str, path: str) -> None:
-    """A key no code reads is a typo: say which, with the closest known key."""
+    """A key no code reads that is a near miss of one that is read is a typo: say which."""
     import difflib
 
     known = _known_words()
     for key, value in data.items():
         if key not in known:
-            close = difflib.get_close_matches(key, list(defaults) or sorted(known), n=1, cutoff=0.6) or \
-                difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{where}: {path}{key}: unknown key{hint}")
+            # a near miss of a key we know is a typo; a key unlike any is left to the plugin that reads it
+            close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6) or \
+                difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
+            if close:
+                raise ConfigError(f"{where}: {path}{key}: unknown key (did you mean {close[0]}?)")
         sub = defaults.get(key)
         if isinstance(value, dict) and key != "resolve":
             _check_unknown(value, sub if isinstance(sub, dict) else {}, where, f"{path}{key}.")
