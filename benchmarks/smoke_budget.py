@@ -50,7 +50,11 @@ def main() -> None:
         proc = subprocess.run([str(SCRIPT), "smoke", "--profile", args.profile, "--budget", args.budget, "-f", "json"],
                               capture_output=True, text=True)
         wall = (time.perf_counter() - t0) * 1000
-        data = json.loads(proc.stdout)
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            print(f"cold {i + 1}: exit {proc.returncode}, no JSON on stdout; stderr: {proc.stderr.strip()[-300:]!r}")
+            continue
         slowest = max(data["results"], key=lambda r: r["duration_ms"])
         chain, path = chain_ms(data["results"], deps)
         bad = [r["id"] for r in data["results"] if r["status"] not in ("ok", "skip")]
@@ -79,6 +83,8 @@ def main() -> None:
 
 
 def report_medians(kind: str, rows: list, args) -> None:
+    if not rows:
+        return
     med = [statistics.median(col) for col in zip(*rows)]
     print(f"{kind}, median of {args.runs}: wall {med[0]:.0f} ms, run {med[1]:.0f} ms, slowest probe {med[2]:.0f} ms, "
           f"longest chain {med[3]:.0f} ms; run/slowest {med[1] / med[2]:.2f}, run/chain {med[1] / med[3]:.2f}, "

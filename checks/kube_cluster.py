@@ -548,6 +548,35 @@ def pod_analysis(ctx):
     return listing, ctx.shared.get(f"kubernetes:pod-analysis:{namespace(ctx)}", build)
 
 
+def _runs(c: dict) -> str:
+    return " ".join(str(x) for x in [c.get("image") or ""] + list(c.get("command") or []) + list(c.get("args") or []))
+
+
+def deployment_roles(deployments: list[dict]) -> dict[str, dict]:
+    """Which Deployment is Studio's app, its workers, its Cloud SQL proxy, told by what their pods run
+    (gunicorn; celery worker; cloud-sql-proxy), never by name: {role: {deployment, selector, containers}}.
+    The runbook binds its commands to these names (studiodoctor.symptoms.template_values)."""
+    roles: dict[str, dict] = {}
+    for d in deployments:
+        meta, spec = d.get("metadata") or {}, d.get("spec") or {}
+        containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or []
+        labels = (spec.get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        for c in containers:
+            text = _runs(c).lower()
+            role = ("app" if "gunicorn" in text else "workers" if "celery" in text and "worker" in text
+                    else "cloudsql" if "cloud-sql-proxy" in text or "cloud_sql_proxy" in text else "")
+            if not role or role in roles:
+                continue
+            entry = {"deployment": meta.get("name", ""), "selector": selector, "container": c.get("name", "")}
+            if role == "app":
+                web = [o.get("name") for o in containers if o is not c and "nginx" in str(o.get("image", "")).lower()]
+                if web:
+                    entry["nginx_container"] = web[0]
+            roles[role] = entry
+    return roles
+
+
 def no_pods(ctx, a: dict | None):
     """The Result when there is nothing to examine: zero pods is a wrong namespace or selector, never ok."""
     if a is None or a["total"]:
@@ -728,7 +757,7 @@ def check_deployments(ctx):
             down.append(name)
         elif available < desired:
             degraded.append(name)
-    ev = {"namespace": ns, "deployments": rows}
+    ev = {"namespace": ns, "deployments": rows, "roles": deployment_roles(listing.items)}
     cmds = [Command(kubectl(ctx, "get deployments -o wide"), READ_ONLY)]
     target = (down + stuck + degraded or [None])[0]
     if target:

@@ -145,8 +145,18 @@ def _route(det: Detection, ingresses: list, default_class, ns: str) -> None:
 
 def not_routed_by(ctx, name: str, hosts: list[str]):
     """A `skip` when the cluster says other controllers route every one of ``hosts``; None otherwise
-    (no cluster configured, not readable, or ``name`` routes at least one host)."""
-    det = detect(ctx)
+    (no cluster configured, not readable, not answering within a few seconds, or ``name`` routes at
+    least one host). The lookup never holds the calling check past a third of its time (at most 3 s):
+    a slow Kubernetes API must not cost another layer its verdict."""
+    import threading
+
+    box: list = []
+    worker = threading.Thread(target=lambda: box.append(detect(ctx)), daemon=True, name="ingress-detection")
+    worker.start()
+    worker.join(min(3.0, ctx.remaining() / 3))
+    if not box:
+        return None
+    det = box[0]
     if det.problem is not None or not hosts or any(not det.controllers_for(h) for h in hosts):
         return None
     if any(name in det.controllers_for(h) for h in hosts):

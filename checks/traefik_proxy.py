@@ -360,14 +360,17 @@ def check_services(ctx):
 
 @check(CERTIFICATES, title="Origin certificate valid for each hostname", needs=("traefik.entrypoint",),
        permissions=("TLS handshake",), smoke=True, metrics=("certificates.*.days_left",))
-@_applicable
 def check_certificates(ctx):
     """The certificate Traefik serves at ``traefik.entrypoint`` for each hostname's SNI: SAN, expiry, issuer.
 
     TRAEFIK DEFAULT CERT means no certificate matches the name (ACME/Let's Encrypt failed, or the
     TLS secret/file is missing): CloudFlare in Full (strict) mode then fails with 526. Expiry under
     ``traefik.cert_warn_days`` (14) is a `warn` (Let's Encrypt renews at 30 days left, so renewal is
-    failing). ``traefik.expected_issuer`` (e.g. "Let's Encrypt") warns on a different issuer."""
+    failing). ``traefik.expected_issuer`` (e.g. "Let's Encrypt") warns on a different issuer.
+
+    Runs whichever controller routes the hostnames: ``traefik.entrypoint`` is the origin's address
+    (DESIGN), and an ingress-nginx origin serving its "Fake Certificate" or an expired secret breaks
+    CloudFlare's Full (strict) mode just the same."""
     from studiodoctor.httpprobe import split_target
     from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
 

@@ -41,8 +41,7 @@ class StateError(Exception):
 
 
 def process_started(now: float | None = None) -> float:
-    """When this process started on the time.monotonic() clock (Linux: /proc), if that was less than
-    5 s before ``now`` (a command line starting); else ``now`` (a long-lived caller, e.g. tests)."""
+    """When this process started, on the time.monotonic() clock (Linux: /proc; elsewhere ``now``)."""
     now = time.monotonic() if now is None else now
     try:
         with open("/proc/self/stat") as fh:
@@ -52,7 +51,7 @@ def process_started(now: float | None = None) -> float:
         age = uptime - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return now
-    return now - age if 0 <= age < 5 else now
+    return now - age if 0 <= age < 600 else now
 
 
 def smoke_checks(registry: Registry, layers: Iterable[str] = ()) -> list[Check]:

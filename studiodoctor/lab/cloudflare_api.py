@@ -39,8 +39,16 @@ DEFAULT_SETTINGS = {"ssl": "full", "always_use_https": "on", "min_tls_version": 
                     "browser_cache_ttl": 14400}
 
 
-def default_state(zone: str, hostnames: list[str], token: str, content: str = "127.0.0.1") -> dict:
-    """A healthy zone: active, proxied records for each hostname, a cache rule bypassing databases."""
+STORAGE_RULE = '(starts_with(http.request.uri.path, "/content/storage/"))'
+DATABASES_RULE = '(starts_with(http.request.uri.path, "/content/databases/"))'
+
+
+def default_state(zone: str, hostnames: list[str], token: str, content: str = "127.0.0.1",
+                  cache_rules: dict | None = None) -> dict:
+    """A healthy zone: active, proxied records for each hostname, cache rules (in the
+    http_request_cache_settings phase entrypoint) caching storage and bypassing databases; ``cache_rules``
+    gives other expressions for them (``{"storage": expr, "databases": expr}``)."""
+    rules = {"storage": STORAGE_RULE, "databases": DATABASES_RULE, **(cache_rules or {})}
     zone_id = "023e105f4ecef8ad9ca31a8372d0c353"
     return {
         "token": token,
@@ -60,11 +68,11 @@ def default_state(zone: str, hostnames: list[str], token: str, content: str = "1
                 "rules": [
                     {"id": "rule0000000000000000000000000001", "enabled": True, "action": "set_cache_settings",
                      "description": "cache content storage",
-                     "expression": '(starts_with(http.request.uri.path, "/content/storage/"))',
+                     "expression": rules["storage"],
                      "action_parameters": {"cache": True}},
                     {"id": "rule0000000000000000000000000002", "enabled": True, "action": "set_cache_settings",
                      "description": "never cache channel databases",
-                     "expression": '(starts_with(http.request.uri.path, "/content/databases/"))',
+                     "expression": rules["databases"],
                      "action_parameters": {"cache": False}},
                 ]}},
         }],
@@ -268,9 +276,11 @@ class CloudflareAPI(Launcher):
     kind = "cloudflare_api"
 
     def __init__(self, root, port: int = 0, zone: str = "localtest", hostnames: list | None = None,
-                 token: str = "lab-cloudflare-token", record_content: str = "127.0.0.1", **options):
+                 token: str = "lab-cloudflare-token", record_content: str = "127.0.0.1",
+                 cache_rules: dict | None = None, **options):
         super().__init__(root, port, zone=zone, hostnames=list(hostnames or []), token=token,
-                         record_content=record_content, **options)
+                         record_content=record_content, cache_rules=dict(cache_rules or {}), **options)
+        self.cache_rules = self.options["cache_rules"]
         self.zone, self.hostnames, self.token = zone, list(hostnames or []), token
         self.record_content = record_content
         self.state_file = self.dir / "state.json"
@@ -316,7 +326,7 @@ class CloudflareAPI(Launcher):
         """cache_databases=True: the databases rule turns into "eligible for cache" (a fault)."""
         def edit(z):
             for rule in z["rulesets"]["http_request_cache_settings"]["rules"]:
-                if "/content/databases/" in rule["expression"]:
+                if rule["expression"] == self.cache_rules.get("databases", DATABASES_RULE):
                     rule["action_parameters"] = {"cache": bool(cache_databases)}
         self._edit_zone(edit)
 
@@ -326,7 +336,7 @@ class CloudflareAPI(Launcher):
         self.write_state(state)
 
     def reset(self) -> None:
-        self.write_state(default_state(self.zone, self.hostnames, self.token, self.record_content))
+        self.write_state(default_state(self.zone, self.hostnames, self.token, self.record_content, self.cache_rules))
 
     # lifecycle ------------------------------------------------------------------
     def command(self) -> list[str]:

@@ -183,3 +183,32 @@ def test_a_timeout_inside_a_deadline_the_budget_cut_short_is_an_error_not_a_fail
     assert full.results[0].status is Status.FAIL
     assert cut.results[0].status is Status.ERROR and "time budget left it" in cut.results[0].summary
     assert cut.results[0].evidence["address"] == "127.0.0.1:9"
+
+
+def test_the_command_stays_within_its_budget_against_a_server_that_never_answers(tmp_path):
+    """A real process (start-up included) against a socket that accepts and never answers."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    try:
+        port = silent.getsockname()[1]
+        config = tmp_path / "sd.toml"
+        config.write_text(f'default_profile = "t"\n[profiles.t]\ntimeout = 60\n'
+                          f'[profiles.t.redis]\nurl = "redis://127.0.0.1:{port}/0"\n')
+        exe = Path(sys.executable).with_name("studiodoctor")
+        t0 = time.monotonic()
+        proc = subprocess.run([str(exe), "smoke", "--config", str(config), "-l", "redis", "--budget", "4", "-f", "json"],
+                              capture_output=True, text=True, timeout=60)
+        wall = time.monotonic() - t0
+    finally:
+        silent.close()
+    report = json.loads(proc.stdout)
+    assert wall < 4, f"smoke took {wall:.1f} s with --budget 4"
+    res = {r["id"]: r for r in report["results"]}
+    assert res["redis.reachable"]["status"] == "error" and "budget" in res["redis.reachable"]["summary"]
+    assert proc.returncode == 3

@@ -395,3 +395,31 @@ def test_pods_that_are_not_objects_are_an_error_not_a_crash(run, cluster):
         r = res[cid]
         assert r.status is Status.ERROR and "crashed" not in r.summary, (cid, r.summary)
         assert "items are not objects" in r.summary
+
+
+def test_runbook_commands_use_the_deployments_found_by_what_they_run(run, cluster, make_profile):
+    """Before: `deploy/studio-studio`, `-l tier=frontend`, `-c app` whatever the cluster called them."""
+    from studiodoctor.symptoms import load_catalogue, render_command, template_values
+
+    state = K.studio_state(hostnames=(HOST,), frontend=1, workers=1)
+    ns = state["namespaces"]["studio"]
+    rename = {"master-studio": "web", "master-studio-workers": "jobs"}
+    for d in ns["deployments"]:
+        d["metadata"]["name"] = rename[d["metadata"]["name"]]
+        tier = d["spec"]["selector"]["matchLabels"].pop("tier")
+        d["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/component": tier}
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            c["name"] = {"app": "django", "nginx-proxy": "proxy", "worker": "celery"}[c["name"]]
+    cluster.write_state(state)
+    res = run()
+    roles = res[kc.DEPLOYMENTS].evidence["roles"]
+    assert roles["app"] == {"deployment": "web", "selector": "app.kubernetes.io/component=frontend",
+                            "container": "django", "nginx_container": "proxy"}
+    assert roles["workers"]["deployment"] == "jobs"
+    values = template_values(make_profile({"kubernetes": {"namespace": "studio"}}), list(res.values()))
+    texts = [render_command(c, values).text for layer in ("nginx", "celery", "app")
+             for c in load_catalogue().layer_commands(layer)]
+    assert any("exec deploy/web -c proxy -- nginx -T" in t for t in texts)
+    assert any("logs -l app.kubernetes.io/component=frontend -c django" in t for t in texts)
+    assert any("exec deploy/jobs -- celery" in t for t in texts)
+    assert not any("tier=" in t or "studio-studio" in t for t in texts)
