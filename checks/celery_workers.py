@@ -100,9 +100,9 @@ def _deployment(ctx, which: str) -> str:
 
 
 def _kube(ctx) -> str:
-    k = ctx.section("kubernetes")
-    flags = "".join(f" --{key} {k[key]}" for key in ("kubeconfig", "context") if k.get(key))
-    return f"kubectl{flags} -n {_namespace(ctx)}"
+    from studiodoctor.kubectl import command
+
+    return command(ctx.profile, "", _namespace(ctx)).rstrip()
 
 
 def _kubectl(ctx, which: str, cmd: str) -> str:

@@ -48,10 +48,11 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
 
 
 def _app_commands(ctx) -> list[Command]:
-    ns = ctx.section("kubernetes").get("namespace") or "studio"
+    from studiodoctor.kubectl import command as kubectl
+
     return [
-        Command(f"kubectl -n {ns} get pods -l tier=frontend -o wide", note="are the app pods Ready?"),
-        Command(f"kubectl -n {ns} logs -l tier=frontend -c app --tail=100", note="gunicorn and Django errors"),
+        Command(kubectl(ctx.profile, "get pods -l tier=frontend -o wide"), note="are the app pods Ready?"),
+        Command(kubectl(ctx.profile, "logs -l tier=frontend -c app --tail=100"), note="gunicorn and Django errors"),
         Command(f"curl -sS -m 10 -w ' %{{http_code}} %{{time_total}}s\\n' {_base(ctx)}/stealthz",
                 note="the app without the database"),
     ]

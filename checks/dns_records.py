@@ -162,10 +162,34 @@ def _in_ranges(address: str, nets) -> bool:
     return any(ip.version == n.version and ip in n for n in nets)
 
 
+def _zone(ctx) -> tuple[str, str]:
+    """(zone, where it came from). A zone derived from a hostname is refined by asking NS of each
+    enclosing name, closest first: the first that has NS records is the zone's apex."""
+    zone = str(ctx.section("dns").get("zone") or "").rstrip(".")
+    note = (getattr(ctx.profile, "derived", {}) or {}).get("dns.zone", "dns.zone")
+    hosts = _hostnames(ctx)
+    if not note.startswith("derived") or not hosts:
+        return zone, note
+    label, ip, port = _resolvers(ctx)[0]
+    labels = hosts[0].lower().split(".")
+    for i in range(len(labels)):
+        candidate = ".".join(labels[i:])
+        try:
+            answer = _query(ctx, ip, port, candidate, "NS")
+        except Exception:  # noqa: BLE001 - NXDOMAIN/timeout: keep walking up, then keep the guess
+            continue
+        if answer.rrset is not None and answer.rrset.rdtype == 2:
+            return candidate, f"found from {hosts[0]}: the closest name with NS records (at {label})"
+    return zone, note
+
+
 # ----------------------------------------------------------------------------------------- checks
 @check(DELEGATION, title="Zone delegated to CloudFlare's nameservers", needs=("dns.zone",), smoke=True)
 def check_delegation(ctx):
     """The zone's NS records all end with `dns.nameserver_suffix` (CloudFlare's nameservers).
+
+    The zone is `dns.zone`, else `cloudflare.zone`, else found from the first hostname: the closest
+    enclosing name that has NS records (`config show` says which was used).
 
     CloudFlare only answers (and proxies) for the zone if the registrar (NameCheap) delegates it to the
     two `*.ns.cloudflare.com` nameservers CloudFlare assigned. A mixed or old NS set sends part of the
@@ -173,7 +197,7 @@ def check_delegation(ctx):
     move to CloudFlare). The NS set is asked from each of `dns.resolvers` (recursive resolvers return
     the zone's own NS set; compare with `whois` for the registrar's view).
     Fix: set the nameservers shown in the CloudFlare dashboard (Overview) at the registrar."""
-    zone = ctx.section("dns")["zone"].rstrip(".")
+    zone, zone_from = _zone(ctx)
     suffix = (ctx.setting("nameserver_suffix", "") or "").lower().rstrip(".")
     if not suffix:
         return skip("dns.nameserver_suffix is empty: nothing to compare the NS records with",
@@ -200,7 +224,7 @@ def check_delegation(ctx):
             problems.append((label, "foreign", f"{zone} is delegated to {', '.join(foreign)}"
                              f"{' (mixed with CloudFlare)' if len(foreign) < len(names) else ''}, "
                              f"not *{suffix}"))
-    evidence = {"zone": zone, "suffix": suffix, "answers": seen}
+    evidence = {"zone": zone, "zone_from": zone_from, "suffix": suffix, "answers": seen}
     if not problems:
         return ok(f"{zone} delegated to {', '.join(next(iter(seen.values()))['nameservers'])}",
                   evidence=evidence)

@@ -4,6 +4,7 @@ Every request goes through `httpprobe` (a fresh client per request, so one clien
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin, urlsplit
 
 import checks.cloudflare_zone  # noqa: F401  (API checks register first: they come first in a walk)
@@ -138,7 +139,7 @@ def check_certificate(ctx):
     shows the origin's Let's Encrypt or Traefik default certificate instead (postmortem 004: an expired
     Let's Encrypt certificate nobody was alerted about). Fix: an Advanced/Total TLS certificate for deep
     names; for the origin's certificate see the traefik layer."""
-    from studiodoctor.tlsprobe import inspect_certificate
+    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
 
     warn_days = float(ctx.setting("cert_warn_days", 14))
     fail_days = float(ctx.setting("cert_fail_days", 3))
@@ -152,10 +153,9 @@ def check_certificate(ctx):
         target = mapping.get(f"{host}:{port}") or f"{host}:{port}"
         addr, _, tport = target.rpartition(":")
         try:
-            info = inspect_certificate(addr, int(tport), host, timeout=ctx.timeout(10), ca_file=ca_file)
-        except Exception as exc:
-            timed_out, text = httpprobe.describe_error(exc)
-            return unreachable("edge TLS", target, text, timed_out=timed_out)
+            info = inspect_certificate(addr, int(tport), host, timeout=ctx.timeout(10, margin=0.5) / 2, ca_file=ca_file)
+        except (OSError, ValueError) as exc:
+            return handshake_problem(exc, "edge TLS", target, host)
         ev = info.evidence()
         infos[host] = ev
         days = info.days_left
@@ -168,6 +168,8 @@ def check_certificate(ctx):
                                      f"{', '.join(info.sans) or 'none'}{extra}"))
         elif info.verify_error:
             problems.append(("fail", f"the edge certificate for {host} does not verify: {info.verify_error}"))
+        elif info.verify_unknown:
+            problems.append(("error", f"could not verify the edge certificate for {host}: {info.verify_unknown}"))
         elif days < fail_days:
             problems.append(("fail", f"the edge certificate for {host} expires in {days:.1f} day(s)"))
         elif days < warn_days:
@@ -181,10 +183,10 @@ def check_certificate(ctx):
         return skip("no https:// URL in public_urls", reason=Reason.NOT_APPLICABLE)
     hint = ("Check the certificate in CloudFlare (SSL/TLS, Edge Certificates): Universal SSL covers only the apex and "
             "first-level subdomains; a host that is not proxied serves the origin's certificate (traefik layer).")
-    for level in ("fail", "warn"):
+    for level in ("fail", "error", "warn"):
         found = [p for lvl, p in problems if lvl == level]
         if found:
-            build = fail if level == "fail" else warn
+            build = {"fail": fail, "error": error, "warn": warn}[level]
             return build(found[0] + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""), evidence=evidence,
                          hint=hint, commands=commands)
     least = min(infos.values(), key=lambda e: e["days_left"])
@@ -272,32 +274,97 @@ def _sample_urls(ctx, key: str) -> list[str]:
     path = ctx.setting(key, "")
     if not path:
         return []
-    return [u.split("://", 1)[0] + "://" + urlsplit(u).netloc + (path if path.startswith("/") else "/" + path)
-            for u in _urls(ctx)[:1]]
+    return [_site(u) + (path if path.startswith("/") else "/" + path) for u in _urls(ctx)[:1]]
+
+
+def _site(url: str) -> str:
+    return url.split("://", 1)[0] + "://" + urlsplit(url).netloc
+
+
+# Studio's public API lists the public channels; each id names /content/databases/<id>.sqlite3 (facts §5)
+PUBLIC_CHANNELS = "/api/public/v1/channels"
+_STATIC_REF = re.compile(r"""(?:src|href)\s*=\s*["']([^"'#?]+)""", re.IGNORECASE)
+
+
+def _discover(ctx, kind: str) -> tuple[str, str, list[str]]:
+    """(url, where it came from, what was tried) of a sample found on the live site, cached per run:
+    "static": an asset under /static/ that the public page references; "databases": the database of
+    the first public channel Studio's public API lists."""
+
+    def find():
+        urls = _urls(ctx)
+        if not urls:
+            return "", "", []
+        site, tried = _site(urls[0]), []
+        if kind == "static":
+            page = urls[0]
+            for _ in range(3):  # the page, following same-site redirects (/ -> /en/accounts/)
+                resp, problem = _fetch(ctx, page)
+                tried.append(page)
+                if problem or resp is None:
+                    return "", "", tried
+                location = resp.headers.get("location")
+                if resp.status_code in (301, 302, 303, 307, 308) and location:
+                    nxt = urljoin(page, location)
+                    if _site(nxt) != site:
+                        break
+                    page = nxt
+                    continue
+                for ref in _STATIC_REF.findall(resp.text[:200000] if resp.content else ""):
+                    target = urlsplit(urljoin(page, ref))
+                    if target.netloc == urlsplit(site).netloc and target.path.startswith("/static/") \
+                            and not target.path.endswith("/"):
+                        return site + target.path, f"referenced by {page}", tried
+                break
+            return "", "", tried
+        url = site + PUBLIC_CHANNELS
+        resp, problem = _fetch(ctx, url, headers={"Accept": "application/json"})
+        tried.append(url)
+        if problem or resp is None or resp.status_code != 200:
+            return "", "", tried
+        try:
+            data = resp.json()
+        except ValueError:
+            return "", "", tried
+        items = data.get("results") if isinstance(data, dict) else data   # a plain list, or DRF's paginated page
+        ids = [c.get("id") for c in items or [] if isinstance(c, dict) and re.fullmatch(r"[0-9a-f]{32}", str(c.get("id")))]
+        if not ids:
+            return "", "", tried
+        return f"{site}/content/databases/{ids[0]}.sqlite3", f"first public channel of {url}", tried
+
+    return ctx.shared.get(f"edge:sample:{kind}", find)
 
 
 @check(CACHE_STATUS, title="Static assets and storage objects go through the edge cache", layer="cloudflare",
        needs=("public_urls",), explained_by=(PROXIED, "cloudflare.cache_rules"))
 def check_cache_status(ctx):
-    """A static asset (`cloudflare.static_path`) and a storage object (`cloudflare.storage_path`) carry
-    `cf-cache-status` with a cache verdict (HIT, MISS, EXPIRED, REVALIDATED...), not DYNAMIC or BYPASS.
+    """A static asset (`cloudflare.static_path`, else one the public page references under /static/) and
+    a storage object (`cloudflare.storage_path`, when set) carry `cf-cache-status` with a cache verdict
+    (HIT, MISS, EXPIRED, REVALIDATED...), not DYNAMIC or BYPASS. No sample at all is an error.
 
     Studio relies on CloudFlare to cache `/static/` and every `/content/storage/` object (md5-named,
     immutable); DYNAMIC means every download goes to nginx and GCS. The request asks one byte
     (`Range: bytes=0-0`), so large objects cost nothing. Fix: a cache rule for `/content/storage/`
     ("Eligible for cache"); check the origin's Cache-Control (nginx layer)."""
-    samples = [(kind, url) for kind, key in (("static", "static_path"), ("storage", "storage_path"))
+    samples = [(kind, url, f"cloudflare.{key}") for kind, key in (("static", "static_path"), ("storage", "storage_path"))
                for url in _sample_urls(ctx, key)]
+    tried = []
+    if not any(kind == "static" for kind, _, _ in samples):
+        url, source, tried = _discover(ctx, "static")
+        if url:
+            samples.insert(0, ("static", url, source))
     if not samples:
-        return skip("no sample object configured: set cloudflare.static_path and cloudflare.storage_path "
-                    "(e.g. /static/js/main.js, /content/storage/a/b/<md5>.mp4)", reason=Reason.NOT_CONFIGURED)
+        return error("could not find a sample object to ask about: no asset under /static/ referenced by the "
+                     "public page, and none configured (cloudflare.static_path, cloudflare.storage_path, e.g. "
+                     "/static/js/main.js, /content/storage/a/b/<md5>.mp4)", reason=Reason.NOT_CONFIGURED,
+                     evidence={"tried": tried})
     rows, warnings, errors = {}, [], []
-    for kind, url in samples:
+    for kind, url, source in samples:
         resp, problem = _fetch(ctx, url, headers={"Range": "bytes=0-0"})
         if problem:
             return problem
         status = resp.headers.get("cf-cache-status")
-        rows[kind] = {"url": url, "status": resp.status_code, "cf-cache-status": status,
+        rows[kind] = {"url": url, "source": source, "status": resp.status_code, "cf-cache-status": status,
                       "cache-control": resp.headers.get("cache-control")}
         if resp.status_code >= 400:
             errors.append(f"{kind} sample {url} answered {resp.status_code}: cannot judge its caching")
@@ -318,17 +385,22 @@ def check_cache_status(ctx):
 
 
 @check(DATABASES_NOT_CACHED, title="Channel databases never served from the edge cache", layer="cloudflare",
-       needs=("public_urls", "cloudflare.databases_sample"), explained_by=("cloudflare.cache_rules",))
+       needs=("public_urls",), explained_by=("cloudflare.cache_rules",))
 def check_databases_not_cached(ctx):
-    """A channel database (`cloudflare.databases_sample`, e.g. `/content/databases/<channel_id>.sqlite3`)
-    is never a HIT in CloudFlare's cache, asked twice (one byte each, `Range: bytes=0-0`).
+    """A channel database (`cloudflare.databases_sample`, e.g. `/content/databases/<channel_id>.sqlite3`;
+    else the first public channel's, from Studio's public API `/api/public/v1/channels`) is never a HIT in CloudFlare's cache, asked twice (one byte each, `Range: bytes=0-0`).
 
     Databases are rewritten on every publish under the same URL; a cached copy gives Kolibri a stale
     channel (the reason nginx marks them `Cache-Control: private`). HIT (or STALE/UPDATING: an expired
     copy served from the cache) fails; MISS twice warns (eligible for cache: only the origin's headers keep
     it out); BYPASS or DYNAMIC is ok; a status it cannot read (missing on one answer, unknown) is an error.
     Fix: a cache rule for `/content/databases/` with Bypass cache; purge the URL."""
-    url = _sample_urls(ctx, "databases_sample")[0]
+    configured = _sample_urls(ctx, "databases_sample")
+    url, source, tried = (configured[0], "cloudflare.databases_sample", []) if configured else _discover(ctx, "databases")
+    if not url:
+        return error(f"could not find a channel database to ask about: {PUBLIC_CHANNELS} listed no public channel "
+                     "(or did not answer JSON); set cloudflare.databases_sample", reason=Reason.NOT_CONFIGURED,
+                     evidence={"tried": tried})
     seen = []
     for _ in range(2):
         resp, problem = _fetch(ctx, url, headers={"Range": "bytes=0-0"})
@@ -336,7 +408,7 @@ def check_databases_not_cached(ctx):
             return problem
         seen.append({"status": resp.status_code, "cf-cache-status": resp.headers.get("cf-cache-status"),
                      "cache-control": resp.headers.get("cache-control"), "age": resp.headers.get("age")})
-    evidence = {"url": url, "responses": seen}
+    evidence = {"url": url, "source": source, "responses": seen}
     statuses = [(s["cf-cache-status"] or "").upper() for s in seen]
     host = _host(url)
     commands = [Command(f"curl -sSI {url}")]

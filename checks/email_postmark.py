@@ -12,12 +12,16 @@ from studiodoctor.model import Command, Reason, error, fail, ok, unreachable, wa
 from studiodoctor.registry import check
 from studiodoctor.saasapi import call, guard, unexpected
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx", "smtplib")
+
 TOKEN = "email.postmark_token"
 STREAM = "email.message_stream"
 BOUNCES = "email.bounce_rate"
 DELIVERIES = "email.recent_deliveries"
 STATUS = "email.postmark_status"
 SMTP = "email.smtp_relay"
+KEY_ENV = "email.app_key_env"
 
 NEEDS = ("email.server_token",)
 TOKEN_ENV = "$POSTMARK_API_KEY"
@@ -62,7 +66,7 @@ def _age_min(stamp) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(TOKEN, title="Postmark server token valid, server live", needs=NEEDS, permissions=("server token",))
+@check(TOKEN, title="Postmark server token valid, server live", needs=NEEDS, permissions=("server token",), smoke=True)
 @guard
 def check_token(ctx):
     """The server token (`email.server_token`) is accepted and the server delivers (DeliveryType Live).
@@ -196,6 +200,50 @@ def check_status(ctx):
     return ok(f"Postmark API {states['api']}, SMTP {states['smtp']}", evidence={"services": states}, commands=cmds)
 
 
+@check(KEY_ENV, title="The app container gets the Postmark key from a Secret", permissions=("list deployments.apps",))
+@guard
+def check_app_key_env(ctx):
+    """The app container of the frontend Deployment (`kubernetes.app_deployment`, container `app`; override
+    with `email.deployment`/`email.container`) has `email.key_env` (EMAIL_CREDENTIALS_POSTMARK_API_KEY) in
+    its env, from a Secret. Without it Studio's EmailBackend has no key and sends nothing.
+
+    Only the Deployment spec is read: the variable's name and where it comes from, never a value and never
+    the Secret (a missing Secret stops the pods with CreateContainerConfigError: kubernetes.pods_crashing).
+    Skipped when Kubernetes is not configured."""
+    from studiodoctor.appdeploy import app_container
+
+    found = app_container(ctx)
+    if not isinstance(found, tuple):
+        return found
+    dep, c = found
+    var = str(ctx.setting("key_env", "EMAIL_CREDENTIALS_POSTMARK_API_KEY"))
+    from checks.kube_cluster import kubectl
+
+    cmds = [Command(kubectl(ctx, f"get deployment {dep} -o jsonpath='{{.spec.template.spec.containers[*].env[*].name}}'"))]
+    entry = next((e for e in c.get("env") or [] if isinstance(e, dict) and e.get("name") == var), None)
+    ev = {"deployment": dep, "container": c.get("name"), "variable": var}
+    if entry is None:
+        if c.get("envFrom"):
+            return error(f"{var} is not in {dep}'s env and the container also loads envFrom sources: cannot tell "
+                         "without reading them (we never read Secrets)", evidence=dict(ev, envFrom=len(c["envFrom"])),
+                         commands=cmds)
+        return fail(f"{var} is not set in the {c.get('name')} container of {dep}: Studio has no Postmark key and "
+                    "sends no mail", evidence=ev, commands=cmds,
+                    hint=f"Set {var} from the postmark-api-key Secret in the chart's env (helm upgrade), then check "
+                         "the pods restarted.")
+    ref = ((entry.get("valueFrom") or {}).get("secretKeyRef") or {})
+    if ref:
+        ev["from"] = f"secret {ref.get('name')} key {ref.get('key')}"
+        return ok(f"{var} comes from {ev['from']} in {dep}", evidence=ev, commands=cmds)
+    if entry.get("value"):
+        return warn(f"{var} is set as a literal value in the {dep} spec (anyone who can read Deployments sees the "
+                    "key): move it to a Secret", evidence=dict(ev, source="literal value"), commands=cmds)
+    if entry.get("valueFrom"):
+        return ok(f"{var} comes from {', '.join(entry['valueFrom'])} in {dep}", evidence=ev, commands=cmds)
+    return fail(f"{var} is empty in the {c.get('name')} container of {dep}: Studio sends no mail", evidence=ev,
+                commands=cmds)
+
+
 def _tls_context(ctx):
     import ssl
 
@@ -245,6 +293,8 @@ def check_smtp_relay(ctx):
     except (socket.timeout, TimeoutError):
         return unreachable("SMTP relay", address, "timed out", timed_out=True, commands=cmds)
     except (ConnectionError, OSError, smtplib.SMTPException) as exc:
+        if "timed out" in str(exc):  # smtplib wraps a read timeout in SMTPServerDisconnected
+            return unreachable("SMTP relay", address, "timed out (no greeting)", timed_out=True, commands=cmds)
         text = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc).splitlines()[0][:150]
         return unreachable("SMTP relay", address, text, commands=cmds,
                            hint="Outbound 587 may be blocked from here (GKE egress, firewall); the API path still works.")

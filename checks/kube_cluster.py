@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.model import EPHEMERAL_WRITE, READ_ONLY, MUTATING, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -36,6 +36,10 @@ PODS_PENDING = "kubernetes.pods_pending"
 EVENTS = "kubernetes.events"
 MEMORY = "kubernetes.memory"
 INGRESS_CONTROLLER = "kubernetes.ingress_controller"
+INGRESS_PODS = "kubernetes.ingress_pods"
+
+# list_objects(ctx, "pods", ALL_NAMESPACES): one cluster-wide list (needs a ClusterRole)
+ALL_NAMESPACES = "*"
 
 # The frontend's readiness probe is GET /healthz on 8081 (gunicorn, queries PostgreSQL): when these fail,
 # pods not Ready are their consequence, not the root cause.
@@ -83,16 +87,10 @@ def traefik_namespace(ctx) -> str:
 
 
 def kubectl(ctx, args: str, ns: str | None = "") -> str:
-    """A kubectl command line bound to the profile's context and namespace."""
-    parts = ["kubectl"]
-    k = kube_section(ctx)
-    if k.get("context"):
-        parts.append(f"--context {k['context']}")
-    elif k.get("api_url"):
-        parts.append(f"--server {k['api_url']}")
-    if ns is not None:
-        parts.append(f"-n {ns or namespace(ctx)}")
-    return " ".join(parts + [args])
+    """A kubectl command line bound to the profile's kubeconfig, context and namespace (studiodoctor.kubectl)."""
+    from studiodoctor.kubectl import command
+
+    return command(ctx.profile, args, ns)
 
 
 def hostnames(ctx, section: str = "kubernetes") -> list[str]:
@@ -275,6 +273,11 @@ def _call_list(ctx, conn: Conn, resource: str, ns: str, label_selector: str | No
     if field_selector:
         opts["field_selector"] = field_selector
     api = conn.client
+    if ns == ALL_NAMESPACES:
+        if resource == "pods":
+            return client.CoreV1Api(api).list_pod_for_all_namespaces(**opts)
+        if resource == "ingresses":
+            return client.NetworkingV1Api(api).list_ingress_for_all_namespaces(**opts)
     if resource == "pods":
         return client.CoreV1Api(api).list_namespaced_pod(ns, **opts)
     if resource == "events":
@@ -290,6 +293,28 @@ def _call_list(ctx, conn: Conn, resource: str, ns: str, label_selector: str | No
         return client.CustomObjectsApi(api).list_namespaced_custom_object(
             "metrics.k8s.io", "v1beta1", ns, "pods", **opts)
     raise ValueError(resource)
+
+
+class UnexpectedAnswer(ValueError):
+    """A list answer that is not the documented ``{"kind": "...List", "items": [objects]}``."""
+
+
+def list_items(data: Any) -> list[dict]:
+    """The items of a documented List answer (``items`` null or absent: empty); anything else raises
+    UnexpectedAnswer naming what came instead."""
+    if not isinstance(data, dict):
+        raise UnexpectedAnswer(f"the answer is a JSON {type(data).__name__}, not a List object")
+    items = data.get("items")
+    if items is None:
+        if data.get("kind") == "Status":
+            raise UnexpectedAnswer(f"a Status instead of a list: {data.get('message') or data.get('reason')}")
+        return []
+    if not isinstance(items, list):
+        raise UnexpectedAnswer(f"`items` is a {type(items).__name__}, not a list")
+    bad = [type(i).__name__ for i in items if not isinstance(i, dict)]
+    if bad:
+        raise UnexpectedAnswer(f"{len(bad)} of {len(items)} items are not objects ({bad[0]})")
+    return items
 
 
 def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None = None,
@@ -313,7 +338,7 @@ def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None
         try:
             resp = _call_list(ctx, conn, resource, ns, label_selector, field_selector)
             data = resp if isinstance(resp, dict) else json.loads(resp.data)
-            listing.items = data.get("items") or []
+            listing.items = list_items(data)
         except Exception as exc:
             _classify(exc, listing)
         listing.seconds = time.perf_counter() - started
@@ -324,20 +349,22 @@ def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None
 
 def rbac_rule(resource: str, ns: str, verb: str = "list") -> str:
     group, name, cluster, _ = RESOURCES[resource]
-    kind = "ClusterRole" if cluster else f"Role in namespace {ns}"
+    kind = "ClusterRole" if cluster or ns == ALL_NAMESPACES else f"Role in namespace {ns}"
     return f'{kind}: {{apiGroups: ["{group}"], resources: ["{name}"], verbs: ["{verb}"]}}'
 
 
 def can_i(ctx, resource: str, ns: str, verb: str = "list") -> str:
     group, name, cluster, _ = RESOURCES[resource]
     res = f"{name}.{group}" if group else name
+    if ns == ALL_NAMESPACES:
+        return kubectl(ctx, f"auth can-i {verb} {res} --all-namespaces", None)
     return kubectl(ctx, f"auth can-i {verb} {res}", None if cluster else ns)
 
 
 def listing_problem(ctx, listing: Listing):
     """The Result to return when a list call did not succeed (honest: never 'none found')."""
     group, name, cluster, what = RESOURCES[listing.resource]
-    where = "cluster-wide" if cluster else f"in namespace {listing.namespace}"
+    where = "cluster-wide" if cluster or listing.namespace == ALL_NAMESPACES else f"in namespace {listing.namespace}"
     ev = {"resource": f"{name}.{group}" if group else name, "namespace": listing.namespace,
           "api_message": listing.detail}
     if listing.status == "forbidden":
@@ -482,7 +509,8 @@ def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 360
             if phase == "Failed":
                 reasons.append(f"pod Failed: {st.get('reason') or ''} {st.get('message') or ''}".strip())
             out["not_ready"].append({"pod": name, "workload": wl, "phase": phase,
-                                     "why": reasons or ["Ready condition False"]})
+                                     "why": reasons or ["Ready condition False"],
+                                     "containers": [cs.get("name") for cs in _statuses(p) if not cs.get("ready")]})
     return out
 
 
@@ -502,6 +530,49 @@ def pod_analysis(ctx):
                             pending_grace=float(kube_setting(ctx, "pending_grace_seconds", 300)))
 
     return listing, ctx.shared.get(f"kubernetes:pod-analysis:{namespace(ctx)}", build)
+
+
+def _runs(c: dict) -> str:
+    return " ".join(str(x) for x in [c.get("image") or ""] + list(c.get("command") or []) + list(c.get("args") or []))
+
+
+def deployment_roles(deployments: list[dict]) -> dict[str, dict]:
+    """Which Deployment is Studio's app, its workers, its Cloud SQL proxy, told by what their pods run
+    (gunicorn; celery worker; cloud-sql-proxy), never by name: {role: {deployment, selector, containers}}.
+    The runbook binds its commands to these names (studiodoctor.symptoms.template_values)."""
+    roles: dict[str, dict] = {}
+    for d in deployments:
+        meta, spec = d.get("metadata") or {}, d.get("spec") or {}
+        containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or []
+        labels = (spec.get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        for c in containers:
+            text = _runs(c).lower()
+            role = ("app" if "gunicorn" in text else "workers" if "celery" in text and "worker" in text
+                    else "cloudsql" if "cloud-sql-proxy" in text or "cloud_sql_proxy" in text else "")
+            if not role or role in roles:
+                continue
+            entry = {"deployment": meta.get("name", ""), "selector": selector, "container": c.get("name", "")}
+            if role == "app":
+                web = [o.get("name") for o in containers if o is not c and "nginx" in str(o.get("image", "")).lower()]
+                if web:
+                    entry["nginx_container"] = web[0]
+            roles[role] = entry
+    return roles
+
+
+def no_pods(ctx, a: dict | None):
+    """The Result when there is nothing to examine: zero pods is a wrong namespace or selector, never ok."""
+    if a is None or a["total"]:
+        return None
+    ns, selector = namespace(ctx), kube_setting(ctx, "app_selector", "")
+    where = f"namespace {ns}" + (f" with labels {selector}" if selector else "")
+    return error(f"no pods in {where}: nothing to examine (set kubernetes.namespace"
+                 + (" / kubernetes.app_selector" if selector else "") + " to where Studio runs)",
+                 reason=Reason.NOT_CONFIGURED, evidence={"namespace": ns, "selector": selector, "pods": 0},
+                 hint="Find Studio's namespace with the command below (the one whose pods run gunicorn/celery), "
+                      "then set kubernetes.namespace in the profile.",
+                 commands=[Command(kubectl(ctx, "get pods -A -o wide", None), READ_ONLY)])
 
 
 def _names(entries: list[dict], limit: int = 4, key: str = "pod") -> str:
@@ -564,16 +635,21 @@ def _needed_permissions(ctx) -> list[tuple[str, str, bool]]:
     """(resource key, namespace, required) for every list the checks make."""
     ns, tns = namespace(ctx), traefik_namespace(ctx)
     needed = [("pods", ns, True), ("deployments", ns, True), ("events", ns, True), ("ingresses", ns, True),
-              ("ingressclasses", "", False), ("podmetrics", ns, False)]
+              ("ingressclasses", "", False), ("podmetrics", ns, False),
+              ("pods", ALL_NAMESPACES, False), ("ingresses", ALL_NAMESPACES, False)]  # to find the controller
     if tns != ns:
         needed.append(("pods", tns, False))
     return needed
 
 
 @check(PERMISSIONS, title="Our credentials may read what the checks need", depends_on=(API,),
-       permissions=("create selfsubjectaccessreviews",))
+       permissions=("create selfsubjectaccessreviews",), safety=EPHEMERAL_WRITE)
 def check_permissions(ctx):
     """Asks the API server (SelfSubjectAccessReview) whether our identity may list what the checks read.
+
+    Not a plain read: each question is a POST that *creates* a SelfSubjectAccessReview, which the API
+    server answers and never stores (safety class `ephemeral-write`; RBAC: create
+    selfsubjectaccessreviews.authorization.k8s.io, granted to every authenticated user by default).
 
     Required: list pods, deployments (apps), events and ingresses (networking.k8s.io) in the namespace.
     Optional: ingress classes (cluster-wide), pod metrics (metrics.k8s.io) and pods in the Traefik
@@ -586,10 +662,12 @@ def check_permissions(ctx):
     allowed, denied = [], []
     for resource, ns, required in _needed_permissions(ctx):
         group, name, cluster, _ = RESOURCES[resource]
+        wide = cluster or ns == ALL_NAMESPACES
         attrs = client.V1ResourceAttributes(verb="list", group=group, resource=name,
-                                            namespace=None if cluster else ns)
+                                            namespace=None if wide else ns)
         body = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs))
-        label = f"list {name}{'.' + group if group else ''}" + ("" if cluster else f" in {ns}")
+        label = f"list {name}{'.' + group if group else ''}" + (
+            " in all namespaces" if ns == ALL_NAMESPACES else "" if cluster else f" in {ns}")
         try:
             resp = api.create_self_subject_access_review(body, _request_timeout=ctx.timeout(), _preload_content=False)
             status = (json.loads(resp.data).get("status") or {})
@@ -646,7 +724,7 @@ def check_deployments(ctx):
                     commands=[Command(kubectl(ctx, "get deployments -A", None), READ_ONLY)])
     rows, down, degraded, stuck = {}, [], [], []
     for d in listing.items:
-        name = d["metadata"]["name"]
+        name = (d.get("metadata") or {}).get("name", "?")
         spec, st = d.get("spec") or {}, d.get("status") or {}
         desired = spec.get("replicas", 1)
         available = st.get("availableReplicas") or 0
@@ -661,7 +739,7 @@ def check_deployments(ctx):
             down.append(name)
         elif available < desired:
             degraded.append(name)
-    ev = {"namespace": ns, "deployments": rows}
+    ev = {"namespace": ns, "deployments": rows, "roles": deployment_roles(listing.items)}
     cmds = [Command(kubectl(ctx, "get deployments -o wide"), READ_ONLY)]
     target = (down + stuck + degraded or [None])[0]
     if target:
@@ -695,19 +773,17 @@ def check_pods_ready(ctx):
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)
+    if (empty := no_pods(ctx, a)) is not None:
+        return empty
     ns = namespace(ctx)
-    if not a["total"]:
-        return warn(f"no pods in namespace {ns}" + (f" matching {kube_setting(ctx, 'app_selector', '')}"
-                                                     if kube_setting(ctx, "app_selector", "") else "")
-                    + " (is kubernetes.namespace right?)",
-                    commands=[Command(kubectl(ctx, "get pods -A", None), READ_ONLY)])
     workloads = {w: f"{v['ready']}/{v['pods']} ready" for w, v in a["workloads"].items()}
     ev = {"namespace": ns, "pods": a["total"], "workloads": workloads, "not_ready": a["not_ready"][:20]}
     dead = [w for w, v in a["workloads"].items() if v["pods"] and not v["ready"]]
     first = a["not_ready"][0]["pod"] if a["not_ready"] else None
+    container = ((a["not_ready"][0].get("containers") or [None])[0]) if a["not_ready"] else None
     if dead:
         return fail(f"no Ready pod in {', '.join(dead)} ({'; '.join(workloads[w] for w in dead)})", evidence=ev,
-                    commands=_pod_commands(ctx, first, "app" if first else None),
+                    commands=_pod_commands(ctx, first, container),
                     hint="A workload without a Ready pod gets no traffic. For the frontend, readiness is "
                          "GET /healthz on 8081: check the app and its database.")
     if a["not_ready"]:
@@ -727,6 +803,8 @@ def check_pods_crashing(ctx):
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)
+    if (empty := no_pods(ctx, a)) is not None:
+        return empty
     crashing = a["crashing"]
     if not crashing:
         return ok(f"no container crash-looping among {a['total']} pods", evidence={"pods": a["total"]})
@@ -752,6 +830,8 @@ def check_pods_oomkilled(ctx):
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)
+    if (empty := no_pods(ctx, a)) is not None:
+        return empty
     window = float(kube_setting(ctx, "restart_window_minutes", 60)) * 60
     ooms = a["oomkilled"]
     if not ooms:
@@ -781,6 +861,8 @@ def check_pods_restarts(ctx):
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)
+    if (empty := no_pods(ctx, a)) is not None:
+        return empty
     window = float(kube_setting(ctx, "restart_window_minutes", 60))
     r = a["restarts"]
     if not r:
@@ -802,6 +884,8 @@ def check_pods_pending(ctx):
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)
+    if (empty := no_pods(ctx, a)) is not None:
+        return empty
     pending = a["pending"]
     ev = {"pending": pending[:20], "recently_created": a["pending_young"][:20]}
     if not pending:
@@ -876,10 +960,12 @@ def check_memory(ctx):
         return skip("the metrics API (metrics.k8s.io) is not served by this cluster", reason=Reason.NOT_APPLICABLE)
     if not metrics.ok:
         return listing_problem(ctx, metrics)
-    pods = pods_listing(ctx)
-    if not pods.ok:
+    pods, a = pod_analysis(ctx)
+    if a is None:
         return listing_problem(ctx, pods)
-    limits = {p["metadata"]["name"]: _limits(p) for p in pods.items if _active(p)}
+    if (empty := no_pods(ctx, a)) is not None:
+        return empty
+    limits = {(p.get("metadata") or {}).get("name"): _limits(p) for p in pods.items if _active(p)}
     threshold = float(kube_setting(ctx, "memory_warn_percent", 90))
     rows, no_limit = [], []
     measured = [m for m in metrics.items if (m.get("metadata") or {}).get("name") in limits]
@@ -911,94 +997,12 @@ def check_memory(ctx):
                                                           f"({r['percent']}%)" for r in high[:4]),
                     evidence=ev, commands=cmds, hint="Close to the limit the kernel OOM-kills the container.")
     if not rows:
-        return ok(f"no container with both metrics and a memory limit ({len(no_limit)} without limit)", evidence=ev)
+        return warn(f"nothing to compare: no container with both metrics and a memory limit "
+                    f"({len(no_limit)} without limit)", evidence=ev, commands=cmds,
+                    hint="Without a memory limit a container is not OOM-killed at a limit, but can exhaust its node.")
     return ok(f"highest memory use {rows[0]['percent']}% of limit ({rows[0]['pod']}/{rows[0]['container']})",
               evidence=ev, commands=cmds)
 
 
-def _controller_name(controller: str, class_name: str = "") -> str:
-    text = f"{controller} {class_name}".lower()
-    if "traefik" in text:
-        return "Traefik"
-    if "ingress-nginx" in text or "nginx" in text:
-        return "ingress-nginx"
-    if "gce" in text or "gke" in text:
-        return "GCE"
-    return controller or class_name or "unknown"
-
-
-def _host_matches(rule_host: str, host: str) -> bool:
-    rule_host, host = rule_host.lower(), host.lower()
-    if rule_host.startswith("*."):
-        return host.endswith(rule_host[1:]) and host.count(".") == rule_host.count(".")
-    return rule_host == host
-
-
-@check(INGRESS_CONTROLLER, title="Which ingress controller routes the hostnames", depends_on=(API,),
-       permissions=("list ingresses.networking.k8s.io", "list ingressclasses.networking.k8s.io"))
-def check_ingress_controller(ctx):
-    """Finds the Ingress objects that route each hostname and the controller behind their class.
-
-    Studio's chart moved from Traefik (kube-system, Let's Encrypt DNS-01) to ingress-nginx in 2020;
-    which one serves production today is detected, not assumed: ingressClassName or the
-    ``kubernetes.io/ingress.class`` annotation, resolved through IngressClass ``spec.controller``
-    (traefik.io/ingress-controller, k8s.io/ingress-nginx, k8s.io/ingress-gce). The traefik checks
-    only matter when Traefik is the answer."""
-    ns = namespace(ctx)
-    namespaces = list(dict.fromkeys([ns] + list(kube_setting(ctx, "ingress_namespaces", []) or [])))
-    ingresses = []
-    for space in namespaces:
-        listing = list_objects(ctx, "ingresses", space)
-        if not listing.ok:
-            return listing_problem(ctx, listing)
-        ingresses += listing.items
-    classes_listing = list_objects(ctx, "ingressclasses")
-    classes, default_class, class_note = {}, None, ""
-    if classes_listing.ok:
-        for c in classes_listing.items:
-            cname = c["metadata"]["name"]
-            classes[cname] = (c.get("spec") or {}).get("controller", "")
-            if ((c["metadata"].get("annotations") or {}).get("ingressclass.kubernetes.io/is-default-class") == "true"):
-                default_class = cname
-    else:
-        class_note = f"ingress classes not readable ({classes_listing.status}); controller inferred from class names"
-    hosts = hostnames(ctx)
-    routes: dict[str, list] = {}
-    for ing in ingresses:
-        meta, spec = ing.get("metadata") or {}, ing.get("spec") or {}
-        cls = (spec.get("ingressClassName") or (meta.get("annotations") or {}).get("kubernetes.io/ingress.class")
-               or default_class or "")
-        controller = classes.get(cls, "")
-        entry = {"ingress": f"{meta.get('namespace', ns)}/{meta.get('name')}", "class": cls or "(none)",
-                 "controller": _controller_name(controller, cls), "controller_id": controller,
-                 "tls": bool(spec.get("tls"))}
-        lb = ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        if lb:
-            entry["address"] = lb[0].get("ip") or lb[0].get("hostname")
-        for rule in spec.get("rules") or []:
-            rh = rule.get("host") or ""
-            targets = [h for h in hosts if rh and _host_matches(rh, h)] if hosts else [rh or "*"]
-            for h in targets:
-                routes.setdefault(h, []).append(entry)
-    ev = {"namespaces": namespaces, "routes": routes, "ingress_classes": classes}
-    if class_note:
-        ev["note"] = class_note
-    cmds = [Command(kubectl(ctx, "get ingress -o wide"), READ_ONLY), Command(kubectl(ctx, "get ingressclass", None),
-                                                                             READ_ONLY)]
-    missing = [h for h in hosts if h not in routes]
-    controllers = sorted({e["controller"] for v in routes.values() for e in v})
-    ev["controllers"] = controllers
-    found = "; ".join(f"{h} -> {', '.join(sorted({e['controller'] for e in v}))} "
-                      f"({', '.join(e['ingress'] for e in v)})" for h, v in routes.items())
-    if missing:
-        return warn(f"no Ingress in {', '.join(namespaces)} routes {', '.join(missing)}"
-                    + (f"; {found}" if found else ""), evidence=ev, commands=cmds,
-                    hint="The hostname may be routed by a Traefik IngressRoute, a Gateway API route, or an Ingress "
-                         "in another namespace (kubernetes.ingress_namespaces).")
-    if not routes:
-        return warn(f"no Ingress in {', '.join(namespaces)}", evidence=ev, commands=cmds)
-    multi = [h for h, v in routes.items() if len({e["controller"] for e in v}) > 1]
-    if multi:
-        return warn(f"hostnames claimed by more than one controller: {found}", evidence=ev, commands=cmds,
-                    hint="Two controllers answering for one host give flapping routes and certificates.")
-    return ok(found[:400], evidence=ev, commands=cmds)
+# the ingress checks (controller detection, its pods) live in their own module
+from checks import kube_ingress  # noqa: E402,F401  (registers them after the checks above)

@@ -14,6 +14,9 @@ from studiodoctor.model import Command, Reason, error, fail, ok, warn
 from studiodoctor.registry import check
 from studiodoctor.saasapi import Stop, call, guard, unexpected
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx",)
+
 APP = "newrelic.app_reporting"
 SIGNALS = "newrelic.golden_signals"
 DEPLOYMENT = "newrelic.deployment"
@@ -84,7 +87,8 @@ def _number(value):
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(APP, title="APM agent reporting", needs=NEEDS, permissions=("NerdGraph read (user key)",))
+@check(APP, title="APM agent reporting", needs=NEEDS, permissions=("NerdGraph read (user key)",),
+       explained_by=("app.stealthz", "kubernetes.deployments", "kubernetes.pods_crashing"), smoke=True)
 @guard
 def check_app_reporting(ctx):
     """The APM application `newrelic.app_name` exists in account `newrelic.account_id` and its agent sent
@@ -92,7 +96,8 @@ def check_app_reporting(ctx):
 
     No data is not "no problem": it means the agent is broken (license key, agent crash, app not
     running at all), and every other New Relic figure is blind. Fix: check the agent's log in the app
-    pods and NEW_RELIC_LICENSE_KEY."""
+    pods and NEW_RELIC_LICENSE_KEY. The agent runs inside the app: when the app or its pods are down,
+    the silence is their consequence."""
     app, acct = _app(ctx), _account(ctx)
     limit = float(ctx.setting("max_silence_minutes", 10))
     graphql = (f"{{ actor {{ entitySearch(query: \"domain = 'APM' AND type = 'APPLICATION' AND name = '{app}'\") "

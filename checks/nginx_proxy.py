@@ -62,11 +62,12 @@ def _request(ctx, method: str, path: str, headers: dict | None = None, cap: floa
 
 
 def _commands(ctx, *extra: Command) -> list[Command]:
-    ns = ctx.section("kubernetes").get("namespace") or "studio"
+    from studiodoctor.kubectl import command as kubectl
+
     return [*extra,
-            Command(f"kubectl -n {ns} logs -l tier=frontend -c nginx-proxy --tail=100", note="nginx's error log"),
-            Command(f"kubectl -n {ns} get pods -l tier=frontend -o name | head -1 | "
-                    f"xargs -I POD kubectl -n {ns} exec POD -c nginx-proxy -- nginx -T",
+            Command(kubectl(ctx.profile, "logs -l tier=frontend -c nginx-proxy --tail=100"), note="nginx's error log"),
+            Command(kubectl(ctx.profile, "get pods -l tier=frontend -o name") + " | head -1 | xargs -I POD "
+                    + kubectl(ctx.profile, "exec POD -c nginx-proxy -- nginx -T"),
                     note="the config nginx is running")]
 
 

@@ -12,6 +12,9 @@ from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 from studiodoctor.saasapi import Stop, call, guard, unexpected
 
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx", "kubernetes.client", "kubernetes.config", "kubernetes.client.api.apps_v1_api")
+
 PROJECT = "sentry.project"
 NEW_ISSUES = "sentry.new_issues"
 EVENTS_DROPPED = "sentry.events_dropped"
@@ -71,7 +74,7 @@ def _age_min(stamp) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-@check(PROJECT, title="Project readable with our token", needs=NEEDS, permissions=("project:read",))
+@check(PROJECT, title="Project readable with our token", needs=NEEDS, permissions=("project:read",), smoke=True)
 @guard
 def check_project(ctx):
     """The project (`sentry.organization`/`sentry.project`) exists and our auth token can read it.
@@ -86,21 +89,28 @@ def check_project(ctx):
 
 
 @check(NEW_ISSUES, title="No unresolved issue new or spiking in the last hour", needs=NEEDS,
-       depends_on=(PROJECT,), permissions=("event:read",))
+       depends_on=(PROJECT,), permissions=("event:read",),
+       explained_by=("postgres.reachable", "postgres.connections", "redis.reachable", "redis.memory"))
 @guard
 def check_new_issues(ctx):
-    """Unresolved issues first seen in the last hour, or whose last hour is `sentry.spike_factor` (5) times
+    """Unresolved issues first seen in the last hour (`firstSeen:-1h`), or whose last hour is `sentry.spike_factor` (5) times
     their hourly average of the previous day, with at least `sentry.min_events` (10) events.
 
     A new top issue is the first thing to read for `python-error`: its title, culprit and first release
-    name the code path users hit. Open its permalink for the traceback."""
+    name the code path users hit. Open its permalink for the traceback. When PostgreSQL or Redis is broken
+    the spike (OperationalError, ConnectionError) is their consequence, and the runbook says so."""
     org, proj = _slugs(ctx)
     min_events = int(ctx.setting("min_events", 10))
     factor = float(ctx.setting("spike_factor", 5))
-    params = {"query": "is:unresolved", "statsPeriod": "24h", "sort": "freq", "limit": 25}
-    _, issues = _get(ctx, f"/projects/{org}/{proj}/issues/", "the project's issues", "event:read", params)
-    if not isinstance(issues, list):
-        raise unexpected("Sentry", "the project's issues", issues, "a list of issues")
+    issues: list = []
+    # the most frequent of the day, and every issue first seen in the last hour (a new one may be rarer)
+    for query, sort in (("is:unresolved", "freq"), ("is:unresolved firstSeen:-1h", "new")):
+        params = {"query": query, "statsPeriod": "24h", "sort": sort, "limit": 25}
+        _, page = _get(ctx, f"/projects/{org}/{proj}/issues/", "the project's issues", "event:read", params)
+        if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
+            raise unexpected("Sentry", "the project's issues", page, "a list of issues")
+        seen = {i.get("id") for i in issues}
+        issues += [i for i in page if i.get("id") not in seen]
     rows, bad = [], []
     for issue in issues:
         try:
@@ -185,34 +195,16 @@ def check_events_dropped(ctx):
 
 
 def _deployed_tag(ctx):
-    """(deployment, image, tag) of the app container, from the Kubernetes API; a Result when it cannot tell."""
-    from checks import kube_cluster as kc
+    """(deployment, image, tag) of the app container; a Result when it cannot tell."""
+    from studiodoctor.appdeploy import app_container, image_tag
 
-    conn = kc.connection(ctx)
-    if conn.status == "unconfigured":
-        return skip(f"Kubernetes is not configured ({conn.detail}): cannot compare the release with the deployed "
-                    "image", reason=Reason.NOT_CONFIGURED)
-    ns = kc.namespace(ctx)
-    listing = kc.list_objects(ctx, "deployments", ns)
-    if not listing.ok:
-        res = kc.listing_problem(ctx, listing)
-        res.summary = f"cannot read the deployed image: {res.summary}"
-        return res
-    k = ctx.section("kubernetes")
-    name = ctx.setting("deployment", "") or k.get("app_deployment") or f"{ns}-studio"
-    dep = next((d for d in listing.items if d.get("metadata", {}).get("name") == name), None)
-    if dep is None:
-        names = [d.get("metadata", {}).get("name") for d in listing.items]
-        return error(f"deployment {name} not found in namespace {ns} (have: {', '.join(map(str, names))[:150]}); "
-                     "set sentry.deployment", evidence={"namespace": ns, "deployments": names})
-    containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
-    wanted = ctx.setting("container", "app")
-    c = next((c for c in containers if c.get("name") == wanted), containers[0] if containers else None)
-    if not c or not c.get("image"):
+    found = app_container(ctx)
+    if not isinstance(found, tuple):
+        return found
+    name, c = found
+    if not c.get("image"):
         return error(f"deployment {name} has no container image to compare", evidence={"deployment": name})
-    image = c["image"].split("@", 1)[0]
-    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
-    return name, c["image"], tag
+    return name, c["image"], image_tag(c["image"])
 
 
 @check(RELEASE, title="Sentry knows the release the app pods run", needs=NEEDS, depends_on=(PROJECT,),

@@ -11,6 +11,7 @@ import base64
 import re
 from urllib.parse import quote
 
+from checks import kube_cluster
 from checks.kube_cluster import (API as KUBE_API, PODS_CRASHING, PODS_OOMKILLED, PODS_READY, DEPLOYMENTS,
                                  analyse_pods, ago_text, hostnames, kube_setting, kubectl, list_objects,
                                  listing_problem, mib, parse_quantity, traefik_namespace, _limits)
@@ -18,8 +19,7 @@ from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "kubernetes.client", "kubernetes.client.api.core_v1_api",
-               "kubernetes.client.api.custom_objects_api", "cryptography.x509")
+SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_cluster.SDK_IMPORTS)
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"
@@ -79,9 +79,16 @@ def _list(ctx, kind: str) -> list[dict]:
             status, body, headers = _get(ctx, f"/api/{kind}?per_page=200&page={page}")
             if status != 200:
                 return ("error", error(f"/api/{kind} answered HTTP {status}", reason=Reason.UNEXPECTED))
-            items += body or []
-            nxt = headers.get("X-Next-Page")
-            if not nxt or nxt == "1" or int(nxt) <= page:
+            if body is None:
+                body = []  # `null`: an empty list
+            if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+                what = type(body).__name__ if not isinstance(body, list) else "a list of non-objects"
+                return ("error", error(f"/api/{kind} answered {what}, not the documented list of objects: "
+                                       "is traefik.api_url a Traefik v2/v3 API?", reason=Reason.UNEXPECTED,
+                                       commands=[_curl(ctx, f"/api/{kind}")]))
+            items += body
+            nxt = str(headers.get("X-Next-Page") or "")
+            if not nxt.isdigit() or int(nxt) <= page:
                 break
             page = int(nxt)
         return ("ok", items)
@@ -126,11 +133,37 @@ def _qualify(name: str, provider: str) -> str:
     return name if "@" in name else f"{name}@{provider}"
 
 
+def _applicable(fn):
+    """Skip a traefik check when the cluster says another controller routes every hostname (DESIGN:
+    Studio moved to ingress-nginx in 2020): "not applicable", never fail or error. An answer whose shape
+    the API does not document is an error naming it."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(ctx):
+        from checks.kube_ingress import TRAEFIK, not_routed_by
+
+        not_mine = not_routed_by(ctx, TRAEFIK, traefik_hostnames(ctx))
+        if not_mine is not None:
+            return not_mine
+        try:
+            return fn(ctx)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            # an object whose shape Traefik's API documentation does not have: say so, never "crashed"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return error(f"unexpected answer from the Traefik API: {type(exc).__name__}: {first}"[:300],
+                         reason=Reason.UNEXPECTED, hint="Read the raw answer with the curl command of the check.",
+                         commands=[_curl(ctx, "/api/overview")])
+
+    return run
+
+
 def _curl(ctx, path: str) -> Command:
     return Command(f"curl -sS {_base(ctx)}{path}", READ_ONLY)
 
 
 @check(API, title="Traefik API answers", needs=("traefik.api_url",), permissions=("GET /api/version",), smoke=True)
+@_applicable
 def check_api(ctx):
     """The Traefik API answers /api/version at ``traefik.api_url`` (e.g. a port-forward to :9000).
 
@@ -149,6 +182,7 @@ def check_api(ctx):
 
 @check(OVERVIEW, title="Traefik reports no configuration errors", depends_on=(API,),
        permissions=("GET /api/overview",))
+@_applicable
 def check_overview(ctx):
     """/api/overview counts routers, services and middlewares in error or warning, and this check names them.
 
@@ -207,6 +241,7 @@ def _routes(ctx) -> dict[str, dict]:
 
 @check(ROUTERS, title="A TLS router for each hostname is enabled", depends_on=(API,),
        permissions=("GET /api/http/routers",))
+@_applicable
 def check_routers(ctx):
     """For each hostname (``traefik.hostnames``, else ``dns.hostnames`` and ``public_urls``) a router whose
     rule names it exists, is enabled and has TLS.
@@ -279,6 +314,7 @@ def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str],
        permissions=("GET /api/http/services",),
        explained_by=(PODS_READY, PODS_CRASHING, PODS_OOMKILLED, DEPLOYMENTS, "nginx.reachable", "nginx.app_proxy",
                      "app.stealthz", "app.healthz"), smoke=True)
+@_applicable
 def check_services(ctx):
     """The service behind each hostname's router: its load balancer's servers and their health status.
 
@@ -330,9 +366,13 @@ def check_certificates(ctx):
     TRAEFIK DEFAULT CERT means no certificate matches the name (ACME/Let's Encrypt failed, or the
     TLS secret/file is missing): CloudFlare in Full (strict) mode then fails with 526. Expiry under
     ``traefik.cert_warn_days`` (14) is a `warn` (Let's Encrypt renews at 30 days left, so renewal is
-    failing). ``traefik.expected_issuer`` (e.g. "Let's Encrypt") warns on a different issuer."""
+    failing). ``traefik.expected_issuer`` (e.g. "Let's Encrypt") warns on a different issuer.
+
+    Runs whichever controller routes the hostnames: ``traefik.entrypoint`` is the origin's address
+    (DESIGN), and an ingress-nginx origin serving its "Fake Certificate" or an expired secret breaks
+    CloudFlare's Full (strict) mode just the same."""
     from studiodoctor.httpprobe import split_target
-    from studiodoctor.tlsprobe import inspect_certificate
+    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
 
     hosts = traefik_hostnames(ctx)
     if not hosts:
@@ -344,15 +384,12 @@ def check_certificates(ctx):
     ca_file = ctx.section("http").get("ca_file") or ""
     warn_days = float(ctx.setting("cert_warn_days", 14))
     expected = str(ctx.setting("expected_issuer", ""))
-    certs, problems, warnings = {}, [], []
+    certs, problems, warnings, unknown = {}, [], [], []
     for host in hosts:
         try:
-            info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5), ca_file=ca_file)
-        except OSError as exc:
-            from studiodoctor.httpprobe import describe_error
-
-            timed_out, text = describe_error(exc)
-            return unreachable("Traefik entrypoint", f"{addr}:{port}", text, timed_out=timed_out)
+            info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5, margin=0.5) / 2, ca_file=ca_file)
+        except (OSError, ValueError) as exc:
+            return handshake_problem(exc, "Traefik entrypoint", f"{addr}:{port}", host)
         ev = info.evidence()
         ev["traefik_default"] = info.is_traefik_default
         certs[host] = ev
@@ -365,6 +402,8 @@ def check_certificates(ctx):
             problems.append(f"{host}: certificate is for {', '.join(info.sans[:3]) or info.subject}, not {host}")
         elif info.verify_error:
             problems.append(f"{host}: certificate not trusted: {info.verify_error} (issuer {info.issuer})")
+        elif info.verify_unknown:
+            unknown.append(f"{host}: could not verify the certificate: {info.verify_unknown}")
         elif info.days_left < warn_days:
             warnings.append(f"{host}: certificate expires in {info.days_left:.1f} days ({info.not_after:%Y-%m-%d})")
         elif expected and expected.lower() not in info.issuer.lower():
@@ -378,34 +417,36 @@ def check_certificates(ctx):
         return fail("; ".join(problems)[:600], evidence=evidence, commands=cmds,
                     hint="Traefik serves its default certificate when none matches the SNI. Check the ACME "
                          "resolver (DNS-01 via CloudFlare) logs and the TLS secret or file of the router.")
+    if unknown:
+        return error("; ".join(unknown)[:600], evidence=evidence, commands=cmds, reason=Reason.UNEXPECTED)
     if warnings:
         return warn("; ".join(warnings)[:600], evidence=evidence, commands=cmds)
     return ok("; ".join(f"{h}: {c['issuer'][:60]}, {c['days_left']:.0f} days left" for h, c in certs.items())[:400],
               evidence=evidence)
 
 
-def _is_traefik(p: dict) -> bool:
-    labels = (p.get("metadata") or {}).get("labels") or {}
-    return labels.get("app") == "traefik" or labels.get("app.kubernetes.io/name") == "traefik"
-
-
 @check(PODS, title="Traefik pods: not OOMKilled, not restarting, memory below limit", depends_on=(KUBE_API,),
        permissions=("list pods in the Traefik namespace", "list pods.metrics.k8s.io"))
+@_applicable
 def check_pods(ctx):
-    """Traefik's own pods (``kubernetes.traefik_namespace``, default kube-system; labels ``app=traefik`` or
-    ``app.kubernetes.io/name=traefik``): Ready, OOMKilled, restarts in the restart window, memory vs limit.
+    """Traefik's own pods, found by what they run (image, ``app.kubernetes.io/name``) in
+    ``kubernetes.traefik_namespace`` when set, else in every namespace: Ready, OOMKilled, restarts in
+    the restart window, memory vs limit.
 
     The multiplexing Traefik served every Studio branch with a 1-2Gi memory limit: when it runs out
     of memory it is killed and every hostname answers 502 until it restarts. Skipped when no Traefik
     pod exists there (the ingress controller may be ingress-nginx: see kubernetes.ingress_controller)."""
-    tns = traefik_namespace(ctx)
-    listing = list_objects(ctx, "pods", tns)
-    if not listing.ok:
-        return listing_problem(ctx, listing)
-    pods = [p for p in listing.items if _is_traefik(p)]
+    from checks.kube_ingress import TRAEFIK, controller_pods, pods_not_found
+
+    pods, looked, failed = controller_pods(ctx, TRAEFIK)
     if not pods:
-        return skip(f"no Traefik pods in namespace {tns} (labels app=traefik or app.kubernetes.io/name=traefik); "
-                    "the ingress controller may not be Traefik", reason=Reason.NOT_APPLICABLE)
+        if len(failed) == 1 and not looked:
+            return failed[0]   # the one place we were told to look could not be read
+        return pods_not_found(TRAEFIK, looked, failed) or skip(
+            f"no pod runs Traefik in {', '.join(looked)}: the ingress controller may not be Traefik "
+            "(kubernetes.ingress_controller says which; kubernetes.traefik_namespace sets where to look)",
+            reason=Reason.NOT_APPLICABLE)
+    tns = (pods[0].get("metadata") or {}).get("namespace") or traefik_namespace(ctx)
     from datetime import datetime, timezone
 
     window = float(kube_setting(ctx, "restart_window_minutes", 60)) * 60
@@ -413,7 +454,7 @@ def check_pods(ctx):
     usage, metrics_note = [], ""
     metrics = list_objects(ctx, "podmetrics", tns)
     if metrics.ok:
-        limits = {p["metadata"]["name"]: _limits(p) for p in pods}
+        limits = {(p.get("metadata") or {}).get("name"): _limits(p) for p in pods}
         for m in metrics.items:
             name = (m.get("metadata") or {}).get("name")
             if name not in limits:
@@ -432,10 +473,10 @@ def check_pods(ctx):
           "not_ready": a["not_ready"], "memory": usage}
     if metrics_note:
         ev["metrics"] = metrics_note
-    first = pods[0]["metadata"]["name"]
+    first = (pods[0].get("metadata") or {}).get("name", "?")
     cmds = [Command(kubectl(ctx, f"describe pod {first}", tns), READ_ONLY),
             Command(kubectl(ctx, f"logs {first} --previous --tail=100", tns), READ_ONLY, "the killed instance"),
-            Command(kubectl(ctx, "top pods -l app=traefik --containers", tns), READ_ONLY)]
+            Command(kubectl(ctx, f"top pod {first} --containers", tns), READ_ONLY)]
     recent_oom = [o for o in a["oomkilled"] if o["age_s"] is not None and o["age_s"] <= window]
     ready = sum(v["ready"] for v in a["workloads"].values())
     problems = []

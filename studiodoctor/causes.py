@@ -85,8 +85,10 @@ def app_slower_than_proxy(proxy: Result, app: Result) -> dict | None:
         app_s = app.duration_ms / 1000     # abandoned by the runner: it waited this long for no answer
     if waited is None or app_s is None or float(app_s) < LATENCY_TOLERANCE * float(waited):
         return None
-    return {"nginx_status": proxy.evidence.get("status"), "nginx_waited_s": float(waited),
-            "app_latency_s": float(app_s)}
+    status = proxy.evidence.get("status")
+    return {"nginx_status": status, "nginx_waited_s": float(waited), "app_latency_s": float(app_s),
+            "nginx": f"gave up after {float(waited):g} s ({status})" if status == 504
+            else f"took {float(waited):g} s"}
 
 
 def login_rejected_breaks_app(healthz: Result, login: Result) -> dict | None:
@@ -105,9 +107,9 @@ RULES: tuple[Rule, ...] = (
          "Redis refuses writes ({seen}; {used_memory} of {maxmemory}, policy {policy}), so workers cannot "
          "answer the ping"),
     Rule("app-slower-than-proxy", "nginx.app_proxy", "app.stealthz", app_slower_than_proxy,
-         "the app itself took {app_latency_s:.1f} s, and nginx gave up or waited {nginx_waited_s:g} s"),
+         "nginx {nginx} and the app, asked directly, took {app_latency_s:.1f} s"),
     Rule("app-slower-than-proxy", "nginx.app_proxy", "app.healthz", app_slower_than_proxy,
-         "the app itself took {app_latency_s:.1f} s, and nginx gave up or waited {nginx_waited_s:g} s"),
+         "nginx {nginx} and the app, asked directly, took {app_latency_s:.1f} s"),
     Rule("login-rejected-breaks-app", "app.healthz", "postgres.reachable", login_rejected_breaks_app,
          "the app's database query fails while PostgreSQL rejects our login too ({postgres_error})"),
 )
@@ -133,3 +135,15 @@ def links(by_id: dict[str, Result], broken: set[str], rules=RULES) -> dict[str, 
                     broken.add(rule.cause)
                     changed = True
     return found
+
+
+def rules_for(check_id: str, rules=RULES) -> list[str]:
+    """One line per rule that involves ``check_id`` (for ``studiodoctor explain``)."""
+    lines = []
+    for r in rules:
+        when = (r.link.__doc__ or "").strip().splitlines()[0] if r.link.__doc__ else ""
+        if r.consequence == check_id:
+            lines.append(f"explained by {r.cause} (rule {r.name}) when: {when}")
+        elif r.cause == check_id:
+            lines.append(f"explains {r.consequence} (rule {r.name}) when: {when}")
+    return lines

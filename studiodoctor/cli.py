@@ -276,20 +276,28 @@ def smoke(
     pushgateway: Optional[str] = PushOpt,
 ):
     """The fast subset (checks marked smoke) within a time budget, for runs every few minutes."""
-    import time
-
     from . import smoke as smoke_mod
     from .registry import default_registry
 
-    started = time.monotonic()
+    # as a command, the budget counts from the process's start; called in-process (tests), from main()
+    started = smoke_mod.process_started() if _MAIN_STARTED[1] else _MAIN_STARTED[0]
     fmt = _check_format(fmt)
     _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     total = len(smoke_mod.smoke_checks(registry, layer or []))
-    _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
-        prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
-        timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+    try:
+        _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
+            prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
+            timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+    except typer.Exit as done:
+        if _MAIN_STARTED[1]:  # a command: everything is written; skip the interpreter's slow teardown
+            import os         # of the SDKs (seconds under load) and of checks the budget abandoned
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.exit_code)
+        raise
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
@@ -313,8 +321,8 @@ def serve(
     if not host or not port.isdigit():
         raise CliError(f"--listen {listen!r}: expected HOST:PORT")
     for name, value in (("--interval", interval), ("--budget", budget), ("--probe-budget", probe_budget)):
-        if value <= 1:
-            raise CliError(f"{name} must be more than 1 second")
+        if value < 3:
+            raise CliError(f"{name} must be at least 3 s")
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     select_checks(registry, layer or [], [])
@@ -401,9 +409,14 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
         typer.echo(f"{c.id} — {c.title}")
         typer.echo(f"layer: {c.layer}   safety: {c.safety}")
         for label, values in (("needs", c.needs), ("permissions", c.permissions), ("depends on", c.depends_on),
-                              ("explained by", c.explained_by)):
+                              ("explained by", c.explained_by), ("metrics", [m.key for m in c.metrics]),
+                              ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
+        from .causes import rules_for
+
+        for line in rules_for(c.id):
+            typer.echo(line)
         typer.echo("")
         typer.echo(c.doc or "(no description)")
         return
@@ -435,14 +448,16 @@ def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = Con
 
     prof = _load_profile(profile, config)
     data = prof.redacted()
+    derived = {k: {"value": prof.redacted_value(k), "from": note} for k, note in prof.derived.items()}
     if fmt == "json":
-        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data}, indent=2))
+        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data, "derived": derived},
+                              indent=2))
         return
     typer.echo(f"# profile {prof.name} (from {prof.source})")
-    _print_toml(data, [])
+    _print_toml(data, [], prof.derived)
 
 
-def _print_toml(data: dict, path: list[str]) -> None:
+def _print_toml(data: dict, path: list[str], derived: dict | None = None) -> None:
     import json
 
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "resolve"}
@@ -456,9 +471,10 @@ def _print_toml(data: dict, path: list[str]) -> None:
         elif isinstance(v, dict):
             typer.echo(f"{k} = {{{', '.join(f'{json.dumps(a)} = {json.dumps(b)}' for a, b in v.items())}}}")
         else:
-            typer.echo(f"{k} = {json.dumps(v)}")
+            note = (derived or {}).get(".".join([*path, k]))
+            typer.echo(f"{k} = {json.dumps(v)}" + (f"  # fallback: {note}" if note else ""))
     for k, v in tables.items():
-        _print_toml(v, [*path, k])
+        _print_toml(v, [*path, k], derived)
 
 
 @config_app.command("validate")
@@ -487,20 +503,31 @@ def _lab(require_up: bool = True):
     return lab
 
 
+VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or other (ingress-nginx, no metrics API, "
+                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files).")
+
+
 @lab_app.command("up")
-def lab_up():
+def lab_up(variant: Optional[str] = VariantOpt):
     """Start the lab's servers on loopback in the background and write the `lab` profile.
 
     \b
     Examples:
       studiodoctor lab up && studiodoctor check --profile lab
+      studiodoctor lab up --variant other
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
+    from .lab import variants
+    from .lab.manager import Lab
     from .lab.state import lab_dir
 
     lab = _lab(require_up=False)
+    if not lab.exists:
+        lab = Lab(variant=variants.get(variant).name)
+    elif variant and variants.get(variant).name != lab.variant.name:
+        raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
     lab.up(progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo(f"lab is up ({lab_dir()}); try: studiodoctor check --profile lab")
+    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}); try: studiodoctor check --profile lab")
 
 
 @lab_app.command("status")
@@ -515,6 +542,7 @@ def lab_status():
         typer.echo(f"{row['kind']:<15} {row['address']:<18} pid {str(row['pid']):<8} "
                    f"{'running' if row['running'] else 'STOPPED'}")
     active = lab.extra.get("faults", [])
+    typer.echo(f"variant: {lab.variant.name}")
     typer.echo(f"faults in force: {', '.join(active) if active else 'none'}")
     if not all(r["running"] for r in rows) and not active:
         raise typer.Exit(int(ExitCode.WARN))
@@ -564,29 +592,50 @@ def lab_fix(fault: Optional[str] = typer.Argument(None, help="The fault to rever
 def lab_drill(
     symptom: Optional[str] = typer.Argument(None, help="Drill the faults users would report as this symptom."),
     fault: Optional[str] = typer.Option(None, "--fault", help="Drill this one fault."),
-    all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms."),
+    all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms "
+                                                   "(on every variant unless --variant says which)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
+                                                                  "lab's; with --all: every variant)."),
     timeout: Optional[float] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
+
+    A variant other than the running lab's is started for the drill in its own directory and taken
+    down after it.
 
     \b
     Examples:
       studiodoctor lab drill 502
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
+      studiodoctor lab drill --all --variant other
     """
-    from .lab import drill
+    from .lab import drill, variants
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
-    lab = _lab()
-    results = []
-    for flt, symptoms in drill.select(symptom, fault):
-        results += drill.drill_fault(lab, flt, symptoms, timeout=_check_timeout(timeout),
-                                     progress=lambda msg: typer.echo(msg, err=True))
-    alarms = drill.false_alarms(timeout) if all_ else []
-    typer.echo(drill.score_table(results, alarms))
-    ok = all(r.localized and r.healthy_after for r in results) and not alarms
+    lab = _lab(require_up=not (all_ or variant))
+    if variant:
+        names = [variants.get(variant).name]
+    elif all_:
+        names = list(variants.VARIANTS)
+    else:
+        names = [lab.variant.name]
+    tables, ok = [], True
+    for name in names:
+        with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
+            results, skipped = [], []
+            for flt, symptoms in drill.select(symptom, fault):
+                why = drill.skipped(running, flt.name)
+                if why:
+                    skipped.append(f"{flt.name}: {why}")
+                    continue
+                results += drill.drill_fault(running, flt, symptoms, timeout=_check_timeout(timeout),
+                                             progress=lambda msg: typer.echo(msg, err=True))
+            alarms = drill.false_alarms(timeout) if all_ else []
+        tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
+        ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms
+    typer.echo("\n\n".join(tables))
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.FAIL))
 
 
@@ -595,6 +644,10 @@ def _one_line(exc: BaseException) -> str:
 
     text = " ".join(str(exc).split()) or type(exc).__name__
     return Redactor().text(text)
+
+
+# when main() was entered, and whether as the command line (argv None) rather than in-process (tests)
+_MAIN_STARTED: list = [None, False]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     from .registry import RegistryError
     from .symptoms import CatalogueError
 
+    import time
+
+    _MAIN_STARTED[:] = [time.monotonic(), argv is None]
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="studiodoctor", standalone_mode=False)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .secrets import secrets_in_value
+from .secrets import SECRET_KEY, secrets_in_value
 
 ENV_CONFIG = "STUDIODOCTOR_CONFIG"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     "production": {
         "public_urls": ["https://studio.learningequality.org"],
-        "dns": {"hostnames": ["studio.learningequality.org"], "zone": "learningequality.org"},
+        "dns": {"hostnames": ["studio.learningequality.org"]},
         "cloudflare": {"api_token": "${CLOUDFLARE_API_TOKEN}", "zone": "learningequality.org"},
         "kubernetes": {"namespace": "studio"},
         "redis": {"url": "${STUDIO_REDIS_URL}", "client_protocol": 2},  # Studio forces RESP2 (Redis 4)
@@ -64,7 +64,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     },
     "staging": {
         "public_urls": ["https://hotfixes.studio.learningequality.org"],
-        "dns": {"hostnames": ["hotfixes.studio.learningequality.org"], "zone": "learningequality.org"},
+        "dns": {"hostnames": ["hotfixes.studio.learningequality.org"]},
         "cloudflare": {"api_token": "${CLOUDFLARE_API_TOKEN}", "zone": "learningequality.org"},
         "kubernetes": {"namespace": "hotfixes"},
         "redis": {"url": "${STUDIO_STAGING_REDIS_URL}", "client_protocol": 2},
@@ -85,6 +85,7 @@ class Profile:
     source: str = "built-in"
     secrets: set[str] = field(default_factory=set)
     symptoms: dict[str, Any] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)   # "dns.zone" -> where its value came from
 
     @property
     def timeout(self) -> float:
@@ -119,6 +120,11 @@ class Profile:
 
         walk(self.value(dotted_prefix) if dotted_prefix else self.data, dotted_prefix)
         return out
+
+    def redacted_value(self, dotted: str) -> Any:
+        from .secrets import Redactor
+
+        return Redactor(self.secrets).data(self.value(dotted))
 
     def redacted(self) -> dict[str, Any]:
         """The profile as ``config show`` prints it: references kept, secrets masked."""
@@ -213,7 +219,7 @@ def _substitute(node: Any, key: str, secrets: set[str], env) -> Any:
             return Unset(var)
     value = _VAR.sub(lambda m: env[m.group(1)], node)
     secrets.update(secrets_in_value(key, value))
-    if refs and re.search(r"(?i)(token|password|secret|key)", key):
+    if refs and (SECRET_KEY.search(key) or re.search(r"(?i)key", key)):
         secrets.add(value)
     return value
 
@@ -262,4 +268,59 @@ def profile_from_data(name: str, data: dict[str, Any], *, env=None, source: str 
     _check_types(data, DEFAULTS, source, f"profiles.{name}.")
     secrets: set[str] = set()
     resolved = _substitute(deep_merge(DEFAULTS, data), "", secrets, env)
-    return Profile(name=name, data=resolved, source=source, secrets=secrets, symptoms=symptoms or {})
+    derived = apply_fallbacks(resolved)
+    return Profile(name=name, data=resolved, source=source, secrets=secrets, symptoms=symptoms or {},
+                   derived=derived)
+
+
+# -- fallbacks (DESIGN: a key a check needs defaults to what the contract already gives) ---------------
+
+def _empty(value: Any) -> bool:
+    return value in (None, "", [], {})
+
+
+def _hosts_of_urls(data: dict) -> list[str]:
+    from urllib.parse import urlsplit
+
+    hosts = [urlsplit(u).hostname for u in data.get("public_urls") or [] if isinstance(u, str)]
+    return list(dict.fromkeys(h for h in hosts if h))
+
+
+def zone_guess(hostname: str) -> str:
+    """The zone a hostname most likely belongs to: its last two labels (checks that can ask DNS refine it)."""
+    labels = hostname.strip(".").split(".")
+    return ".".join(labels[-2:]) if len(labels) >= 2 else ""
+
+
+def apply_fallbacks(data: dict) -> dict[str, str]:
+    """Fill empty keys that checks need from keys of the contract; returns {key: where the value came from}.
+
+    ``dns.hostnames`` <- the hosts of ``public_urls``; ``dns.zone`` <- ``cloudflare.zone`` <- derived from
+    the hostnames (and ``cloudflare.zone`` <- ``dns.zone`` <- derived); ``celery.broker_url`` <- ``redis.url``."""
+    notes: dict[str, str] = {}
+
+    def get(dotted):
+        section, key = dotted.split(".", 1)
+        return (data.get(section) or {}).get(key)
+
+    def put(dotted, value, note):
+        section, key = dotted.split(".", 1)
+        old = (data.setdefault(section, {}) or {}).get(key)
+        var = getattr(old, "var", None)
+        data[section][key] = value
+        notes[dotted] = note + (f" (${{{var}}} is unset)" if var else "")
+
+    if _empty(get("dns.hostnames")) and _hosts_of_urls(data):
+        put("dns.hostnames", _hosts_of_urls(data), "from public_urls")
+    hosts = [h for h in get("dns.hostnames") or [] if isinstance(h, str) and h.strip()]
+    guess = zone_guess(hosts[0]) if hosts else ""
+    for key, other in (("dns.zone", "cloudflare.zone"), ("cloudflare.zone", "dns.zone")):
+        if not _empty(get(key)):
+            continue
+        if not _empty(get(other)) and other not in notes:
+            put(key, str(get(other)), f"from {other}")
+        elif guess:
+            put(key, guess, f"derived from dns.hostnames ({hosts[0]}): its last two labels")
+    if "celery" in data and _empty(get("celery.broker_url")) and not _empty(get("redis.url")):
+        put("celery.broker_url", get("redis.url"), "from redis.url")
+    return notes

@@ -65,7 +65,7 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
     import httpx
 
     method = method.upper()
-    if method not in ("GET", "HEAD", "OPTIONS") and not getattr(ctx, "allow_unsafe_methods", False):
+    if method not in ("GET", "HEAD", "OPTIONS"):
         raise ValueError(f"{method} is not a read-only method")
     target, extra, sni_name = resolved(ctx, url) if resolve else (url, {}, None)
     all_headers = {"User-Agent": ctx.section("http").get("user_agent") or "studiodoctor"}

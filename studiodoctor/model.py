@@ -38,7 +38,10 @@ MUTATING = "mutating"
 # Publishes Celery control messages (broadcast ping/inspect) and uses a temporary reply queue on the broker,
 # as `celery inspect` does: writes to the broker's control channel, never to the app's queues or data.
 BROKER_CONTROL = "broker-control"
-SAFETY_CLASSES = (READ_ONLY, MUTATING, BROKER_CONTROL)
+# Sends a write-verb request that changes no state (e.g. a Kubernetes SelfSubjectAccessReview: created,
+# answered, never stored): not a plain read, so declared as what it is.
+EPHEMERAL_WRITE = "ephemeral-write"
+SAFETY_CLASSES = (READ_ONLY, MUTATING, BROKER_CONTROL, EPHEMERAL_WRITE)
 
 
 class Reason(str, enum.Enum):

@@ -3,7 +3,7 @@ declared ``permissions`` (one source of truth with the ``kubernetes.permissions`
 API server about the same resources, ``checks.kube_cluster.RESOURCES``).
 
 In a module that uses the Kubernetes SDK (``SDK_IMPORTS`` names ``kubernetes.client``), a permission
-written ``<verb> <resource>[.<group>][ in the Traefik namespace]`` (verb in lower case: get, list,
+written ``<verb> <resource>[.<group>][ in the Traefik namespace| in all namespaces]`` (verb in lower case: get, list,
 watch) is a Kubernetes API permission. It applies to the check's namespace: Studio's
 (``kubernetes.namespace``), or Traefik's for the traefik layer and for "in the Traefik namespace";
 cluster-scoped resources (as ``RESOURCES`` marks them) go to a ClusterRole. What Kubernetes already
@@ -58,7 +58,7 @@ def needed_grants(registry, namespace: str, traefik_namespace: str) -> dict[Gran
             key = (m["group"] or "", m["resource"])
             if m["verb"] not in VERBS or key not in known:
                 raise RbacError(f"{chk.id}: cannot grant {perm!r} (read verbs on checks.kube_cluster.RESOURCES only)")
-            if key in cluster:
+            if key in cluster or "all namespaces" in (m["rest"] or "").lower():
                 scope = ""
             elif chk.layer == "traefik" or "traefik namespace" in (m["rest"] or "").lower():
                 scope = traefik_namespace

@@ -126,7 +126,7 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
           code: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
     """Returns (runbook steps, likely_cause, notes)."""
     by_id = {r.id: r for r in results}
-    values = template_values(profile)
+    values = template_values(profile, results)
     roots, consequences = find_roots(symptom, registry, by_id)
     # a warn is the likely cause only where the catalogue says it explains this symptom
     because = ""

@@ -15,7 +15,7 @@ from .registry import Check
 # How long past its deadline the runner waits for a check before abandoning it.
 GRACE = 0.5
 # With a run-wide deadline, a check is started only if at least this long is left for it.
-MIN_START = 0.5
+MIN_START = 1.0
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:
@@ -132,7 +132,12 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             for cid, (thread, started, deadline, box) in list(running.items()):
                 if box:
                     del running[cid]
-                    finish(by_id[cid], box[0], started)
+                    res = box[0]
+                    if deadline < started + budget and res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value:
+                        # the run's budget left it less than its usual time: a timeout proves nothing
+                        res = error(f"the run's time budget left it {deadline - started:.3g} s: {res.summary}"[:300],
+                                    evidence=res.evidence, reason=Reason.TIMEOUT, hint=res.hint, commands=res.commands)
+                    finish(by_id[cid], res, started)
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
                     del running[cid]  # abandoned: its daemon thread cannot hold the run up

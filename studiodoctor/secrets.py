@@ -6,7 +6,8 @@ import re
 from typing import Any, Iterable
 
 MASK = "***"
-SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api[_-]?key|authorization|credential|cookie|signature)")
+SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api[_-]?key|authorization|credential|cookie|signature"
+                        r"|(^|_)auth($|_))")  # api_auth, basic_auth: "user:password"
 _PATTERNS = [
     # scheme://user:password@host  ->  scheme://user:***@host
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)"), r"\1" + MASK + r"\3"),
@@ -70,6 +71,11 @@ def secrets_in_value(key: str, value: str) -> list[str]:
     found = []
     if SECRET_KEY.search(key):
         found.append(value)
+        user, sep, password = value.partition(":")
+        if sep and password and "://" not in value:  # "user:password" (basic auth): the password, and the
+            import base64                             # header form, are secrets on their own too
+
+            found += [password, base64.b64encode(value.encode()).decode()]
     m = re.search(r"://[^:/@\s]*:([^@\s/]+)@", value)
     if m:
         found.append(m.group(1))

@@ -29,6 +29,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CACHED = 64
 
 
+def _default_registry():
+    from .registry import default_registry
+
+    return default_registry.load_plugins()
+
+
 class Exporter:
     """The state behind the HTTP endpoints; tests and the memory benchmark drive it in-process."""
 
@@ -73,11 +79,19 @@ class Exporter:
         return data
 
     def loop(self) -> None:
+        from .runner import preload
+        from .smoke import smoke_checks
+
+        preload(smoke_checks(self.registry or _default_registry(), self.layers))  # once, outside every budget
         while not self.stop.is_set():
             try:
                 self.smoke_once()
-            except Exception:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
-                pass
+            except Exception as exc:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
+                import sys
+
+                from .cli import _one_line
+
+                print(f"studiodoctor serve: smoke run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
             self.stop.wait(self.interval)
 
     def start(self) -> "Exporter":
@@ -114,6 +128,10 @@ class Exporter:
             fresh = self._cached(key)  # a concurrent scrape may have run it while we waited
             if fresh is not None:
                 return fresh
+            from .engine import select_checks
+            from .runner import preload
+
+            preload(select_checks(self.registry or _default_registry(), layers))  # imports: not the stack's time
             started = time.monotonic()
             report = check(profile, layers, registry=self.registry, timeout=min(profile.timeout, self.probe_budget),
                            run_deadline=started + self.probe_budget - 0.5)

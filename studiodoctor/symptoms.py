@@ -118,21 +118,42 @@ def load_catalogue(user_symptoms: dict | None = None, where: str = "config") -> 
 _FIELD = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 
 
-def template_values(profile) -> dict[str, str]:
-    """The names the runbook's commands are bound to, from the profile."""
+def _discovered(results) -> dict[str, str]:
+    """Names the checks found on the live system (Deployments by what they run, the ingress controller's
+    namespace), for the template values the profile does not set."""
+    out: dict[str, str] = {}
+    for r in results or ():
+        ev = getattr(r, "evidence", None) or {}
+        if r.id == "kubernetes.deployments":
+            roles = ev.get("roles") or {}
+            for role, key in (("app", "app_deployment"), ("workers", "workers_deployment"),
+                              ("cloudsql", "cloudsql_deployment")):
+                if (roles.get(role) or {}).get("deployment"):
+                    out[key] = roles[role]["deployment"]
+            app, workers = roles.get("app") or {}, roles.get("workers") or {}
+            for key, value in (("frontend_selector", app.get("selector")), ("app_container", app.get("container")),
+                               ("nginx_container", app.get("nginx_container")),
+                               ("workers_selector", workers.get("selector"))):
+                if value:
+                    out[key] = value
+        elif r.id == "kubernetes.ingress_pods":
+            spaces = sorted({n for c in (ev.get("controllers") or {}).values() for n in c.get("namespaces") or []})
+            if spaces:
+                out["ingress_namespace"] = spaces[0]
+    return out
+
+
+def template_values(profile, results=()) -> dict[str, str]:
+    """The names the runbook's commands are bound to: the profile's keys, else what the checks discovered
+    (``results``), else Studio's Helm chart conventions."""
     from urllib.parse import urlsplit
 
     hostnames = list(profile.value("dns.hostnames") or [])
     public_urls = list(profile.value("public_urls") or [])
     if not hostnames and public_urls:
         hostnames = [urlsplit(public_urls[0]).hostname or ""]
-    kube = []
-    if profile.value("kubernetes.kubeconfig"):
-        kube.append(f"--kubeconfig {profile.value('kubernetes.kubeconfig')}")
-    if profile.value("kubernetes.context"):
-        kube.append(f"--context {profile.value('kubernetes.context')}")
-    if profile.value("kubernetes.api_url") and not kube:
-        kube.append(f"--server {profile.value('kubernetes.api_url')}")
+    from .kubectl import flags as kube_flags
+
     entry = profile.value("traefik.entrypoint") or ""
     entry_hostport = urlsplit(entry).netloc if entry else "ORIGIN_IP:443"
     hostname = hostnames[0] if hostnames else "HOSTNAME"
@@ -143,15 +164,25 @@ def template_values(profile) -> dict[str, str]:
         return str(value) if value else fallback
 
     namespace = v("kubernetes.namespace", "studio")
+    found = _discovered(results)
+
+    def k(key, chart_default):  # kubernetes.<key>, else discovered, else the chart's convention
+        return v(f"kubernetes.{key}", found.get(key) or chart_default)
+
     return {
         "public_url": public_urls[0].rstrip("/") if public_urls else f"https://{hostname}",
         "hostname": hostname,
         "zone": v("cloudflare.zone", v("dns.zone", "ZONE")),
         "namespace": namespace,
-        "app_deployment": v("kubernetes.app_deployment", f"{namespace}-studio"),
-        "workers_deployment": v("kubernetes.workers_deployment", f"{namespace}-studio-workers"),
-        "cloudsql_deployment": v("kubernetes.cloudsql_deployment", f"{namespace}-cloudsql-proxy"),
-        "kube": " ".join(kube),
+        "app_deployment": k("app_deployment", f"{namespace}-studio"),
+        "workers_deployment": k("workers_deployment", f"{namespace}-studio-workers"),
+        "cloudsql_deployment": k("cloudsql_deployment", f"{namespace}-cloudsql-proxy"),
+        "frontend_selector": k("frontend_selector", "tier=frontend"),
+        "workers_selector": k("workers_selector", "tier=workers"),
+        "app_container": k("app_container", "app"),
+        "nginx_container": k("nginx_container", "nginx-proxy"),
+        "ingress_namespace": k("ingress_namespace", v("kubernetes.traefik_namespace", "kube-system")),
+        "kube": kube_flags(profile),
         "bucket": v("gcs.bucket", "BUCKET"),
         "queue": queues[0],
         "redis_url": v("celery.broker_url", v("redis.url", "$STUDIO_REDIS_URL")),

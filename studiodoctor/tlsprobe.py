@@ -16,7 +16,8 @@ class CertInfo:
     issuer: str
     sans: list[str]
     not_after: datetime
-    verify_error: str | None = None
+    verify_error: str | None = None      # the chain does not verify (SSLCertVerificationError only)
+    verify_unknown: str | None = None    # the verifying handshake failed for another reason: not checked
     names_match: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -31,7 +32,61 @@ class CertInfo:
     def evidence(self) -> dict:
         return {"sni": self.sni, "address": self.address, "subject": self.subject, "issuer": self.issuer,
                 "san": self.sans, "not_after": self.not_after.isoformat(),
-                "days_left": round(self.days_left, 1), "verify_error": self.verify_error}
+                "days_left": round(self.days_left, 1), "verify_error": self.verify_error,
+                **({"verify_not_checked": self.verify_unknown} if self.verify_unknown else {})}
+
+
+class TLSProbeError(OSError):
+    """A handshake that did not complete; ``kind`` says what happened (see ``classify``)."""
+
+    def __init__(self, kind: str, text: str):
+        super().__init__(text)
+        self.kind = kind
+        self.text = text
+
+    @property
+    def timed_out(self) -> bool:
+        return self.kind == "timeout"
+
+    @property
+    def reached(self) -> bool:
+        """The server accepted the TCP connection (the failure is in TLS, not in reaching it)."""
+        return self.kind in ("reset", "closed", "tls")
+
+
+KINDS = {
+    "timeout": "no answer",
+    "refused": "connection refused",
+    "unreachable": "network unreachable",
+    "dns": "name does not resolve",
+    "reset": "connection reset by the server during the TLS handshake",
+    "closed": "the server closed the connection during the TLS handshake",
+    "tls": "TLS handshake failed",
+    "verify": "certificate does not verify",
+}
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(kind, one-line text) for an exception from a TCP connect or TLS handshake."""
+    text = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "verify", exc.verify_message or text
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timeout", KINDS["timeout"]
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", KINDS["refused"]
+    if isinstance(exc, ConnectionResetError):
+        return "reset", KINDS["reset"]
+    if isinstance(exc, ssl.SSLEOFError) or isinstance(exc, (ConnectionAbortedError, BrokenPipeError)):
+        return "closed", KINDS["closed"]
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or text
+        return "tls", f"{KINDS['tls']}: {reason}"
+    if isinstance(exc, socket.gaierror):
+        return "dns", KINDS["dns"]
+    if isinstance(exc, OSError) and exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
+        return "unreachable", text
+    return "error", f"{type(exc).__name__}: {text}"
 
 
 def _matches(name: str, sans: list[str]) -> bool:
@@ -45,15 +100,23 @@ def _matches(name: str, sans: list[str]) -> bool:
 
 
 def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_file: str = "") -> CertInfo:
-    """Fetch the certificate served for ``sni`` at host:port, then try a verified handshake."""
+    """Fetch the certificate served for ``sni`` at host:port, then try a verified handshake (``timeout``
+    bounds each of the two connections: a check gives half of what it can spend).
+
+    Raises TLSProbeError (with its ``kind``) when the first handshake does not complete. A failure of the
+    second handshake is ``verify_error`` only when it is a verification failure; anything else
+    (timeout, reset, refused) is ``verify_unknown``: the chain was not checked."""
     from cryptography import x509
 
     raw_ctx = ssl.create_default_context()
     raw_ctx.check_hostname = False
     raw_ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        with raw_ctx.wrap_socket(sock, server_hostname=sni) as tls:
-            der = tls.getpeercert(binary_form=True)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with raw_ctx.wrap_socket(sock, server_hostname=sni) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except (ssl.SSLError, OSError) as exc:
+        raise TLSProbeError(*classify(exc)) from exc
     cert = x509.load_der_x509_certificate(der)
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
@@ -70,8 +133,30 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
         with socket.create_connection((host, port), timeout=timeout) as sock:
             with verify_ctx.wrap_socket(sock, server_hostname=sni):
                 pass
-    except ssl.SSLCertVerificationError as exc:
-        info.verify_error = exc.verify_message or str(exc)
     except (ssl.SSLError, OSError) as exc:
-        info.verify_error = str(exc)
+        kind, text = classify(exc)
+        if kind == "verify":
+            info.verify_error = text
+        else:  # a timeout or reset on the second handshake says nothing about the certificate
+            info.verify_unknown = f"the verifying handshake: {text}"
     return info
+
+
+def handshake_problem(exc: BaseException, what: str, target: str, sni: str):
+    """The Result for a first handshake that did not complete, by what happened: no answer or refused is
+    `unreachable` (a fail, DESIGN), a reset/close/alert after TCP connected is a TLS `fail`, the rest `error`."""
+    from .model import Reason, error, fail, unreachable
+
+    kind, text = (exc.kind, exc.text) if isinstance(exc, TLSProbeError) else classify(exc)
+    evidence = {"address": target, "sni": sni, "error_kind": kind}
+    if kind in ("timeout", "refused", "unreachable", "dns"):
+        res = unreachable(what, target, text, timed_out=kind == "timeout")
+        res.evidence.update(evidence)
+        return res
+    if kind in ("reset", "closed", "tls"):
+        return fail(f"{what} {target} accepted the connection but the TLS handshake for {sni} failed: {text}",
+                    evidence=evidence, reason=Reason.FINDING,
+                    hint="The server answers TCP but not TLS for this name: no certificate or TLS config for "
+                         "the SNI, a protocol/cipher mismatch, or something in front that is not TLS.")
+    return error(f"TLS handshake with {what} {target} for {sni}: {text}"[:300], evidence=evidence,
+                 reason=Reason.UNEXPECTED)

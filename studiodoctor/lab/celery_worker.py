@@ -107,7 +107,7 @@ class CeleryWorker(Launcher):
 
         import redis
 
-        client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=5, protocol=2)  # RESP2, like Studio
         restored = 0
         for tag, raw in client.hgetall("unacked").items():
             message, _exchange, routing_key = json.loads(raw)

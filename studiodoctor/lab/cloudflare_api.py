@@ -8,7 +8,10 @@ can flip settings while it runs. The real `cloudflare` SDK is pointed at it with
 Endpoints (GET only, like the checks): ``/zones`` (``name``, ``page``, ``per_page``),
 ``/zones/{id}``, ``/zones/{id}/settings/{name}``, ``/zones/{id}/dns_records`` (``name``, ``type``;
 real pagination that ends on an empty page, as the SDK's auto-pagination asks page+1 until empty),
-``/zones/{id}/rulesets/phases/{phase}/entrypoint``, ``/user/tokens/verify``.
+``/zones/{id}/rulesets/phases/{phase}/entrypoint``, ``/zones/{id}/rulesets`` (summaries, cursor
+pagination) and ``/zones/{id}/rulesets/{id}``, ``/user/tokens/verify``. A ruleset with
+``"entrypoint": false`` is only found through the list; ``"answer_as_list": true`` answers the
+entrypoint with ``[ruleset]``.
 A wrong token gets 401; ``deny`` in the state (``["settings", "dns_records", "rulesets", "zones"]``
 or ``["*"]``) gets CloudFlare's 403 "Authentication error" body for those resources.
 """
@@ -36,8 +39,16 @@ DEFAULT_SETTINGS = {"ssl": "full", "always_use_https": "on", "min_tls_version": 
                     "browser_cache_ttl": 14400}
 
 
-def default_state(zone: str, hostnames: list[str], token: str, content: str = "127.0.0.1") -> dict:
-    """A healthy zone: active, proxied records for each hostname, a cache rule bypassing databases."""
+STORAGE_RULE = '(starts_with(http.request.uri.path, "/content/storage/"))'
+DATABASES_RULE = '(starts_with(http.request.uri.path, "/content/databases/"))'
+
+
+def default_state(zone: str, hostnames: list[str], token: str, content: str = "127.0.0.1",
+                  cache_rules: dict | None = None) -> dict:
+    """A healthy zone: active, proxied records for each hostname, cache rules (in the
+    http_request_cache_settings phase entrypoint) caching storage and bypassing databases; ``cache_rules``
+    gives other expressions for them (``{"storage": expr, "databases": expr}``)."""
+    rules = {"storage": STORAGE_RULE, "databases": DATABASES_RULE, **(cache_rules or {})}
     zone_id = "023e105f4ecef8ad9ca31a8372d0c353"
     return {
         "token": token,
@@ -57,11 +68,11 @@ def default_state(zone: str, hostnames: list[str], token: str, content: str = "1
                 "rules": [
                     {"id": "rule0000000000000000000000000001", "enabled": True, "action": "set_cache_settings",
                      "description": "cache content storage",
-                     "expression": '(starts_with(http.request.uri.path, "/content/storage/"))',
+                     "expression": rules["storage"],
                      "action_parameters": {"cache": True}},
                     {"id": "rule0000000000000000000000000002", "enabled": True, "action": "set_cache_settings",
                      "description": "never cache channel databases",
-                     "expression": '(starts_with(http.request.uri.path, "/content/databases/"))',
+                     "expression": rules["databases"],
                      "action_parameters": {"cache": False}},
                 ]}},
         }],
@@ -104,6 +115,12 @@ def _forbidden() -> tuple[int, dict]:
 
 def _not_found(code: int, message: str) -> tuple[int, dict]:
     return _envelope(None, 404, errors=[{"code": code, "message": message}])
+
+
+def _ruleset_view(ruleset: dict) -> dict:
+    rules = [dict(r, version="1", last_updated=NOW, ref=r.get("id")) for r in ruleset.get("rules", [])]
+    view = {k: v for k, v in ruleset.items() if k not in ("entrypoint", "answer_as_list")}
+    return dict(view, rules=rules, last_updated=NOW)
 
 
 def handle(state: dict, method: str, path: str, query: dict, auth: str) -> tuple[int, dict]:
@@ -163,14 +180,31 @@ def handle(state: dict, method: str, path: str, query: dict, auth: str) -> tuple
                  for r in records if name in (None, r["name"]) and rtype in (None, r["type"])]
         chunk, info = _page(items, query)
         return _envelope(chunk, result_info=info)
+    if rest.startswith("/rulesets") and "rulesets" in deny:
+        return _forbidden()
+    rulesets = zone.get("rulesets") or {}
     if (rm := re.fullmatch(r"/rulesets/phases/([a-z_]+)/entrypoint", rest)):
-        if "rulesets" in deny:
-            return _forbidden()
-        ruleset = (zone.get("rulesets") or {}).get(rm.group(1))
-        if ruleset is None:
+        ruleset = rulesets.get(rm.group(1))
+        if ruleset is None or ruleset.get("entrypoint") is False:
             return _not_found(10003, f"could not find entrypoint ruleset in the '{rm.group(1)}' phase")
-        rules = [dict(r, version="1", last_updated=NOW, ref=r.get("id")) for r in ruleset.get("rules", [])]
-        return _envelope(dict(ruleset, rules=rules, last_updated=NOW))
+        if ruleset.get("answer_as_list"):  # seen from a proxy in front of the API: [ruleset] instead of ruleset
+            return _envelope([_ruleset_view(ruleset)])
+        return _envelope(_ruleset_view(ruleset))
+    if rest == "/rulesets":
+        # List zone rulesets: summaries without rules, cursor-paginated (result_info.cursor)
+        items = [{k: v for k, v in _ruleset_view(r).items() if k != "rules"} for r in rulesets.values()]
+        per_page = max(1, int(query.get("per_page", ["50"])[0]))
+        start = int(query.get("cursor", ["0"])[0] or 0)
+        chunk = items[start:start + per_page]
+        info = {"count": len(chunk), "per_page": per_page}
+        if start + per_page < len(items):
+            info["cursor"] = str(start + per_page)
+        return _envelope(chunk, result_info=info)
+    if (rm := re.fullmatch(r"/rulesets/([a-z0-9]+)", rest)):
+        ruleset = next((r for r in rulesets.values() if r.get("id") == rm.group(1)), None)
+        if ruleset is None:
+            return _not_found(10001, "could not find ruleset")
+        return _envelope(_ruleset_view(ruleset))
     return _not_found(7000, "No route for that URI")
 
 
@@ -242,9 +276,11 @@ class CloudflareAPI(Launcher):
     kind = "cloudflare_api"
 
     def __init__(self, root, port: int = 0, zone: str = "localtest", hostnames: list | None = None,
-                 token: str = "lab-cloudflare-token", record_content: str = "127.0.0.1", **options):
+                 token: str = "lab-cloudflare-token", record_content: str = "127.0.0.1",
+                 cache_rules: dict | None = None, **options):
         super().__init__(root, port, zone=zone, hostnames=list(hostnames or []), token=token,
-                         record_content=record_content, **options)
+                         record_content=record_content, cache_rules=dict(cache_rules or {}), **options)
+        self.cache_rules = self.options["cache_rules"]
         self.zone, self.hostnames, self.token = zone, list(hostnames or []), token
         self.record_content = record_content
         self.state_file = self.dir / "state.json"
@@ -290,7 +326,7 @@ class CloudflareAPI(Launcher):
         """cache_databases=True: the databases rule turns into "eligible for cache" (a fault)."""
         def edit(z):
             for rule in z["rulesets"]["http_request_cache_settings"]["rules"]:
-                if "/content/databases/" in rule["expression"]:
+                if rule["expression"] == self.cache_rules.get("databases", DATABASES_RULE):
                     rule["action_parameters"] = {"cache": bool(cache_databases)}
         self._edit_zone(edit)
 
@@ -300,7 +336,7 @@ class CloudflareAPI(Launcher):
         self.write_state(state)
 
     def reset(self) -> None:
-        self.write_state(default_state(self.zone, self.hostnames, self.token, self.record_content))
+        self.write_state(default_state(self.zone, self.hostnames, self.token, self.record_content, self.cache_rules))
 
     # lifecycle ------------------------------------------------------------------
     def command(self) -> list[str]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .faults import FAULTS, Fault, set_fault
+from .faults import FAULTS, Fault, set_fault, skipped
 
 
 @dataclass
@@ -47,6 +48,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     from ..model import Status
 
     out = []
+    layer = lab.variant.fault_layers.get(flt.name, flt.layer)  # where this variant shows the fault
     progress(f"break {flt.name}: {flt.description}")
     set_fault(lab, flt.name, True)
     try:
@@ -55,11 +57,11 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
             report = diagnose(symptom, timeout)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
-            out.append(DrillResult(flt.name, symptom, flt.layer, cause.get("layer"), cause.get("check"), seconds,
+            out.append(DrillResult(flt.name, symptom, layer, cause.get("layer"), cause.get("check"), seconds,
                                    expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
                                                                     if s.get("verdict") == "inconclusive"]))
             progress(f"  diagnose {symptom}: likely cause {cause.get('layer')} ({cause.get('check')}) "
-                     f"in {seconds:.1f} s — expected {flt.layer}"
+                     f"in {seconds:.1f} s — expected {layer}"
                      + (" inconclusive, no cause" if flt.expect == "inconclusive" else ""))
     finally:
         progress(f"fix {flt.name}")
@@ -116,7 +118,34 @@ def select(symptom: str | None = None, fault: str | None = None) -> list[tuple[F
     return [(f, None) for f in FAULTS.values()]
 
 
-def score_table(results: list[DrillResult], alarms: list[str]) -> str:
+@contextmanager
+def lab_of(lab, variant: str, progress: Callable[[str], None] = lambda msg: None):
+    """The running ``lab`` when it is of ``variant``; else a lab of that variant started for the
+    duration in a sibling directory (the ``lab`` profile points at it meanwhile), then taken down."""
+    import os
+
+    from .manager import Lab
+
+    if lab.exists and lab.variant.name == variant:
+        yield lab
+        return
+    root = lab.root.with_name(f"{lab.root.name}-drill-{variant}")
+    before = os.environ.get("STUDIODOCTOR_LAB_DIR")
+    os.environ["STUDIODOCTOR_LAB_DIR"] = str(root)
+    temp = Lab(root, variant=variant)
+    try:
+        progress(f"starting the {variant} lab in {root}")
+        temp.up(progress=progress)
+        yield temp
+    finally:
+        Lab.load(root).down()
+        if before is None:
+            os.environ.pop("STUDIODOCTOR_LAB_DIR", None)
+        else:
+            os.environ["STUDIODOCTOR_LAB_DIR"] = before
+
+
+def score_table(results: list[DrillResult], alarms: list[str], skipped: list[str] = ()) -> str:
     lines = [f"{'fault':<26} {'symptom':<13} {'expected':<11} {'named':<11} {'check':<34} {'s':>5}  verdict"]
     for r in results:
         verdict = "ok" if r.localized and r.healthy_after else ("WRONG LAYER" if not r.localized else "NOT FIXED")
@@ -128,4 +157,5 @@ def score_table(results: list[DrillResult], alarms: list[str]) -> str:
     lines.append(f"localized {good}/{len(results)} diagnoses; false alarms on the healthy lab: {len(alarms)}; "
                  f"{mean:.1f} s per diagnosis on average")
     lines.extend(f"  false alarm: {a}" for a in alarms)
+    lines.extend(f"  not drilled: {s}" for s in skipped)
     return "\n".join(lines)

@@ -59,7 +59,7 @@ def _app_slow(lab, on):
 @fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
 def _nginx_stopped(lab, on):
     _process(lab, "studio-nginx", on)
-    lab["traefik"].wait_server_status("DOWN" if on else "UP")
+    lab.ingress.wait_server_status("DOWN" if on else "UP")
 
 
 @fault("redis-down", "Redis is not running: no task reaches a worker", "redis", "publishing")
@@ -153,10 +153,11 @@ fault("bucket-missing", "the content bucket is gone", "gcs", "upload")(_gcs_faul
 
 # ---------------------------------------------------------------------------------- ingress and cluster
 def _traefik_fault(name: str, wait: str = ""):
+    """A fault of the lab's ingress (Traefik, or ingress-nginx in the variants that run it)."""
     def apply(lab, on):
-        lab["traefik"].set_fault(name, on)
+        lab.ingress.set_fault(name, on)
         if wait:
-            lab["traefik"].wait_server_status(wait if on else "UP")
+            lab.ingress.wait_server_status(wait if on else "UP")
 
     return apply
 
@@ -217,8 +218,8 @@ for _name, _layer, _symptoms in (
 
 
 # ---------------------------------------------------------------------------------- SaaS: Sentry, New Relic, Postmark
-@fault("sentry-token-revoked", "the Sentry auth token was revoked: nothing Sentry knows can be read", "sentry",
-       "python-error", expect="inconclusive")
+@fault("sentry-token-revoked", "the Sentry auth token was revoked: sentry must be inconclusive, never a cause",
+       "sentry", "python-error", expect="inconclusive")
 def _sentry_token_revoked(lab, on):
     lab["sentry-api"].revoke(on)
 
@@ -256,6 +257,11 @@ def _smtp_down(lab, on):
     _process(lab, "smtp-relay", on)
 
 
+def skipped(lab, name: str) -> str:
+    """Why fault ``name`` does not apply to the lab's variant ("" when it does)."""
+    return lab.variant.skip_faults.get(name, "")
+
+
 def get(name: str) -> Fault:
     if name not in FAULTS:
         import difflib
@@ -269,6 +275,9 @@ def get(name: str) -> Fault:
 def set_fault(lab, name: str, on: bool) -> None:
     """Break (on) or fix (off) ``name`` in a running lab and remember it in the lab's state."""
     flt = get(name)
+    why = skipped(lab, name)
+    if why and on:
+        raise LabError(f"fault {name} does not apply to the {lab.variant.name} lab: {why}")
     active = lab.extra.setdefault("faults", [])
     flt.apply(lab, on)
     if on and name not in active:

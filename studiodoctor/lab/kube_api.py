@@ -145,6 +145,9 @@ def frontend_pod(name: str, namespace: str = "studio", *, release: str = "master
                                            "--pid=/tmp/contentcuration.pid"],
                     port=8081, readiness_path="/healthz", readiness_port=8081, mem_limit="2Gi",
                     mem_request="2Gi", cpu_request="500m")
+    app["env"] = [{"name": "EMAIL_CREDENTIALS_POSTMARK_API_KEY",  # the chart's env; values stay in the Secret
+                   "valueFrom": {"secretKeyRef": {"name": f"{release}-studio", "key": "postmark-api-key"}}},
+                  {"name": "BRANCH_ENVIRONMENT", "value": release}]
     proxy = container("nginx-proxy", "learningequality/studio-nginx:v2026.11.20", port=8080,
                       mem_limit="512Mi", mem_request="256Mi", cpu_request="200m")
     labels = {"app": f"{release}-studio", "tier": "frontend", "pod-template-hash": "7d9f8c6b5d"}
@@ -172,6 +175,18 @@ def traefik_pod(name: str = "traefik-6f7d8b9c4-x2k9p", namespace: str = "kube-sy
     labels = {"app": "traefik", "app.kubernetes.io/name": "traefik", "release": "traefik",
               "pod-template-hash": "6f7d8b9c4"}
     return pod(name, namespace, labels, [c], owner="traefik-6f7d8b9c4")
+
+
+def ingress_nginx_pod(name: str = "ingress-nginx-controller-5c8d66c76d-7xq2m", namespace: str = "ingress-nginx",
+                      image: str = "registry.k8s.io/ingress-nginx/controller:v1.12.1") -> dict:
+    """The ingress-nginx controller (its Helm chart's labels and arguments)."""
+    c = container("controller", image, args=["/nginx-ingress-controller", "--election-id=ingress-nginx-leader",
+                                             "--controller-class=k8s.io/ingress-nginx", "--ingress-class=nginx"],
+                  port=443, readiness_path="/healthz", readiness_port=10254, mem_limit="1Gi", mem_request="90Mi",
+                  cpu_request="100m")
+    labels = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller",
+              "app.kubernetes.io/instance": "ingress-nginx", "pod-template-hash": "5c8d66c76d"}
+    return pod(name, namespace, labels, [c], owner="ingress-nginx-controller-5c8d66c76d")
 
 
 def deployment(name: str, namespace: str, labels: dict, template_containers: list[dict], *, replicas: int,
@@ -322,15 +337,86 @@ def studio_state(namespace: str = "studio", *, hostnames: tuple[str, ...] = ("st
         "metrics": ({namespace: [pod_metrics(p) for p in ns_pods],
                      traefik_namespace: [pod_metrics(traefik)]} if metrics else None),
     }
+    if ingress_class_name == "nginx":  # the controller that routes the Ingress runs too
+        controller = ingress_nginx_pod()
+        state["namespaces"]["ingress-nginx"] = {
+            "pods": [controller], "ingresses": [], "events": [],
+            "deployments": [deployment("ingress-nginx-controller", "ingress-nginx",
+                                       {"app.kubernetes.io/name": "ingress-nginx"}, controller["spec"]["containers"],
+                                       replicas=1)]}
     return state
+
+
+def variant_state(variant, hostnames: tuple[str, ...] = (), frontend: int = 3, workers: int = 2) -> dict:
+    """A healthy namespace shaped by a lab variant (:mod:`studiodoctor.lab.variants`): its namespace,
+    Deployment names, labels and container names, its ingress controller (IngressClass, Ingress, the
+    controller's pods in their own namespace) and, only when the variant has one, the metrics API."""
+    v, ns = variant, variant.namespace
+    hostnames = tuple(hostnames) or (v.hostname,)
+    image = "registry.example.org/contentworkshop/app:2026.11.3"
+    app = container(v.containers["app"], image, command=["gunicorn", "contentcuration.wsgi:application"],
+                    port=8000, readiness_path="/healthz", readiness_port=8000, mem_limit="3Gi", mem_request="1Gi",
+                    cpu_request="250m")
+    proxy = container(v.containers["proxy"], "registry.example.org/contentworkshop/nginx:2026.11.3", port=8080,
+                      mem_limit="256Mi", mem_request="64Mi")
+    worker = container(v.containers["worker"], image, command=["celery", "-A", "contentcuration", "worker"],
+                       mem_limit="6Gi", mem_request="2Gi")
+    fe, wk = v.deployments["frontend"], v.deployments["workers"]
+    fe_pods = [pod(f"{fe}-6c8d9f7b4-{i:05x}", ns, {**v.labels["frontend"], "pod-template-hash": "6c8d9f7b4"},
+                   [app, proxy], owner=f"{fe}-6c8d9f7b4") for i in range(frontend)]
+    wk_pods = [pod(f"{wk}-7f5c6d8e9-{i:05x}", ns, {**v.labels["workers"], "pod-template-hash": "7f5c6d8e9"},
+                   [worker], owner=f"{wk}-7f5c6d8e9") for i in range(workers)]
+    controller_name = "ingress-nginx-controller" if v.ingress == "ingress-nginx" else "traefik"
+    ctl = container("controller", "registry.k8s.io/ingress-nginx/controller:v1.12.1"
+                    if v.ingress == "ingress-nginx" else "traefik:v3.7.15", args=["/nginx-ingress-controller"],
+                    port=443, readiness_path="/healthz", readiness_port=10254, mem_limit="1Gi", mem_request="512Mi")
+    ctl_pod = pod(f"{controller_name}-5d6f7c8b9-q7x2m", v.ingress_namespace,
+                  {**v.labels["ingress"], "pod-template-hash": "5d6f7c8b9"}, [ctl], owner=f"{controller_name}-5d6f7c8b9")
+    class_name = "nginx" if v.ingress == "ingress-nginx" else "traefik"
+    ing = ingress(fe, ns, list(hostnames), class_name=class_name, service=fe,
+                  annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "1000m"}
+                  if v.ingress == "ingress-nginx" else {}, tls_secret=f"{fe}-tls")
+    pods = fe_pods + wk_pods
+    return {
+        "user": DEFAULT_USER, "token": "", "deny": [], "faults": [],
+        "config": {"namespace": ns, "traefik_namespace": v.ingress_namespace,
+                   "labels": {tier: dict(lbl) for tier, lbl in v.labels.items()}, "containers": dict(v.containers)},
+        "ingressclasses": [ingress_class(class_name, default=True)],
+        "namespaces": {
+            ns: {"pods": pods, "ingresses": [ing],
+                 "deployments": [deployment(fe, ns, v.labels["frontend"], [app, proxy], replicas=frontend),
+                                 deployment(wk, ns, v.labels["workers"], [worker], replicas=workers)],
+                 "events": [event(ns, "Scheduled", f"Successfully assigned {ns}/{p['metadata']['name']}",
+                                  name=p["metadata"]["name"], type="Normal", last_ago=86400,
+                                  component="default-scheduler") for p in pods[:2]]},
+            v.ingress_namespace: {"pods": [ctl_pod], "ingresses": [], "events": [],
+                                  "deployments": [deployment(controller_name, v.ingress_namespace, v.labels["ingress"],
+                                                             [ctl], replicas=1)]},
+        },
+        "metrics": ({ns: [pod_metrics(p) for p in pods], v.ingress_namespace: [pod_metrics(ctl_pod)]}
+                    if v.metrics else None),
+    }
 
 
 # -- faults (applied at read time) ----------------------------------------------------------------
 
+# which pods and deployments a fault touches: a label subset per tier (state["config"]["labels"])
+DEFAULT_TIER_LABELS = {"frontend": {"tier": "frontend"}, "workers": {"tier": "workers"}, "ingress": {"app": "traefik"}}
+DEFAULT_CONTAINERS = {"app": "app", "worker": "worker"}
+
+
+def _tier_match(state: dict, obj: dict, tier: str) -> bool:
+    want = {**DEFAULT_TIER_LABELS, **(state.get("config") or {}).get("labels", {})}[tier]
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in want.items())
+
+
+def _container(state: dict, role: str) -> str:
+    return {**DEFAULT_CONTAINERS, **(state.get("config") or {}).get("containers", {})}[role]
+
+
 def _pods(state: dict, ns: str, tier: str) -> list[dict]:
-    return [p for p in state["namespaces"].get(ns, {}).get("pods", [])
-            if p["metadata"].get("labels", {}).get("tier") == tier
-            or (tier == "traefik" and p["metadata"].get("labels", {}).get("app") == "traefik")]
+    return [p for p in state["namespaces"].get(ns, {}).get("pods", []) if _tier_match(state, p, tier)]
 
 
 def _set_ready(p: dict, ready: bool) -> None:
@@ -344,7 +430,7 @@ def _set_ready(p: dict, ready: bool) -> None:
 
 def _deployment(state: dict, ns: str, tier: str) -> dict | None:
     for d in state["namespaces"].get(ns, {}).get("deployments", []):
-        if d["metadata"].get("labels", {}).get("tier") == tier or (tier == "traefik" and d["metadata"]["name"] == "traefik"):
+        if _tier_match(state, d, tier):
             return d
     return None
 
@@ -387,8 +473,9 @@ def _crash(p: dict, cname: str, reason: str = "CrashLoopBackOff", *, restarts: i
     _set_ready(p, False)
 
 
-def fault_crashloop(state: dict, cfg: dict, tier: str = "frontend", container_name: str = "app") -> None:
+def fault_crashloop(state: dict, cfg: dict, tier: str = "frontend", role: str = "app") -> None:
     ns = cfg["namespace"]
+    container_name = _container(state, role)
     pods = _pods(state, ns, tier)
     for p in pods:
         _crash(p, container_name)
@@ -407,7 +494,7 @@ def fault_oomkilled(state: dict, cfg: dict) -> None:
     ns = cfg["namespace"]
     p = _pods(state, ns, "frontend")[0]
     for s in p["status"]["containerStatuses"]:
-        if s["name"] == "app":
+        if s["name"] == _container(state, "app"):
             s["restartCount"] = 3
             s["state"] = {"running": {"startedAt": ts(ago=240)}}
             s["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": ts(ago=3000),
@@ -418,9 +505,9 @@ def fault_image_pull(state: dict, cfg: dict) -> None:
     ns = cfg["namespace"]
     p = _pods(state, ns, "frontend")[0]
     for s in p["status"]["containerStatuses"]:
-        if s["name"] == "app":
+        if s["name"] == _container(state, "app"):
             s["image"] = "learningequality/studio-app:v2026.11.99"
-    _crash(p, "app", "ImagePullBackOff", restarts=0)
+    _crash(p, _container(state, "app"), "ImagePullBackOff", restarts=0)
     p["status"]["containerStatuses"][0]["lastState"] = {}
     state["namespaces"][ns]["events"].append(event(
         ns, "Failed", 'Failed to pull image "learningequality/studio-app:v2026.11.99": not found',
@@ -455,7 +542,7 @@ def fault_deployment_unavailable(state: dict, cfg: dict) -> None:
     pods = _pods(state, ns, "frontend")
     for p in pods:
         for s in p["status"]["containerStatuses"]:
-            if s["name"] == "app":
+            if s["name"] == _container(state, "app"):
                 s["ready"] = False
         _set_ready(p, False)
         state["namespaces"][ns]["events"].append(event(
@@ -466,7 +553,7 @@ def fault_deployment_unavailable(state: dict, cfg: dict) -> None:
 
 def fault_traefik_oom(state: dict, cfg: dict) -> None:
     ns = cfg["traefik_namespace"]
-    for p in _pods(state, ns, "traefik"):
+    for p in _pods(state, ns, "ingress"):
         for s in p["status"]["containerStatuses"]:
             s["restartCount"] = 4
             s["state"] = {"running": {"startedAt": ts(ago=100)}}
@@ -481,9 +568,9 @@ def fault_traefik_oom(state: dict, cfg: dict) -> None:
 def fault_memory_high(state: dict, cfg: dict) -> None:
     ns = cfg["namespace"]
     for m in (state.get("metrics") or {}).get(ns, []):
-        if m["metadata"].get("labels", {}).get("tier") == "frontend":
+        if _tier_match(state, m, "frontend"):
             for c in m["containers"]:
-                if c["name"] == "app":
+                if c["name"] == _container(state, "app"):
                     c["usage"]["memory"] = "1990Mi"
 
 
@@ -816,10 +903,19 @@ class KubeAPIServer(Launcher):
     kind = "kube-api"
 
     def __init__(self, root, port: int = 0, namespace: str = "studio", hostnames: list[str] | tuple = (),
-                 **options):
-        super().__init__(root, port, namespace=namespace, hostnames=list(hostnames), **options)
+                 variant: str = "default", **options):
+        super().__init__(root, port, namespace=namespace, hostnames=list(hostnames), variant=variant, **options)
         self.namespace = namespace
         self.hostnames = list(hostnames) or ["studio.localtest"]
+        self.variant = variant
+
+    def healthy_state(self) -> dict:
+        """The default lab keeps the namespace it always had; other variants are built from their data."""
+        from .variants import get
+
+        if self.variant == "default":
+            return studio_state(self.namespace, hostnames=tuple(self.hostnames))
+        return variant_state(get(self.variant), hostnames=tuple(self.hostnames))
 
     @property
     def state_file(self) -> Path:
@@ -836,8 +932,7 @@ class KubeAPIServer(Launcher):
     def start(self, timeout: float = 15.0, state: dict | None = None) -> "KubeAPIServer":
         self.dir.mkdir(parents=True, exist_ok=True)
         if state is not None or not self.state_file.exists():
-            self.write_state(state if state is not None else
-                             studio_state(self.namespace, hostnames=tuple(self.hostnames)))
+            self.write_state(state if state is not None else self.healthy_state())
         self.pid = self.spawn(self.command())
         wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
         return self
@@ -886,8 +981,9 @@ class KubeAPIServer(Launcher):
     def profile(self) -> dict:
         state = self.read_state() if self.state_file.exists() else {}
         cfg = state.get("config", {})
-        section = {"api_url": self.url, "namespace": self.namespace,
-                   "traefik_namespace": cfg.get("traefik_namespace", "kube-system")}
+        section = {"api_url": self.url, "namespace": self.namespace}
+        if self.variant == "default":  # a Traefik in kube-system: the default lab says where
+            section["traefik_namespace"] = cfg.get("traefik_namespace", "kube-system")
         if state.get("token"):
             section["token"] = state["token"]
         return {"kubernetes": section}

@@ -13,13 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from . import variants
 from .launcher import Launcher
 from .state import lab_dir, profile_path
 
 STATE_FILE = "state.json"
-HOSTNAME = "studio.localtest"
-ZONE = "localtest"
-NAMESPACE = "studio"
 
 
 def launcher_kinds() -> dict[str, type[Launcher]]:
@@ -29,6 +27,7 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
     from .edge_proxy import EdgeProxy
     from .fake_gcs import FakeGCSServer
     from .gcs_gate import GCSGate
+    from .ingress_nginx import IngressNginx
     from .kube_api import KubeAPIServer
     from .postgres_server import PostgresServer
     from .redis_server import RedisServer
@@ -42,24 +41,38 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
 
     return {"redis": RedisServer, "postgres": PostgresServer, "fake-gcs": FakeGCSServer, "gcs-gate": GCSGate,
             "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
-            "traefik": TraefikServer, "edge": EdgeProxy, "dns": DnsServer, "cloudflare_api": CloudflareAPI,
-            "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
+            "traefik": TraefikServer, "ingress-nginx": IngressNginx, "edge": EdgeProxy, "dns": DnsServer,
+            "cloudflare_api": CloudflareAPI, "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
             "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay}
 
 
-# kinds in start order (each may need the ones before it)
+# kinds in start order (each may need the ones before it); "traefik" is the variant's ingress kind
 ORDER = ("redis", "postgres", "fake-gcs", "gcs-gate", "celery", "studio-app", "studio-nginx", "traefik", "edge",
          "dns", "cloudflare_api", "kube-api", "sentry-api", "newrelic-api", "postmark-api",
          "smtp-relay")
 
 
 class Lab:
-    """The lab's launchers by kind, loaded from (and saved to) the lab directory's state file."""
+    """The lab's launchers by kind, loaded from (and saved to) the lab directory's state file.
+    ``variant``: a name from :mod:`studiodoctor.lab.variants` (fixed when the lab is first built)."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, variant: str | None = None):
         self.root = Path(root or lab_dir())
         self.services: dict[str, Launcher] = {}
-        self.extra: dict = {}
+        self.extra: dict = {"variant": variants.get(variant).name}
+
+    @property
+    def variant(self) -> "variants.Variant":
+        return variants.get(self.extra.get("variant"))
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(self.variant.ingress if k == "traefik" else k for k in ORDER)
+
+    @property
+    def ingress(self) -> Launcher:
+        """The ingress server (Traefik or ingress-nginx: same fault interface)."""
+        return self.services[self.variant.ingress]
 
     # state -------------------------------------------------------------------------------------
     @property
@@ -78,12 +91,12 @@ class Lab:
             cls_ = kinds.get(item.get("kind"))
             if cls_ is not None:
                 lab.services[item["kind"]] = cls_.from_state(item)
-        lab.extra = state.get("extra", {})
+        lab.extra = {"variant": "default", **state.get("extra", {})}
         return lab
 
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        state = {"services": [self.services[k].to_state() for k in ORDER if k in self.services],
+        state = {"services": [self.services[k].to_state() for k in self.order if k in self.services],
                  "extra": self.extra}
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
@@ -102,60 +115,75 @@ class Lab:
         from ..config import deep_merge
         from . import edge_lab
 
-        data: dict = {"timeout": 10.0, "dns": {"hostnames": [HOSTNAME]}}
-        for kind in ORDER:
+        v = self.variant
+        data: dict = {"timeout": 10.0, "dns": {"hostnames": [v.hostname]}}
+        for kind in self.order:
             svc = self.services.get(kind)
             if svc is not None and kind not in ("edge", "dns", "cloudflare_api"):
                 data = deep_merge(data, svc.profile())
+        samples = self.extra.get("samples", {}) if v.profile_overrides else {}
         if all(k in self.services for k in ("edge", "dns", "cloudflare_api")):
-            samples = self.extra.get("samples", {})
             data = deep_merge(data, edge_lab.profile(self["dns"], self["cloudflare_api"], self["edge"],
                                                      static_path=samples.get("static", ""),
                                                      storage_path=samples.get("storage", ""),
                                                      databases_sample=samples.get("databases", "")))
-        nginx = data.setdefault("nginx", {})
-        samples = self.extra.get("samples", {})
-        for key, sample in (("storage_path", "storage"), ("database_path", "databases")):
-            if samples.get(sample):
-                nginx[key] = samples[sample]
-        data.setdefault("gcs", {})["storage_max_objects"] = 1000
-        data.setdefault("kubernetes", {}).update(app_deployment="master-studio",
-                                                 workers_deployment="master-studio-workers",
-                                                 cloudsql_deployment="master-cloudsql-proxy")
+        if v.profile_overrides:  # the default lab names its samples and deployments; others leave them to discovery
+            nginx = data.setdefault("nginx", {})
+            for key, sample in (("storage_path", "storage"), ("database_path", "databases")):
+                if samples.get(sample):
+                    nginx[key] = samples[sample]
+            data.setdefault("gcs", {})["storage_max_objects"] = 1000
+            data.setdefault("kubernetes", {}).update(app_deployment="master-studio",
+                                                     workers_deployment="master-studio-workers",
+                                                     cloudsql_deployment="master-cloudsql-proxy")
         return data
 
     # lifecycle ---------------------------------------------------------------------------------
     def build(self, kind: str) -> Launcher:
-        """A new launcher of ``kind`` wired to the services already built."""
+        """A new launcher of ``kind`` wired to the services already built, shaped by the lab's variant."""
         from .certs import LabCA
 
         kinds = launcher_kinds()
-        root = self.root
-        if kind in ("traefik", "edge") and "ca" not in self.__dict__:
+        root, v, s = self.root, self.variant, self.services
+        hostnames = [v.hostname]
+        if kind in ("traefik", "ingress-nginx", "edge", "postgres") and "ca" not in self.__dict__:
             self.ca = LabCA(root)
-        s = self.services
+        if kind == "redis":
+            return kinds[kind](root, disable_commands=v.redis_disabled_commands)
+        if kind == "postgres":
+            tls = {}
+            if v.postgres_tls:
+                cert, key = self.ca.issue("127.0.0.1", label="postgres")
+                tls = {"cert": str(cert), "key": str(key), "ca": str(self.ca.ca_file)}
+            return kinds[kind](root, tls=tls)
+        if kind == "fake-gcs":
+            return kinds[kind](root, bucket=v.bucket)
         if kind == "gcs-gate":
             return kinds[kind](root, upstream=s["fake-gcs"].url)
         if kind == "celery":
             return kinds[kind](root, broker_url=s["redis"].url(0))
         if kind == "studio-app":
-            return kinds[kind](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", workers=2, threads=8)
+            return kinds[kind](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", workers=2, threads=8,
+                               variant=v.name)
         if kind == "studio-nginx":
             return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["fake-gcs"].url,
-                               bucket=s["fake-gcs"].bucket)
+                               bucket=s["fake-gcs"].bucket, variant=v.name)
         if kind == "traefik":
-            return kinds[kind](root, hostnames=[HOSTNAME], backend=s["studio-nginx"].url, ca=self.ca,
+            return kinds[kind](root, hostnames=hostnames, backend=s["studio-nginx"].url, ca=self.ca,
                                health_path="/stealthz")
+        if kind == "ingress-nginx":
+            return kinds[kind](root, hostnames=hostnames, backend=s["studio-nginx"].url, ca=self.ca)
         if kind == "edge":
-            return kinds[kind](root, hostnames=[HOSTNAME], origin_url=s["traefik"].entrypoint, ca=self.ca)
+            return kinds[kind](root, hostnames=hostnames, origin_url=self.ingress.entrypoint, ca=self.ca)
         if kind == "dns":
             from .edge_lab import records_for
 
-            return kinds[kind](root, zone=ZONE, records=records_for([HOSTNAME], ZONE))
+            return kinds[kind](root, zone=v.zone, records=records_for(hostnames, v.zone))
         if kind == "cloudflare_api":
-            return kinds[kind](root, zone=ZONE, hostnames=[HOSTNAME])
+            return kinds[kind](root, zone=v.zone, hostnames=hostnames,
+                               cache_rules={"storage": v.storage_rule, "databases": v.databases_rule})
         if kind == "kube-api":
-            return kinds[kind](root, namespace=NAMESPACE, hostnames=[HOSTNAME])
+            return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name)
         return kinds[kind](root)
 
     def seed(self, kind: str, svc: Launcher) -> None:
@@ -171,6 +199,12 @@ class Lab:
             storage = sorted(n for n in names.get("storage", []))
             databases = sorted(n for n in names.get("databases", []) if "-" not in n.rsplit("/", 1)[-1])
             from .studio_nginx import STATIC_SAMPLE
+            from .studio_schema import add_published_channels
+
+            # the bucket's channel databases belong to public channels of the database, as in Studio
+            with self["postgres"].connect() as conn:
+                add_published_channels(conn, [n.rsplit("/", 1)[-1].split(".")[0] for n in databases],
+                                       version=svc.options["seeded"]["versions"], name=self.variant.channel_name)
 
             self.extra["samples"] = {"static": STATIC_SAMPLE,
                                      "storage": "/content/" + storage[0] if storage else "",
@@ -185,7 +219,7 @@ class Lab:
         self.root.chmod(0o755)
         started: list[Launcher] = []
         try:
-            for kind in ORDER:
+            for kind in self.order:
                 svc = self.services.get(kind)
                 if svc is not None and svc.alive():
                     progress(f"{kind:<15} running on {svc.address}")
@@ -208,10 +242,10 @@ class Lab:
 
     def status(self) -> list[dict]:
         return [{"kind": k, "address": self.services[k].address, "pid": self.services[k].pid,
-                 "running": self.services[k].alive()} for k in ORDER if k in self.services]
+                 "running": self.services[k].alive()} for k in self.order if k in self.services]
 
     def down(self, progress: Callable[[str], None] = lambda msg: None) -> None:
-        for kind in reversed(ORDER):
+        for kind in reversed(self.order):
             svc = self.services.get(kind)
             if svc is not None:
                 progress(f"{kind:<15} stopping")

@@ -64,10 +64,13 @@ class PostgresServer(Launcher):
 
     def __init__(self, root, port: int = 0, password: str = "", dbname: str = "kolibri-studio",
                  max_connections: int = 100, settings: dict | None = None, holders: list | None = None,
-                 **options):
+                 tls: dict | None = None, **options):
+        """``tls={"cert": path, "key": path, "ca": path}``: the server accepts TLS connections only
+        (``hostssl`` in pg_hba.conf) and :meth:`dsn` asks for ``sslmode=verify-full`` against ``ca``."""
         password = password or secrets.token_hex(12)
         super().__init__(root, port, password=password, dbname=dbname, max_connections=max_connections,
-                         settings=dict(settings or {}), holders=list(holders or []), **options)
+                         settings=dict(settings or {}), holders=list(holders or []), tls=dict(tls or {}), **options)
+        self.tls = self.options["tls"]
         self.settings = self.options["settings"]    # extra `-c name=value` server settings
         self.holders = self.options["holders"]      # PIDs of pg_hold processes (faults)
         self.password = password
@@ -104,6 +107,27 @@ class PostgresServer(Launcher):
         proc = subprocess.run(cmd, capture_output=True, text=True, user=user)
         if proc.returncode != 0:
             raise LabError(f"initdb failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        if self.tls:
+            import re
+
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(re.sub(r"(?m)^host(\s)", r"hostssl\1", hba.read_text()))
+
+    def _tls_settings(self) -> list[str]:
+        """The server certificate and key, copied where the postgres user owns them (the key 0600)."""
+        if not self.tls:
+            return []
+        out = []
+        for key in ("cert", "key"):
+            dest = self.pgdir / f"server.{key}"
+            shutil.copyfile(self.tls[key], dest)
+            os.chmod(dest, 0o600)
+            user = self._user()
+            if user:
+                pw = pwd.getpwnam(user)
+                os.chown(dest, pw.pw_uid, pw.pw_gid)
+            out += ["-c", f"ssl_{key}_file={dest}"]
+        return ["-c", "ssl=on", *out]
 
     def start(self, timeout: float = 30.0) -> "PostgresServer":
         if not (self.data / "PG_VERSION").exists():
@@ -113,6 +137,7 @@ class PostgresServer(Launcher):
                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
         for name, value in self.settings.items():
             cmd += ["-c", f"{name}={value}"]
+        cmd += self._tls_settings()
         self.pid = self.spawn(cmd, user=self._user())
         wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
         self._ensure_database()
@@ -131,7 +156,8 @@ class PostgresServer(Launcher):
 
     def dsn(self, dbname: str | None = None, user: str = "postgres", password: str | None = None) -> str:
         pw = self.password if password is None else password
-        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{dbname or self.dbname}"
+        tls = f"?sslmode=verify-full&sslrootcert={self.tls['ca']}" if self.tls else ""
+        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{dbname or self.dbname}{tls}"
 
     def connect(self, dbname: str | None = None, autocommit: bool = True):
         import psycopg

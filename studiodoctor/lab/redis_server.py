@@ -63,7 +63,10 @@ class RedisServer(Launcher):
         stop_pid(self.pid)
 
     def profile(self) -> dict:
-        return {"redis": {"url": self.url(0)}}
+        section = {"url": self.url(0)}
+        if "HELLO" in self.disable_commands:  # RESP2 only: the lab's clients (its Celery worker) force RESP2
+            section["client_protocol"] = 2
+        return {"redis": section}
 
     # faults ----------------------------------------------------------------
     def info(self, section: str | None = None) -> dict:

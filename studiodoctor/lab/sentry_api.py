@@ -123,8 +123,15 @@ def handle(state: dict, method: str, path: str, query: dict, headers: dict, body
         if (denied := need("event:read")):
             return denied
         period = (query.get("statsPeriod") or ["24h"])[0]
-        issues = [_issue_view(i, period) for i in state.get("issues", [])]
-        issues.sort(key=lambda i: -sum(n for _, n in i.get("stats", {}).get("24h", [])))
+        search = (query.get("query") or ["is:unresolved"])[0]
+        age = re.search(r"firstSeen:-(\d+)([hmd])", search)  # https://docs.sentry.io/concepts/search/searchable-properties/issues/
+        max_min = int(age.group(1)) * {"m": 1, "h": 60, "d": 1440}[age.group(2)] if age else None
+        issues = [_issue_view(i, period) for i in state.get("issues", [])
+                  if max_min is None or i["first_seen_min"] <= max_min]
+        if (query.get("sort") or ["date"])[0] == "new":
+            issues.sort(key=lambda i: i["firstSeen"], reverse=True)
+        else:
+            issues.sort(key=lambda i: -sum(n for _, n in i.get("stats", {}).get("24h", [])))
         limit = int((query.get("limit") or ["100"])[0])
         return 200, issues[:limit]
     if (m := re.fullmatch(r"/organizations/([^/]+)/stats_v2/?", path)):

@@ -42,16 +42,17 @@ _DJANGO_HEADERS = [("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosn
                    ("Referrer-Policy", "same-origin"), ("Vary", "Accept-Language, Cookie"),
                    ("Content-Language", "en")]
 
-_LOGIN_HTML = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Kolibri Studio</title></head>
-<body><div id="app">Sign in to Kolibri Studio</div><form method="post" action="/en/accounts/login/">
-<input type="hidden" name="csrfmiddlewaretoken" value="lab"><input name="username"><input name="password" type="password">
-</form></body></html>
-"""
 _UNSUPPORTED_HTML = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Kolibri Studio</title></head>
 <body><h1>Your browser is not supported</h1><p>Kolibri Studio works with Chrome, Firefox and Safari.</p></body></html>
 """
 
 _state_cache: dict = {"mtime": None, "data": {}}
+
+if os.environ.get(STATE_ENV):
+    # in the gunicorn master (--preload): load the database driver once, before the workers fork, as
+    # Django does at startup; otherwise each worker's first /healthz pays the import (seconds on a
+    # loaded machine, beyond the readiness probe's 1 s)
+    import psycopg  # noqa: F401
 
 
 def read_state() -> dict:
@@ -165,7 +166,7 @@ def application(environ, start_response):
         return _respond(start_response, "302 Found", "", extra=[("Location", "/en/accounts/")])
     if path in ("/en/accounts/", "/accounts/"):
         ua = environ.get("HTTP_USER_AGENT", "")
-        page = _LOGIN_HTML if any(b in ua for b in SUPPORTED_UA) else _UNSUPPORTED_HTML
+        page = state.get("login_html", "") if any(b in ua for b in SUPPORTED_UA) else _UNSUPPORTED_HTML
         return _respond(start_response, "200 OK", page)
     if path.rstrip("/") in ("/api/public/v1/channels", "/api/public/v2/channels"):
         return _public_channels(state, start_response)
@@ -189,9 +190,10 @@ class StudioApp(Launcher):
     kind = "studio-app"
 
     def __init__(self, root, port: int = 0, dsn: str = "", api_token: str = "", workers: int = 1,
-                 threads: int = 8, faults: dict | None = None, **options):
+                 threads: int = 8, faults: dict | None = None, variant: str = "default", **options):
         super().__init__(root, port, dsn=dsn, api_token=api_token, workers=workers, threads=threads,
-                         faults=dict(faults or {}), **options)
+                         faults=dict(faults or {}), variant=variant, **options)
+        self.variant = variant
         self.dsn = dsn
         self.api_token = api_token
         self.workers = workers
@@ -207,7 +209,10 @@ class StudioApp(Launcher):
         return self.dir / "state.json"
 
     def write_state(self) -> None:
-        write_json_atomic(self.state_file, {"dsn": self.dsn, "api_token": self.api_token, **self.faults})
+        from .variants import get
+
+        write_json_atomic(self.state_file, {"dsn": self.dsn, "api_token": self.api_token,
+                                            "login_html": get(self.variant).login_html, **self.faults})
         self.options["faults"] = dict(self.faults)
 
     # faults ---------------------------------------------------------------

@@ -20,7 +20,6 @@ Faults (``set_fault(name, on)`` re-renders the config and reloads nginx; they su
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import shutil
@@ -33,14 +32,8 @@ from .nginx_server import NginxServer
 FAULTS = ("databases_public", "databases_cached", "post_allowed", "storage_uncached", "bucket_listing",
           "static_missing")
 
-# Sample assets written into the lab's /static/ (what collectstatic puts in the emptyDir volume).
+# The default lab's sample asset (its profile names it; other variants' profiles leave it to discovery).
 STATIC_SAMPLE = "/static/img/kolibri_placeholder.png"
-_PNG_1PX = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
-_STATIC_FILES = {
-    "img/kolibri_placeholder.png": _PNG_1PX,
-    "css/export.css": b"body { font-family: sans-serif; }\n" * 40,
-    "studio/js/base.js": b"/* Kolibri Studio lab bundle */\nwindow.studio = {};\n" * 40,
-}
 
 _ACCESS_DENIED = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access denied."
                   "</Message><Details>Anonymous caller does not have storage.objects.list access to the Google "
@@ -52,10 +45,13 @@ class StudioNginx(NginxServer):
 
     def __init__(self, root, port: int = 0, app_port: int = 0, gcs_url: str = "", bucket: str = "studio-content",
                  proxy_read_timeout: float = 100, faults: list | tuple = (), listing_guard: bool = True,
-                 name: str = "studio-nginx", body: str = "", **options):
+                 name: str = "studio-nginx", body: str = "", variant: str = "default", **options):
         super().__init__(root, port, name=name, app_port=app_port, gcs_url=gcs_url, bucket=bucket,
                          proxy_read_timeout=proxy_read_timeout, faults=list(faults), listing_guard=listing_guard,
-                         **options)
+                         variant=variant, **options)
+        from .variants import get
+
+        self.variant = get(variant)
         self.listing_guard = listing_guard
         self.app_port = app_port
         self.gcs_url = gcs_url.rstrip("/")
@@ -83,7 +79,7 @@ class StudioNginx(NginxServer):
     def write_static(self) -> None:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.files_dir.chmod(0o755)
-        for rel, data in _STATIC_FILES.items():
+        for rel, data in self.variant.static_files.items():
             path = self.static_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
@@ -139,7 +135,7 @@ server {{
   listen 127.0.0.1:{self.port} default_server;
   server_name "";
   location /static/ {{ alias {static_dir}/; expires 4h; autoindex on; }}
-  location = /favico.ico {{ alias {self.static_dir}/img/kolibri_placeholder.png; }}
+  location = /favico.ico {{ alias {self.static_dir}/{self.variant.favicon}; }}
   location / {{
     proxy_pass http://studio;
     proxy_set_header Host $host;
@@ -188,8 +184,10 @@ server {{
             shutil.rmtree(self.files_dir, ignore_errors=True)
 
     def profile(self) -> dict:
-        return {"nginx": {"url": self.url, "proxy_read_timeout": float(self.proxy_read_timeout),
-                          "static_path": STATIC_SAMPLE}}
+        nginx = {"url": self.url, "proxy_read_timeout": float(self.proxy_read_timeout)}
+        if self.variant.profile_overrides:
+            nginx["static_path"] = STATIC_SAMPLE
+        return {"nginx": nginx}
 
 
 def _traversable_by_others(path: Path) -> bool:

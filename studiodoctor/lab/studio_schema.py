@@ -99,12 +99,22 @@ def reset(conn) -> None:
 
 
 def add_channel(conn, channel_id: str, name: str, main_tree_id: str, *, publishing: bool = False,
-                modified: datetime | None = None) -> None:
+                modified: datetime | None = None, public: bool = False, version: int = 0) -> None:
     with conn.transaction():
         conn.execute(f"INSERT INTO {NODE_TABLE} (id, title, publishing, modified) VALUES (%s, %s, %s, %s)",
                      (main_tree_id, name, publishing, modified or _now()))
-        conn.execute(f"INSERT INTO {CHANNEL_TABLE} (id, name, main_tree_id) VALUES (%s, %s, %s)",
-                     (channel_id, name, main_tree_id))
+        conn.execute(f"INSERT INTO {CHANNEL_TABLE} (id, name, main_tree_id, public, version) "
+                     f"VALUES (%s, %s, %s, %s, %s)", (channel_id, name, main_tree_id, public, version))
+
+
+def add_published_channels(conn, channel_ids: list[str], version: int, name: str = "Published channel") -> None:
+    """Public channels published at ``version``: the ones whose databases the bucket holds
+    (``databases/<id>.sqlite3``), as Studio's public API lists them."""
+    import hashlib
+
+    for i, channel_id in enumerate(channel_ids, 1):
+        add_channel(conn, channel_id, f"{name} {i}", hashlib.md5(channel_id.encode()).hexdigest(),
+                    modified=_now() - timedelta(days=2), public=True, version=version)
 
 
 def add_task_result(conn, task_id: str, task_name: str, status: str, *, created: datetime | None = None,

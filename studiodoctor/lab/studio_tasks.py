@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 from celery import Celery
 
@@ -56,11 +57,30 @@ def apply_user_changes(user_id: int = 0, sleep: float = 0.0) -> int:
     return user_id
 
 
+@contextmanager
+def resp2():
+    """Within the block, new redis-py connections speak RESP2, as Studio's do (a Redis without HELLO,
+    like production's 4.x, rejects redis-py 8's RESP3 handshake). kombu offers no protocol option,
+    so the default is switched for the block and restored: the lab's own publishing, not the checks'."""
+    import redis.connection
+    import redis.utils
+
+    modules = (redis.utils, redis.connection)
+    before = [m.DEFAULT_RESP_VERSION for m in modules]
+    for m in modules:
+        m.DEFAULT_RESP_VERSION = 2
+    try:
+        yield
+    finally:
+        for m, value in zip(modules, before):
+            m.DEFAULT_RESP_VERSION = value
+
+
 def enqueue(count: int, queue: str = DEFAULT_QUEUE, priority: int | None = None, channel_id: str = "",
             broker_url: str | None = None, sleep: float = 0.0) -> None:
     """Publish ``count`` ``apply_channel_changes`` messages (a backlog) to ``broker_url`` (default: the
-    app's) over one connection, without running them."""
-    with app.connection_for_write(broker_url or None) as conn:
+    app's) over one connection, without running them (over RESP2, like Studio's clients)."""
+    with resp2(), app.connection_for_write(broker_url or None) as conn:
         with app.amqp.Producer(conn) as producer:
             for _ in range(count):
                 apply_channel_changes.apply_async(kwargs={"channel_id": channel_id, "sleep": sleep}, queue=queue,

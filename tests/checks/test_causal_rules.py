@@ -95,3 +95,30 @@ def test_rotated_postgres_password_names_postgres(seeded, lab_root, make_profile
         assert link["rule"] == "login-rejected-breaks-app"
         assert "rejected our login" in link["because"]
         assert old not in str((app["explained_by"], report.likely_cause))   # the links carry no secret
+
+
+def test_cosmetic_warn_with_forbidden_pods_names_no_cause(stack, make_profile, tmp_path):
+    """Everything healthy, except that our credentials may not list pods and the login page shows the
+    unsupported-browser page to our User-Agent (a cosmetic warn): `diagnose python-error` names no cause,
+    and its note lists the step that could not look and the warning that does not explain the symptom."""
+    from studiodoctor.lab import kube_api
+
+    kube = kube_api.KubeAPIServer(tmp_path / "kube", hostnames=["studio.localtest"]).start()
+    try:
+        state = kube_api.studio_state(hostnames=("studio.localtest",))
+        state["faults"] = ["forbidden-pods"]
+        kube.write_state(state)
+        sections = stack.sections(kubernetes={"api_url": kube.url, "namespace": "studio"},
+                                  http={"user_agent": "curl/8.5.0"})
+        sections["app"]["latency_warn_s"] = 30          # a loaded CI machine is not a slow app
+        report = engine.diagnose(make_profile(sections, timeout=8), "python-error")
+    finally:
+        kube.stop()
+    results = {r.id: r for r in report.results}
+    assert results["app.login_page"].status is Status.WARN, results["app.login_page"].summary
+    assert results["kubernetes.pods_crashing"].status is Status.ERROR
+    assert not [r.id for r in report.results if r.status is Status.FAIL]
+    assert report.likely_cause is None
+    [note] = report.notes
+    assert "Could not check: kubernetes (kubernetes.pods_crashing: forbidden" in note
+    assert "Warnings that do not explain this symptom: app (app.login_page)" in note

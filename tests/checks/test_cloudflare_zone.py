@@ -175,3 +175,91 @@ def test_rules_expression_evaluator():
     assert not matches('http.request.uri.path strict wildcard "/CONTENT/*"', f)
     with pytest.raises(Undecidable):
         matches('ip.src in {1.2.3.4}', f)
+
+
+def _cache_ruleset(cf, **flags):
+    state = cf.read_state()
+    ruleset = state["zones"][0]["rulesets"]["http_request_cache_settings"]
+    ruleset.update(flags)
+    cf.write_state(state)
+    return state
+
+
+def test_entrypoint_answered_as_a_list_is_read_not_crashed(cf, make_profile):
+    """Before: `'list' object has no attribute 'rules'` (check crashed)."""
+    _cache_ruleset(cf, answer_as_list=True)
+    r = run(make_profile, cf)[CACHE_RULES]
+    assert r.status is Status.OK, r.summary
+    assert "never cache channel databases" in r.summary
+
+
+def test_rules_in_a_zone_ruleset_without_entrypoint_are_found_through_the_paginated_list(cf, make_profile):
+    state = _cache_ruleset(cf, entrypoint=False)
+    zone = state["zones"][0]
+    for i in range(3):  # rulesets of other phases are listed too and must be ignored
+        zone["rulesets"][f"phase_{i}"] = {"id": f"other{i}", "name": "x", "kind": "zone", "phase": f"http_phase_{i}",
+                                          "rules": []}
+    cf.write_state(state)
+    r = run(make_profile, cf)[CACHE_RULES]
+    assert r.status is Status.OK, r.summary
+    assert r.evidence["found_in"] == "zone rulesets"
+    cf.set_cache_rule(cache_databases=True)
+    assert run(make_profile, cf)[CACHE_RULES].status is Status.FAIL
+
+
+def test_ruleset_list_pagination_follows_the_cursor():
+    from studiodoctor.lab.cloudflare_api import default_state, handle
+
+    state = default_state("localtest", HOSTS, "t")
+    zone = state["zones"][0]
+    for i in range(60):
+        zone["rulesets"][f"p{i}"] = {"id": f"x{i}", "name": "x", "kind": "zone", "phase": f"p{i}", "rules": []}
+    code, first = handle(state, "GET", f"/client/v4/zones/{zone['id']}/rulesets", {}, "Bearer t")
+    assert code == 200 and len(first["result"]) == 50 and first["result_info"]["cursor"] == "50"
+    assert "rules" not in first["result"][0]
+
+
+def test_empty_entrypoint_ruleset_is_no_rules(cf, make_profile):
+    state = cf.read_state()
+    state["zones"][0]["rulesets"]["http_request_cache_settings"]["rules"] = []
+    cf.write_state(state)
+    r = run(make_profile, cf)[CACHE_RULES]
+    assert r.status is Status.WARN and "no cache rules" in r.summary
+
+
+def test_an_answer_that_is_not_a_ruleset_is_an_error_naming_it(make_profile):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Odd(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if "/zones?" in self.path or self.path.endswith("/zones"):
+                body = {"success": True, "errors": [], "messages": [], "result": [
+                    {"id": "z1", "name": "localtest", "status": "active", "paused": False, "name_servers": []}],
+                    "result_info": {"page": 1, "per_page": 20, "count": 1, "total_count": 1}}
+            else:
+                body = {"success": True, "errors": [], "messages": [], "result": "rules live elsewhere"}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        profile = make_profile({"cloudflare": {"api_url": f"http://127.0.0.1:{server.server_port}/client/v4",
+                                               "api_token": "t", "zone": "localtest"},
+                                "dns": {"hostnames": HOSTS}}, timeout=5)
+        res = {r.id: r for r in engine.check(profile, check_ids=[ZONE, CACHE_RULES]).results}
+    finally:
+        server.shutdown()
+        server.server_close()
+    r = res[CACHE_RULES]
+    assert r.status is Status.ERROR and r.reason == Reason.UNEXPECTED.value, r.summary
+    assert "crashed" not in r.summary and "`result` is str" in r.summary

@@ -172,3 +172,24 @@ def test_unreadable_ns_answer_is_an_error_not_a_broken_delegation(make_profile):
         sock.close()
     assert r.status is Status.ERROR, r.summary
     assert r.evidence["answers"][resolver]["outcome"] == "error"
+
+
+def test_delegation_without_dns_zone_uses_cloudflare_zone(dns_pair, make_profile):
+    """Before: skipped ("dns.zone is not set"), a key outside DESIGN's contract."""
+    a, _ = dns_pair
+    profile = make_profile({"dns": {"query_timeout": 0.6, "hostnames": ["studio.localtest"], "resolvers": [a.resolver]},
+                            "cloudflare": {"zone": "localtest"}}, timeout=5)
+    r = engine.check(profile, check_ids=[DELEGATION]).results[0]
+    assert r.status is Status.OK, r.summary
+    assert r.evidence["zone"] == "localtest" and r.evidence["zone_from"] == "from cloudflare.zone"
+
+
+def test_delegation_with_no_zone_at_all_finds_it_from_the_hostnames(dns_pair, make_profile):
+    a, _ = dns_pair
+    profile = make_profile({"dns": {"query_timeout": 0.6, "resolvers": [a.resolver]}}, timeout=5,
+                           public_urls=["https://www.studio.localtest/"])
+    assert profile.derived["dns.zone"].startswith("derived from dns.hostnames")
+    r = engine.check(profile, check_ids=[DELEGATION]).results[0]
+    assert r.status is Status.OK, r.summary
+    assert r.evidence["zone"] == "localtest"  # not the guess "studio.localtest": the closest name with NS
+    assert r.evidence["zone_from"].startswith("found from www.studio.localtest")

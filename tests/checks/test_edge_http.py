@@ -4,6 +4,7 @@ proxy_cache and CloudFlare's headers, in front of a small origin."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +19,7 @@ from studiodoctor.model import Reason, Status
 from studiodoctor.registry import default_registry
 
 HOST = "studio.localtest"
+CHANNEL = "0c3f6a3b9d0a4f7e8a2b1c9d8e7f6a5b"
 EDGE_IDS = [HTTPS_REDIRECT, CERTIFICATE, PROXIED, ERROR_PAGES, CACHE_STATUS, DATABASES_NOT_CACHED]
 _names = itertools.count()
 
@@ -26,6 +28,7 @@ class Origin(BaseHTTPRequestHandler):
     """Studio's origin as the edge sees it: storage immutable, databases private, a 502 page on demand."""
 
     protocol_version = "HTTP/1.1"
+    channels: list = []          # what the public channels API lists
 
     def do_GET(self):
         status, headers, body = 200, {"Content-Type": "text/html"}, b"<html>studio</html>"
@@ -36,6 +39,12 @@ class Origin(BaseHTTPRequestHandler):
             headers = {"Cache-Control": "private", "Content-Type": "application/octet-stream"}
         elif self.path.startswith("/static/"):
             headers = {"Content-Type": "application/javascript"}
+        elif self.path.startswith("/with-assets/"):
+            body = (b'<html><head><script src="/static/js/main.3f9c2e.js"></script>'
+                    b'<link rel="icon" href="https://cdn.example/x.ico"></head></html>')
+        elif self.path.startswith("/api/public/v1/channels"):
+            headers = {"Content-Type": "application/json"}
+            body = json.dumps(Origin.channels).encode()
         elif self.path.startswith("/bad-gateway"):
             status, body = 502, b"<html><head><title>502 Bad Gateway</title></head><center>nginx</center></html>"
         self.send_response(status)
@@ -180,12 +189,32 @@ def test_edge_unreachable(make_profile):
         assert r.status is Status.FAIL and r.reason == Reason.UNREACHABLE.value, r.summary
 
 
-def test_samples_not_configured_skip(edge, make_profile):
+def test_no_sample_configured_or_found_is_an_error_naming_the_keys(edge, make_profile):
     report = engine.check(make_profile({"http": edge.profile()["http"]}, timeout=5,
                                        public_urls=[f"https://{HOST}/"]), check_ids=[CACHE_STATUS, DATABASES_NOT_CACHED])
     res = {r.id: r for r in report.results}
-    assert res[DATABASES_NOT_CACHED].status is Status.SKIP and "cloudflare.databases_sample" in res[DATABASES_NOT_CACHED].summary
-    assert res[CACHE_STATUS].status is Status.SKIP and "cloudflare.static_path" in res[CACHE_STATUS].summary
+    db, cache = res[DATABASES_NOT_CACHED], res[CACHE_STATUS]
+    assert db.status is Status.ERROR and "cloudflare.databases_sample" in db.summary, db.summary
+    assert cache.status is Status.ERROR and "cloudflare.static_path" in cache.summary, cache.summary
+
+
+def test_samples_are_discovered_from_the_live_site(edge, make_profile):
+    """Before: skipped unless cloudflare.static_path / databases_sample named a file of our own lab."""
+    Origin.channels = [{"id": "not-a-channel-id"}, {"id": CHANNEL, "name": "Math"}]
+    try:
+        report = engine.check(make_profile({"http": edge.profile()["http"]}, timeout=8,
+                                           public_urls=[f"https://{HOST}/with-assets/"]),
+                              check_ids=[CACHE_STATUS, DATABASES_NOT_CACHED])
+    finally:
+        Origin.channels = []
+    res = {r.id: r for r in report.results}
+    cache, db = res[CACHE_STATUS], res[DATABASES_NOT_CACHED]
+    assert cache.status is Status.OK, cache.summary
+    assert cache.evidence["samples"]["static"]["url"].endswith("/static/js/main.3f9c2e.js")
+    assert cache.evidence["samples"]["static"]["source"].startswith("referenced by")
+    assert db.status is Status.OK, db.summary
+    assert db.evidence["url"].endswith(f"/content/databases/{CHANNEL}.sqlite3")
+    assert db.evidence["source"].startswith("first public channel")
 
 
 # ---- the whole edge lab: diagnose names the right cause for each fault -------------------------------

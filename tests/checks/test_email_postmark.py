@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from checks.email_postmark import BOUNCES, DELIVERIES, SMTP, STATUS, STREAM, TOKEN
+from checks.email_postmark import BOUNCES, DELIVERIES, KEY_ENV, SMTP, STATUS, STREAM, TOKEN
 from studiodoctor import engine
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.lab.postmark_api import PostmarkAPI
@@ -190,3 +190,64 @@ def test_relay_without_starttls_fails(pm, recording_smtp, make_profile):
     port, ca_file, _ = recording_smtp(starttls=False)
     r = run(make_profile, pm, smtp_host="127.0.0.1", smtp_port=port, ca_file=ca_file)[1][SMTP]
     assert r.status is Status.FAIL and "does not offer STARTTLS" in r.summary
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    from studiodoctor.lab.kube_api import KubeAPIServer
+
+    server = KubeAPIServer(tmp_path_factory.mktemp("kube-email"), hostnames=["studio.localtest"]).start()
+    yield server
+    server.stop()
+
+
+def _app_env(kube, env):
+    state = kube.read_state()
+    for dep in state["namespaces"]["studio"]["deployments"]:
+        if dep["metadata"]["name"] == "master-studio":
+            dep["spec"]["template"]["spec"]["containers"][0]["env"] = env
+    kube.write_state(state)
+
+
+def run_key_env(make_profile, kube):
+    profile = make_profile({"kubernetes": {**kube.profile()["kubernetes"], "app_deployment": "master-studio"}},
+                           timeout=5)
+    return {r.id: r for r in engine.check(profile, check_ids=[KEY_ENV], timeout=5).results}[KEY_ENV]
+
+
+def test_app_key_env_from_secret_missing_or_literal(kube, make_profile):
+    original = kube.read_state()
+    try:
+        r = run_key_env(make_profile, kube)
+        assert r.status is Status.OK and r.evidence["from"] == "secret master-studio key postmark-api-key"
+        _app_env(kube, [{"name": "BRANCH_ENVIRONMENT", "value": "master"}])
+        r = run_key_env(make_profile, kube)
+        assert r.status is Status.FAIL and "EMAIL_CREDENTIALS_POSTMARK_API_KEY is not set" in r.summary
+        _app_env(kube, [{"name": "EMAIL_CREDENTIALS_POSTMARK_API_KEY", "value": "pm-literal-key-123"}])
+        r = run_key_env(make_profile, kube)
+        assert r.status is Status.WARN and "pm-literal-key-123" not in str(r.to_dict())
+    finally:
+        kube.write_state(original)
+
+
+def test_app_key_env_skipped_without_kubernetes(make_profile, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    r = {x.id: x for x in engine.check(make_profile({}, timeout=5), check_ids=[KEY_ENV]).results}[KEY_ENV]
+    assert r.status is Status.SKIP and "Kubernetes is not configured" in r.summary
+
+
+def test_smtp_greeting_that_never_comes_is_bounded(pm, make_profile):
+    """A relay that accepts TCP and never greets: a timeout inside the check's deadline, not a hang."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    try:
+        t0 = time.monotonic()
+        r = run(make_profile, pm, timeout=1.5, smtp_host="127.0.0.1", smtp_port=srv.getsockname()[1])[1][SMTP]
+        assert time.monotonic() - t0 < 4
+        assert r.status is Status.FAIL and r.reason == Reason.TIMEOUT.value
+    finally:
+        srv.close()

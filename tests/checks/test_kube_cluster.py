@@ -109,8 +109,22 @@ def test_deployment_unavailable_and_rollout_stuck(run):
     ready = res[kc.PODS_READY]
     assert ready.status is Status.FAIL
     assert "readiness probe failing" in ready.evidence["not_ready"][0]["why"][0]
-    assert res[kc.EVENTS].evidence["by_reason"]["Unhealthy"]["count"] == 3 * 140
-    assert res[kc.PODS_CRASHING].status is Status.OK
+    # the logs command names the container that is not ready, read from the pod (not a fixed "app")
+    assert any(f"logs {ready.evidence['not_ready'][0]['pod']} -c app " in c.text for c in ready.commands)
+
+
+def test_logs_command_names_the_not_ready_container_not_a_fixed_app(run, cluster):
+    """Before: `kubectl logs POD -c app` whatever the pod's containers were called."""
+    state = K.studio_state(hostnames=(HOST,), frontend=1)
+    fe = state["namespaces"]["studio"]["pods"][0]
+    for c in fe["spec"]["containers"] + fe["status"]["containerStatuses"]:
+        c["name"] = {"app": "django", "nginx-proxy": "web"}[c["name"]]
+    fe["status"]["containerStatuses"][1]["ready"] = False
+    K._set_ready(fe, False)
+    cluster.write_state(state)
+    ready = run()[kc.PODS_READY]
+    assert ready.status is Status.FAIL, ready.summary
+    assert any(f"logs {fe['metadata']['name']} -c web " in c.text for c in ready.commands), ready.commands
 
 
 def test_image_pull_backoff(run):
@@ -295,3 +309,117 @@ def test_metrics_api_with_no_usage_for_our_pods_is_an_error(run, cluster):
     mem = run()[kc.MEMORY]
     assert mem.status is Status.ERROR, mem.summary
     assert "no memory usage for any of the 5 pods in studio" in mem.summary
+
+
+POD_CHECKS = (kc.PODS_READY, kc.PODS_CRASHING, kc.PODS_OOMKILLED, kc.PODS_RESTARTS, kc.PODS_PENDING, kc.MEMORY)
+
+
+def test_wrong_namespace_is_an_error_naming_the_key_never_ok_among_0_pods(run):
+    """Before: ok "no container crash-looping among 0 pods" (and a warn for pods_ready)."""
+    res = run(kubernetes={"namespace": "nowhere"})
+    for cid in POD_CHECKS:
+        r = res[cid]
+        assert r.status is Status.ERROR, (cid, r.summary)
+        assert "no pods in namespace nowhere" in r.summary and "kubernetes.namespace" in r.summary
+        assert "among 0" not in r.summary
+
+
+def test_wrong_selector_is_an_error_naming_the_selector(run):
+    res = run(kubernetes={"app_selector": "tier=web"})
+    for cid in POD_CHECKS:
+        assert res[cid].status is Status.ERROR and "kubernetes.app_selector" in res[cid].summary, cid
+    assert run(kubernetes={"app_selector": "tier=frontend"})[kc.PODS_CRASHING].status is Status.OK
+
+
+def test_ingress_nginx_controller_pods_are_found_by_what_they_run(run, cluster):
+    cluster.write_state(K.studio_state(hostnames=(HOST,), ingress_class_name="nginx"))
+    res = run()
+    pods = res[kc.INGRESS_PODS]
+    assert pods.status is Status.OK, pods.summary
+    assert pods.evidence["controllers"]["ingress-nginx"]["namespaces"] == ["ingress-nginx"]
+    assert "Traefik" not in pods.evidence["controllers"]  # the idle Traefik in kube-system routes nothing
+
+
+def test_ingress_controller_crashing_fails_the_ingress_pods_check(run, cluster):
+    state = K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")
+    controller = state["namespaces"]["ingress-nginx"]["pods"][0]
+    K._crash(controller, "controller")
+    cluster.write_state(state)
+    pods = run()[kc.INGRESS_PODS]
+    assert pods.status is Status.FAIL and "ingress-nginx" in pods.summary and "CrashLoopBackOff" in pods.summary
+
+
+def test_ingress_in_another_namespace_is_found_cluster_wide(run, cluster):
+    state = K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")
+    ing = state["namespaces"]["studio"]["ingresses"].pop()
+    ing["metadata"]["namespace"] = "edge"
+    state["namespaces"]["edge"] = {"pods": [], "deployments": [], "events": [], "ingresses": [ing]}
+    cluster.write_state(state)
+    r = run()[kc.INGRESS_CONTROLLER]
+    assert r.status is Status.OK, r.summary
+    assert r.evidence["routes"][HOST][0]["ingress"] == "edge/master-studio"
+
+
+def test_controller_pods_not_readable_anywhere_is_an_error_not_ok(run, cluster):
+    state = K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")
+    state["deny"] = [{"verb": "list", "resource": "pods", "group": "", "namespace": ns}
+                     for ns in ("", "ingress-nginx")]
+    cluster.write_state(state)
+    r = run()[kc.INGRESS_PODS]
+    assert r.status is Status.ERROR and r.reason == Reason.NOT_CONFIGURED.value, r.summary
+    assert "cannot tell where ingress-nginx runs" in r.summary
+
+
+@pytest.mark.parametrize("data, words", [
+    ([{"metadata": {"name": "x"}}], "a JSON list, not a List object"),
+    ({"kind": "PodList", "items": {"x": 1}}, "`items` is a dict"),
+    ({"kind": "PodList", "items": ["pod-a", "pod-b"]}, "2 of 2 items are not objects"),
+    ({"kind": "Status", "message": "too old resource version"}, "a Status instead of a list"),
+])
+def test_list_answers_of_an_undocumented_shape_are_named(data, words):
+    with pytest.raises(kc.UnexpectedAnswer, match=words.replace("(", r"\(").replace("`", "`")):
+        kc.list_items(data)
+
+
+def test_empty_and_null_items_are_an_empty_list():
+    assert kc.list_items({"kind": "PodList", "items": None}) == []
+    assert kc.list_items({"kind": "PodList", "metadata": {}}) == []
+
+
+def test_pods_that_are_not_objects_are_an_error_not_a_crash(run, cluster):
+    state = cluster.read_state()
+    state["namespaces"]["studio"]["pods"] = ["master-studio-1", "master-studio-2"]
+    cluster.write_state(state)
+    res = run()
+    for cid in POD_CHECKS:
+        r = res[cid]
+        assert r.status is Status.ERROR and "crashed" not in r.summary, (cid, r.summary)
+        assert "items are not objects" in r.summary
+
+
+def test_runbook_commands_use_the_deployments_found_by_what_they_run(run, cluster, make_profile):
+    """Before: `deploy/studio-studio`, `-l tier=frontend`, `-c app` whatever the cluster called them."""
+    from studiodoctor.symptoms import load_catalogue, render_command, template_values
+
+    state = K.studio_state(hostnames=(HOST,), frontend=1, workers=1)
+    ns = state["namespaces"]["studio"]
+    rename = {"master-studio": "web", "master-studio-workers": "jobs"}
+    for d in ns["deployments"]:
+        d["metadata"]["name"] = rename[d["metadata"]["name"]]
+        tier = d["spec"]["selector"]["matchLabels"].pop("tier")
+        d["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/component": tier}
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            c["name"] = {"app": "django", "nginx-proxy": "proxy", "worker": "celery"}[c["name"]]
+    cluster.write_state(state)
+    res = run()
+    roles = res[kc.DEPLOYMENTS].evidence["roles"]
+    assert roles["app"] == {"deployment": "web", "selector": "app.kubernetes.io/component=frontend",
+                            "container": "django", "nginx_container": "proxy"}
+    assert roles["workers"]["deployment"] == "jobs"
+    values = template_values(make_profile({"kubernetes": {"namespace": "studio"}}), list(res.values()))
+    texts = [render_command(c, values).text for layer in ("nginx", "celery", "app")
+             for c in load_catalogue().layer_commands(layer)]
+    assert any("exec deploy/web -c proxy -- nginx -T" in t for t in texts)
+    assert any("logs -l app.kubernetes.io/component=frontend -c django" in t for t in texts)
+    assert any("exec deploy/jobs -- celery" in t for t in texts)
+    assert not any("tier=" in t or "studio-studio" in t for t in texts)

@@ -99,3 +99,13 @@ def test_stand_in_refuses_mutations():
     state = {"api_key": "k", "account_id": 1}
     status, body = handle(state, "POST", "/graphql", {}, {"api-key": "k"}, {"query": "mutation { x }"})
     assert body["errors"]
+
+
+def test_http_403_is_a_forbidden_error(nr, make_profile):
+    from pytest_httpserver import HTTPServer
+
+    with HTTPServer(host="127.0.0.1") as srv:
+        srv.expect_request("/graphql", method="POST").respond_with_json(
+            {"errors": [{"message": "Forbidden"}]}, status=403)
+        r = run(make_profile, nr, api_url=srv.url_for("/graphql"))[1][APP]
+    assert r.status is Status.ERROR and r.reason == Reason.FORBIDDEN.value and "access to the account" in r.summary

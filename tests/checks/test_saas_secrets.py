@@ -80,6 +80,10 @@ def test_tokens_never_printed_healthy(stand_ins, env, tmp_path, capsys):
     text = _all_outputs(capsys, _config(tmp_path, sentry, nr, pm))
     assert "server Studio (Live) accepted our token" in text  # the checks did run
     _assert_clean(text)
+    main(["config", "show", "--config", _config(tmp_path, sentry, nr, pm)])
+    out, err = capsys.readouterr()
+    assert "auth_token" in out and "server_token" in out and "api_key" in out
+    _assert_clean(out + err)
 
 
 def test_tokens_never_printed_when_rejected(stand_ins, env, tmp_path, capsys):

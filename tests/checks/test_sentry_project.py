@@ -150,3 +150,29 @@ def test_refused_is_unreachable(make_profile, sentry):
 def test_stand_in_refuses_writes():
     status, body = handle({"token": "t"}, "POST", "/api/0/projects/o/p/", {}, {"authorization": "Bearer t"})
     assert status == 405
+
+
+def test_spike_while_postgres_is_down_names_postgres(sentry, make_profile, monkeypatch, tmp_path):
+    """The new issue is real, but with PostgreSQL unreachable it is the consequence: diagnose names postgres."""
+    from studiodoctor.lab.launcher import free_port
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    sentry.error_spike()
+    profile = make_profile({"sentry": sentry.profile()["sentry"],
+                            "postgres": {"dsn": f"postgresql://u:p@127.0.0.1:{free_port()}/db"}}, timeout=5)
+    report = engine.diagnose(profile, "python-error")
+    assert {r.id: r.status for r in report.results}[NEW_ISSUES] is Status.FAIL
+    assert report.likely_cause["layer"] == "postgres", report.likely_cause
+
+
+def test_new_issue_outside_the_top_25_is_still_found(sentry, make_profile):
+    """30 busy old issues fill the freq page; a new issue with 12 events is found by the firstSeen:-1h query."""
+    def edit(s):
+        s["issues"] = [dict(s["issues"][0], id=f"41000010{i:02d}", shortId=f"STUDIO-O{i}", hourly=[40] * 24)
+                       for i in range(30)]
+        s["issues"].append({"id": "4100000777", "shortId": "STUDIO-NEW", "level": "error", "title": "KeyError: 'x'",
+                            "culprit": "contentcuration.views in x", "first_seen_min": 20, "last_seen_min": 1,
+                            "hourly": [0] * 23 + [12], "firstRelease": "v2026.11.20"})
+    sentry.edit(edit)
+    r = run(make_profile, sentry)[1][NEW_ISSUES]
+    assert r.status is Status.FAIL and "STUDIO-NEW" in r.summary

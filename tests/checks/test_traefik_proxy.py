@@ -59,7 +59,7 @@ def run(traefik, kube, make_profile):
     """Apply faults (Traefik's and the cluster's), run the traefik layer, clear them afterwards."""
     applied = []
 
-    def go(*faults, traefik_section=None, kube_faults=(), layers=("traefik",)):
+    def go(*faults, traefik_section=None, kube_faults=(), layers=("traefik",), kube_section=None):
         for f in faults:
             traefik.set_fault(f)
             applied.append(f)
@@ -70,7 +70,7 @@ def run(traefik, kube, make_profile):
         kube.path.write_text(json.dumps(state))
         prof = traefik.profile()
         prof["traefik"].update(traefik_section or {})
-        prof["kubernetes"] = {"api_url": f"http://127.0.0.1:{kube.server_address[1]}"}
+        prof["kubernetes"] = {"api_url": f"http://127.0.0.1:{kube.server_address[1]}", **(kube_section or {})}
         profile = make_profile(prof, timeout=8)
         return {r.id: r for r in engine.check(profile, layers=list(layers)).results}
 
@@ -175,17 +175,41 @@ def test_traefik_pod_oomkilled(run):
 
 def test_traefik_pods_forbidden_is_an_error(run, kube):
     state = json.loads(kube.path.read_text())
-    state["deny"] = [{"verb": "list", "resource": "pods", "group": "", "namespace": "kube-system"}]
+    state["deny"] = [{"verb": "list", "resource": "pods", "group": "", "namespace": "kube-system"},
+                     {"verb": "list", "resource": "pods", "group": "", "namespace": ""}]
     kube.path.write_text(json.dumps(state))
     try:
         res = run()
+        told = run(kube_section={"traefik_namespace": "kube-system"})
     finally:
         state["deny"] = []
         kube.path.write_text(json.dumps(state))
-    p = res[tp.PODS]
+    p = res[tp.PODS]  # neither cluster-wide nor kube-system readable: cannot tell, never "no Traefik"
+    assert p.status is Status.ERROR and p.reason == Reason.FORBIDDEN.value, p.summary
+    assert "cannot tell where Traefik runs" in p.summary and "kube-system: forbidden" in p.summary
+    p = told[tp.PODS]
     assert p.status is Status.ERROR and p.reason == Reason.FORBIDDEN.value
     assert p.summary.startswith("cannot list pods in namespace kube-system: forbidden (grant Role in namespace "
                                 "kube-system")
+
+
+def test_traefik_checks_are_not_applicable_where_ingress_nginx_routes_the_host(run, kube):
+    """DESIGN: Studio moved to ingress-nginx; on such a cluster the traefik checks skip, never fail/error."""
+    saved = kube.path.read_text()
+    kube.path.write_text(json.dumps(K.studio_state(hostnames=(HOST,), ingress_class_name="nginx")))
+    try:
+        res = run(traefik_section={"hostnames": [HOST]})
+    finally:
+        kube.path.write_text(saved)
+    for cid in (tp.API, tp.PODS):
+        r = res[cid]
+        assert r.status is Status.SKIP and r.reason == Reason.NOT_APPLICABLE.value, (cid, r.summary)
+        assert r.summary == f"not applicable: ingress-nginx routes {HOST}"
+    # the origin's certificate is checked whichever controller serves traefik.entrypoint
+    assert res[tp.CERTIFICATES].status is Status.OK, res[tp.CERTIFICATES].summary
+    assert all(r.status is Status.SKIP for cid, r in res.items()
+               if cid.startswith("traefik.") and cid != tp.CERTIFICATES), res
+    assert run(traefik_section={"hostnames": [HOST]})[tp.API].status is Status.OK  # Traefik routes it again
 
 
 def test_unreachable_api_and_entrypoint(make_profile):
@@ -231,3 +255,56 @@ def test_unreachable_api_hint_names_the_profiles_namespace_and_context(make_prof
     forward = "kubectl --context gke_studio -n traefik-system port-forward deploy/traefik 9000:9000"
     assert forward in r.hint and "kube-system" not in r.hint
     assert [c.text for c in r.commands] == [forward]
+
+
+@pytest.mark.parametrize("routers, words", [
+    ({"studio": {"rule": "Host(`studio.localtest`)"}}, "answered dict"),   # a map instead of the list
+    (["Host(`studio.localtest`)"], "a list of non-objects"),
+])
+def test_router_list_of_an_unexpected_shape_is_an_error_naming_it(make_profile, routers, words):
+    """Before: `'str' object has no attribute 'get'` (check crashed)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = {"Version": "3.7.15"} if self.path.startswith("/api/version") else routers
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        profile = make_profile({"traefik": {"api_url": f"http://127.0.0.1:{server.server_port}"},
+                                "dns": {"hostnames": [HOST]}}, timeout=5)
+        r = engine.check(profile, check_ids=[tp.ROUTERS]).results[-1]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.id == tp.ROUTERS and r.status is Status.ERROR and r.reason == Reason.UNEXPECTED.value, r.summary
+    assert words in r.summary and "crashed" not in r.summary
+
+
+def test_a_kubernetes_api_that_never_answers_does_not_cost_traefik_its_verdict(run, make_profile, traefik):
+    """The ingress-controller lookup is bounded: a blackholed Kubernetes API leaves the traefik checks
+    to run (and pass) within their deadline."""
+    import socket
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)  # accepts, never answers
+    try:
+        prof = traefik.profile()
+        prof["kubernetes"] = {"api_url": f"http://127.0.0.1:{hole.getsockname()[1]}"}
+        res = {r.id: r for r in engine.check(make_profile(prof, timeout=8), check_ids=[tp.API, tp.ROUTERS]).results}
+    finally:
+        hole.close()
+    assert res[tp.API].status is Status.OK, res[tp.API].summary
+    assert res[tp.ROUTERS].status is Status.OK, res[tp.ROUTERS].summary

@@ -104,3 +104,54 @@ def test_a_run_imports_only_the_sdks_of_the_layers_it_runs(tmp_path):
             "print('RC', rc, [m for m in %r if m in sys.modules])" % (str(config), HEAVY))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip().splitlines()[-1] == "RC 2 ['redis']"
+
+
+def test_config_show_masks_basic_auth_credentials(capsys, config_file, monkeypatch):
+    """traefik.api_auth is "user:password": before, printed in clear even from ${VAR}."""
+    monkeypatch.setenv("TRAEFIK_AUTH", "doctor:s3cret-pw-77")
+    config_file('[profiles.production.traefik]\napi_auth = "${TRAEFIK_AUTH}"\n'
+                '[profiles.production.traefik.extra]\nbasic_auth = "ops:inline-pw-99"\n')
+    for fmt in ("table", "json"):
+        code, out, err = cli(capsys, "config", "show", "--format", fmt)
+        assert code == 0
+        assert "s3cret-pw-77" not in out and "inline-pw-99" not in out
+        assert "api_auth" in out
+
+
+def test_basic_auth_value_and_its_header_form_are_secrets():
+    import base64
+
+    from studiodoctor.secrets import Redactor, secrets_in_value
+
+    found = secrets_in_value("api_auth", "doctor:s3cret-pw-77")
+    assert "s3cret-pw-77" in found
+    header = base64.b64encode(b"doctor:s3cret-pw-77").decode()
+    assert header in found
+    assert header not in Redactor(found).text(f"sent Authorization {header}")
+
+
+def test_permissions_check_declares_it_creates_access_reviews():
+    from studiodoctor.model import EPHEMERAL_WRITE
+    from studiodoctor.registry import default_registry
+
+    chk = default_registry.load_plugins().get("kubernetes.permissions")
+    assert chk.safety == EPHEMERAL_WRITE
+    assert any("create selfsubjectaccessreviews" in p for p in chk.permissions)
+
+
+def test_no_context_flag_bypasses_the_read_only_method_guard():
+    from types import SimpleNamespace
+
+    from studiodoctor import httpprobe
+
+    ctx = SimpleNamespace(allow_unsafe_methods=True, section=lambda name: {}, timeout=lambda cap=None: 1.0)
+    with pytest.raises(ValueError, match="not a read-only method"):
+        httpprobe.request(ctx, "POST", "http://127.0.0.1:9/")
+
+
+def test_config_show_says_which_value_each_fallback_used(capsys, config_file):
+    config_file('[profiles.production.cloudflare]\nzone = "example.org"\n')
+    code, out, _ = cli(capsys, "config", "show")
+    assert code == 0 and 'zone = "example.org"  # fallback: from cloudflare.zone' in out
+    code, out, _ = cli(capsys, "config", "show", "--format", "json")
+    assert json.loads(out)["derived"]["dns.zone"] == {"value": "example.org", "from": "from cloudflare.zone"}

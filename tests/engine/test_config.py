@@ -67,3 +67,30 @@ def test_unknown_profile_lists_known_ones(tmp_path):
     path = write(tmp_path, "[profiles.mine]\n")
     with pytest.raises(ConfigError, match=r"unknown profile 'nope' \(known: .*mine.*production"):
         load_profile("nope", str(path), env={})
+
+
+def test_fallbacks_fill_needed_keys_from_the_contract_and_say_so(tmp_path):
+    path = write(tmp_path, '[profiles.p]\npublic_urls = ["https://studio.example.org/"]\n'
+                           '[profiles.p.cloudflare]\nzone = "example.org"\n'
+                           '[profiles.p.redis]\nurl = "redis://10.0.0.5:6379/0"\n')
+    prof = load_profile("p", str(path), env={})
+    assert prof.value("dns.hostnames") == ["studio.example.org"]
+    assert prof.value("dns.zone") == "example.org"
+    assert prof.value("celery.broker_url") == "redis://10.0.0.5:6379/0"
+    assert prof.derived == {"dns.hostnames": "from public_urls", "dns.zone": "from cloudflare.zone",
+                            "celery.broker_url": "from redis.url"}
+
+
+def test_zone_derived_from_hostnames_when_no_zone_is_given(tmp_path):
+    path = write(tmp_path, '[profiles.p.dns]\nhostnames = ["hotfixes.studio.example.org"]\n')
+    prof = load_profile("p", str(path), env={})
+    assert prof.value("dns.zone") == prof.value("cloudflare.zone") == "example.org"
+    assert prof.derived["cloudflare.zone"].startswith("derived from dns.hostnames")
+
+
+def test_explicit_values_are_never_overridden(tmp_path):
+    path = write(tmp_path, '[profiles.p.dns]\nhostnames = ["a.example.org"]\nzone = "example.org"\n'
+                           '[profiles.p.cloudflare]\nzone = "other.org"\n')
+    prof = load_profile("p", str(path), env={})
+    assert prof.value("dns.zone") == "example.org" and prof.value("cloudflare.zone") == "other.org"
+    assert prof.derived == {}

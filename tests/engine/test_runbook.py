@@ -3,7 +3,7 @@
 import pytest
 
 from studiodoctor import engine
-from studiodoctor.model import error, fail, ok, warn
+from studiodoctor.model import Reason, error, fail, ok, warn
 from studiodoctor.registry import Registry
 
 
@@ -92,3 +92,42 @@ def test_diagnose_runs_only_the_walk_and_its_dependencies(make_profile):
     reg.check("other.up", title="elsewhere")(lambda ctx: pytest.fail("a layer outside the walk ran"))
     report = run(make_profile, reg, ["web"])
     assert [r.id for r in report.results] == ["base.reachable", "web.up"]
+
+
+def walk_steps(make_profile, reg, steps):
+    prof = make_profile()
+    prof.symptoms = {"walk": {"steps": steps}}
+    return engine.diagnose(prof, "walk", registry=reg)
+
+
+# --- warns: never the likely cause unless the catalogue says so ------------------------------------
+
+def test_a_cosmetic_warn_is_not_the_likely_cause(make_profile):
+    reg = Registry()
+    reg.check("kube.pods", title="pods")(lambda ctx: error("pods are forbidden", reason=Reason.FORBIDDEN))
+    reg.check("web.login", title="login")(lambda ctx: warn("unsupported-browser page"))
+    reg.check("db.up", title="db")(lambda ctx: ok("fine"))
+    report = walk_steps(make_profile, reg, [{"layer": "kube", "why": "k"}, {"layer": "web", "why": "w"},
+                                          {"layer": "db", "why": "d"}])
+    assert report.likely_cause is None
+    assert report.notes == ["Nothing failed. Ruled out: db. Could not check: kube (kube.pods: forbidden). "
+                            "Warnings that do not explain this symptom: web (web.login)."]
+
+
+def test_a_warn_the_catalogue_says_explains_the_symptom_is_named(make_profile):
+    reg = Registry()
+    reg.check("web.login", title="login")(lambda ctx: warn("unsupported-browser page"))
+    reg.check("web.latency", title="latency")(lambda ctx: warn("3.0 s, above 2 s"))
+    report = walk_steps(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]}])
+    assert report.likely_cause["check"] == "web.latency"
+    assert report.likely_cause["status"] == "warn"
+    assert "explains `walk`" in report.likely_cause["because"]
+
+
+def test_a_failure_wins_over_a_warn_that_explains(make_profile):
+    reg = Registry()
+    reg.check("web.latency", title="latency")(lambda ctx: warn("3.0 s"))
+    reg.check("db.up", title="db")(lambda ctx: fail("refused"))
+    report = walk_steps(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]},
+                                          {"layer": "db", "why": "d"}])
+    assert report.likely_cause["check"] == "db.up"

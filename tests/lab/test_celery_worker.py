@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from studiodoctor.lab.celery_worker import CeleryWorker
 from studiodoctor.lab.launcher import Launcher
+from studiodoctor.lab.redis_server import RedisServer
 
 
-def test_clog_then_drain_empties_the_queue(redis_server):
-    w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0)).start()
+@pytest.fixture(params=["resp3", "resp2-only"])
+def broker(lab_root, request):
+    """The lab's Redis, and one without HELLO (like Redis < 6, the other lab variant's)."""
+    server = RedisServer(lab_root / f"broker-{request.param}",
+                         disable_commands=("HELLO",) if request.param == "resp2-only" else ()).start()
+    yield server
+    server.stop()
+
+
+def test_clog_then_drain_empties_the_queue(broker):
+    redis_server = broker
+    w = CeleryWorker(redis_server.dir.parent / f"worker-{redis_server.port}", broker_url=redis_server.url(0)).start()
     try:
         assert w.alive()
         w.clog(50, hold=60)

@@ -6,19 +6,21 @@ from studiodoctor import engine
 from studiodoctor.cli import main
 from studiodoctor.config import load_profile
 from studiodoctor.lab import drill
-from studiodoctor.lab.faults import FAULTS
-from studiodoctor.lab.manager import ORDER, Lab
+from studiodoctor.lab.faults import FAULTS, skipped
+from studiodoctor.lab.manager import Lab
+from studiodoctor.lab.variants import VARIANTS
 from studiodoctor.model import Status
 from studiodoctor.symptoms import load_catalogue
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fullstack")
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def lab(tmp_path_factory, request):
+    """The whole lab, once per variant (the tests of one variant run before the next lab starts)."""
+    root = tmp_path_factory.mktemp(f"fullstack-{request.param}")
     root.chmod(0o755)
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIODOCTOR_LAB_DIR", str(root / "lab"))
-    lab = Lab(root / "lab")
+    lab = Lab(root / "lab", variant=request.param)
     try:
         lab.up()
         yield lab
@@ -39,18 +41,48 @@ def test_every_symptom_has_a_fault_to_drill():
     assert {cat.lookup(s).name for s in drilled} == set(cat.symptoms)
 
 
+# Checks that still lean on the default lab on the other variant, each a known gap of a named part
+# (reported; remove the entry once that part no longer depends on what only our lab has).
+KNOWN_GAPS = {
+    "other": {
+        "sentry.release": "guesses the Deployment from the namespace (<namespace>-studio); cw-web is not found",
+    },
+}
+# Faults the other variant cannot localize yet: ingress-nginx has no API, and nothing in the traefik
+# layer probes the origin's answers (path.trace sees the 502/503 at the origin hop; the edge is named).
+KNOWN_WRONG = {"other": {"traefik-missing-service", "traefik-server-down"}}
+
+
 def test_healthy_lab_has_no_false_alarm(lab_env):
     report = engine.check(load_profile("lab"))
-    alarms = [(r.id, r.status.value, r.summary) for r in report.results if r.status not in (Status.OK, Status.SKIP)]
+    gaps = KNOWN_GAPS.get(lab_env.variant.name, {})
+    alarms = [(r.id, r.status.value, r.summary) for r in report.results
+              if r.status not in (Status.OK, Status.SKIP) and r.id not in gaps]
     assert alarms == []
     assert {r.layer for r in report.results if r.status is Status.OK} >= {
         "dns", "cloudflare", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs", "postgres", "path",
         "sentry"}
-    assert [s["kind"] for s in lab_env.status() if s["running"]] == list(ORDER)
+    assert [s["kind"] for s in lab_env.status() if s["running"]] == list(lab_env.order)
+
+
+# CI time: the other variant drills the faults whose parts differ there (ingress, cluster, Redis,
+# PostgreSQL, static files, cache rules) plus one per remaining layer; `lab drill --all` drills them all.
+OTHER_VARIANT_FAULTS = {
+    "app-stopped", "nginx-stopped", "static-missing", "redis-down", "redis-full", "postgres-down",
+    "worker-stopped", "private-content", "traefik-missing-service", "traefik-server-down", "traefik-default-cert",
+    "traefik-expired-cert", "traefik-oom", "pod-crashloop", "deployment-unavailable", "databases-hit", "record-missing",
+    "nginx-databases-public"}
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_fault_is_localized_then_fixed(lab_env, name):
+def test_fault_is_localized_then_fixed(lab_env, name, request):
+    why = skipped(lab_env, name)
+    if why:
+        pytest.skip(f"{name} on the {lab_env.variant.name} lab: {why}")
+    if lab_env.variant.name != "default" and name not in OTHER_VARIANT_FAULTS:
+        pytest.skip("drilled on the other variant by `lab drill --all`, not in CI (time)")
+    if name in KNOWN_WRONG.get(lab_env.variant.name, ()):
+        request.applymarker(pytest.mark.xfail(reason="no check probes the ingress-nginx origin yet", strict=False))
     results = drill.drill_fault(Lab.load(lab_env.root), FAULTS[name])
     for r in results:
         assert r.localized, f"{name}: named {r.named} ({r.check}), expected {r.expected} ({r.expect}); " \
@@ -72,3 +104,31 @@ def test_lab_cli_break_status_fix(lab_env, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("studiodoctor: unknown fault 'wokrer-stopped' (did you mean worker-stopped")
+
+
+def test_other_variant_differs_where_real_deployments_differ(lab_env):
+    """Seen from the live servers, not from the lab's own data: the other variant really runs
+    ingress-nginx, no metrics API, a Redis that rejects HELLO, a PostgreSQL that refuses plain TCP."""
+    import httpx
+    import psycopg
+    import redis
+
+    if lab_env.variant.name != "other":
+        pytest.skip("checks the other variant")
+    prof = load_profile("lab")
+    kube = prof.section("kubernetes")["api_url"]
+    assert httpx.get(f"{kube}/apis/metrics.k8s.io/v1beta1/namespaces/{lab_env.variant.namespace}/pods").status_code == 404
+    classes = httpx.get(f"{kube}/apis/networking.k8s.io/v1/ingressclasses").json()["items"]
+    assert [c["spec"]["controller"] for c in classes] == ["k8s.io/ingress-nginx"]
+    assert not prof.section("traefik").get("api_url")
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        redis.Redis.from_url(prof.section("redis")["url"], protocol=2).execute_command("HELLO", "3")
+    plain = prof.section("postgres")["dsn"].split("?")[0] + "?sslmode=disable"
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(plain, connect_timeout=5)
+    with psycopg.connect(prof.section("postgres")["dsn"], connect_timeout=5) as conn:
+        assert conn.info.pgconn.ssl_in_use
+    nginx = prof.section("nginx")["url"]
+    assert httpx.get(nginx + "/static/img/kolibri_placeholder.png").status_code == 404
+    assert httpx.get(nginx + "/static/bundles/app.8c1e2f90.js").status_code == 200
+    assert "static_path" not in prof.section("nginx")
