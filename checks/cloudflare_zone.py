@@ -83,6 +83,11 @@ def _call(ctx, what: str, permission: str, fn):
     except cloudflare.APIStatusError as exc:
         raise _Stop(error(f"CloudFlare API answered {exc.status_code} reading {what}: {_first_error(exc)}",
                           evidence={"status": exc.status_code, "errors": _errors(exc)}))
+    except (ValueError, TypeError, AttributeError, KeyError, cloudflare.APIResponseValidationError) as exc:
+        # a 2xx whose body is not the API's JSON (an HTML page, an empty body, another shape)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise _Stop(error(f"unreadable answer from the CloudFlare API reading {what} "
+                          f"({type(exc).__name__}: {first})"[:300], evidence={"api_url": api}))
 
 
 def _errors(exc) -> list:
@@ -134,7 +139,7 @@ def _guard(fn):
             return fn(ctx)
         except _Stop as stop:
             return stop.result
-        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
             # an answer whose shape the SDK's models (or we) did not expect: say what, never "crashed"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             return error(f"unexpected answer from the CloudFlare API: {type(exc).__name__}: {first}"[:300],

@@ -165,7 +165,9 @@ def _api_problem(ctx, exc, doing: str, permission: str):
     if isinstance(exc, api_exc.GoogleAPICallError):
         return error(f"{doing}: unexpected HTTP {exc.code} from the GCS API: {_message(exc)}",
                      evidence={"http_status": exc.code})
-    raise exc
+    # not an API error: the answer could not be read (not JSON, not the shape of a bucket or a listing)
+    return error(f"{doing}: unreadable answer from the GCS API ({type(exc).__name__}: {_message(exc)})"[:300],
+                 evidence={"endpoint": _api_address(ctx)})
 
 
 def parse_cache_control(value: str | None) -> dict[str, str | bool]:
@@ -327,13 +329,17 @@ def check_bucket(ctx):
                     commands=[Command("gcloud storage buckets list --format='value(name)'", READ_ONLY),
                               Command(f"gcloud storage buckets describe gs://{name}", READ_ONLY)])
     latency = round((time.monotonic() - started) * 1000, 1)
-    iam = bucket.iam_configuration
-    ubla = bool(iam.uniform_bucket_level_access_enabled) if iam is not None else None
-    pap = getattr(iam, "public_access_prevention", None) if iam is not None else None
-    evidence = {"bucket": name, "endpoint": _api_address(ctx), "location": bucket.location,
-                "storage_class": bucket.storage_class, "uniform_bucket_level_access": ubla,
-                "public_access_prevention": pap, "versioning": bool(bucket.versioning_enabled),
-                "latency_ms": latency}
+    try:  # the SDK reads its fields lazily from the answer: a body that is not a bucket's JSON fails here
+        iam = bucket.iam_configuration
+        ubla = bool(iam.uniform_bucket_level_access_enabled) if iam is not None else None
+        pap = getattr(iam, "public_access_prevention", None) if iam is not None else None
+        evidence = {"bucket": name, "endpoint": _api_address(ctx), "location": bucket.location,
+                    "storage_class": bucket.storage_class, "uniform_bucket_level_access": ubla,
+                    "public_access_prevention": pap, "versioning": bool(bucket.versioning_enabled),
+                    "latency_ms": latency}
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        return error(f"reading bucket gs://{name}: the answer is not a bucket's metadata ({type(exc).__name__})",
+                     evidence={"bucket": name, "endpoint": _api_address(ctx)})
     extra = f", uniform bucket-level access {'on' if ubla else 'off'}" if ubla is not None else ""
     return ok(f"gs://{name} exists ({bucket.storage_class} in {bucket.location}{extra})", evidence=evidence)
 

@@ -178,6 +178,7 @@ class Listing:
     http_status: int = 0
     address: str = ""
     seconds: float = 0.0
+    pages_left: bool = False        # MAX_PAGES pages read and the server still had more
 
     @property
     def ok(self) -> bool:
@@ -263,11 +264,20 @@ def _classify(exc: Exception, listing: Listing) -> Listing:
     return listing
 
 
+# Objects per page of a list call (``limit``/``continue``): the API server never builds one huge answer.
+PAGE_SIZE = 500
+# Most pages read per listing: a bound on what one run may pull from a big namespace.
+MAX_PAGES = 20
+
+
 def _call_list(ctx, conn: Conn, resource: str, ns: str, label_selector: str | None,
-               field_selector: str | None) -> Any:
+               field_selector: str | None, cont: str = "") -> Any:
     from kubernetes import client
 
-    opts: dict[str, Any] = {"_request_timeout": max(0.5, ctx.timeout()), "_preload_content": False}
+    opts: dict[str, Any] = {"_request_timeout": max(0.5, ctx.timeout()), "_preload_content": False,
+                            "limit": PAGE_SIZE}
+    if cont:
+        opts["_continue"] = cont
     if label_selector:
         opts["label_selector"] = label_selector
     if field_selector:
@@ -336,9 +346,15 @@ def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None
             return listing
         started = time.perf_counter()
         try:
-            resp = _call_list(ctx, conn, resource, ns, label_selector, field_selector)
-            data = resp if isinstance(resp, dict) else json.loads(resp.data)
-            listing.items = list_items(data)
+            cont = ""
+            for _ in range(MAX_PAGES):  # paginated: limit/continue
+                resp = _call_list(ctx, conn, resource, ns, label_selector, field_selector, cont)
+                data = resp if isinstance(resp, dict) else json.loads(resp.data)
+                listing.items += list_items(data)
+                cont = (data.get("metadata") or {}).get("continue") or ""
+                if not cont or not isinstance(cont, str):
+                    break
+            listing.pages_left = bool(cont)
         except Exception as exc:
             _classify(exc, listing)
         listing.seconds = time.perf_counter() - started
@@ -613,6 +629,8 @@ def check_api(ctx):
     try:
         resp = client.VersionApi(conn.client).get_code(_request_timeout=ctx.timeout(), _preload_content=False)
         info = json.loads(resp.data)
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not the version object")
     except Exception as exc:
         _classify(exc, listing)
         if listing.status in ("unreachable", "timeout"):

@@ -174,11 +174,50 @@ def _redis_call(ctx, func):
                            evidence={"address": target.address})
 
 
+# INFO fields the checks read as numbers, and those every Redis INFO has.
+_INFO_NUMBERS = ("used_memory", "maxmemory", "evicted_keys", "uptime_in_seconds", "rejected_connections",
+                 "rdb_last_bgsave_time_sec", "aof_enabled", "rdb_last_save_time")
+_INFO_REQUIRED = ("used_memory", "evicted_keys", "rejected_connections")
+
+
+def unreadable_info(info) -> str:
+    """Why an INFO answer cannot be read by the checks ("" when it can): a pure function, fuzzed."""
+    if not isinstance(info, dict):
+        return f"INFO answered a {type(info).__name__}, not fields"
+    for key in _INFO_REQUIRED:
+        if key not in info:
+            return f"INFO has no {key} field"
+    for key in _INFO_NUMBERS:
+        value = info.get(key, 0)
+        try:
+            if isinstance(value, bool) or value is None:
+                raise TypeError
+            int(value)
+        except (TypeError, ValueError, OverflowError):
+            return f"INFO field {key}={str(value)[:40]!r} is not a number"
+    oom = info.get("errorstat_OOM")
+    if isinstance(oom, dict):
+        try:
+            int(oom.get("count", 0))
+        except (TypeError, ValueError, OverflowError):
+            return "INFO errorstat_OOM has no numeric count"
+    return ""
+
+
+def _read_info(ctx):
+    info, res = _redis_call(ctx, lambda: _client(ctx).info())
+    if res is None and (why := unreadable_info(info)):
+        target = _target(ctx)
+        return None, error(f"Redis at {target.address}: {why}: not an answer we can read",
+                           evidence={"address": target.address})
+    return info, res
+
+
 def _info(ctx):
     """INFO (default sections) once per run, shared by the checks; returns (dict, None) or (None, result)."""
     import copy
 
-    info, res = ctx.shared.get(_INFO, lambda: _redis_call(ctx, lambda: _client(ctx).info()))
+    info, res = ctx.shared.get(_INFO, lambda: _read_info(ctx))
     return info, (copy.deepcopy(res) if res is not None else None)  # the runner stamps each result
 
 

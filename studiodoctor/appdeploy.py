@@ -2,8 +2,9 @@
 shared list call per run). Used by the layers that compare what runs with what a SaaS knows: sentry
 (the image tag vs the release) and email (the Postmark key is wired into the container's env).
 
-Which Deployment: ``<layer>.deployment``, else ``kubernetes.app_deployment``, else ``<namespace>-studio``
-(the chart's ``<release>-studio``); which container: ``<layer>.container``, else ``app``, else the first."""
+Which Deployment: ``<layer>.deployment``, else ``kubernetes.app_deployment``, else the one whose pods run
+gunicorn (``kube_cluster.deployment_roles``: discovered, never guessed from a name); which container:
+``<layer>.container``, else the discovered gunicorn container, else ``app``, else the first."""
 
 from __future__ import annotations
 
@@ -24,15 +25,18 @@ def app_container(ctx):
         res = kc.listing_problem(ctx, listing)
         res.summary = f"cannot read the app's Deployment: {res.summary}"
         return res
-    name = ctx.setting("deployment", "") or ctx.section("kubernetes").get("app_deployment") or f"{ns}-studio"
-    dep = next((d for d in listing.items if (d.get("metadata") or {}).get("name") == name), None)
+    app = kc.deployment_roles(listing.items).get("app") or {}
+    name = ctx.setting("deployment", "") or ctx.section("kubernetes").get("app_deployment") or app.get("deployment")
+    dep = next((d for d in listing.items if (d.get("metadata") or {}).get("name") == name), None) if name else None
     if dep is None:
         names = [(d.get("metadata") or {}).get("name") for d in listing.items]
-        return error(f"deployment {name} not found in namespace {ns} (have: {', '.join(map(str, names))[:150]}); "
+        what = f"deployment {name} not found" if name else "no Deployment runs gunicorn"
+        return error(f"{what} in namespace {ns} (have: {', '.join(map(str, names))[:150]}); "
                      f"set {ctx.check.layer}.deployment or kubernetes.app_deployment",
                      evidence={"namespace": ns, "deployments": names})
     containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
-    wanted = ctx.setting("container", "app")
+    discovered = app.get("container") if app.get("deployment") == name else None
+    wanted = ctx.setting("container", "") or discovered or "app"
     c = next((c for c in containers if c.get("name") == wanted), containers[0] if containers else None)
     if not isinstance(c, dict):
         return error(f"deployment {name} has no container", evidence={"deployment": name})

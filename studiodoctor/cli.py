@@ -59,7 +59,7 @@ BaselineOpt = typer.Option(None, "--baseline", help="Baseline file (or a smoke -
                                                     "baseline-PROFILE.json).")
 PushOpt = typer.Option(None, "--pushgateway", help="Also push the Prometheus metrics to this Pushgateway URL "
                                                    "(job studiodoctor, instance = the profile).")
-TimeoutOpt = typer.Option(None, "--timeout", "-t", help="Seconds each check may take (default: the profile's).")
+TimeoutOpt = typer.Option(None, "--timeout", "-t", metavar="SECONDS", help="Seconds each check may take (default: the profile's).")
 DebugOpt = typer.Option(False, "--debug", help="Add tracebacks of crashed checks (redacted) to the output.")
 MaxObjectsOpt = typer.Option(100_000, "--max-objects", help="Most objects a bucket audit reads.")
 
@@ -78,10 +78,28 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and timeout <= 0:
+def _check_timeout(timeout: str | float | None) -> float | None:
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        raise CliError(f"--timeout: {timeout!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
         raise CliError("--timeout must be a positive number of seconds")
-    return timeout
+    return seconds
+
+
+def _check_plain_format(fmt: str) -> str:
+    if fmt not in ("table", "json"):
+        raise CliError(f"unknown format {fmt!r} (choose from table, json)")
+    return fmt
+
+
+def _check_max_objects(n: int) -> int:
+    if n <= 0:
+        raise CliError("--max-objects must be a positive number")
+    return n
 
 
 class _Progress:
@@ -202,7 +220,7 @@ def check(
     profile: Optional[str] = ProfileOpt,
     config: Optional[str] = ConfigOpt,
     fmt: str = FormatOpt,
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
@@ -214,13 +232,13 @@ def check(
     from . import engine
     from .registry import default_registry
 
-    fmt = _check_format(fmt)
+    fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
     _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     total = len(engine.select_checks(registry, layer or [], check_id or []))
     _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
-        prof, layer or [], check_id or [], registry=registry, timeout=_check_timeout(timeout), debug=debug,
+        prof, layer or [], check_id or [], registry=registry, timeout=timeout, debug=debug,
         options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, False))
 
 
@@ -232,7 +250,7 @@ def diagnose(
     profile: Optional[str] = ProfileOpt,
     config: Optional[str] = ConfigOpt,
     fmt: str = FormatOpt,
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
@@ -247,14 +265,14 @@ def diagnose(
     from .registry import default_registry
     from .symptoms import load_catalogue
 
-    fmt = _check_format(fmt)
+    fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
     _check_export(textfile, pushgateway)
     prof = _load_profile(profile, config)
     registry = default_registry.load_plugins()
     sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
     total = len(runbook.checks_for(sym, registry)) if sym else 0
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
-        prof, symptom, registry=registry, timeout=_check_timeout(timeout), debug=debug,
+        prof, symptom, registry=registry, timeout=timeout, debug=debug,
         options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good))
 
 
@@ -270,7 +288,7 @@ def smoke(
     state: Optional[str] = typer.Option(None, "--state", help="JSON file keeping the last runs: adds hysteresis "
                                                               "and says what is new, still bad or recovered."),
     fail_after: int = typer.Option(2, "--fail-after", help="With --state: bad runs in a row before a check alerts."),
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -355,6 +373,7 @@ def symptoms(
 
     from .symptoms import load_catalogue
 
+    fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
     cat = load_catalogue(prof.symptoms, prof.source)
     if fmt == "json":
@@ -377,6 +396,7 @@ def list_checks(
     from .engine import known_layers, select_checks
     from .registry import default_registry
 
+    fmt = _check_plain_format(fmt)
     registry = default_registry.load_plugins()
     if layer:
         select_checks(registry, layer, [])  # validates the names
@@ -446,6 +466,7 @@ def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = Con
     """Print the resolved profile, secrets redacted."""
     import json
 
+    fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
     data = prof.redacted()
     derived = {k: {"value": prof.redacted_value(k), "from": note} for k, note in prof.derived.items()}
@@ -596,7 +617,7 @@ def lab_drill(
                                                    "(on every variant unless --variant says which)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
                                                                   "lab's; with --all: every variant)."),
-    timeout: Optional[float] = TimeoutOpt,
+    timeout: Optional[str] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
 
@@ -614,6 +635,7 @@ def lab_drill(
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
+    timeout = _check_timeout(timeout)
     lab = _lab(require_up=not (all_ or variant))
     if variant:
         names = [variants.get(variant).name]
@@ -630,7 +652,7 @@ def lab_drill(
                 if why:
                     skipped.append(f"{flt.name}: {why}")
                     continue
-                results += drill.drill_fault(running, flt, symptoms, timeout=_check_timeout(timeout),
+                results += drill.drill_fault(running, flt, symptoms, timeout=timeout,
                                              progress=lambda msg: typer.echo(msg, err=True))
             alarms = drill.false_alarms(timeout) if all_ else []
         tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))

@@ -160,6 +160,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -193,7 +195,7 @@ def _check_types(data: dict, defaults: dict, where: str, path: str = "") -> None
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: {dotted}: expected true or false, got {value!r}")
         elif isinstance(expected, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ConfigError(f"{where}: {dotted}: expected a positive number, got {value!r}")
         elif isinstance(expected, int):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -206,17 +208,77 @@ def _check_types(data: dict, defaults: dict, where: str, path: str = "") -> None
                 raise ConfigError(f"{where}: {dotted}: expected a string, got {value!r}")
 
 
-def _substitute(node: Any, key: str, secrets: set[str], env) -> Any:
+def _known_words() -> frozenset[str]:
+    """Every key some code could read: the contract's keys and every quoted identifier in the sources
+    of the core and of the check layers (plugins included), read as text, nothing imported."""
+    global _KNOWN
+    if _KNOWN is None:
+        import importlib.util
+        from importlib.metadata import entry_points
+
+        words: set[str] = set()
+
+        def keys(node):
+            for k, v in node.items():
+                words.add(k)
+                if isinstance(v, dict):
+                    keys(v)
+
+        keys(DEFAULTS)
+        files = list(Path(__file__).parent.glob("*.py"))
+        for ep in entry_points(group="studiodoctor.checks"):
+            words.add(ep.name)
+            try:
+                spec = importlib.util.find_spec(ep.value.split(":", 1)[0])
+            except (ImportError, ValueError):
+                continue
+            if spec and spec.origin:
+                files.append(Path(spec.origin))
+        for path in files:
+            try:
+                words.update(re.findall(r"[\"']([a-z][a-z0-9_]*)[\"']", path.read_text(errors="replace")))
+            except OSError:
+                pass
+        _KNOWN = frozenset(words)
+    return _KNOWN
+
+
+_KNOWN: frozenset[str] | None = None
+
+
+def _check_unknown(data: dict, defaults: dict, where: str, path: str) -> None:
+    """A key no code reads that is a near miss of one that is read is a typo: say which."""
+    import difflib
+
+    known = _known_words()
+    for key, value in data.items():
+        if key not in known:
+            # a near miss of a key we know is a typo; a key unlike any is left to the plugin that reads it
+            close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6) or \
+                difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
+            if close:
+                raise ConfigError(f"{where}: {path}{key}: unknown key (did you mean {close[0]}?)")
+        sub = defaults.get(key)
+        if isinstance(value, dict) and key != "resolve":
+            _check_unknown(value, sub if isinstance(sub, dict) else {}, where, f"{path}{key}.")
+
+
+def _substitute(node: Any, key: str, secrets: set[str], env, path: str = "") -> Any:
     if isinstance(node, dict):
-        return {k: _substitute(v, k, secrets, env) for k, v in node.items()}
+        return {k: _substitute(v, k, secrets, env, f"{path}{k}.") for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute(v, key, secrets, env) for v in node]
+        return [_substitute(v, key, secrets, env, path) for v in node]
     if not isinstance(node, str):
         return node
     refs = _VAR.findall(node)
+    if "${" in _VAR.sub("", node):
+        raise ConfigError(f"{path.rstrip('.')}: malformed reference in {node!r}: write ${{NAME}}")
     for var in refs:
         if env.get(var) is None:
             return Unset(var)
+        if "${" in env[var]:
+            raise ConfigError(f"{path.rstrip('.')}: ${{{var}}} expands to another ${{...}} reference: references are "
+                              f"not expanded twice (a loop?); set {var} to the value itself")
     value = _VAR.sub(lambda m: env[m.group(1)], node)
     secrets.update(secrets_in_value(key, value))
     if refs and (SECRET_KEY.search(key) or re.search(r"(?i)key", key)):
@@ -232,8 +294,13 @@ def load_profile(name: str | None = None, config_file: str | None = None, env=No
     where = str(path) if path else "built-in profiles"
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown top-level key {sorted(unknown)[0]!r} "
-                          f"(expected one of {', '.join(sorted(TOP_LEVEL_KEYS))})")
+        import difflib
+
+        first = sorted(unknown)[0]
+        close = difflib.get_close_matches(first, sorted(TOP_LEVEL_KEYS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"{where}: unknown top-level key {first!r} "
+                          f"({hint}expected one of {', '.join(sorted(TOP_LEVEL_KEYS))})")
     file_profiles = raw.get("profiles", {})
     if not isinstance(file_profiles, dict):
         raise ConfigError(f"{where}: profiles: expected a table of profiles")
@@ -254,6 +321,7 @@ def load_profile(name: str | None = None, config_file: str | None = None, env=No
     if not isinstance(over, dict):
         raise ConfigError(f"{where}: profiles.{chosen}: expected a table")
     _check_types(over, DEFAULTS, where, f"profiles.{chosen}.")
+    _check_unknown(over, DEFAULTS, where, f"profiles.{chosen}.")
     symptoms = raw.get("symptoms", {})
     if not isinstance(symptoms, dict):
         raise ConfigError(f"{where}: symptoms: expected a table of symptoms")
@@ -267,7 +335,10 @@ def profile_from_data(name: str, data: dict[str, Any], *, env=None, source: str 
     env = os.environ if env is None else env
     _check_types(data, DEFAULTS, source, f"profiles.{name}.")
     secrets: set[str] = set()
-    resolved = _substitute(deep_merge(DEFAULTS, data), "", secrets, env)
+    try:
+        resolved = _substitute(deep_merge(DEFAULTS, data), "", secrets, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: profiles.{name}.{exc}") from None
     derived = apply_fallbacks(resolved)
     return Profile(name=name, data=resolved, source=source, secrets=secrets, symptoms=symptoms or {},
                    derived=derived)

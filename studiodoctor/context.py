@@ -49,6 +49,21 @@ class CheckContext:
         self.shared = shared
         self.options = options or {}
         self._results = results if results is not None else {}
+        self.retries: list[str] = []  # what was retried once after a blip; the runner adds it to the evidence
+
+    def retry_once(self, call: Callable[[], Any], *, blip: Callable[[BaseException], bool], what: str = "",
+                   min_left: float = 0.5) -> Any:
+        """``call()``, and once more if it raised a *blip* (a reset or refused connection, not a timeout)
+        and at least ``min_left`` seconds remain: only for idempotent reads. The retry is recorded
+        (``evidence["retried"]``) so a pass after a blip is never silent."""
+        try:
+            return call()
+        except Exception as exc:
+            if not blip(exc) or self.remaining() < min_left or self.retries:
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.retries.append(f"{what or 'first attempt'}: {type(exc).__name__}: {first}"[:200])
+        return call()
 
     @property
     def config(self) -> dict[str, Any]:

@@ -74,10 +74,30 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
     extensions = {}
     if sni or sni_name:
         extensions["sni_hostname"] = sni or sni_name
-    limit = ctx.timeout(timeout)
-    with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit), follow_redirects=follow_redirects, trust_env=False) as client:
-        req = client.build_request(method, target, headers=all_headers, extensions=extensions)
-        return client.send(req)
+
+    def send():
+        limit = ctx.timeout(timeout)
+        with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit),
+                          follow_redirects=follow_redirects, trust_env=False) as client:
+            req = client.build_request(method, target, headers=all_headers, extensions=extensions)
+            return client.send(req)
+
+    retry = getattr(ctx, "retry_once", None)
+    return retry(send, blip=is_blip, what=f"{method} {url}") if retry else send()
+
+
+def is_blip(exc: BaseException) -> bool:
+    """A failure one immediate retry of an idempotent read may cure: the connection was reset or
+    closed before an answer (a pod restarting, a keep-alive race). Never a timeout: the deadline
+    already went into it."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return False
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, ConnectionResetError)):
+        return True
+    text = str(exc).lower()
+    return "reset by peer" in text or "connection aborted" in text
 
 
 def probe_unsafe_method(ctx, method: str, url: str, *, headers: dict | None = None, timeout: float | None = None):

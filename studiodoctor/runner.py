@@ -1,4 +1,4 @@
-"""The runner: checks run concurrently, each within its deadline; dependencies turn into `blocked`."""
+"""The runner: checks run concurrently (capped), within one run deadline; dependencies turn into `blocked`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ from .registry import Check
 
 # How long past its deadline the runner waits for a check before abandoning it.
 GRACE = 0.5
+# Checks running at once, in the whole run and per backend (check-id prefix): a full run opens at most PER_BACKEND
+# connections at a time to any one backend (production is what we are diagnosing: be gentle).
+MAX_CONCURRENT = 32
+PER_BACKEND = 3
+# The whole run ends by RUN_FACTOR x the per-check timeout: dependency chains cannot add up.
+RUN_FACTOR = 2.0
+# Most of the per-check budget the run waits for SDK imports before starting the checks anyway.
+PRELOAD_SHARE = 0.5
 # With a run-wide deadline, a check is started only if at least this long is left for it.
 MIN_START = 1.0
 
@@ -59,22 +67,58 @@ def preload(checks: Iterable[Check]) -> None:
             pass
 
 
+def backend(chk) -> str:
+    """The group of checks that talk to one backend: the id's prefix (``edge.*`` and ``cloudflare.*``
+    share a layer but not an endpoint)."""
+    return chk.id.split(".", 1)[0]
+
+
+def _not_sent(chk: Check, results: dict) -> Result | None:
+    """A check not yet started whose layer already got no answer within a whole deadline: sending it
+    would only pile another connection onto a backend that does not answer (and hold the run up)."""
+    silent = [r for r in results.values() if backend(r) == backend(chk) and r.status is Status.FAIL
+              and r.reason == Reason.TIMEOUT.value and r.evidence.get("started") is not False]
+    if not silent:
+        return None
+    return fail(f"no answer within the deadline: not sent, {silent[0].id} got none from this layer "
+                f"({silent[0].summary})"[:300], reason=Reason.TIMEOUT,
+                evidence={"started": False, "silent": silent[0].id})
+
+
+def _out_of_time() -> Result:
+    return error("not run: the run's time budget ran out before it could start", reason=Reason.TIMEOUT,
+                 evidence={"started": False})
+
+
 def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None, debug: bool = False,
                options: dict | None = None,
                on_start: Callable[[Check], None] | None = None,
                on_done: Callable[[Result], None] | None = None,
-               run_deadline: float | None = None) -> list[Result]:
+               max_concurrent: int = MAX_CONCURRENT, per_backend: int = PER_BACKEND,
+               run_timeout: float | None = None, run_deadline: float | None = None) -> list[Result]:
     """Run ``checks`` (their dependencies must be included) and return results in input order.
 
-    ``run_deadline`` (time.monotonic()) bounds the whole run: no check's deadline passes it (plus
-    GRACE), and a check that could not start in time is an `error` "not run", never a guess."""
+    Bounds for the run as a whole: at most ``max_concurrent`` checks at once and ``per_backend`` per
+    backend (so a full run opens only a few connections to any one backend); each check ``timeout``
+    seconds, and ONE deadline for the run, ``run_timeout`` (default RUN_FACTOR x ``timeout``) from the
+    start, that no check outlives however long its dependency chain. Once a check of a backend got no
+    answer within its whole deadline, that backend's checks not yet started are not sent (``fail``).
+    ``run_deadline`` (time.monotonic()) may bound the run tighter (smoke, serve); a check cut short by
+    the run's budget, or that could not start in time, is an `error`, never a guess."""
+    run_start = time.monotonic()
     checks = list(checks)
-    preload(checks)
-    by_id = {c.id: c for c in checks}
     budget = float(timeout or profile.timeout)
+    # SDK imports first (so their CPU does not land in latencies being measured); on an overloaded
+    # machine the checks start anyway after PRELOAD_SHARE of the budget (the run's deadline counts it).
+    loader = threading.Thread(target=preload, args=(checks,), daemon=True, name="preload")
+    loader.start()
+    loader.join(PRELOAD_SHARE * budget)
+    by_id = {c.id: c for c in checks}
+    run_deadline = min(run_start + float(run_timeout or RUN_FACTOR * budget),
+                       run_deadline if run_deadline is not None else float("inf"))
     shared = Shared()
     results: dict[str, Result] = {}
-    running: dict[str, tuple[threading.Thread, float, float, list]] = {}
+    running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock)
     cond = threading.Condition()
     pending = list(checks)
 
@@ -93,15 +137,43 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             box.append(res)
             cond.notify_all()
 
+    def has_slot(chk: Check) -> bool:
+        if len(running) >= max_concurrent:
+            return False
+        return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
+
     with cond:
         while pending or running:
             progressed = False
+            for cid, (thread, started, deadline, box, ctx, clock) in list(running.items()):
+                if box:
+                    del running[cid]
+                    res = box[0]
+                    if deadline < clock + budget and res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value:
+                        # the run's budget left it less than its usual time: a timeout proves nothing
+                        res = error(f"the run's time budget left it {deadline - started:.3g} s: {res.summary}"[:300],
+                                    evidence=res.evidence, reason=Reason.TIMEOUT, hint=res.hint, commands=res.commands)
+                    if ctx.retries:
+                        res.evidence.setdefault("retried", list(ctx.retries))
+                    finish(by_id[cid], res, started)
+                    progressed = True
+                elif time.monotonic() > deadline + GRACE:
+                    del running[cid]  # abandoned: its daemon thread cannot hold the run up
+                    if loader.is_alive():  # still importing SDKs: our machine was slow, not the backend
+                        res = error(f"not answered in time: the SDK imports were still running after "
+                                    f"{time.monotonic() - run_start:.3g} s (an overloaded machine?)",
+                                    reason=Reason.TIMEOUT)
+                    elif deadline < clock + budget:  # cut short by the run's budget: not proof of anything
+                        res = error(f"the run's time budget ran out after {deadline - started:.3g} s "
+                                    f"while it was running", reason=Reason.TIMEOUT)
+                    else:
+                        res = fail(f"no answer within {budget:g} s (timed out, abandoned)", reason=Reason.TIMEOUT)
+                    finish(by_id[cid], res, started)
+                    progressed = True
             for chk in list(pending):
                 deps = [d for d in chk.depends_on if d in by_id]
                 if any(d not in results for d in deps):
                     continue
-                pending.remove(chk)
-                progressed = True
                 now = time.monotonic()
                 broken = [d for d in deps if results[d].status in BROKEN]
                 skipped = [d for d in deps if results[d].status is Status.SKIP]
@@ -109,47 +181,35 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     res = Result(status=Status.BLOCKED, reason=Reason.DEPENDENCY.value, blocked_by=broken,
                                  summary=f"not run: {', '.join(broken)} did not pass "
                                          f"({results[broken[0]].summary})")
-                    finish(chk, res, now)
                 elif skipped:
                     res = skip(f"not run: {skipped[0]} was skipped ({results[skipped[0]].summary})",
                                reason=results[skipped[0]].reason or Reason.NOT_APPLICABLE)
-                    finish(chk, res, now)
                 elif (res := _needs_skip(chk, profile)) is not None:
-                    finish(chk, res, now)
-                elif run_deadline is not None and run_deadline - now < min(MIN_START, budget):
-                    finish(chk, error("not run: the run's time budget ran out before it could start",
-                                      reason=Reason.TIMEOUT), now)
+                    pass
+                elif (res := _not_sent(chk, results)) is not None:
+                    pass
+                elif run_deadline - now < min(MIN_START, budget):
+                    res = _out_of_time()
+                elif not has_slot(chk):
+                    continue
                 else:
-                    deadline = now + budget if run_deadline is None else min(now + budget, run_deadline)
-                    ctx = CheckContext(chk, profile, deadline, shared, options, results)
+                    clock = now
+                    ctx = CheckContext(chk, profile, min(clock + budget, run_deadline), shared, options, results)
                     box: list = []
                     thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
                                               name=f"check:{chk.id}")
-                    running[chk.id] = (thread, now, deadline, box)
+                    running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock)
+                    pending.remove(chk)
+                    progressed = True
                     if on_start:
                         on_start(chk)
                     thread.start()
-            for cid, (thread, started, deadline, box) in list(running.items()):
-                if box:
-                    del running[cid]
-                    res = box[0]
-                    if deadline < started + budget and res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value:
-                        # the run's budget left it less than its usual time: a timeout proves nothing
-                        res = error(f"the run's time budget left it {deadline - started:.3g} s: {res.summary}"[:300],
-                                    evidence=res.evidence, reason=Reason.TIMEOUT, hint=res.hint, commands=res.commands)
-                    finish(by_id[cid], res, started)
-                    progressed = True
-                elif time.monotonic() > deadline + GRACE:
-                    del running[cid]  # abandoned: its daemon thread cannot hold the run up
-                    if deadline < started + budget:  # cut short by the run's budget: not proof of anything
-                        res = error(f"the run's time budget ran out after {deadline - started:.3g} s "
-                                    f"while it was running", reason=Reason.TIMEOUT)
-                    else:
-                        res = fail(f"timed out after {budget:g} s with no answer", reason=Reason.TIMEOUT)
-                    finish(by_id[cid], res, started)
-                    progressed = True
+                    continue
+                pending.remove(chk)
+                progressed = True
+                finish(chk, res, now)
             if not progressed and running:
-                next_deadline = min(d for _, _, d, _ in running.values()) + GRACE
+                next_deadline = min(r[2] for r in running.values()) + GRACE
                 cond.wait(timeout=max(0.01, next_deadline - time.monotonic()))
             elif not progressed and pending:
                 # dependencies that can never finish (a cycle): report, don't hang

@@ -223,6 +223,9 @@ def test_app_key_env_from_secret_missing_or_literal(kube, make_profile):
         _app_env(kube, [{"name": "BRANCH_ENVIRONMENT", "value": "master"}])
         r = run_key_env(make_profile, kube)
         assert r.status is Status.FAIL and "EMAIL_CREDENTIALS_POSTMARK_API_KEY is not set" in r.summary
+        _app_env(kube, [{"name": "POSTMARK_SERVER_TOKEN", "valueFrom": {"secretKeyRef": {"name": "m", "key": "t"}}}])
+        r = run_key_env(make_profile, kube)  # another chart's name for it is discovered
+        assert r.status is Status.OK and r.evidence["variable"] == "POSTMARK_SERVER_TOKEN"
         _app_env(kube, [{"name": "EMAIL_CREDENTIALS_POSTMARK_API_KEY", "value": "pm-literal-key-123"}])
         r = run_key_env(make_profile, kube)
         assert r.status is Status.WARN and "pm-literal-key-123" not in str(r.to_dict())
@@ -251,3 +254,21 @@ def test_smtp_greeting_that_never_comes_is_bounded(pm, make_profile):
         assert r.status is Status.FAIL and r.reason == Reason.TIMEOUT.value
     finally:
         srv.close()
+
+
+def test_app_container_is_discovered_without_names(kube, make_profile):
+    """No app_deployment in the profile, other names: the Deployment whose pods run gunicorn is found."""
+    original = kube.read_state()
+    try:
+        state = kube.read_state()
+        for dep in state["namespaces"]["studio"]["deployments"]:
+            if dep["metadata"]["name"] == "master-studio":
+                dep["metadata"]["name"] = "cw-web"
+                dep["spec"]["template"]["spec"]["containers"][0]["name"] = "django"
+        kube.write_state(state)
+        profile = make_profile({"kubernetes": kube.profile()["kubernetes"]}, timeout=5)
+        r = {x.id: x for x in engine.check(profile, check_ids=[KEY_ENV], timeout=5).results}[KEY_ENV]
+        assert r.status is Status.OK, r.summary
+        assert (r.evidence["deployment"], r.evidence["container"]) == ("cw-web", "django")
+    finally:
+        kube.write_state(original)

@@ -226,10 +226,10 @@ def test_one_list_call_per_namespace_and_kind_for_1000_pods(run, cluster):
     assert res[kc.PODS_READY].evidence["pods"] == 1001
     assert res[kc.PODS_OOMKILLED].status is Status.FAIL
     counts = cluster.request_counts()
-    assert counts["/api/v1/namespaces/studio/pods"] == 1
+    assert counts["/api/v1/namespaces/studio/pods"] == 3  # paginated: limit=500, then continue twice
     assert counts["/apis/apps/v1/namespaces/studio/deployments"] == 1
     assert counts["/api/v1/namespaces/studio/events"] == 1
-    assert counts["/apis/metrics.k8s.io/v1beta1/namespaces/studio/pods"] == 1
+    assert counts["/apis/metrics.k8s.io/v1beta1/namespaces/studio/pods"] == 2  # 1000 usages: 2 pages of 500
     assert not any("/pods/" in path for path in counts)  # never a call per pod
 
 

@@ -1,0 +1,128 @@
+"""Everything blackholed at once: every layer's endpoint is a socket that listens and never answers.
+`check` over all layers must return within --timeout + 1 s, every result a `fail` that says it got no
+answer (or `blocked` by one), and exit 2."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from studiodoctor.cli import main
+
+HOST = "studio.blackhole.test"
+TIMEOUT = 2.0
+
+
+@pytest.fixture
+def blackhole():
+    """One TCP listener (never accepts: the kernel completes handshakes, nothing ever answers) and
+    one UDP socket (never replies) shared by every layer."""
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(1024)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    yield tcp.getsockname()[1], udp.getsockname()[1]
+    tcp.close()
+    udp.close()
+
+
+def blackhole_config(tmp_path, tcp: int, udp: int) -> str:
+    at = f"127.0.0.1:{tcp}"
+    path = tmp_path / "blackhole.toml"
+    path.write_text(f"""
+[profiles.blackhole]
+timeout = 10.0
+public_urls = ["https://{HOST}/"]
+
+[profiles.blackhole.http]
+resolve = {{ "{HOST}:443" = "{at}", "{HOST}:80" = "{at}" }}
+
+[profiles.blackhole.dns]
+hostnames = ["{HOST}"]
+resolvers = ["127.0.0.1:{udp}"]
+zone = "blackhole.test"
+
+[profiles.blackhole.cloudflare]
+api_url = "http://{at}/client/v4"
+api_token = "not-a-real-token"
+zone = "blackhole.test"
+
+[profiles.blackhole.traefik]
+api_url = "http://{at}"
+
+[profiles.blackhole.kubernetes]
+api_url = "http://{at}"
+namespace = "studio"
+
+[profiles.blackhole.nginx]
+url = "http://{at}"
+
+[profiles.blackhole.app]
+url = "http://{at}"
+api_token = "not-a-real-token"
+
+[profiles.blackhole.redis]
+url = "redis://{at}/0"
+
+[profiles.blackhole.celery]
+broker_url = "redis://{at}/0"
+
+[profiles.blackhole.gcs]
+bucket = "content"
+endpoint = "http://{at}"
+public_url = "http://{at}"
+
+[profiles.blackhole.postgres]
+dsn = "postgresql://studio@{at}/studio?sslmode=disable"
+""")
+    return str(path)
+
+
+SAYS_NO_ANSWER = ("no answer", "timed out", "timeout")
+
+
+def imported():
+    """Layers and their SDKs imported before the clock starts: a one-off cost of the process, measured
+    apart (benchmarks/reliability.py); the bound under test is the run's."""
+    from studiodoctor.registry import default_registry
+    from studiodoctor.runner import preload
+
+    preload(default_registry.load_plugins().checks.values())
+
+
+def run_blackholed(tmp_path, capsys, tcp, udp, timeout=TIMEOUT):
+    cfg = blackhole_config(tmp_path, tcp, udp)
+    imported()
+    started = time.monotonic()
+    code = main(["check", "--config", cfg, "--profile", "blackhole", "--format", "json",
+                 "--timeout", str(timeout)])
+    wall = time.monotonic() - started
+    out = capsys.readouterr().out
+    return code, wall, json.loads(out)
+
+
+def test_every_layer_blackholed_returns_within_the_timeout_and_fails(tmp_path, capsys, blackhole):
+    code, wall, report = run_blackholed(tmp_path, capsys, *blackhole)
+    results = report["results"]
+    assert wall < TIMEOUT + 1.0, f"took {wall:.2f} s with --timeout {TIMEOUT}"
+    assert code == 2
+    layers = {r["id"].split(".")[0] for r in results}  # backends: edge.* share the cloudflare layer
+    assert {"dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
+            "postgres"} <= layers
+    silent = {r["id"] for r in results
+              if r["status"] == "fail" and any(w in r["summary"].lower() for w in SAYS_NO_ANSWER)}
+    blocked = {r["id"] for r in results if r["status"] == "blocked"}
+    wrong = {r["id"]: (r["status"], r["summary"]) for r in results
+             if r["id"] not in silent
+             and not (r["status"] == "blocked" and set(r["blocked_by"]) <= silent | blocked)
+             # a check that reads another's evidence says so (e.g. "see dns.resolves")
+             and not (r["status"] == "error" and any(f"see {s}" in r["summary"] for s in silent))
+             and not (r["status"] == "skip" and r["reason"] in ("not-configured", "not-applicable")
+                      and "silent" not in r["summary"])}
+    assert not wrong
+    assert len(silent) >= 11  # at least one check per backend says it got no answer
+    assert sum(r["reason"] == "timeout" for r in results if r["id"] in silent) >= 11
