@@ -203,9 +203,9 @@ def check_status(ctx):
 @check(KEY_ENV, title="The app container gets the Postmark key from a Secret", permissions=("list deployments.apps",))
 @guard
 def check_app_key_env(ctx):
-    """The app container of the frontend Deployment (`kubernetes.app_deployment`, container `app`; override
-    with `email.deployment`/`email.container`) has `email.key_env` (EMAIL_CREDENTIALS_POSTMARK_API_KEY) in
-    its env, from a Secret. Without it Studio's EmailBackend has no key and sends nothing.
+    """The app container of the frontend Deployment (the one running gunicorn, or `kubernetes.app_deployment`;
+    override with `email.deployment`/`email.container`) has the Postmark key in its env, from a Secret:
+    `email.key_env` if set, else Studio's EMAIL_CREDENTIALS_POSTMARK_API_KEY, else a variable naming POSTMARK. Without it Studio's EmailBackend has no key and sends nothing.
 
     Only the Deployment spec is read: the variable's name and where it comes from, never a value and never
     the Secret (a missing Secret stops the pods with CreateContainerConfigError: kubernetes.pods_crashing).
@@ -216,11 +216,16 @@ def check_app_key_env(ctx):
     if not isinstance(found, tuple):
         return found
     dep, c = found
-    var = str(ctx.setting("key_env", "EMAIL_CREDENTIALS_POSTMARK_API_KEY"))
+    env = [e for e in c.get("env") or [] if isinstance(e, dict) and e.get("name")]
+    configured = ctx.setting("key_env", "")
+    # the configured name; else Studio's; else any variable naming Postmark (other charts name it otherwise)
+    entry = next((e for e in env if e["name"] == (configured or "EMAIL_CREDENTIALS_POSTMARK_API_KEY")), None)
+    if entry is None and not configured:
+        entry = next((e for e in env if "POSTMARK" in e["name"].upper()), None)
+    var = entry["name"] if entry else (configured or "EMAIL_CREDENTIALS_POSTMARK_API_KEY")
     from checks.kube_cluster import kubectl
 
     cmds = [Command(kubectl(ctx, f"get deployment {dep} -o jsonpath='{{.spec.template.spec.containers[*].env[*].name}}'"))]
-    entry = next((e for e in c.get("env") or [] if isinstance(e, dict) and e.get("name") == var), None)
     ev = {"deployment": dep, "container": c.get("name"), "variable": var}
     if entry is None:
         if c.get("envFrom"):

@@ -357,6 +357,7 @@ def variant_state(variant, hostnames: tuple[str, ...] = (), frontend: int = 3, w
     app = container(v.containers["app"], image, command=["gunicorn", "contentcuration.wsgi:application"],
                     port=8000, readiness_path="/healthz", readiness_port=8000, mem_limit="3Gi", mem_request="1Gi",
                     cpu_request="250m")
+    app["env"] = [{"name": "POSTMARK_SERVER_TOKEN", "valueFrom": {"secretKeyRef": {"name": "cw-mail", "key": "token"}}}]
     proxy = container(v.containers["proxy"], "registry.example.org/contentworkshop/nginx:2026.11.3", port=8080,
                       mem_limit="256Mi", mem_request="64Mi")
     worker = container(v.containers["worker"], image, command=["celery", "-A", "contentcuration", "worker"],

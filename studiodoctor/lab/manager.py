@@ -184,6 +184,10 @@ class Lab:
                                cache_rules={"storage": v.storage_rule, "databases": v.databases_rule})
         if kind == "kube-api":
             return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name)
+        if kind == "sentry-api":  # Sentry knows the release the lab's app pods run
+            from .sentry_api import deployed_release
+
+            return kinds[kind](root, release=deployed_release(s["kube-api"].read_state()))
         return kinds[kind](root)
 
     def seed(self, kind: str, svc: Launcher) -> None:

@@ -158,6 +158,19 @@ def handle(state: dict, method: str, path: str, query: dict, headers: dict, body
     return _err(404, "The requested resource does not exist")
 
 
+def deployed_release(kube_state: dict, default: str = "v2026.11.20") -> str:
+    """The image tag of the container that runs gunicorn in the Kubernetes stand-in's state (the release
+    Studio reports as RELEASE_COMMIT_SHA), so the lab's Sentry knows what the lab deploys."""
+    from ..appdeploy import image_tag
+
+    for ns in (kube_state.get("namespaces") or {}).values():
+        for dep in ns.get("deployments") or []:
+            for c in dep["spec"]["template"]["spec"].get("containers") or []:
+                if "gunicorn" in " ".join(c.get("command") or []) and c.get("image"):
+                    return image_tag(c["image"])
+    return default
+
+
 class SentryAPI(StubAPI):
     """The lab's Sentry. Faults: ``revoke()`` (401), ``set(scopes=[...])`` (403), ``exhaust_quota()``,
     ``error_spike()``; ``reset()`` restores health."""

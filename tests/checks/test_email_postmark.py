@@ -223,6 +223,9 @@ def test_app_key_env_from_secret_missing_or_literal(kube, make_profile):
         _app_env(kube, [{"name": "BRANCH_ENVIRONMENT", "value": "master"}])
         r = run_key_env(make_profile, kube)
         assert r.status is Status.FAIL and "EMAIL_CREDENTIALS_POSTMARK_API_KEY is not set" in r.summary
+        _app_env(kube, [{"name": "POSTMARK_SERVER_TOKEN", "valueFrom": {"secretKeyRef": {"name": "m", "key": "t"}}}])
+        r = run_key_env(make_profile, kube)  # another chart's name for it is discovered
+        assert r.status is Status.OK and r.evidence["variable"] == "POSTMARK_SERVER_TOKEN"
         _app_env(kube, [{"name": "EMAIL_CREDENTIALS_POSTMARK_API_KEY", "value": "pm-literal-key-123"}])
         r = run_key_env(make_profile, kube)
         assert r.status is Status.WARN and "pm-literal-key-123" not in str(r.to_dict())
