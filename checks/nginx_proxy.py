@@ -460,6 +460,12 @@ def check_content_listing(ctx):
                      f"exposed (nginx did not get the bucket's answer)", evidence=evidence,
                      commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
                      hint="See nginx.content_storage and the gcs layer: nginx must reach the bucket first.")
+    if not listing and resp.status_code == 404:
+        return error("GET /content/ answered 404: neither a listing nor a refusal, so it says nothing about the "
+                     "bucket (is /content/ proxied to the right bucket?)", evidence=evidence,
+                     reason=Reason.NOT_CONFIGURED, commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
+                     hint="Check nginx's /content/ location and AWS_BUCKET_NAME; the gcs layer's "
+                          "gcs.listing_not_public asks the bucket directly.")
     if listing:
         return fail(f"GET /content/ lists the bucket ({len(keys)} objects shown, e.g. {keys[:1]})",
                     evidence=evidence, commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),

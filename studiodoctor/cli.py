@@ -675,7 +675,7 @@ _MAIN_STARTED: list = [None, False]
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (DESIGN.md: 0 ok, 1 warn, 2 fail, 3 unknown/usage)."""
     from typer import Abort, Exit
-    from typer._click.exceptions import ClickException  # typer vendors click
+    from typer.exceptions import TyperException  # public: the base of the click exceptions typer vendors
 
     from .config import ConfigError
     from .engine import UsageError
@@ -692,15 +692,16 @@ def main(argv: list[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except Exit as exc:
         return exc.exit_code
-    except ClickException as exc:  # usage errors: exit 3, not click's 2
-        print(f"studiodoctor: {_one_line(exc.format_message())}", file=sys.stderr)
+    except Abort:
+        print("studiodoctor: aborted", file=sys.stderr)
+        return 130
+    except TyperException as exc:  # usage errors: exit 3, not click's 2
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"studiodoctor: {_one_line(text)}", file=sys.stderr)
         return int(ExitCode.UNKNOWN)
     except (CliError, ConfigError, UsageError, LabError, RegistryError, CatalogueError) as exc:
         print(f"studiodoctor: {_one_line(exc)}", file=sys.stderr)
         return int(ExitCode.UNKNOWN)
-    except Abort:
-        print("studiodoctor: aborted", file=sys.stderr)
-        return 130
     except Exception as exc:  # never a traceback for the user; --debug shows it, redacted
         print(f"studiodoctor: internal error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         if debug:

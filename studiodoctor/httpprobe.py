@@ -80,10 +80,32 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
         with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit),
                           follow_redirects=follow_redirects, trust_env=False) as client:
             req = client.build_request(method, target, headers=all_headers, extensions=extensions)
-            return client.send(req)
+            return _bounded(client.send(req, stream=True), ctx)
 
     retry = getattr(ctx, "retry_once", None)
     return retry(send, blip=is_blip, what=f"{method} {url}") if retry else send()
+
+
+# Most bytes of one answer read: a 10 MB error page or a runaway listing is cut, never read whole.
+MAX_BODY = 2 * 1024 * 1024
+
+
+def _bounded(resp, ctx):
+    """Read at most MAX_BODY bytes of ``resp`` (streamed), stopping at the check's deadline too; a cut
+    answer keeps what was read (JSON then fails to parse: an unreadable answer, never a hang)."""
+    import time
+
+    body = bytearray()
+    try:
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY or time.monotonic() > getattr(ctx, "deadline", float("inf")):
+                resp.extensions = {**resp.extensions, "studiodoctor_truncated": True}
+                break
+    finally:
+        resp.close()
+    resp._content = bytes(body[:MAX_BODY])  # what Response.read() would have set
+    return resp
 
 
 def is_blip(exc: BaseException) -> bool:

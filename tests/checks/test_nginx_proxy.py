@@ -415,3 +415,30 @@ def test_static_cannot_find_an_asset_is_an_error_not_a_fail(lab_root, make_profi
     assert "nginx.static_sample" in res[STATIC].hint
     assert res[TRACE].status is Status.OK, res[TRACE].summary
     assert any("set nginx.static_sample" in n for n in res[TRACE].evidence["notes"])
+
+
+def test_content_listing_404_is_an_error_not_no_listing(make_profile):
+    """A 404 for /content/ is neither a listing nor a refusal: before, it read 'answers 404 without a listing'."""
+    from http.server import BaseHTTPRequestHandler
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Server", "nginx/1.22.1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = _serve(NotFound)
+    try:
+        profile = make_profile({"nginx": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
+        r = {x.id: x for x in engine.check(profile, check_ids=[CONTENT_LISTING]).results}[CONTENT_LISTING]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status is Status.ERROR, r.summary
+    assert "neither a listing nor a refusal" in r.summary
