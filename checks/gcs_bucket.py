@@ -56,12 +56,18 @@ class _Unusable(Exception):
         self.result = result
 
 
+def _gcs(ctx, key: str, default=""):
+    """A ``gcs.*`` setting, whichever layer's check asks (nginx discovers a sample object through us)."""
+    value = ctx.section("gcs").get(key)
+    return default if value in (None, "") else value
+
+
 def _bucket_name(ctx) -> str:
-    return ctx.config.get("bucket") or "studio-content"
+    return _gcs(ctx, "bucket") or "studio-content"
 
 
 def _endpoint(ctx) -> str:
-    return (ctx.setting("endpoint", "") or "").rstrip("/")
+    return (_gcs(ctx, "endpoint") or "").rstrip("/")
 
 
 def _api_address(ctx) -> str:
@@ -76,8 +82,8 @@ def _make_client(ctx):
     from google.cloud import storage
 
     endpoint = _endpoint(ctx)
-    key_file = os.path.expanduser(ctx.setting("credentials", "") or "")
-    project = ctx.setting("project", "")
+    key_file = os.path.expanduser(_gcs(ctx, "credentials") or "")
+    project = _gcs(ctx, "project")
     try:
         if key_file:
             from google.oauth2 import service_account
@@ -236,6 +242,14 @@ def _list(ctx, prefix: str, limit: int, fields: str = LIST_FIELDS, page_size: in
                                  page_size=min(size, max(1, limit)), max_results=limit,
                                  timeout=ctx.timeout(ctx.setting("request_timeout", 30.0)), retry=None)
     return iterator
+
+
+def first_object(ctx, prefix: str) -> str | None:
+    """The name of one object under ``prefix`` (one listing request of one item), None when there is
+    none. Raises what the SDK raises; callers outside this layer use it to find a real object to probe."""
+    iterator = _client(ctx).list_blobs(_bucket_name(ctx), prefix=prefix, fields="items(name),nextPageToken",
+                                       max_results=1, page_size=1, timeout=ctx.timeout(30.0), retry=None)
+    return next((blob.name for blob in iterator), None)
 
 
 def _audit_listing(ctx, name: str, prefix: str, cap: int, visit, **options):

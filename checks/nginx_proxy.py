@@ -272,18 +272,44 @@ def check_static(ctx):
               f"{resp.headers.get('cache-control', '')})", evidence=evidence)
 
 
+def _storage_sample(ctx):
+    """The content object to probe: ``nginx.storage_path``, else the first object the gcs layer's
+    credentials list under ``gcs.storage_prefix`` (``storage/x`` is served as ``/content/storage/x``).
+    Returns the path, or the Result that says why there is none."""
+    path = str(ctx.setting("storage_path", ""))
+    if path:
+        return path
+    if not ctx.section("gcs").get("bucket"):
+        return skip("no content object to probe: set nginx.storage_path (a /content/storage/<a>/<b>/<md5>.<ext> "
+                    "path) or gcs.bucket to find one", reason=Reason.NOT_CONFIGURED,
+                    hint="set nginx.storage_path, or configure the gcs layer so a real object can be listed")
+    from checks import gcs_bucket
+
+    prefix = str(ctx.section("gcs").get("storage_prefix") or "storage/")
+    where = f"gs://{ctx.section('gcs')['bucket']}/{prefix}"
+    try:
+        name = gcs_bucket.first_object(ctx, prefix)
+    except Exception as exc:  # noqa: BLE001 - any SDK or transport error: we could not look
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return error(f"could not list {where} to find a content object to probe: {first}",
+                     reason=Reason.UNEXPECTED, hint="set nginx.storage_path to a known content file")
+    if not name:
+        return error(f"no object under {where} to probe, and nginx.storage_path is not set",
+                     reason=Reason.UNEXPECTED, hint="set nginx.storage_path (or gcs.storage_prefix)")
+    return "/content/" + name
+
+
 @check(CONTENT_STORAGE, title="/content/storage/ is cached immutable", needs=("nginx.url",),
        depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",))
 def check_content_storage(ctx):
-    """A content file (``nginx.storage_path``) comes back 200 with the long-lived immutable Cache-Control.
+    """A content file (``nginx.storage_path``, else one listed in the bucket) comes back 200 with the long-lived immutable Cache-Control.
 
     Storage URLs are md5-addressed, so nginx hides GCS's Cache-Control and Expires and adds
     ``public, max-age=31536000, immutable, no-transform`` (PR #5829) so that CloudFlare and browsers
     keep them. A 404 is the bucket's answer (missing object: see the ``gcs`` layer)."""
-    path = str(ctx.setting("storage_path", ""))
-    if not path:
-        return skip("nginx.storage_path is not set (a /content/storage/<a>/<b>/<md5>.<ext> object to probe)",
-                    reason=Reason.NOT_CONFIGURED, hint="set nginx.storage_path in the profile's config")
+    path = _storage_sample(ctx)
+    if not isinstance(path, str):
+        return path
     resp, seconds, exc = _request(ctx, "HEAD", path)
     if exc is not None:
         return _no_answer(ctx, path, exc, seconds)

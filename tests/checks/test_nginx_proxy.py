@@ -442,3 +442,27 @@ def test_content_listing_404_is_an_error_not_no_listing(make_profile):
         server.server_close()
     assert r.status is Status.ERROR, r.summary
     assert "neither a listing nor a refusal" in r.summary
+
+
+def test_storage_object_discovered_through_the_bucket_listing(stack, seeded, make_profile):
+    _, gcs = seeded
+    sections = stack.sections(gcs={"bucket": BUCKET, "endpoint": gcs.url})
+    del sections["nginx"]["storage_path"]
+    res = run(make_profile, sections, layers=["nginx"])[CONTENT_STORAGE]
+    assert res.status is Status.OK, res.summary
+    assert res.evidence["path"].startswith("/content/storage/")
+    name = res.evidence["path"][len("/content/"):]
+    assert gcs.client().bucket(BUCKET).get_blob(name) is not None     # a real object, listed, not guessed
+
+
+def test_storage_without_an_object_to_probe_is_an_error_not_a_fail(stack, seeded, make_profile):
+    _, gcs = seeded
+    sections = stack.sections(gcs={"bucket": BUCKET, "endpoint": gcs.url, "storage_prefix": "nothing-here/"})
+    del sections["nginx"]["storage_path"]
+    res = run(make_profile, sections, layers=["nginx"])[CONTENT_STORAGE]
+    assert res.status is Status.ERROR
+    assert "no object under gs://studio-content/nothing-here/" in res.summary
+    sections = stack.sections()
+    del sections["nginx"]["storage_path"]
+    res = run(make_profile, sections, layers=["nginx"])[CONTENT_STORAGE]
+    assert res.status is Status.SKIP and "gcs.bucket" in res.summary
