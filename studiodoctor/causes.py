@@ -102,6 +102,23 @@ def login_rejected_breaks_app(healthz: Result, login: Result) -> dict | None:
             "postgres_error": login.summary[:200]}
 
 
+def origin_page_behind_edge(pages: Result, trace: Result) -> dict | None:
+    """The public URL answers an error, and the hop trace finds the first bad hop behind CloudFlare
+    (the origin, nginx or the app): CloudFlare only passed the origin's failure on."""
+    hop = trace.evidence.get("first_bad_hop")
+    if not hop or hop == "edge":
+        return None
+    return {"hop": hop, "layer": trace.evidence.get("first_bad_layer") or "?"}
+
+
+def edge_is_first_bad_hop(trace: Result, pages: Result) -> dict | None:
+    """The hop trace goes bad at the edge itself (every hop behind it answers), and the public URL
+    answers an error: the trace's failure is CloudFlare's."""
+    if trace.evidence.get("first_bad_hop") != "edge":
+        return None
+    return {"hop": "edge"}
+
+
 RULES: tuple[Rule, ...] = (
     Rule("redis-full-blocks-workers", "celery.workers", "redis.memory", redis_full_blocks_workers,
          "Redis refuses writes ({seen}; {used_memory} of {maxmemory}, policy {policy}), so workers cannot "
@@ -112,6 +129,10 @@ RULES: tuple[Rule, ...] = (
          "nginx {nginx} and the app, asked directly, took {app_latency_s:.1f} s"),
     Rule("login-rejected-breaks-app", "app.healthz", "postgres.reachable", login_rejected_breaks_app,
          "the app's database query fails while PostgreSQL rejects our login too ({postgres_error})"),
+    Rule("origin-page-behind-edge", "edge.error_pages", "path.trace", origin_page_behind_edge,
+         "every hop in front of the {hop} ({layer}) passes its error on: the trace goes bad there first"),
+    Rule("edge-is-first-bad-hop", "path.trace", "edge.error_pages", edge_is_first_bad_hop,
+         "the request goes bad at CloudFlare itself: every hop behind it answers"),
 )
 
 

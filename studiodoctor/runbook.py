@@ -167,7 +167,9 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
     likely = None
     if roots:
         root = roots[0]
-        likely = {"layer": root.layer, "check": root.id, "status": root.status.value, "summary": root.summary,
+        # a check that localizes across layers (the hop trace) names the layer it found broken
+        layer = root.evidence.get("first_bad_layer") or root.layer
+        likely = {"layer": layer, "check": root.id, "status": root.status.value, "summary": root.summary,
                   "evidence": root.evidence, "hint": root.hint, "explains": _explains(root.id, consequences)}
         if because:
             likely["because"] = because

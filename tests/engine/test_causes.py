@@ -218,3 +218,32 @@ def test_explain_prints_the_rules_of_a_check(capsys):
     assert "explained by redis.memory (rule redis-full-blocks-workers) when: Celery's ping failed" in capsys.readouterr().out
     assert main(["explain", "postgres.reachable"]) == 0
     assert "explains app.healthz (rule login-rejected-breaks-app)" in capsys.readouterr().out
+
+
+# --- the public error page and the hop trace ------------------------------------------------------
+
+def edge_and_trace(make_profile, first_bad_hop, first_bad_layer):
+    reg = Registry()
+    reg.check("edge.error_pages", title="pages", layer="cloudflare")(
+        lambda ctx: fail("https://studio/ answers 502, the origin's page, passed through CloudFlare",
+                         evidence={"responses": {}}))
+    reg.check("path.trace", title="trace", layer="path", explained_by=("traefik", "nginx", "app"))(
+        lambda ctx: fail(f"first bad hop: {first_bad_hop}",
+                         evidence={"first_bad_hop": first_bad_hop, "first_bad_layer": first_bad_layer}))
+    return diagnose(make_profile, reg, [{"layer": "cloudflare", "why": "c", "also": ["path.trace"]},
+                                        {"layer": "traefik", "why": "t"}])
+
+
+def test_an_origin_502_passed_through_the_edge_names_the_hop_the_trace_found(make_profile):
+    # an ingress the doctor cannot ask (no Traefik API): only the trace localizes it
+    report = edge_and_trace(make_profile, "origin", "traefik")
+    assert report.likely_cause["check"] == "path.trace"
+    assert report.likely_cause["layer"] == "traefik"
+    assert report.likely_cause["explains"][0]["check"] == "edge.error_pages"
+
+
+def test_a_trace_that_goes_bad_at_the_edge_names_cloudflare(make_profile):
+    report = edge_and_trace(make_profile, "edge", "cloudflare")
+    assert report.likely_cause["check"] == "edge.error_pages"
+    assert report.likely_cause["layer"] == "cloudflare"
+    assert report.likely_cause["explains"][0]["check"] == "path.trace"

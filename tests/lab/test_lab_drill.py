@@ -44,9 +44,6 @@ def test_every_symptom_has_a_fault_to_drill():
 # Checks that still lean on the default lab on the other variant, each a known gap of a named part
 # (reported; remove the entry once that part no longer depends on what only our lab has).
 KNOWN_GAPS: dict[str, dict[str, str]] = {}  # sentry.release, email.app_key_env now discover the app Deployment
-# Faults the other variant cannot localize yet: ingress-nginx has no API, and nothing in the traefik
-# layer probes the origin's answers (path.trace sees the 502/503 at the origin hop; the edge is named).
-KNOWN_WRONG = {"other": {"traefik-missing-service", "traefik-server-down"}}
 
 
 def test_healthy_lab_has_no_false_alarm(lab_env):
@@ -71,14 +68,12 @@ OTHER_VARIANT_FAULTS = {
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_fault_is_localized_then_fixed(lab_env, name, request):
+def test_fault_is_localized_then_fixed(lab_env, name):
     why = skipped(lab_env, name)
     if why:
         pytest.skip(f"{name} on the {lab_env.variant.name} lab: {why}")
     if lab_env.variant.name != "default" and name not in OTHER_VARIANT_FAULTS:
         pytest.skip("drilled on the other variant by `lab drill --all`, not in CI (time)")
-    if name in KNOWN_WRONG.get(lab_env.variant.name, ()):
-        request.applymarker(pytest.mark.xfail(reason="no check probes the ingress-nginx origin yet", strict=False))
     results = drill.drill_fault(Lab.load(lab_env.root), FAULTS[name])
     for r in results:
         assert r.localized, f"{name}: named {r.named} ({r.check}), expected {r.expected} ({r.expect}); " \
