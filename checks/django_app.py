@@ -47,6 +47,20 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
         return None, time.monotonic() - t0, exc
 
 
+def _confirmed(ctx, path: str, resp, seconds: float):
+    """(response, seconds, samples): a reading in the warning band is taken once more, as an engineer
+    re-runs curl before calling the app slow. One answer can wait on the doctor's own work (its other
+    checks share this process) or on a blip; a slow app is slow twice, so the faster sample is the
+    app's latency. Readings at a failing level are conclusive (and the time to repeat them is not there)."""
+    if judge_latency(ctx, seconds)[0] != "warn" or ctx.remaining() < 1.5 * seconds + 0.5:
+        return resp, seconds, [round(seconds, 3)]
+    again, again_s, exc = _get(ctx, path)
+    samples = [round(seconds, 3), round(again_s, 3)]
+    if exc is None and again.status_code == resp.status_code and again_s < seconds:
+        return again, again_s, samples
+    return resp, seconds, samples
+
+
 def _app_commands(ctx) -> list[Command]:
     from studiodoctor.kubectl import command as kubectl
 
@@ -118,8 +132,11 @@ def check_stealthz(ctx):
     resp, seconds, exc = _get(ctx, "/stealthz")
     if exc is not None:
         return _no_answer(ctx, "the app", "/stealthz", exc, seconds)
+    resp, seconds, samples = _confirmed(ctx, "/stealthz", resp, seconds)
     body = resp.text[:200]
     evidence = {"status": resp.status_code, "body": body.strip()[:60], "server": resp.headers.get("server", "")}
+    if len(samples) > 1:
+        evidence["latency_samples_s"] = samples
     if resp.status_code != 200:
         return fail(f"/stealthz answered {resp.status_code} in {seconds:.2f} s: the app is up but erroring "
                     f"even without the database", evidence={**evidence, "latency_s": round(seconds, 3)},
@@ -145,7 +162,10 @@ def check_healthz(ctx):
     resp, seconds, exc = _get(ctx, "/healthz")
     if exc is not None:
         return _no_answer(ctx, "the app", "/healthz", exc, seconds)
+    resp, seconds, samples = _confirmed(ctx, "/healthz", resp, seconds)
     evidence = {"status": resp.status_code, "latency_s": round(seconds, 3)}
+    if len(samples) > 1:
+        evidence["latency_samples_s"] = samples
     if resp.status_code != 200:
         s_resp, s_seconds, s_exc = _get(ctx, "/stealthz", cap=5.0)
         alive = s_exc is None and s_resp.status_code == 200
@@ -186,9 +206,12 @@ def check_login_page(ctx):
     resp, seconds, exc = _get(ctx, path)
     if exc is not None:
         return _no_answer(ctx, "the app", path, exc, seconds)
+    resp, seconds, samples = _confirmed(ctx, path, resp, seconds)
     ua = ctx.section("http").get("user_agent") or "studiodoctor"
     evidence = {"path": path, "status": resp.status_code, "latency_s": round(seconds, 3), "user_agent": ua,
                 "location": resp.headers.get("location", "")}
+    if len(samples) > 1:
+        evidence["latency_samples_s"] = samples
     level, timing = judge_latency(ctx, seconds)
     slow = None if level == "ok" else (fail if level == "fail" else warn)
     if resp.status_code in (301, 302, 303, 307, 308) and slow is None:

@@ -164,3 +164,36 @@ def test_probers_answer_without_the_figures_is_an_error(make_profile):
         server.server_close()
     assert r.status is Status.ERROR, r.summary
     assert "task_queue_status" in r.summary and "queued_task_count" in r.summary
+
+
+def test_a_slow_app_is_slow_twice_and_still_warns(stack, make_profile):
+    """The warning band (2 s .. near nginx's 100 s) is confirmed by a second reading: a really slow app
+    reads slow both times and warns, with both samples in the evidence."""
+    stack.app.set_fault(slow_s=2.3)
+    res = run(make_profile, stack.sections(), layers=["app"], timeout=12)[STEALTHZ]
+    assert res.status is Status.WARN, res.summary
+    assert len(res.evidence["latency_samples_s"]) == 2
+    assert min(res.evidence["latency_samples_s"]) >= 2.3
+    assert res.evidence["latency_s"] >= 2.3
+
+
+def test_one_slow_reading_is_taken_again_before_blaming_the_app(httpserver, make_profile):
+    """One answer delayed (the doctor's own load, a blip), the next at once: the app is not slow."""
+    import time
+
+    calls = []
+
+    def stealthz(request):
+        from werkzeug import Response
+
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(2.2)
+        return Response("<3")
+
+    httpserver.expect_request("/stealthz").respond_with_handler(stealthz)
+    res = run(make_profile, {"app": {"url": httpserver.url_for("")}}, layers=["app"], timeout=8)[STEALTHZ]
+    assert res.status is Status.OK, res.summary
+    first, second = res.evidence["latency_samples_s"]
+    assert first >= 2.2 and second < 1
+    assert res.evidence["latency_s"] == second
