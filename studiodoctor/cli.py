@@ -674,6 +674,15 @@ _MAIN_STARTED: list = [None, False]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (DESIGN.md: 0 ok, 1 warn, 2 fail, 3 unknown/usage)."""
+    code = _main(argv)
+    if argv is None:  # a process: checks abandoned at their deadline must not turn the exit code into 134
+        from .runner import exit_now
+
+        exit_now(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     from typer import Abort, Exit
     from typer.exceptions import TyperException  # public: the base of the click exceptions typer vendors
 

@@ -105,3 +105,16 @@ def loopback_only(monkeypatch):
     monkeypatch.setattr(socket.socket, "sendto", sendto)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+
+# Checks abandoned at their deadline (blackholed and dripping servers) leave daemon threads blocked in
+# C code; finalizing the interpreter under them can abort pytest after its summary (exit 134). End the
+# session the way the CLI ends a run (studiodoctor.runner.exit_now), with pytest's own exit status.
+def pytest_sessionfinish(session, exitstatus):
+    session.config._studiodoctor_exitstatus = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    from studiodoctor.runner import exit_now
+
+    exit_now(getattr(config, "_studiodoctor_exitstatus", 0))

@@ -126,3 +126,18 @@ def test_every_layer_blackholed_returns_within_the_timeout_and_fails(tmp_path, c
     assert not wrong
     assert len(silent) >= 11  # at least one check per backend says it got no answer
     assert sum(r["reason"] == "timeout" for r in results if r["id"] in silent) >= 11
+
+
+def test_a_blackholed_run_as_a_process_exits_2_not_134(tmp_path, blackhole):
+    """As a monitoring system runs it: a process whose abandoned checks are still blocked in sockets at
+    exit ends with the report's exit code (finalizing the interpreter under them could abort: 134)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = blackhole_config(tmp_path, *blackhole)
+    cli = Path(sys.executable).with_name("studiodoctor")
+    proc = subprocess.run([str(cli), "check", "--config", cfg, "--profile", "blackhole", "--format", "json",
+                           "--timeout", str(TIMEOUT)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert json.loads(proc.stdout)["exit_code"] == 2

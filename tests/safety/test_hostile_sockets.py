@@ -79,8 +79,9 @@ def _drip(conn, i):
         time.sleep(1)
 
 
-def _run(make_profile, server, layer, https=False):
-    profile = make_profile(_sections(server.url, https), timeout=TIMEOUT)
+def _run(make_profile, server, layer, https=False, without=()):
+    sections = {k: v for k, v in _sections(server.url, https).items() if k not in without}
+    profile = make_profile(sections, timeout=TIMEOUT)
     started = time.monotonic()
     results = engine.check(profile, layers=[layer]).results
     return results, time.monotonic() - started
@@ -139,7 +140,9 @@ def test_a_10_mb_body_is_not_read_whole(layer, make_profile):
     big = _Big()
     server = Hostile(big)
     try:
-        results, wall = _run(make_profile, server, layer)
+        # without gcs: nginx.content_storage would list one object through the gcs SDK to find a content
+        # file, and SDK reads are the SDK's (not bounded by httpprobe), as for the gcs layer itself
+        results, wall = _run(make_profile, server, layer, without=("gcs",))
         deadline = time.monotonic() + 3
         while len(big.complete) < server.connections and time.monotonic() < deadline:
             time.sleep(0.05)
