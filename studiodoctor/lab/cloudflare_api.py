@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
@@ -208,61 +204,14 @@ def handle(state: dict, method: str, path: str, query: dict, auth: str) -> tuple
     return _not_found(7000, "No route for that URI")
 
 
-class _StateFile:
-    def __init__(self, path: Path):
-        self.path, self._mtime, self._state, self._lock = path, None, {}, threading.Lock()
-
-    def current(self) -> dict:
-        with self._lock:
-            try:
-                mtime = self.path.stat().st_mtime_ns
-                if mtime != self._mtime:
-                    self._state, self._mtime = json.loads(self.path.read_text()), mtime
-            except (OSError, ValueError):
-                pass
-            return self._state
-
-
 def serve(port: int, state_path: Path, address: str = "127.0.0.1") -> None:
-    states = _StateFile(state_path)
+    from .saas_stub import serve_json
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "cloudflare"
-        sys_version = ""
-        protocol_version = "HTTP/1.1"
+    def answer(state, method, path, query, headers, body):
+        return handle(state, method, path, query, headers.get("authorization", ""))
 
-        def _answer(self, method):
-            parts = urlsplit(self.path)
-            status, body = handle(states.current(), method, parts.path, parse_qs(parts.query),
-                                  self.headers.get("Authorization", ""))
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("cf-ray", "8e00000000000000-LAB")
-            self.end_headers()
-            if method != "HEAD":
-                self.wfile.write(data)
-
-        def do_GET(self):
-            self._answer("GET")
-
-        def do_HEAD(self):
-            self._answer("HEAD")
-
-        def do_POST(self):
-            self._answer("POST")
-
-        do_PUT = do_PATCH = do_DELETE = do_POST
-
-        def log_message(self, fmt, *args):
-            sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
-            sys.stdout.flush()
-
-    httpd = ThreadingHTTPServer((address, port), Handler)
-    httpd.daemon_threads = True
-    print(f"cloudflare_api listening on http://{address}:{port}{PREFIX}", flush=True)
-    httpd.serve_forever()
+    serve_json(answer, "cloudflare_api", port, state_path, address, headers={"cf-ray": "8e00000000000000-LAB"},
+               suffix=PREFIX)
 
 
 class CloudflareAPI(Launcher):

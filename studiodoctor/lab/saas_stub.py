@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port
+from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
 
 class _StateFile:
@@ -37,11 +36,18 @@ class _StateFile:
 
 
 def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") -> None:
-    handle = importlib.import_module(f"studiodoctor.lab.{module}").handle
+    serve_json(importlib.import_module(f"studiodoctor.lab.{module}").handle, module, port, state_path, address)
+
+
+def serve_json(handle, name: str, port: int, state_path: Path, address: str = "127.0.0.1",
+               headers: dict | None = None, suffix: str = "") -> None:
+    """Serve ``handle(state, method, path, query, headers, body) -> (status, json or bytes)`` over HTTP,
+    with the state file reread on change; ``headers`` are added to every answer (e.g. CloudFlare's cf-ray)."""
     states = _StateFile(state_path)
+    extra = dict(headers or {})
 
     class Handler(BaseHTTPRequestHandler):
-        server_version = module
+        server_version = name
         sys_version = ""
         protocol_version = "HTTP/1.1"
 
@@ -63,6 +69,8 @@ def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") 
             self.send_response(status)
             self.send_header("Content-Type", "text/html" if isinstance(payload, bytes) else "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for key, value in extra.items():
+                self.send_header(key, value)
             self.end_headers()
             if method != "HEAD":
                 self.wfile.write(data)
@@ -84,7 +92,7 @@ def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") 
 
     httpd = ThreadingHTTPServer((address, port), Handler)
     httpd.daemon_threads = True
-    print(f"{module} listening on http://{address}:{port}", flush=True)
+    print(f"{name} listening on http://{address}:{port}{suffix}", flush=True)
     httpd.serve_forever()
 
 
@@ -109,11 +117,7 @@ class StubAPI(Launcher):
 
     def write_state(self, state: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
-        st = self.state_file.stat()
-        os.utime(self.state_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+        write_json_atomic(self.state_file, state)
 
     def edit(self, fn) -> None:
         state = self.read_state()
