@@ -226,6 +226,17 @@ def _serve(handler_class):
     return server
 
 
+def _content_listing_against(handler_class, make_profile):
+    """nginx.content_listing's result against a server answering with ``handler_class``."""
+    server = _serve(handler_class)
+    try:
+        profile = make_profile({"nginx": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
+        return {x.id: x for x in engine.check(profile, check_ids=[CONTENT_LISTING]).results}[CONTENT_LISTING]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_content_listing_unknown_when_nginx_cannot_reach_the_bucket(make_profile):
     """A 502 for /content/ says nothing about the bucket's listing: error, not 'no listing'."""
     from http.server import BaseHTTPRequestHandler
@@ -248,13 +259,7 @@ def test_content_listing_unknown_when_nginx_cannot_reach_the_bucket(make_profile
         def log_message(self, *args):
             pass
 
-    server = _serve(BadGateway)
-    try:
-        profile = make_profile({"nginx": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
-        r = {x.id: x for x in engine.check(profile, check_ids=[CONTENT_LISTING]).results}[CONTENT_LISTING]
-    finally:
-        server.shutdown()
-        server.server_close()
+    r = _content_listing_against(BadGateway, make_profile)
     assert r.status is Status.ERROR, r.summary
     assert "502" in r.summary and "cannot tell" in r.summary
 
@@ -433,13 +438,7 @@ def test_content_listing_404_is_an_error_not_no_listing(make_profile):
         def log_message(self, *args):
             pass
 
-    server = _serve(NotFound)
-    try:
-        profile = make_profile({"nginx": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
-        r = {x.id: x for x in engine.check(profile, check_ids=[CONTENT_LISTING]).results}[CONTENT_LISTING]
-    finally:
-        server.shutdown()
-        server.server_close()
+    r = _content_listing_against(NotFound, make_profile)
     assert r.status is Status.ERROR, r.summary
     assert "neither a listing nor a refusal" in r.summary
 
