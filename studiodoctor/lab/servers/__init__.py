@@ -1,0 +1,1 @@
+"""Launchers of the real servers the lab runs: redis, postgres, nginx, traefik, fake-gcs, gunicorn, celery."""
