@@ -17,7 +17,7 @@ from checks.celery_workers import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
 from checks.redis_broker import READ_ACL as REDIS_READ_ACL
 from studiodoctor import engine, studio_facts as facts
 from studiodoctor.lab import studio_schema
-from studiodoctor.lab.celery_worker import CeleryWorker
+from studiodoctor.lab.servers.celery_worker import CeleryWorker
 from studiodoctor.model import Status
 
 LAYERS = ["redis", "celery", "postgres"]
