@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+from studiodoctor import grants
 from studiodoctor.model import Reason, error, fail, unreachable
 from studiodoctor.staged import first_line
 
@@ -117,9 +118,12 @@ def db_call(ctx, target: Target, func):
     except Busy as exc:
         return None, error(f"could not query PostgreSQL at {target.address}: {exc}", reason=Reason.TIMEOUT)
     except psycopg.errors.InsufficientPrivilege as exc:
-        return None, error(f"role {target.user} may not read this: {target.scrub(first_line(exc))}",
-                           reason=Reason.FORBIDDEN, evidence={"target": target.label},
-                           hint=f"GRANT pg_monitor TO {target.user or '<role>'}")
+        table = grants.pg_table(str(exc))
+        grant = (grants.pg_grant_select(target.user, [table]) if table
+                 else f"GRANT pg_monitor TO {target.user or '<role>'}")
+        return None, error(f"role {target.user} may not read this: {grant} "
+                           f"({target.scrub(first_line(exc))})",
+                           reason=Reason.FORBIDDEN, evidence={"target": target.label}, hint=grant)
     except psycopg.errors.QueryCanceled as exc:
         return None, fail(f"PostgreSQL at {target.address} did not answer a monitoring query within the deadline "
                           f"(timed out: {target.scrub(first_line(exc))})", reason=Reason.TIMEOUT,
