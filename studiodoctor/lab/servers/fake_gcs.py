@@ -69,6 +69,10 @@ class FakeGCSServer(Launcher):
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def method_logs(self) -> list[Path]:
+        return [self.log]  # at -log-level info: '"GET /storage/v1/b HTTP/1.1" 200' per request
+
+    @property
     def filesystem_root(self) -> Path:
         return self.dir / "fs-root"
 
@@ -76,7 +80,7 @@ class FakeGCSServer(Launcher):
         backend = self.options.get("backend") or "memory"
         cmd = [fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
                "-backend", backend, "-public-host", self.address, "-external-url", self.url,
-               "-log-level", self.options.get("log_level") or "warn"]
+               "-log-level", self.options.get("log_level") or "info"]  # info: every request (method_logs)
         if backend == "filesystem":
             cmd += ["-filesystem-root", str(self.filesystem_root)]
         if self.options.get("data_dir"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..launcher import Launcher, write_json_atomic
+from ..methodlog import MethodLog
 
 XML_DENIED = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access denied."
               "</Message><Details>Anonymous caller does not have {perm} access to the Google Cloud Storage "
@@ -44,6 +45,7 @@ def load_rules(path: Path) -> dict:
 
 def make_handler(upstream: str, state: Path):
     target = urlsplit(upstream)
+    methods = MethodLog.beside(state, "gcs_gate")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -71,6 +73,7 @@ def make_handler(upstream: str, state: Path):
             self._send(401, json.dumps(body).encode(), "application/json; charset=UTF-8")
 
         def _handle(self) -> None:
+            methods.record(self.command, self.path)
             rules = load_rules(state)
             parts = urlsplit(self.path)
             path = parts.path
@@ -112,7 +115,7 @@ def make_handler(upstream: str, state: Path):
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+        do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
     return Handler
 
@@ -131,6 +134,10 @@ class GCSGate(Launcher):
     @property
     def state_file(self) -> Path:
         return self.dir / "gate.json"
+
+    @property
+    def method_logs(self) -> list[Path]:
+        return [MethodLog.beside(self.state_file, "gcs_gate").path]
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "studiodoctor.lab.servers.gcs_gate", "--port", str(self.port),

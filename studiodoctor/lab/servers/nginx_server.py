@@ -133,6 +133,10 @@ class NginxServer(Launcher):
         return [require_binary("nginx", "nginx-light", "/usr/sbin/nginx"), "-c", str(self.conf),
                 "-p", str(self.dir)]
 
+    @property
+    def method_logs(self) -> list:
+        return [self.dir / "logs" / "access.log"]  # the combined format quotes the request line
+
     def start(self, timeout: float = 15.0) -> "NginxServer":
         self.write_config()
         self.pid = self.spawn(self.command())

@@ -233,6 +233,10 @@ class StudioApp(Launcher):
                 "--worker-class", "gthread", "--timeout", "4000", "--graceful-timeout", "2", "--preload",
                 "--access-logfile", "-", "--error-logfile", "-", "--log-level", "info"]
 
+    @property
+    def method_logs(self) -> list[Path]:
+        return [self.log]  # gunicorn's access log (--access-logfile -), combined format
+
     def start(self, timeout: float = 20.0) -> "StudioApp":
         self.write_state()
         self.pid = self.spawn(self.command(), env={STATE_ENV: str(self.state_file)})

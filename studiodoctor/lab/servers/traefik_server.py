@@ -111,6 +111,10 @@ class TraefikServer(Launcher):
         return self.dir / "dynamic.yml"
 
     @property
+    def method_logs(self) -> list[Path]:
+        return [self.dir / "access.json"]  # Traefik's JSON access log: RequestMethod, RequestPath
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -145,6 +149,8 @@ class TraefikServer(Launcher):
             "api": {"insecure": True, "dashboard": False},
             "ping": {},
             "log": {"level": "INFO", "noColor": True},
+            # every request with its method, its own API's too (read by methodlog.read_methods)
+            "accessLog": {"filePath": str(self.dir / "access.json"), "format": "json", "addInternals": True},
             "providers": {"providersThrottleDuration": "100ms",
                           "file": {"filename": str(self.dynamic_file), "watch": True}},
         }

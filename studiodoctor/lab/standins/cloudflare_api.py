@@ -239,6 +239,12 @@ class CloudflareAPI(Launcher):
         return f"http://127.0.0.1:{self.port}{PREFIX}"
 
     # state editing ------------------------------------------------------------
+    @property
+    def method_logs(self) -> list[Path]:
+        from ..methodlog import MethodLog
+
+        return [MethodLog.beside(self.state_file, "cloudflare_api").path]  # see saas_stub.serve_json
+
     def read_state(self) -> dict:
         return json.loads(self.state_file.read_text())
 

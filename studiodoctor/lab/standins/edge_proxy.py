@@ -67,8 +67,11 @@ class _OriginTLS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.sni)
 
 
-def serve_shim(port: int, origin: str, address: str = "127.0.0.1", origin_ca: str = "") -> None:
+def serve_shim(port: int, origin: str, address: str = "127.0.0.1", origin_ca: str = "", method_log: str = "") -> None:
+    from ..methodlog import MethodLog
+
     target = urlsplit(origin) if origin else None
+    methods = MethodLog(method_log) if method_log else None
 
     class Shim(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -86,6 +89,8 @@ def serve_shim(port: int, origin: str, address: str = "127.0.0.1", origin_ca: st
                 self.wfile.write(body)
 
         def _handle(self):
+            if methods:
+                methods.record(self.command, self.path)
             head = self.command == "HEAD"
             host = (self.headers.get("Host") or "").split(":")[0]
             if self.path.startswith("/__cf_redirect/"):  # CloudFlare's own redirects carry its headers too
@@ -257,7 +262,8 @@ class EdgeProxy(NginxServer):
     # lifecycle --------------------------------------------------------------------
     def shim_command(self) -> list[str]:
         return [sys.executable, "-m", "studiodoctor.lab.standins.edge_proxy", "--port", str(self.shim_port),
-                "--origin", self.origin_url, "--origin-ca", self.ca_file]
+                "--origin", self.origin_url, "--origin-ca", self.ca_file,
+                "--method-log", str(self.dir / "edge_shim.requests.jsonl")]
 
     def start(self, timeout: float = 15.0) -> "EdgeProxy":
         self._issue_certs()  # the shim needs the CA file to verify an https origin
@@ -274,6 +280,11 @@ class EdgeProxy(NginxServer):
     def stop(self) -> None:
         stop_pid(self.pid)
         stop_pid(self.shim_pid)
+
+    @property
+    def method_logs(self) -> list:
+        # nginx's access log (what reached the edge) and the shim's (what it passed on, CloudFlare-style)
+        return [*super().method_logs, self.dir / "edge_shim.requests.jsonl"]
 
     def alive(self) -> bool:
         from ..launcher import pid_alive
@@ -308,8 +319,9 @@ def main(argv=None) -> int:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--origin", default="")
     parser.add_argument("--origin-ca", default="", help="CA file for an https origin")
+    parser.add_argument("--method-log", default="", help="record every request's method here (methodlog)")
     args = parser.parse_args(argv)
-    serve_shim(args.port, args.origin, args.address, args.origin_ca)
+    serve_shim(args.port, args.origin, args.address, args.origin_ca, args.method_log)
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..methodlog import MethodLog
 
 
 class _StateFile:
@@ -35,6 +36,17 @@ class _StateFile:
             return self._state
 
 
+def graphql_operation(body) -> str:
+    """``#query`` or ``#mutation`` for a GraphQL request body (NerdGraph is POST-only: its reads are
+    queries), else ""; what a method log records after the path, so a POST that only read can be told."""
+    query = body.get("query") if isinstance(body, dict) else None
+    if not isinstance(query, str):
+        return ""
+    text = query.lstrip()
+    word = text.split(None, 1)[0].split("(")[0].split("{")[0] if text else ""
+    return "#query" if text.startswith("{") or word in ("query", "") else f"#{word}"
+
+
 def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") -> None:
     serve_json(importlib.import_module(f"studiodoctor.lab.standins.{module}").handle, module, port, state_path, address)
 
@@ -42,8 +54,10 @@ def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") 
 def serve_json(handle, name: str, port: int, state_path: Path, address: str = "127.0.0.1",
                headers: dict | None = None, suffix: str = "") -> None:
     """Serve ``handle(state, method, path, query, headers, body) -> (status, json or bytes)`` over HTTP,
-    with the state file reread on change; ``headers`` are added to every answer (e.g. CloudFlare's cf-ray)."""
+    with the state file reread on change; ``headers`` are added to every answer (e.g. CloudFlare's cf-ray).
+    Every request's method is recorded in ``<name>.requests.jsonl`` beside the state file."""
     states = _StateFile(state_path)
+    methods = MethodLog.beside(state_path, name)
     extra = dict(headers or {})
 
     class Handler(BaseHTTPRequestHandler):
@@ -51,7 +65,8 @@ def serve_json(handle, name: str, port: int, state_path: Path, address: str = "1
         sys_version = ""
         protocol_version = "HTTP/1.1"
 
-        def _answer(self, method):
+        def _answer(self):
+            method = self.command
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -59,6 +74,7 @@ def serve_json(handle, name: str, port: int, state_path: Path, address: str = "1
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = None
+            methods.record(method, self.path + graphql_operation(body))
             state = states.current()
             delay = float(state.get("delay_s") or 0)
             if delay:
@@ -75,16 +91,7 @@ def serve_json(handle, name: str, port: int, state_path: Path, address: str = "1
             if method != "HEAD":
                 self.wfile.write(data)
 
-        def do_GET(self):
-            self._answer("GET")
-
-        def do_POST(self):
-            self._answer("POST")
-
-        def do_HEAD(self):
-            self._answer("HEAD")
-
-        do_PUT = do_PATCH = do_DELETE = do_POST
+        do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
         def log_message(self, fmt, *args):
             sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
@@ -111,6 +118,10 @@ class StubAPI(Launcher):
 
     def default_state(self) -> dict:
         raise NotImplementedError
+
+    @property
+    def method_logs(self) -> list[Path]:
+        return [MethodLog.beside(self.state_file, self.module).path]
 
     def read_state(self) -> dict:
         return json.loads(self.state_file.read_text())
