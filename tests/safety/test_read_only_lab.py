@@ -4,7 +4,7 @@ while every HTTP counterpart logs the methods it receives and Redis MONITOR watc
 
 Only GET/HEAD/OPTIONS reach any HTTP counterpart (the Kubernetes API: plus POST SelfSubjectAccessReview,
 declared by `kubernetes.permissions`), and Redis sees read commands plus exactly the celery layer's
-documented control-message writes (``checks.celery_workers.CONTROL_ACL``). Only the doctor's requests
+documented control-message writes (``checks.celery.CONTROL_ACL``). Only the doctor's requests
 count: the lab's own (fault injection between runs, its servers' connections) are left out by time
 window and by which process owns the connection.
 
@@ -48,7 +48,7 @@ LAB = Path(sys.modules["studiodoctor.lab"].__file__).parent
 
 def _control_writes():
     """What the celery layer declares it writes: the commands of CONTROL_ACL and the keys they may touch."""
-    from checks.celery_workers import CONTROL_ACL
+    from checks.celery import CONTROL_ACL
 
     commands = {g[1:].split("|")[0].upper() for g in CONTROL_ACL if g.startswith("+")}
     keys = [g[1:] for g in CONTROL_ACL if g.startswith("~")]
