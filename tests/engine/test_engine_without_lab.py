@@ -64,7 +64,7 @@ def test_the_engine_and_every_layer_work_with_the_lab_blocked(tmp_path):
             ["check", "--profile", "nolab", "--layer", "redis", "--format", "json"],
             ["lab", "up"], ["check", "--profile", "lab"]]
     got = _run_without_lab(tmp_path, runs)
-    assert "studiodoctor.cli" in got["imported"] and "checks.celery_workers" in got["imported"]
+    assert "studiodoctor.cli" in got["imported"] and "checks.celery" in got["imported"]
     assert len(got["imported"]) > 30
     assert got["lab_modules"] == []
     r = got["runs"]

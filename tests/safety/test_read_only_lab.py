@@ -74,17 +74,11 @@ def _undeclared(command: list[str], allowed: set[str], keys: list[str]) -> bool:
     return False  # EVAL/EVALSHA/SCRIPT/TIME/MULTI/EXEC: what the script does is seen as its own lua lines
 
 
-def _own_ports(redis_port: int) -> tuple[set[int], set[int]]:
-    """Client ports of connections to Redis: (owned by this process, owned by another: the lab's)."""
-    mine = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            mine.add(target[8:-1])
-    own, other = set(), set()
+def _lab_connections(redis_port: int, sessions: set[int]) -> tuple[set[int], set[int]]:
+    """Client ports of the open connections to Redis: (all, those a lab process holds). A lab process is
+    one in the session of a lab server (each launcher starts its server in a new session, so its workers
+    and children share it); only a socket found in such a process's fds makes a connection the lab's."""
+    inodes = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = open(table).read().splitlines()[1:]
@@ -93,19 +87,34 @@ def _own_ports(redis_port: int) -> tuple[set[int], set[int]]:
         for line in lines:
             fields = line.split()
             local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            # open connections only: a closed one lingers (TIME_WAIT, no inode) and would look foreign
             if int(remote.rsplit(":", 1)[1], 16) == redis_port and state == "01" and inode != "0":
-                (own if inode in mine else other).add(int(local.rsplit(":", 1)[1], 16))
-    return own, other
+                inodes[f"socket:[{inode}]"] = int(local.rsplit(":", 1)[1], 16)
+    lab = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                session = int(fh.read().rsplit(")", 1)[1].split()[3])
+            if session not in sessions:
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                port = inodes.get(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                if port is not None:
+                    lab.add(port)
+        except (OSError, ValueError, IndexError):
+            continue
+    return set(inodes.values()), lab
 
 
 class BrokerWatch:
     """MONITOR on the lab's Redis (reconnecting across the faults that stop it), counting the commands
     sent in the doctor's windows by connections that are not the lab's own."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, sessions):
         import redis
 
+        self.sessions = sessions  # () -> the session ids of the lab's servers (their pids)
         self.url, self.port = url, redis.Redis.from_url(url, protocol=2).connection_pool.connection_kwargs["port"]
         self.windows: list[tuple[float, float]] = []
         self.events: list[tuple[float, bool, list[str]]] = []  # (time, from a lab connection, command)
@@ -143,18 +152,18 @@ class BrokerWatch:
                 self.stop.wait(0.2)  # Redis stopped by a fault: watch again once it is back
 
     def _is_lab(self, port, when: float) -> bool:
-        """Is the connection from ``port`` another process's (the lab's servers)? Looked up while the
-        connection is open, again at least every 0.2 s (ephemeral ports come back); one closed before
-        we first looked is nobody's known, so counted as the doctor's."""
+        """Is the connection from ``port`` held by a lab process? Looked up while it is open, again at
+        least every 0.2 s (ephemeral ports come back); one closed before we first looked is nobody's
+        known, so counted as the doctor's."""
         if not isinstance(port, int) or not (self.open <= when or any(a <= when <= b for a, b in self.windows)):
             return False
         now = time.monotonic()
         known = self.known.get(port)
         if known is None or now - known[1] > 0.2:
-            own, other = _own_ports(self.port)
-            for p in own | other:
-                self.known[p] = (p in other and p not in own, now)
-            if port not in own | other:  # closed: what it was a moment ago, else the doctor's
+            open_, lab = _lab_connections(self.port, self.sessions())
+            for p in open_:
+                self.known[p] = (p in lab, now)
+            if port not in open_:  # closed: what it was a moment ago, else the doctor's
                 self.known[port] = (bool(known and known[0] and now - known[1] < 5), now)
         lab = self.known[port][0]
         if lab:
@@ -218,6 +227,11 @@ class Counterparts:
         return result
 
 
+def _sessions(lab: Lab) -> set[int]:
+    """The lab's servers' pids, each its own session's id (launchers start servers with a new session)."""
+    return {pid for svc in lab.services.values() for pid in (svc.pid, getattr(svc, "shim_pid", None)) if pid}
+
+
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def measured(tmp_path_factory, request):
     """One lab per variant, its counterparts' logs and a MONITOR on its broker."""
@@ -231,7 +245,7 @@ def measured(tmp_path_factory, request):
         lab.up()
         started = time.monotonic() - t0
         profile = load_profile("lab")
-        yield lab, profile, Counterparts(lab), BrokerWatch(profile.section("redis")["url"]), started
+        yield lab, profile, Counterparts(lab), BrokerWatch(profile.section("redis")["url"], lambda: _sessions(lab)), started
     finally:
         Lab.load(root / "lab").down()
         mp.undo()
