@@ -29,7 +29,7 @@ def main() -> None:
     from studiodoctor import engine
     from studiodoctor.backends import kube_pods as kp
     from studiodoctor.config import profile_from_data
-    from studiodoctor.lab import kube_api as K
+    from studiodoctor.lab.standins import kubernetes as K
 
     t0 = time.perf_counter()
     from studiodoctor.backends import kubeconfig, kubernetes as kb
