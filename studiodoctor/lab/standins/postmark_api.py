@@ -68,51 +68,66 @@ def handle(state: dict, method: str, path: str, query: dict, headers: dict, body
     if headers.get("x-postmark-server-token") != state.get("token"):
         return _pm_error(401, 10, "The Server Token you provided in the X-Postmark-Server-Token request header was "
                                   "invalid. Please verify that you are using a valid token.")
-    q = {k: v[0] for k, v in query.items()}
-    if path == "/server":
-        srv = dict(state["server"])
-        srv.update(ApiTokens=[state["token"]], ServerLink=f"https://account.postmarkapp.com/servers/{srv['ID']}/streams",
-                   InboundAddress="0000@inbound.postmarkapp.com", RawEmailEnabled=False, InboundHookUrl="",
-                   BounceHookUrl="", OpenHookUrl="", DeliveryHookUrl="", PostFirstOpenOnly=False, InboundDomain="",
-                   InboundHash="0000", InboundSpamThreshold=0, IncludeBounceContentInHook=False,
-                   ClickHookUrl="", EnableSmtpApiErrorHooks=False)
-        return 200, srv
-    if (m := re.fullmatch(r"/message-streams/([^/]+)", path)):
-        stream = next((s for s in state.get("streams", []) if s["ID"] == m.group(1)), None)
-        if stream is None:
-            return _pm_error(422, 1226, "The message stream for the provided 'ID' was not found.")
-        archived = stream.get("archived_min")
-        return 200, {"ID": stream["ID"], "ServerID": state["server"]["ID"], "Name": stream["Name"],
-                     "Description": None, "MessageStreamType": stream["MessageStreamType"],
-                     "CreatedAt": _iso(60 * 24 * 800), "UpdatedAt": _iso(archived) if archived is not None else None,
-                     "ArchivedAt": _iso(archived) if archived is not None else None,
-                     "ExpectedPurgeDate": _iso(-60 * 24 * 45) if archived is not None else None,
-                     "SubscriptionManagementConfiguration": {"UnsubscribeHandlingType": "None"}}
-    if path == "/stats/outbound":
-        day = state.get("day", {})
-        sent = int(day.get("Sent", 0))
-        rate = lambda n: round(100.0 * n / sent, 3) if sent else 0.0  # noqa: E731
-        return 200, {"Sent": sent, "Bounced": day.get("Bounced", 0), "SMTPApiErrors": day.get("SMTPApiErrors", 0),
-                     "BounceRate": rate(day.get("Bounced", 0)), "SpamComplaints": day.get("SpamComplaints", 0),
-                     "SpamComplaintsRate": rate(day.get("SpamComplaints", 0)), "Opens": 0, "UniqueOpens": 0,
-                     "Tracked": 0, "WithLinkTracking": 0, "WithOpenTracking": 0, "TotalTrackedLinksSent": 0,
-                     "UniqueLinksClicked": 0, "TotalClicks": 0, "WithClientRecorded": 0,
-                     "WithPlatformRecorded": 0, "WithReadTimeRecorded": 0}
-    if path == "/messages/outbound":
-        if "count" not in q or "offset" not in q:
-            return _pm_error(422, 600, "Count and Offset are required parameters.")
-        count, offset = min(500, int(q["count"])), int(q["offset"])
-        last, every = state.get("last_message_min"), float(state.get("messages_every_min") or 5)
-        total = 0 if last is None else int(60 * 24 * 45 / every)
-        msgs = [{"Tag": "registration", "MessageID": f"0a1b2c3d-0000-4000-8000-{i:012d}", "MessageStream": "outbound",
-                 "To": [{"Email": f"user{i}@example.org", "Name": None}], "Cc": [], "Bcc": [],
-                 "Recipients": [f"user{i}@example.org"], "ReceivedAt": _iso(last + i * every),
-                 "From": "\"Kolibri Studio\" <noreply@learningequality.org>", "Subject": "Activate your account",
-                 "Attachments": [], "Status": "Sent", "TrackOpens": False, "TrackLinks": "None", "Metadata": {},
-                 "Sandboxed": False}
-                for i in range(offset, min(total, offset + count))] if last is not None else []
-        return 200, {"TotalCount": total, "Messages": msgs}
+    for pattern, route in ROUTES:
+        if (m := re.fullmatch(pattern, path)):
+            return route(state, {k: v[0] for k, v in query.items()}, *m.groups())
     return _pm_error(404, 0, "Not found")
+
+
+# --- the server API's routes (path pattern -> answer), read by handle ---------------------------------
+def _server(state: dict, q: dict):
+    srv = dict(state["server"])
+    srv.update(ApiTokens=[state["token"]], ServerLink=f"https://account.postmarkapp.com/servers/{srv['ID']}/streams",
+               InboundAddress="0000@inbound.postmarkapp.com", RawEmailEnabled=False, InboundHookUrl="",
+               BounceHookUrl="", OpenHookUrl="", DeliveryHookUrl="", PostFirstOpenOnly=False, InboundDomain="",
+               InboundHash="0000", InboundSpamThreshold=0, IncludeBounceContentInHook=False,
+               ClickHookUrl="", EnableSmtpApiErrorHooks=False)
+    return 200, srv
+
+
+def _message_stream(state: dict, q: dict, stream_id: str):
+    stream = next((s for s in state.get("streams", []) if s["ID"] == stream_id), None)
+    if stream is None:
+        return _pm_error(422, 1226, "The message stream for the provided 'ID' was not found.")
+    archived = stream.get("archived_min")
+    return 200, {"ID": stream["ID"], "ServerID": state["server"]["ID"], "Name": stream["Name"],
+                 "Description": None, "MessageStreamType": stream["MessageStreamType"],
+                 "CreatedAt": _iso(60 * 24 * 800), "UpdatedAt": _iso(archived) if archived is not None else None,
+                 "ArchivedAt": _iso(archived) if archived is not None else None,
+                 "ExpectedPurgeDate": _iso(-60 * 24 * 45) if archived is not None else None,
+                 "SubscriptionManagementConfiguration": {"UnsubscribeHandlingType": "None"}}
+
+
+def _stats_outbound(state: dict, q: dict):
+    day = state.get("day", {})
+    sent = int(day.get("Sent", 0))
+    rate = lambda n: round(100.0 * n / sent, 3) if sent else 0.0  # noqa: E731
+    return 200, {"Sent": sent, "Bounced": day.get("Bounced", 0), "SMTPApiErrors": day.get("SMTPApiErrors", 0),
+                 "BounceRate": rate(day.get("Bounced", 0)), "SpamComplaints": day.get("SpamComplaints", 0),
+                 "SpamComplaintsRate": rate(day.get("SpamComplaints", 0)), "Opens": 0, "UniqueOpens": 0,
+                 "Tracked": 0, "WithLinkTracking": 0, "WithOpenTracking": 0, "TotalTrackedLinksSent": 0,
+                 "UniqueLinksClicked": 0, "TotalClicks": 0, "WithClientRecorded": 0,
+                 "WithPlatformRecorded": 0, "WithReadTimeRecorded": 0}
+
+
+def _messages_outbound(state: dict, q: dict):
+    if "count" not in q or "offset" not in q:
+        return _pm_error(422, 600, "Count and Offset are required parameters.")
+    count, offset = min(500, int(q["count"])), int(q["offset"])
+    last, every = state.get("last_message_min"), float(state.get("messages_every_min") or 5)
+    total = 0 if last is None else int(60 * 24 * 45 / every)
+    msgs = [{"Tag": "registration", "MessageID": f"0a1b2c3d-0000-4000-8000-{i:012d}", "MessageStream": "outbound",
+             "To": [{"Email": f"user{i}@example.org", "Name": None}], "Cc": [], "Bcc": [],
+             "Recipients": [f"user{i}@example.org"], "ReceivedAt": _iso(last + i * every),
+             "From": "\"Kolibri Studio\" <noreply@learningequality.org>", "Subject": "Activate your account",
+             "Attachments": [], "Status": "Sent", "TrackOpens": False, "TrackLinks": "None", "Metadata": {},
+             "Sandboxed": False}
+            for i in range(offset, min(total, offset + count))] if last is not None else []
+    return 200, {"TotalCount": total, "Messages": msgs}
+
+
+ROUTES = ((r"/server", _server), (r"/message-streams/([^/]+)", _message_stream),
+          (r"/stats/outbound", _stats_outbound), (r"/messages/outbound", _messages_outbound))
 
 
 class PostmarkAPI(StubAPI):
