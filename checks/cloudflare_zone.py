@@ -111,9 +111,8 @@ def _find_zone(ctx) -> dict:
     name = ctx.section("cloudflare")["zone"].rstrip(".")
 
     def run():
-        page = _call(ctx, f"zone {name}", "Zone:Read",
-                     lambda cf: cf.zones.list(name=name, timeout=ctx.timeout()))
-        zones = [z for z in page.result if z.name == name]
+        page = _raw(ctx, f"zone {name}", "Zone:Read", "/zones", {"name": name})
+        zones = [z for z in map(_Fields.of, page["result"]) if z.name == name]
         if not zones:
             raise _Stop(error(f"zone {name} is not visible to this token: it does not exist in the account, "
                               f"or the token has no Zone:Read on it", evidence={"zone": name},
@@ -129,8 +128,31 @@ def _find_zone(ctx) -> dict:
 
 def _setting(ctx, name: str):
     zone_id = _zone_id(ctx)
-    return _call(ctx, f"zone setting {name}", "Zone Settings:Read",
-                 lambda cf: cf.zones.settings.get(name, zone_id=zone_id, timeout=ctx.timeout())), zone_id
+    path = f"/zones/{zone_id}/settings/{name}"
+    return _Fields.of(_raw(ctx, f"zone setting {name}", "Zone Settings:Read", path)["result"]), zone_id
+
+
+class _Fields:
+    """A JSON object of the API read by attribute, as the SDK's models are (an absent field is None),
+    without building them: the SDK's typed resources cost ~0.25 s of imports and model validation per
+    run, and a shape they do not expect is an error naming it either way (see ``_guard``)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict):
+        self._data = data
+
+    @classmethod
+    def of(cls, value):
+        if isinstance(value, dict):
+            return cls(value)
+        if value is None or isinstance(value, (str, int, float, bool, list)):
+            return value
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+
+    def __getattr__(self, name: str):
+        value = self._data.get(name)
+        return _Fields(value) if isinstance(value, dict) else value
 
 
 def _guard(fn):
@@ -283,9 +305,7 @@ def check_dns_records(ctx):
     dns_cfg = ctx.section("dns")
     hostnames = [h.rstrip(".").lower() for h in dns_cfg.get("hostnames") or []]
     proxied_wanted = {h.rstrip(".").lower() for h in (dns_cfg.get("proxied_hostnames") or hostnames)}
-    records = _call(ctx, "DNS records", "DNS:Read",
-                    lambda cf: list(cf.dns.records.list(zone_id=zone_id, per_page=int(ctx.setting("per_page", 100)),
-                                                        timeout=ctx.timeout())))
+    records = _dns_records(ctx, zone_id)
     by_name: dict[str, list] = {}
     for rec in records:
         if rec.type in ("A", "AAAA", "CNAME"):
@@ -317,6 +337,23 @@ def check_dns_records(ctx):
                     hint="Turn the proxy status on (orange cloud) for the record in CloudFlare DNS.")
     return ok(f"{len(hostnames)} hostname(s) have proxied records ({len(records)} records in the zone)",
               evidence=evidence)
+
+
+MAX_PAGES = 100
+
+
+def _dns_records(ctx, zone_id: str) -> list:
+    """Every DNS record of the zone, page by page until an empty page, as the SDK's paginated list does."""
+    path, per_page, records = f"/zones/{zone_id}/dns_records", int(ctx.setting("per_page", 100)), []
+    for page in range(1, MAX_PAGES + 1):
+        body = _raw(ctx, "DNS records", "DNS:Read", path, {"per_page": per_page, "page": page})
+        result = body["result"]
+        if not isinstance(result, list):
+            raise _unexpected(ctx, "DNS records", path, f"`result` is {type(result).__name__}, expected a list")
+        if not result:
+            break
+        records.extend(map(_Fields.of, result))
+    return records
 
 
 # ---- a small evaluator for CloudFlare's Rules language (the subset cache rules use) --------------------
