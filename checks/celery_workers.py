@@ -15,7 +15,7 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from studiodoctor import studio_facts as facts
+from studiodoctor import grants, studio_facts as facts
 from studiodoctor.model import BROKER_CONTROL, MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -51,12 +51,17 @@ DEFAULTS = {
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-# The Redis ACL a broadcast (ping, inspect) needs through kombu's Redis transport, measured with MONITOR:
-# PUBLISH on the pidbox channel; a Lua script (SADD/ZADD) binding a temporary reply queue; LLEN/BRPOP on
+# The reads of queue_depth/unacked (and redis.reachable's PING), on the app's queue keys only.
+READ_ACL = ("+ping", "+llen", "+lindex", "+hlen", "+hget", "+zcard", "+zrange", "~celery*", "~unacked*")
+# The Redis ACL a broadcast (ping, inspect) needs through kombu's Redis transport, measured with a real worker
+# (tests/safety/test_least_privilege.py: without any one of these the ping is refused, except +script|exists,
+# which redis-py's pipeline tries first: without it the ping works but every run leaves a denial in ACL LOG):
+# PUBLISH on the pidbox channel; a Lua script (TIME, SADD, ZADD) binding a temporary reply queue; LLEN/BRPOP on
 # it; SREM/DEL to remove it. Nothing of the app's queues is touched: kombu's restore of unacked deliveries
-# (SET unacked_mutex, then re-queueing) is switched off in _resp2_transport. (Channel: &/<db>.celery.pidbox.)
-CONTROL_ACL = ("+publish", "+evalsha", "+eval", "+script|exists", "+script|load", "+time", "+sadd", "+zadd", "+srem",
-               "+smembers", "+del", "+llen", "+brpop", "+lpop", "+multi", "+exec", "~_kombu.binding*",
+# (SET unacked_mutex, then re-queueing) and its sweep of other consumers' binding tables are switched off in
+# _resp2_transport. (Channel: &/<db>.celery.pidbox.)
+CONTROL_ACL = ("+publish", "+evalsha", "+script|load", "+script|exists", "+time", "+sadd", "+zadd", "+srem",
+               "+del", "+llen", "+brpop", "+multi", "+exec", "~_kombu.binding_deadlines",
                "~*.reply.celery.pidbox*")
 
 
@@ -163,9 +168,12 @@ def _redis_failure(ctx, url: str, exc: Exception, what: str):
                            commands=[Command(_redis_cli(url, "PING"), READ_ONLY)])
     if isinstance(exc, redis.exceptions.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
         return error(f"the broker refused our credentials while reading {what}: {text}", reason=Reason.AUTH)
-    if "NOPERM" in text:
-        return error(f"our Redis user may not read {what}: {text}", reason=Reason.FORBIDDEN,
-                     hint="grant the read commands LLEN, LINDEX, HLEN, HGET, ZCARD, ZRANGE on the broker's keys")
+    if _no_permission(exc, text):
+        user = urlsplit(url).username or "default"
+        lacks, grant = grants.redis_nopermission(user, text, READ_ACL)
+        return error(f"{lacks}: {grant} (reading {what}: {text})", reason=Reason.FORBIDDEN,
+                     evidence={"broker": _address(url), "redis_user": user},
+                     hint=f"the celery layer reads with: ACL SETUSER {user} {' '.join(READ_ACL)}")
     return error(f"unexpected answer reading {what}: {text}", reason=Reason.UNEXPECTED)
 
 
@@ -209,6 +217,10 @@ def _resp2_transport():
 
     class Channel(kombu_redis.Channel):
         QoS = NoRestoreQoS
+
+        def sweep_bindings(self, *args, **kwargs):
+            """Never: kombu's consumer deletes other consumers' overdue binding tables (DEL _kombu.binding.*)."""
+            return 0
 
         def _connparams(self, asynchronous=False):
             params = super()._connparams(asynchronous)
@@ -382,9 +394,10 @@ def check_workers(ctx):
 
 
 def _no_permission(exc: Exception, text: str) -> bool:
-    """Redis refused a command for our ACL user (directly, or inside kombu's Lua script)."""
+    """Redis refused a command for our ACL user (directly, or inside kombu's Lua script; a refused MULTI
+    reaches redis-py as the EXEC that follows it)."""
     return (type(exc).__name__ == "NoPermissionError" or "NOPERM" in text
-            or "can't run this command" in text or "no permissions to" in text)
+            or "can't run this command" in text or "no permissions to" in text or "EXEC without MULTI" in text)
 
 
 def _control_failure(url: str, exc: Exception, doing: str, commands: list[Command]):
@@ -392,10 +405,15 @@ def _control_failure(url: str, exc: Exception, doing: str, commands: list[Comman
     timed_out, text = _describe(exc)
     if _no_permission(exc, text):
         user = urlsplit(url).username or "default"
-        return error(f"our Redis user {user!r} may not {doing} (a broadcast writes a control message): {text}",
+        db = urlsplit(url).path.strip("/") or "0"
+        control = (*CONTROL_ACL, f"&/{db}.celery.pidbox")
+        text = "this user has no permissions to run the 'multi' command" if "EXEC without MULTI" in text else text
+        lacks, grant = grants.redis_nopermission(user, text, control)
+        return error(f"our Redis user {user!r} may not {doing} (a broadcast writes a control message): "
+                     f"{lacks}: {grant} ({text})",
                      reason=Reason.FORBIDDEN, evidence={"broker": _address(url), "redis_user": user},
-                     hint=f"grant it what `celery inspect` needs: ACL SETUSER {user} {' '.join(CONTROL_ACL)} "
-                          f"(channel &/<db>.celery.pidbox), or leave the celery layer to a user that has it",
+                     hint=f"grant it what `celery inspect` needs: ACL SETUSER {user} {' '.join(control)}, "
+                          f"or leave the celery layer to a user that has it",
                      commands=commands[:1])
     if "NOAUTH" in text or "WRONGPASS" in text or type(exc).__name__ == "AuthenticationError":
         return error(f"the broker refused our credentials: {text}", reason=Reason.AUTH,
@@ -597,8 +615,12 @@ def check_stuck_publishes(ctx):
         return error(f"a Studio table is missing: {exc.diag.message_primary}; is postgres.dsn Studio's database?",
                      reason=Reason.UNEXPECTED)
     except psycopg.errors.InsufficientPrivilege as exc:
-        return error(f"our database user may not read Studio's tables: {exc.diag.message_primary}",
-                     reason=Reason.FORBIDDEN, hint=f"grant SELECT on {ch}, {node}, {change}, {tr}")
+        role = urlsplit(str(dsn)).username if "://" in str(dsn) else None
+        denied = grants.pg_table(exc.diag.message_primary or "")
+        return error(f"our database role may not read Studio's tables: "
+                     f"{grants.pg_grant_select(role, [denied or ch])} ({exc.diag.message_primary})",
+                     reason=Reason.FORBIDDEN, evidence={"denied_table": denied, "role": role},
+                     hint=f"the celery layer reads: {grants.pg_grant_select(role, [ch, node, change, tr])}")
     except psycopg.OperationalError as exc:
         text = (str(exc).strip().splitlines() or ["connection failed"])[-1]
         host = urlsplit(str(dsn)).hostname or "?"

@@ -223,7 +223,7 @@ def check_app_key_env(ctx):
     if entry is None and not configured:
         entry = next((e for e in env if "POSTMARK" in e["name"].upper()), None)
     var = entry["name"] if entry else (configured or "EMAIL_CREDENTIALS_POSTMARK_API_KEY")
-    from checks.kube_cluster import kubectl
+    from studiodoctor.backends.kubernetes import kubectl
 
     cmds = [Command(kubectl(ctx, f"get deployment {dep} -o jsonpath='{{.spec.template.spec.containers[*].env[*].name}}'"))]
     ev = {"deployment": dep, "container": c.get("name"), "variable": var}

@@ -17,6 +17,7 @@ import struct
 import threading
 import time
 
+from studiodoctor import grants
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.netprobe import resolve
 from studiodoctor.registry import check
@@ -160,9 +161,12 @@ def _db_call(ctx, func):
     except _Busy as exc:
         return None, error(f"could not query PostgreSQL at {target.address}: {exc}", reason=Reason.TIMEOUT)
     except psycopg.errors.InsufficientPrivilege as exc:
-        return None, error(f"role {target.user} may not read this: {target.scrub(_first_line(exc))}",
-                           reason=Reason.FORBIDDEN, evidence={"target": target.label},
-                           hint=f"GRANT pg_monitor TO {target.user or '<role>'}")
+        table = grants.pg_table(str(exc))
+        grant = (grants.pg_grant_select(target.user, [table]) if table
+                 else f"GRANT pg_monitor TO {target.user or '<role>'}")
+        return None, error(f"role {target.user} may not read this: {grant} "
+                           f"({target.scrub(_first_line(exc))})",
+                           reason=Reason.FORBIDDEN, evidence={"target": target.label}, hint=grant)
     except psycopg.errors.QueryCanceled as exc:
         return None, fail(f"PostgreSQL at {target.address} did not answer a monitoring query within the deadline "
                           f"(timed out: {target.scrub(_first_line(exc))})", reason=Reason.TIMEOUT,

@@ -1,7 +1,7 @@
 """Layer `redis`: the Redis that carries Studio's Celery broker (DB 0) and Django cache (DB 1).
 
 Read commands only (PING, INFO, HELLO): the checks pass when run as an ACL user limited to
-``+@read +ping +info +hello``. One client per run, RESP2 forced (Studio's production Redis is 4.x and
+``-@all +ping +info`` (``READ_ACL``; AUTH and HELLO need no grant). One client per run, RESP2 forced (Studio's production Redis is 4.x and
 rejects the RESP3 ``HELLO 3`` handshake), no retries, every socket call bounded by the deadline.
 """
 
@@ -12,6 +12,7 @@ import statistics
 import time
 from urllib.parse import unquote, urlsplit
 
+from studiodoctor import grants
 from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.netprobe import resolve
 from studiodoctor.registry import check
@@ -27,6 +28,9 @@ EVICTIONS = "redis.evictions"
 REJECTED_CONNECTIONS = "redis.rejected_connections"
 PERSISTENCE = "redis.persistence"
 ROLE = "redis.role"
+
+# What the checks send (measured: tests/safety/test_least_privilege.py): PING and INFO; AUTH/HELLO need no grant.
+READ_ACL = ("+ping", "+info")
 
 _CLIENT = "redis.client"
 _INFO = "redis.info"
@@ -161,10 +165,10 @@ def _redis_call(ctx, func):
     try:
         return func(), None
     except redis.exceptions.NoPermissionError as exc:
-        return None, error(f"user {target.user} may not run this read command on {target.address}: "
-                           f"{target.scrub(_error_text(exc))}", reason=Reason.FORBIDDEN,
-                           evidence={"address": target.address, "user": target.user},
-                           hint="grant the read-only ACL: ACL SETUSER <user> +@read +ping +info +hello")
+        lacks, grant = grants.redis_nopermission(target.user, str(exc), READ_ACL)
+        return None, error(f"{lacks}: {grant} (Redis at {target.address}: {target.scrub(_error_text(exc))})",
+                           reason=Reason.FORBIDDEN, evidence={"address": target.address, "user": target.user},
+                           hint=f"{grant}; the redis layer needs only: ACL SETUSER {target.user} {' '.join(READ_ACL)}")
     except redis.exceptions.TimeoutError as exc:
         return None, unreachable("Redis", target.address, target.scrub(_error_text(exc)), timed_out=True)
     except redis.exceptions.ConnectionError as exc:
@@ -291,9 +295,10 @@ def check_reachable(ctx):
                           "`redis-password` secret")
     except redis.exceptions.NoPermissionError as exc:
         ev["stage"] = "auth"
-        return error(f"Redis at {target.address}: user {target.user} may not run PING: "
-                     f"{target.scrub(_error_text(exc))}", evidence=ev, reason=Reason.FORBIDDEN,
-                     hint="ACL SETUSER <user> +@read +ping +info +hello")
+        lacks, grant = grants.redis_nopermission(target.user, str(exc), READ_ACL)
+        return error(f"{lacks}: {grant} (Redis at {target.address} refused PING: {target.scrub(_error_text(exc))})",
+                     evidence=ev, reason=Reason.FORBIDDEN,
+                     hint=f"{grant}; the redis layer needs only: ACL SETUSER {target.user} {' '.join(READ_ACL)}")
     except redis.exceptions.ResponseError as exc:
         text = target.scrub(_error_text(exc))
         ev["stage"] = "auth" if any(w in text.upper() for w in ("AUTH", "PASS")) else "handshake"

@@ -11,15 +11,17 @@ import base64
 import re
 from urllib.parse import quote
 
-from checks import kube_cluster
-from checks.kube_cluster import (API as KUBE_API, PODS_CRASHING, PODS_OOMKILLED, PODS_READY, DEPLOYMENTS,
-                                 analyse_pods, ago_text, hostnames, kube_setting, kubectl, list_objects,
-                                 listing_problem, mib, parse_quantity, traefik_namespace, _limits)
+from checks.kubernetes.common import (API as KUBE_API, DEPLOYMENTS, PODS_CRASHING, PODS_OOMKILLED,  # noqa: F401
+                                      PODS_READY)
+from studiodoctor.backends import kubernetes as kube_backend
+from studiodoctor.backends.kube_pods import ago_text, analyse_pods, limits_of as _limits, mib, parse_quantity  # noqa: F401
+from studiodoctor.backends.kubernetes import (hostnames, kube_setting, kubectl, list_objects,  # noqa: F401
+                                              listing_problem, traefik_namespace)
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_cluster.SDK_IMPORTS)
+SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_backend.SDK_IMPORTS)
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"
@@ -141,7 +143,7 @@ def _applicable(fn):
 
     @functools.wraps(fn)
     def run(ctx):
-        from checks.kube_ingress import TRAEFIK, not_routed_by
+        from checks.kubernetes.ingress import TRAEFIK, not_routed_by
 
         not_mine = not_routed_by(ctx, TRAEFIK, traefik_hostnames(ctx))
         if not_mine is not None:
@@ -436,7 +438,7 @@ def check_pods(ctx):
     The multiplexing Traefik served every Studio branch with a 1-2Gi memory limit: when it runs out
     of memory it is killed and every hostname answers 502 until it restarts. Skipped when no Traefik
     pod exists there (the ingress controller may be ingress-nginx: see kubernetes.ingress_controller)."""
-    from checks.kube_ingress import TRAEFIK, controller_pods, pods_not_found
+    from checks.kubernetes.ingress import TRAEFIK, controller_pods, pods_not_found
 
     pods, looked, failed = controller_pods(ctx, TRAEFIK)
     if not pods:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from studiodoctor.config import profile_from_data
-from studiodoctor.lab.fake_gcs import FakeGCSServer
-from studiodoctor.lab.postgres_server import PostgresServer
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.fake_gcs import FakeGCSServer
+from studiodoctor.lab.servers.postgres_server import PostgresServer
+from studiodoctor.lab.servers.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ fault("static-missing", "/static/ is empty (collectstatic never ran)", "nginx", 
 
 def _gcs_fault(name: str):
     def apply(lab, on):
-        from .fake_gcs import apply_fault, revert_fault
+        from .servers.fake_gcs import apply_fault, revert_fault
 
         (apply_fault if on else revert_fault)(name, lab["fake-gcs"], lab["gcs-gate"])
 

@@ -673,6 +673,7 @@ _LISTS = [
 _METRICS = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/namespaces/([^/]+)/pods$")
 _CLASSES = "/apis/networking.k8s.io/v1/ingressclasses"
 _SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+_SSR = "/apis/authentication.k8s.io/v1/selfsubjectreviews"  # `kubectl auth whoami` (GA in 1.28)
 
 
 def _status(code: int, reason: str, message: str, kind: str = "") -> dict:
@@ -862,6 +863,11 @@ class _Handler(BaseHTTPRequestHandler):
                                                                       "handle the request"))
         if not self._auth(state):
             return
+        if path == _SSR:  # who the token is: the API server echoes the authenticated user, stores nothing
+            user = {"username": state.get("user", DEFAULT_USER),
+                    "groups": state.get("groups", ["system:authenticated"])}
+            return self._send(201, {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                                    "metadata": {"creationTimestamp": None}, "status": {"userInfo": user}})
         if path != _SSAR:
             return self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method on "
                                                                     "the requested resource"))

@@ -13,8 +13,8 @@ from checks.nginx_proxy import APP_PROXY
 from checks.postgres_db import REACHABLE as PG_REACHABLE
 from checks.redis_broker import MEMORY
 from studiodoctor import engine
-from studiodoctor.lab.celery_worker import CeleryWorker
-from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.lab.servers.celery_worker import CeleryWorker
+from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.model import Status
 
 

@@ -12,8 +12,8 @@ from checks.celery_workers import (KOMBU_SEP, QUEUE_DEPTH, SATURATION, STUCK_PUB
                                    UNACKED_INDEX_KEY, UNACKED_KEY, WORKERS)
 from studiodoctor import engine
 from studiodoctor.lab import studio_schema
-from studiodoctor.lab.celery_worker import CeleryWorker
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.celery_worker import CeleryWorker
+from studiodoctor.lab.servers.redis_server import RedisServer
 from studiodoctor.model import MUTATING, Status
 from studiodoctor.registry import Registry, default_registry
 

@@ -8,7 +8,7 @@ import pytest
 from checks.cloudflare_zone import (ALWAYS_HTTPS, CACHE_RULES, DEVELOPMENT_MODE, DNS_RECORDS, MIN_TLS, SSL_MODE,
                                     ZONE, Undecidable, matches, request_fields)
 from studiodoctor import engine
-from studiodoctor.lab.cloudflare_api import CloudflareAPI
+from studiodoctor.lab.standins.cloudflare_api import CloudflareAPI
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.model import MUTATING, Reason, Status
 
@@ -208,7 +208,7 @@ def test_rules_in_a_zone_ruleset_without_entrypoint_are_found_through_the_pagina
 
 
 def test_ruleset_list_pagination_follows_the_cursor():
-    from studiodoctor.lab.cloudflare_api import default_state, handle
+    from studiodoctor.lab.standins.cloudflare_api import default_state, handle
 
     state = default_state("localtest", HOSTS, "t")
     zone = state["zones"][0]

@@ -11,7 +11,7 @@ from checks.django_app import HEALTHZ, LOGIN_PAGE, PROBERS, STEALTHZ
 from checks.nginx_proxy import APP_PROXY, HEADERS, REACHABLE, STATIC
 from checks.request_path import TRACE
 from studiodoctor.lab import studio_schema
-from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.model import Status
 from studiodoctor.registry import default_registry
 

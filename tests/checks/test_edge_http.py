@@ -13,7 +13,7 @@ import pytest
 from checks.edge_http import (CACHE_STATUS, CERTIFICATE, DATABASES_NOT_CACHED, ERROR_PAGES, HTTPS_REDIRECT,
                               ORIGIN_LAYERS, PROXIED)
 from studiodoctor import engine
-from studiodoctor.lab.edge_proxy import EdgeProxy
+from studiodoctor.lab.standins.edge_proxy import EdgeProxy
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.model import Reason, Status
 from studiodoctor.registry import default_registry
@@ -221,8 +221,8 @@ def test_samples_are_discovered_from_the_live_site(edge, make_profile):
 @pytest.fixture(scope="module")
 def edge_lab(tmp_path_factory, edge_server):
     from studiodoctor.lab import edge_lab as lab
-    from studiodoctor.lab.cloudflare_api import CloudflareAPI
-    from studiodoctor.lab.dns_server import DnsServer
+    from studiodoctor.lab.standins.cloudflare_api import CloudflareAPI
+    from studiodoctor.lab.standins.dns_server import DnsServer
 
     root = tmp_path_factory.mktemp("edgelab")
     dns = DnsServer(root, zone="localtest", records=lab.records_for([HOST], "localtest")).start()

@@ -11,7 +11,7 @@ from checks.django_app import HEALTHZ, STEALTHZ
 from checks.nginx_proxy import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS, CONTENT_STORAGE,
                                 HEADERS, REACHABLE, STATIC)
 from checks.request_path import TRACE
-from studiodoctor.lab.studio_nginx import STATIC_SAMPLE
+from studiodoctor.lab.servers.studio_nginx import STATIC_SAMPLE
 from studiodoctor import engine
 from studiodoctor.model import Status
 
@@ -339,7 +339,7 @@ def other_static(seeded, lab_root, request):
     import shutil
 
     from studio_stack import BUCKET
-    from studiodoctor.lab.studio_nginx import StudioNginx
+    from studiodoctor.lab.servers.studio_nginx import StudioNginx
 
     _, gcs = seeded
     app = _other_app()
@@ -402,7 +402,7 @@ def test_static_asset_found_through_autoindex_and_empty_listing_is_proof(stack, 
 def test_static_cannot_find_an_asset_is_an_error_not_a_fail(lab_root, make_profile):
     """No page reference, no manifest, no autoindex: the check says it could not look, and path.trace
     leaves the static path out instead of blaming nginx."""
-    from studiodoctor.lab.nginx_server import NginxServer
+    from studiodoctor.lab.servers.nginx_server import NginxServer
 
     static = lab_root / "plain-static"
     static.mkdir(exist_ok=True)

@@ -13,8 +13,8 @@ import pytest
 from checks.postgres_db import (CONNECTIONS, DATABASE_SIZE, IDLE_IN_TRANSACTION, LATENCY, LOCKS, LONG_QUERIES,
                                 REACHABLE, VERSION)
 from studiodoctor import engine
-from studiodoctor.lab.pg_hold import APP as HOLD_APP
-from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.lab.servers.pg_hold import APP as HOLD_APP
+from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.model import Status
 from studiodoctor.secrets import Redactor
 

@@ -12,7 +12,7 @@ from checks.redis_broker import (EVICTIONS, LATENCY, MEMORY, PERSISTENCE, REACHA
                                  VERSION)
 from studiodoctor import engine
 from studiodoctor.lab.launcher import free_port
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.redis_server import RedisServer
 from studiodoctor.model import Status
 
 ALL = (REACHABLE, LATENCY, VERSION, MEMORY, EVICTIONS, REJECTED_CONNECTIONS, PERSISTENCE, ROLE)

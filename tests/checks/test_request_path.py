@@ -7,7 +7,7 @@ from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import STORAGE_OBJECT, run
 
 from checks.request_path import TRACE
-from studiodoctor.lab.studio_nginx import STATIC_SAMPLE
+from studiodoctor.lab.servers.studio_nginx import STATIC_SAMPLE
 from studiodoctor.model import Status
 from studiodoctor.registry import default_registry
 

@@ -12,8 +12,8 @@ from studiodoctor import engine
 from studiodoctor.lab import kube_api as K
 from studiodoctor.lab.certs import LabCA
 from studiodoctor.lab.launcher import free_port
-from studiodoctor.lab.nginx_server import NginxServer
-from studiodoctor.lab.traefik_server import TraefikServer
+from studiodoctor.lab.servers.nginx_server import NginxServer
+from studiodoctor.lab.servers.traefik_server import TraefikServer
 from studiodoctor.model import Reason, Status
 from studiodoctor.registry import default_registry
 

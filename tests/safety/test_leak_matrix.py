@@ -101,7 +101,7 @@ def not_tls():
 
 @pytest.fixture(scope="module")
 def locked_redis(tmp_path_factory):
-    from studiodoctor.lab.redis_server import RedisServer
+    from studiodoctor.lab.servers.redis_server import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis-locked"), password="the-right-one-771").start()
     yield server

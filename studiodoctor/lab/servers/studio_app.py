@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from .launcher import LabError, Launcher, stop_pid, wait_for_port, wait_until, write_json_atomic
+from ..launcher import LabError, Launcher, stop_pid, wait_for_port, wait_until, write_json_atomic
 
 STATE_ENV = "STUDIO_APP_STATE"
 # Studio's settings.HEALTH_CHECK_BROWSERS plus the browsers `browser_is_supported` accepts.
@@ -102,7 +102,7 @@ def _query(state: dict, sql: str):
 
 
 def _healthz(state, start_response):
-    from .studio_schema import CHANNEL_TABLE
+    from ..studio_schema import CHANNEL_TABLE
 
     if state.get("healthz_error"):
         return _server_error(start_response)
@@ -116,7 +116,7 @@ def _healthz(state, start_response):
 
 
 def _public_channels(state, start_response):
-    from .studio_schema import CHANNEL_TABLE
+    from ..studio_schema import CHANNEL_TABLE
 
     try:
         rows = _query(state, f"SELECT id, name, version FROM {CHANNEL_TABLE} WHERE public AND NOT deleted "
@@ -209,7 +209,7 @@ class StudioApp(Launcher):
         return self.dir / "state.json"
 
     def write_state(self) -> None:
-        from .variants import get
+        from ..variants import get
 
         write_json_atomic(self.state_file, {"dsn": self.dsn, "api_token": self.api_token,
                                             "login_html": get(self.variant).login_html, **self.faults})
@@ -228,7 +228,7 @@ class StudioApp(Launcher):
 
     # lifecycle ------------------------------------------------------------
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "gunicorn", "studiodoctor.lab.studio_app:application",
+        return [sys.executable, "-m", "gunicorn", "studiodoctor.lab.servers.studio_app:application",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--threads", str(self.threads),
                 "--worker-class", "gthread", "--timeout", "4000", "--graceful-timeout", "2", "--preload",
                 "--access-logfile", "-", "--error-logfile", "-", "--log-level", "info"]

@@ -3,7 +3,7 @@ server answering JSON from a state file it rereads on change, so ``lab break`` f
 runs. Each vendor module provides ``handle(state, method, path, query, headers, body) -> (status, json)``
 (pure: tests may call it directly) and a ``StubAPI`` subclass (state editing, profile section).
 
-    python -m studiodoctor.lab.saas_stub --module sentry_api --port 8790 --state state.json
+    python -m studiodoctor.lab.standins.saas_stub --module sentry_api --port 8790 --state state.json
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
 
 class _StateFile:
@@ -36,7 +36,7 @@ class _StateFile:
 
 
 def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") -> None:
-    serve_json(importlib.import_module(f"studiodoctor.lab.{module}").handle, module, port, state_path, address)
+    serve_json(importlib.import_module(f"studiodoctor.lab.standins.{module}").handle, module, port, state_path, address)
 
 
 def serve_json(handle, name: str, port: int, state_path: Path, address: str = "127.0.0.1",
@@ -131,7 +131,7 @@ class StubAPI(Launcher):
         self.write_state(self.default_state())
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "studiodoctor.lab.saas_stub", "--module", self.module,
+        return [sys.executable, "-m", "studiodoctor.lab.standins.saas_stub", "--module", self.module,
                 "--port", str(self.port), "--state", str(self.state_file)]
 
     def start(self, timeout: float = 15.0) -> "StubAPI":

@@ -2,7 +2,7 @@
 
 Its tasks carry Studio's names (facts §4) so that what a check shows (queue contents, unacked
 deliveries, active tasks) reads like production. The broker comes from ``$STUDIODOCTOR_CELERY_BROKER``
-so that the launcher (``studiodoctor.lab.celery_worker``) points it at the lab's Redis.
+so that the launcher (``studiodoctor.lab.servers.celery_worker``) points it at the lab's Redis.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class StudioNginx(NginxServer):
         super().__init__(root, port, name=name, app_port=app_port, gcs_url=gcs_url, bucket=bucket,
                          proxy_read_timeout=proxy_read_timeout, faults=list(faults), listing_guard=listing_guard,
                          variant=variant, **options)
-        from .variants import get
+        from ..variants import get
 
         self.variant = get(variant)
         self.listing_guard = listing_guard

@@ -26,7 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .launcher import LabError, Launcher, free_port, stop_pid, wait_for_port, wait_until
+from ..launcher import LabError, Launcher, free_port, stop_pid, wait_for_port, wait_until
 
 FAULTS = {
     "missing-service": "router of the first hostname points at a missing service (404)",
@@ -128,7 +128,7 @@ class TraefikServer(Launcher):
             return
         ca = self._ca
         if ca is None:
-            from .certs import LabCA
+            from ..certs import LabCA
 
             ca = self._ca = LabCA(self.dir)
         good = ca.issue(*self.hostnames, label="traefik-" + _router_name(self.hostnames[0]))

@@ -2,7 +2,7 @@
 offers STARTTLS with a certificate from its own lab CA and refuses every message (the `email` layer
 never sends mail; anything that tries is answered 550).
 
-    python -m studiodoctor.lab.smtp_relay --port 2587 --cert relay.crt --key relay.key
+    python -m studiodoctor.lab.servers.smtp_relay --port 2587 --cert relay.crt --key relay.key
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 import threading
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port
+from ..launcher import Launcher, free_port, stop_pid, wait_for_port
 
 
 class _RefuseAll:
@@ -47,12 +47,12 @@ class SMTPRelay(Launcher):
         self.cert, self.key = self.dir / "tls" / "relay.crt", self.dir / "tls" / "relay.key"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "studiodoctor.lab.smtp_relay", "--port", str(self.port),
+        return [sys.executable, "-m", "studiodoctor.lab.servers.smtp_relay", "--port", str(self.port),
                 "--cert", str(self.cert), "--key", str(self.key)]
 
     def start(self, timeout: float = 15.0) -> "SMTPRelay":
         if not self.cert.exists():
-            from .certs import LabCA
+            from ..certs import LabCA
 
             ca = LabCA(self.dir)
             ca.issue("smtp.localtest", "127.0.0.1", label="relay")

@@ -22,8 +22,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from .launcher import free_port, stop_pid, wait_for_port
-from .nginx_server import NginxServer
+from ..launcher import free_port, stop_pid, wait_for_port
+from ..servers.nginx_server import NginxServer
 
 FAULTS = ("expired_cert", "wrong_san", "no_redirect", "redirect_loop", "error_522", "error_524",
           "databases_hit", "unproxied")
@@ -169,7 +169,7 @@ class EdgeProxy(NginxServer):
     def _issue_certs(self) -> None:
         if self.certs and all(__import__("os").path.exists(p) for pair in self.certs.values() for p in pair):
             return
-        from .certs import LabCA
+        from ..certs import LabCA
 
         ca = self._ca or LabCA(self.dir)
         good = ca.issue(*self.hostnames, label="edge-good")
@@ -256,7 +256,7 @@ class EdgeProxy(NginxServer):
 
     # lifecycle --------------------------------------------------------------------
     def shim_command(self) -> list[str]:
-        return [sys.executable, "-m", "studiodoctor.lab.edge_proxy", "--port", str(self.shim_port),
+        return [sys.executable, "-m", "studiodoctor.lab.standins.edge_proxy", "--port", str(self.shim_port),
                 "--origin", self.origin_url, "--origin-ca", self.ca_file]
 
     def start(self, timeout: float = 15.0) -> "EdgeProxy":
@@ -276,7 +276,7 @@ class EdgeProxy(NginxServer):
         stop_pid(self.shim_pid)
 
     def alive(self) -> bool:
-        from .launcher import pid_alive
+        from ..launcher import pid_alive
 
         return pid_alive(self.pid) and pid_alive(self.shim_pid)
 

@@ -3,7 +3,7 @@
 can flip settings while it runs. The real `cloudflare` SDK is pointed at it with
 ``Cloudflare(api_token=..., base_url="http://127.0.0.1:PORT/client/v4")``.
 
-    python -m studiodoctor.lab.cloudflare_api --port 8787 --state state.json
+    python -m studiodoctor.lab.standins.cloudflare_api --port 8787 --state state.json
 
 Endpoints (GET only, like the checks): ``/zones`` (``name``, ``page``, ``per_page``),
 ``/zones/{id}``, ``/zones/{id}/settings/{name}``, ``/zones/{id}/dns_records`` (``name``, ``type``;
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
 PREFIX = "/client/v4"
 NOW = "2026-11-01T00:00:00.000000Z"
@@ -289,7 +289,7 @@ class CloudflareAPI(Launcher):
 
     # lifecycle ------------------------------------------------------------------
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "studiodoctor.lab.cloudflare_api", "--port", str(self.port),
+        return [sys.executable, "-m", "studiodoctor.lab.standins.cloudflare_api", "--port", str(self.port),
                 "--state", str(self.state_file)]
 
     def start(self, timeout: float = 15.0) -> "CloudflareAPI":

@@ -1,6 +1,6 @@
 """A process that holds PostgreSQL sessions open until it is killed (a lab fault).
 
-    STUDIODOCTOR_HOLD_DSN=postgresql://... python -m studiodoctor.lab.pg_hold MODE [N]
+    STUDIODOCTOR_HOLD_DSN=postgresql://... python -m studiodoctor.lab.servers.pg_hold MODE [N]
 
 MODE: ``connections N`` (N idle sessions), ``idle-in-transaction`` (one session idle in a transaction),
 ``lock`` (one session holds an ACCESS EXCLUSIVE lock on ``studiodoctor_lab_lock`` while idle in its

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 
-from .launcher import LabError, Launcher, free_port, require_binary, stop_pid, wait_until
+from ..launcher import LabError, Launcher, free_port, require_binary, stop_pid, wait_until
 
 FILL_PREFIX = "studiodoctor:lab:fill:"
 

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .launcher import LabError, Launcher, pid_alive, stop_pid, wait_for_port, wait_until
+from ..launcher import LabError, Launcher, pid_alive, stop_pid, wait_for_port, wait_until
 
 PG_BINDIRS = ["/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"]
 
@@ -206,13 +206,13 @@ class PostgresServer(Launcher):
         return self.dsn(user=name, password=password)
 
     def start_holder(self, mode: str, n: int = 1, wait: float = 15.0) -> int:
-        """Start a pg_hold process (see studiodoctor.lab.pg_hold) and wait until its sessions exist."""
+        """Start a pg_hold process (see studiodoctor.lab.servers.pg_hold) and wait until its sessions exist."""
         import sys
 
         where = {"connections": "true", "idle-in-transaction": "state LIKE 'idle in transaction%%'",
                  "lock": "wait_event_type = 'Lock'"}[mode]
         before = self._held(where)
-        pid = self.spawn([sys.executable, "-m", "studiodoctor.lab.pg_hold", mode, str(n)],
+        pid = self.spawn([sys.executable, "-m", "studiodoctor.lab.servers.pg_hold", mode, str(n)],
                          env={"STUDIODOCTOR_HOLD_DSN": self.dsn()})
         self.holders.append(pid)
         want = before + (n if mode == "connections" else 1)

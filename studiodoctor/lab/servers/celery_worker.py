@@ -1,4 +1,4 @@
-"""A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.studio_tasks``).
+"""A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.servers.studio_tasks``).
 
 Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
 answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .launcher import LabError, Launcher, pid_alive, stop_pid, wait_until
+from ..launcher import LabError, Launcher, pid_alive, stop_pid, wait_until
 
 
 class CeleryWorker(Launcher):
@@ -37,7 +37,7 @@ class CeleryWorker(Launcher):
         self.resp2 = resp2  # Studio forces RESP2 (its production Redis is 4.x): so does the lab's worker
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.studio_tasks", "worker",
+        return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.servers.studio_tasks", "worker",
                 "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
                 "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
 

@@ -7,7 +7,7 @@ faults can flip them while it runs:
 
     {"listing_public": false, "private_objects": ["storage/a/b/<md5>.mp4"]}
 
-Run: ``python -m studiodoctor.lab.gcs_gate --port P --upstream http://127.0.0.1:Q --state gate.json``.
+Run: ``python -m studiodoctor.lab.servers.gcs_gate --port P --upstream http://127.0.0.1:Q --state gate.json``.
 Point ``gcs.public_url`` at it; keep ``gcs.endpoint`` on the emulator (our credentials' view).
 """
 
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .launcher import Launcher, write_json_atomic
+from ..launcher import Launcher, write_json_atomic
 
 XML_DENIED = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access denied."
               "</Message><Details>Anonymous caller does not have {perm} access to the Google Cloud Storage "
@@ -133,7 +133,7 @@ class GCSGate(Launcher):
         return self.dir / "gate.json"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "studiodoctor.lab.gcs_gate", "--port", str(self.port),
+        return [sys.executable, "-m", "studiodoctor.lab.servers.gcs_gate", "--port", str(self.port),
                 "--upstream", self.upstream, "--state", str(self.state_file)]
 
     def start(self, timeout: float = 20.0) -> "GCSGate":

@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import urllib.request
 
-from .launcher import LabError, Launcher, free_port, require_binary, stop_pid, wait_for_port, wait_until
+from ..launcher import LabError, Launcher, free_port, require_binary, stop_pid, wait_for_port, wait_until
 
 _MAIN = """{prelude}worker_processes 1;
 daemon off;

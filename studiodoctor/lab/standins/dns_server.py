@@ -2,7 +2,7 @@
 
 Run as its own process so the lab's DNS survives the CLI::
 
-    python -m studiodoctor.lab.dns_server --port 5353 --zone /path/zone.json
+    python -m studiodoctor.lab.standins.dns_server --port 5353 --zone /path/zone.json
 
 The zone file (rewritten by :class:`DnsServer` to apply faults; reread on every change)::
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
 
 FAULTS = ("servfail", "timeout")
 
@@ -133,7 +133,7 @@ def serve(port: int, zone_path: Path, address: str = "127.0.0.1") -> None:
 
 
 class DnsServer(Launcher):
-    """The lab's DNS: ``python -m studiodoctor.lab.dns_server`` on a free port.
+    """The lab's DNS: ``python -m studiodoctor.lab.standins.dns_server`` on a free port.
 
     Faults (each reverts with the matching call): ``remove_record(name)`` / ``set_records(...)``
     (NXDOMAIN), ``set_fault(name, "servfail"|"timeout")`` / ``set_fault(name, None)``,
@@ -197,7 +197,7 @@ class DnsServer(Launcher):
 
     # lifecycle --------------------------------------------------------------
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "studiodoctor.lab.dns_server", "--port", str(self.port),
+        return [sys.executable, "-m", "studiodoctor.lab.standins.dns_server", "--port", str(self.port),
                 "--zone", str(self.zone_file)]
 
     def start(self, timeout: float = 15.0) -> "DnsServer":
