@@ -5,6 +5,7 @@ same hop probed alone; and every HTTP check reports ``network_ms`` next to ``dur
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
@@ -51,21 +52,24 @@ def _latencies(make_profile, stack, busy: int) -> dict[str, tuple[float, float, 
 
 
 def test_a_loopback_hop_reads_the_same_in_a_busy_run_as_alone(stack, make_profile):
-    alone = [_latencies(make_profile, stack, 0) for _ in range(3)]
-    busy = [_latencies(make_profile, stack, BUSY) for _ in range(3)]
+    alone, busy = [], []
+    for _ in range(5):  # in turn, so that the machine's own load (servers on this machine) weighs on both
+        alone.append(_latencies(make_profile, stack, 0))
+        busy.append(_latencies(make_profile, stack, BUSY))
     for cid in HOPS:
-        alone_s = min(a[cid][0] for a in alone)
-        busy_s = sorted(b[cid][0] for b in busy)[1]  # the median of three
-        # a few ms: the kernel's clock ticks (4 ms at HZ 250) and a machine shared with other work
-        assert busy_s <= alone_s + 0.015, (cid, alone_s, [b[cid] for b in busy])
+        alone_s = statistics.median(a[cid][0] for a in alone)
+        busy_s = statistics.median(b[cid][0] for b in busy)
+        # a few ms: the kernel's clock ticks (4 ms at HZ 250), and the servers share this machine's cores with
+        # the busy checks (a real full run's hops answer from other machines)
+        assert busy_s <= alone_s + 0.02, (cid, [a[cid] for a in alone], [b[cid] for b in busy])
         # what the run spent around the request is in duration_ms, and network_ms is the wire's part of it
         for b in busy:
             latency_s, network_ms, duration_ms = b[cid]
             assert network_ms is not None and network_ms <= duration_ms + 0.1
     # the busy checks did hold the interpreter while the hops ran: the hops' own durations show that wait,
-    # and their network time leaves it out
+    # and their network time leaves it out (timed around the request, the hops read this much more)
     waited = sorted(b[cid][2] - b[cid][1] for b in busy for cid in HOPS)
-    assert waited[len(waited) // 2] > 20, [b for b in busy]
+    assert waited[len(waited) // 2] > 40, [b for b in busy]
 
 
 def test_http_checks_report_network_ms_and_others_do_not(stack, make_profile):
