@@ -1,5 +1,5 @@
 """Layer `cloudflare` (API side): the zone, its SSL/HTTPS/TLS settings, DNS records' proxy flag and
-the cache rules, read with the official `cloudflare` SDK (imported inside the functions)."""
+the cache rules, read from the v4 API as plain JSON over HTTP (the engine's probe; no SDK import)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import re
 from studiodoctor.model import MUTATING, Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.registry import check
 
-# imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("cloudflare",)
+# imported by the runner before any check starts (see studiodoctor.runner.preload); the API is read as
+# plain JSON over HTTP (see _get), so the official SDK is not imported
+SDK_IMPORTS = ("httpx",)
 
 ZONE = "cloudflare.zone"
 DEVELOPMENT_MODE = "cloudflare.development_mode"
@@ -31,15 +32,41 @@ class _Stop(Exception):
         self.result = result
 
 
-def _client(ctx):
-    def make():
-        from cloudflare import Cloudflare
+API_URL = "https://api.cloudflare.com/client/v4"
 
-        cfg = ctx.section("cloudflare")
-        return Cloudflare(api_token=cfg["api_token"], base_url=cfg.get("api_url") or None, max_retries=0,
-                          timeout=ctx.timeout())
 
-    return ctx.shared.get("cloudflare.client", make)
+class _APIStatus(Exception):
+    """A non-2xx answer of the API: its status and parsed body (the v4 envelope's ``errors``)."""
+
+    def __init__(self, status_code: int, body):
+        super().__init__(f"Error code: {status_code} - {body}"[:300])
+        self.status_code, self.body = status_code, body
+
+
+def _get(ctx, path: str, params: dict | None = None):
+    """GET a v4 path with the API token: the parsed JSON (or the text of a body that is not JSON).
+
+    Plain HTTP through the engine's probe (what the official SDK's client sends for a GET: the bearer
+    token, within the check's deadline; like every probe, one retry after a reset), without importing
+    the SDK: its client and typed resources cost ~0.4 s of CPU per run for reads the checks take as
+    plain JSON anyway. The request's network time is the check's ``network_ms``."""
+    from urllib.parse import urlencode
+
+    from studiodoctor import httpprobe
+
+    cfg = ctx.section("cloudflare")
+    url = (cfg.get("api_url") or API_URL).rstrip("/") + path
+    if params:
+        url += "?" + urlencode(params)
+    resp = httpprobe.request(ctx, "GET", url, resolve=False, headers={
+        "Authorization": f"Bearer {cfg['api_token']}", "Accept": "application/json"})
+    try:
+        body = resp.json()
+    except ValueError:
+        body = resp.text
+    if not 200 <= resp.status_code < 300:
+        raise _APIStatus(resp.status_code, body)
+    return body
 
 
 def _curl(ctx, path: str) -> Command:
@@ -54,40 +81,39 @@ def _patch(ctx, path: str, value: str) -> Command:
 
 
 def _call(ctx, what: str, permission: str, fn):
-    """Run one SDK call; API errors become a Result in _Stop (403 names the permission)."""
-    import cloudflare
+    """Run one API read, ``fn()``; its failures become a Result in _Stop (403 names the permission)."""
+    from studiodoctor.httpprobe import describe_error
 
     api = ctx.section("cloudflare").get("api_url") or "api.cloudflare.com"
     try:
-        return fn(_client(ctx))
-    except cloudflare.APITimeoutError:
-        raise _Stop(unreachable("CloudFlare API", api, "timed out", timed_out=True))
-    except cloudflare.APIConnectionError as exc:
-        cause = exc.__cause__ or exc
-        from studiodoctor.httpprobe import describe_error
-
-        raise _Stop(unreachable("CloudFlare API", api, describe_error(cause)[1]))
-    except cloudflare.PermissionDeniedError as exc:
-        raise _Stop(error(f"403 reading {what}: the API token lacks the \"{permission}\" permission",
-                          evidence={"status": 403, "errors": _errors(exc)}, reason=Reason.FORBIDDEN,
-                          hint=f"Give the token {permission} on the zone (CloudFlare dashboard, My Profile, "
-                               "API Tokens, edit, Permissions), or use a token that has it."))
-    except cloudflare.AuthenticationError as exc:
-        raise _Stop(error(f"401 reading {what}: the API token was rejected (invalid, expired or revoked)",
-                          evidence={"status": 401, "errors": _errors(exc)}, reason=Reason.AUTH,
-                          hint="Create a new API token and set it in cloudflare.api_token ($CLOUDFLARE_API_TOKEN).",
-                          commands=[_curl(ctx, "/user/tokens/verify")]))
-    except cloudflare.BadRequestError as exc:
-        raise _Stop(error(f"400 reading {what}: {_first_error(exc)}", evidence={"status": 400, "errors": _errors(exc)},
-                          reason=Reason.AUTH, hint="A malformed token is answered 400: check cloudflare.api_token."))
-    except cloudflare.APIStatusError as exc:
+        return fn()
+    except _APIStatus as exc:
+        if exc.status_code == 403:
+            raise _Stop(error(f"403 reading {what}: the API token lacks the \"{permission}\" permission",
+                              evidence={"status": 403, "errors": _errors(exc)}, reason=Reason.FORBIDDEN,
+                              hint=f"Give the token {permission} on the zone (CloudFlare dashboard, My Profile, "
+                                   "API Tokens, edit, Permissions), or use a token that has it."))
+        if exc.status_code == 401:
+            raise _Stop(error(f"401 reading {what}: the API token was rejected (invalid, expired or revoked)",
+                              evidence={"status": 401, "errors": _errors(exc)}, reason=Reason.AUTH,
+                              hint="Create a new API token and set it in cloudflare.api_token ($CLOUDFLARE_API_TOKEN).",
+                              commands=[_curl(ctx, "/user/tokens/verify")]))
+        if exc.status_code == 400:
+            raise _Stop(error(f"400 reading {what}: {_first_error(exc)}",
+                              evidence={"status": 400, "errors": _errors(exc)}, reason=Reason.AUTH,
+                              hint="A malformed token is answered 400: check cloudflare.api_token."))
         raise _Stop(error(f"CloudFlare API answered {exc.status_code} reading {what}: {_first_error(exc)}",
                           evidence={"status": exc.status_code, "errors": _errors(exc)}))
-    except (ValueError, TypeError, AttributeError, KeyError, cloudflare.APIResponseValidationError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         # a 2xx whose body is not the API's JSON (an HTML page, an empty body, another shape)
         first = (str(exc).strip().splitlines() or [""])[0]
         raise _Stop(error(f"unreadable answer from the CloudFlare API reading {what} "
                           f"({type(exc).__name__}: {first})"[:300], evidence={"api_url": api}))
+    except Exception as exc:  # httpx's errors: refused, timed out, reset, TLS
+        timed_out, text = describe_error(exc)
+        if timed_out:
+            raise _Stop(unreachable("CloudFlare API", api, "timed out", timed_out=True))
+        raise _Stop(unreachable("CloudFlare API", api, text))
 
 
 def _errors(exc) -> list:
@@ -516,12 +542,9 @@ PHASE = "http_request_cache_settings"
 
 
 def _raw(ctx, what: str, permission: str, path: str, params: dict | None = None):
-    """GET a v4 path through the SDK's client, returning the JSON envelope as plain data (no typed model:
+    """GET a v4 path, returning the JSON envelope as plain data (no typed model:
     a shape the models do not expect must become an error naming it, not an AttributeError)."""
-    def fn(cf):
-        return cf.get(path, cast_to=object, options={"params": params or {}, "timeout": ctx.timeout()})
-
-    body = _call(ctx, what, permission, fn)
+    body = _call(ctx, what, permission, lambda: _get(ctx, path, params))
     if not isinstance(body, dict) or "result" not in body:
         raise _Stop(error(f"unexpected answer reading {what}: {type(body).__name__} without a `result` "
                           f"(not a CloudFlare v4 envelope)", reason=Reason.UNEXPECTED, evidence={"path": path},
