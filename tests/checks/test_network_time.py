@@ -11,7 +11,7 @@ import time
 from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 
 from checks.django_app import HEALTHZ, STEALTHZ
-from checks.nginx_proxy import APP_PROXY, REACHABLE
+from checks.nginx import APP_PROXY, REACHABLE
 from studiodoctor import engine
 from studiodoctor.registry import Check, Registry, default_registry
 

@@ -140,14 +140,14 @@ def _lab_profile(make_profile, redis_server):
 
 
 def test_any_redis_info_gives_a_reasoned_result(make_profile, redis_server, monkeypatch):
-    from checks import redis_broker
+    from checks import redis as redis_layer
 
     import redis
 
     profile = _lab_profile(make_profile, redis_server)
     box = {}
     monkeypatch.setattr(redis.Redis, "info", lambda self, *a, **k: box["info"])  # the client's answer
-    assert redis_broker.unreadable_info({}) == "INFO has no used_memory field"
+    assert redis_layer.unreadable_info({}) == "INFO has no used_memory field"
 
     @HOSTILE
     @given(info=INFO)
