@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from studiodoctor import grants, studio_facts as facts
 from studiodoctor.model import BROKER_CONTROL, MUTATING, READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.backends import redis as redis_backend
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -144,17 +145,9 @@ def _no_broker():
 
 
 def _redis_client(ctx, url: str):
-    def make():
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        t = ctx.timeout(cap=5.0)
-        # RESP2: Studio's production Redis (v4) rejects redis-py 8's RESP3 HELLO (facts §4).
-        return redis.Redis.from_url(url, socket_connect_timeout=t, socket_timeout=t,
-                                    retry=Retry(NoBackoff(), 0), protocol=2)
-
-    return ctx.shared.get(f"celery.redis:{url}", make)
+    # RESP2: Studio's production Redis (v4) rejects redis-py 8's RESP3 HELLO (facts §4).
+    return ctx.shared.get(f"celery.redis:{url}",
+                          lambda: redis_backend.make_client(redis_backend.Target(url), ctx.timeout(cap=5.0), decode=False))
 
 
 def _redis_failure(ctx, url: str, exc: Exception, what: str):

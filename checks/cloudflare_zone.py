@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from studiodoctor.model import MUTATING, Command, Reason, error, fail, ok, unreachable, warn
+from studiodoctor.model import MUTATING, Command, Reason, Stop, error, fail, guard, ok, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -22,13 +22,6 @@ CACHE_RULES = "cloudflare.cache_rules"
 
 NEEDS = ("cloudflare.api_token", "cloudflare.zone")
 TOKEN_ENV = "$CLOUDFLARE_API_TOKEN"
-
-
-class _Stop(Exception):
-    """Carries the Result a failed API call turns into."""
-
-    def __init__(self, result):
-        self.result = result
 
 
 def _client(ctx):
@@ -54,39 +47,39 @@ def _patch(ctx, path: str, value: str) -> Command:
 
 
 def _call(ctx, what: str, permission: str, fn):
-    """Run one SDK call; API errors become a Result in _Stop (403 names the permission)."""
+    """Run one SDK call; API errors become a Result in Stop (403 names the permission)."""
     import cloudflare
 
     api = ctx.section("cloudflare").get("api_url") or "api.cloudflare.com"
     try:
         return fn(_client(ctx))
     except cloudflare.APITimeoutError:
-        raise _Stop(unreachable("CloudFlare API", api, "timed out", timed_out=True))
+        raise Stop(unreachable("CloudFlare API", api, "timed out", timed_out=True))
     except cloudflare.APIConnectionError as exc:
         cause = exc.__cause__ or exc
         from studiodoctor.httpprobe import describe_error
 
-        raise _Stop(unreachable("CloudFlare API", api, describe_error(cause)[1]))
+        raise Stop(unreachable("CloudFlare API", api, describe_error(cause)[1]))
     except cloudflare.PermissionDeniedError as exc:
-        raise _Stop(error(f"403 reading {what}: the API token lacks the \"{permission}\" permission",
+        raise Stop(error(f"403 reading {what}: the API token lacks the \"{permission}\" permission",
                           evidence={"status": 403, "errors": _errors(exc)}, reason=Reason.FORBIDDEN,
                           hint=f"Give the token {permission} on the zone (CloudFlare dashboard, My Profile, "
                                "API Tokens, edit, Permissions), or use a token that has it."))
     except cloudflare.AuthenticationError as exc:
-        raise _Stop(error(f"401 reading {what}: the API token was rejected (invalid, expired or revoked)",
+        raise Stop(error(f"401 reading {what}: the API token was rejected (invalid, expired or revoked)",
                           evidence={"status": 401, "errors": _errors(exc)}, reason=Reason.AUTH,
                           hint="Create a new API token and set it in cloudflare.api_token ($CLOUDFLARE_API_TOKEN).",
                           commands=[_curl(ctx, "/user/tokens/verify")]))
     except cloudflare.BadRequestError as exc:
-        raise _Stop(error(f"400 reading {what}: {_first_error(exc)}", evidence={"status": 400, "errors": _errors(exc)},
+        raise Stop(error(f"400 reading {what}: {_first_error(exc)}", evidence={"status": 400, "errors": _errors(exc)},
                           reason=Reason.AUTH, hint="A malformed token is answered 400: check cloudflare.api_token."))
     except cloudflare.APIStatusError as exc:
-        raise _Stop(error(f"CloudFlare API answered {exc.status_code} reading {what}: {_first_error(exc)}",
+        raise Stop(error(f"CloudFlare API answered {exc.status_code} reading {what}: {_first_error(exc)}",
                           evidence={"status": exc.status_code, "errors": _errors(exc)}))
     except (ValueError, TypeError, AttributeError, KeyError, cloudflare.APIResponseValidationError) as exc:
         # a 2xx whose body is not the API's JSON (an HTML page, an empty body, another shape)
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise _Stop(error(f"unreadable answer from the CloudFlare API reading {what} "
+        raise Stop(error(f"unreadable answer from the CloudFlare API reading {what} "
                           f"({type(exc).__name__}: {first})"[:300], evidence={"api_url": api}))
 
 
@@ -115,7 +108,7 @@ def _find_zone(ctx) -> dict:
                      lambda cf: cf.zones.list(name=name, timeout=ctx.timeout()))
         zones = [z for z in page.result if z.name == name]
         if not zones:
-            raise _Stop(error(f"zone {name} is not visible to this token: it does not exist in the account, "
+            raise Stop(error(f"zone {name} is not visible to this token: it does not exist in the account, "
                               f"or the token has no Zone:Read on it", evidence={"zone": name},
                               reason=Reason.FORBIDDEN, hint="Check cloudflare.zone and the token's zone resources.",
                               commands=[_curl(ctx, f"/zones?name={name}")]))
@@ -136,9 +129,7 @@ def _setting(ctx, name: str):
 def _guard(fn):
     def run(ctx):
         try:
-            return fn(ctx)
-        except _Stop as stop:
-            return stop.result
+            return guard(fn)(ctx)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
             # an answer whose shape the SDK's models (or we) did not expect: say what, never "crashed"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -486,14 +477,14 @@ def _raw(ctx, what: str, permission: str, path: str, params: dict | None = None)
 
     body = _call(ctx, what, permission, fn)
     if not isinstance(body, dict) or "result" not in body:
-        raise _Stop(error(f"unexpected answer reading {what}: {type(body).__name__} without a `result` "
+        raise Stop(error(f"unexpected answer reading {what}: {type(body).__name__} without a `result` "
                           f"(not a CloudFlare v4 envelope)", reason=Reason.UNEXPECTED, evidence={"path": path},
                           commands=[_curl(ctx, path)]))
     return body
 
 
-def _unexpected(ctx, what: str, path: str, detail: str) -> _Stop:
-    return _Stop(error(f"unexpected answer reading {what}: {detail}", reason=Reason.UNEXPECTED,
+def _unexpected(ctx, what: str, path: str, detail: str) -> Stop:
+    return Stop(error(f"unexpected answer reading {what}: {detail}", reason=Reason.UNEXPECTED,
                        evidence={"path": path}, commands=[_curl(ctx, path)]))
 
 
@@ -533,7 +524,7 @@ def _cache_rules(ctx, zone_id: str) -> tuple[list[dict], str]:
         rules = _rules_of(ctx, body["result"], what, entry)
         if rules is not None:
             return rules, "entrypoint"
-    except _Stop as stop:
+    except Stop as stop:
         if (stop.result.evidence or {}).get("status") != 404:
             raise
     listing = f"/zones/{zone_id}/rulesets"

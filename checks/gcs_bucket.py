@@ -9,13 +9,14 @@ audit needs: 20,000 objects cost 20 requests, never one request per object.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from urllib.parse import quote
 
-from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, Result, error, fail, ok, unreachable,
+from studiodoctor.model import (MUTATING, READ_ONLY, Command, Reason, Result, Stop, error, fail, ok, unreachable,
                                 warn)
+from studiodoctor.backends import gcs
+from studiodoctor.cachecontrol import max_age, parse_cache_control
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -27,8 +28,6 @@ DATABASES_CACHE_CONTROL = "gcs.databases_cache_control"
 STORAGE_CACHE_CONTROL = "gcs.storage_cache_control"
 LISTING_NOT_PUBLIC = "gcs.listing_not_public"
 
-GOOGLE_API = "https://storage.googleapis.com"
-READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 LIST_FIELDS = "items(name,cacheControl,contentEncoding,size,updated),nextPageToken"
 # What Studio's code sets on every .sqlite3 it uploads (contentcuration/utils/gcs_storage.py).
 STUDIO_DB_CACHE_CONTROL = "private, max-age=5, no-transform"
@@ -48,85 +47,8 @@ _PERMISSION = re.compile(r"storage\.[a-zA-Z]+\.[a-zA-Z]+")
 
 # helpers -------------------------------------------------------------------------------------
 
-class _Unusable(Exception):
-    """The client cannot be built (no credentials, bad key file): carries the error result."""
-
-    def __init__(self, result):
-        super().__init__(result.summary)
-        self.result = result
-
-
-def _gcs(ctx, key: str, default=""):
-    """A ``gcs.*`` setting, whichever layer's check asks (nginx discovers a sample object through us)."""
-    value = ctx.section("gcs").get(key)
-    return default if value in (None, "") else value
-
-
-def _bucket_name(ctx) -> str:
-    return _gcs(ctx, "bucket") or "studio-content"
-
-
-def _endpoint(ctx) -> str:
-    return (_gcs(ctx, "endpoint") or "").rstrip("/")
-
-
-def _api_address(ctx) -> str:
-    return _endpoint(ctx) or GOOGLE_API
-
-
 def _public_url(ctx) -> str:
-    return (ctx.setting("public_url", GOOGLE_API) or GOOGLE_API).rstrip("/")
-
-
-def _make_client(ctx):
-    from google.cloud import storage
-
-    endpoint = _endpoint(ctx)
-    key_file = os.path.expanduser(_gcs(ctx, "credentials") or "")
-    project = _gcs(ctx, "project")
-    try:
-        if key_file:
-            from google.oauth2 import service_account
-
-            credentials = service_account.Credentials.from_service_account_file(key_file, scopes=[READ_ONLY_SCOPE])
-            project = project or getattr(credentials, "project_id", "") or "studiodoctor"
-        elif endpoint:
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials = AnonymousCredentials()
-            project = project or "studiodoctor"
-        else:
-            import google.auth
-
-            credentials, adc_project = google.auth.default(scopes=[READ_ONLY_SCOPE])
-            project = project or adc_project or "studiodoctor"
-    except FileNotFoundError:
-        raise _Unusable(error(f"gcs.credentials: key file {key_file} does not exist", reason=Reason.AUTH,
-                              hint="point gcs.credentials at a service-account JSON key, or leave it empty "
-                                   "to use Application Default Credentials")) from None
-    except Exception as exc:  # DefaultCredentialsError, malformed key file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise _Unusable(error(f"no usable GCS credentials: {first}", reason=Reason.AUTH,
-                              hint="set gcs.credentials to a service-account JSON key, or run "
-                                   "`gcloud auth application-default login`",
-                              commands=[Command("gcloud auth application-default login", READ_ONLY,
-                                                "creates Application Default Credentials")])) from None
-    options = {"api_endpoint": endpoint} if endpoint else None
-    return storage.Client(project=project, credentials=credentials, client_options=options)
-
-
-def _client(ctx):
-    return ctx.shared.get("gcs.client", lambda: _make_client(ctx))
-
-
-def _is_network_error(exc: BaseException) -> bool:
-    import requests
-    from google.auth import exceptions as auth_exc
-
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
-                        TimeoutError)):
-        return True
-    return isinstance(exc, auth_exc.TransportError)
+    return (ctx.setting("public_url", gcs.GOOGLE_API) or gcs.GOOGLE_API).rstrip("/")
 
 
 def _message(exc) -> str:
@@ -147,10 +69,10 @@ def _api_problem(ctx, exc, doing: str, permission: str):
 
     from studiodoctor.httpprobe import describe_error
 
-    bucket = _bucket_name(ctx)
-    if _is_network_error(exc):
+    bucket = gcs.bucket_name(ctx)
+    if gcs.is_network_error(exc):
         timed_out, text = describe_error(exc)
-        return unreachable("GCS API", _api_address(ctx), text, timed_out=timed_out,
+        return unreachable("GCS API", gcs.api_address(ctx), text, timed_out=timed_out,
                            hint="check gcs.endpoint and the network path to the Storage API")
     if isinstance(exc, auth_exc.RefreshError):
         return error(f"could not get an access token for the GCS API: {_message(exc)}", reason=Reason.AUTH,
@@ -173,29 +95,7 @@ def _api_problem(ctx, exc, doing: str, permission: str):
                      evidence={"http_status": exc.code})
     # not an API error: the answer could not be read (not JSON, not the shape of a bucket or a listing)
     return error(f"{doing}: unreadable answer from the GCS API ({type(exc).__name__}: {_message(exc)})"[:300],
-                 evidence={"endpoint": _api_address(ctx)})
-
-
-def parse_cache_control(value: str | None) -> dict[str, str | bool]:
-    """``"private, max-age=5"`` -> ``{"private": True, "max-age": "5"}`` (directive names lower-cased)."""
-    out: dict[str, str | bool] = {}
-    for part in (value or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, sep, val = part.partition("=")
-        out[key.strip().lower()] = val.strip().strip('"') if sep else True
-    return out
-
-
-def _max_age(directives) -> int | None:
-    for key in ("s-maxage", "max-age"):  # a shared cache obeys s-maxage first
-        if key in directives:
-            try:
-                return int(str(directives[key]))
-            except ValueError:
-                return None
-    return None
+                 evidence={"endpoint": gcs.api_address(ctx)})
 
 
 def database_cache_problem(value: str | None, limit: int) -> str:
@@ -209,7 +109,7 @@ def database_cache_problem(value: str | None, limit: int) -> str:
         return "not private: shared caches (CloudFlare, nginx) may keep it"
     if "no-cache" in d:
         return ""
-    age = _max_age(d)
+    age = max_age(d)
     if age is None:
         return "no max-age: browsers and clients cache it heuristically"
     if age > limit:
@@ -225,7 +125,7 @@ def storage_cache_problem(value: str | None, minimum: int) -> str:
     for bad in ("private", "no-store", "no-cache"):
         if bad in d:
             return f"{bad}: shared caches will not keep it"
-    age = _max_age(d)
+    age = max_age(d)
     if age is None:
         return "no max-age"
     if age < minimum:
@@ -236,27 +136,19 @@ def storage_cache_problem(value: str | None, minimum: int) -> str:
 def _list(ctx, prefix: str, limit: int, fields: str = LIST_FIELDS, page_size: int | None = None):
     """The SDK's iterator over a paginated, field-restricted listing of at most ``limit`` objects
     (no retries; each page request bounded by the deadline). Callers walk it with ``_collect``."""
-    client = _client(ctx)
+    client = gcs.client(ctx)
     size = int(page_size or ctx.setting("page_size", 1000))
-    iterator = client.list_blobs(_bucket_name(ctx), prefix=prefix, fields=fields,
+    iterator = client.list_blobs(gcs.bucket_name(ctx), prefix=prefix, fields=fields,
                                  page_size=min(size, max(1, limit)), max_results=limit,
                                  timeout=ctx.timeout(ctx.setting("request_timeout", 30.0)), retry=None)
     return iterator
-
-
-def first_object(ctx, prefix: str) -> str | None:
-    """The name of one object under ``prefix`` (one listing request of one item), None when there is
-    none. Raises what the SDK raises; callers outside this layer use it to find a real object to probe."""
-    iterator = _client(ctx).list_blobs(_bucket_name(ctx), prefix=prefix, fields="items(name),nextPageToken",
-                                       max_results=1, page_size=1, timeout=ctx.timeout(30.0), retry=None)
-    return next((blob.name for blob in iterator), None)
 
 
 def _audit_listing(ctx, name: str, prefix: str, cap: int, visit, **options):
     """``_collect`` for a check: its figures, or the Result that says why the listing failed."""
     try:
         return _collect(ctx, prefix, cap, visit, **options)
-    except _Unusable as exc:
+    except Stop as exc:
         return exc.result
     except Exception as exc:
         result = _api_problem(ctx, exc, f"listing gs://{name}/{prefix}", "storage.objects.list")
@@ -319,10 +211,10 @@ def check_bucket(ctx):
     the check then asks testIamPermissions which permissions we lack and names them. The bucket's
     location, storage class, uniform bucket-level access and public access prevention are reported as
     evidence (public access prevention `enforced` makes every anonymous read fail)."""
-    name = _bucket_name(ctx)
+    name = gcs.bucket_name(ctx)
     try:
-        client = _client(ctx)
-    except _Unusable as exc:
+        client = gcs.client(ctx)
+    except Stop as exc:
         return exc.result
     started = time.monotonic()
     bucket = client.bucket(name)
@@ -336,8 +228,8 @@ def check_bucket(ctx):
         result = _api_problem(ctx, exc, f"reading bucket gs://{name}", "storage.buckets.get")
         if result is not None:
             return result
-        return fail(f"bucket gs://{name} missing (HTTP 404 from {_api_address(ctx)})",
-                    evidence={"bucket": name, "endpoint": _api_address(ctx), "http_status": 404},
+        return fail(f"bucket gs://{name} missing (HTTP 404 from {gcs.api_address(ctx)})",
+                    evidence={"bucket": name, "endpoint": gcs.api_address(ctx), "http_status": 404},
                     hint="check gcs.bucket in the profile (production: studio-content, staging: "
                          "develop-studio-content) and that the bucket was not deleted",
                     commands=[Command("gcloud storage buckets list --format='value(name)'", READ_ONLY),
@@ -347,13 +239,13 @@ def check_bucket(ctx):
         iam = bucket.iam_configuration
         ubla = bool(iam.uniform_bucket_level_access_enabled) if iam is not None else None
         pap = getattr(iam, "public_access_prevention", None) if iam is not None else None
-        evidence = {"bucket": name, "endpoint": _api_address(ctx), "location": bucket.location,
+        evidence = {"bucket": name, "endpoint": gcs.api_address(ctx), "location": bucket.location,
                     "storage_class": bucket.storage_class, "uniform_bucket_level_access": ubla,
                     "public_access_prevention": pap, "versioning": bool(bucket.versioning_enabled),
                     "latency_ms": latency}
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         return error(f"reading bucket gs://{name}: the answer is not a bucket's metadata ({type(exc).__name__})",
-                     evidence={"bucket": name, "endpoint": _api_address(ctx)})
+                     evidence={"bucket": name, "endpoint": gcs.api_address(ctx)})
     extra = f", uniform bucket-level access {'on' if ubla else 'off'}" if ubla is not None else ""
     return ok(f"gs://{name} exists ({bucket.storage_class} in {bucket.location}{extra})", evidence=evidence)
 
@@ -362,7 +254,7 @@ def _forbidden_bucket(ctx, bucket, exc):
     """403 on buckets.get: ask testIamPermissions which of the permissions we need we lack."""
     name = bucket.name
     wanted = ["storage.buckets.get", "storage.objects.list", "storage.objects.get", "storage.buckets.getIamPolicy"]
-    evidence = {"bucket": name, "endpoint": _api_address(ctx), "http_status": 403, "message": _message(exc)}
+    evidence = {"bucket": name, "endpoint": gcs.api_address(ctx), "http_status": 403, "message": _message(exc)}
     try:
         granted = bucket.test_iam_permissions(wanted, timeout=ctx.timeout(ctx.setting("request_timeout", 30.0)),
                                               retry=None)
@@ -373,7 +265,7 @@ def _forbidden_bucket(ctx, bucket, exc):
         evidence["test_iam_permissions"] = f"not answered: {_message(inner)}"
     missing = missing or [_missing_permission(exc, "storage.buckets.get")]
     evidence["missing_permissions"] = missing
-    identity = getattr(getattr(_client(ctx), "_credentials", None), "service_account_email", None)
+    identity = getattr(getattr(gcs.client(ctx), "_credentials", None), "service_account_email", None)
     if not isinstance(identity, str) or "@" not in identity:
         identity = None  # user or anonymous credentials: the member has to be filled in
     if identity:
@@ -404,7 +296,7 @@ def check_public_read(ctx):
     uploads carry no ACL and would be private)."""
     from studiodoctor import httpprobe
 
-    name = _bucket_name(ctx)
+    name = gcs.bucket_name(ctx)
     prefix = ctx.setting("storage_prefix", "storage/")
     sample_size = max(1, int(ctx.setting("public_sample", 10)))
     names: list[str] = []
@@ -465,8 +357,8 @@ def check_public_read(ctx):
 
 def _public_roles(ctx) -> dict:
     """Roles granted to allUsers/allAuthenticatedUsers, if our credentials may read the IAM policy."""
-    client = _client(ctx)
-    bucket = client.bucket(_bucket_name(ctx))
+    client = gcs.client(ctx)
+    bucket = client.bucket(gcs.bucket_name(ctx))
     try:
         policy = bucket.get_iam_policy(requested_policy_version=3,
                                        timeout=ctx.timeout(ctx.setting("request_timeout", 30.0)), retry=None)
@@ -497,7 +389,7 @@ def check_databases_cache_control(ctx):
     request, only name/cacheControl/contentEncoding/size/updated), up to `--max-objects`. Offenders are a
     `fail` with their count and up to 10 names with their actual value; a `.sqlite3` without
     `Content-Encoding: gzip` is a `warn`. Thresholds: `gcs.databases_max_age` (5)."""
-    name = _bucket_name(ctx)
+    name = gcs.bucket_name(ctx)
     prefix = ctx.setting("databases_prefix", "databases/")
     limit_age = int(ctx.setting("databases_max_age", 5))
     cap = _max_objects(ctx)
@@ -576,7 +468,7 @@ def check_storage_cache_control(ctx):
     an hour only. The check audits up to `gcs.storage_max_objects` (default 5,000, bounded by
     `--max-objects`) objects and warns with samples when their max-age is below
     `gcs.storage_min_max_age` (default 30 days) or they are private."""
-    name = _bucket_name(ctx)
+    name = gcs.bucket_name(ctx)
     prefix = ctx.setting("storage_prefix", "storage/")
     minimum = int(ctx.setting("storage_min_max_age", 30 * 86400))
     cap = min(_max_objects(ctx), int(ctx.setting("storage_max_objects", 5000)))
@@ -634,7 +526,7 @@ def check_listing_not_public(ctx):
     serve this bucket (wrong `gcs.public_url` or `gcs.bucket`): an `error`, never `ok`."""
     from studiodoctor import httpprobe
 
-    name = _bucket_name(ctx)
+    name = gcs.bucket_name(ctx)
     base = _public_url(ctx)
     probes = {"xml": f"{base}/{quote(name)}?max-keys=1",
               "json": f"{base}/storage/v1/b/{quote(name)}/o?maxResults=1&fields=items(name)"}

@@ -15,6 +15,7 @@ import time
 
 from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
+from studiodoctor.cachecontrol import max_age, parse_cache_control
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -86,26 +87,6 @@ def _no_answer(ctx, path: str, exc: Exception, seconds: float, **extra):
     return unreachable("nginx", _base(ctx) + path, text, timed_out=timed_out, commands=_commands(ctx),
                        hint="Is the nginx-proxy container running? It has no probes, so Kubernetes will not "
                             "restart it: read its logs.", **extra)
-
-
-def parse_cache_control(value: str) -> dict[str, str | bool]:
-    out: dict[str, str | bool] = {}
-    for part in (value or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, _, val = part.partition("=")
-        out[key.strip().lower()] = val.strip().strip('"') if val else True
-    return out
-
-
-def _max_age(cc: dict) -> int | None:
-    for key in ("s-maxage", "max-age"):
-        try:
-            return int(str(cc[key]))
-        except (KeyError, ValueError):
-            continue
-    return None
 
 
 def _cookie_shape(headers) -> str:
@@ -283,12 +264,12 @@ def _storage_sample(ctx):
         return skip("no content object to probe: set nginx.storage_path (a /content/storage/<a>/<b>/<md5>.<ext> "
                     "path) or gcs.bucket to find one", reason=Reason.NOT_CONFIGURED,
                     hint="set nginx.storage_path, or configure the gcs layer so a real object can be listed")
-    from checks import gcs_bucket
+    from studiodoctor.backends import gcs
 
     prefix = str(ctx.section("gcs").get("storage_prefix") or "storage/")
     where = f"gs://{ctx.section('gcs')['bucket']}/{prefix}"
     try:
-        name = gcs_bucket.first_object(ctx, prefix)
+        name = gcs.first_object(ctx, prefix)
     except Exception as exc:  # noqa: BLE001 - any SDK or transport error: we could not look
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         return error(f"could not list {where} to find a content object to probe: {first}",
@@ -329,11 +310,11 @@ def check_content_storage(ctx):
     if resp.status_code != 200:
         return fail(f"{path} answered {resp.status_code}", evidence=evidence, commands=cmds)
     missing = []
-    if not cc.get("public"):
+    if "public" not in cc:
         missing.append("public")
-    if (_max_age(cc) or 0) < IMMUTABLE_MAX_AGE:
+    if (max_age(cc) or 0) < IMMUTABLE_MAX_AGE:
         missing.append(f"max-age>={IMMUTABLE_MAX_AGE}")
-    if not cc.get("immutable"):
+    if "immutable" not in cc:
         missing.append("immutable")
     if missing:
         return fail(f"{path} comes back with Cache-Control {cc_raw or '(none)'!r}, lacking {', '.join(missing)}: "
@@ -389,7 +370,7 @@ def check_content_databases(ctx):
                     evidence=evidence, commands=cmds,
                     hint="Remove proxy_cache from the /content/ location (and any CloudFlare cache rule for "
                          "/content/databases/); databases must pass GCS's private Cache-Control through.")
-    if cc.get("public") or not (cc.get("private") or cc.get("no-store") or cc.get("no-cache")):
+    if "public" in cc or not ("private" in cc or "no-store" in cc or "no-cache" in cc):
         return fail(f"{path} comes back with Cache-Control {cc_raw or '(none)'!r}: shared caches may keep a "
                     f"channel database across publishes", evidence=evidence, commands=cmds,
                     hint="nginx must not add or override Cache-Control on /content/ other than storage/, and the "

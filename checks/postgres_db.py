@@ -8,19 +8,17 @@ results name the endpoint as ``host:port/dbname user=NAME``.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import ssl
 import statistics
 import struct
-import threading
 import time
 
-from studiodoctor import grants
-from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, unreachable, warn
-from studiodoctor.netprobe import resolve
+from studiodoctor.backends import postgres as pg
+from studiodoctor.backends.postgres import Target
+from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, guard, ok, unreachable, warn
 from studiodoctor.registry import check
+from studiodoctor.staged import Staged, first_line
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
 SDK_IMPORTS = ("psycopg",)
@@ -34,71 +32,22 @@ IDLE_IN_TRANSACTION = "postgres.idle_in_transaction"
 LOCKS = "postgres.locks"
 DATABASE_SIZE = "postgres.database_size"
 
-_SESSION = "postgres.session"
-_MARGIN = 0.2            # seconds kept back from the deadline so that the check can still report
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)
-_APP_NAME = "studiodoctor"
 
 
 # --- the target ---------------------------------------------------------------------------------
 
-class _Target:
-    """The parsed ``postgres.dsn`` (URL or key=value); ``label`` is safe to print."""
-
-    def __init__(self, dsn: str):
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            params = conninfo_to_dict(dsn)
-        except Exception as exc:  # psycopg.ProgrammingError: the message never echoes the password
-            raise ValueError(str(exc).splitlines()[0] if str(exc) else "cannot parse the DSN") from None
-        self.dsn = dsn
-        self.params = params
-        self.password = str(params.get("password") or "") or None
-        host = str(params.get("host") or os.environ.get("PGHOST") or "/var/run/postgresql")
-        self.host = host.split(",")[0]
-        self.hostaddr = str(params.get("hostaddr") or "").split(",")[0]
-        port = str(params.get("port") or os.environ.get("PGPORT") or "5432").split(",")[0]
-        try:
-            self.port = int(port)
-        except ValueError:
-            raise ValueError(f"port {port!r} is not a number") from None
-        self.user = str(params.get("user") or os.environ.get("PGUSER") or "")
-        self.dbname = str(params.get("dbname") or os.environ.get("PGDATABASE") or self.user)
-        self.sslmode = str(params.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer")
-        self.unix = self.host.startswith("/") or self.host.startswith("@")
-
-    @property
-    def address(self) -> str:
-        if self.unix:
-            return f"{self.host}/.s.PGSQL.{self.port}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.address}/{self.dbname} user={self.user or '(default)'}"
-
-    def psql(self, sql: str = "") -> str:
-        """A psql command for the runbook: no password in it (psql asks, or uses ~/.pgpass)."""
-        conninfo = f"host={self.host} port={self.port} dbname={self.dbname}" + (f" user={self.user}" if self.user else "")
-        cmd = f'psql "{conninfo}"'
-        return cmd + (f' -c "{sql}"' if sql else "")
-
-    def scrub(self, text) -> str:
-        text = str(text)
-        if self.password:
-            text = text.replace(self.password, "***")
-        return text
+def _target(ctx) -> Target:
+    return ctx.shared.get("postgres.target", lambda: Target(str(ctx.config.get("dsn") or "")))
 
 
-def _target(ctx) -> _Target:
-    return ctx.shared.get("postgres.target", lambda: _Target(str(ctx.config.get("dsn") or "")))
+def _query(ctx, sql: str, params=None, **kw):
+    return pg.query(ctx, sql, params, **kw)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+def _db_call(ctx, func):
+    """Run ``func()``; psycopg errors become results: (value, None) or (None, result)."""
+    return pg.db_call(ctx, _target(ctx), func)
 
 
 def _num(ctx, key: str, default: float) -> float:
@@ -108,132 +57,11 @@ def _num(ctx, key: str, default: float) -> float:
     return float(value)
 
 
-# --- the shared session ---------------------------------------------------------------------
-
-class _Session:
-    """One connection for the run; queries are serialised and each runs in a read-only transaction."""
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.lock = threading.Lock()
-        self.server_version = conn.info.server_version
-
-
-class _Busy(Exception):
-    pass
-
-
-def _query(ctx, sql: str, params=None, *, session: _Session | None = None, timed: bool = False):
-    """Rows (dicts) of ``sql`` in ``BEGIN READ ONLY`` with a statement_timeout inside the deadline."""
-    from psycopg.rows import dict_row
-
-    session = session or ctx.shared.peek(_SESSION)
-    if session is None:
-        raise _Busy("no PostgreSQL session (postgres.reachable did not connect)")
-    if not session.lock.acquire(timeout=ctx.timeout(margin=_MARGIN)):
-        raise _Busy("timed out waiting for the shared PostgreSQL connection")
-    try:
-        conn = session.conn
-        ms = max(50, int(ctx.timeout(margin=_MARGIN) * 1000))
-        conn.execute("BEGIN READ ONLY")
-        try:
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
-            with conn.cursor(row_factory=dict_row) as cur:
-                t0 = time.perf_counter()
-                cur.execute(sql, params)
-                elapsed = (time.perf_counter() - t0) * 1000
-                rows = cur.fetchall() if cur.description else []
-        finally:
-            if not conn.closed and not conn.broken:
-                conn.execute("ROLLBACK")
-    finally:
-        session.lock.release()
-    return (rows, elapsed) if timed else rows
-
-
-def _db_call(ctx, func):
-    """Run ``func()``; map psycopg errors to results. Returns (value, None) or (None, result)."""
-    import psycopg
-
-    target = _target(ctx)
-    try:
-        return func(), None
-    except _Busy as exc:
-        return None, error(f"could not query PostgreSQL at {target.address}: {exc}", reason=Reason.TIMEOUT)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        table = grants.pg_table(str(exc))
-        grant = (grants.pg_grant_select(target.user, [table]) if table
-                 else f"GRANT pg_monitor TO {target.user or '<role>'}")
-        return None, error(f"role {target.user} may not read this: {grant} "
-                           f"({target.scrub(_first_line(exc))})",
-                           reason=Reason.FORBIDDEN, evidence={"target": target.label}, hint=grant)
-    except psycopg.errors.QueryCanceled as exc:
-        return None, fail(f"PostgreSQL at {target.address} did not answer a monitoring query within the deadline "
-                          f"(timed out: {target.scrub(_first_line(exc))})", reason=Reason.TIMEOUT,
-                          evidence={"target": target.label},
-                          hint="the server is overloaded or blocked; look at postgres.locks and long queries")
-    except psycopg.OperationalError as exc:
-        return None, unreachable("PostgreSQL", target.address, target.scrub(_first_line(exc)),
-                                 evidence={"target": target.label})
-    except psycopg.Error as exc:
-        return None, error(f"PostgreSQL at {target.address}: {target.scrub(_first_line(exc))}",
-                           evidence={"target": target.label})
-
-
-def _connect(ctx, target: _Target):
-    """psycopg.connect bounded by the deadline (psycopg's own connect_timeout has a 2 s floor)."""
-    import psycopg
-
-    box: list = []
-    abandoned = threading.Event()
-    timeout = ctx.timeout(margin=_MARGIN)
-
-    def run():
-        try:
-            conn = psycopg.connect(target.dsn, connect_timeout=max(2, int(timeout + 0.999)), autocommit=True,
-                                   application_name=_APP_NAME)
-        except Exception as exc:  # noqa: BLE001 - classified by the caller
-            box.append(exc)
-            return
-        if abandoned.is_set():
-            conn.close()
-        else:
-            box.append(conn)
-
-    t = threading.Thread(target=run, daemon=True, name="postgres-connect")
-    t.start()
-    t.join(timeout)
-    if not box:
-        abandoned.set()
-        raise TimeoutError(f"no answer to the connection within {timeout:.1f} s")
-    if isinstance(box[0], Exception):
-        raise box[0]
-    return box[0]
-
-
-def _classify(message: str) -> tuple[str, str]:
-    """(stage, kind) of a connection error message; kind: auth, refused, timeout, full, tls, database, other."""
-    m = message.lower()
-    if "password authentication failed" in m or "no password supplied" in m or "authentication failed" in m \
-            or "pg_hba.conf" in m or ("role" in m and "does not exist" in m) or "password" in m:
-        return "auth", "auth"
-    if "too many clients" in m or "remaining connection slots" in m or "connection slots are reserved" in m:
-        return "connect", "full"
-    if "database" in m and "does not exist" in m:
-        return "connect", "database"
-    if "ssl" in m or "certificate" in m or "tls" in m:
-        return "tls", "tls"
-    if "connection refused" in m:
-        return "tcp", "refused"
-    if "timeout" in m or "timed out" in m:
-        return "connect", "timeout"
-    return "connect", "other"
-
-
 # --- checks -------------------------------------------------------------------------------------
 
 @check(REACHABLE, title="PostgreSQL answers (DNS, TCP, TLS, auth)", needs=("postgres.dsn",),
        permissions=("CONNECT on the database",), smoke=True)
+@guard
 def check_reachable(ctx):
     """PostgreSQL at `postgres.dsn` resolves, accepts TCP, negotiates TLS and accepts our login.
 
@@ -253,44 +81,24 @@ def check_reachable(ctx):
     ev = {"address": target.address, "target": target.label, "sslmode": target.sslmode, "stages": {}}
     stages = ev["stages"]
     cmds = [Command(target.psql("SELECT 1"), READ_ONLY, "asks for the password or uses ~/.pgpass")]
+    conn = Staged("PostgreSQL", target.address, ev, commands=cmds)
     if not target.unix:
-        t0 = time.monotonic()
         if target.hostaddr:
-            addrs = [target.hostaddr]
+            addrs = ev["resolved"] = [target.hostaddr]
+            stages["dns_ms"] = 0.0
         else:
-            try:
-                addrs = resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
-            except TimeoutError as exc:
-                ev["stage"] = "dns"
-                return unreachable("PostgreSQL", target.address, f"DNS: {exc}", timed_out=True, evidence=ev)
-            except OSError as exc:
-                ev["stage"] = "dns"
-                return unreachable("PostgreSQL", target.address,
-                                   f"DNS: cannot resolve {target.host}: {_first_line(exc)}", evidence=ev,
-                                   hint="check the host in postgres.dsn (in production: the cloudsql-proxy "
-                                        "service name) and the resolver used here")
-        stages["dns_ms"] = round((time.monotonic() - t0) * 1000, 1)
-        ev["resolved"] = addrs
-        t0 = time.monotonic()
-        try:
-            sock = socket.create_connection((addrs[0], target.port), timeout=ctx.timeout(margin=_MARGIN))
-        except (socket.timeout, TimeoutError):
-            ev["stage"] = "tcp"
-            return unreachable("PostgreSQL", target.address, "TCP connect timed out", timed_out=True,
-                               evidence=ev, commands=cmds,
-                               hint="a firewall drops the packets or the port-forward/proxy is gone")
-        except OSError as exc:
-            ev["stage"] = "tcp"
-            detail = "connection refused" if isinstance(exc, ConnectionRefusedError) else _first_line(exc)
-            return unreachable("PostgreSQL", target.address, f"TCP: {detail}", evidence=ev, commands=cmds,
-                               hint="PostgreSQL (or the cloudsql-proxy in front of it) is down or listens "
-                                    "elsewhere; on the cluster check the cloudsql-proxy pods and service")
-        stages["tcp_ms"] = round((time.monotonic() - t0) * 1000, 1)
+            addrs = conn.dns(target.host, target.port, ctx.timeout(margin=pg.MARGIN),
+                             hint="check the host in postgres.dsn (in production: the cloudsql-proxy "
+                                  "service name) and the resolver used here")
+        sock = conn.tcp(addrs[0], target.port, ctx.timeout(margin=pg.MARGIN), keep=True,
+                        timeout_hint="a firewall drops the packets or the port-forward/proxy is gone",
+                        refused_hint="PostgreSQL (or the cloudsql-proxy in front of it) is down or listens "
+                                     "elsewhere; on the cluster check the cloudsql-proxy pods and service")
         # startup/TLS stage: ask for TLS as libpq does, and see that a PostgreSQL answers at all
         t0 = time.monotonic()
         try:
             with sock:
-                sock.settimeout(ctx.timeout(margin=_MARGIN))
+                sock.settimeout(ctx.timeout(margin=pg.MARGIN))
                 sock.sendall(_SSL_REQUEST)
                 answer = sock.recv(1)
                 if answer == b"S":
@@ -308,7 +116,7 @@ def check_reachable(ctx):
                                 f"the startup handshake", evidence=ev, reason=Reason.UNREACHABLE, commands=cmds,
                                 hint="something accepts TCP on this port but is not PostgreSQL (or it is "
                                      "shutting down)")
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             ev["stage"] = "startup"
             return unreachable("PostgreSQL", target.address,
                                f"TCP accepted but no answer to the startup handshake within "
@@ -317,7 +125,7 @@ def check_reachable(ctx):
                                     "server or proxy (cloudsql-proxy that cannot reach Cloud SQL)")
         except (ssl.SSLError, OSError) as exc:
             ev["stage"] = "tls"
-            return fail(f"PostgreSQL at {target.address}: TLS handshake failed: {_first_line(exc)}",
+            return fail(f"PostgreSQL at {target.address}: TLS handshake failed: {first_line(exc)}",
                         evidence=ev, reason=Reason.UNREACHABLE, commands=cmds)
         stages["tls_ms" if ev.get("tls") != "not offered" else "startup_ms"] = \
             round((time.monotonic() - t0) * 1000, 1)
@@ -328,14 +136,14 @@ def check_reachable(ctx):
                         hint="enable ssl on the server, or connect through cloudsql-proxy (which encrypts)")
     t0 = time.monotonic()
     try:
-        conn = _connect(ctx, target)
+        db = pg.connect(ctx, target)
     except TimeoutError as exc:
         ev["stage"] = "auth"
         return unreachable("PostgreSQL", target.address, f"login {exc} (timed out)", timed_out=True,
                            evidence=ev, commands=cmds)
     except psycopg.Error as exc:
-        message = target.scrub(_first_line(exc))
-        stage, kind = _classify(str(exc))
+        message = target.scrub(first_line(exc))
+        stage, kind = pg.classify(str(exc))
         ev["stage"] = stage
         if kind == "auth":
             return error(f"PostgreSQL at {target.address} rejected our login (stage auth, user "
@@ -360,19 +168,18 @@ def check_reachable(ctx):
                     evidence=ev, reason=Reason.UNREACHABLE, commands=cmds)
     stages["auth_ms"] = round((time.monotonic() - t0) * 1000, 1)
     try:
-        conn.execute("SET default_transaction_read_only = on")
+        db.execute("SET default_transaction_read_only = on")
     except psycopg.Error as exc:
-        conn.close()
+        db.close()
         return error(f"PostgreSQL at {target.address}: cannot make the session read-only: "
-                     f"{target.scrub(_first_line(exc))}", evidence=ev)
-    session = _Session(conn)
-    ctx.shared.set(_SESSION, session)
+                     f"{target.scrub(first_line(exc))}", evidence=ev)
+    session = pg.Session(db)
+    ctx.shared.set(pg.SESSION, session)
     import weakref
 
-    weakref.finalize(ctx.shared, conn.close)  # the run is over when its Shared is collected
-    ev["stage"] = "ok"
+    weakref.finalize(ctx.shared, db.close)  # the run is over when its Shared is collected
     ev["server_version_num"] = session.server_version
-    timing = ", ".join(f"{k.removesuffix('_ms')} {v} ms" for k, v in stages.items())
+    timing = conn.done()
     return ok(f"PostgreSQL at {target.address} accepted {target.user or 'our role'} on {target.dbname} "
               f"({timing}; TLS {ev.get('tls', 'n/a')})", evidence=ev)
 
@@ -394,7 +201,7 @@ def check_latency(ctx):
         return error(str(exc), reason=Reason.NOT_CONFIGURED)
     samples = []
     for _ in range(n):
-        if samples and ctx.remaining() < 2 * _MARGIN + max(samples) / 1000:
+        if samples and ctx.remaining() < 2 * pg.MARGIN + max(samples) / 1000:
             break
         value, res = _db_call(ctx, lambda: _query(ctx, "SELECT 1", timed=True))
         if res is not None:
@@ -626,7 +433,7 @@ def check_locks(ctx):
         chars = int(_num(ctx, "query_max_chars", 200))
     except ValueError as exc:
         return error(str(exc), reason=Reason.NOT_CONFIGURED)
-    session = ctx.shared.peek(_SESSION)
+    session = ctx.shared.peek(pg.SESSION)
     since = "coalesce(l.waitstart, a.query_start)" if session and session.server_version >= 140000 else "a.query_start"
     sql = ("SELECT l.pid, l.locktype, l.mode, l.relation::regclass::text AS relation, a.usename, a.datname, "
            f"extract(epoch FROM now() - {since})::float AS seconds, pg_blocking_pids(l.pid) AS blocked_by, "

@@ -7,14 +7,13 @@ rejects the RESP3 ``HELLO 3`` handshake), no retries, every socket call bounded 
 
 from __future__ import annotations
 
-import socket
 import statistics
 import time
-from urllib.parse import unquote, urlsplit
 
 from studiodoctor import grants
-from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, ok, unreachable, warn
-from studiodoctor.netprobe import resolve
+from studiodoctor.model import READ_ONLY, MUTATING, Command, Reason, error, fail, guard, ok, unreachable, warn
+from studiodoctor.staged import Staged
+from studiodoctor.backends.redis import Target, error_text, make_client
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -39,96 +38,8 @@ _MARGIN = 0.15          # seconds kept back from the deadline so that the check 
 
 # --- helpers -----------------------------------------------------------------------------------
 
-class _Target:
-    """The parsed ``redis.url``; ``label`` is safe to print (no password)."""
-
-    def __init__(self, url: str):
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not redis://, rediss:// or unix://")
-        self.scheme = parts.scheme
-        self.tls = parts.scheme == "rediss"
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        if self.username == "":
-            self.username = None
-        self.path = parts.path if parts.scheme == "unix" else ""
-        self.host = "" if self.path else (parts.hostname or "localhost")
-        try:
-            self.port = 0 if self.path else (parts.port or 6379)
-        except ValueError:
-            raise ValueError("the port is not a number") from None
-        db = ""
-        if self.path:
-            from urllib.parse import parse_qs
-
-            db = (parse_qs(parts.query).get("db") or [""])[0]
-        else:
-            db = parts.path.lstrip("/")
-        try:
-            self.db = int(db or 0)
-        except ValueError:
-            raise ValueError(f"database {db!r} is not a number") from None
-
-    @property
-    def address(self) -> str:
-        if self.path:
-            return self.path
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def user(self) -> str:
-        return self.username or "default"
-
-    @property
-    def label(self) -> str:
-        return f"{self.address}/{self.db} user={self.user}"
-
-    def cli(self, *args: str) -> str:
-        """A redis-cli command for the runbook (the password is asked for, never printed)."""
-        base = ["redis-cli"]
-        base += ["-s", self.path] if self.path else ["-h", self.host, "-p", str(self.port)]
-        if self.tls:
-            base.append("--tls")
-        if self.username:
-            base += ["--user", self.username]
-        if self.password:
-            base.append("--askpass")
-        if self.db:
-            base += ["-n", str(self.db)]
-        return " ".join(base + list(args))
-
-    def scrub(self, text: str) -> str:
-        text = str(text)
-        if self.password:
-            text = text.replace(self.password, "***")
-        return text
-
-
-def _target(ctx) -> _Target:
-    return ctx.shared.get("redis.target", lambda: _Target(str(ctx.config.get("url") or "")))
-
-
-def _make_client(target: _Target, timeout: float, protocol: int = 2):
-    """A redis-py client: RESP2 unless asked, no retries, no CLIENT SETINFO, bounded sockets."""
-    import redis
-
-    kwargs = dict(username=target.username, password=target.password, db=target.db, protocol=protocol,
-                  socket_timeout=timeout, socket_connect_timeout=timeout, retry=None, health_check_interval=0, driver_info=None, decode_responses=True,
-                  single_connection_client=False)
-    if protocol == 3:
-        try:
-            from redis.maint_notifications import MaintNotificationsConfig
-
-            kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
-        except ImportError:  # older redis-py
-            pass
-    if target.path:
-        return redis.Redis(unix_socket_path=target.path, **kwargs)
-    if target.tls:
-        kwargs.update(ssl=True)
-    return redis.Redis(host=target.host, port=target.port, **kwargs)
+def _target(ctx) -> Target:
+    return ctx.shared.get("redis.target", lambda: Target(str(ctx.config.get("url") or "")))
 
 
 def _client(ctx):
@@ -137,17 +48,11 @@ def _client(ctx):
     target = _target(ctx)
 
     def factory():
-        client = _make_client(target, ctx.timeout(margin=_MARGIN))
+        client = make_client(target, ctx.timeout(margin=_MARGIN))
         weakref.finalize(ctx.shared, client.close)  # the run is over when its Shared is collected
         return client
 
     return ctx.shared.get(_CLIENT, factory)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    # "unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'default' '<password>'": drop the args
-    return text.splitlines()[0].split(", with args beginning with")[0][:300]
 
 
 def _num(ctx, key: str, default: float) -> float:
@@ -166,15 +71,15 @@ def _redis_call(ctx, func):
         return func(), None
     except redis.exceptions.NoPermissionError as exc:
         lacks, grant = grants.redis_nopermission(target.user, str(exc), READ_ACL)
-        return None, error(f"{lacks}: {grant} (Redis at {target.address}: {target.scrub(_error_text(exc))})",
+        return None, error(f"{lacks}: {grant} (Redis at {target.address}: {target.scrub(error_text(exc))})",
                            reason=Reason.FORBIDDEN, evidence={"address": target.address, "user": target.user},
                            hint=f"{grant}; the redis layer needs only: ACL SETUSER {target.user} {' '.join(READ_ACL)}")
     except redis.exceptions.TimeoutError as exc:
-        return None, unreachable("Redis", target.address, target.scrub(_error_text(exc)), timed_out=True)
+        return None, unreachable("Redis", target.address, target.scrub(error_text(exc)), timed_out=True)
     except redis.exceptions.ConnectionError as exc:
-        return None, unreachable("Redis", target.address, target.scrub(_error_text(exc)))
+        return None, unreachable("Redis", target.address, target.scrub(error_text(exc)))
     except redis.exceptions.RedisError as exc:
-        return None, error(f"Redis at {target.address} answered with an error: {target.scrub(_error_text(exc))}",
+        return None, error(f"Redis at {target.address} answered with an error: {target.scrub(error_text(exc))}",
                            evidence={"address": target.address})
 
 
@@ -236,6 +141,7 @@ def _mib(n) -> str:
 
 @check(REACHABLE, title="Redis answers (DNS, TCP, auth)", needs=("redis.url",),
        permissions=("AUTH", "PING"), smoke=True)
+@guard
 def check_reachable(ctx):
     """Redis at `redis.url` resolves, accepts TCP and accepts our credentials (PING), stage by stage.
 
@@ -253,71 +159,48 @@ def check_reachable(ctx):
         return error(f"redis.url is not a usable Redis URL: {exc}", reason=Reason.NOT_CONFIGURED,
                      hint="use redis://[user:password@]host:port/db")
     ev = {"address": target.address, "user": target.user, "db": target.db, "stages": {}}
-    stages = ev["stages"]
     cmds = [Command(target.cli("PING"), READ_ONLY, "asks for the password")]
+    conn = Staged("Redis", target.address, ev, commands=cmds)
     if not target.path:
-        t0 = time.monotonic()
-        try:
-            addrs = resolve(target.host, target.port, ctx.timeout(margin=_MARGIN))
-        except TimeoutError as exc:
-            ev["stage"] = "dns"
-            return unreachable("Redis", target.address, f"DNS: {exc}", timed_out=True, evidence=ev)
-        except OSError as exc:
-            ev["stage"] = "dns"
-            return unreachable("Redis", target.address, f"DNS: cannot resolve {target.host}: {_error_text(exc)}",
-                               evidence=ev, hint="check the host name in redis.url and the resolver used here")
-        stages["dns_ms"] = round((time.monotonic() - t0) * 1000, 1)
-        ev["resolved"] = addrs
-        t0 = time.monotonic()
-        try:
-            with socket.create_connection((addrs[0], target.port), timeout=ctx.timeout(margin=_MARGIN)):
-                pass
-        except (socket.timeout, TimeoutError):
-            ev["stage"] = "tcp"
-            return unreachable("Redis", target.address, "TCP connect timed out", timed_out=True, evidence=ev,
-                               hint="a firewall drops the packets or the port-forward is dead", commands=cmds)
-        except OSError as exc:
-            ev["stage"] = "tcp"
-            detail = "connection refused" if isinstance(exc, ConnectionRefusedError) else _error_text(exc)
-            return unreachable("Redis", target.address, f"TCP: {detail}", evidence=ev, commands=cmds,
-                               hint="Redis is down or listens elsewhere; on the cluster: kubectl get pods "
-                                    "for the redis StatefulSet/Deployment and its Service port 6379")
-        stages["tcp_ms"] = round((time.monotonic() - t0) * 1000, 1)
-    t0 = time.monotonic()
+        addrs = conn.dns(target.host, target.port, ctx.timeout(margin=_MARGIN),
+                         hint="check the host name in redis.url and the resolver used here")
+        conn.tcp(addrs[0], target.port, ctx.timeout(margin=_MARGIN),
+                 timeout_hint="a firewall drops the packets or the port-forward is dead",
+                 refused_hint="Redis is down or listens elsewhere; on the cluster: kubectl get pods "
+                              "for the redis StatefulSet/Deployment and its Service port 6379")
     client = _client(ctx)
     try:
-        client.ping()
+        with conn.stage("auth", timing="auth_ping"):
+            client.ping()
     except redis.exceptions.AuthenticationError as exc:
         ev["stage"] = "auth"
         return error(f"Redis at {target.address} rejected our credentials (stage auth, user {target.user}): "
-                     f"{target.scrub(_error_text(exc))}", evidence=ev, reason=Reason.AUTH, commands=cmds,
+                     f"{target.scrub(error_text(exc))}", evidence=ev, reason=Reason.AUTH, commands=cmds,
                      hint="check the password (and ACL user) in redis.url; Studio's comes from the "
                           "`redis-password` secret")
     except redis.exceptions.NoPermissionError as exc:
         ev["stage"] = "auth"
         lacks, grant = grants.redis_nopermission(target.user, str(exc), READ_ACL)
-        return error(f"{lacks}: {grant} (Redis at {target.address} refused PING: {target.scrub(_error_text(exc))})",
+        return error(f"{lacks}: {grant} (Redis at {target.address} refused PING: {target.scrub(error_text(exc))})",
                      evidence=ev, reason=Reason.FORBIDDEN,
                      hint=f"{grant}; the redis layer needs only: ACL SETUSER {target.user} {' '.join(READ_ACL)}")
     except redis.exceptions.ResponseError as exc:
-        text = target.scrub(_error_text(exc))
+        text = target.scrub(error_text(exc))
         ev["stage"] = "auth" if any(w in text.upper() for w in ("AUTH", "PASS")) else "handshake"
         return error(f"Redis at {target.address} refused the handshake (stage {ev['stage']}): {text}",
                      evidence=ev, reason=Reason.AUTH if ev["stage"] == "auth" else Reason.UNEXPECTED)
     except redis.exceptions.TimeoutError as exc:
         ev["stage"] = "tls" if target.tls else "handshake"
         return unreachable("Redis", target.address,
-                           f"TCP accepted but no answer to AUTH/PING ({target.scrub(_error_text(exc))})",
+                           f"TCP accepted but no answer to AUTH/PING ({target.scrub(error_text(exc))})",
                            timed_out=True, evidence=ev, commands=cmds,
                            hint="something accepts connections on this port but does not speak Redis, "
                                 "or Redis is blocked (a long-running command, a stuck fork)")
     except redis.exceptions.ConnectionError as exc:
-        text = target.scrub(_error_text(exc))
+        text = target.scrub(error_text(exc))
         ev["stage"] = "tls" if (target.tls and "SSL" in text.upper()) else ("socket" if target.path else "handshake")
         return unreachable("Redis", target.address, text, evidence=ev, commands=cmds)
-    stages["auth_ping_ms"] = round((time.monotonic() - t0) * 1000, 1)
-    ev["stage"] = "ok"
-    timing = ", ".join(f"{k.removesuffix('_ms').replace('_', '+')} {v} ms" for k, v in stages.items())
+    timing = conn.done()
     return ok(f"Redis at {target.address} answered PING as {target.user} ({timing})", evidence=ev)
 
 
@@ -375,25 +258,25 @@ def _client_default_protocol() -> int:
         return 2
 
 
-def _probe_resp3(ctx, target: _Target):
+def _probe_resp3(ctx, target: Target):
     """Send the RESP3 handshake (HELLO 3) on a throw-away connection, as a RESP3 client would.
 
     Returns (True|False|None, detail): None when the probe could not decide."""
     import redis
 
-    probe = _make_client(target, ctx.timeout(3.0, margin=_MARGIN), protocol=3)
+    probe = make_client(target, ctx.timeout(3.0, margin=_MARGIN), protocol=3)
     try:
         probe.ping()
         return True, "HELLO 3 accepted"
     except redis.exceptions.NoPermissionError as exc:
-        return None, f"HELLO not permitted for {target.user}: {target.scrub(_error_text(exc))}"
+        return None, f"HELLO not permitted for {target.user}: {target.scrub(error_text(exc))}"
     except redis.exceptions.ResponseError as exc:
-        text = target.scrub(_error_text(exc))
+        text = target.scrub(error_text(exc))
         if "HELLO" in text.upper() or "UNKNOWN COMMAND" in text.upper() or "PROTOCOL" in text.upper():
             return False, f"HELLO 3 rejected: {text}"
         return None, f"HELLO 3 answered with an error: {text}"
     except redis.exceptions.RedisError as exc:
-        return None, f"RESP3 probe failed: {target.scrub(_error_text(exc))}"
+        return None, f"RESP3 probe failed: {target.scrub(error_text(exc))}"
     finally:
         try:
             probe.close()

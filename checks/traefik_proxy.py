@@ -11,15 +11,17 @@ import base64
 import re
 from urllib.parse import quote
 
-from checks import kube_cluster
-from checks.kube_cluster import (API as KUBE_API, PODS_CRASHING, PODS_OOMKILLED, PODS_READY, DEPLOYMENTS,
-                                 analyse_pods, ago_text, hostnames, kube_setting, kubectl, list_objects,
-                                 listing_problem, mib, parse_quantity, traefik_namespace, _limits)
-from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip, unreachable, warn
+from checks.kubernetes.common import (API as KUBE_API, DEPLOYMENTS, PODS_CRASHING, PODS_OOMKILLED,  # noqa: F401
+                                      PODS_READY)
+from studiodoctor.backends import kubernetes as kube_backend
+from studiodoctor.backends.kube_pods import ago_text, analyse_pods, limits_of as _limits, mib, parse_quantity  # noqa: F401
+from studiodoctor.backends.kubernetes import (hostnames, kube_setting, kubectl, list_objects,  # noqa: F401
+                                              listing_problem, traefik_namespace)
+from studiodoctor.model import READ_ONLY, Command, Reason, Stop, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_cluster.SDK_IMPORTS)
+SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_backend.SDK_IMPORTS)
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"
@@ -29,18 +31,12 @@ CERTIFICATES = "traefik.certificates"
 PODS = "traefik.pods"
 
 
-class _ApiProblem(Exception):
-    def __init__(self, result):
-        super().__init__(result.summary)
-        self.result = result
-
-
 def _base(ctx) -> str:
     return str(ctx.config.get("api_url") or "").rstrip("/")
 
 
 def _get(ctx, path: str):
-    """GET the Traefik API; returns (status, json, headers) or raises _ApiProblem with the Result to return."""
+    """GET the Traefik API; returns (status, json, headers) or raises Stop with the Result to return."""
     from studiodoctor import httpprobe
 
     url = _base(ctx) + path
@@ -53,11 +49,11 @@ def _get(ctx, path: str):
     except Exception as exc:
         timed_out, text = httpprobe.describe_error(exc)
         forward = kubectl(ctx, "port-forward deploy/traefik 9000:9000", traefik_namespace(ctx))
-        raise _ApiProblem(unreachable("Traefik API", _base(ctx), text, timed_out=timed_out,
+        raise Stop(unreachable("Traefik API", _base(ctx), text, timed_out=timed_out,
                                       hint=f"Is the API port-forwarded? e.g. {forward}",
                                       commands=[Command(forward, READ_ONLY, "then retry")])) from None
     if resp.status_code in (401, 403):
-        raise _ApiProblem(error(f"the Traefik API refused us (HTTP {resp.status_code}) on {path}",
+        raise Stop(error(f"the Traefik API refused us (HTTP {resp.status_code}) on {path}",
                                 reason=Reason.AUTH if resp.status_code == 401 else Reason.FORBIDDEN,
                                 hint="set traefik.api_auth (\"user:password\") if the API is behind basic auth"))
     body = None
@@ -65,7 +61,7 @@ def _get(ctx, path: str):
         try:
             body = resp.json()
         except ValueError:
-            raise _ApiProblem(error(f"{path} answered 200 but not JSON: is traefik.api_url a Traefik API?",
+            raise Stop(error(f"{path} answered 200 but not JSON: is traefik.api_url a Traefik API?",
                                     reason=Reason.UNEXPECTED)) from None
     return resp.status_code, body, resp.headers
 
@@ -96,12 +92,12 @@ def _list(ctx, kind: str) -> list[dict]:
     def guarded():
         try:
             return fetch()
-        except _ApiProblem as exc:
+        except Stop as exc:
             return ("error", exc.result)
 
     status, value = ctx.shared.get(f"traefik:list:{_base(ctx)}:{kind}", guarded)
     if status != "ok":
-        raise _ApiProblem(value)
+        raise Stop(value)
     return value
 
 
@@ -141,7 +137,7 @@ def _applicable(fn):
 
     @functools.wraps(fn)
     def run(ctx):
-        from checks.kube_ingress import TRAEFIK, not_routed_by
+        from checks.kubernetes.ingress import TRAEFIK, not_routed_by
 
         not_mine = not_routed_by(ctx, TRAEFIK, traefik_hostnames(ctx))
         if not_mine is not None:
@@ -171,7 +167,7 @@ def check_api(ctx):
     and set traefik.api_url = "http://127.0.0.1:9000" (the API is never exposed publicly)."""
     try:
         status, body, _ = _get(ctx, "/api/version")
-    except _ApiProblem as exc:
+    except Stop as exc:
         return exc.result
     if status != 200 or not isinstance(body, dict):
         return error(f"/api/version answered HTTP {status}: is the Traefik API enabled (api: {{}}) at this address?",
@@ -205,7 +201,7 @@ def check_overview(ctx):
                         if obj.get("status") != "enabled" or obj.get("error"):
                             broken.append({"kind": f"{proto}.{kind[:-1]}", "name": obj.get("name"),
                                            "status": obj.get("status"), "error": obj.get("error") or []})
-    except _ApiProblem as exc:
+    except Stop as exc:
         return exc.result
     errors = sum(c["errors"] for c in counts.values())
     warnings = sum(c["warnings"] for c in counts.values())
@@ -254,7 +250,7 @@ def check_routers(ctx):
         return skip("no hostnames to look for (set dns.hostnames or traefik.hostnames)", reason=Reason.NOT_CONFIGURED)
     try:
         routes = _routes(ctx)
-    except _ApiProblem as exc:
+    except Stop as exc:
         return exc.result
     problems = []
     for host, r in routes.items():
@@ -340,7 +336,7 @@ def check_services(ctx):
                     problems.append(f"all {len(servers)} server(s) of {name} DOWN: {', '.join(down[:3])}")
                 elif down:
                     degraded.append(f"{len(down)}/{len(servers)} server(s) of {name} DOWN: {', '.join(down[:3])}")
-    except _ApiProblem as exc:
+    except Stop as exc:
         return exc.result
     ev = {"services": rows, "notes": notes}
     cmds = [_curl(ctx, f"/api/http/services/{services[0]}" if services else "/api/http/services")]
@@ -436,7 +432,7 @@ def check_pods(ctx):
     The multiplexing Traefik served every Studio branch with a 1-2Gi memory limit: when it runs out
     of memory it is killed and every hostname answers 502 until it restarts. Skipped when no Traefik
     pod exists there (the ingress controller may be ingress-nginx: see kubernetes.ingress_controller)."""
-    from checks.kube_ingress import TRAEFIK, controller_pods, pods_not_found
+    from checks.kubernetes.ingress import TRAEFIK, controller_pods, pods_not_found
 
     pods, looked, failed = controller_pods(ctx, TRAEFIK)
     if not pods:

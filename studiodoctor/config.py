@@ -225,7 +225,7 @@ def _known_words() -> frozenset[str]:
                     keys(v)
 
         keys(DEFAULTS)
-        files = list(Path(__file__).parent.glob("*.py"))
+        files = list(Path(__file__).parent.glob("*.py")) + list(Path(__file__).parent.glob("backends/*.py"))
         for ep in entry_points(group="studiodoctor.checks"):
             words.add(ep.name)
             try:
@@ -234,6 +234,8 @@ def _known_words() -> frozenset[str]:
                 continue
             if spec and spec.origin:
                 files.append(Path(spec.origin))
+            if spec and spec.submodule_search_locations:  # a layer that is a package: all its modules
+                files += [p for d in spec.submodule_search_locations for p in Path(d).glob("*.py")]
         for path in files:
             try:
                 words.update(re.findall(r"[\"']([a-z][a-z0-9_]*)[\"']", path.read_text(errors="replace")))

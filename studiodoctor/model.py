@@ -135,3 +135,26 @@ def unreachable(what: str, address: str, detail: str, *, timed_out: bool = False
     evidence = {"address": address, "error": detail, **extra.pop("evidence", {})}
     return fail(f"{what} at {address} {verb}: {detail}", evidence=evidence,
                 reason=Reason.TIMEOUT if timed_out else Reason.UNREACHABLE, **extra)
+
+
+class Stop(Exception):
+    """"Stop with this result": raised anywhere under a check (an API call that failed, a client that
+    cannot be built, a connect stage that failed), it carries the Result the check returns (see ``guard``)."""
+
+    def __init__(self, result: Result):
+        super().__init__(result.summary)
+        self.result = result
+
+
+def guard(fn):
+    """Decorator for check functions: a ``Stop`` raised anywhere inside becomes the check's result."""
+
+    def run(ctx):
+        try:
+            return fn(ctx)
+        except Stop as stop:
+            return stop.result
+
+    run.__name__, run.__qualname__, run.__doc__, run.__module__ = fn.__name__, fn.__qualname__, fn.__doc__, fn.__module__
+    run.__wrapped__ = fn
+    return run

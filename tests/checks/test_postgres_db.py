@@ -75,7 +75,7 @@ def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
     assert row["ro"] == "on" and row["st"] != "0"
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         postgres_db._query(ctx, "CREATE TABLE studiodoctor_must_not_exist (id int)")
-    ctx.shared.peek(postgres_db._SESSION).conn.close()
+    ctx.shared.peek("postgres.session").conn.close()
 
 
 def test_stopped_postgres_fails_with_refused_address(lab_root, make_profile):

@@ -1,4 +1,5 @@
-"""Layer `kubernetes`, ingress part: which ingress controller routes the hostnames, and its pods.
+"""kubernetes.ingress_controller and kubernetes.ingress_pods: which ingress controller routes the
+hostnames, and its pods.
 
 Studio's chart moved from Traefik (kube-system, Let's Encrypt DNS-01) to ingress-nginx in 2020; which
 one routes a deployment is detected from the cluster, never assumed: the Ingress objects whose rules
@@ -13,14 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from checks.kube_cluster import (ALL_NAMESPACES, API, INGRESS_CONTROLLER, INGRESS_PODS, Listing, ago_text,
-                                 analyse_pods, hostnames, kube_setting, kubectl, list_objects, listing_problem,
-                                 namespace)
+from checks.kubernetes.common import API, INGRESS_CONTROLLER, INGRESS_PODS, SDK_IMPORTS, check  # noqa: F401
+from studiodoctor.backends.kube_pods import ago_text, analyse_pods
+from studiodoctor.backends.kubernetes import (ALL_NAMESPACES, Listing, hostnames, kube_setting, kubectl, list_objects,
+                                              listing_problem, namespace)
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok, skip, warn
-from studiodoctor.registry import check
-
-# imported by the runner before any check starts (see studiodoctor.runner.preload)
-from checks.kube_cluster import SDK_IMPORTS  # noqa: E402,F401
 
 TRAEFIK, NGINX, GCE = "Traefik", "ingress-nginx", "GCE"
 

@@ -1,5 +1,5 @@
-"""kubernetes layer against the API stand-in (a real process serving the API's JSON shapes), driven by
-the real `kubernetes` client."""
+"""kubernetes layer against the API stand-in (a real process serving the API's JSON shapes), read by
+the doctor's own client (studiodoctor.backends.kubernetes)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-from checks import kube_cluster as kc
+from checks import kubernetes as kc
 from studiodoctor import engine
 from studiodoctor.lab import kube_api as K
 from studiodoctor.lab.kube_api import KubeAPIServer
+from studiodoctor.backends import kube_pods as kp
+from studiodoctor.backends import kubernetes as kb
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.model import Reason, Status
 
@@ -248,10 +250,10 @@ def test_standin_shapes_validate_as_the_clients_models(cluster):
 
 
 def test_rule_text_and_quantities():
-    assert kc.rbac_rule("deployments", "studio") == \
+    assert kb.rbac_rule("deployments", "studio") == \
         'Role in namespace studio: {apiGroups: ["apps"], resources: ["deployments"], verbs: ["list"]}'
-    assert kc.parse_quantity("2Gi") == 2 * 2**30 and kc.parse_quantity("500m") == 0.5
-    assert kc.mib(kc.parse_quantity("512Mi")) == "512Mi"
+    assert kp.parse_quantity("2Gi") == 2 * 2**30 and kp.parse_quantity("500m") == 0.5
+    assert kp.mib(kp.parse_quantity("512Mi")) == "512Mi"
 
 
 def test_faults_switch_from_a_reconstructed_launcher(run, cluster):
@@ -289,15 +291,15 @@ def test_an_answer_that_is_not_the_kubernetes_api_is_an_error_not_unreachable(ma
     try:
         profile = make_profile({"kubernetes": {"api_url": f"http://127.0.0.1:{server.server_port}"}}, timeout=5)
         api = engine.check(profile, check_ids=[kc.API]).results[0]
-        listing = kc.Listing("pods", "studio")
-        kc._classify(ValueError("Expecting value: line 1 column 1 (char 0)"), listing)
+        listing = kb.Listing("pods", "studio")
+        kb.classify(ValueError("Expecting value: line 1 column 1 (char 0)"), listing)
     finally:
         server.shutdown()
         server.server_close()
     assert api.status is Status.ERROR, api.summary
     assert "unreachable" not in api.summary and "unreadable answer" in api.summary
     assert listing.status == "error"
-    problem = kc.listing_problem(None, listing)
+    problem = kb.listing_problem(None, listing)
     assert problem.status is Status.ERROR and "cannot list pods in namespace studio: unreadable answer" in problem.summary
 
 
@@ -377,13 +379,13 @@ def test_controller_pods_not_readable_anywhere_is_an_error_not_ok(run, cluster):
     ({"kind": "Status", "message": "too old resource version"}, "a Status instead of a list"),
 ])
 def test_list_answers_of_an_undocumented_shape_are_named(data, words):
-    with pytest.raises(kc.UnexpectedAnswer, match=words.replace("(", r"\(").replace("`", "`")):
-        kc.list_items(data)
+    with pytest.raises(kb.UnexpectedAnswer, match=words.replace("(", r"\(").replace("`", "`")):
+        kb.list_items(data)
 
 
 def test_empty_and_null_items_are_an_empty_list():
-    assert kc.list_items({"kind": "PodList", "items": None}) == []
-    assert kc.list_items({"kind": "PodList", "metadata": {}}) == []
+    assert kb.list_items({"kind": "PodList", "items": None}) == []
+    assert kb.list_items({"kind": "PodList", "metadata": {}}) == []
 
 
 def test_pods_that_are_not_objects_are_an_error_not_a_crash(run, cluster):
