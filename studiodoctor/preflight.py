@@ -313,41 +313,38 @@ def preflight_postgres(ctx):
 @pf("kubernetes.preflight", title="Kubernetes: who we are (SelfSubjectReview) and what the checks may list")
 def preflight_kubernetes(ctx):
     """SelfSubjectReview, then a SelfSubjectAccessReview for every grant the RBAC manifest holds."""
-    from checks import kube_cluster as kc
-
     from . import rbac
+    from .backends import kubernetes as kb
 
-    conn = kc.connection(ctx)
+    conn = kb.connection(ctx)
     if conn.status == "unconfigured":
         from .model import skip
 
         return skip(f"kubernetes: {conn.detail}", reason=Reason.NOT_CONFIGURED)
     if conn.status != "ok":
         return error(f"kubernetes: {conn.detail}", reason=Reason.UNEXPECTED)
-    ns, tns = kc.namespace(ctx), kc.traefik_namespace(ctx)
+    ns, tns = kb.namespace(ctx), kb.traefik_namespace(ctx)
     needed = rbac.needed_grants(default_registry.load_plugins(), ns, tns)
-    from kubernetes import client as kclient
+    ApiException = kb.ApiError
 
     def post(kind: str, body: dict) -> dict:
-        timeout = max(0.5, ctx.timeout(margin=0.2))
-        if kind == "SelfSubjectReview":
-            call = kclient.AuthenticationV1Api(conn.client).create_self_subject_review
-        else:
-            call = kclient.AuthorizationV1Api(conn.client).create_self_subject_access_review
-        return json.loads(call(body, _preload_content=False, _request_timeout=timeout).data)
-
-    from kubernetes.client.exceptions import ApiException
+        path = ("/apis/authentication.k8s.io/v1/selfsubjectreviews" if kind == "SelfSubjectReview"
+                else "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        answer = kb.post(ctx, path, body)
+        if not isinstance(answer, dict):
+            raise ValueError(f"{kind} answered {type(answer).__name__}, not an object")
+        return answer
 
     try:
         review = post("SelfSubjectReview", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-        info = (review.get("status") or {}).get("userInfo") or {}
-        identity = f"{info.get('username', '?')} (SelfSubjectReview; groups {', '.join(info.get('groups') or []) or '-'})"
+        status = review.get("status")
+        info = status.get("userInfo") if isinstance(status, dict) else None
+        info = info if isinstance(info, dict) else {}
+        identity = f"{info.get('username', '?')} (SelfSubjectReview; groups {', '.join(map(str, info.get('groups') or [])) or '-'})"
     except ApiException as exc:
         info, identity = {}, f"unknown (SelfSubjectReview answered HTTP {exc.status}: needs Kubernetes >= 1.28)"
-    except AttributeError:
-        info, identity = {}, "unknown (this kubernetes client has no SelfSubjectReview: kubernetes >= 28)"
-    except Exception as exc:  # noqa: BLE001 - network
-        return error(f"kubernetes: no answer from {conn.address}: {_first_line(exc)}", reason=Reason.UNEXPECTED)
+    except Exception as exc:  # noqa: BLE001 - network, or an answer that is not JSON
+        return error(f"kubernetes: no usable answer from {conn.address}: {_first_line(exc)}", reason=Reason.UNEXPECTED)
     entries, missing = [], []
     for grant, ids in sorted(needed.items()):
         attrs = {"verb": grant.verb, "group": grant.group, "resource": grant.resource}
@@ -358,7 +355,8 @@ def preflight_kubernetes(ctx):
         try:
             answer = post("SelfSubjectAccessReview", {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                            "spec": {"resourceAttributes": attrs}})
-            allowed = bool((answer.get("status") or {}).get("allowed"))
+            status = answer.get("status")
+            allowed = isinstance(status, dict) and status.get("allowed") is True
             entries.append(_entry(label, ids, allowed, "SelfSubjectAccessReview",
                                   optional=grant.group == "metrics.k8s.io" or grant.resource == "ingressclasses"))
             if not allowed:
@@ -408,7 +406,7 @@ GCS_ROLES = {"storage.objects.list": "roles/storage.objectViewer",
 @pf("gcs.preflight", title="GCS: our service account and what it may do on the bucket", needs=("gcs.bucket",))
 def preflight_gcs(ctx):
     """The credentials' service account and the bucket's testIamPermissions for the declared permissions."""
-    from checks import gcs_bucket as gb
+    from .backends import gcs as gb
 
     bucket_name = str(ctx.config.get("bucket"))
     perms: dict[str, list[str]] = {}
@@ -420,7 +418,7 @@ def preflight_gcs(ctx):
             if "optional" in perm:
                 optional.add(name)
     try:
-        client = gb._client(ctx)
+        client = gb.client(ctx)
     except Exception as exc:  # noqa: BLE001 - the gcs layer's own _Unusable carries its result
         return getattr(exc, "result", None) or error(f"gcs: {_first_line(exc)}", reason=Reason.AUTH)
     creds = getattr(client, "_credentials", None)
