@@ -7,11 +7,11 @@ import pytest
 from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import Stack, seed_postgres
 
-from checks.celery_workers import WORKERS
+from checks.celery import WORKERS
 from checks.django_app import HEALTHZ, STEALTHZ
-from checks.nginx_proxy import APP_PROXY
-from checks.postgres_db import REACHABLE as PG_REACHABLE
-from checks.redis_broker import MEMORY
+from checks.nginx import APP_PROXY
+from checks.postgres import REACHABLE as PG_REACHABLE
+from checks.redis import MEMORY
 from studiodoctor import engine
 from studiodoctor.lab.servers.celery_worker import CeleryWorker
 from studiodoctor.lab.servers.postgres_server import PostgresServer

@@ -8,7 +8,7 @@ from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import Stack, likely_cause, run
 
 from checks.django_app import HEALTHZ, LOGIN_PAGE, PROBERS, STEALTHZ
-from checks.nginx_proxy import APP_PROXY, HEADERS, REACHABLE, STATIC
+from checks.nginx import APP_PROXY, HEADERS, REACHABLE, STATIC
 from checks.request_path import TRACE
 from studiodoctor.lab import studio_schema
 from studiodoctor.lab.servers.postgres_server import PostgresServer

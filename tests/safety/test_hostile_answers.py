@@ -141,14 +141,14 @@ def _lab_profile(make_profile, redis_server):
 
 
 def test_any_redis_info_gives_a_reasoned_result(make_profile, redis_server, monkeypatch):
-    from checks import redis_broker
+    from checks import redis as redis_layer
 
     import redis
 
     profile = _lab_profile(make_profile, redis_server)
     box = {}
     monkeypatch.setattr(redis.Redis, "info", lambda self, *a, **k: box["info"])  # the client's answer
-    assert redis_broker.unreadable_info({}) == "INFO has no used_memory field"
+    assert redis_layer.unreadable_info({}) == "INFO has no used_memory field"
 
     @HOSTILE
     @given(info=INFO)
@@ -326,10 +326,10 @@ PG_BY_TYPE = {
 def test_any_postgres_rows_give_a_reasoned_result(make_profile, postgres_server, monkeypatch):
     """The query fixes the columns and their types; the values are the server's: negative or huge numbers,
     NaN and infinities, odd strings, more rows than usual. Generated at the function that returns rows to
-    the checks (checks.postgres_db._query), over the real rows of a real PostgreSQL (a NULL stays NULL)."""
-    from checks import postgres_db
+    the checks (studiodoctor.backends.postgres.query), over the real rows of a real PostgreSQL (a NULL stays NULL)."""
+    from studiodoctor.backends import postgres as pg
 
-    real_query = postgres_db._query
+    real_query = pg.query
     box = {}
 
     def hostile_query(ctx, sql, params=None, **kw):
@@ -347,7 +347,7 @@ def test_any_postgres_rows_give_a_reasoned_result(make_profile, postgres_server,
                for i, row in enumerate(rows + rows[:1] * (box["extra"] if len(rows) > 1 else 0))]
         return (new, elapsed) if kw.get("timed") else new
 
-    monkeypatch.setattr(postgres_db, "_query", hostile_query)
+    monkeypatch.setattr(pg, "query", hostile_query)
     postgres_server.start_holder("idle-in-transaction")  # rows for the per-session queries to reach
     profile = make_profile({"postgres": {"dsn": postgres_server.dsn()}}, timeout=4)
     try:

@@ -1,8 +1,8 @@
 """Least privilege, in CI: the redis, celery and postgres layers run as the narrowest users that work, on
 a real redis-server (with a real Celery worker) and a real PostgreSQL:
 
-- redis layer: an ACL user with ``-@all`` + ``checks.redis_broker.READ_ACL`` (PING, INFO);
-- celery layer: its reads (``checks.celery_workers.READ_ACL``) + the broadcast's ``CONTROL_ACL`` + the
+- redis layer: an ACL user with ``-@all`` + ``checks.redis.READ_ACL`` (PING, INFO);
+- celery layer: its reads (``checks.celery.READ_ACL``) + the broadcast's ``CONTROL_ACL`` + the
   pidbox channel, measured one grant at a time against a real worker;
 - postgres (and celery.stuck_publishes): a role with only ``pg_monitor`` + SELECT on Studio's tables.
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from checks.celery_workers import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
-from checks.redis_broker import READ_ACL as REDIS_READ_ACL
+from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
+from checks.redis import READ_ACL as REDIS_READ_ACL
 from studiodoctor import engine, studio_facts as facts
 from studiodoctor.lab import studio_schema
 from studiodoctor.lab.servers.celery_worker import CeleryWorker

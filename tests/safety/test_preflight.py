@@ -9,8 +9,8 @@ import json
 import pytest
 import yaml
 
-from checks.celery_workers import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
-from checks.redis_broker import READ_ACL as REDIS_READ_ACL
+from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
+from checks.redis import READ_ACL as REDIS_READ_ACL
 from studiodoctor import preflight, studio_facts as facts
 from studiodoctor.cli import main
 from studiodoctor.lab import kube_api as K, studio_schema

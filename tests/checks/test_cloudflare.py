@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from checks.cloudflare_zone import (ALWAYS_HTTPS, CACHE_RULES, DEVELOPMENT_MODE, DNS_RECORDS, MIN_TLS, SSL_MODE,
-                                    ZONE, Undecidable, matches, request_fields)
+from checks.cloudflare import ALWAYS_HTTPS, CACHE_RULES, DEVELOPMENT_MODE, DNS_RECORDS, MIN_TLS, SSL_MODE, ZONE
+from studiodoctor.cfrules import Undecidable, matches, request_fields
 from studiodoctor import engine
 from studiodoctor.lab.standins.cloudflare_api import CloudflareAPI
 from studiodoctor.lab.launcher import free_port

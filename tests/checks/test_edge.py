@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from checks.edge_http import (CACHE_STATUS, CERTIFICATE, DATABASES_NOT_CACHED, ERROR_PAGES, HTTPS_REDIRECT,
-                              ORIGIN_LAYERS, PROXIED)
+from checks.edge import (CACHE_STATUS, CERTIFICATE, DATABASES_NOT_CACHED, ERROR_PAGES, HTTPS_REDIRECT,
+                         ORIGIN_LAYERS, PROXIED)
 from studiodoctor import engine
 from studiodoctor.lab.standins.edge_proxy import EdgeProxy
 from studiodoctor.lab.launcher import free_port

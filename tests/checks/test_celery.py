@@ -8,8 +8,8 @@ import time
 import pytest
 from celery import Celery
 
-from checks.celery_workers import (KOMBU_SEP, QUEUE_DEPTH, SATURATION, STUCK_PUBLISHES, UNACKED,
-                                   UNACKED_INDEX_KEY, UNACKED_KEY, WORKERS)
+from checks.celery import (KOMBU_SEP, QUEUE_DEPTH, SATURATION, STUCK_PUBLISHES, UNACKED,
+                           UNACKED_INDEX_KEY, UNACKED_KEY, WORKERS)
 from studiodoctor import engine
 from studiodoctor.lab import studio_schema
 from studiodoctor.lab.servers.celery_worker import CeleryWorker
@@ -289,7 +289,7 @@ def test_read_only_redis_user_is_an_error_naming_the_acl_not_a_broker_failure(wo
 
 def test_the_declared_control_acl_is_enough_for_ping_and_inspect(worker, studio_db, profile, redis_server):
     """The grant the error names (CONTROL_ACL plus reads) really is what ping and inspect need."""
-    from checks.celery_workers import CONTROL_ACL
+    from checks.celery import CONTROL_ACL
 
     # reads on the app's queue keys only (celery, its priority lists, kombu's unacked hash and index)
     redis_server.client().execute_command("ACL", "SETUSER", "doctor-celery", "reset", "on", ">celery-pw-2",

@@ -10,8 +10,8 @@ import time
 import psycopg
 import pytest
 
-from checks.postgres_db import (CONNECTIONS, DATABASE_SIZE, IDLE_IN_TRANSACTION, LATENCY, LOCKS, LONG_QUERIES,
-                                REACHABLE, VERSION)
+from checks.postgres import (CONNECTIONS, DATABASE_SIZE, IDLE_IN_TRANSACTION, LATENCY, LOCKS, LONG_QUERIES,
+                             REACHABLE, VERSION)
 from studiodoctor import engine
 from studiodoctor.lab.servers.pg_hold import APP as HOLD_APP
 from studiodoctor.lab.servers.postgres_server import PostgresServer
@@ -52,7 +52,7 @@ def test_healthy_every_check_ok_and_password_never_shown(postgres_server, make_p
 
 def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
     # the shared session: default_transaction_read_only on, and every query inside BEGIN READ ONLY
-    from checks import postgres_db
+    from checks.postgres import common, connect
     from studiodoctor.context import Shared
 
     class Ctx:
@@ -69,12 +69,12 @@ def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
             return self.config.get(key, default)
 
     ctx = Ctx()
-    assert postgres_db.check_reachable(ctx).status is Status.OK
-    row = postgres_db._query(ctx, "SELECT current_setting('transaction_read_only') AS ro, "
-                                  "current_setting('statement_timeout') AS st")[0]
+    assert connect.check_reachable(ctx).status is Status.OK
+    row = common._query(ctx, "SELECT current_setting('transaction_read_only') AS ro, "
+                             "current_setting('statement_timeout') AS st")[0]
     assert row["ro"] == "on" and row["st"] != "0"
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        postgres_db._query(ctx, "CREATE TABLE studiodoctor_must_not_exist (id int)")
+        common._query(ctx, "CREATE TABLE studiodoctor_must_not_exist (id int)")
     ctx.shared.peek("postgres.session").conn.close()
 
 

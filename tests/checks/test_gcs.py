@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from checks.gcs_bucket import (BUCKET, DATABASES_CACHE_CONTROL, LISTING_NOT_PUBLIC, PUBLIC_READ,
-                               STORAGE_CACHE_CONTROL, database_cache_problem, storage_cache_problem)
+from checks.gcs import (BUCKET, DATABASES_CACHE_CONTROL, LISTING_NOT_PUBLIC, PUBLIC_READ,
+                        STORAGE_CACHE_CONTROL, database_cache_problem, storage_cache_problem)
 from studiodoctor import engine
 from studiodoctor.lab.servers.fake_gcs import FakeGCSServer, apply_fault, revert_fault
 from studiodoctor.lab.servers.gcs_gate import GCSGate

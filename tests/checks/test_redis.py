@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from checks.redis_broker import (EVICTIONS, LATENCY, MEMORY, PERSISTENCE, REACHABLE, REJECTED_CONNECTIONS, ROLE,
-                                 VERSION)
+from checks.redis import (EVICTIONS, LATENCY, MEMORY, PERSISTENCE, REACHABLE, REJECTED_CONNECTIONS, ROLE,
+                          VERSION)
 from studiodoctor import engine
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.lab.servers.redis_server import RedisServer

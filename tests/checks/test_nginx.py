@@ -8,8 +8,8 @@ from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import DB_OBJECT, STORAGE_OBJECT, likely_cause, run
 
 from checks.django_app import HEALTHZ, STEALTHZ
-from checks.nginx_proxy import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS, CONTENT_STORAGE,
-                                HEADERS, REACHABLE, STATIC)
+from checks.nginx import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS, CONTENT_STORAGE,
+                          HEADERS, REACHABLE, STATIC)
 from checks.request_path import TRACE
 from studiodoctor.lab.servers.studio_nginx import STATIC_SAMPLE
 from studiodoctor import engine
