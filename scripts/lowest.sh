@@ -13,8 +13,8 @@ mapfile -t pins < <(python3 scripts/floors.py)
 "$venv/bin/python" scripts/floors.py --check      # every floor really installed (nothing lifted by a resolver)
 echo "lowest: ${pins[*]}" >&2
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/checks/test_redis_broker.py tests/checks/test_postgres_db.py tests/checks/test_celery_workers.py \
-  tests/checks/test_kubernetes.py tests/checks/test_gcs_bucket.py tests/checks/test_cloudflare_zone.py \
+  tests/checks/test_redis.py tests/checks/test_postgres.py tests/checks/test_celery.py \
+  tests/checks/test_kubernetes.py tests/checks/test_gcs.py tests/checks/test_cloudflare.py \
   tests/checks/test_dns_records.py tests/engine/test_cli.py tests/safety/test_least_privilege.py \
   tests/safety/test_preflight.py tests/safety/test_no_private_imports.py tests/automation/test_exports.py \
   tests/checks/test_tlsprobe.py tests/checks/test_sentry_project.py "$@"
