@@ -6,6 +6,11 @@ analysis time of the pod list (analyse_pods), what the backend imports (no ``kub
 check's duration next to its network time (``evidence.network_ms``).
 
     .venv/bin/python benchmarks/k8s_scan.py [--pods 1000]
+
+With ``--lab`` it measures a running lab instead (``STUDIODOCTOR_LAB_DIR``, ``lab up`` first): wall, CPU
+and peak RSS of ``check --layer kubernetes`` and each kubernetes.*/traefik.pods check's duration next to
+its network time in a full ``diagnose 502``, alternating runs with ``--before PYTHON`` (an interpreter
+whose ``studiodoctor`` is another tree, e.g. the commit before) when given.
 """
 
 from __future__ import annotations
@@ -18,18 +23,71 @@ import time
 from datetime import datetime, timezone
 
 
+CLI = "import sys; from studiodoctor.cli import main; sys.exit(main())"
+
+
+def _timed(python: str, argv: list[str]) -> tuple[float, float, float, dict]:
+    """(wall s, CPU s, peak RSS MiB, JSON report) of one CLI run in its own process."""
+    import os
+    import subprocess
+
+    started = time.perf_counter()
+    proc = subprocess.Popen([python, "-c", CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(_status)
+    wall = time.perf_counter() - started
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, json.loads(out or b"{}")
+
+
+def _kube_rows(report: dict) -> dict[str, tuple[float, float | None]]:
+    results = report.get("results") or [r for s in report.get("steps", []) for r in s.get("results", [])]
+    return {r["id"]: (r["duration_ms"], (r.get("evidence") or {}).get("network_ms")) for r in results
+            if r["id"].startswith("kubernetes.") or r["id"] == "traefik.pods"}
+
+
+def lab(runs: int, before: str | None) -> None:
+    import sys
+
+    sides = {"after": sys.executable, **({"before": before} if before else {})}
+    layer = ["check", "--layer", "kubernetes", "--profile", "lab", "--format", "json"]
+    diag = ["diagnose", "502", "--profile", "lab", "--format", "json"]
+    figures: dict[str, dict[str, list]] = {side: {"layer": [], "diag": [], "rows": []} for side in sides}
+    for _ in range(runs):  # alternating A B A B: the same machine load for both
+        for side, python in sides.items():
+            figures[side]["layer"].append(_timed(python, layer)[:3])
+            wall, cpu, rss, report = _timed(python, diag)
+            figures[side]["diag"].append((wall, cpu, rss))
+            figures[side]["rows"].append(_kube_rows(report))
+    med = statistics.median
+    for side, f in figures.items():
+        print(f"[{side}] check --layer kubernetes: wall {med(x[0] for x in f['layer']):.2f} s, "
+              f"CPU {med(x[1] for x in f['layer']):.2f} s, peak RSS {med(x[2] for x in f['layer']):.0f} MiB")
+        print(f"[{side}] diagnose 502: wall {med(x[0] for x in f['diag']):.2f} s, "
+              f"CPU {med(x[1] for x in f['diag']):.2f} s, peak RSS {med(x[2] for x in f['diag']):.0f} MiB")
+        print(f"[{side}] in diagnose 502, median of {runs}: check  duration_ms  network_ms")
+        for cid in f["rows"][0]:
+            durations = [r[cid][0] for r in f["rows"] if cid in r]
+            nets = [r[cid][1] for r in f["rows"] if cid in r and r[cid][1] is not None]
+            print(f"    {cid:32} {med(durations):8.1f}  {med(nets) if nets else '-':>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--lab", action="store_true", help="measure the running lab's CLI instead")
+    parser.add_argument("--before", help="with --lab: another interpreter to compare with, runs alternating")
     args = parser.parse_args()
+    if args.lab:
+        return lab(args.runs, args.before)
 
     import sys
 
     from studiodoctor import engine
     from studiodoctor.backends import kube_pods as kp
     from studiodoctor.config import profile_from_data
-    from studiodoctor.lab import kube_api as K
+    from studiodoctor.lab.standins import kubernetes as K
 
     t0 = time.perf_counter()
     from studiodoctor.backends import kubeconfig, kubernetes as kb

@@ -111,8 +111,9 @@ class Client:
         kw: dict[str, Any] = {"maxsize": 4, "retries": False}
         if ep.host.startswith("https:"):
             kw["ssl_context"] = ep.ssl_context()
-            if not ep.verify:
+            if not ep.verify:  # insecure-skip-tls-verify, asked for: no warning on every request
                 kw.update(cert_reqs="CERT_NONE", assert_hostname=False)
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             elif ep.server_name:
                 kw["server_hostname"] = ep.server_name
         self.pool = urllib3.PoolManager(**kw)

@@ -28,7 +28,7 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
     from .servers.fake_gcs import FakeGCSServer
     from .servers.gcs_gate import GCSGate
     from .servers.ingress_nginx import IngressNginx
-    from .kube_api import KubeAPIServer
+    from .standins.kubernetes import KubeAPIServer
     from .servers.postgres_server import PostgresServer
     from .servers.redis_server import RedisServer
     from .standins.newrelic_api import NewRelicAPI
@@ -214,7 +214,7 @@ class Lab:
                                      "storage": "/content/" + storage[0] if storage else "",
                                      "databases": "/content/" + databases[0] if databases else ""}
         elif kind == "kube-api":
-            from .kube_api import set_readiness
+            from .standins.kubernetes import set_readiness
 
             set_readiness(svc.state_file, "frontend", f"{self['studio-app'].url}/healthz")
 

@@ -101,7 +101,7 @@ def test_cosmetic_warn_with_forbidden_pods_names_no_cause(stack, make_profile, t
     """Everything healthy, except that our credentials may not list pods and the login page shows the
     unsupported-browser page to our User-Agent (a cosmetic warn): `diagnose python-error` names no cause,
     and its note lists the step that could not look and the warning that does not explain the symptom."""
-    from studiodoctor.lab import kube_api
+    from studiodoctor.lab.standins import kubernetes as kube_api
 
     kube = kube_api.KubeAPIServer(tmp_path / "kube", hostnames=["studio.localtest"]).start()
     try:

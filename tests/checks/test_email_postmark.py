@@ -194,7 +194,7 @@ def test_relay_without_starttls_fails(pm, recording_smtp, make_profile):
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory):
-    from studiodoctor.lab.kube_api import KubeAPIServer
+    from studiodoctor.lab.standins.kubernetes import KubeAPIServer
 
     server = KubeAPIServer(tmp_path_factory.mktemp("kube-email"), hostnames=["studio.localtest"]).start()
     yield server

@@ -9,7 +9,7 @@ import pytest
 
 from checks import traefik as tp
 from studiodoctor import engine
-from studiodoctor.lab import kube_api as K
+from studiodoctor.lab.standins import kubernetes as K
 from studiodoctor.lab.certs import LabCA
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.lab.servers.nginx_server import NginxServer
