@@ -1,7 +1,7 @@
 """The safety and robustness figures of README's Safety section, from one script:
 
   bad inputs tried (each one line + exit 3), the leak matrix (size, leaks found), parsers fuzzed and
-  examples run, the blackhole (wall time of a fresh `studiodoctor check` process vs --timeout), the
+  examples run, checks passing with least-privileged users (and grants removed one at a time), the blackhole (wall time of a fresh `studiodoctor check` process vs --timeout), the
   run-wide bounds (peak checks per backend).
 
 Run: .venv/bin/python benchmarks/reliability.py   (starts its own redis-server and PostgreSQL)"""
@@ -40,9 +40,11 @@ def run_safety_tests() -> tuple[_Collect, dict]:
     plugin = _Collect()
     pytest.main(["-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=",
                  str(ROOT / "tests/safety/test_bad_inputs.py"), str(ROOT / "tests/safety/test_leak_matrix.py"),
-                 str(ROOT / "tests/safety/test_hostile_answers.py")], plugins=[plugin])
+                 str(ROOT / "tests/safety/test_hostile_answers.py"), str(ROOT / "tests/safety/test_least_privilege.py")],
+                plugins=[plugin])
     fuzz = next(m.RUNS for name, m in list(sys.modules.items()) if name.endswith("test_hostile_answers"))
-    return plugin, fuzz
+    least = next(m.FIGURES for name, m in list(sys.modules.items()) if name.endswith("test_least_privilege"))
+    return plugin, fuzz, least
 
 
 def blackhole() -> dict:
@@ -78,7 +80,7 @@ def main() -> None:
     from tests.safety import test_bad_inputs, test_leak_matrix
 
     hole = blackhole()
-    plugin, fuzz = run_safety_tests()
+    plugin, fuzz, least = run_safety_tests()
     out = plugin.outcomes
     bad = out.get("tests/safety/test_bad_inputs.py", {})
     leak = out.get("tests/safety/test_leak_matrix.py", {})
@@ -94,6 +96,11 @@ def main() -> None:
     print(f"  parsers fuzzed:          {len(fuzz['parsers'])} ({', '.join(sorted(fuzz['parsers']))}), "
           f"{fuzz['examples']} hostile answers run, crashes: "
           f"{out.get('tests/safety/test_hostile_answers.py', {}).get('failed', 0)}")
+    lp = out.get("tests/safety/test_least_privilege.py", {})
+    print(f"  least privilege:         {least['passing']} of {least['checks']} redis/celery/postgres checks ok as "
+          f"the narrowest users (Redis -@all +ping +info; CONTROL_ACL; pg_monitor + SELECT); "
+          f"{least['grants_removed']} grants removed one at a time, each an error naming the grant "
+          f"({least['errors_naming_the_grant']}); tests failed: {lp.get('failed', 0)}")
     print(f"  blackhole (fresh process, every layer silent): {hole['wall']:.2f} s wall for --timeout {TIMEOUT:g} "
           f"(run {hole['run_ms'] / 1000:.2f} s, the rest is start-up and SDK imports), exit {hole['exit']}, "
           f"results {hole['statuses']}")

@@ -385,6 +385,27 @@ def symptoms(
         typer.echo(f"{s.name}{aliases}: {' -> '.join(s.layers)}  — {s.title}")
 
 
+@app.command(epilog="\b\nExamples:\n  studiodoctor preflight\n  studiodoctor preflight --layer redis --format json")
+def preflight(
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this backend (repeatable)."),
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    fmt: str = FormatOpt,
+    timeout: Optional[str] = TimeoutOpt,
+):
+    """Who we are on each configured backend, what the checks need against what is granted, the grants to add."""
+    from . import preflight as pre
+
+    fmt, timeout = _check_format(fmt), _check_timeout(timeout)
+    known = sorted({c.layer for c in pre.PREFLIGHT.checks.values()})
+    if bad := [x for x in layer or [] if x not in known]:
+        raise CliError(f"no preflight for layer {bad[0]!r}: one of {', '.join(known)}")
+    prof = _load_profile(profile, config)
+    report = pre.run(prof, layer or [], timeout=timeout)
+    _emit(report, prof, fmt)
+    raise typer.Exit(int(report.exit_code))
+
+
 @app.command("list")
 def list_checks(
     layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer (repeatable)."),

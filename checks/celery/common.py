@@ -235,8 +235,9 @@ def _ping(ctx, url: str) -> dict:
         except Exception as exc:  # kombu OperationalError, redis ConnectionError, socket errors
             return {"error": exc, "seconds": time.monotonic() - t0, "wait": wait}
         workers = {}
-        for reply in replies or []:
-            workers.update(reply)
+        for reply in replies if isinstance(replies, list) else []:
+            if isinstance(reply, dict):  # {hostname: {"ok": "pong"}}; any other body is not a worker's reply
+                workers.update({str(name): body for name, body in reply.items()})
         return {"workers": workers, "seconds": time.monotonic() - t0, "wait": wait}
 
     return ctx.shared.get(f"celery.ping:{url}", run)
@@ -259,6 +260,7 @@ def _slots(ctx, url: str) -> dict:
                                                              connection=conn)
                 active = insp.active() or {}
                 stats = insp.stats() or {}
+                active, stats = (x if isinstance(x, dict) else {} for x in (active, stats))
         except Exception as exc:
             return {"error": exc}
         return {"workers": pinged["workers"], "active": active, "stats": stats}

@@ -48,7 +48,7 @@ def check_workers(ctx):
                     hint="the workers are down or not connected to this broker: check the workers "
                          "deployment's pods and logs, then restart it "
                          f"({_kube(ctx)} rollout restart deploy/{_deployment(ctx, 'workers')})")
-    bad = [n for n in names if (pinged["workers"][n] or {}).get("ok") != "pong"]
+    bad = [n for n in names if not isinstance(pinged["workers"][n], dict) or pinged["workers"][n].get("ok") != "pong"]
     if bad:
         evidence["bad_replies"] = {n: pinged["workers"][n] for n in bad}
         return warn(f"{len(bad)} worker(s) answered ping without 'pong': {', '.join(bad)}", evidence=evidence,
@@ -109,11 +109,14 @@ def check_saturation(ctx):
     for name in sorted(slots["workers"]):
         stats = slots["stats"].get(name)
         active = slots["active"].get(name)
-        if stats is None or active is None:
-            per_worker[name] = {"answered": False}
+        pool = stats.get("pool") if isinstance(stats, dict) else None
+        pool = pool if isinstance(pool, dict) else {}
+        procs = pool.get("processes")
+        size = pool.get("max-concurrency") or (len(procs) if isinstance(procs, list) else 0) or 1
+        if not isinstance(stats, dict) or not isinstance(active, list) or isinstance(size, bool) \
+                or not isinstance(size, int) or size < 1:
+            per_worker[name] = {"answered": False}  # no answer, or one that is not inspect's
             continue
-        pool = stats.get("pool") or {}
-        size = pool.get("max-concurrency") or len(pool.get("processes") or []) or 1
         per_worker[name] = {"active": len(active), "concurrency": size}
         busy += len(active)
         total += size

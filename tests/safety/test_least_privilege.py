@@ -21,6 +21,8 @@ from studiodoctor.lab.servers.celery_worker import CeleryWorker
 from studiodoctor.model import Status
 
 LAYERS = ["redis", "celery", "postgres"]
+# read by benchmarks/reliability.py
+FIGURES = {"checks": 0, "passing": 0, "grants_removed": 0, "errors_naming_the_grant": 0}
 PIDBOX = "&/0.celery.pidbox"
 PG_ROLE = "doctor_least"
 
@@ -79,6 +81,7 @@ def test_every_check_passes_with_the_least_privileged_users(worker, pg_least, re
     admin.execute_command("ACL", "LOG", "RESET")
     res = run(least_profile(make_profile, redis_server, dsn))
     assert len(res) >= 20
+    FIGURES.update(checks=len(res), passing=sum(r.status is Status.OK for r in res.values()))
     assert {i: r.status for i, r in res.items()} == {i: Status.OK for i in res}, \
         {i: r.summary for i, r in res.items() if r.status is not Status.OK}
     assert admin.execute_command("ACL", "LOG") == []  # nothing was refused, not even a tolerated probe
@@ -109,6 +112,8 @@ def test_every_control_grant_is_needed_and_its_absence_is_an_error_naming_it(wor
         if grant.startswith("+") and grant not in ("+time", "+sadd", "+zadd"):  # those fail inside kombu's Lua
             assert f"lacks {grant}: ACL SETUSER doctor-celery {grant}" in r.summary, r.summary
         assert "celery-pw-18" not in r.summary + r.hint
+        FIGURES["grants_removed"] += 1
+        FIGURES["errors_naming_the_grant"] += 1
 
 
 @pytest.mark.parametrize("layer,grant,check_id", [
@@ -127,6 +132,8 @@ def test_a_missing_redis_read_grant_is_an_error_naming_it(layer, grant, check_id
     user = "doctor-read" if layer == "redis" else "doctor-celery"
     assert r.status is Status.ERROR and r.reason == "forbidden", r.summary
     assert f"ACL user {user} lacks {grant}: ACL SETUSER {user} {grant}" in r.summary, r.summary
+    FIGURES["grants_removed"] += 1
+    FIGURES["errors_naming_the_grant"] += 1
 
 
 def test_a_missing_select_is_an_error_naming_the_grant(pg_least, make_profile):
@@ -138,6 +145,8 @@ def test_a_missing_select_is_an_error_naming_the_grant(pg_least, make_profile):
     assert r.status is Status.ERROR and r.reason == "forbidden", r.summary
     assert f"GRANT SELECT ON {facts.NODE_TABLE} TO {PG_ROLE}" in r.summary, r.summary
     assert "least-pw-41" not in r.summary + r.hint
+    FIGURES["grants_removed"] += 1
+    FIGURES["errors_naming_the_grant"] += 1
 
 
 def test_without_pg_monitor_the_postgres_checks_name_the_grant_never_fail(pg_least, make_profile):
@@ -153,3 +162,5 @@ def test_without_pg_monitor_the_postgres_checks_name_the_grant_never_fail(pg_lea
     errors = [r for r in res.values() if r.status is Status.ERROR]
     assert errors and all(f"GRANT pg_monitor TO {PG_ROLE}" in r.hint for r in errors), \
         [(r.id, r.summary, r.hint) for r in errors]
+    FIGURES["grants_removed"] += 1
+    FIGURES["errors_naming_the_grant"] += 1
