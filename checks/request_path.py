@@ -117,6 +117,7 @@ def _probe(ctx, hop: dict, spec: dict) -> dict:
         else:
             resp = httpprobe.request(ctx, spec["method"], hop["base"] + spec["path"])
         row["status"] = resp.status_code
+        t0 = time.monotonic() - httpprobe.network_seconds(resp, t0)  # the wire's time, not our queue's
         for h in KEY_HEADERS:
             row[h.replace("-", "_")] = resp.headers.get(h, "")
         if 300 <= resp.status_code < 400:

@@ -91,6 +91,7 @@ class Result:
     layer: str = ""
     title: str = ""
     duration_ms: float = 0.0
+    network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
 
@@ -105,6 +106,7 @@ class Result:
             "hint": self.hint,
             "commands": [c.to_dict() for c in self.commands],
             "duration_ms": round(self.duration_ms, 1),
+            "network_ms": None if self.network_ms is None else round(self.network_ms, 1),
             "blocked_by": list(self.blocked_by),
             "reason": self.reason,
             "metrics": [m.to_dict() for m in self.metrics],

@@ -1,5 +1,5 @@
 """Layer `cloudflare` (API side): the zone, its SSL/HTTPS/TLS settings, DNS records' proxy flag and
-the cache rules, read with the official `cloudflare` SDK (imported inside the functions).
+the cache rules, read from the v4 API as plain JSON over HTTP (the engine's probe; no SDK import).
 
 Modules by concern: ``settings`` (zone, development_mode, ssl_mode, always_use_https, min_tls_version),
 ``dns`` (dns_records), ``cache`` (cache_rules)."""

@@ -7,29 +7,10 @@ from studiodoctor.model import Reason, Stop, error, fail, ok, warn
 from studiodoctor.cfrules import Undecidable, matches, request_fields
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import CACHE_RULES, NEEDS, ZONE, _call, _curl, _guard, _zone_id
+from .common import CACHE_RULES, NEEDS, ZONE, _curl, _guard, _raw, _unexpected, _zone_id
 
 
 PHASE = "http_request_cache_settings"
-
-
-def _raw(ctx, what: str, permission: str, path: str, params: dict | None = None):
-    """GET a v4 path through the SDK's client, returning the JSON envelope as plain data (no typed model:
-    a shape the models do not expect must become an error naming it, not an AttributeError)."""
-    def fn(cf):
-        return cf.get(path, cast_to=object, options={"params": params or {}, "timeout": ctx.timeout()})
-
-    body = _call(ctx, what, permission, fn)
-    if not isinstance(body, dict) or "result" not in body:
-        raise Stop(error(f"unexpected answer reading {what}: {type(body).__name__} without a `result` "
-                          f"(not a CloudFlare v4 envelope)", reason=Reason.UNEXPECTED, evidence={"path": path},
-                          commands=[_curl(ctx, path)]))
-    return body
-
-
-def _unexpected(ctx, what: str, path: str, detail: str) -> Stop:
-    return Stop(error(f"unexpected answer reading {what}: {detail}", reason=Reason.UNEXPECTED,
-                       evidence={"path": path}, commands=[_curl(ctx, path)]))
 
 
 def _rules_of(ctx, result, what: str, path: str) -> list[dict] | None:

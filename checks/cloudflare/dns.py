@@ -5,7 +5,23 @@ from __future__ import annotations
 from studiodoctor.model import fail, ok
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import DNS_RECORDS, NEEDS, ZONE, _call, _curl, _guard, _zone_id
+from .common import DNS_RECORDS, NEEDS, ZONE, _Fields, _curl, _guard, _raw, _unexpected, _zone_id
+
+
+MAX_PAGES = 100
+
+
+def _dns_records(ctx, zone_id: str) -> list:
+    """Every DNS record of the zone, page by page until an empty page, as the SDK's paginated list does."""
+    path, per_page, records = f"/zones/{zone_id}/dns_records", int(ctx.setting("per_page", 100)), []
+    for page in range(1, MAX_PAGES + 1):
+        result = _raw(ctx, "DNS records", "DNS:Read", path, {"per_page": per_page, "page": page})["result"]
+        if not isinstance(result, list):
+            raise _unexpected(ctx, "DNS records", path, f"`result` is {type(result).__name__}, expected a list")
+        if not result:
+            break
+        records.extend(map(_Fields.of, result))
+    return records
 
 
 @check(DNS_RECORDS, title="A proxied DNS record for each hostname", needs=NEEDS + ("dns.hostnames",),
@@ -22,9 +38,7 @@ def check_dns_records(ctx):
     dns_cfg = ctx.section("dns")
     hostnames = [h.rstrip(".").lower() for h in dns_cfg.get("hostnames") or []]
     proxied_wanted = {h.rstrip(".").lower() for h in (dns_cfg.get("proxied_hostnames") or hostnames)}
-    records = _call(ctx, "DNS records", "DNS:Read",
-                    lambda cf: list(cf.dns.records.list(zone_id=zone_id, per_page=int(ctx.setting("per_page", 100)),
-                                                        timeout=ctx.timeout())))
+    records = _dns_records(ctx, zone_id)
     by_name: dict[str, list] = {}
     for rec in records:
         if rec.type in ("A", "AAAA", "CNAME"):

@@ -48,7 +48,7 @@ def _request(ctx, method: str, path: str, headers: dict | None = None, cap: floa
     t0 = time.monotonic()
     try:
         resp = httpprobe.request(ctx, method, (base or _base(ctx)) + path, headers=headers, timeout=cap)
-        return resp, time.monotonic() - t0, None
+        return resp, httpprobe.network_seconds(resp, t0), None  # the wire's time, not our queue's
     except Exception as exc:
         return None, time.monotonic() - t0, exc
 

@@ -13,9 +13,10 @@ from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
 from checks.redis import READ_ACL as REDIS_READ_ACL
 from studiodoctor import preflight, studio_facts as facts
 from studiodoctor.cli import main
-from studiodoctor.lab import kube_api as K, studio_schema
+from studiodoctor.lab import studio_schema
+from studiodoctor.lab.standins import kubernetes as K
 from studiodoctor.lab.standins.cloudflare_api import CloudflareAPI
-from studiodoctor.lab.kube_api import KubeAPIServer
+from studiodoctor.lab.standins.kubernetes import KubeAPIServer
 from studiodoctor.model import Status
 
 HOST = "studio.localtest"
