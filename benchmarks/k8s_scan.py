@@ -23,6 +23,7 @@ import time
 from datetime import datetime, timezone
 
 
+# -P: the interpreter's own studiodoctor, never the one in the current directory
 CLI = "import sys; from studiodoctor.cli import main; sys.exit(main())"
 
 
@@ -32,7 +33,7 @@ def _timed(python: str, argv: list[str]) -> tuple[float, float, float, dict]:
     import subprocess
 
     started = time.perf_counter()
-    proc = subprocess.Popen([python, "-c", CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([python, "-P", "-c", CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = proc.stdout.read()
     _pid, _status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(_status)
@@ -42,7 +43,8 @@ def _timed(python: str, argv: list[str]) -> tuple[float, float, float, dict]:
 
 def _kube_rows(report: dict) -> dict[str, tuple[float, float | None]]:
     results = report.get("results") or [r for s in report.get("steps", []) for r in s.get("results", [])]
-    return {r["id"]: (r["duration_ms"], (r.get("evidence") or {}).get("network_ms")) for r in results
+    return {r["id"]: (r["duration_ms"], (r.get("evidence") or {}).get("network_ms"),
+                      (r.get("evidence") or {}).get("cpu_ms")) for r in results
             if r["id"].startswith("kubernetes.") or r["id"] == "traefik.pods"}
 
 
@@ -65,11 +67,13 @@ def lab(runs: int, before: str | None) -> None:
               f"CPU {med(x[1] for x in f['layer']):.2f} s, peak RSS {med(x[2] for x in f['layer']):.0f} MiB")
         print(f"[{side}] diagnose 502: wall {med(x[0] for x in f['diag']):.2f} s, "
               f"CPU {med(x[1] for x in f['diag']):.2f} s, peak RSS {med(x[2] for x in f['diag']):.0f} MiB")
-        print(f"[{side}] in diagnose 502, median of {runs}: check  duration_ms  network_ms")
+        print(f"[{side}] in diagnose 502, median of {runs}: check  duration_ms  network_ms  cpu_ms")
         for cid in f["rows"][0]:
             durations = [r[cid][0] for r in f["rows"] if cid in r]
             nets = [r[cid][1] for r in f["rows"] if cid in r and r[cid][1] is not None]
-            print(f"    {cid:32} {med(durations):8.1f}  {med(nets) if nets else '-':>8}")
+            cpus = [r[cid][2] for r in f["rows"] if cid in r and r[cid][2] is not None]
+            print(f"    {cid:32} {med(durations):8.1f}  {med(nets) if nets else '-':>10}  "
+                  f"{med(cpus) if cpus else '-':>6}")
 
 
 def main() -> None:

@@ -492,10 +492,10 @@ def preflight_cloudflare(ctx):
     groups: list[str] | None = None
     try:
         st, details = get(f"/user/tokens/{quote(token_id)}")
-        if st == 200 and isinstance(details.get("result"), dict):
-            groups = [str(g.get("name")) for p in details["result"].get("policies") or []
+        if st == 200 and isinstance(details, dict) and isinstance(details.get("result"), dict):
+            groups = [str(g.get("name")) for p in details["result"].get("policies") or [] if isinstance(p, dict)
                       for g in p.get("permission_groups") or [] if isinstance(g, dict)]
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, AttributeError):  # no answer, or not the documented shape
         groups = None
     zone_name = str(cfg.get("zone"))
     entries, missing = [], []
@@ -512,7 +512,8 @@ def preflight_cloudflare(ctx):
                 if zone_id is None:
                     st, z = get(f"/zones?name={quote(zone_name)}")
                     items = z.get("result") if isinstance(z, dict) else None
-                    zone_id = items[0]["id"] if st == 200 and items else ""
+                    first = items[0] if st == 200 and isinstance(items, list) and items else None
+                    zone_id = str(first.get("id") or "") if isinstance(first, dict) else ""
                 if not zone_id:
                     entries.append(_entry(perm, ids, False if perm == "Zone:Read" else None, "GET /zones?name=",
                                           detail=f"zone {zone_name} not visible to this token"))

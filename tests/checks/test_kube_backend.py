@@ -173,13 +173,15 @@ p = profile_from_data("t", {{"kubernetes": {{"api_url": "{cluster.url}", "namesp
                             "dns": {{"hostnames": ["{HOST}"]}}, "timeout": 10}}, env={{}})
 rs = engine.check(p, layers=["kubernetes"]).results
 print(json.dumps({{"sdk": sorted(m for m in sys.modules if m == "kubernetes" or m.startswith("kubernetes.")),
-                  "results": {{r.id: [r.status.value, r.evidence.get("network_ms")] for r in rs}}}}))
+                  "results": {{r.id: [r.status.value, r.evidence.get("network_ms"), r.evidence.get("cpu_ms")]
+                              for r in rs}}}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["sdk"] == []
-    assert all(status == "ok" for status, _ in seen["results"].values()), seen["results"]
-    assert all(isinstance(net, (int, float)) for _, net in seen["results"].values()), seen["results"]
+    assert all(status == "ok" for status, *_ in seen["results"].values()), seen["results"]
+    assert all(isinstance(net, (int, float)) for _, net, _cpu in seen["results"].values()), seen["results"]
+    assert all(isinstance(cpu, (int, float)) for _, _net, cpu in seen["results"].values()), seen["results"]
     assert seen["results"][kc.API][1] > 0 and seen["results"][kc.PERMISSIONS][1] > 0
 
 

@@ -363,3 +363,23 @@ def test_any_postgres_rows_give_a_reasoned_result(make_profile, postgres_server,
     finally:
         postgres_server.stop_holders()
     RUNS["parsers"].add("postgres rows")
+
+
+# --- preflight: what the APIs answer about our identity and grants ------------------------------------
+
+@pytest.mark.parametrize("layer", ["kubernetes", "cloudflare", "gcs"])
+def test_any_identity_or_grant_answer_gives_a_reasoned_preflight(layer, hostile, make_profile):
+    from studiodoctor import preflight
+
+    url = f"http://127.0.0.1:{hostile.server_address[1]}"
+    profile = make_profile(_http_sections(url), timeout=3, public_urls=[])
+
+    @HOSTILE
+    @given(status=STATUSES, body=BODIES, ctype=st.sampled_from(["application/json", "text/html", ""]))
+    def run(status, body, ctype):
+        hostile.answer = (status, body, ctype)
+        assert_reasoned(preflight.run(profile, [layer]).results)
+        RUNS["examples"] += 1
+
+    run()
+    RUNS["parsers"].add("preflight answers")

@@ -208,3 +208,34 @@ def test_a_redis_without_acl_like_production_grants_everything_to_the_password(l
         server.stop()
     for r in res.values():
         assert r.status is Status.OK and "no ACL on this server" in r.summary, r.summary
+
+
+def test_gcs_testiampermissions_through_the_gate_names_the_bindings(fake_gcs, lab_root, make_profile):
+    """The lab's gate answers buckets.testIamPermissions as GCS answers the anonymous caller (allUsers holds
+    legacyObjectReader): the bucket metadata and the listing are not ours, and preflight names the roles."""
+    from google.api_core.exceptions import Conflict
+
+    from studiodoctor.lab.servers.gcs_gate import GCSGate
+
+    try:
+        fake_gcs.client().create_bucket("pf-bucket")
+    except Conflict:
+        pass
+    gate = GCSGate(lab_root / "pf-gate", upstream=fake_gcs.url).start()
+    try:
+        profile = make_profile({"gcs": {"bucket": "pf-bucket", "endpoint": gate.url}}, timeout=5)
+        _, res = results(profile, "gcs")
+        gate.set_listing_public(True)
+        _, res_public = results(profile, "gcs")
+    finally:
+        gate.stop()
+    r = res["gcs.preflight"]
+    assert r.status is Status.FAIL, r.summary
+    granted = {e["permission"]: e["granted"] for e in r.evidence["permissions"]}
+    assert granted == {"storage.buckets.get": False, "storage.objects.list": False,
+                       "storage.buckets.getIamPolicy": False}
+    assert "gcloud storage buckets add-iam-policy-binding gs://pf-bucket --member=<member> " \
+           "--role=roles/storage.objectViewer" in r.evidence["grants"]
+    assert {"gcs.bucket", "gcs.databases_cache_control"} <= set(r.evidence["checks_affected"])
+    granted = {e["permission"]: e["granted"] for e in res_public["gcs.preflight"].evidence["permissions"]}
+    assert granted["storage.objects.list"] is True and granted["storage.buckets.get"] is False

@@ -58,15 +58,22 @@ def _control_writes():
 KEYED = {"SADD": 1, "ZADD": 1, "SREM": 1, "SMEMBERS": 1, "LLEN": 1, "LPOP": 1, "DEL": None, "BRPOP": -1}
 
 
+def _worker_only(name: str, command: list[str]) -> bool:
+    """What a Celery worker does and the doctor may not: consume the app's queue (BRPOP celery...) or
+    answer a broadcast (LPUSH on a reply queue). Seen on a connection closed before it could be looked up
+    (under load), it is the worker's; from a connection known to be the doctor's it counts, and the celery
+    layer runs with an ACL that refuses both (tests/safety/test_least_privilege.py)."""
+    if name == "BRPOP":
+        return all(k == "celery" or k.startswith("celery\\x06\\x16") for k in command[1:-1])
+    return name == "LPUSH" and command[1:2] != [] and command[1].endswith(".reply.celery.pidbox")
+
+
 def _undeclared(owner: str, command: list[str], allowed: set[str], keys: list[str]) -> bool:
     """Is this broker command outside reads and the celery layer's declared control writes?"""
     name = command[0].upper()
     if name in BROKER_READS or (name == "CONFIG" and command[1:2] and command[1].upper() == "GET"):
         return False
-    if owner == "gone" and name == "LPUSH" and all(k.endswith(".reply.celery.pidbox") for k in command[1:2]):
-        # a worker's answer to the broadcast, on a connection closed before it could be looked up (under
-        # load); from a connection known to be the doctor's it counts (and the celery layer works without
-        # +lpush: tests/safety/test_least_privilege.py)
+    if owner == "gone" and _worker_only(name, command):
         return False
     if name not in allowed:
         return True
@@ -297,7 +304,8 @@ def test_check_and_every_diagnosis_only_read(measured):
         "redis": dict(redis_seen.most_common()), "redis_control_writes": dict(control),
         "writes": list(counterparts.writes), "redis_undeclared": undeclared,
         "redis_lab_connections": dict(Counter(c[0].upper() for _, c in broker.commands("lab")).most_common()),
-        "redis_gone_connections": dict(Counter(c[0].upper() for _, c in broker.commands("gone")).most_common())}
+        "redis_gone_connections": dict(Counter(c[0].upper() for _, c in broker.commands("gone")).most_common()),
+        "redis_gone_worker_only": sum(1 for _, c in broker.commands("gone") if _worker_only(c[0].upper(), c))}
     print(f"\nread-only ({name}): {FIGURES['variants'][name]}")
 
     assert counterparts.writes == []

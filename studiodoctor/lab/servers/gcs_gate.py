@@ -19,7 +19,7 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..launcher import Launcher, write_json_atomic
 from ..methodlog import MethodLog
@@ -79,6 +79,15 @@ def make_handler(upstream: str, state: Path):
             path = parts.path
             if self.command not in ("GET", "HEAD"):
                 return self._xml_denied("storage.objects.create", "bucket")
+            if path.startswith("/storage/v1/b/") and path.endswith("/iam/testPermissions"):
+                # buckets.testIamPermissions, as GCS answers the anonymous caller: allUsers holds
+                # roles/storage.legacyObjectReader (objects.get), objects.list only when listing is public
+                asked = parse_qs(parts.query).get("permissions", [])
+                held = {"storage.objects.get"} | ({"storage.objects.list"} if rules["listing_public"] else set())
+                body = {"kind": "storage#testIamPermissionsResponse"}
+                if granted := [p for p in asked if p in held]:  # GCS leaves the key out when none is held
+                    body["permissions"] = granted
+                return self._send(200, json.dumps(body).encode(), "application/json; charset=UTF-8")
             if path.startswith("/storage/v1/b/"):
                 rest = path[len("/storage/v1/b/"):].split("/", 2)
                 if len(rest) == 2 and rest[1] == "o" and not rules["listing_public"]:
