@@ -1,5 +1,6 @@
-"""Layer `cloudflare` (edge behaviour, ids `edge.*`): what users get at the public URLs: the HTTPS
-redirect, the edge certificate, CloudFlare's headers, its 52x error pages and its cache status.
+"""Layer `edge`: CloudFlare's edge as users get it at the public URLs: the HTTPS redirect, the edge
+certificate, CloudFlare's headers, its 52x error pages and its cache status (the API side, zone settings
+and rules, is the `cloudflare` layer; the edge's settings live in the `cloudflare` section).
 Every request goes through `httpprobe` (a fresh client per request, so one client per SNI name).
 
 Modules by concern: ``https`` (https_redirect, certificate), ``proxy`` (proxied, error_pages), ``cache``

@@ -10,11 +10,11 @@ from studiodoctor.model import Command, Reason, error, fail, ok, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (CACHE_STATUS, CACHED, DATABASES_NOT_CACHED, NOT_FROM_CACHE, PROXIED, SERVED_FROM_CACHE,
-                     _fetch, _host, _urls)
+                     _fetch, _host, _setting, _urls)
 
 
 def _sample_urls(ctx, key: str) -> list[str]:
-    path = ctx.setting(key, "")
+    path = _setting(ctx, key, "")
     if not path:
         return []
     return [_site(u) + (path if path.startswith("/") else "/" + path) for u in _urls(ctx)[:1]]
@@ -78,7 +78,7 @@ def _discover(ctx, kind: str) -> tuple[str, str, list[str]]:
     return ctx.shared.get(f"edge:sample:{kind}", find)
 
 
-@check(CACHE_STATUS, title="Static assets and storage objects go through the edge cache", layer="cloudflare",
+@check(CACHE_STATUS, title="Static assets and storage objects go through the edge cache",
        needs=("public_urls",), explained_by=(PROXIED, "cloudflare.cache_rules"))
 def check_cache_status(ctx):
     """A static asset (`cloudflare.static_path`, else one the public page references under /static/) and
@@ -127,7 +127,7 @@ def check_cache_status(ctx):
     return ok("; ".join(f"{k}: {r['cf-cache-status']}" for k, r in rows.items()), evidence=evidence)
 
 
-@check(DATABASES_NOT_CACHED, title="Channel databases never served from the edge cache", layer="cloudflare",
+@check(DATABASES_NOT_CACHED, title="Channel databases never served from the edge cache",
        needs=("public_urls",), explained_by=("cloudflare.cache_rules",))
 def check_databases_not_cached(ctx):
     """A channel database (`cloudflare.databases_sample`, e.g. `/content/databases/<channel_id>.sqlite3`;

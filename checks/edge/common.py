@@ -44,6 +44,13 @@ SERVED_FROM_CACHE = {"HIT", "STALE", "UPDATING"}
 NOT_FROM_CACHE = {"BYPASS", "DYNAMIC"}
 
 
+def _setting(ctx, key: str, default):
+    """A key of the ``cloudflare`` section: the edge layer's settings (``static_path``, ``databases_sample``,
+    ``max_redirects``, ``cert_warn_days``...) live with the zone they belong to, as in the contract."""
+    value = ctx.section("cloudflare").get(key)
+    return default if value in (None, "") else value
+
+
 def _urls(ctx) -> list[str]:
     return [u for u in ctx.profile.value("public_urls") or [] if u]
 
@@ -56,7 +63,7 @@ def _fetch(ctx, url: str, *, method: str = "GET", headers: dict | None = None, v
     """(response, None) or (None, failing Result) for a network error."""
     try:
         return httpprobe.request(ctx, method, url, headers=headers, verify=verify,
-                                 timeout=float(ctx.setting("request_timeout", 15.0))), None
+                                 timeout=float(_setting(ctx, "request_timeout", 15.0))), None
     except Exception as exc:  # httpx raises many types; describe_error classifies them
         timed_out, text = httpprobe.describe_error(exc)
         target, _, _ = httpprobe.resolved(ctx, url)

@@ -9,11 +9,11 @@ from studiodoctor import httpprobe
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import CERTIFICATE, HTTPS_REDIRECT, _fetch, _host, _urls
+from .common import CERTIFICATE, HTTPS_REDIRECT, _fetch, _host, _setting, _urls
 
 
 # ------------------------------------------------------------------------------------------------ checks
-@check(HTTPS_REDIRECT, title="HTTP redirects to HTTPS, without loops", layer="cloudflare", needs=("public_urls",),
+@check(HTTPS_REDIRECT, title="HTTP redirects to HTTPS, without loops", needs=("public_urls",),
        explained_by=("cloudflare.ssl_mode", "cloudflare.always_use_https"), smoke=True)
 def check_https_redirect(ctx):
     """`http://HOST/` answers with a redirect to `https://HOST/`, and following redirects from both
@@ -23,7 +23,7 @@ def check_https_redirect(ctx):
     classic Flexible-SSL failure (postmortem 004): CloudFlare fetches the origin over HTTP, the origin
     redirects to HTTPS, the browser comes back to CloudFlare, forever (ERR_TOO_MANY_REDIRECTS).
     Fix: Always Use HTTPS on; SSL mode Full (strict); no origin redirect that fights the edge."""
-    max_hops = int(ctx.setting("max_redirects", 10))
+    max_hops = int(_setting(ctx, "max_redirects", 10))
     findings, chains = [], {}
     for url in _urls(ctx):
         parts = urlsplit(url)
@@ -66,7 +66,7 @@ def check_https_redirect(ctx):
     return ok(f"plain HTTP redirects to HTTPS for {len(_urls(ctx))} URL(s), no loop", evidence=evidence)
 
 
-@check(CERTIFICATE, title="Edge certificate valid, matching and not expiring", layer="cloudflare",
+@check(CERTIFICATE, title="Edge certificate valid, matching and not expiring",
        needs=("public_urls",), explained_by=("cloudflare.dns_records", "cloudflare.zone"), smoke=True,
        metrics=("certificates.*.days_left;warn_days:;fail_days:;0",))
 def check_certificate(ctx):
@@ -81,8 +81,8 @@ def check_certificate(ctx):
     names; for the origin's certificate see the traefik layer."""
     from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
 
-    warn_days = float(ctx.setting("cert_warn_days", 14))
-    fail_days = float(ctx.setting("cert_fail_days", 3))
+    warn_days = float(_setting(ctx, "cert_warn_days", 14))
+    fail_days = float(_setting(ctx, "cert_fail_days", 3))
     ca_file = ctx.section("http").get("ca_file") or ""
     mapping = ctx.section("http").get("resolve") or {}
     problems, infos = [], {}

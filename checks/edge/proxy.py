@@ -10,7 +10,7 @@ from .common import (CF_CODES, CF_PAGE_MARKERS, ERROR_PAGES, ORIGIN_LAYERS, PROX
                      _urls)
 
 
-@check(PROXIED, title="Responses come through CloudFlare", layer="cloudflare", needs=("public_urls",),
+@check(PROXIED, title="Responses come through CloudFlare", needs=("public_urls",),
        explained_by=("cloudflare.dns_records", "cloudflare.zone", "dns.cloudflare_ranges"))
 def check_proxied(ctx):
     """Responses at each public URL carry `cf-ray` and `server: cloudflare`.
@@ -44,7 +44,7 @@ def _is_cf_page(resp) -> bool:
     return any(m in body for m in CF_PAGE_MARKERS)
 
 
-@check(ERROR_PAGES, title="No CloudFlare or origin error page at the public URLs", layer="cloudflare",
+@check(ERROR_PAGES, title="No CloudFlare or origin error page at the public URLs",
        needs=("public_urls",), explained_by=ORIGIN_LAYERS, smoke=True)
 def check_error_pages(ctx):
     """Each public URL answers without a 5xx; CloudFlare's own error pages (520-527, 530) are told

@@ -90,7 +90,7 @@ def stack(seeded, lab_root, request):
         s.stop()
 
 
-def run(make_profile, sections, layers=("app", "nginx", "path"), timeout=8, **top):
+def run(make_profile, sections, layers=("app", "nginx", "trace"), timeout=8, **top):
     report = engine.check(make_profile(sections, timeout=timeout, **top), layers=list(layers))
     return {r.id: r for r in report.results}
 

@@ -10,7 +10,7 @@ from studio_stack import DB_OBJECT, STORAGE_OBJECT, likely_cause, run
 from checks.django_app import HEALTHZ, STEALTHZ
 from checks.nginx import (APP_PROXY, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS, CONTENT_STORAGE,
                           HEADERS, REACHABLE, STATIC)
-from checks.request_path import TRACE
+from checks.trace import TRACE
 from studiodoctor.lab.servers.studio_nginx import STATIC_SAMPLE
 from studiodoctor import engine
 from studiodoctor.model import Status
@@ -54,7 +54,7 @@ def test_nginx_stopped(stack, make_profile):
 
 def test_databases_served_with_public_cache_control(stack, make_profile):
     stack.nginx.set_fault("databases_public")
-    res = run(make_profile, stack.sections(), layers=["nginx", "path"])
+    res = run(make_profile, stack.sections(), layers=["nginx", "trace"])
     dbs = res[CONTENT_DATABASES]
     assert dbs.status is Status.FAIL
     assert dbs.evidence["cache_control"] == "public, max-age=3600"
@@ -84,7 +84,7 @@ def _methods_seen(stack) -> set[str]:
 def test_post_allowed_on_content_warns(stack, make_profile):
     """The missing limit_except is read from the config (nginx -T), never tested with a write."""
     stack.nginx.set_fault("post_allowed")
-    res = run(make_profile, stack.sections(), layers=["nginx", "path"])
+    res = run(make_profile, stack.sections(), layers=["nginx", "trace"])
     methods = res[CONTENT_METHODS]
     assert methods.status is Status.WARN, methods.summary
     assert "2 of 2 /content/ locations do not limit methods" in methods.summary
@@ -358,10 +358,10 @@ def other_static(seeded, lab_root, request):
 
 
 def test_static_asset_discovered_from_the_apps_page(other_static, make_profile):
-    """Before: nginx.static and path.trace FAILed 'collectstatic did not run' on this healthy nginx because
+    """Before: nginx.static and trace.hops FAILed 'collectstatic did not run' on this healthy nginx because
     the lab's kolibri_placeholder.png is not there. Now the asset comes from the app's own page."""
     sections = {"nginx": {"url": other_static.url}}
-    res = run(make_profile, sections, layers=["nginx", "path"])
+    res = run(make_profile, sections, layers=["nginx", "trace"])
     static = res[STATIC]
     assert static.status is Status.OK, static.summary
     assert static.evidence["path"] == _OTHER_ASSET
@@ -372,7 +372,7 @@ def test_static_asset_discovered_from_the_apps_page(other_static, make_profile):
     assert _OTHER_ASSET in {row.get("path") for row in trace.evidence["rows"]}
     # the page's asset really missing is proof, not a guess: fail naming where the name came from
     (other_static.static_dir / "studio" / "js" / "app.3f2a9c.js").unlink()
-    res = run(make_profile, sections, layers=["nginx", "path"])
+    res = run(make_profile, sections, layers=["nginx", "trace"])
     assert res[STATIC].status is Status.FAIL
     assert "referenced by the app's page /en/accounts/) is missing (404)" in res[STATIC].summary
     assert res[TRACE].evidence["bad_at"] == {_OTHER_ASSET: "nginx"}
@@ -400,7 +400,7 @@ def test_static_asset_found_through_autoindex_and_empty_listing_is_proof(stack, 
 
 
 def test_static_cannot_find_an_asset_is_an_error_not_a_fail(lab_root, make_profile):
-    """No page reference, no manifest, no autoindex: the check says it could not look, and path.trace
+    """No page reference, no manifest, no autoindex: the check says it could not look, and trace.hops
     leaves the static path out instead of blaming nginx."""
     from studiodoctor.lab.servers.nginx_server import NginxServer
 
@@ -412,7 +412,7 @@ def test_static_cannot_find_an_asset_is_an_error_not_a_fail(lab_root, make_profi
     nginx.body = body % (nginx.port, static)
     nginx.start()
     try:
-        res = run(make_profile, {"nginx": {"url": f"http://127.0.0.1:{nginx.port}"}}, layers=["nginx", "path"])
+        res = run(make_profile, {"nginx": {"url": f"http://127.0.0.1:{nginx.port}"}}, layers=["nginx", "trace"])
     finally:
         nginx.stop()
     assert res[STATIC].status is Status.ERROR, res[STATIC].summary

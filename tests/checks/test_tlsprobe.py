@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from checks import edge, traefik_proxy
+from checks import edge, traefik
 from studiodoctor import engine
 from studiodoctor.lab.certs import LabCA
 from studiodoctor.lab.launcher import free_port
@@ -128,6 +128,6 @@ def test_traefik_certificates_timeout_on_verify_is_an_error(odd, make_profile):
     server = odd("hang")
     profile = make_profile({"http": {"ca_file": server.ca_file}, "dns": {"hostnames": [HOST]},
                             "traefik": {"entrypoint": f"https://127.0.0.1:{server.port}"}}, timeout=3)
-    r = engine.check(profile, check_ids=[traefik_proxy.CERTIFICATES]).results[0]
+    r = engine.check(profile, check_ids=[traefik.CERTIFICATES]).results[0]
     assert r.status is Status.ERROR, r.summary
     assert "could not verify" in r.summary and "not trusted" not in r.summary

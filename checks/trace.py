@@ -1,4 +1,4 @@
-"""Layer `path`: the same requests at every hop of Studio's request path, outside in.
+"""Layer `trace` (formerly `path`): the same requests at every hop of Studio's request path, outside in.
 
 Hops: the public URLs (CloudFlare's edge), ``traefik.entrypoint`` (the origin, with the public Host and
 SNI), ``nginx.url`` (the pod's nginx) and ``app.url`` (gunicorn). Paths: ``/stealthz``, a static asset
@@ -19,14 +19,23 @@ from studiodoctor.registry import check
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
 SDK_IMPORTS = ("httpx",)
 
-TRACE = "path.trace"
+TRACE = "trace.hops"
 
 KEY_HEADERS = ("server", "cache-control", "cf-ray", "cf-cache-status", "x-cache-status")
 CLOUDFLARE_TIMEOUT_S = facts.CLOUDFLARE_TIMEOUT_S
 NGINX_TIMEOUT_S = facts.STUDIO_PROXY_READ_TIMEOUT_S
 DEFAULT_FAIL_RATIO = 0.8
-# Which layer each hop belongs to (path.trace is explained by a failure of that layer).
-HOP_LAYERS = {"edge": "cloudflare", "origin": "traefik", "nginx": "nginx", "app": "app"}
+# Which layer each hop belongs to (trace.hops is explained by a failure of that layer).
+HOP_LAYERS = {"edge": "edge", "origin": "traefik", "nginx": "nginx", "app": "app"}
+
+
+def _setting(ctx, key: str, default):
+    """A key of the ``trace`` section, or of ``path`` (the layer's name before it was ``trace``)."""
+    for section in ("trace", "path"):
+        value = ctx.section(section).get(key)
+        if value not in (None, ""):
+            return value
+    return default
 
 
 def _hops(ctx) -> tuple[list[dict], list[dict]]:
@@ -79,11 +88,11 @@ def _paths(ctx, hops: list[dict]) -> tuple[list[dict], list[str]]:
         paths.append({"name": "static", "path": sample["path"], "method": "HEAD", "app": False})
     else:
         notes.append(f"no static asset found to probe ({'; '.join(sample['tried'])}): set nginx.static_sample")
-    content = str(ctx.setting("content_path", "") or nginx.get("storage_path") or nginx.get("database_path") or "")
+    content = str(_setting(ctx, "content_path", "") or nginx.get("storage_path") or nginx.get("database_path") or "")
     if content:
         paths.append({"name": "content", "path": content, "method": "HEAD", "app": False})
     else:
-        notes.append("no content object configured (path.content_path, nginx.storage_path or nginx.database_path)")
+        notes.append("no content object configured (trace.content_path, nginx.storage_path or nginx.database_path)")
     return paths, notes
 
 
@@ -140,7 +149,7 @@ def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
     if status >= 400:
         return "bad", f"HTTP {status}"
     limit = _limit_for(ctx, hop)
-    ratio = float(ctx.setting("latency_fail_ratio", DEFAULT_FAIL_RATIO))
+    ratio = float(_setting(ctx, "latency_fail_ratio", DEFAULT_FAIL_RATIO))
     if limit and seconds >= limit[1] * ratio:
         return "bad", f"{seconds:.1f} s, {'over' if seconds >= limit[1] else 'near'} {limit[0]} of {limit[1]:g} s"
     return "ok", f"HTTP {status}"
@@ -148,8 +157,8 @@ def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
 
 # CloudFlare is not among them: whether the edge explains the trace depends on the hop that goes bad
 # first, a causal rule with that evidence (studiodoctor.causes), not any failure at the edge.
-@check(TRACE, title="Request path, hop by hop", layer="path",
-       explained_by=tuple(layer for layer in HOP_LAYERS.values() if layer != "cloudflare"),
+@check(TRACE, title="Request path, hop by hop",
+       explained_by=tuple(layer for layer in HOP_LAYERS.values() if layer != "edge"),
        permissions=("HTTP GET/HEAD",))
 def check_trace(ctx):
     """Requests ``/stealthz``, a static asset (discovered as ``nginx.static`` does, or ``nginx.static_sample``)

@@ -1,4 +1,4 @@
-"""path.trace on a real nginx configured like Studio's in front of the stand-in app under real gunicorn
+"""trace.hops on a real nginx configured like Studio's in front of the stand-in app under real gunicorn
 (/healthz on the real lab PostgreSQL, /content/ on fake-gcs-server)."""
 
 from __future__ import annotations
@@ -6,16 +6,16 @@ from __future__ import annotations
 from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import STORAGE_OBJECT, run
 
-from checks.request_path import TRACE
+from checks.trace import TRACE
 from studiodoctor.lab.servers.studio_nginx import STATIC_SAMPLE
 from studiodoctor.model import Status
 from studiodoctor.registry import default_registry
 
 
-# --- path.trace ----------------------------------------------------------------------------------
+# --- trace.hops ----------------------------------------------------------------------------------
 
 def test_trace_healthy_lists_every_hop_and_skips_unconfigured(stack, make_profile):
-    res = run(make_profile, stack.sections(), layers=["path"])
+    res = run(make_profile, stack.sections(), layers=["trace"])
     trace = res[TRACE]
     assert trace.status is Status.OK, trace.summary
     ev = trace.evidence
@@ -42,12 +42,12 @@ def test_trace_edge_and_origin_hops_through_http_resolve_app_stopped(stack, make
         http={"resolve": {f"studio.localtest:{port}": f"127.0.0.1:{port}",
                           f"master.studio.localtest:{port}": f"127.0.0.1:{port}"}},
         traefik={"entrypoint": f"http://127.0.0.1:{port}"})
-    healthy = run(make_profile, sections, layers=["path"], public_urls=[f"http://studio.localtest:{port}"])[TRACE]
+    healthy = run(make_profile, sections, layers=["trace"], public_urls=[f"http://studio.localtest:{port}"])[TRACE]
     assert healthy.status is Status.OK, healthy.summary
     assert healthy.evidence["hops"] == ["edge", "origin", "nginx", "app"]
 
     stack.app.stop()
-    res = run(make_profile, sections, layers=["path"], public_urls=[f"http://studio.localtest:{port}"])
+    res = run(make_profile, sections, layers=["trace"], public_urls=[f"http://studio.localtest:{port}"])
     trace = res[TRACE]
     assert trace.status is Status.FAIL
     assert trace.evidence["first_bad_hop"] == "app"
@@ -60,12 +60,12 @@ def test_trace_edge_and_origin_hops_through_http_resolve_app_stopped(stack, make
 
 def test_trace_is_explained_by_the_layers_of_its_hops_behind_the_edge():
     chk = default_registry.load_plugins().get(TRACE)
-    assert chk.layer == "path"
+    assert chk.layer == "trace"
     # the edge explains the trace only when the trace goes bad there first (a causal rule, with evidence)
     assert set(chk.explained_by) == {"traefik", "nginx", "app"}
 
 
 def test_trace_skips_with_no_hop(make_profile):
-    res = run(make_profile, {}, layers=["path"])
+    res = run(make_profile, {}, layers=["trace"])
     assert res[TRACE].status is Status.SKIP
     assert res[TRACE].evidence["skipped_hops"] == ["edge", "origin", "nginx", "app"]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from checks import traefik_proxy as tp
+from checks import traefik as tp
 from studiodoctor import engine
 from studiodoctor.lab.standins import kubernetes as K
 from studiodoctor.lab.certs import LabCA
