@@ -43,7 +43,7 @@ def _timed(python: str, argv: list[str]) -> tuple[float, float, float, dict]:
 
 def _kube_rows(report: dict) -> dict[str, tuple[float, float | None]]:
     results = report.get("results") or [r for s in report.get("steps", []) for r in s.get("results", [])]
-    return {r["id"]: (r["duration_ms"], (r.get("evidence") or {}).get("network_ms"),
+    return {r["id"]: (r["duration_ms"], r.get("network_ms", (r.get("evidence") or {}).get("network_ms")),
                       (r.get("evidence") or {}).get("cpu_ms")) for r in results
             if r["id"].startswith("kubernetes.") or r["id"] == "traefik.pods"}
 
@@ -68,7 +68,7 @@ def lab(runs: int, before: str | None) -> None:
         print(f"[{side}] diagnose 502: wall {med(x[0] for x in f['diag']):.2f} s, "
               f"CPU {med(x[1] for x in f['diag']):.2f} s, peak RSS {med(x[2] for x in f['diag']):.0f} MiB")
         print(f"[{side}] in diagnose 502, median of {runs}: check  duration_ms  network_ms  cpu_ms")
-        for cid in f["rows"][0]:
+        for cid in dict.fromkeys(cid for r in f["rows"] for cid in r):
             durations = [r[cid][0] for r in f["rows"] if cid in r]
             nets = [r[cid][1] for r in f["rows"] if cid in r and r[cid][1] is not None]
             cpus = [r[cid][2] for r in f["rows"] if cid in r and r[cid][2] is not None]

@@ -174,13 +174,19 @@ def connection(ctx) -> Conn:
 
 
 def note_network(ctx, seconds: float) -> None:
-    """Add a call's network time to the check's own (``network_ms`` in its evidence, see ``with_network``)."""
+    """Add a call's network time to the check's own: the runner's ``ctx.add_network`` (the result's
+    ``network_ms``, see studiodoctor.context) and ``evidence.network_ms`` (``with_network``)."""
+    if seconds <= 0:
+        return
+    add = getattr(ctx, "add_network", None)
+    if add is not None:
+        add(seconds)
     setattr(ctx, "network_s", getattr(ctx, "network_s", 0.0) + seconds)
 
 
 def with_network(ctx, result):
     """``result`` with ``evidence.network_ms``: the time the API calls this check made or waited on spent
-    on the wire (its duration minus this is the doctor's own work)."""
+    on the wire (its duration minus this is the doctor's own work, or waiting for its turn)."""
     if isinstance(getattr(result, "evidence", None), dict):
         result.evidence.setdefault("network_ms", round(getattr(ctx, "network_s", 0.0) * 1000, 1))
     return result
@@ -317,9 +323,12 @@ def list_objects(ctx, resource: str, ns: str = "", *, label_selector: str | None
         listing.seconds = time.perf_counter() - started
         return listing
 
+    cached = ctx.shared.peek(key)
+    if cached is not None:
+        return cached  # fetched earlier in the run: no request, no network time of this check's
     asked = time.perf_counter()
     listing = ctx.shared.get(key, fetch)
-    # this check's share of the wire: all of it when it fetched or waited for the list, none when cached
+    # this check's share of the wire: what it fetched, or the part of another's fetch it waited for
     note_network(ctx, min(listing.network_seconds, time.perf_counter() - asked))
     return listing
 

@@ -285,3 +285,16 @@ def test_kubeconfig_tls_with_ca_and_client_certificate_data(tmp_path, make_profi
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_result_network_ms_counts_only_the_lists_a_check_fetched_or_waited_for(run):
+    """The runner's network_ms (ctx.add_network): the check that fetched the pod list has it; a check
+    that found the list already fetched made no request: 0."""
+    res = run()
+    timed = [r for r in res.values() if r.network_ms]
+    assert res[kc.API].network_ms and res[kc.PERMISSIONS].network_ms
+    assert all(r.network_ms <= r.duration_ms + 1 for r in timed)
+    pod_checks = [res[c] for c in (kc.PODS_READY, kc.PODS_CRASHING, kc.PODS_OOMKILLED, kc.PODS_RESTARTS,
+                                   kc.PODS_PENDING)]
+    assert any(r.network_ms for r in pod_checks)  # one of them fetched the list
+    assert any(r.network_ms == 0 and r.evidence["network_ms"] == 0 for r in pod_checks)

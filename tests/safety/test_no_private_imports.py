@@ -31,7 +31,7 @@ def private_uses(path: Path) -> list[str]:
                 if _third_party(alias.name):
                     if _private(alias.name):
                         found.append(f"{path.relative_to(ROOT)}:{node.lineno}: import {alias.name}")
-                    modules[alias.asname or alias.name.split(".")[0]] = alias.asname and alias.name or alias.name.split(".")[0]
+                    modules[alias.asname or alias.name.split(".")[0]] = alias.name
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and _third_party(node.module):
             if _private(node.module) or node.module.split(".")[0].startswith("_"):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: from {node.module} import ...")
