@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checks.gcs_bucket import BUCKET, DATABASES_CACHE_CONTROL  # noqa: E402
+from checks.gcs import BUCKET, DATABASES_CACHE_CONTROL  # noqa: E402
 from studiodoctor import engine  # noqa: E402
 from studiodoctor.config import profile_from_data  # noqa: E402
-from studiodoctor.lab.fake_gcs import (DB_CACHE_CONTROL, FakeGCSServer, write_data_dir,  # noqa: E402
+from studiodoctor.lab.servers.fake_gcs import (DB_CACHE_CONTROL, FakeGCSServer, write_data_dir,  # noqa: E402
                                        write_filesystem_backend)
 
 BUCKET_NAME = "studio-content"

@@ -1,8 +1,9 @@
 """The safety and robustness figures of README's Safety section, from one script:
 
   bad inputs tried (each one line + exit 3), the leak matrix (size, leaks found), parsers fuzzed and
-  examples run, the blackhole (wall time of a fresh `studiodoctor check` process vs --timeout), the
-  run-wide bounds (peak checks per backend).
+  examples run, checks passing with least-privileged users (and grants removed one at a time), the blackhole
+  (wall time of a fresh `studiodoctor check` process vs --timeout), the run-wide bounds (peak checks per
+  backend), and read-only measured on the whole lab (methods seen by every HTTP counterpart, Redis MONITOR).
 
 Run: .venv/bin/python benchmarks/reliability.py   (starts its own redis-server and PostgreSQL)"""
 
@@ -37,12 +38,26 @@ class _Collect:
 def run_safety_tests() -> tuple[_Collect, dict]:
     import pytest
 
+    from studiodoctor import runner
+
     plugin = _Collect()
+    # the test session would end this process at its end when checks abandoned at their deadline are still
+    # blocked (tests/conftest.py); the figures are printed first, and main() ends the same way
+    end_now, runner.exit_now = runner.exit_now, lambda code: None
+    try:
+        _run(pytest, plugin)
+    finally:
+        runner.exit_now = end_now
+    fuzz = next(m.RUNS for name, m in list(sys.modules.items()) if name.endswith("test_hostile_answers"))
+    least = next(m.FIGURES for name, m in list(sys.modules.items()) if name.endswith("test_least_privilege"))
+    return plugin, fuzz, least
+
+
+def _run(pytest, plugin) -> None:
     pytest.main(["-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=",
                  str(ROOT / "tests/safety/test_bad_inputs.py"), str(ROOT / "tests/safety/test_leak_matrix.py"),
-                 str(ROOT / "tests/safety/test_hostile_answers.py")], plugins=[plugin])
-    fuzz = next(m.RUNS for name, m in list(sys.modules.items()) if name.endswith("test_hostile_answers"))
-    return plugin, fuzz
+                 str(ROOT / "tests/safety/test_hostile_answers.py"), str(ROOT / "tests/safety/test_least_privilege.py")],
+                plugins=[plugin])
 
 
 def blackhole() -> dict:
@@ -72,13 +87,27 @@ def blackhole() -> dict:
     return {"wall": wall, "run_ms": report.get("duration_ms"), "exit": proc.returncode, "statuses": statuses}
 
 
+def read_only_lab() -> dict:
+    """tests/safety/test_read_only_lab.py: the whole lab (both variants), `check` and every fault's
+    `diagnose`; the methods each HTTP counterpart saw, the broker's commands, and the time it took."""
+    import pytest
+
+    plugin = _Collect()
+    started = time.monotonic()
+    pytest.main(["-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=",
+                 str(ROOT / "tests/safety/test_read_only_lab.py")], plugins=[plugin])
+    figures = next(m.FIGURES for name, m in list(sys.modules.items()) if name.endswith("test_read_only_lab"))
+    return {"seconds": time.monotonic() - started, "outcomes": plugin.outcomes, **figures}
+
+
 def main() -> None:
     from studiodoctor.render import FORMATS
     from studiodoctor.runner import MAX_CONCURRENT, PER_BACKEND, RUN_FACTOR
     from tests.safety import test_bad_inputs, test_leak_matrix
 
+    readonly = read_only_lab()
     hole = blackhole()
-    plugin, fuzz = run_safety_tests()
+    plugin, fuzz, least = run_safety_tests()
     out = plugin.outcomes
     bad = out.get("tests/safety/test_bad_inputs.py", {})
     leak = out.get("tests/safety/test_leak_matrix.py", {})
@@ -94,12 +123,30 @@ def main() -> None:
     print(f"  parsers fuzzed:          {len(fuzz['parsers'])} ({', '.join(sorted(fuzz['parsers']))}), "
           f"{fuzz['examples']} hostile answers run, crashes: "
           f"{out.get('tests/safety/test_hostile_answers.py', {}).get('failed', 0)}")
+    lp = out.get("tests/safety/test_least_privilege.py", {})
+    print(f"  least privilege:         {least['passing']} of {least['checks']} redis/celery/postgres checks ok as "
+          f"the narrowest users (Redis -@all +ping +info; CONTROL_ACL; pg_monitor + SELECT); "
+          f"{least['grants_removed']} grants removed one at a time, each an error naming the grant "
+          f"({least['errors_naming_the_grant']}); tests failed: {lp.get('failed', 0)}")
     print(f"  blackhole (fresh process, every layer silent): {hole['wall']:.2f} s wall for --timeout {TIMEOUT:g} "
           f"(run {hole['run_ms'] / 1000:.2f} s, the rest is start-up and SDK imports), exit {hole['exit']}, "
           f"results {hole['statuses']}")
+    ro_out = readonly["outcomes"].get("tests/safety/test_read_only_lab.py", {})
+    print(f"  read-only, measured:     {readonly['seconds']:.0f} s, {ro_out.get('passed', 0)} variants passed, "
+          f"{ro_out.get('failed', 0)} failed")
+    for variant, fig in readonly["variants"].items():
+        print(f"    {variant}: check + {fig['diagnoses']} diagnoses of {fig['faults']} faults in {fig['run_s']} s; "
+              f"writes seen by HTTP counterparts: {len(fig['writes'])}; broker commands outside reads and the "
+              f"celery layer's declared control writes: {len(fig['redis_undeclared'])}")
+        for counterpart, methods in fig["methods"].items():
+            print(f"      {counterpart:<16} {', '.join(f'{m} {n}' for m, n in sorted(methods.items()))}")
+        print(f"      {'redis (doctor)':<16} {', '.join(f'{c} {n}' for c, n in fig['redis'].items())}")
     print(f"  run-wide bounds:         <= {PER_BACKEND} checks at once per backend, <= {MAX_CONCURRENT} in all, "
           f"whole run <= {RUN_FACTOR:g} x --timeout")
 
 
 if __name__ == "__main__":
     main()
+    from studiodoctor.runner import exit_now
+
+    exit_now(0)

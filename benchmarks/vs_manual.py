@@ -117,6 +117,18 @@ def per_symptom(runs: int):
         print(f"  diagnose {symptom:<13} wall {w:5.2f} s  slowest check {s:5.2f} s  ratio {w / max(s, 1e-3):5.2f}x")
 
 
+def network_share(cmd: list[str]) -> None:
+    """Issue 18's "no check's duration more than 2x its own network time", from one run's JSON: the checks
+    that report ``network_ms`` (timed requests), those over 2x, and the worst ones."""
+    report = json.loads(run(cmd)[3])
+    timed = [r for r in report["results"] if r.get("network_ms")]
+    over = sorted((r for r in timed if r["duration_ms"] > 2 * r["network_ms"]),
+                  key=lambda r: r["duration_ms"] - r["network_ms"], reverse=True)
+    worst = ", ".join(f"{r['id']} {r['duration_ms']:.0f}/{r['network_ms']:.0f} ms" for r in over[:3])
+    print(f"network_ms: {len(timed)} of {len(report['results'])} checks timed; duration > 2x network in "
+          f"{len(over)}{f' (worst: {worst})' if worst else ''}")
+
+
 def redis_layer(runs: int):
     walls = [run([str(BIN), "check", "--layer", "redis", "--profile", "lab"])[0] for _ in range(runs)]
     print(f"\ncheck --layer redis: wall median {median(walls):.2f} s (target <= 0.35 s)")
@@ -145,6 +157,7 @@ def main():
         print(f"targets: wall <= 0.5x manual ({'met' if ratio <= 0.5 else 'NOT met'}), "
               f"cpu <= 1.5 s ({'met' if a[1] <= 1.5 else 'NOT met'}), "
               f"rss <= 120 MiB ({'met' if a[2] <= 120 else 'NOT met'})")
+        network_share(doctor)
         redis_layer(args.runs)
         if args.faults:
             for layer, (fault, symptom) in FAULT_PER_LAYER.items():

@@ -42,7 +42,7 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
     t0 = time.monotonic()
     try:
         resp = httpprobe.request(ctx, "GET", _base(ctx) + path, headers=headers, timeout=cap)
-        return resp, time.monotonic() - t0, None
+        return resp, httpprobe.network_seconds(resp, t0), None  # the wire's time, not our queue's
     except Exception as exc:  # network errors become evidence, never tracebacks
         return None, time.monotonic() - t0, exc
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from studiodoctor.model import Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.registry import check
+from studiodoctor.staged import Staged
 from studiodoctor.saasapi import call, guard, unexpected
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -223,7 +224,7 @@ def check_app_key_env(ctx):
     if entry is None and not configured:
         entry = next((e for e in env if "POSTMARK" in e["name"].upper()), None)
     var = entry["name"] if entry else (configured or "EMAIL_CREDENTIALS_POSTMARK_API_KEY")
-    from checks.kube_cluster import kubectl
+    from studiodoctor.backends.kubernetes import kubectl
 
     cmds = [Command(kubectl(ctx, f"get deployment {dep} -o jsonpath='{{.spec.template.spec.containers[*].env[*].name}}'"))]
     ev = {"deployment": dep, "container": c.get("name"), "variable": var}
@@ -262,6 +263,7 @@ def _tls_context(ctx):
 
 @check(SMTP, title="SMTP relay answers and offers STARTTLS with a valid certificate",
        needs=("email.server_token", "email.smtp_host"))
+@guard
 def check_smtp_relay(ctx):
     """The relay (`email.smtp_host`:`email.smtp_port`, Postmark's smtp.postmarkapp.com:587) greets, offers
     STARTTLS, and its certificate verifies for the host name and is not about to expire (14 days).
@@ -280,29 +282,47 @@ def check_smtp_relay(ctx):
     except (OSError, ssl.SSLError) as exc:
         return error(f"cannot load email.ca_file: {exc}")
     ev: dict = {"address": address}
+    conn = Staged("SMTP relay", address, ev, commands=cmds)
+    timeout = ctx.timeout(margin=0.2)
+    outbound = "Outbound 587 may be blocked from here (GKE egress, firewall); the API path still works."
+    addrs = conn.dns(host, port, timeout)
+    sock = conn.tcp(addrs[0], port, timeout, keep=True, refused_hint=outbound, timeout_hint=outbound)
+
+    class Relay(smtplib.SMTP):
+        def _get_socket(self, host, port, timeout):  # the socket of the TCP stage, already connected
+            return sock
+
     try:
-        with smtplib.SMTP(host, port, timeout=ctx.timeout(margin=0.2), local_hostname="studiodoctor.invalid") as smtp:
-            code, msg = smtp.ehlo()
+        with conn.stage("greeting"):
+            smtp = Relay(host, port, timeout=timeout, local_hostname="studiodoctor.invalid")
+        with smtp:
+            with conn.stage("ehlo"):
+                code, msg = smtp.ehlo()
             ev["ehlo"] = code
             if not smtp.has_extn("starttls"):
+                ev["stage"] = "starttls"
                 return fail(f"SMTP relay {address} does not offer STARTTLS: credentials would cross in clear",
                             evidence=dict(ev, extensions=sorted(smtp.esmtp_features)), commands=cmds)
-            smtp.starttls(context=sslctx)
-            cert = smtp.sock.getpeercert()
-            smtp.ehlo()
+            with conn.stage("tls"):
+                smtp.starttls(context=sslctx)
+                cert = smtp.sock.getpeercert()
+                smtp.ehlo()
             ev.update(tls=smtp.sock.version(), auth_offered=smtp.esmtp_features.get("auth", "").split())
     except ssl.SSLCertVerificationError as exc:
         return fail(f"SMTP relay {address} certificate does not verify: {exc.verify_message or exc}", evidence=ev,
                     commands=cmds, hint="An invalid certificate makes Django refuse the relay (or, without "
                                         "verification, exposes the credentials).")
     except (socket.timeout, TimeoutError):
-        return unreachable("SMTP relay", address, "timed out", timed_out=True, commands=cmds)
+        sock.close()
+        return unreachable("SMTP relay", address, "timed out", timed_out=True, commands=cmds, evidence=ev)
     except (ConnectionError, OSError, smtplib.SMTPException) as exc:
+        sock.close()
         if "timed out" in str(exc):  # smtplib wraps a read timeout in SMTPServerDisconnected
-            return unreachable("SMTP relay", address, "timed out (no greeting)", timed_out=True, commands=cmds)
+            return unreachable("SMTP relay", address, "timed out (no greeting)", timed_out=True, commands=cmds,
+                               evidence=ev)
         text = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc).splitlines()[0][:150]
-        return unreachable("SMTP relay", address, text, commands=cmds,
-                           hint="Outbound 587 may be blocked from here (GKE egress, firewall); the API path still works.")
+        return unreachable("SMTP relay", address, text, commands=cmds, hint=outbound, evidence=ev)
+    conn.done()
     not_after = datetime.strptime(cert["notAfter"], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=timezone.utc)
     days = (not_after - datetime.now(timezone.utc)).days
     ev.update(not_after=not_after.isoformat(), days_left=days,

@@ -3,7 +3,7 @@ shared list call per run). Used by the layers that compare what runs with what a
 (the image tag vs the release) and email (the Postmark key is wired into the container's env).
 
 Which Deployment: ``<layer>.deployment``, else ``kubernetes.app_deployment``, else the one whose pods run
-gunicorn (``kube_cluster.deployment_roles``: discovered, never guessed from a name); which container:
+gunicorn (``backends.kube_pods.deployment_roles``: discovered, never guessed from a name); which container:
 ``<layer>.container``, else the discovered gunicorn container, else ``app``, else the first."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from .model import Reason, error, skip
 
 def app_container(ctx):
     """(deployment name, container dict) or the Result to return when it cannot tell."""
-    from checks import kube_cluster as kc
+    from studiodoctor.backends import kubernetes as kc
+    from studiodoctor.backends.kube_pods import deployment_roles
 
     conn = kc.connection(ctx)
     if conn.status == "unconfigured":
@@ -25,7 +26,7 @@ def app_container(ctx):
         res = kc.listing_problem(ctx, listing)
         res.summary = f"cannot read the app's Deployment: {res.summary}"
         return res
-    app = kc.deployment_roles(listing.items).get("app") or {}
+    app = deployment_roles(listing.items).get("app") or {}
     name = ctx.setting("deployment", "") or ctx.section("kubernetes").get("app_deployment") or app.get("deployment")
     dep = next((d for d in listing.items if (d.get("metadata") or {}).get("name") == name), None) if name else None
     if dep is None:

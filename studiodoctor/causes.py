@@ -129,9 +129,9 @@ RULES: tuple[Rule, ...] = (
          "nginx {nginx} and the app, asked directly, took {app_latency_s:.1f} s"),
     Rule("login-rejected-breaks-app", "app.healthz", "postgres.reachable", login_rejected_breaks_app,
          "the app's database query fails while PostgreSQL rejects our login too ({postgres_error})"),
-    Rule("origin-page-behind-edge", "edge.error_pages", "path.trace", origin_page_behind_edge,
+    Rule("origin-page-behind-edge", "edge.error_pages", "trace.hops", origin_page_behind_edge,
          "every hop in front of the {hop} ({layer}) passes its error on: the trace goes bad there first"),
-    Rule("edge-is-first-bad-hop", "path.trace", "edge.error_pages", edge_is_first_bad_hop,
+    Rule("edge-is-first-bad-hop", "trace.hops", "edge.error_pages", edge_is_first_bad_hop,
          "the request goes bad at CloudFlare itself: every hop behind it answers"),
 )
 

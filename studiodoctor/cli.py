@@ -25,9 +25,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=True)
-lab_app = typer.Typer(help="Studio's stack on loopback for tests, demos and drills.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-app.add_typer(lab_app, name="lab")
 
 
 class CliError(Exception):
@@ -385,6 +383,27 @@ def symptoms(
         typer.echo(f"{s.name}{aliases}: {' -> '.join(s.layers)}  — {s.title}")
 
 
+@app.command(epilog="\b\nExamples:\n  studiodoctor preflight\n  studiodoctor preflight --layer redis --format json")
+def preflight(
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this backend (repeatable)."),
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    fmt: str = FormatOpt,
+    timeout: Optional[str] = TimeoutOpt,
+):
+    """Who we are on each configured backend, what the checks need against what is granted, the grants to add."""
+    from . import preflight as pre
+
+    fmt, timeout = _check_format(fmt), _check_timeout(timeout)
+    known = sorted({c.layer for c in pre.PREFLIGHT.checks.values()})
+    if bad := [x for x in layer or [] if x not in known]:
+        raise CliError(f"no preflight for layer {bad[0]!r}: one of {', '.join(known)}")
+    prof = _load_profile(profile, config)
+    report = pre.run(prof, layer or [], timeout=timeout)
+    _emit(report, prof, fmt)
+    raise typer.Exit(int(report.exit_code))
+
+
 @app.command("list")
 def list_checks(
     layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer (repeatable)."),
@@ -514,158 +533,52 @@ def config_validate(profile: Optional[str] = ProfileOpt, config: Optional[str] =
         typer.echo(f"note: {key} refers to ${{{var}}}, which is not set: its layer will be skipped")
 
 
-def _lab(require_up: bool = True):
-    from .lab.launcher import LabError
-    from .lab.manager import Lab
-
-    lab = Lab.load()
-    if require_up and not lab.exists:
-        raise LabError("the lab is down: run `studiodoctor lab up` first")
-    return lab
-
-
-VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or other (ingress-nginx, no metrics API, "
-                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files).")
-
-
-@lab_app.command("up")
-def lab_up(variant: Optional[str] = VariantOpt):
-    """Start the lab's servers on loopback in the background and write the `lab` profile.
-
-    \b
-    Examples:
-      studiodoctor lab up && studiodoctor check --profile lab
-      studiodoctor lab up --variant other
-      studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
-    """
-    from .lab import variants
-    from .lab.manager import Lab
-    from .lab.state import lab_dir
-
-    lab = _lab(require_up=False)
-    if not lab.exists:
-        lab = Lab(variant=variants.get(variant).name)
-    elif variant and variants.get(variant).name != lab.variant.name:
-        raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
-    lab.up(progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}); try: studiodoctor check --profile lab")
-
-
-@lab_app.command("status")
-def lab_status():
-    """Show the lab's servers, whether each is running, and the faults in force."""
-    lab = _lab(require_up=False)
-    rows = lab.status()
-    if not rows:
-        typer.echo("lab is down (run `studiodoctor lab up`)")
-        raise typer.Exit(int(ExitCode.WARN))
-    for row in rows:
-        typer.echo(f"{row['kind']:<15} {row['address']:<18} pid {str(row['pid']):<8} "
-                   f"{'running' if row['running'] else 'STOPPED'}")
-    active = lab.extra.get("faults", [])
-    typer.echo(f"variant: {lab.variant.name}")
-    typer.echo(f"faults in force: {', '.join(active) if active else 'none'}")
-    if not all(r["running"] for r in rows) and not active:
-        raise typer.Exit(int(ExitCode.WARN))
-
-
-@lab_app.command("down")
-def lab_down():
-    """Stop the lab's servers and remove its state and profile."""
-    _lab(require_up=False).down(progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo("lab is down")
-
-
-@lab_app.command("faults")
-def lab_faults():
-    """List the faults the lab can inject: the layer a diagnosis must name, and the symptoms drilled."""
-    from .lab.faults import FAULTS
-
-    for f in FAULTS.values():
-        typer.echo(f"{f.name:<26} {f.layer:<11} {','.join(f.symptoms):<22} {f.description}")
-
-
-@lab_app.command("break")
-def lab_break(fault: str = typer.Argument(..., help="A fault from `studiodoctor lab faults`.")):
-    """Inject a fault into the running lab (reversible with `lab fix`)."""
-    from .lab.faults import get, set_fault
-
-    flt = get(fault)
-    set_fault(_lab(), flt.name, True)
-    typer.echo(f"broke {flt.name}: {flt.description}\ntry: studiodoctor diagnose {flt.symptoms[0]} --profile lab")
-
-
-@lab_app.command("fix")
-def lab_fix(fault: Optional[str] = typer.Argument(None, help="The fault to revert (default: every fault in force).")):
-    """Revert a fault (or all of them)."""
-    from .lab.faults import get, set_fault
-
-    lab = _lab()
-    names = [get(fault).name] if fault else list(lab.extra.get("faults", []))
-    for name in names:
-        set_fault(lab, name, False)
-        typer.echo(f"fixed {name}")
-    if not names:
-        typer.echo("no fault in force")
-
-
-@lab_app.command("drill")
-def lab_drill(
-    symptom: Optional[str] = typer.Argument(None, help="Drill the faults users would report as this symptom."),
-    fault: Optional[str] = typer.Option(None, "--fault", help="Drill this one fault."),
-    all_: bool = typer.Option(False, "--all", help="Drill every fault and check the healthy lab for false alarms "
-                                                   "(on every variant unless --variant says which)."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
-                                                                  "lab's; with --all: every variant)."),
-    timeout: Optional[str] = TimeoutOpt,
-):
-    """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
-
-    A variant other than the running lab's is started for the drill in its own directory and taken
-    down after it.
-
-    \b
-    Examples:
-      studiodoctor lab drill 502
-      studiodoctor lab drill --fault redis-down
-      studiodoctor lab drill --all
-      studiodoctor lab drill --all --variant other
-    """
-    from .lab import drill, variants
-
-    if not (symptom or fault or all_):
-        raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
-    timeout = _check_timeout(timeout)
-    lab = _lab(require_up=not (all_ or variant))
-    if variant:
-        names = [variants.get(variant).name]
-    elif all_:
-        names = list(variants.VARIANTS)
-    else:
-        names = [lab.variant.name]
-    tables, ok = [], True
-    for name in names:
-        with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
-            results, skipped = [], []
-            for flt, symptoms in drill.select(symptom, fault):
-                why = drill.skipped(running, flt.name)
-                if why:
-                    skipped.append(f"{flt.name}: {why}")
-                    continue
-                results += drill.drill_fault(running, flt, symptoms, timeout=timeout,
-                                             progress=lambda msg: typer.echo(msg, err=True))
-            alarms = drill.false_alarms(timeout) if all_ else []
-        tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
-        ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms
-    typer.echo("\n\n".join(tables))
-    raise typer.Exit(int(ExitCode.OK if ok else ExitCode.FAIL))
-
-
 def _one_line(exc: BaseException) -> str:
     from .secrets import Redactor
 
     text = " ".join(str(exc).split()) or type(exc).__name__
     return Redactor().text(text)
+
+
+# --- commands of other packages (the lab's `lab ...`): entry-point group studiodoctor.commands -------------
+PLUGIN_GROUP = "studiodoctor.commands"
+
+
+def _plugin_commands() -> dict:
+    """name -> entry point of every installed command plugin (read only when a name is not built in)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+def _with_plugins(root):
+    """The root command, with the plugins' sub-apps found lazily: a built-in command never reads the
+    entry points, and a plugin that cannot be imported (its extra not installed) is no command."""
+    import typer.main
+
+    builtin_get, builtin_list = root.get_command, root.list_commands
+    found: dict = {}
+
+    def load(ctx, name):
+        if name not in found:
+            found[name] = None
+            ep = _plugin_commands().get(name)
+            if ep is not None:
+                try:
+                    found[name] = typer.main.get_command(ep.load())
+                except ImportError:
+                    pass
+        return found[name]
+
+    def get_command(ctx, name):
+        return builtin_get(ctx, name) or load(ctx, name)
+
+    def list_commands(ctx):
+        names = builtin_list(ctx)
+        return names + sorted(n for n in _plugin_commands() if n not in names and load(ctx, n) is not None)
+
+    root.get_command, root.list_commands = get_command, list_commands
+    return root
 
 
 # when main() was entered, and whether as the command line (argv None) rather than in-process (tests)
@@ -688,7 +601,6 @@ def _main(argv: list[str] | None) -> int:
 
     from .config import ConfigError
     from .engine import UsageError
-    from .lab.launcher import LabError
     from .registry import RegistryError
     from .symptoms import CatalogueError
 
@@ -697,7 +609,8 @@ def _main(argv: list[str] | None) -> int:
     _MAIN_STARTED[:] = [time.monotonic(), argv is None]
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        rv = typer.main.get_command(app).main(args=argv, prog_name="studiodoctor", standalone_mode=False)
+        rv = _with_plugins(typer.main.get_command(app)).main(args=argv, prog_name="studiodoctor",
+                                                             standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except Exit as exc:
         return exc.exit_code
@@ -708,7 +621,7 @@ def _main(argv: list[str] | None) -> int:
         text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"studiodoctor: {_one_line(text)}", file=sys.stderr)
         return int(ExitCode.UNKNOWN)
-    except (CliError, ConfigError, UsageError, LabError, RegistryError, CatalogueError) as exc:
+    except (CliError, ConfigError, UsageError, RegistryError, CatalogueError) as exc:
         print(f"studiodoctor: {_one_line(exc)}", file=sys.stderr)
         return int(ExitCode.UNKNOWN)
     except Exception as exc:  # never a traceback for the user; --debug shows it, redacted

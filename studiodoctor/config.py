@@ -225,7 +225,7 @@ def _known_words() -> frozenset[str]:
                     keys(v)
 
         keys(DEFAULTS)
-        files = list(Path(__file__).parent.glob("*.py"))
+        files = list(Path(__file__).parent.glob("*.py")) + list(Path(__file__).parent.glob("backends/*.py"))
         for ep in entry_points(group="studiodoctor.checks"):
             words.add(ep.name)
             try:
@@ -234,6 +234,8 @@ def _known_words() -> frozenset[str]:
                 continue
             if spec and spec.origin:
                 files.append(Path(spec.origin))
+            if spec and spec.submodule_search_locations:  # a layer that is a package: all its modules
+                files += [p for d in spec.submodule_search_locations for p in Path(d).glob("*.py")]
         for path in files:
             try:
                 words.update(re.findall(r"[\"']([a-z][a-z0-9_]*)[\"']", path.read_text(errors="replace")))
@@ -286,8 +288,27 @@ def _substitute(node: Any, key: str, secrets: set[str], env, path: str = "") -> 
     return value
 
 
+PROFILE_GROUP = "studiodoctor.profiles"
+
+
+def plugin_profiles() -> dict[str, dict[str, Any]]:
+    """Profiles other packages provide: entry-point group ``studiodoctor.profiles``, each a function
+    returning the profile's data or None (the lab's ``lab``, present while a lab is up)."""
+    from importlib.metadata import entry_points
+
+    found = {}
+    for ep in entry_points(group=PROFILE_GROUP):
+        try:
+            data = ep.load()()
+        except ImportError:  # the part that provides it is not installed
+            continue
+        if isinstance(data, dict):
+            found[ep.name] = data
+    return found
+
+
 def load_profile(name: str | None = None, config_file: str | None = None, env=None) -> Profile:
-    """Resolve a profile from the built-ins, the lab's own profile and the config file."""
+    """Resolve a profile from the built-ins, the profiles of installed parts (the lab's) and the config file."""
     env = os.environ if env is None else env
     path = find_config_file(config_file)
     raw: dict[str, Any] = read_toml(path) if path else {}
@@ -309,11 +330,8 @@ def load_profile(name: str | None = None, config_file: str | None = None, env=No
         raise ConfigError(f"{where}: default_profile: expected a string")
     chosen = name or default
     available = dict(BUILTIN_PROFILES)
-    from .lab.state import lab_profile_data
-
-    lab = lab_profile_data()
-    if lab is not None:
-        available["lab"] = lab
+    if chosen not in available:  # a profile of an installed part (the lab's), read only when asked for
+        available.update(plugin_profiles())
     if chosen not in available and chosen not in file_profiles:
         names = sorted(set(available) | set(file_profiles))
         raise ConfigError(f"{where}: unknown profile {chosen!r} (known: {', '.join(names)})")

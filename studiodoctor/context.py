@@ -7,6 +7,9 @@ import time
 from typing import Any, Callable
 
 
+_NETWORK_LOCK = threading.Lock()
+
+
 class Shared:
     """Per-run cache of clients and values shared by the checks of a run (thread-safe)."""
 
@@ -50,6 +53,26 @@ class CheckContext:
         self.options = options or {}
         self._results = results if results is not None else {}
         self.retries: list[str] = []  # what was retried once after a blip; the runner adds it to the evidence
+        # seconds on the wire of each timed request (httpprobe, saasapi): the runner reports their sum as
+        # the result's ``network_ms``, next to its ``duration_ms``
+        self.network_spans: list[tuple[float, float]] = []
+
+    def add_network(self, seconds: float) -> None:
+        """Record the network part of one request this check made, ending now (see ``network_ms``)."""
+        now = time.perf_counter()
+        with _NETWORK_LOCK:  # a check may probe from several threads at once
+            self.network_spans.append((now - seconds, now))
+
+    def network_ms(self) -> float | None:
+        """Milliseconds on the wire: the union of the requests' network parts (concurrent requests of one
+        check count once), so never more than the check's own duration. None: no timed request."""
+        total, end = 0.0, float("-inf")
+        for lo, hi in sorted(self.network_spans):
+            lo = max(lo, end)
+            if hi > lo:
+                total += hi - lo
+            end = max(end, hi)
+        return total * 1000 if self.network_spans else None
 
     def retry_once(self, call: Callable[[], Any], *, blip: Callable[[BaseException], bool], what: str = "",
                    min_left: float = 0.5) -> Any:

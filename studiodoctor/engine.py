@@ -14,7 +14,7 @@ from .report import Report
 from .runner import run_checks
 
 # The layers of DESIGN.md in request-path order, and the later ones it names.
-KNOWN_LAYERS = ("dns", "cloudflare", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
+KNOWN_LAYERS = ("dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
                 "postgres", "email", "sentry", "newrelic")
 
 
@@ -27,12 +27,16 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
+# Old layer names still accepted by --layer: `path` is `trace` since the layers were named after their ids.
+LAYER_ALIASES = {"path": "trace"}
+
+
 def known_layers(registry: Registry) -> list[str]:
     return list(dict.fromkeys([*KNOWN_LAYERS, *registry.layers()]))
 
 
 def select_checks(registry: Registry, layers: Iterable[str] = (), check_ids: Iterable[str] = ()) -> list[Check]:
-    layers, check_ids = list(layers), list(check_ids)
+    layers, check_ids = [LAYER_ALIASES.get(lay, lay) for lay in layers], list(check_ids)
     for layer in layers:
         if layer not in known_layers(registry):
             raise UsageError(f"unknown layer {layer!r}{suggest(layer, known_layers(registry))}; "

@@ -77,13 +77,132 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
 
     def send():
         limit = ctx.timeout(timeout)
+        clock = NetworkClock()
         with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit),
                           follow_redirects=follow_redirects, trust_env=False) as client:
-            req = client.build_request(method, target, headers=all_headers, extensions=extensions)
-            return _bounded(client.send(req, stream=True), ctx)
+            req = client.build_request(method, target, headers=all_headers,
+                                       extensions={**extensions, "trace": clock.trace})
+            try:
+                resp = _bounded(client.send(req, stream=True), ctx)
+            finally:
+                clock.record(ctx)
+            resp.extensions = {**resp.extensions, "network_s": clock.seconds}
+            return resp
 
     retry = getattr(ctx, "retry_once", None)
     return retry(send, blip=is_blip, what=f"{method} {url}") if retry else send()
+
+
+class NetworkClock:
+    """The network part of a request: its TCP connect, TLS handshake and exchange (request sent to the
+    answer's last byte), each redirect hop too. Building the client, loading CA bundles, waiting for a
+    thread slot are not in it.
+
+    httpcore's trace callbacks run only once this thread holds the GIL again, so when other checks of
+    the run are busy in Python (parsing, TLS, an SDK) a clock read there would include that wait. On
+    Linux each phase's end is therefore taken from the kernel's own account of the socket (TCP_INFO:
+    how long ago the last segment was received and the request sent, read at the callback), which no
+    wait for the GIL can move; the clock reads in the callbacks stay the bound (and the figure where
+    TCP_INFO cannot be read)."""
+
+    __slots__ = ("seconds", "_mark", "_request", "_stream")
+
+    def __init__(self):
+        self.seconds, self._mark, self._request, self._stream = 0.0, None, None, None
+
+    def trace(self, name: str, info: dict) -> None:
+        import time
+
+        now = time.perf_counter()
+        event = name.rsplit(".", 2)[-2:]
+        phase, when = event if len(event) == 2 else (name, "")
+        if phase in ("connect_tcp", "connect_unix_socket") and when == "started":
+            self._mark = now
+        elif phase == "connect_tcp" and when == "complete" and self._mark is not None:
+            # the connect itself is one round trip (the kernel's RTT sample of the SYN); the clock's
+            # reading also holds the waits for the GIL around getaddrinfo and connect
+            self._stream = info.get("return_value")
+            _, recv_ago, rtt = _tcp_info(self._stream)
+            self.seconds += min(now - self._mark, rtt)
+            self._mark = min(now, max(self._mark, now - recv_ago))  # established, by the kernel
+        elif phase == "start_tls" and when == "complete" and self._mark is not None:
+            self._stream = info.get("return_value")
+            recv_ago = _tcp_info(self._stream)[1]
+            end = min(now, max(self._mark, now - recv_ago))  # the handshake's last segment, by the kernel
+            self.seconds += end - self._mark
+            self._mark = end
+        elif phase == "send_request_headers" and when == "started":
+            self._request = now
+        elif phase == "receive_response_body" and when == "complete" and self._request is not None:
+            sent_ago, recv_ago, _ = _tcp_info(self._stream)
+            self.seconds += min(now - self._request, max(0.0, sent_ago - recv_ago) + KERNEL_TICK)
+            self._mark = self._request = None
+        elif when == "failed":
+            self._stop(now)
+
+    def _stop(self, now: float) -> None:
+        start = self._request if self._request is not None else self._mark
+        if start is not None:
+            self.seconds += now - start
+        self._mark = self._request = None
+
+    def record(self, ctx) -> None:
+        import time
+
+        self._stop(time.perf_counter())  # an answer cut short (deadline, size): up to now
+        add = getattr(ctx, "add_network", None)
+        if add is not None and self.seconds:
+            add(self.seconds)
+
+
+# The kernel's TCP timestamps count scheduler ticks (CONFIG_HZ 250: 4 ms); an exchange may read one short.
+KERNEL_TICK = 0.004
+
+
+def _tcp_info(stream) -> tuple[float, float, float]:
+    """(seconds since the connection last sent data, since it last received data, its smoothed round
+    trip time), from the kernel's TCP_INFO; (inf, 0, inf) where it cannot be read (not Linux, no
+    socket), which leaves the clock's own reading."""
+    import socket
+    import struct
+
+    try:
+        sock = stream.get_extra_info("socket")
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        # struct tcp_info: 8 u8, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans,
+        # fackets, last_data_sent, last_ack_sent, last_data_recv (ms ago), last_ack_recv, pmtu,
+        # rcv_ssthresh, rtt (microseconds)
+        fields = struct.unpack_from("8B16I", raw)
+        return fields[8 + 9] / 1000, fields[8 + 11] / 1000, fields[8 + 15] / 1e6
+    except Exception:  # noqa: BLE001
+        return float("inf"), 0.0, float("inf")
+
+
+def network_seconds(resp, t0: float) -> float:
+    """Seconds a probe's answer took on the wire (``NetworkClock``), or since ``t0`` (time.monotonic())
+    for a response that was not timed by ``request``."""
+    import time
+
+    seconds = (getattr(resp, "extensions", None) or {}).get("network_s")
+    return seconds if seconds else time.monotonic() - t0
+
+
+def warm(profile) -> None:
+    """Build what the first request of a run would build inside a check (the TLS contexts and their CA
+    bundle, httpx's transport): done once before the checks start, so its CPU is in no latency."""
+    import httpx
+
+    section = profile.section("http") if hasattr(profile, "section") else {}
+    ca_file = (section.get("ca_file") or "") if isinstance(section, dict) else ""
+    import os
+
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
+    except OSError:
+        return
+    _ssl_context(True, ca_file, stamp)
+    _ssl_context(False, "", 0)
+    httpx.Client(verify=_ssl_context(False, "", 0), trust_env=False).close()
 
 
 # Most bytes of one answer read: a 10 MB error page or a runaway listing is cut, never read whole.

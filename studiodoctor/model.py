@@ -91,6 +91,7 @@ class Result:
     layer: str = ""
     title: str = ""
     duration_ms: float = 0.0
+    network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
 
@@ -105,6 +106,7 @@ class Result:
             "hint": self.hint,
             "commands": [c.to_dict() for c in self.commands],
             "duration_ms": round(self.duration_ms, 1),
+            "network_ms": None if self.network_ms is None else round(self.network_ms, 1),
             "blocked_by": list(self.blocked_by),
             "reason": self.reason,
             "metrics": [m.to_dict() for m in self.metrics],
@@ -135,3 +137,26 @@ def unreachable(what: str, address: str, detail: str, *, timed_out: bool = False
     evidence = {"address": address, "error": detail, **extra.pop("evidence", {})}
     return fail(f"{what} at {address} {verb}: {detail}", evidence=evidence,
                 reason=Reason.TIMEOUT if timed_out else Reason.UNREACHABLE, **extra)
+
+
+class Stop(Exception):
+    """"Stop with this result": raised anywhere under a check (an API call that failed, a client that
+    cannot be built, a connect stage that failed), it carries the Result the check returns (see ``guard``)."""
+
+    def __init__(self, result: Result):
+        super().__init__(result.summary)
+        self.result = result
+
+
+def guard(fn):
+    """Decorator for check functions: a ``Stop`` raised anywhere inside becomes the check's result."""
+
+    def run(ctx):
+        try:
+            return fn(ctx)
+        except Stop as stop:
+            return stop.result
+
+    run.__name__, run.__qualname__, run.__doc__, run.__module__ = fn.__name__, fn.__qualname__, fn.__doc__, fn.__module__
+    run.__wrapped__ = fn
+    return run

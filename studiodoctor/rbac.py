@@ -1,9 +1,9 @@
 """Least-privilege RBAC for running studiodoctor in the cluster, generated from the checks' own
 declared ``permissions`` (one source of truth with the ``kubernetes.permissions`` check, which asks the
-API server about the same resources, ``checks.kube_cluster.RESOURCES``).
+API server about the same resources, ``studiodoctor.backends.kubernetes.RESOURCES``).
 
-In a module that uses the Kubernetes SDK (``SDK_IMPORTS`` names ``kubernetes.client``), a permission
-written ``<verb> <resource>[.<group>][ in the Traefik namespace| in all namespaces]`` (verb in lower case: get, list,
+In a module that talks to the Kubernetes API (its ``SDK_IMPORTS`` names ``studiodoctor.backends.kubernetes``),
+a permission written ``<verb> <resource>[.<group>][ in the Traefik namespace| in all namespaces]`` (verb in lower case: get, list,
 watch) is a Kubernetes API permission. It applies to the check's namespace: Studio's
 (``kubernetes.namespace``), or Traefik's for the traefik layer and for "in the Traefik namespace";
 cluster-scoped resources (as ``RESOURCES`` marks them) go to a ClusterRole. What Kubernetes already
@@ -38,12 +38,12 @@ class Grant:
 
 
 def _uses_kubernetes(chk) -> bool:
-    return "kubernetes.client" in getattr(sys.modules.get(chk.func.__module__), "SDK_IMPORTS", ())
+    return "studiodoctor.backends.kubernetes" in getattr(sys.modules.get(chk.func.__module__), "SDK_IMPORTS", ())
 
 
 def needed_grants(registry, namespace: str, traefik_namespace: str) -> dict[Grant, list[str]]:
     """Every grant the checks declare, with the ids of the checks that need it."""
-    from checks.kube_cluster import RESOURCES
+    from studiodoctor.backends.kubernetes import RESOURCES
 
     cluster = {(g, r) for g, r, is_cluster, _ in RESOURCES.values() if is_cluster}
     known = {(g, r) for g, r, _, _ in RESOURCES.values()}
@@ -57,7 +57,7 @@ def needed_grants(registry, namespace: str, traefik_namespace: str) -> dict[Gran
                 continue  # not a Kubernetes API permission (Traefik's HTTP API, a TLS handshake)
             key = (m["group"] or "", m["resource"])
             if m["verb"] not in VERBS or key not in known:
-                raise RbacError(f"{chk.id}: cannot grant {perm!r} (read verbs on checks.kube_cluster.RESOURCES only)")
+                raise RbacError(f"{chk.id}: cannot grant {perm!r} (read verbs on backends.kubernetes.RESOURCES only)")
             if key in cluster or "all namespaces" in (m["rest"] or "").lower():
                 scope = ""
             elif chk.layer == "traefik" or "traefik namespace" in (m["rest"] or "").lower():

@@ -19,7 +19,7 @@ def step_checks(step, registry: Registry) -> list[Check]:
     if step.checks is not None:
         chosen = [registry.checks[c] for c in step.checks if c in registry.checks]
     else:
-        chosen = registry.for_layers([step.layer])
+        chosen = registry.for_layers(step.check_layers)
     return chosen + [registry.checks[c] for c in step.also if c in registry.checks and registry.checks[c] not in chosen]
 
 
@@ -142,7 +142,7 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
         blocked_by = sorted({b for r in step_results if r.status is Status.BLOCKED for b in r.blocked_by})
         explanations = [{"check": r.id, **e} for r in step_results for e in consequences.get(r.id, [])]
         explained_layers = sorted({by_id[e["cause"]].layer for e in explanations
-                                   if by_id[e["cause"]].layer != step.layer})
+                                   if by_id[e["cause"]].layer not in step.check_layers})
         # the step is a consequence when every finding in it is explained by a deeper layer
         findings = [r for r in step_results if r.status.value == v]
         consequence_of = explained_layers if findings and all(r.id in consequences for r in findings) else []

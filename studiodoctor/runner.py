@@ -68,20 +68,38 @@ def _call(chk: Check, ctx: CheckContext, debug: bool) -> Result:
     return result
 
 
-def preload(checks: Iterable[Check]) -> None:
-    """Import the SDKs the chosen checks use (their module's ``SDK_IMPORTS``) before any check starts.
+# What the first use of an SDK imports lazily (inside the check, where its CPU would land in the
+# latencies other checks are measuring): imported up front with the SDK.
+WARM_IMPORTS = {
+    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.httpprobe"),
+    "cryptography.x509": ("studiodoctor.tlsprobe",),
+}
+
+
+def preload(checks: Iterable[Check], profile=None) -> None:
+    """Import the SDKs the chosen checks use (their module's ``SDK_IMPORTS``) before any check starts,
+    and what their first use would import or build (httpcore, the TLS contexts with their CA bundle).
 
     An SDK import costs up to half a second of CPU; done inside concurrent checks it would land in
-    the latency other checks are measuring at that moment. A failed import is left for the check
-    itself to report."""
+    the latency other checks are measuring at that moment. With ``profile``, a check that will be
+    skipped (a needed key is unset) imports nothing. A failed import is left for the check itself
+    to report."""
     import importlib
     import sys
 
+    checks = [c for c in checks if profile is None or _needs_skip(c, profile) is None]
     modules = {c.func.__module__ for c in checks}
-    for name in dict.fromkeys(m for mod in modules for m in getattr(sys.modules.get(mod), "SDK_IMPORTS", ())):
+    names = list(dict.fromkeys(m for mod in modules for m in getattr(sys.modules.get(mod), "SDK_IMPORTS", ())))
+    for name in dict.fromkeys([*names, *(w for n in names for w in WARM_IMPORTS.get(n, ()))]):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the check reports it, with its layer's hint
+            pass
+    if profile is not None and "httpx" in names:
+        try:
+            from .httpprobe import warm
+            warm(profile)
+        except Exception:  # noqa: BLE001 - a bad CA file is the checks' to report
             pass
 
 
@@ -128,7 +146,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     budget = float(timeout or profile.timeout)
     # SDK imports first (so their CPU does not land in latencies being measured); on an overloaded
     # machine the checks start anyway after PRELOAD_SHARE of the budget (the run's deadline counts it).
-    loader = threading.Thread(target=preload, args=(checks,), daemon=True, name="preload")
+    loader = threading.Thread(target=preload, args=(checks, profile), daemon=True, name="preload")
     loader.start()
     loader.join(PRELOAD_SHARE * budget)
     by_id = {c.id: c for c in checks}
@@ -136,21 +154,28 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                        run_deadline if run_deadline is not None else float("inf"))
     shared = Shared()
     results: dict[str, Result] = {}
-    running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock)
+    running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock, times)
     cond = threading.Condition()
     pending = list(checks)
 
-    def finish(chk: Check, res: Result, started: float) -> None:
+    def finish(chk: Check, res: Result, started: float, ended: float | None = None) -> None:
         res.id, res.layer, res.title = chk.id, chk.layer, chk.title
-        res.duration_ms = (time.monotonic() - started) * 1000
+        res.duration_ms = ((ended or time.monotonic()) - started) * 1000
         if chk.metrics and isinstance(res.evidence, dict):
             res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res
         if on_done:
             on_done(res)
 
-    def worker(chk: Check, ctx: CheckContext, box: list) -> None:
+    def worker(chk: Check, ctx: CheckContext, box: list, times: list) -> None:
+        # timed here, not when the scheduler gets round to it: its own start and end, never the queue's
+        times.append(time.monotonic())
         res = _call(chk, ctx, debug)
+        times.append(time.monotonic())
+        res.network_ms = ctx.network_ms()
+        if res.network_ms is None and isinstance(res.evidence, dict):  # a backend that times its own calls
+            figure = res.evidence.get("network_ms")
+            res.network_ms = float(figure) if isinstance(figure, (int, float)) else None
         with cond:
             box.append(res)
             cond.notify_all()
@@ -163,7 +188,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     with cond:
         while pending or running:
             progressed = False
-            for cid, (thread, started, deadline, box, ctx, clock) in list(running.items()):
+            for cid, (thread, started, deadline, box, ctx, clock, times) in list(running.items()):
                 if box:
                     del running[cid]
                     res = box[0]
@@ -173,7 +198,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                                     evidence=res.evidence, reason=Reason.TIMEOUT, hint=res.hint, commands=res.commands)
                     if ctx.retries:
                         res.evidence.setdefault("retried", list(ctx.retries))
-                    finish(by_id[cid], res, started)
+                    finish(by_id[cid], res, times[0] if times else started, times[1] if len(times) > 1 else None)
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
                     del running[cid]  # abandoned: its daemon thread cannot hold the run up
@@ -214,9 +239,10 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     clock = now
                     ctx = CheckContext(chk, profile, min(clock + budget, run_deadline), shared, options, results)
                     box: list = []
-                    thread = threading.Thread(target=worker, args=(chk, ctx, box), daemon=True,
+                    times: list = []
+                    thread = threading.Thread(target=worker, args=(chk, ctx, box, times), daemon=True,
                                               name=f"check:{chk.id}")
-                    running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock)
+                    running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock, times)
                     pending.remove(chk)
                     progressed = True
                     if on_start:

@@ -11,28 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .model import Reason, Result, error, unreachable
-
-
-class Stop(Exception):
-    """Carries the Result a failed API call turns into."""
-
-    def __init__(self, result: Result):
-        super().__init__(result.summary)
-        self.result = result
-
-
-def guard(fn):
-    """Decorator for check functions: a ``Stop`` raised anywhere inside becomes the check's result."""
-
-    def run(ctx):
-        try:
-            return fn(ctx)
-        except Stop as stop:
-            return stop.result
-
-    run.__name__, run.__doc__, run.__module__ = fn.__name__, fn.__doc__, fn.__module__
-    return run
+from .model import Reason, Stop, error, guard, unreachable  # noqa: F401 - Stop, guard: re-exported
 
 
 def call(ctx, vendor: str, method: str, url: str, *, headers: dict, what: str, permission: str,

@@ -145,7 +145,7 @@ def smoke(profile: Profile, layers: Iterable[str] = (), *, registry: Registry | 
             raise UsageError(str(exc)) from None
     per_check = min(float(timeout or profile.timeout), budget - RESERVE)
     t0 = time.monotonic()
-    preload(chosen)  # the SDKs' import CPU, timed apart from the checks (the runner's own call is then free)
+    preload(chosen, profile)  # the SDKs' import CPU, timed apart from the checks (the runner's own call is then free)
     imports_ms = (time.monotonic() - t0) * 1000
     report = run(profile, chosen, command="smoke", timeout=per_check, debug=debug, on_start=on_start,
                  on_done=on_done, run_deadline=started + budget - RESERVE - 0.5)

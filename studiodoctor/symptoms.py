@@ -26,6 +26,13 @@ class Step:
     # check ids whose `warn` explains this symptom: with no failure, such a warn is the likely cause
     warn_explains: list[str] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
+    # the check layers the step runs when it lists no `checks`: its layer's `covers` in the catalogue's
+    # [layers.X] (the walk's `cloudflare` step covers layers cloudflare and edge), else the layer itself
+    covers: list[str] = field(default_factory=list)
+
+    @property
+    def check_layers(self) -> list[str]:
+        return self.covers or [self.layer]
 
 
 @dataclass
@@ -111,7 +118,11 @@ def load_catalogue(user_symptoms: dict | None = None, where: str = "config") -> 
     symptoms = {str(n): _symptom(str(n), s, "built-in catalogue") for n, s in data["symptoms"].items()}
     for name, raw in (user_symptoms or {}).items():
         symptoms[str(name)] = _symptom(str(name), raw, where)
-    return Catalogue(symptoms=symptoms, layers=data.get("layers", {}))
+    layers = data.get("layers", {})
+    for sym in symptoms.values():
+        for step in sym.steps:
+            step.covers = list(layers.get(step.layer, {}).get("covers", []))
+    return Catalogue(symptoms=symptoms, layers=layers)
 
 
 # ------------------------------------------------------------------------------------- templating

@@ -5,9 +5,19 @@ from __future__ import annotations
 import pytest
 
 from studiodoctor.config import profile_from_data
-from studiodoctor.lab.fake_gcs import FakeGCSServer
-from studiodoctor.lab.postgres_server import PostgresServer
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.fake_gcs import FakeGCSServer
+from studiodoctor.lab.servers.postgres_server import PostgresServer
+from studiodoctor.lab.servers.redis_server import RedisServer
+
+
+def pytest_configure(config):
+    """The lab reaches the CLI and the profiles through entry points: a venv installed before they
+    existed would fail every lab test obscurely; say what to do instead."""
+    from importlib.metadata import entry_points
+
+    if not any(ep.name == "lab" for ep in entry_points(group="studiodoctor.profiles")):
+        pytest.exit("the installed metadata has no studiodoctor.profiles/commands entry points (older than "
+                    "pyproject.toml): run .venv/bin/pip install -e '.[test]'", returncode=3)
 
 
 @pytest.fixture(scope="session")

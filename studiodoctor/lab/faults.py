@@ -136,7 +136,7 @@ fault("static-missing", "/static/ is empty (collectstatic never ran)", "nginx", 
 
 def _gcs_fault(name: str):
     def apply(lab, on):
-        from .fake_gcs import apply_fault, revert_fault
+        from .servers.fake_gcs import apply_fault, revert_fault
 
         (apply_fault if on else revert_fault)(name, lab["fake-gcs"], lab["gcs-gate"])
 
@@ -201,17 +201,17 @@ def _edge_fault(name: str):
 
 
 for _name, _layer, _symptoms in (
-        ("edge-cert-expired", "cloudflare", ("ssl",)),
-        ("edge-cert-wrong-san", "cloudflare", ("ssl",)),
+        ("edge-cert-expired", "edge", ("ssl",)),
+        ("edge-cert-wrong-san", "edge", ("ssl",)),
         ("ssl-flexible", "cloudflare", ("ssl",)),
         ("http-not-redirected", "cloudflare", ("ssl",)),
-        ("redirect-loop", "cloudflare", ("ssl",)),
+        ("redirect-loop", "edge", ("ssl",)),
         ("record-unproxied", "cloudflare", ("dns",)),
         ("record-missing", "cloudflare", ("dns",)),
         ("dns-servfail", "dns", ("dns",)),
         ("databases-hit", "cloudflare", ("caching",)),
-        ("edge-522", "cloudflare", ("502",)),
-        ("edge-524", "cloudflare", ("502",))):
+        ("edge-522", "edge", ("502",)),
+        ("edge-524", "edge", ("502",))):
     from .edge_lab import FAULTS as _EDGE
 
     fault(_name, _EDGE[_name], _layer, *_symptoms)(_edge_fault(_name))

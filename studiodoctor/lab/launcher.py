@@ -151,6 +151,13 @@ class Launcher:
     def log(self) -> Path:
         return self.dir / f"{self.kind}.log"
 
+    @property
+    def method_logs(self) -> list[Path]:
+        """Where this counterpart records the method of every request it receives (its access log, or a
+        :class:`~studiodoctor.lab.methodlog.MethodLog`), read by ``methodlog.read_methods``; none when it
+        speaks no HTTP."""
+        return []
+
     # lifecycle -----------------------------------------------------------
     def command(self) -> list[str]:
         raise NotImplementedError

@@ -21,23 +21,23 @@ STATE_FILE = "state.json"
 
 
 def launcher_kinds() -> dict[str, type[Launcher]]:
-    from .celery_worker import CeleryWorker
-    from .cloudflare_api import CloudflareAPI
-    from .dns_server import DnsServer
-    from .edge_proxy import EdgeProxy
-    from .fake_gcs import FakeGCSServer
-    from .gcs_gate import GCSGate
-    from .ingress_nginx import IngressNginx
-    from .kube_api import KubeAPIServer
-    from .postgres_server import PostgresServer
-    from .redis_server import RedisServer
-    from .newrelic_api import NewRelicAPI
-    from .postmark_api import PostmarkAPI
-    from .sentry_api import SentryAPI
-    from .smtp_relay import SMTPRelay
-    from .studio_app import StudioApp
-    from .studio_nginx import StudioNginx
-    from .traefik_server import TraefikServer
+    from .servers.celery_worker import CeleryWorker
+    from .standins.cloudflare_api import CloudflareAPI
+    from .standins.dns_server import DnsServer
+    from .standins.edge_proxy import EdgeProxy
+    from .servers.fake_gcs import FakeGCSServer
+    from .servers.gcs_gate import GCSGate
+    from .servers.ingress_nginx import IngressNginx
+    from .standins.kubernetes import KubeAPIServer
+    from .servers.postgres_server import PostgresServer
+    from .servers.redis_server import RedisServer
+    from .standins.newrelic_api import NewRelicAPI
+    from .standins.postmark_api import PostmarkAPI
+    from .standins.sentry_api import SentryAPI
+    from .servers.smtp_relay import SMTPRelay
+    from .servers.studio_app import StudioApp
+    from .servers.studio_nginx import StudioNginx
+    from .servers.traefik_server import TraefikServer
 
     return {"redis": RedisServer, "postgres": PostgresServer, "fake-gcs": FakeGCSServer, "gcs-gate": GCSGate,
             "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
@@ -185,7 +185,7 @@ class Lab:
         if kind == "kube-api":
             return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name)
         if kind == "sentry-api":  # Sentry knows the release the lab's app pods run
-            from .sentry_api import deployed_release
+            from .standins.sentry_api import deployed_release
 
             return kinds[kind](root, release=deployed_release(s["kube-api"].read_state()))
         return kinds[kind](root)
@@ -202,7 +202,7 @@ class Lab:
             names = svc.seed_studio_content()
             storage = sorted(n for n in names.get("storage", []))
             databases = sorted(n for n in names.get("databases", []) if "-" not in n.rsplit("/", 1)[-1])
-            from .studio_nginx import STATIC_SAMPLE
+            from .servers.studio_nginx import STATIC_SAMPLE
             from .studio_schema import add_published_channels
 
             # the bucket's channel databases belong to public channels of the database, as in Studio
@@ -214,7 +214,7 @@ class Lab:
                                      "storage": "/content/" + storage[0] if storage else "",
                                      "databases": "/content/" + databases[0] if databases else ""}
         elif kind == "kube-api":
-            from .kube_api import set_readiness
+            from .standins.kubernetes import set_readiness
 
             set_readiness(svc.state_file, "frontend", f"{self['studio-app'].url}/healthz")
 

@@ -3,7 +3,7 @@
 Names come from Studio's public code (see reference/studio-production-facts.md, sections 4 and 6):
 Django models ``Channel``, ``ContentNode``, ``Change`` (app ``contentcuration``) and
 django-celery-results' ``TaskResult``. They are kept in ONE place, ``studiodoctor.studio_facts``, which both
-the checks (``checks/celery_workers.py``) and this lab (the stand-in app's ``/healthz``) import. Cheap to import:
+the checks (``checks/celery/``) and this lab (the stand-in app's ``/healthz``) import. Cheap to import:
 psycopg is only needed by the caller, who passes a connection.
 """
 

@@ -71,7 +71,7 @@ class Variant:
     fault_layers: dict[str, str] = field(default_factory=dict)  # fault -> the layer that shows it here
 
 
-# The default lab's Kubernetes namespace is kube_api.studio_state() (its tests build on it); the fields
+# The default lab's Kubernetes namespace is standins.kubernetes.studio_state() (its tests build on it); the fields
 # below describe what that state holds.
 DEFAULT = Variant(
     name="default",

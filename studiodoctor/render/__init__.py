@@ -49,7 +49,7 @@ def format_value(value) -> str:
 
 
 def is_rows(value) -> bool:
-    """A list of dicts (e.g. path.trace's per-hop rows) is shown as a table, not one long line."""
+    """A list of dicts (e.g. trace.hops's per-hop rows) is shown as a table, not one long line."""
     return isinstance(value, list) and len(value) > 1 and all(isinstance(v, dict) for v in value)
 
 

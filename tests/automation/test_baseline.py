@@ -8,7 +8,7 @@ import pytest
 
 from studiodoctor import baseline
 from studiodoctor.cli import main
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.redis_server import RedisServer
 
 
 def report(results):

@@ -99,23 +99,24 @@ def test_a_new_kubernetes_permission_cannot_be_forgotten(monkeypatch):
 
     reg = Registry()
     reg.check("kubernetes.secrets_peek", title="x", permissions=("list secrets",))(lambda ctx: ok(""))
-    monkeypatch.setattr(reg.checks["kubernetes.secrets_peek"].func, "__module__", "checks.kube_cluster")
+    monkeypatch.setattr(reg.checks["kubernetes.secrets_peek"].func, "__module__", "checks.kubernetes.pods")
     with pytest.raises(rbac.RbacError, match="cannot grant 'list secrets'"):
         rbac.needed_grants(reg, "studio", "kube-system")
 
 
 def test_the_kubernetes_permissions_check_asks_for_nothing_the_role_lacks(make_profile):
     """One source of truth: what `kubernetes.permissions` asks the API server about is granted."""
-    from checks import kube_cluster
+    from checks.kubernetes import access
+    from studiodoctor.backends import kubernetes as kube
     from studiodoctor.context import CheckContext, Shared
 
     registry = default_registry.load_plugins()
     prof = make_profile({"kubernetes": {"namespace": "studio", "traefik_namespace": "kube-system"}})
-    ctx = CheckContext(registry.get(kube_cluster.PERMISSIONS), prof, 0, Shared())
+    ctx = CheckContext(registry.get(access.PERMISSIONS), prof, 0, Shared())
     granted = rbac.granted([doc for _, doc in documents()])
-    for resource, ns, _required in kube_cluster._needed_permissions(ctx):
-        group, name, cluster, _ = kube_cluster.RESOURCES[resource]
-        wide = cluster or ns == kube_cluster.ALL_NAMESPACES
+    for resource, ns, _required in access._needed_permissions(ctx):
+        group, name, cluster, _ = kube.RESOURCES[resource]
+        wide = cluster or ns == kube.ALL_NAMESPACES
         assert rbac.Grant("" if wide else ns, group, name, "list") in granted, (resource, ns)
 
 

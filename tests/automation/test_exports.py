@@ -7,7 +7,7 @@ import os
 import pytest
 
 from studiodoctor.cli import main
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.redis_server import RedisServer
 
 from test_formats import parse_perfdata, samples
 

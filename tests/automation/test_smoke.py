@@ -23,7 +23,7 @@ def test_smoke_checks_are_read_only_and_bring_their_dependencies():
     assert len(marked) >= 20 and all(c.safety == READ_ONLY for c in chosen)
     ids = {c.id for c in chosen}
     assert all(d in ids for c in chosen for d in c.depends_on)          # dependencies come along
-    assert "gcs.public_read" not in ids and "path.trace" not in ids      # listings and traces are not smoke
+    assert "gcs.public_read" not in ids and "trace.hops" not in ids      # listings and traces are not smoke
     assert [c.id for c in smoke_mod.smoke_checks(reg, ["redis"])] == ["redis.reachable", "redis.latency",
                                                                       "redis.memory"]
 

@@ -10,8 +10,8 @@ import pytest
 
 from studiodoctor import engine
 from studiodoctor.lab import studio_schema
-from studiodoctor.lab.studio_app import StudioApp
-from studiodoctor.lab.studio_nginx import StudioNginx
+from studiodoctor.lab.servers.studio_app import StudioApp
+from studiodoctor.lab.servers.studio_nginx import StudioNginx
 
 __all__ = ["BUCKET", "STORAGE_OBJECT", "DB_CHANNEL", "DB_OBJECT", "API_TOKEN", "Stack", "seeded",
            "stack", "run", "likely_cause", "seed_postgres", "seed_bucket"]
@@ -90,7 +90,7 @@ def stack(seeded, lab_root, request):
         s.stop()
 
 
-def run(make_profile, sections, layers=("app", "nginx", "path"), timeout=8, **top):
+def run(make_profile, sections, layers=("app", "nginx", "trace"), timeout=8, **top):
     report = engine.check(make_profile(sections, timeout=timeout, **top), layers=list(layers))
     return {r.id: r for r in report.results}
 

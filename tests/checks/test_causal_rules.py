@@ -7,14 +7,14 @@ import pytest
 from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import Stack, seed_postgres
 
-from checks.celery_workers import WORKERS
+from checks.celery import WORKERS
 from checks.django_app import HEALTHZ, STEALTHZ
-from checks.nginx_proxy import APP_PROXY
-from checks.postgres_db import REACHABLE as PG_REACHABLE
-from checks.redis_broker import MEMORY
+from checks.nginx import APP_PROXY
+from checks.postgres import REACHABLE as PG_REACHABLE
+from checks.redis import MEMORY
 from studiodoctor import engine
-from studiodoctor.lab.celery_worker import CeleryWorker
-from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.lab.servers.celery_worker import CeleryWorker
+from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.model import Status
 
 
@@ -101,7 +101,7 @@ def test_cosmetic_warn_with_forbidden_pods_names_no_cause(stack, make_profile, t
     """Everything healthy, except that our credentials may not list pods and the login page shows the
     unsupported-browser page to our User-Agent (a cosmetic warn): `diagnose python-error` names no cause,
     and its note lists the step that could not look and the warning that does not explain the symptom."""
-    from studiodoctor.lab import kube_api
+    from studiodoctor.lab.standins import kubernetes as kube_api
 
     kube = kube_api.KubeAPIServer(tmp_path / "kube", hostnames=["studio.localtest"]).start()
     try:

@@ -1,5 +1,5 @@
 """app.* against the stand-in Studio app under real gunicorn, /healthz on a real PostgreSQL, with nginx
-configured like Studio's in front (so each fault is also seen in the nginx checks and path.trace)."""
+configured like Studio's in front (so each fault is also seen in the nginx checks and trace.hops)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from studio_stack import *  # noqa: F401,F403  (fixtures: seeded, stack)
 from studio_stack import Stack, likely_cause, run
 
 from checks.django_app import HEALTHZ, LOGIN_PAGE, PROBERS, STEALTHZ
-from checks.nginx_proxy import APP_PROXY, HEADERS, REACHABLE, STATIC
-from checks.request_path import TRACE
+from checks.nginx import APP_PROXY, HEADERS, REACHABLE, STATIC
+from checks.trace import TRACE
 from studiodoctor.lab import studio_schema
-from studiodoctor.lab.postgres_server import PostgresServer
+from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.model import Status
 from studiodoctor.registry import default_registry
 
@@ -75,7 +75,7 @@ def test_app_slower_than_nginx_proxy_read_timeout(stack, make_profile):
     """nginx with a 2 s proxy_read_timeout, the app sleeping 3 s on every request: nginx answers 504 after
     about 2 s, the app's latency fails naming nginx's limit, the trace's first bad hop is the app."""
     stack.app.set_fault(slow_s=3)
-    res = run(make_profile, stack.sections(), layers=["app", "nginx", "path"], timeout=9)
+    res = run(make_profile, stack.sections(), layers=["app", "nginx", "trace"], timeout=9)
     stealthz = res[STEALTHZ]
     assert stealthz.status is Status.FAIL, stealthz.summary
     assert "nginx's proxy_read_timeout of 2 s" in stealthz.summary
@@ -92,7 +92,7 @@ def test_app_slower_than_nginx_proxy_read_timeout(stack, make_profile):
 
 def test_app_erroring_everywhere(stack, make_profile):
     stack.app.set_fault(error=True)
-    res = run(make_profile, stack.sections(), layers=["app", "path"])
+    res = run(make_profile, stack.sections(), layers=["app", "trace"])
     assert res[STEALTHZ].status is Status.FAIL
     assert res[STEALTHZ].evidence["status"] == 500
     assert res[HEALTHZ].status is Status.FAIL

@@ -1,4 +1,4 @@
-"""dns.* against a real DNS server on loopback (studiodoctor.lab.dns_server, dnslib in its own process)."""
+"""dns.* against a real DNS server on loopback (studiodoctor.lab.standins.dns_server, dnslib in its own process)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from checks.dns_records import CLOUDFLARE_RANGES, CONSISTENT, DELEGATION, RESOLVES, _resolvers
 from studiodoctor import engine
-from studiodoctor.lab.dns_server import DnsServer
+from studiodoctor.lab.standins.dns_server import DnsServer
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.model import Reason, Status
 

@@ -10,8 +10,8 @@ import pytest
 from checks.email_postmark import BOUNCES, DELIVERIES, KEY_ENV, SMTP, STATUS, STREAM, TOKEN
 from studiodoctor import engine
 from studiodoctor.lab.launcher import free_port
-from studiodoctor.lab.postmark_api import PostmarkAPI
-from studiodoctor.lab.smtp_relay import SMTPRelay
+from studiodoctor.lab.standins.postmark_api import PostmarkAPI
+from studiodoctor.lab.servers.smtp_relay import SMTPRelay
 from studiodoctor.model import Reason, Status
 
 API = [TOKEN, STREAM, BOUNCES, DELIVERIES, STATUS]
@@ -194,7 +194,7 @@ def test_relay_without_starttls_fails(pm, recording_smtp, make_profile):
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory):
-    from studiodoctor.lab.kube_api import KubeAPIServer
+    from studiodoctor.lab.standins.kubernetes import KubeAPIServer
 
     server = KubeAPIServer(tmp_path_factory.mktemp("kube-email"), hostnames=["studio.localtest"]).start()
     yield server

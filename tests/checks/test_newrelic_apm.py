@@ -9,7 +9,7 @@ import pytest
 
 from checks.newrelic_apm import APP, DEPLOYMENT, SIGNALS
 from studiodoctor import engine
-from studiodoctor.lab.newrelic_api import NewRelicAPI, handle
+from studiodoctor.lab.standins.newrelic_api import NewRelicAPI, handle
 from studiodoctor.model import Reason, Status
 
 ALL = [APP, SIGNALS, DEPLOYMENT]

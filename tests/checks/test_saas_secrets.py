@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from studiodoctor.cli import main
-from studiodoctor.lab.newrelic_api import NewRelicAPI
-from studiodoctor.lab.postmark_api import PostmarkAPI
-from studiodoctor.lab.sentry_api import SentryAPI
+from studiodoctor.lab.standins.newrelic_api import NewRelicAPI
+from studiodoctor.lab.standins.postmark_api import PostmarkAPI
+from studiodoctor.lab.standins.sentry_api import SentryAPI
 from studiodoctor.render import FORMATS
 
 TOKENS = {"SD_SENTRY": "sntrys_SECRETsentry0123456789abcdef", "SD_NR": "NRAK-SECRETNR0123456789ABCDEF",

@@ -9,8 +9,8 @@ import pytest
 
 from checks.sentry_project import EVENTS_DROPPED, NEW_ISSUES, PROJECT, RELEASE
 from studiodoctor import engine
-from studiodoctor.lab.kube_api import KubeAPIServer
-from studiodoctor.lab.sentry_api import SentryAPI, handle
+from studiodoctor.lab.standins.kubernetes import KubeAPIServer
+from studiodoctor.lab.standins.sentry_api import SentryAPI, handle
 from studiodoctor.model import Reason, Status
 
 ALL = [PROJECT, NEW_ISSUES, EVENTS_DROPPED, RELEASE]

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from checks import edge_http, traefik_proxy
+from checks import edge, traefik
 from studiodoctor import engine
 from studiodoctor.lab.certs import LabCA
 from studiodoctor.lab.launcher import free_port
@@ -110,7 +110,7 @@ def test_edge_certificate_timeout_on_verify_is_an_error_not_a_certificate_fault(
     server = odd("hang")
     profile = make_profile({"http": {"ca_file": server.ca_file, "resolve": {f"{HOST}:443": f"127.0.0.1:{server.port}"}}},
                            timeout=3, public_urls=[f"https://{HOST}/"])
-    r = engine.check(profile, check_ids=[edge_http.CERTIFICATE]).results[0]
+    r = engine.check(profile, check_ids=[edge.CERTIFICATE]).results[0]
     assert r.status is Status.ERROR, r.summary
     assert "does not verify" not in r.summary and "no answer" in r.summary
 
@@ -119,7 +119,7 @@ def test_edge_certificate_reset_on_first_handshake_is_a_tls_fail_not_unreachable
     server = odd("reset", good=0)
     profile = make_profile({"http": {"resolve": {f"{HOST}:443": f"127.0.0.1:{server.port}"}}},
                            timeout=3, public_urls=[f"https://{HOST}/"])
-    r = engine.check(profile, check_ids=[edge_http.CERTIFICATE]).results[0]
+    r = engine.check(profile, check_ids=[edge.CERTIFICATE]).results[0]
     assert r.status is Status.FAIL and r.reason == Reason.FINDING.value, r.summary
     assert "accepted the connection" in r.summary and "reset" in r.summary
 
@@ -128,6 +128,6 @@ def test_traefik_certificates_timeout_on_verify_is_an_error(odd, make_profile):
     server = odd("hang")
     profile = make_profile({"http": {"ca_file": server.ca_file}, "dns": {"hostnames": [HOST]},
                             "traefik": {"entrypoint": f"https://127.0.0.1:{server.port}"}}, timeout=3)
-    r = engine.check(profile, check_ids=[traefik_proxy.CERTIFICATES]).results[0]
+    r = engine.check(profile, check_ids=[traefik.CERTIFICATES]).results[0]
     assert r.status is Status.ERROR, r.summary
     assert "could not verify" in r.summary and "not trusted" not in r.summary

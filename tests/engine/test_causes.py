@@ -83,17 +83,17 @@ def test_nginx_slow_200_with_an_app_as_slow_names_the_app(make_profile):
 
 
 def test_a_proved_cause_also_explains_plain_explained_by(make_profile):
-    """path.trace is plainly explained by the app layer: once the rule proves the app broken, it counts."""
+    """trace.hops is plainly explained by the app layer: once the rule proves the app broken, it counts."""
     reg = Registry()
-    reg.check("path.trace", title="trace", explained_by=["app", "nginx"])(lambda ctx: fail("504 at nginx"))
+    reg.check("trace.hops", title="trace", explained_by=["app", "nginx"])(lambda ctx: fail("504 at nginx"))
     reg.check("nginx.app_proxy", title="proxy")(lambda ctx: gateway_timeout(2))
     reg.check("app.stealthz", title="stealthz")(
         lambda ctx: warn("slow", evidence={"status": 200, "latency_s": 2.5}))
-    report = diagnose(make_profile, reg, [{"layer": "path", "why": "p"}, {"layer": "nginx", "why": "n"},
+    report = diagnose(make_profile, reg, [{"layer": "trace", "why": "p"}, {"layer": "nginx", "why": "n"},
                                           {"layer": "app", "why": "a"}])
     assert report.likely_cause["check"] == "app.stealthz"
-    assert step_of(report, "path")["consequence_of"] == ["app", "nginx"]
-    assert {e["check"] for e in report.likely_cause["explains"]} == {"nginx.app_proxy", "path.trace"}
+    assert step_of(report, "trace")["consequence_of"] == ["app", "nginx"]
+    assert {e["check"] for e in report.likely_cause["explains"]} == {"nginx.app_proxy", "trace.hops"}
 
 
 # --- Redis at maxmemory and the Celery workers ----------------------------------------------------
@@ -224,26 +224,26 @@ def test_explain_prints_the_rules_of_a_check(capsys):
 
 def edge_and_trace(make_profile, first_bad_hop, first_bad_layer):
     reg = Registry()
-    reg.check("edge.error_pages", title="pages", layer="cloudflare")(
+    reg.check("edge.error_pages", title="pages")(
         lambda ctx: fail("https://studio/ answers 502, the origin's page, passed through CloudFlare",
                          evidence={"responses": {}}))
-    reg.check("path.trace", title="trace", layer="path", explained_by=("traefik", "nginx", "app"))(
+    reg.check("trace.hops", title="trace", explained_by=("traefik", "nginx", "app"))(
         lambda ctx: fail(f"first bad hop: {first_bad_hop}",
                          evidence={"first_bad_hop": first_bad_hop, "first_bad_layer": first_bad_layer}))
-    return diagnose(make_profile, reg, [{"layer": "cloudflare", "why": "c", "also": ["path.trace"]},
+    return diagnose(make_profile, reg, [{"layer": "cloudflare", "why": "c", "also": ["trace.hops"]},
                                         {"layer": "traefik", "why": "t"}])
 
 
 def test_an_origin_502_passed_through_the_edge_names_the_hop_the_trace_found(make_profile):
     # an ingress the doctor cannot ask (no Traefik API): only the trace localizes it
     report = edge_and_trace(make_profile, "origin", "traefik")
-    assert report.likely_cause["check"] == "path.trace"
+    assert report.likely_cause["check"] == "trace.hops"
     assert report.likely_cause["layer"] == "traefik"
     assert report.likely_cause["explains"][0]["check"] == "edge.error_pages"
 
 
-def test_a_trace_that_goes_bad_at_the_edge_names_cloudflare(make_profile):
-    report = edge_and_trace(make_profile, "edge", "cloudflare")
+def test_a_trace_that_goes_bad_at_the_edge_names_the_edge(make_profile):
+    report = edge_and_trace(make_profile, "edge", "edge")
     assert report.likely_cause["check"] == "edge.error_pages"
-    assert report.likely_cause["layer"] == "cloudflare"
-    assert report.likely_cause["explains"][0]["check"] == "path.trace"
+    assert report.likely_cause["layer"] == "edge"
+    assert report.likely_cause["explains"][0]["check"] == "trace.hops"

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from studiodoctor.cli import main
-from studiodoctor.lab.postgres_server import PostgresServer
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.postgres_server import PostgresServer
+from studiodoctor.lab.servers.redis_server import RedisServer
 
 RESULT_FIELDS = {"id", "layer", "title", "status", "summary", "evidence", "hint", "commands", "duration_ms",
                  "blocked_by", "reason"}

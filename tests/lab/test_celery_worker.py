@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from studiodoctor.lab.celery_worker import CeleryWorker
+from studiodoctor.lab.servers.celery_worker import CeleryWorker
 from studiodoctor.lab.launcher import Launcher
-from studiodoctor.lab.redis_server import RedisServer
+from studiodoctor.lab.servers.redis_server import RedisServer
 
 
 @pytest.fixture(params=["resp3", "resp2-only"])

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from studiodoctor import engine
-from studiodoctor.lab import kube_api as K
+from studiodoctor.lab.standins import kubernetes as K
 from studiodoctor.lab.certs import LabCA
-from studiodoctor.lab.ingress_nginx import IngressNginx
+from studiodoctor.lab.servers.ingress_nginx import IngressNginx
 from studiodoctor.lab.variants import OTHER
 from studiodoctor.model import Status
 

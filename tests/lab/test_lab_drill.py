@@ -53,8 +53,8 @@ def test_healthy_lab_has_no_false_alarm(lab_env):
               if r.status not in (Status.OK, Status.SKIP) and r.id not in gaps]
     assert alarms == [], alarms
     assert {r.layer for r in report.results if r.status is Status.OK} >= {
-        "dns", "cloudflare", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs", "postgres", "path",
-        "sentry", "newrelic", "email"}
+        "dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs", "postgres",
+        "trace", "sentry", "newrelic", "email"}
     assert [s["kind"] for s in lab_env.status() if s["running"]] == list(lab_env.order)
 
 

@@ -36,8 +36,8 @@ def test_nginx_fault_flips_are_served_as_soon_as_set_fault_returns(tmp_path):
     of the previous configuration still accepts connections."""
     import httpx
 
-    from studiodoctor.lab import nginx_server
-    from studiodoctor.lab.studio_nginx import StudioNginx
+    from studiodoctor.lab.servers import nginx_server
+    from studiodoctor.lab.servers.studio_nginx import StudioNginx
 
     def listening_workers(nginx):
         inodes = nginx_server._listening_inodes(nginx.listen_ports())

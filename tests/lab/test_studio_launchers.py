@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 
 from studiodoctor.lab.launcher import pid_alive
-from studiodoctor.lab.studio_app import StudioApp
-from studiodoctor.lab.studio_nginx import StudioNginx
+from studiodoctor.lab.servers.studio_app import StudioApp
+from studiodoctor.lab.servers.studio_nginx import StudioNginx
 
 
 def test_launchers_rebuilt_from_state_apply_faults_and_stop(tmp_path):

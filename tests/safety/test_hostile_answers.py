@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -140,14 +141,14 @@ def _lab_profile(make_profile, redis_server):
 
 
 def test_any_redis_info_gives_a_reasoned_result(make_profile, redis_server, monkeypatch):
-    from checks import redis_broker
+    from checks import redis as redis_layer
 
     import redis
 
     profile = _lab_profile(make_profile, redis_server)
     box = {}
     monkeypatch.setattr(redis.Redis, "info", lambda self, *a, **k: box["info"])  # the client's answer
-    assert redis_broker.unreadable_info({}) == "INFO has no used_memory field"
+    assert redis_layer.unreadable_info({}) == "INFO has no used_memory field"
 
     @HOSTILE
     @given(info=INFO)
@@ -158,3 +159,227 @@ def test_any_redis_info_gives_a_reasoned_result(make_profile, redis_server, monk
 
     run()
     RUNS["parsers"].add("redis INFO")
+
+
+# --- Celery: the workers' replies to ping/inspect, and the messages in the broker's keys ----------------
+
+WORKER = st.sampled_from(["celery@w1", "celery@w2", "", "x" * 300]) | st.text(max_size=12)
+REPLY = SCALARS | DOCS | st.fixed_dictionaries({}, optional={"ok": SCALARS, "error": SCALARS})
+# kombu's mailbox returns a list of the reply bodies (any JSON a worker sent); inspect merges them by name
+PING_REPLIES = st.lists(st.dictionaries(WORKER, REPLY, max_size=3) | SCALARS | DOCS, max_size=4)
+INSPECT = st.one_of(st.none(), st.dictionaries(WORKER, DOCS | st.lists(DOCS, max_size=3)
+                                                         | st.fixed_dictionaries({}, optional={
+                                                             "pool": st.dictionaries(st.sampled_from(
+                                                                 ["max-concurrency", "processes", "implementation"]),
+                                                                 SCALARS, max_size=3) | SCALARS}),
+                                                         max_size=3))
+
+
+def test_any_celery_reply_gives_a_reasoned_result(make_profile, redis_server, monkeypatch):
+    """What workers answer a broadcast (ping, inspect active/stats) is theirs to shape: any reply."""
+    from celery.app.control import Control, Inspect
+
+    profile = _lab_profile(make_profile, redis_server)
+    box = {}
+    monkeypatch.setattr(Control, "ping", lambda self, *a, **k: box["ping"])
+    monkeypatch.setattr(Inspect, "active", lambda self, *a, **k: box["active"])
+    monkeypatch.setattr(Inspect, "stats", lambda self, *a, **k: box["stats"])
+
+    @HOSTILE
+    @given(ping=PING_REPLIES, active=INSPECT, stats=INSPECT)
+    def run(ping, active, stats):
+        box.update(ping=ping, active=active, stats=stats)
+        assert_reasoned(engine.check(profile, layers=["celery"]).results)
+        RUNS["examples"] += 1
+
+    run()
+    RUNS["parsers"].add("celery replies")
+
+
+MESSAGES = st.one_of(DOCS.map(lambda d: json.dumps(d).encode()), st.binary(max_size=200),
+                     st.fixed_dictionaries({"headers": st.dictionaries(st.sampled_from(["task", "id", "eta"]), SCALARS,
+                                                                       max_size=3) | SCALARS}).map(
+                         lambda d: json.dumps(d).encode()),
+                     st.lists(DOCS, max_size=3).map(lambda d: json.dumps(d).encode()))
+SCORES = st.one_of(st.floats(allow_nan=False), st.integers(-2**53, 2**53), st.sampled_from([0, 1e300, -1e300]))
+
+
+def test_any_message_in_the_broker_gives_a_reasoned_result(make_profile, redis_server):
+    """The queue's head message and the unacked deliveries (a hash of bodies, a sorted set of times), as the
+    app or anything else left them in a real Redis."""
+    profile = _lab_profile(make_profile, redis_server)
+    admin = redis_server.client()
+
+    @HOSTILE
+    @given(queued=st.lists(MESSAGES, max_size=3), unacked=st.dictionaries(st.text(max_size=8), MESSAGES, max_size=3),
+           scores=st.lists(SCORES, max_size=3))
+    def run(queued, unacked, scores):
+        admin.delete("celery", "unacked", "unacked_index")
+        if queued:
+            admin.rpush("celery", *queued)
+        if unacked:
+            admin.hset("unacked", mapping=unacked)
+        tags = list(unacked) + [f"gone-{i}" for i in range(len(scores))]  # index entries with no body too
+        index = {tag: score for tag, score in zip(tags, scores)}
+        if index:
+            admin.zadd("unacked_index", index)
+        results = engine.check(profile, check_ids=["celery.queue_depth", "celery.unacked"]).results
+        assert_reasoned(results)
+        RUNS["examples"] += 1
+
+    run()
+    RUNS["parsers"].add("celery messages")
+
+
+# --- DNS: whatever a resolver sends back on the wire -----------------------------------------------------
+
+def _dns_answer(query_wire: bytes, kind: str, rcode: int, records: list, blob: bytes, flags: int) -> bytes:
+    import dns.message
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rrset
+
+    if kind == "bytes":
+        return blob
+    query = dns.message.from_wire(query_wire)
+    answer = dns.message.make_response(query)
+    answer.set_rcode(rcode)
+    answer.flags ^= flags
+    qname = query.question[0].name if query.question else dns.name.root
+    for rtype, text, ttl in records:
+        try:
+            answer.answer.append(dns.rrset.from_text(qname, ttl, dns.rdataclass.IN, rtype, text))
+        except Exception:  # noqa: BLE001 - text that is not valid rdata of that type: not sent
+            continue
+    wire = answer.to_wire()
+    if kind == "truncated":
+        return wire[: max(2, len(wire) // 2)]
+    if kind == "other-id":
+        return b"\x00\x00" + wire[2:]
+    return wire
+
+
+RECORDS = st.lists(st.tuples(st.sampled_from(["A", "AAAA", "CNAME", "NS", "TXT", "MX", "SOA"]),
+                             st.sampled_from(["127.0.0.1", "::1", "0.0.0.0", "255.255.255.255", "104.16.0.1",
+                                              "ns1.example.", "lia.ns.cloudflare.com.", "a.localtest.", ".",
+                                              '"v=spf1"', "10 mx.example.", "ns. host. 1 2 3 4 5", "x" * 70]),
+                             st.integers(0, 2**31 - 1)), max_size=5)
+
+
+def test_any_dns_answer_gives_a_reasoned_result(make_profile):
+    """A real UDP resolver on loopback answering every query with a generated message: garbage bytes, a
+    truncated message, another id, any rcode, records of the wrong type or absurd data."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    box = {"answer": None}
+    stop = threading.Event()
+
+    def serve():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except OSError:
+                continue
+            try:
+                sock.sendto(_dns_answer(data, *box["answer"]), peer)
+            except Exception:  # noqa: BLE001 - a query we cannot parse: no answer (a timeout for the check)
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    profile = make_profile({"dns": {"zone": "localtest", "hostnames": ["studio.localtest", "a.localtest"],
+                                    "resolvers": [f"127.0.0.1:{port}"], "query_timeout": 0.3}}, timeout=2)
+    try:
+        @HOSTILE
+        @given(kind=st.sampled_from(["message", "message", "message", "bytes", "truncated", "other-id"]),
+               rcode=st.sampled_from([0, 0, 0, 1, 2, 3, 5, 9]), records=RECORDS, blob=st.binary(max_size=64),
+               flags=st.sampled_from([0, 0, 0x0200, 0x0400, 0x8000]))
+        def run(kind, rcode, records, blob, flags):
+            box["answer"] = (kind, rcode, records, blob, flags)
+            assert_reasoned(engine.check(profile, layers=["dns"]).results)
+            RUNS["examples"] += 1
+
+        run()
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+    RUNS["parsers"].add("DNS answers")
+
+
+# --- PostgreSQL: the rows of the monitoring queries, with hostile values ------------------------------
+
+PG_BY_TYPE = {
+    bool: st.booleans(),
+    int: st.integers(-2**63, 2**63 - 1) | st.sampled_from([0, -1, 1]),
+    float: st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -1.0]),
+    str: st.text(max_size=60) | st.sampled_from(["", "idle in transaction", "active", "ExclusiveLock", "relation",
+                                                 "16.2", "x" * 500]),
+    list: st.lists(st.integers(-5, 2**31), max_size=3),
+}
+
+
+def test_any_postgres_rows_give_a_reasoned_result(make_profile, postgres_server, monkeypatch):
+    """The query fixes the columns and their types; the values are the server's: negative or huge numbers,
+    NaN and infinities, odd strings, more rows than usual. Generated at the function that returns rows to
+    the checks (studiodoctor.backends.postgres.query), over the real rows of a real PostgreSQL (a NULL stays NULL)."""
+    from studiodoctor.backends import postgres as pg
+
+    real_query = pg.query
+    box = {}
+
+    def hostile_query(ctx, sql, params=None, **kw):
+        out = real_query(ctx, sql, params, **kw)
+        rows, elapsed = out if kw.get("timed") else (out, None)
+        if "set_config" in sql or not rows:
+            return out
+        pool = box["pool"]  # drawn before the run: the checks run in threads, in any order
+
+        def pick(v, k, i):
+            values = pool.get(type(v).__name__)
+            return values[zlib.crc32(f"{sql}|{k}|{i}".encode()) % len(values)] if values else v
+
+        new = [{k: pick(v, k, i) for k, v in row.items()}
+               for i, row in enumerate(rows + rows[:1] * (box["extra"] if len(rows) > 1 else 0))]
+        return (new, elapsed) if kw.get("timed") else new
+
+    monkeypatch.setattr(pg, "query", hostile_query)
+    postgres_server.start_holder("idle-in-transaction")  # rows for the per-session queries to reach
+    profile = make_profile({"postgres": {"dsn": postgres_server.dsn()}}, timeout=4)
+    try:
+        @HOSTILE
+        @given(pool=st.fixed_dictionaries({t.__name__: st.lists(v, min_size=1, max_size=6)
+                                           for t, v in PG_BY_TYPE.items()}), extra=st.integers(0, 3))
+        def run(pool, extra):
+            box.update(pool=pool, extra=extra)
+            assert_reasoned(engine.check(profile, layers=["postgres"]).results)
+            RUNS["examples"] += 1
+
+        run()
+    finally:
+        postgres_server.stop_holders()
+    RUNS["parsers"].add("postgres rows")
+
+
+# --- preflight: what the APIs answer about our identity and grants ------------------------------------
+
+@pytest.mark.parametrize("layer", ["kubernetes", "cloudflare", "gcs"])
+def test_any_identity_or_grant_answer_gives_a_reasoned_preflight(layer, hostile, make_profile):
+    from studiodoctor import preflight
+
+    url = f"http://127.0.0.1:{hostile.server_address[1]}"
+    profile = make_profile(_http_sections(url), timeout=3, public_urls=[])
+
+    @HOSTILE
+    @given(status=STATUSES, body=BODIES, ctype=st.sampled_from(["application/json", "text/html", ""]))
+    def run(status, body, ctype):
+        hostile.answer = (status, body, ctype)
+        assert_reasoned(preflight.run(profile, [layer]).results)
+        RUNS["examples"] += 1
+
+    run()
+    RUNS["parsers"].add("preflight answers")

@@ -101,7 +101,7 @@ def not_tls():
 
 @pytest.fixture(scope="module")
 def locked_redis(tmp_path_factory):
-    from studiodoctor.lab.redis_server import RedisServer
+    from studiodoctor.lab.servers.redis_server import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis-locked"), password="the-right-one-771").start()
     yield server
@@ -154,7 +154,7 @@ api_token = "{S['bearer-app']}"
 [profiles.leak.traefik]
 api_url = "{echo}"
 api_auth = "ops:{S['traefik-basic']}"
-''', {}, ["cloudflare", "kubernetes", "app", "traefik"],
+''', {}, ["cloudflare", "edge", "kubernetes", "app", "traefik"],
                     ["bearer-cloudflare", "bearer-kubernetes", "bearer-app", "traefik-basic"]),
         "api-403": (f'''
 [profiles.leak.cloudflare]
@@ -167,7 +167,7 @@ token = "{S['bearer-kubernetes']}"
 [profiles.leak.app]
 url = "{echo}/forbidden"
 api_token = "{S['bearer-app']}"
-''', {}, ["cloudflare", "kubernetes", "app"], ["bearer-cloudflare", "bearer-kubernetes", "bearer-app"]),
+''', {}, ["cloudflare", "edge", "kubernetes", "app"], ["bearer-cloudflare", "bearer-kubernetes", "bearer-app"]),
         "var-values": (f'''
 [profiles.leak.cloudflare]
 api_url = "{echo}/client/v4"
@@ -180,7 +180,7 @@ api_auth = "${{H17_LEAK_TRAEFIK}}"
 url = "${{H17_LEAK_REDIS}}"
 ''', {"H17_LEAK_CF": S["var-value"], "H17_LEAK_TRAEFIK": f"ops:{S['var-value']}",
       "H17_LEAK_REDIS": f"redis://default:{S['var-value']}@127.0.0.1:{redis_srv.port}/0"},
-                       ["cloudflare", "traefik", "redis"], ["var-value"]),
+                       ["cloudflare", "edge", "traefik", "redis"], ["var-value"]),
         "signed-url": (f'''
 [profiles.leak]
 public_urls = ["http://127.0.0.1:{closed}/content/databases/x.sqlite3?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature={S['signed-url']}"]
@@ -188,7 +188,7 @@ public_urls = ["http://127.0.0.1:{closed}/content/databases/x.sqlite3?X-Goog-Alg
 bucket = "content"
 endpoint = "{echo}/storage?X-Goog-Signature={S['signed-url']}"
 public_url = "http://127.0.0.1:{closed}/?X-Goog-Signature={S['signed-url']}"
-''', {}, ["cloudflare", "gcs", "path"], ["signed-url"]),
+''', {}, ["cloudflare", "edge", "gcs", "trace"], ["signed-url"]),
     }
 
 

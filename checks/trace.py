@@ -1,0 +1,218 @@
+"""Layer `trace` (formerly `path`): the same requests at every hop of Studio's request path, outside in.
+
+Hops: the public URLs (CloudFlare's edge), ``traefik.entrypoint`` (the origin, with the public Host and
+SNI), ``nginx.url`` (the pod's nginx) and ``app.url`` (gunicorn). Paths: ``/stealthz``, a static asset
+and a content object. The table of status, latency and key headers per hop shows where an answer
+goes bad: a 502 at the edge with a healthy nginx points at the ingress, not the app.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+from studiodoctor import studio_facts as facts
+from studiodoctor.model import Command, Reason, fail, ok, skip
+from studiodoctor.registry import check
+
+# imported by the runner before any check starts (see studiodoctor.runner.preload)
+SDK_IMPORTS = ("httpx",)
+
+TRACE = "trace.hops"
+
+KEY_HEADERS = ("server", "cache-control", "cf-ray", "cf-cache-status", "x-cache-status")
+CLOUDFLARE_TIMEOUT_S = facts.CLOUDFLARE_TIMEOUT_S
+NGINX_TIMEOUT_S = facts.STUDIO_PROXY_READ_TIMEOUT_S
+DEFAULT_FAIL_RATIO = 0.8
+# Which layer each hop belongs to (trace.hops is explained by a failure of that layer).
+HOP_LAYERS = {"edge": "edge", "origin": "traefik", "nginx": "nginx", "app": "app"}
+
+
+def _setting(ctx, key: str, default):
+    """A key of the ``trace`` section, or of ``path`` (the layer's name before it was ``trace``)."""
+    for section in ("trace", "path"):
+        value = ctx.section(section).get(key)
+        if value not in (None, ""):
+            return value
+    return default
+
+
+def _hops(ctx) -> tuple[list[dict], list[dict]]:
+    """(configured hops outside in, skipped hops with the reason)."""
+    profile = ctx.profile
+    hops, skipped = [], []
+    publics = [u for u in (profile.value("public_urls") or []) if u]
+    for url in publics:
+        hops.append({"hop": "edge", "layer": "cloudflare", "base": url.rstrip("/")})
+    if not publics:
+        skipped.append({"hop": "edge", "layer": "cloudflare", "verdict": "skipped", "why": "public_urls is empty"})
+    entry = str(ctx.section("traefik").get("entrypoint") or "").rstrip("/")
+    if entry:
+        hops.append({"hop": "origin", "layer": "traefik", "base": entry, "host": _origin_host(ctx, entry, publics)})
+    else:
+        skipped.append({"hop": "origin", "layer": "traefik", "verdict": "skipped",
+                        "why": "traefik.entrypoint is not set"})
+    for hop, layer, key in (("nginx", "nginx", "nginx.url"), ("app", "app", "app.url")):
+        value = str(profile.value(key) or "").rstrip("/")
+        if value:
+            hops.append({"hop": hop, "layer": layer, "base": value})
+        else:
+            skipped.append({"hop": hop, "layer": layer, "verdict": "skipped", "why": f"{key} is not set"})
+    return hops, skipped
+
+
+def _origin_host(ctx, entry: str, publics: list[str]) -> str:
+    """The hostname to send to the origin: an ``http.resolve`` name mapped to the entrypoint, else the
+    first public URL's host."""
+    parts = urlsplit(entry)
+    target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    for name, addr in (ctx.section("http").get("resolve") or {}).items():
+        if addr == target:
+            return name.rsplit(":", 1)[0]
+    return urlsplit(publics[0]).hostname if publics else ""
+
+
+def _paths(ctx, hops: list[dict]) -> tuple[list[dict], list[str]]:
+    """``/stealthz``, a static asset found on the live system (``nginx.static_sample``, else one the app's
+    pages, manifest or autoindex name: see ``studiodoctor.static_assets``) and a configured content object."""
+    from studiodoctor.static_assets import static_sample
+
+    nginx = ctx.section("nginx")
+    paths = [{"name": "stealthz", "path": facts.STEALTHZ_PATH, "method": "GET", "app": True}]
+    notes = []
+    found = next((h["base"] for h in hops if h["hop"] == "nginx"), "") or \
+        next((h["base"] for h in hops if h["hop"] == "edge"), "")
+    sample = static_sample(ctx, found) if found else {"path": "", "tried": ["no nginx or public URL to look at"]}
+    if sample["path"]:
+        paths.append({"name": "static", "path": sample["path"], "method": "HEAD", "app": False})
+    else:
+        notes.append(f"no static asset found to probe ({'; '.join(sample['tried'])}): set nginx.static_sample")
+    content = str(_setting(ctx, "content_path", "") or nginx.get("storage_path") or nginx.get("database_path") or "")
+    if content:
+        paths.append({"name": "content", "path": content, "method": "HEAD", "app": False})
+    else:
+        notes.append("no content object configured (trace.content_path, nginx.storage_path or nginx.database_path)")
+    return paths, notes
+
+
+def _limit_for(ctx, hop: str) -> tuple[str, float] | None:
+    """The time limit of the hop in front of ``hop``."""
+    if hop == "app":
+        return "nginx's proxy_read_timeout", float(ctx.section("nginx").get("proxy_read_timeout") or NGINX_TIMEOUT_S)
+    if hop in ("nginx", "origin"):
+        return "CloudFlare's origin timeout", float(ctx.section("app").get("edge_timeout_s") or CLOUDFLARE_TIMEOUT_S)
+    return None
+
+
+def _probe(ctx, hop: dict, spec: dict) -> dict:
+    from studiodoctor import httpprobe
+
+    row = {"hop": hop["hop"], "layer": hop["layer"], "url": hop["base"] + spec["path"], "path": spec["path"],
+           "status": None, "latency_ms": None, **{h.replace("-", "_"): "" for h in KEY_HEADERS}, "error": ""}
+    t0 = time.monotonic()
+    try:
+        if hop["hop"] == "origin" and hop.get("host"):
+            parts = urlsplit(hop["base"])
+            mapped = (ctx.section("http").get("resolve") or {})
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if f"{hop['host']}:{port}" in mapped:  # http.resolve gives Host and SNI
+                url = f"{parts.scheme}://{hop['host']}:{port}{spec['path']}"
+                resp = httpprobe.request(ctx, spec["method"], url)
+            else:
+                resp = httpprobe.request(ctx, spec["method"], hop["base"] + spec["path"], resolve=False,
+                                         headers={"Host": hop["host"]},
+                                         sni=hop["host"] if parts.scheme == "https" else None)
+        else:
+            resp = httpprobe.request(ctx, spec["method"], hop["base"] + spec["path"])
+        row["status"] = resp.status_code
+        t0 = time.monotonic() - httpprobe.network_seconds(resp, t0)  # the wire's time, not our queue's
+        for h in KEY_HEADERS:
+            row[h.replace("-", "_")] = resp.headers.get(h, "")
+        if 300 <= resp.status_code < 400:
+            row["location"] = resp.headers.get("location", "")
+    except Exception as exc:
+        timed_out, text = httpprobe.describe_error(exc)
+        row["error"] = f"no answer within {time.monotonic() - t0:.1f} s" if timed_out else text
+    seconds = time.monotonic() - t0
+    row["latency_ms"] = round(seconds * 1000, 1)
+    row["verdict"], row["why"] = _judge(ctx, hop["hop"], row, seconds)
+    return row
+
+
+def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
+    if row["error"]:
+        return "bad", row["error"]
+    status = row["status"]
+    if 300 <= status < 400:
+        return "bad", f"redirected ({status}) to {row.get('location') or '?'}"
+    if status >= 400:
+        return "bad", f"HTTP {status}"
+    limit = _limit_for(ctx, hop)
+    ratio = float(_setting(ctx, "latency_fail_ratio", DEFAULT_FAIL_RATIO))
+    if limit and seconds >= limit[1] * ratio:
+        return "bad", f"{seconds:.1f} s, {'over' if seconds >= limit[1] else 'near'} {limit[0]} of {limit[1]:g} s"
+    return "ok", f"HTTP {status}"
+
+
+# CloudFlare is not among them: whether the edge explains the trace depends on the hop that goes bad
+# first, a causal rule with that evidence (studiodoctor.causes), not any failure at the edge.
+@check(TRACE, title="Request path, hop by hop",
+       explained_by=tuple(layer for layer in HOP_LAYERS.values() if layer != "edge"),
+       permissions=("HTTP GET/HEAD",))
+def check_trace(ctx):
+    """Requests ``/stealthz``, a static asset (discovered as ``nginx.static`` does, or ``nginx.static_sample``)
+    and a content object at every configured hop, outside in:
+    public URLs (edge), ``traefik.entrypoint`` (origin, public Host and SNI), ``nginx.url``, ``app.url``.
+
+    Evidence is a table (one row per hop and path: status, latency, Server, Cache-Control, CF-Ray,
+    CF-Cache-Status, X-Cache-Status) and, per path, the hop where the answer goes bad: the innermost hop
+    that fails (everything behind it answers). ``diagnose 502`` leans on it: 502 at the edge and origin
+    but 200 at nginx points at the ingress; 502 at nginx and nothing at the app points at the app.
+    The app hop only gets ``/stealthz`` (static files and content are nginx's). A hop slower than the
+    timeout of the hop in front of it (nginx's ``proxy_read_timeout`` for the app, CloudFlare's 100 s for
+    nginx and the origin) counts as bad. Unconfigured hops are listed as skipped."""
+    hops, skipped = _hops(ctx)
+    if not hops:
+        return skip("no hop is configured (public_urls, traefik.entrypoint, nginx.url, app.url)",
+                    reason=Reason.NOT_CONFIGURED,
+                    evidence={"rows": skipped, "skipped_hops": [s["hop"] for s in skipped]},
+                    hint="set at least nginx.url or app.url in the profile's config")
+    paths, notes = _paths(ctx, hops)
+    jobs = [(hop, spec) for spec in paths for hop in hops if spec["app"] or hop["hop"] != "app"]
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+        rows = list(pool.map(lambda job: _probe(ctx, *job), jobs))
+    order = {h: i for i, h in enumerate(("edge", "origin", "nginx", "app"))}
+    rows.sort(key=lambda r: (paths.index(next(p for p in paths if p["path"] == r["path"])), order[r["hop"]]))
+    bad_at: dict[str, dict] = {}
+    for spec in paths:
+        mine = [r for r in rows if r["path"] == spec["path"]]
+        bad = [r for r in mine if r["verdict"] == "bad"]
+        if bad:
+            innermost = max(bad, key=lambda r: order[r["hop"]])
+            bad_at[spec["path"]] = innermost
+    first = min(bad_at.values(), key=lambda r: order[r["hop"]]) if bad_at else None
+    evidence = {"rows": rows + [dict(s) for s in skipped],
+                "hops": [h["hop"] for h in hops], "skipped_hops": [s["hop"] for s in skipped],
+                "bad_at": {p: r["hop"] for p, r in bad_at.items()},
+                "first_bad_hop": first["hop"] if first else None,
+                "first_bad_layer": first["layer"] if first else None}
+    if notes:
+        evidence["notes"] = notes
+    if first is None:
+        worst = max(rows, key=lambda r: r["latency_ms"] or 0)
+        return ok(f"{len(paths)} paths answer at all {len(hops)} configured hops "
+                  f"({', '.join(h['hop'] for h in hops)}); slowest {worst['latency_ms']:.0f} ms at {worst['hop']} "
+                  f"{worst['path']}", evidence=evidence)
+    outer = [r for r in rows if r["path"] == first["path"] and order[r["hop"]] < order[first["hop"]]]
+    seen_outside = "; ".join(f"{r['hop']} {r['status'] or r['error']}" for r in outer)
+    summary = (f"first bad hop: {first['hop']} ({first['layer']}): {first['path']} {first['why']}"
+               + (f"; outside it: {seen_outside}" if seen_outside else ""))
+    others = [f"{p} at {r['hop']}" for p, r in bad_at.items() if r is not first]
+    if others:
+        summary += f"; also bad: {', '.join(others)}"
+    return fail(summary, evidence=evidence,
+                hint=f"Start with the {first['layer']} layer: `studiodoctor check --layer {first['layer']}`.",
+                commands=[Command(f"studiodoctor check --layer {first['layer']}", note="the first bad hop's layer"),
+                          Command(f"curl -sS -o /dev/null -w '%{{http_code}} %{{time_total}}s\\n' -m 20 "
+                                  f"'{first['url']}'", note="the failing request by hand")])

@@ -1,0 +1,124 @@
+"""A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.servers.studio_tasks``).
+
+Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
+answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
+listens on no port: readiness is its ``ready.`` log line.
+
+Faults (the lab's break/fix):
+- worker stopped: ``stop()``; fix ``start()``.
+- queue backlog: ``stop()`` then ``backlog(200)``, or with the worker up ``clog(200)`` (one long task
+  holds the only slot while 200 wait); fix ``drain()`` (cold restart: the waiting no-op tasks run in ~1 s).
+- stuck publish: ``studio_schema.break_publishing(conn)`` / ``fix_publishing(conn)`` (PostgreSQL only).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ..launcher import LabError, Launcher, pid_alive, stop_pid, wait_until
+
+
+class CeleryWorker(Launcher):
+    kind = "celery"
+
+    def __init__(self, root, port: int = 0, broker_url: str = "", queues: str = "celery",
+                 pool: str = "threads", concurrency: int = 1, name: str = "studio-worker-1@lab", resp2: bool = True,
+                 **options: Any):
+        super().__init__(root, port, broker_url=broker_url, queues=queues, pool=pool, concurrency=concurrency,
+                         name=name, resp2=resp2, **options)
+        if not broker_url:
+            raise LabError("a Celery worker needs a broker_url (the lab's Redis)")
+        self.broker_url = broker_url
+        self.queues = queues
+        self.pool = pool
+        self.concurrency = concurrency
+        self.name = name
+        self.resp2 = resp2  # Studio forces RESP2 (its production Redis is 4.x): so does the lab's worker
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.servers.studio_tasks", "worker",
+                "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
+                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+
+    def _log_size(self) -> int:
+        try:
+            return self.log.stat().st_size
+        except OSError:
+            return 0
+
+    def start(self, timeout: float = 30.0) -> "CeleryWorker":
+        from .studio_tasks import BROKER_ENV, RESP2_ENV
+
+        offset = self._log_size()
+        env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
+        self.pid = self.spawn(self.command(), env=env)
+        def ready() -> bool:  # the worker's own "ready." log line
+            with open(self.log, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+            if " ready." in text:
+                return True
+            if not pid_alive(self.pid):
+                tail = text.strip().splitlines()[-1:]
+                raise LabError("celery worker exited before it was ready" + (f": {tail[0]}" if tail else ""))
+            return False
+
+        try:
+            wait_until(ready, timeout, f"celery worker not ready (see {self.log})")
+        except LabError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, cold: bool = False) -> None:
+        """SIGTERM = warm shutdown (running tasks finish; SIGKILL after 10 s); ``cold`` = at once
+        (SIGQUIT; SIGKILL for the threads pool, whose cold shutdown cannot cancel a running task)."""
+        import signal
+
+        sig = signal.SIGTERM
+        if cold:
+            sig = signal.SIGKILL if self.pool == "threads" else signal.SIGQUIT
+        stop_pid(self.pid, sig, timeout=10.0)
+
+    def backlog(self, count: int = 200, queue: str = "", priority: int | None = None, sleep: float = 0.0) -> None:
+        """Fault: publish ``count`` messages to ``queue`` (stop the worker first so they stay waiting).
+        ``sleep`` makes each task last that long once a worker takes it."""
+        from . import studio_tasks
+
+        studio_tasks.enqueue(count, queue=queue or self.queues.split(",")[0], priority=priority,
+                             broker_url=self.broker_url, sleep=sleep)
+
+    def clog(self, count: int = 200, hold: float = 3600.0) -> None:
+        """Fault: one ``apply_channel_changes`` that runs ``hold`` seconds takes the slot, ``count`` wait."""
+        self.backlog(1, sleep=hold)
+        self.backlog(count)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Fix for backlog/clog: kill the worker, put the deliveries it held back on their queue (what
+        kombu does itself only after the 4 h visibility timeout), restart it: the no-op tasks then run."""
+        self.stop(cold=True)
+        self.restore_unacked()
+        self.start(timeout)
+
+    def restore_unacked(self) -> int:
+        """Move every entry of kombu's ``unacked`` hash back to its queue, as kombu's restore_by_tag does."""
+        import json
+
+        import redis
+
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=5, protocol=2)  # RESP2, like Studio
+        restored = 0
+        for tag, raw in client.hgetall("unacked").items():
+            message, _exchange, routing_key = json.loads(raw)
+            with client.pipeline() as pipe:
+                pipe.lpush(routing_key or self.queues.split(",")[0], json.dumps(message))
+                pipe.hdel("unacked", tag).zrem("unacked_index", tag)
+                pipe.execute()
+            restored += 1
+        client.close()
+        return restored
+
+    def profile(self) -> dict:
+        return {"celery": {"broker_url": self.broker_url, "queues": self.queues.split(","),
+                           "expected_workers": 1}}

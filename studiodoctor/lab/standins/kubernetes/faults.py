@@ -1,0 +1,267 @@
+"""The stand-in's faults: applied to a copy of the state when a request is served (timestamps relative
+to *now*), so a lab left running still shows "restarted 2 minutes ago"; ``fix`` removes the name."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+from studiodoctor.lab.launcher import write_json_atomic
+
+from .objects import _uid, event, ts
+
+# which pods and deployments a fault touches: a label subset per tier (state["config"]["labels"])
+DEFAULT_TIER_LABELS = {"frontend": {"tier": "frontend"}, "workers": {"tier": "workers"}, "ingress": {"app": "traefik"}}
+DEFAULT_CONTAINERS = {"app": "app", "worker": "worker"}
+
+
+def _tier_match(state: dict, obj: dict, tier: str) -> bool:
+    want = {**DEFAULT_TIER_LABELS, **(state.get("config") or {}).get("labels", {})}[tier]
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in want.items())
+
+
+def _container(state: dict, role: str) -> str:
+    return {**DEFAULT_CONTAINERS, **(state.get("config") or {}).get("containers", {})}[role]
+
+
+def _pods(state: dict, ns: str, tier: str) -> list[dict]:
+    return [p for p in state["namespaces"].get(ns, {}).get("pods", []) if _tier_match(state, p, tier)]
+
+
+def _set_ready(p: dict, ready: bool) -> None:
+    for cond in p["status"].get("conditions", []):
+        if cond["type"] in ("Ready", "ContainersReady"):
+            cond["status"] = "True" if ready else "False"
+            cond["lastTransitionTime"] = ts(ago=240)
+            if not ready:
+                cond["reason"] = "ContainersNotReady"
+
+
+def _deployment(state: dict, ns: str, tier: str) -> dict | None:
+    for d in state["namespaces"].get(ns, {}).get("deployments", []):
+        if _tier_match(state, d, tier):
+            return d
+    return None
+
+
+def _degrade(d: dict | None, available: int, *, stuck: bool = False) -> None:
+    if not d:
+        return
+    st = d["status"]
+    st["availableReplicas"] = st["readyReplicas"] = max(0, available)
+    st["unavailableReplicas"] = st["replicas"] - st["availableReplicas"]
+    for key in ("readyReplicas", "availableReplicas"):
+        if not st[key]:
+            del st[key]
+    for cond in st["conditions"]:
+        if cond["type"] == "Available" and available < d["spec"]["replicas"]:
+            cond.update(status="False", reason="MinimumReplicasUnavailable",
+                        message="Deployment does not have minimum availability.", lastTransitionTime=ts(ago=600))
+        if cond["type"] == "Progressing" and stuck:
+            cond.update(status="False", reason="ProgressDeadlineExceeded",
+                        message=f'ReplicaSet "{d["metadata"]["name"]}-7d9f8c6b5d" has timed out progressing.',
+                        lastUpdateTime=ts(ago=120), lastTransitionTime=ts(ago=120))
+
+
+def _crash(p: dict, cname: str, reason: str = "CrashLoopBackOff", *, restarts: int = 7, exit_code: int = 1,
+           term_reason: str = "Error", finished_ago: float = 90, message: str = "") -> None:
+    for s in p["status"]["containerStatuses"]:
+        if s["name"] == cname:
+            s["ready"] = False
+            s["started"] = False
+            s["restartCount"] = restarts
+            msg = message or (f"back-off 5m0s restarting failed container={cname} pod={p['metadata']['name']}"
+                              if reason == "CrashLoopBackOff" else
+                              f'Back-off pulling image "{s["image"]}"')
+            s["state"] = {"waiting": {"reason": reason, "message": msg}}
+            if reason == "CrashLoopBackOff":
+                s["lastState"] = {"terminated": {"exitCode": exit_code, "reason": term_reason,
+                                                 "startedAt": ts(ago=finished_ago + 20),
+                                                 "finishedAt": ts(ago=finished_ago),
+                                                 "containerID": s["containerID"]}}
+    _set_ready(p, False)
+
+
+def fault_crashloop(state: dict, cfg: dict, tier: str = "frontend", role: str = "app") -> None:
+    ns = cfg["namespace"]
+    container_name = _container(state, role)
+    pods = _pods(state, ns, tier)
+    for p in pods:
+        _crash(p, container_name)
+    _degrade(_deployment(state, ns, tier), 0)
+    for p in pods:
+        state["namespaces"][ns]["events"].append(event(
+            ns, "BackOff", f"Back-off restarting failed container {container_name} in pod {p['metadata']['name']}",
+            name=p["metadata"]["name"], count=31, last_ago=30, first_ago=1500))
+
+
+def fault_workers_crashloop(state: dict, cfg: dict) -> None:
+    fault_crashloop(state, cfg, "workers", "worker")
+
+
+def fault_oomkilled(state: dict, cfg: dict) -> None:
+    ns = cfg["namespace"]
+    p = _pods(state, ns, "frontend")[0]
+    for s in p["status"]["containerStatuses"]:
+        if s["name"] == _container(state, "app"):
+            s["restartCount"] = 3
+            s["state"] = {"running": {"startedAt": ts(ago=240)}}
+            s["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": ts(ago=3000),
+                                             "finishedAt": ts(ago=250), "containerID": s["containerID"]}}
+
+
+def fault_image_pull(state: dict, cfg: dict) -> None:
+    ns = cfg["namespace"]
+    p = _pods(state, ns, "frontend")[0]
+    for s in p["status"]["containerStatuses"]:
+        if s["name"] == _container(state, "app"):
+            s["image"] = "learningequality/studio-app:v2026.11.99"
+    _crash(p, _container(state, "app"), "ImagePullBackOff", restarts=0)
+    p["status"]["containerStatuses"][0]["lastState"] = {}
+    state["namespaces"][ns]["events"].append(event(
+        ns, "Failed", 'Failed to pull image "learningequality/studio-app:v2026.11.99": not found',
+        name=p["metadata"]["name"], count=12, last_ago=45, first_ago=900))
+
+
+def fault_pending(state: dict, cfg: dict) -> None:
+    ns = cfg["namespace"]
+    base = _pods(state, ns, "frontend")[0]
+    p = copy.deepcopy(base)
+    name = base["metadata"]["name"].rsplit("-", 1)[0] + "-pend1"
+    p["metadata"].update(name=name, uid=_uid(name), creationTimestamp=ts(ago=900))
+    p["spec"].pop("nodeName", None)
+    msg = ("0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: "
+           "3 No preemption victims found for incoming pod.")
+    p["status"] = {"phase": "Pending", "qosClass": "Burstable",
+                   "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": msg, "lastTransitionTime": ts(ago=900)}]}
+    state["namespaces"][ns]["pods"].append(p)
+    d = _deployment(state, ns, "frontend")
+    if d:
+        d["spec"]["replicas"] += 1
+        d["status"]["replicas"] += 1
+        d["status"]["unavailableReplicas"] = 1
+    state["namespaces"][ns]["events"].append(event(ns, "FailedScheduling", msg, name=name, count=15, last_ago=40,
+                                                   first_ago=900, component="default-scheduler"))
+
+
+def fault_deployment_unavailable(state: dict, cfg: dict) -> None:
+    """Every frontend pod fails its readiness probe (/healthz on 8081 answers 500): none Ready."""
+    ns = cfg["namespace"]
+    pods = _pods(state, ns, "frontend")
+    for p in pods:
+        for s in p["status"]["containerStatuses"]:
+            if s["name"] == _container(state, "app"):
+                s["ready"] = False
+        _set_ready(p, False)
+        state["namespaces"][ns]["events"].append(event(
+            ns, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500",
+            name=p["metadata"]["name"], count=140, last_ago=10, first_ago=700))
+    _degrade(_deployment(state, ns, "frontend"), 0, stuck=True)
+
+
+def fault_traefik_oom(state: dict, cfg: dict) -> None:
+    ns = cfg["traefik_namespace"]
+    for p in _pods(state, ns, "ingress"):
+        for s in p["status"]["containerStatuses"]:
+            s["restartCount"] = 4
+            s["state"] = {"running": {"startedAt": ts(ago=100)}}
+            s["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": ts(ago=1900),
+                                             "finishedAt": ts(ago=110), "containerID": s["containerID"]}}
+    metrics = state.get("metrics") or {}
+    for m in metrics.get(ns, []):
+        for c in m["containers"]:
+            c["usage"]["memory"] = "1980Mi"
+
+
+def fault_memory_high(state: dict, cfg: dict) -> None:
+    ns = cfg["namespace"]
+    for m in (state.get("metrics") or {}).get(ns, []):
+        if _tier_match(state, m, "frontend"):
+            for c in m["containers"]:
+                if c["name"] == _container(state, "app"):
+                    c["usage"]["memory"] = "1990Mi"
+
+
+def fault_forbidden_pods(state: dict, cfg: dict) -> None:
+    state.setdefault("deny", []).append({"verb": "list", "resource": "pods", "group": "",
+                                         "namespace": cfg["namespace"]})
+
+
+def fault_no_metrics(state: dict, cfg: dict) -> None:
+    state["metrics"] = None
+
+
+def fault_down(state: dict, cfg: dict) -> None:
+    raise _Unavailable()
+
+
+FAULTS: dict[str, tuple[Callable[[dict, dict], None], str]] = {
+    "crashloop": (fault_crashloop, "frontend pods' app container in CrashLoopBackOff, deployment unavailable"),
+    "oomkilled": (fault_oomkilled, "one frontend app container OOMKilled 4 minutes ago (3 restarts)"),
+    "image-pull": (fault_image_pull, "one frontend pod in ImagePullBackOff (image tag does not exist)"),
+    "pending": (fault_pending, "a frontend pod Pending: 0/3 nodes, Insufficient memory"),
+    "deployment-unavailable": (fault_deployment_unavailable,
+                               "frontend readiness /healthz failing: 0 available, rollout stuck"),
+    "workers-crashloop": (fault_workers_crashloop, "Celery worker pods in CrashLoopBackOff"),
+    "traefik-oom": (fault_traefik_oom, "Traefik pod OOMKilled and restarted, memory at 97% of limit"),
+    "memory-high": (fault_memory_high, "frontend app containers at 97% of their memory limit"),
+    "forbidden-pods": (fault_forbidden_pods, "our credentials may not list pods (403)"),
+    "no-metrics": (fault_no_metrics, "the metrics API is not installed (404)"),
+    "api-down": (fault_down, "the API server answers 503 to everything"),
+}
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def effective_state(raw: dict) -> dict:
+    """The state with its active faults applied (a deep copy; the file is untouched)."""
+    state = copy.deepcopy(raw)
+    cfg = {"namespace": "studio", "traefik_namespace": "kube-system", **state.get("config", {})}
+    for name in state.get("faults", []):
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}")
+        FAULTS[name][0](state, cfg)
+    _apply_readiness(state, cfg)
+    return state
+
+
+def _probe(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.30"})
+        with urllib.request.urlopen(req, timeout=1.0) as resp:
+            return 200 <= resp.status < 400
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _apply_readiness(state: dict, cfg: dict) -> None:
+    """``state["readiness"] = {"frontend": "http://127.0.0.1:PORT/healthz"}``: the lab's real app decides
+    whether the frontend pods are Ready, like the chart's readinessProbe (GET /healthz on 8081)."""
+    for tier, url in (state.get("readiness") or {}).items():
+        if _probe(url):
+            continue
+        pods = _pods(state, cfg["namespace"], tier)
+        for p in pods:
+            _set_ready(p, False)
+            for cs in p["status"].get("containerStatuses", []):
+                cs["ready"] = False
+        _degrade(_deployment(state, cfg["namespace"], tier), 0)
+        state["namespaces"][cfg["namespace"]].setdefault("events", []).extend(
+            event(cfg["namespace"], "Unhealthy", f"Readiness probe failed: GET {urlsplit(url).path} did not answer 2xx/3xx",
+                  name=p["metadata"]["name"], last_ago=20, component="kubelet") for p in pods[:1])
+
+
+def set_readiness(state_file: Path, tier: str, url: str) -> None:
+    state = json.loads(Path(state_file).read_text())
+    state.setdefault("readiness", {})[tier] = url
+    write_json_atomic(Path(state_file), state)

@@ -1,0 +1,129 @@
+"""The stand-in as a background process of the lab (``KubeAPIServer``): its state file, faults on and off,
+request counts and method log, the profile section that points the doctor at it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from studiodoctor.lab.launcher import Launcher, stop_pid, wait_for_port, write_json_atomic
+from studiodoctor.lab.methodlog import MethodLog
+
+from .faults import FAULTS
+from .objects import studio_state, variant_state
+from .server import _make_server
+
+class KubeAPIServer(Launcher):
+    """The stand-in as a background process. ``state`` option: initial state (default studio_state())."""
+
+    kind = "kube-api"
+
+    def __init__(self, root, port: int = 0, namespace: str = "studio", hostnames: list[str] | tuple = (),
+                 variant: str = "default", **options):
+        super().__init__(root, port, namespace=namespace, hostnames=list(hostnames), variant=variant, **options)
+        self.namespace = namespace
+        self.hostnames = list(hostnames) or ["studio.localtest"]
+        self.variant = variant
+
+    def healthy_state(self) -> dict:
+        """The default lab keeps the namespace it always had; other variants are built from their data."""
+        from studiodoctor.lab.variants import get
+
+        if self.variant == "default":
+            return studio_state(self.namespace, hostnames=tuple(self.hostnames))
+        return variant_state(get(self.variant), hostnames=tuple(self.hostnames))
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "studiodoctor.lab.standins.kubernetes", "--port", str(self.port),
+                "--state", str(self.state_file)]
+
+    def start(self, timeout: float = 15.0, state: dict | None = None) -> "KubeAPIServer":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if state is not None or not self.state_file.exists():
+            self.write_state(state if state is not None else self.healthy_state())
+        self.pid = self.spawn(self.command())
+        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
+        return self
+
+    def stop(self) -> None:
+        stop_pid(self.pid)
+
+    # state and faults -------------------------------------------------------------------------
+    def read_state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    def write_state(self, state: dict) -> None:
+        write_json_atomic(self.state_file, state)
+
+    def set_fault(self, name: str, on: bool = True) -> None:
+        """Turn a fault of FAULTS on or off (takes effect on the next request)."""
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        state = self.read_state()
+        faults = [f for f in state.get("faults", []) if f != name]
+        if on:
+            faults.append(name)
+        state["faults"] = faults
+        self.write_state(state)
+
+    def faults(self) -> list[str]:
+        return list(self.read_state().get("faults", []))
+
+    def clear_faults(self) -> None:
+        state = self.read_state()
+        state["faults"] = []
+        self.write_state(state)
+
+    def request_counts(self) -> dict[str, int]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/_lab/requests", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def methods(self) -> MethodLog:
+        """The method log of every request the stand-in served (studiodoctor.lab.methodlog)."""
+        return MethodLog.beside(self.state_file, "kubernetes")
+
+    def reset_counts(self) -> None:
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}/_lab/reset", data=b"{}", method="POST")
+        urllib.request.urlopen(req, timeout=5).close()
+
+    def profile(self) -> dict:
+        state = self.read_state() if self.state_file.exists() else {}
+        cfg = state.get("config", {})
+        section = {"api_url": self.url, "namespace": self.namespace}
+        if self.variant == "default":  # a Traefik in kube-system: the default lab says where
+            section["traefik_namespace"] = cfg.get("traefik_namespace", "kube-system")
+        if state.get("token"):
+            section["token"] = state["token"]
+        return {"kubernetes": section}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Kubernetes API stand-in for the studiodoctor lab")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    server = _make_server(args.port, args.state, args.host)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""The stand-in's HTTP server: list routes as a table (path -> kind), SelfSubjectAccessReview, ``/version/``;
+every request recorded (method, path) in the lab's method log; and its launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from studiodoctor.lab.methodlog import MethodLog
+
+from .faults import _Unavailable, effective_state
+from .objects import DEFAULT_USER, VERSION
+
+# -- HTTP server ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListRoute:
+    """A list the stand-in serves: ``path`` (``{ns}``: a namespace), its RBAC group/resource, the List kind
+    and apiVersion, and where the items come from: ``namespaces`` (state["namespaces"][ns][resource], all
+    namespaces when the path has none), ``cluster`` (state[resource]) or ``metrics`` (state["metrics"][ns];
+    null: the metrics API is not installed, 404)."""
+
+    path: str
+    group: str
+    resource: str
+    kind: str
+    api_version: str
+    source: str = "namespaces"
+
+    @property
+    def pattern(self) -> re.Pattern:
+        return re.compile("^" + re.escape(self.path).replace(re.escape("{ns}"), "([^/]+)") + "$")
+
+
+ROUTES = [
+    ListRoute("/api/v1/namespaces/{ns}/pods", "", "pods", "PodList", "v1"),
+    ListRoute("/api/v1/namespaces/{ns}/events", "", "events", "EventList", "v1"),
+    ListRoute("/apis/apps/v1/namespaces/{ns}/deployments", "apps", "deployments", "DeploymentList", "apps/v1"),
+    ListRoute("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", "networking.k8s.io", "ingresses",
+              "IngressList", "networking.k8s.io/v1"),
+    ListRoute("/api/v1/pods", "", "pods", "PodList", "v1"),
+    ListRoute("/api/v1/events", "", "events", "EventList", "v1"),
+    ListRoute("/apis/apps/v1/deployments", "apps", "deployments", "DeploymentList", "apps/v1"),
+    ListRoute("/apis/networking.k8s.io/v1/ingresses", "networking.k8s.io", "ingresses", "IngressList",
+              "networking.k8s.io/v1"),
+    ListRoute("/apis/networking.k8s.io/v1/ingressclasses", "networking.k8s.io", "ingressclasses",
+              "IngressClassList", "networking.k8s.io/v1", source="cluster"),
+    ListRoute("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", "metrics.k8s.io", "pods", "PodMetricsList",
+              "metrics.k8s.io/v1beta1", source="metrics"),
+]
+_MATCHERS = [(route.pattern, route) for route in ROUTES]
+_SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+_SSR = "/apis/authentication.k8s.io/v1/selfsubjectreviews"  # `kubectl auth whoami` (GA in 1.28)
+
+
+def _status(code: int, reason: str, message: str, kind: str = "") -> dict:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    if kind:
+        body["details"] = {"kind": kind}
+    return body
+
+
+def _denied(state: dict, verb: str, group: str, resource: str, namespace: str) -> bool:
+    for rule in state.get("deny", []):
+        if rule.get("verb", "*") not in ("*", verb):
+            continue
+        if rule.get("resource", "*") not in ("*", resource):
+            continue
+        if rule.get("group", "*") not in ("*", group):
+            continue
+        rule_ns = rule.get("namespace", "*")
+        if rule_ns not in ("*", namespace) and not (rule_ns == "" and namespace == ""):
+            continue
+        return True
+    return False
+
+
+def _forbidden(state: dict, verb: str, group: str, resource: str, namespace: str) -> dict:
+    where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    user = state.get("user", DEFAULT_USER)
+    return _status(403, "Forbidden", f'{resource} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
+                                     f'in API group "{group}" {where}', kind=resource)
+
+
+def _lookup(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def match_labels(labels: dict, selector: str) -> bool:
+    """Equality-based label selectors: ``a=b,c!=d,e`` (and ``==``)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _match_fields(obj: dict, selector: str) -> bool:
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        neg = "!=" in term
+        k, v = term.replace("!=", "=").replace("==", "=").split("=", 1)
+        got = _lookup(obj, k.strip())
+        if (str(got) == v.strip()) == neg:
+            return False
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kube-apiserver-standin/1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _state(self) -> dict:
+        """The effective state; parsed and faulted at most once a second per file version."""
+        import time
+
+        st = os.stat(self.server.state_file)
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self.server.lock:
+            cached = self.server.cache
+            if cached and cached[0] == key and time.monotonic() - cached[1] < 1.0:
+                return cached[2]
+        state = effective_state(json.loads(Path(self.server.state_file).read_text()))
+        with self.server.lock:
+            self.server.cache = (key, time.monotonic(), state)
+        return state
+
+    def _count(self, path: str) -> None:
+        """Count the request and record its method (studiodoctor.lab.methodlog: the read-only proof)."""
+        with self.server.lock:
+            self.server.counts[path] = self.server.counts.get(path, 0) + 1
+        self.server.methods.record(self.command, path)
+
+    def _refuse(self) -> None:
+        """Any other method: recorded, and refused like the API server refuses a verb a route lacks."""
+        path = urlsplit(self.path).path
+        self._count(path)
+        if int(self.headers.get("Content-Length") or 0):
+            self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                         "resource"))
+
+    do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse
+
+    def do_HEAD(self):  # noqa: N802
+        self._count(urlsplit(self.path).path)
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _auth(self, state: dict) -> bool:
+        token = state.get("token") or ""
+        if token and self.headers.get("Authorization", "") != f"Bearer {token}":
+            self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+            return False
+        return True
+
+    def do_GET(self):  # noqa: N802
+        url = urlsplit(self.path)
+        path, query = url.path, {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if path == "/_lab/requests":  # the lab's own control calls: neither counted nor logged
+            with self.server.lock:
+                return self._send(200, dict(self.server.counts))
+        self._count(path)
+        try:
+            state = self._state()
+        except _Unavailable:
+            return self._send(503, _status(503, "ServiceUnavailable", "the server is currently unable to "
+                                                                      "handle the request"))
+        except (OSError, ValueError) as exc:
+            return self._send(500, _status(500, "InternalError", f"stand-in state unreadable: {exc}"))
+        if not self._auth(state):
+            return
+        if path.rstrip("/") == "/version":
+            return self._send(200, state.get("version") or VERSION)
+        for rx, route in _MATCHERS:
+            m = rx.match(path)
+            if m:
+                return self._serve_list(state, route, m.group(1) if rx.groups else "", query)
+        return self._send(404, _status(404, "NotFound", "the server could not find the requested resource"))
+
+    def _serve_list(self, state: dict, route: ListRoute, ns: str, query: dict) -> None:
+        if route.source == "metrics":
+            if state.get("metrics") is None:
+                return self._send(404, _status(404, "NotFound", "the server could not find the requested resource"))
+            items = state["metrics"].get(ns, [])
+        elif route.source == "cluster":
+            items = state.get(route.resource, [])
+        elif ns:
+            items = state["namespaces"].get(ns, {}).get(route.resource, [])
+        else:
+            items = [o for space in state["namespaces"].values() for o in space.get(route.resource, [])]
+        if _denied(state, "list", route.group, route.resource, ns):
+            return self._send(403, _forbidden(state, "list", route.group, route.resource, ns))
+        return self._list(items, route.kind, route.api_version, query)
+
+    def _list(self, items: list[dict], kind: str, api_version: str, query: dict) -> None:
+        if query.get("labelSelector"):
+            items = [o for o in items if match_labels(o.get("metadata", {}).get("labels") or {},
+                                                      query["labelSelector"])]
+        if query.get("fieldSelector"):
+            items = [o for o in items if _match_fields(o, query["fieldSelector"])]
+        meta: dict[str, Any] = {"resourceVersion": "987654"}
+        limit = int(query.get("limit") or 0)
+        if limit:
+            start = int(query.get("continue") or 0)
+            page = items[start:start + limit]
+            if start + limit < len(items):
+                meta["continue"] = str(start + limit)
+                meta["remainingItemCount"] = len(items) - start - limit
+            items = page
+        self._send(200, {"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
+
+    def do_POST(self):  # noqa: N802
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) or b"{}"
+        if path == "/_lab/reset":
+            with self.server.lock:
+                self.server.counts.clear()
+            return self._send(200, {})
+        self._count(path)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._send(400, _status(400, "BadRequest", "the body is not JSON"))
+        try:
+            state = self._state()
+        except _Unavailable:
+            return self._send(503, _status(503, "ServiceUnavailable", "the server is currently unable to "
+                                                                      "handle the request"))
+        if not self._auth(state):
+            return
+        if path == _SSR:  # who the token is: the API server echoes the authenticated user, stores nothing
+            user = {"username": state.get("user", DEFAULT_USER),
+                    "groups": state.get("groups", ["system:authenticated"])}
+            return self._send(201, {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                                    "metadata": {"creationTimestamp": None}, "status": {"userInfo": user}})
+        if path != _SSAR:
+            return self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method on "
+                                                                    "the requested resource"))
+        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
+        verb, group = attrs.get("verb", ""), attrs.get("group", "")
+        resource, ns = attrs.get("resource", ""), attrs.get("namespace", "")
+        denied = _denied(state, verb, group, resource, ns)
+        status: dict[str, Any] = {"allowed": not denied}
+        if denied:
+            status["denied"] = False  # no explicit deny rule: RBAC simply grants nothing
+            status["reason"] = ""
+        else:
+            status["reason"] = f'RBAC: allowed by RoleBinding "studiodoctor/{ns or "cluster"}"'
+        self._send(201, {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                         "metadata": {"creationTimestamp": None}, "spec": body.get("spec", {}), "status": status})
+
+
+def serve(port: int, state_file: str, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Start the server in a thread of this process (tests); returns it (call .shutdown())."""
+    server = _make_server(port, state_file, host)
+    threading.Thread(target=server.serve_forever, daemon=True, name="kube-api-standin").start()
+    return server
+
+
+def _make_server(port: int, state_file: str, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.daemon_threads = True
+    server.state_file = state_file
+    server.lock = threading.Lock()
+    server.counts = {}
+    server.cache = None
+    server.methods = MethodLog.beside(state_file, "kubernetes")
+    return server

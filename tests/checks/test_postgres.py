@@ -1,0 +1,230 @@
+"""Layer `postgres` against a real PostgreSQL (the session server from conftest, own servers where a
+test stops one or needs a small max_connections)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import psycopg
+import pytest
+
+from checks.postgres import (CONNECTIONS, DATABASE_SIZE, IDLE_IN_TRANSACTION, LATENCY, LOCKS, LONG_QUERIES,
+                             REACHABLE, VERSION)
+from studiodoctor import engine
+from studiodoctor.lab.servers.pg_hold import APP as HOLD_APP
+from studiodoctor.lab.servers.postgres_server import PostgresServer
+from studiodoctor.model import Status
+from studiodoctor.secrets import Redactor
+
+ALL = (REACHABLE, LATENCY, VERSION, CONNECTIONS, LONG_QUERIES, IDLE_IN_TRANSACTION, LOCKS, DATABASE_SIZE)
+
+
+def run(make_profile, dsn, timeout=5, **section):
+    profile = make_profile({"postgres": {"dsn": dsn, **section}}, timeout=timeout)
+    report = engine.check(profile, layers=["postgres"], timeout=timeout)
+    return report, {r.id: r for r in report.results}
+
+
+def raw_text(report) -> str:
+    """Every result as the JSON report carries it, before any redaction."""
+    return json.dumps([r.to_dict() for r in report.results], default=str)
+
+
+def statuses(res):
+    return {i: r.status for i, r in res.items()}
+
+
+def test_healthy_every_check_ok_and_password_never_shown(postgres_server, make_profile):
+    report, res = run(make_profile, postgres_server.dsn())
+    assert set(res) == set(ALL)
+    assert statuses(res) == {i: Status.OK for i in ALL}, {i: r.summary for i, r in res.items()}
+    r = res[REACHABLE]
+    assert r.evidence["stage"] == "ok" and r.evidence["tls"] == "not offered"
+    assert r.evidence["target"] == f"127.0.0.1:{postgres_server.port}/kolibri-studio user=postgres"
+    assert res[VERSION].evidence["server_version"].startswith("15")
+    assert res[CONNECTIONS].evidence["max_connections"] == 100
+    assert res[DATABASE_SIZE].evidence["database"] == "kolibri-studio" and res[DATABASE_SIZE].evidence["bytes"] > 0
+    assert postgres_server.password not in raw_text(report)
+    assert int(report.exit_code) == 0
+
+
+def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
+    # the shared session: default_transaction_read_only on, and every query inside BEGIN READ ONLY
+    from checks.postgres import common, connect
+    from studiodoctor.context import Shared
+
+    class Ctx:
+        config = {"dsn": postgres_server.dsn()}
+        shared = Shared()
+
+        def timeout(self, cap=None, margin=0.0):
+            return 5.0
+
+        def remaining(self):
+            return 5.0
+
+        def setting(self, key, default):
+            return self.config.get(key, default)
+
+    ctx = Ctx()
+    assert connect.check_reachable(ctx).status is Status.OK
+    row = common._query(ctx, "SELECT current_setting('transaction_read_only') AS ro, "
+                             "current_setting('statement_timeout') AS st")[0]
+    assert row["ro"] == "on" and row["st"] != "0"
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        common._query(ctx, "CREATE TABLE studiodoctor_must_not_exist (id int)")
+    ctx.shared.peek("postgres.session").conn.close()
+
+
+def test_stopped_postgres_fails_with_refused_address(lab_root, make_profile):
+    server = PostgresServer(lab_root / "pg-stopped").start()
+    server.stop()
+    report, res = run(make_profile, server.dsn())
+    r = res[REACHABLE]
+    assert r.status is Status.FAIL and r.reason == "unreachable"
+    assert r.evidence["stage"] == "tcp" and r.evidence["address"] == server.address
+    assert server.address in r.summary and "connection refused" in r.summary
+    for cid in ALL[1:]:
+        assert res[cid].status is Status.BLOCKED and res[cid].blocked_by == [REACHABLE]
+    assert server.password not in raw_text(report)
+    assert int(report.exit_code) == 2
+
+
+def test_wrong_password_names_the_auth_stage(postgres_server, make_profile):
+    report, res = run(make_profile, postgres_server.dsn(password="Wrong-Pass-123"))
+    r = res[REACHABLE]
+    assert r.status is Status.ERROR and r.reason == "auth"
+    assert r.evidence["stage"] == "auth" and "stage auth" in r.summary
+    assert "password authentication failed" in r.summary
+    assert res[CONNECTIONS].status is Status.BLOCKED
+    text = raw_text(report)
+    assert "Wrong-Pass-123" not in text and postgres_server.password not in text
+
+
+def test_idle_in_transaction_long_query_and_lock_wait(postgres_server, make_profile):
+    pid = postgres_server.start_holder("lock")  # holder idle in transaction with a lock, a waiter blocked
+    try:
+        holder = postgres_server.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'idle in transaction'",
+            (HOLD_APP,))[0][0]
+        waiter = postgres_server.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (HOLD_APP,))[0][0]
+        # the profile's thresholds are seconds; make the sessions older than them
+        end = time.monotonic() + 5
+        while time.monotonic() < end and postgres_server.execute(
+                "SELECT now() - state_change > interval '1.2 s' FROM pg_stat_activity WHERE pid = %s",
+                (waiter,))[0][0] is not True:
+            time.sleep(0.1)
+        report, res = run(make_profile, postgres_server.dsn(), idle_in_transaction_after=1, long_query_after=1,
+                          lock_wait_after=1, query_max_chars=40)
+        idle = res[IDLE_IN_TRANSACTION]
+        assert idle.status is Status.WARN, idle.summary
+        sessions = {s["pid"]: s for s in idle.evidence["sessions"]}
+        assert holder in sessions and sessions[holder]["duration_s"] >= 1
+        assert sessions[holder]["query"].startswith("LOCK TABLE studiodoctor_lab_lock")
+        assert len(sessions[holder]["query"]) <= 40
+        assert str(holder) in idle.summary
+
+        longq = res[LONG_QUERIES]
+        assert longq.status is Status.WARN, longq.summary
+        assert [s["pid"] for s in longq.evidence["sessions"]] == [waiter]
+        assert longq.evidence["sessions"][0]["query"] == "SELECT count(*) FROM studiodoctor_lab_lock"[:40]
+
+        locks = res[LOCKS]
+        assert locks.status is Status.WARN, locks.summary
+        assert locks.evidence["blockers"] == [holder]
+        assert locks.evidence["locks"][0]["pid"] == waiter
+        assert locks.evidence["locks"][0]["relation"] == "studiodoctor_lab_lock"
+        assert any(c.safety == "mutating" and str(holder) in c.text for c in locks.commands)
+
+        # default thresholds (60 s, 300 s, 10 s): the same sessions are too young to count
+        _, res = run(make_profile, postgres_server.dsn())
+        assert res[IDLE_IN_TRANSACTION].status is Status.OK
+        assert res[LONG_QUERIES].status is Status.OK
+        assert res[LOCKS].status is Status.OK and res[LOCKS].evidence["waiting"] >= 1
+    finally:
+        postgres_server.stop_holders()
+    assert pid not in postgres_server.holders
+
+
+def test_pg_monitor_role_passes_and_a_role_without_it_cannot_look(postgres_server, make_profile):
+    dsn = postgres_server.create_role("doctor_monitor", "monitor-pw-31", monitor=True)
+    with postgres_server.connect() as other:  # someone else's session, as in production
+        other.execute("SELECT 1")
+        report, res = run(make_profile, dsn, idle_in_transaction_after=1)
+        assert statuses(res) == {i: Status.OK for i in ALL}, {i: r.summary for i, r in res.items()}
+        assert "monitor-pw-31" not in raw_text(report)
+
+        bare = postgres_server.create_role("doctor_bare", "bare-pw-32", monitor=False)
+        _, res = run(make_profile, bare)
+        assert res[REACHABLE].status is Status.OK
+        for cid in (CONNECTIONS, LONG_QUERIES, IDLE_IN_TRANSACTION):
+            assert res[cid].status is Status.ERROR and res[cid].reason == "forbidden", res[cid].summary
+            assert res[cid].evidence["hidden_sessions"] >= 1
+            assert "pg_monitor" in res[cid].hint
+
+
+def test_connections_near_max_warn_and_full_server_fails(lab_root, make_profile):
+    server = PostgresServer(lab_root / "pg-small", max_connections=10).start()
+    try:
+        server.start_holder("connections", 7)  # + our own session = 8 of 10
+        _, res = run(make_profile, server.dsn())
+        r = res[CONNECTIONS]
+        assert r.status is Status.WARN, r.summary
+        assert r.evidence["in_use"] == 8 and r.evidence["max_connections"] == 10
+        assert r.evidence["percent"] == 80.0 and "8 of max_connections 10" in r.summary
+        assert {"usename": "postgres", "application_name": HOLD_APP, "n": 7} in r.evidence["by_user_application"]
+
+        held = []
+        try:  # take every slot left (superuser: the reserved ones too), then try to get in
+            while True:
+                held.append(server.connect())
+        except psycopg.OperationalError as exc:
+            assert "too many clients" in str(exc)
+        report, res = run(make_profile, server.dsn())
+        for conn in held:
+            conn.close()
+        r = res[REACHABLE]
+        assert r.status is Status.FAIL, r.summary
+        assert "too many clients" in r.summary and r.evidence["stage"] == "connect"
+        assert res[CONNECTIONS].status is Status.BLOCKED
+        assert server.password not in raw_text(report)
+    finally:
+        server.stop()
+
+
+def test_port_that_never_answers_times_out_within_budget(make_profile):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the TCP handshake; nobody ever answers
+        port = listener.getsockname()[1]
+        t0 = time.monotonic()
+        report, res = run(make_profile, f"postgresql://studio:Hang-Pass-77@127.0.0.1:{port}/db", timeout=2)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 3
+    r = res[REACHABLE]
+    assert r.status is Status.FAIL and "timed out" in r.summary and r.reason == "timeout"
+    assert r.evidence["stage"] == "startup"
+    assert res[LATENCY].status is Status.BLOCKED
+    assert "Hang-Pass-77" not in raw_text(report)
+
+
+def test_query_text_in_evidence_has_its_string_literals_masked(postgres_server, make_profile):
+    postgres_server.start_holder("idle-in-transaction")  # its last query: SELECT 'studiodoctor lab: ...'
+    try:
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not postgres_server.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND state = 'idle in transaction' AND now() - state_change > interval '1.2 s'", (HOLD_APP,))[0][0]:
+            time.sleep(0.1)
+        report, res = run(make_profile, postgres_server.dsn(), idle_in_transaction_after=1)
+        idle = res[IDLE_IN_TRANSACTION]
+        assert idle.status is Status.WARN, idle.summary
+        queries = [s["query"] for s in idle.evidence["sessions"]]
+        assert "SELECT '…'" in queries
+        assert "studiodoctor lab" not in json.dumps(report.to_dict(Redactor()))
+    finally:
+        postgres_server.stop_holders()

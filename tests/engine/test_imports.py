@@ -1,0 +1,43 @@
+"""Import only what runs: a run imports the SDKs of the checks it will run, and nothing for layers it
+does not run or that are skipped (their keys unset), even when the profile configures them."""
+
+import subprocess
+import sys
+
+HEAVY = ("kubernetes", "google.cloud", "cloudflare", "psycopg", "celery", "dns.resolver", "redis", "httpx")
+CONFIGURED = """
+[profiles.t.redis]
+url = "redis://127.0.0.1:9/0"
+[profiles.t.postgres]
+dsn = "postgresql://u@127.0.0.1:9/db"
+[profiles.t.kubernetes]
+api_url = "https://127.0.0.1:9"
+namespace = "studio"
+[profiles.t.gcs]
+bucket = "b"
+[profiles.t.cloudflare]
+api_token = "t0ken"
+zone = "example.org"
+api_url = "http://127.0.0.1:9/client/v4"
+"""
+
+
+def _imported_after(config, *args):
+    code = ("import sys; from studiodoctor.cli import main; rc = main(['check', '--config', %r, '--profile', 't', "
+            "'--format', 'json', '--timeout', '2', *%r]); "
+            "print('RC', rc, [m for m in %r if m in sys.modules])" % (str(config), list(args), HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    return out.strip().splitlines()[-1]
+
+
+def test_check_layer_redis_imports_no_other_sdk_though_all_are_configured(tmp_path):
+    config = tmp_path / "sd.toml"
+    config.write_text(CONFIGURED)  # nothing listens on port 9
+    assert _imported_after(config, "--layer", "redis") == "RC 2 ['redis']"
+
+
+def test_a_skipped_layer_imports_nothing(tmp_path):
+    config = tmp_path / "sd.toml"
+    config.write_text('[profiles.t.redis]\nurl = "redis://127.0.0.1:9/0"\n')  # postgres, cloudflare: no keys
+    assert _imported_after(config, "--layer", "redis", "--layer", "postgres", "--layer", "cloudflare") == \
+        "RC 2 ['redis']"
