@@ -1,7 +1,9 @@
 """The base of the lab's SaaS API stand-ins (Sentry, New Relic NerdGraph, Postmark): a threaded HTTP
 server answering JSON from a state file it rereads on change, so ``lab break`` flips a fault while it
 runs. Each vendor module provides ``handle(state, method, path, query, headers, body) -> (status, json)``
-(pure: tests may call it directly) and a ``StubAPI`` subclass (state editing, profile section).
+(pure: tests may call it directly) and a ``StubAPI`` subclass (state editing, profile section). A REST
+stand-in keeps its routes as data -- a module-level ``ROUTES`` of ``route(methods, pattern, handler, scope)``
+-- and its ``handle`` does what the vendor does before routing (method, auth, prefix), then ``dispatch``.
 
     python -m studiodoctor.lab.standins.saas_stub --module sentry_api --port 8790 --state state.json
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +38,64 @@ class _StateFile:
             except (OSError, ValueError):
                 pass
             return self._state
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of a stand-in, as data: the ``methods`` it answers, the compiled ``pattern`` the path must
+    match whole, the ``scope`` (or permission) the vendor requires for it ("" for none), and
+    ``handler(request, *groups) -> (status, body)``."""
+
+    methods: frozenset
+    pattern: re.Pattern
+    handler: object
+    scope: str = ""
+
+
+def route(methods: str, pattern: str, handler, scope: str = "") -> Route:
+    """``route("GET HEAD", r"/things/([^/]+)/?", _thing, scope="thing:read")``."""
+    return Route(frozenset(methods.split()), re.compile(pattern), handler, scope)
+
+
+def route_methods(routes) -> frozenset:
+    """Every method some route answers (a stand-in that refuses any other method first, before auth)."""
+    return frozenset().union(*(r.methods for r in routes))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route's handler is given (besides the pattern's groups)."""
+
+    state: dict
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: object
+    route: Route
+
+    @property
+    def params(self) -> dict:
+        """The query string with one value per name (the first)."""
+        return {k: v[0] for k, v in self.query.items()}
+
+    def lacks_scope(self, scopes) -> bool:
+        """True when the route requires a scope that ``scopes`` does not hold. The handler asks where the
+        vendor checks it (Sentry answers 404 for another organization's resource before 403), so the order
+        of 403/404/400 stays the vendor's."""
+        return bool(self.route.scope) and self.route.scope not in scopes
+
+
+def dispatch(routes, state: dict, method: str, path: str, query: dict, headers: dict, body, *,
+             not_found: tuple, not_allowed: tuple):
+    """The first route whose pattern matches ``path`` whole answers: ``not_allowed`` when it does not take
+    ``method``, else its handler's answer; ``not_found`` when none matches."""
+    for r in routes:
+        if (m := r.pattern.fullmatch(path)):
+            if method not in r.methods:
+                return not_allowed
+            return r.handler(Request(state, method, path, query, headers, body, r), *m.groups())
+    return not_found
 
 
 def graphql_operation(body) -> str:

@@ -24,7 +24,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .saas_stub import StubAPI
+from .saas_stub import StubAPI, dispatch, route, route_methods
 
 PREFIX = "/api/0"
 ALL_SCOPES = ["project:read", "event:read", "org:read", "project:releases"]
@@ -97,65 +97,103 @@ def _release_view(rel: dict) -> dict:
             "lastEvent": iso(3)}
 
 
+_NOT_FOUND = _err(404, "The requested resource does not exist")
+_FORBIDDEN = _err(403, "You do not have permission to perform this action.")
+
+
+def _denied(req) -> tuple[int, dict] | None:
+    """403 when the token lacks the route's scope (https://docs.sentry.io/api/permissions/)."""
+    return _FORBIDDEN if req.lacks_scope(set(req.state.get("scopes") or [])) else None
+
+
+def _ours(req, org: str, project: str | None = None) -> bool:
+    """The organization (and project) in the path are the ones the state knows: else Sentry answers 404."""
+    return org == req.state.get("organization") and (
+        project is None or project == (req.state.get("project") or {}).get("slug"))
+
+
+# --- the routes (below PREFIX), read by handle through saas_stub.dispatch ---------------------------------
+def _project(req, org: str, project: str):
+    if not _ours(req, org, project):
+        return _NOT_FOUND
+    return _denied(req) or (200, dict(req.state.get("project") or {},
+                                      organization={"slug": org, "name": "Learning Equality"},
+                                      dateCreated=iso(60 * 24 * 900), isMember=True, hasAccess=True))
+
+
+def _issues(req, org: str, project: str):
+    if not _ours(req, org, project):
+        return _NOT_FOUND
+    if (denied := _denied(req)):
+        return denied
+    query = req.query
+    period = (query.get("statsPeriod") or ["24h"])[0]
+    search = (query.get("query") or ["is:unresolved"])[0]
+    age = re.search(r"firstSeen:-(\d+)([hmd])", search)  # https://docs.sentry.io/concepts/search/searchable-properties/issues/
+    max_min = int(age.group(1)) * {"m": 1, "h": 60, "d": 1440}[age.group(2)] if age else None
+    issues = [_issue_view(i, period) for i in req.state.get("issues", [])
+              if max_min is None or i["first_seen_min"] <= max_min]
+    if (query.get("sort") or ["date"])[0] == "new":
+        issues.sort(key=lambda i: i["firstSeen"], reverse=True)
+    else:
+        issues.sort(key=lambda i: -sum(n for _, n in i.get("stats", {}).get("24h", [])))
+    limit = int((query.get("limit") or ["100"])[0])
+    return 200, issues[:limit]
+
+
+def _stats(req, org: str):
+    if not _ours(req, org):
+        return _NOT_FOUND
+    if not req.query.get("field") or not req.query.get("groupBy"):
+        return _err(400, "At least one groupBy and field is required")
+    return _denied(req) or (200, _stats_v2(req.state, req.query))
+
+
+def _releases(req, org: str):
+    if not _ours(req, org):
+        return _NOT_FOUND
+    if (denied := _denied(req)):
+        return denied
+    rels = sorted(req.state.get("releases", []), key=lambda r: r["released_min"])
+    per_page = int((req.query.get("per_page") or ["100"])[0])
+    return 200, [_release_view(r) for r in rels][:per_page]
+
+
+def _release(req, org: str, version: str):
+    if (denied := _denied(req)):  # Sentry checks this scope before it looks the release up
+        return denied
+    rel = next((r for r in req.state.get("releases", []) if r["version"] == version), None)
+    if not _ours(req, org) or rel is None:
+        return _NOT_FOUND
+    return 200, _release_view(rel)
+
+
+ROUTES = (
+    # https://docs.sentry.io/api/projects/retrieve-a-project/
+    route("GET HEAD", r"/projects/([^/]+)/([^/]+)/?", _project, scope="project:read"),
+    # https://docs.sentry.io/api/events/list-a-projects-issues/
+    route("GET HEAD", r"/projects/([^/]+)/([^/]+)/issues/?", _issues, scope="event:read"),
+    # https://docs.sentry.io/api/organizations/retrieve-event-counts-for-an-organization-v2/
+    route("GET HEAD", r"/organizations/([^/]+)/stats_v2/?", _stats, scope="org:read"),
+    # https://docs.sentry.io/api/releases/list-an-organizations-releases/
+    route("GET HEAD", r"/organizations/([^/]+)/releases/?", _releases, scope="project:releases"),
+    # https://docs.sentry.io/api/releases/retrieve-an-organizations-release/
+    route("GET HEAD", r"/organizations/([^/]+)/releases/([^/]+)/?", _release, scope="project:releases"),
+)
+_METHODS = route_methods(ROUTES)
+
+
 def handle(state: dict, method: str, path: str, query: dict, headers: dict, body=None):
-    """One request -> (status, JSON body)."""
-    if method not in ("GET", "HEAD"):
+    """One request -> (status, JSON body): the method, then the token (https://docs.sentry.io/api/auth/),
+    then the route."""
+    if method not in _METHODS:
         return _err(405, f'Method "{method}" not allowed.')
     if headers.get("authorization", "") != f"Bearer {state.get('token')}" or state.get("revoked"):
         return _err(401, "Invalid token")
     if not path.startswith(PREFIX):
-        return _err(404, "The requested resource does not exist")
-    path = path[len(PREFIX):]
-    scopes = set(state.get("scopes") or [])
-    org, proj = state.get("organization"), state.get("project") or {}
-
-    def need(scope: str):
-        return None if scope in scopes else _err(403, "You do not have permission to perform this action.")
-
-    if (m := re.fullmatch(r"/projects/([^/]+)/([^/]+)/?", path)):
-        if m.group(1) != org or m.group(2) != proj.get("slug"):
-            return _err(404, "The requested resource does not exist")
-        return need("project:read") or (200, dict(proj, organization={"slug": org, "name": "Learning Equality"},
-                                                   dateCreated=iso(60 * 24 * 900), isMember=True, hasAccess=True))
-    if (m := re.fullmatch(r"/projects/([^/]+)/([^/]+)/issues/?", path)):
-        if m.group(1) != org or m.group(2) != proj.get("slug"):
-            return _err(404, "The requested resource does not exist")
-        if (denied := need("event:read")):
-            return denied
-        period = (query.get("statsPeriod") or ["24h"])[0]
-        search = (query.get("query") or ["is:unresolved"])[0]
-        age = re.search(r"firstSeen:-(\d+)([hmd])", search)  # https://docs.sentry.io/concepts/search/searchable-properties/issues/
-        max_min = int(age.group(1)) * {"m": 1, "h": 60, "d": 1440}[age.group(2)] if age else None
-        issues = [_issue_view(i, period) for i in state.get("issues", [])
-                  if max_min is None or i["first_seen_min"] <= max_min]
-        if (query.get("sort") or ["date"])[0] == "new":
-            issues.sort(key=lambda i: i["firstSeen"], reverse=True)
-        else:
-            issues.sort(key=lambda i: -sum(n for _, n in i.get("stats", {}).get("24h", [])))
-        limit = int((query.get("limit") or ["100"])[0])
-        return 200, issues[:limit]
-    if (m := re.fullmatch(r"/organizations/([^/]+)/stats_v2/?", path)):
-        if m.group(1) != org:
-            return _err(404, "The requested resource does not exist")
-        if not query.get("field") or not query.get("groupBy"):
-            return _err(400, "At least one groupBy and field is required")
-        return need("org:read") or (200, _stats_v2(state, query))
-    if (m := re.fullmatch(r"/organizations/([^/]+)/releases/?", path)):
-        if m.group(1) != org:
-            return _err(404, "The requested resource does not exist")
-        if (denied := need("project:releases")):
-            return denied
-        rels = sorted(state.get("releases", []), key=lambda r: r["released_min"])
-        per_page = int((query.get("per_page") or ["100"])[0])
-        return 200, [_release_view(r) for r in rels][:per_page]
-    if (m := re.fullmatch(r"/organizations/([^/]+)/releases/([^/]+)/?", path)):
-        if (denied := need("project:releases")):
-            return denied
-        rel = next((r for r in state.get("releases", []) if r["version"] == m.group(2)), None)
-        if m.group(1) != org or rel is None:
-            return _err(404, "The requested resource does not exist")
-        return 200, _release_view(rel)
-    return _err(404, "The requested resource does not exist")
+        return _NOT_FOUND
+    return dispatch(ROUTES, state, method, path[len(PREFIX):], query, headers, body,
+                    not_found=_NOT_FOUND, not_allowed=_err(405, f'Method "{method}" not allowed.'))
 
 
 def deployed_release(kube_state: dict, default: str = "v2026.11.20") -> str:
