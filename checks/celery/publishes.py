@@ -37,35 +37,39 @@ def check_stuck_publishes(ctx):
     is still publishing it): `manage.py reconcile_publishing_status` and `reconcile_change_tasks`."""
     import psycopg
 
+    from studiodoctor.backends import postgres as pg
+
     dsn = ctx.profile.value("postgres.dsn")
     stuck_after = float(_setting(ctx, "publish_stuck_after"))
     window = float(_setting(ctx, "failed_publish_window"))
     unapplied_after = float(_setting(ctx, "unapplied_after"))
-    t = ctx.timeout(cap=10.0)
     ch, node, change, tr = facts.CHANNEL_TABLE, facts.NODE_TABLE, facts.CHANGE_TABLE, facts.TASKRESULT_TABLE
+
+    def rows(sql, params=None):
+        # the run's one PostgreSQL connection (postgres.reachable opened it), each query read-only
+        return [tuple(r.values()) for r in pg.query(ctx, sql, params)]
+
     try:
-        with psycopg.connect(dsn, connect_timeout=max(1, int(t)), autocommit=False,
-                             options=f"-c statement_timeout={int(t * 1000)} -c default_transaction_read_only=on"
-                             ) as conn:
-            conn.read_only = True
-            publishing = conn.execute(
-                f"SELECT c.id, c.name, n.modified, EXTRACT(EPOCH FROM now() - n.modified)::float8 "
-                f"FROM {ch} c JOIN {node} n ON n.id = c.main_tree_id "
-                f"WHERE n.publishing AND NOT c.deleted ORDER BY n.modified").fetchall()
-            failed = conn.execute(
-                f"SELECT task_id, task_name, date_done FROM {tr} WHERE task_name = ANY(%s) AND status = 'FAILURE' "
-                f"AND date_done > now() - make_interval(secs => %s) ORDER BY date_done DESC LIMIT 10",
-                (list(facts.PUBLISH_TASK_NAMES), window)).fetchall()
-            has_created = conn.execute(
-                "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'created'",
-                (change,)).fetchone() is not None
-            if has_created:
-                unapplied, oldest_change = conn.execute(
-                    f"SELECT count(*), min(created) FROM {change} WHERE NOT applied AND NOT errored "
-                    f"AND created < now() - make_interval(secs => %s)", (unapplied_after,)).fetchone()
-            else:  # Studio's Change has no timestamp in some versions: count them all
-                unapplied, oldest_change = conn.execute(
-                    f"SELECT count(*), NULL FROM {change} WHERE NOT applied AND NOT errored").fetchone()
+        publishing = rows(
+            f"SELECT c.id, c.name, n.modified, EXTRACT(EPOCH FROM now() - n.modified)::float8 "
+            f"FROM {ch} c JOIN {node} n ON n.id = c.main_tree_id "
+            f"WHERE n.publishing AND NOT c.deleted ORDER BY n.modified")
+        failed = rows(
+            f"SELECT task_id, task_name, date_done FROM {tr} WHERE task_name = ANY(%s) AND status = 'FAILURE' "
+            f"AND date_done > now() - make_interval(secs => %s) ORDER BY date_done DESC LIMIT 10",
+            (list(facts.PUBLISH_TASK_NAMES), window))
+        has_created = bool(rows(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'created'",
+            (change,)))
+        if has_created:
+            (unapplied, oldest_change), = rows(
+                f"SELECT count(*), min(created) FROM {change} WHERE NOT applied AND NOT errored "
+                f"AND created < now() - make_interval(secs => %s)", (unapplied_after,))
+        else:  # Studio's Change has no timestamp in some versions: count them all
+            (unapplied, oldest_change), = rows(
+                f"SELECT count(*), NULL FROM {change} WHERE NOT applied AND NOT errored")
+    except pg.Busy as exc:
+        return error(f"could not query PostgreSQL: {exc}", reason=Reason.TIMEOUT)
     except psycopg.errors.UndefinedTable as exc:
         return error(f"a Studio table is missing: {exc.diag.message_primary}; is postgres.dsn Studio's database?",
                      reason=Reason.UNEXPECTED)

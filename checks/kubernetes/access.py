@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from checks.kubernetes.common import API, PERMISSIONS, SDK_IMPORTS, check  # noqa: F401
 from studiodoctor.backends.kubernetes import (ALL_NAMESPACES, RESOURCES, Listing, can_i, classify, connection, get,
-                                              kube_section, kubectl, namespace, post, rbac_rule, traefik_namespace)
+                                              kube_section, kubectl, namespace, post, rbac_rule, traefik_namespace,
+                                              untrusted_api)
 from studiodoctor.model import EPHEMERAL_WRITE, MUTATING, READ_ONLY, Command, Reason, error, ok, skip, unreachable, warn
 
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -34,6 +35,8 @@ def check_api(ctx):
         if listing.status in ("unreachable", "timeout"):
             return unreachable("Kubernetes API", conn.address, listing.detail, timed_out=listing.status == "timeout",
                                commands=[Command(kubectl(ctx, "cluster-info", None), READ_ONLY)])
+        if listing.status == "untrusted":
+            return untrusted_api(ctx, listing)
         if listing.status == "unauthorized":
             return error("the API server rejected our credentials (401)", reason=Reason.AUTH,
                          evidence={"address": conn.address},
@@ -88,6 +91,8 @@ def check_permissions(ctx):
             if listing.status in ("unreachable", "timeout"):
                 return unreachable("Kubernetes API", conn.address, listing.detail,
                                    timed_out=listing.status == "timeout")
+            if listing.status == "untrusted":
+                return untrusted_api(ctx, listing)
             return error(f"cannot ask the API server what we may do (SelfSubjectAccessReview): "
                          f"HTTP {listing.http_status} {listing.detail}"[:300], reason=Reason.FORBIDDEN
                          if listing.status == "forbidden" else Reason.UNEXPECTED,

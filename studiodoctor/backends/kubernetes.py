@@ -217,7 +217,7 @@ class Listing:
     resource: str
     namespace: str
     items: list = field(default_factory=list)
-    status: str = "ok"              # ok | forbidden | unauthorized | unreachable | timeout | notfound | error | unconfigured
+    status: str = "ok"              # ok | forbidden | unauthorized | untrusted | unreachable | timeout | notfound | error | unconfigured
     detail: str = ""
     http_status: int = 0
     address: str = ""
@@ -259,12 +259,45 @@ def classify(exc: Exception, listing: Listing) -> Listing:
         listing.detail = f"unreadable answer ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})"[:300]
         return listing
     inner = getattr(exc, "reason", None) or exc
+    if _certificate_not_trusted(exc):
+        # The API answered TLS with a certificate our kubeconfig's CA does not sign: a stale
+        # certificate-authority-data (CA rotated) or another endpoint. That proves nothing about the
+        # cluster, so it is not "unreachable".
+        listing.status = "untrusted"
+        listing.detail = ("its TLS certificate does not verify against the kubeconfig's certificate authority "
+                          f"({_verify_message(exc)})")[:300]
+        return listing
     timed_out, text = describe_error(inner if isinstance(inner, BaseException) else exc)
     if "refused" in str(exc).lower():
         text, timed_out = "connection refused", False
     listing.status = "timeout" if timed_out else "unreachable"
     listing.detail = text
     return listing
+
+
+def _exception_chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        nxt = getattr(exc, "reason", None)
+        exc = nxt if isinstance(nxt, BaseException) else (exc.__cause__ or exc.__context__)
+
+
+def _certificate_not_trusted(exc: BaseException) -> bool:
+    import ssl
+
+    return any(isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e)
+               for e in _exception_chain(exc))
+
+
+def _verify_message(exc: BaseException) -> str:
+    import ssl
+
+    for e in _exception_chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+            return e.verify_message
+    return "certificate verify failed"
 
 
 def list_items(data: Any) -> list[dict]:
@@ -349,6 +382,22 @@ def can_i(ctx, resource: str, ns: str, verb: str = "list") -> str:
     return kubectl(ctx, f"auth can-i {verb} {res}", None if cluster else ns)
 
 
+def untrusted_api(ctx, listing: Listing):
+    """The API server's certificate does not verify with our CA: we cannot trust its answers, and that
+    says nothing about the cluster's health (an ``error``, never a ``fail``)."""
+    host_port = listing.address.split("://", 1)[-1].rstrip("/")
+    return error(f"cannot trust the Kubernetes API at {listing.address}: {listing.detail}",
+                 reason=Reason.UNEXPECTED, evidence={"address": listing.address, "tls": listing.detail},
+                 hint="Our kubeconfig's certificate-authority-data does not sign the certificate this endpoint "
+                      "serves: the cluster CA was rotated (refresh the credentials, e.g. `gcloud container "
+                      "clusters get-credentials CLUSTER`), or the server URL points at another endpoint.",
+                 commands=[Command(f"openssl s_client -connect {host_port} -showcerts </dev/null 2>/dev/null"
+                                   " | openssl x509 -noout -issuer -subject -enddate", READ_ONLY,
+                                   "the certificate the endpoint serves"),
+                           Command(kubectl(ctx, "config view --minify", None), READ_ONLY,
+                                   "the server and CA our kubeconfig uses")])
+
+
 def listing_problem(ctx, listing: Listing):
     """The Result to return when a list call did not succeed (honest: never 'none found')."""
     group, name, cluster, what = RESOURCES[listing.resource]
@@ -372,6 +421,8 @@ def listing_problem(ctx, listing: Listing):
     if listing.status in ("unreachable", "timeout"):
         return unreachable("Kubernetes API", listing.address, listing.detail,
                            timed_out=listing.status == "timeout")
+    if listing.status == "untrusted":
+        return untrusted_api(ctx, listing)
     if listing.status == "unconfigured":
         return skip(listing.detail, reason=Reason.NOT_CONFIGURED)
     if listing.status == "notfound":
