@@ -129,7 +129,7 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
     """TCP connect and TLS handshake; ``on_network(seconds)`` gets their time on the wire: from the
     connect's start to the handshake's last segment received, as the kernel saw it (TCP_INFO), so that
     the wait for the GIL after it is not in it."""
-    from .httpprobe import tcp_info
+    from .httpprobe import KERNEL_TICK, tcp_info
 
     t0 = time.perf_counter()
     sock = None
@@ -138,8 +138,8 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
         with sslctx.wrap_socket(sock, server_hostname=sni) as tls:
             now = time.perf_counter()
             recv_ago = tcp_info(tls)[1]
-            if on_network is not None:
-                on_network(min(now, max(t0, now - recv_ago)) - t0)
+            if on_network is not None:  # the kernel counts in ticks: one more, bounded by the clock's reading
+                on_network(min(now - t0, max(0.0, now - recv_ago - t0) + KERNEL_TICK))
             return tls.getpeercert(binary_form=True) if want_cert else None
     except BaseException:
         if on_network is not None:
