@@ -282,7 +282,7 @@ def check_smtp_relay(ctx):
     except (OSError, ssl.SSLError) as exc:
         return error(f"cannot load email.ca_file: {exc}")
     ev: dict = {"address": address}
-    conn = Staged("SMTP relay", address, ev, commands=cmds)
+    conn = Staged("SMTP relay", address, ev, commands=cmds, ctx=ctx)
     timeout = ctx.timeout(margin=0.2)
     outbound = "Outbound 587 may be blocked from here (GKE egress, firewall); the API path still works."
     addrs = conn.dns(host, port, timeout)

@@ -163,11 +163,18 @@ def _tcp_info(stream) -> tuple[float, float, float]:
     """(seconds since the connection last sent data, since it last received data, its smoothed round
     trip time), from the kernel's TCP_INFO; (inf, 0, inf) where it cannot be read (not Linux, no
     socket), which leaves the clock's own reading."""
+    try:
+        return tcp_info(stream.get_extra_info("socket"))
+    except Exception:  # noqa: BLE001
+        return float("inf"), 0.0, float("inf")
+
+
+def tcp_info(sock) -> tuple[float, float, float]:
+    """``_tcp_info`` of a socket (or an ssl.SSLSocket)."""
     import socket
     import struct
 
     try:
-        sock = stream.get_extra_info("socket")
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
         # struct tcp_info: 8 u8, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans,
         # fackets, last_data_sent, last_ack_sent, last_data_recv (ms ago), last_ack_recv, pmtu,

@@ -94,6 +94,8 @@ class Result:
     network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
+    # when it started, ms after the run's start (the runner's; not in the JSON: benchmarks/timeline.py reads it)
+    start_ms: float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

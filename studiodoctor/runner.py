@@ -161,6 +161,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     def finish(chk: Check, res: Result, started: float, ended: float | None = None) -> None:
         res.id, res.layer, res.title = chk.id, chk.layer, chk.title
         res.duration_ms = ((ended or time.monotonic()) - started) * 1000
+        res.start_ms = (started - run_start) * 1000
         if chk.metrics and isinstance(res.evidence, dict):
             res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res

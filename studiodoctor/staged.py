@@ -2,14 +2,16 @@
 stage that failed named. Used by every layer that opens its own connection (redis, postgres, the email
 layer's SMTP relay).
 
-    conn = Staged("Redis", target.address, evidence)        # evidence gets "stages" and "stage"
+    conn = Staged("Redis", target.address, evidence, ctx=ctx)  # evidence gets "stages" and "stage"
     addrs = conn.dns(host, port, timeout, hint="...")        # raises Stop(unreachable...) naming the stage
     sock = conn.tcp(addrs[0], port, timeout, ...)
     with conn.stage("auth", timing="auth_ping"):             # the layer's own stage; its failure is mapped
         client.ping()                                        # by the layer (ev["stage"] is already set)
     conn.done()                                              # ev["stage"] = "ok"; conn.timings() for the text
 
-A failed stage raises ``studiodoctor.model.Stop`` with the result (run the check under ``guard``)."""
+A failed stage raises ``studiodoctor.model.Stop`` with the result (run the check under ``guard``).
+With ``ctx`` each stage's time is also the check's network time (``ctx.add_network``: the result's
+``network_ms``): these stages are round trips to the backend, timed by their own clock."""
 
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ class Staged:
     """The stages of one connect to ``what`` at ``address``; writes ``evidence["stages"]`` (``<stage>_ms``)
     and ``evidence["stage"]`` (the stage that failed, or ``ok``)."""
 
-    def __init__(self, what: str, address: str, evidence: dict, *, commands=None):
+    def __init__(self, what: str, address: str, evidence: dict, *, commands=None, ctx=None):
         self.what, self.address, self.ev = what, address, evidence
+        self.ctx = ctx
         self.commands = list(commands or [])
         self.stages: dict = evidence.setdefault("stages", {})
 
@@ -43,8 +46,16 @@ class Staged:
             yield
         except BaseException:
             self.ev["stage"] = name
+            self.network(time.monotonic() - t0)
             raise
-        self.stages[f"{timing or name}_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        self.stages[f"{timing or name}_ms"] = round(self.network(time.monotonic() - t0) * 1000, 1)
+
+    def network(self, seconds: float) -> float:
+        """Count ``seconds`` (a round trip that ended now) as the check's network time; returns it."""
+        add = getattr(self.ctx, "add_network", None)
+        if add is not None:
+            add(seconds)
+        return seconds
 
     def stop(self, stage: str, detail: str, *, timed_out: bool = False, **extra):
         """Raise Stop with the ``unreachable`` result of a failed stage."""
@@ -57,10 +68,12 @@ class Staged:
         try:
             addrs = resolve(host, port, timeout)
         except TimeoutError as exc:
+            self.network(time.monotonic() - t0)
             self.stop("dns", f"DNS: {exc}", timed_out=True)
         except OSError as exc:
+            self.network(time.monotonic() - t0)
             self.stop("dns", f"DNS: cannot resolve {host}: {first_line(exc)}", hint=hint)
-        self.stages["dns_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        self.stages["dns_ms"] = round(self.network(time.monotonic() - t0) * 1000, 1)
         self.ev["resolved"] = addrs
         return addrs
 
@@ -71,11 +84,13 @@ class Staged:
         try:
             sock = socket.create_connection((addr, port), timeout=timeout)
         except (socket.timeout, TimeoutError):
+            self.network(time.monotonic() - t0)
             self.stop("tcp", "TCP connect timed out", timed_out=True, hint=timeout_hint, commands=self.commands)
         except OSError as exc:
+            self.network(time.monotonic() - t0)
             detail = "connection refused" if isinstance(exc, ConnectionRefusedError) else first_line(exc)
             self.stop("tcp", f"TCP: {detail}", hint=refused_hint, commands=self.commands)
-        self.stages["tcp_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        self.stages["tcp_ms"] = round(self.network(time.monotonic() - t0) * 1000, 1)
         if keep:
             return sock
         sock.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -99,22 +101,68 @@ def _matches(name: str, sans: list[str]) -> bool:
     return False
 
 
-def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_file: str = "") -> CertInfo:
+@functools.lru_cache(maxsize=8)
+def _contexts(ca_file: str, stamp: int) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(the context that reads any certificate, the verifying one with ``ca_file``), once per process and
+    CA file (its mtime in ``stamp``): each build loads the system's CA bundle (~20 ms of CPU)."""
+    raw_ctx = ssl.create_default_context()
+    raw_ctx.check_hostname = False
+    raw_ctx.verify_mode = ssl.CERT_NONE
+    verify_ctx = ssl.create_default_context()
+    if ca_file:
+        verify_ctx.load_verify_locations(ca_file)
+    return raw_ctx, verify_ctx
+
+
+def contexts(ca_file: str = "") -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    import os
+
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
+    except OSError:
+        stamp = 0  # a missing CA file fails in load_verify_locations, with its name
+    return _contexts(ca_file, stamp)
+
+
+def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLContext, on_network, *,
+               want_cert: bool = False):
+    """TCP connect and TLS handshake; ``on_network(seconds)`` gets their time on the wire: from the
+    connect's start to the handshake's last segment received, as the kernel saw it (TCP_INFO), so that
+    the wait for the GIL after it is not in it."""
+    from .httpprobe import KERNEL_TICK, tcp_info
+
+    t0 = time.perf_counter()
+    sock = None
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        with sslctx.wrap_socket(sock, server_hostname=sni) as tls:
+            now = time.perf_counter()
+            recv_ago = tcp_info(tls)[1]
+            if on_network is not None:  # the kernel counts in ticks: one more, bounded by the clock's reading
+                on_network(min(now - t0, max(0.0, now - recv_ago - t0) + KERNEL_TICK))
+            return tls.getpeercert(binary_form=True) if want_cert else None
+    except BaseException:
+        if on_network is not None:
+            on_network(time.perf_counter() - t0)
+        if sock is not None:
+            sock.close()
+        raise
+
+
+def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_file: str = "",
+                        on_network=None) -> CertInfo:
     """Fetch the certificate served for ``sni`` at host:port, then try a verified handshake (``timeout``
-    bounds each of the two connections: a check gives half of what it can spend).
+    bounds each of the two connections: a check gives half of what it can spend). ``on_network`` (a
+    check's ``ctx.add_network``) gets each connection's time on the wire.
 
     Raises TLSProbeError (with its ``kind``) when the first handshake does not complete. A failure of the
     second handshake is ``verify_error`` only when it is a verification failure; anything else
     (timeout, reset, refused) is ``verify_unknown``: the chain was not checked."""
     from cryptography import x509
 
-    raw_ctx = ssl.create_default_context()
-    raw_ctx.check_hostname = False
-    raw_ctx.verify_mode = ssl.CERT_NONE
+    raw_ctx, verify_ctx = contexts(ca_file)  # an unreadable CA file raises here: the caller's OSError path
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with raw_ctx.wrap_socket(sock, server_hostname=sni) as tls:
-                der = tls.getpeercert(binary_form=True)
+        der = _handshake(host, port, sni, timeout, raw_ctx, on_network, want_cert=True)
     except (ssl.SSLError, OSError) as exc:
         raise TLSProbeError(*classify(exc)) from exc
     cert = x509.load_der_x509_certificate(der)
@@ -126,13 +174,8 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
     info = CertInfo(sni=sni, address=f"{host}:{port}", subject=cert.subject.rfc4514_string(),
                     issuer=cert.issuer.rfc4514_string(), sans=list(sans),
                     not_after=cert.not_valid_after_utc, names_match=_matches(sni, list(sans)))
-    verify_ctx = ssl.create_default_context()
-    if ca_file:
-        verify_ctx.load_verify_locations(ca_file)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with verify_ctx.wrap_socket(sock, server_hostname=sni):
-                pass
+        _handshake(host, port, sni, timeout, verify_ctx, on_network)
     except (ssl.SSLError, OSError) as exc:
         kind, text = classify(exc)
         if kind == "verify":

@@ -93,7 +93,8 @@ def check_certificate(ctx):
         target = mapping.get(f"{host}:{port}") or f"{host}:{port}"
         addr, _, tport = target.rpartition(":")
         try:
-            info = inspect_certificate(addr, int(tport), host, timeout=ctx.timeout(10, margin=0.5) / 2, ca_file=ca_file)
+            info = inspect_certificate(addr, int(tport), host, timeout=ctx.timeout(10, margin=0.5) / 2, ca_file=ca_file,
+                                       on_network=getattr(ctx, "add_network", None))
         except (OSError, ValueError) as exc:
             return handshake_problem(exc, "edge TLS", target, host)
         ev = info.evidence()

@@ -42,7 +42,7 @@ def check_reachable(ctx):
     ev = {"address": target.address, "target": target.label, "sslmode": target.sslmode, "stages": {}}
     stages = ev["stages"]
     cmds = [Command(target.psql("SELECT 1"), READ_ONLY, "asks for the password or uses ~/.pgpass")]
-    conn = Staged("PostgreSQL", target.address, ev, commands=cmds)
+    conn = Staged("PostgreSQL", target.address, ev, commands=cmds, ctx=ctx)
     if not target.unix:
         if target.hostaddr:
             addrs = ev["resolved"] = [target.hostaddr]
@@ -89,7 +89,7 @@ def check_reachable(ctx):
             return fail(f"PostgreSQL at {target.address}: TLS handshake failed: {first_line(exc)}",
                         evidence=ev, reason=Reason.UNREACHABLE, commands=cmds)
         stages["tls_ms" if ev.get("tls") != "not offered" else "startup_ms"] = \
-            round((time.monotonic() - t0) * 1000, 1)
+            round(conn.network(time.monotonic() - t0) * 1000, 1)
         if ev["tls"] == "not offered" and target.sslmode in ("require", "verify-ca", "verify-full"):
             ev["stage"] = "tls"
             return fail(f"PostgreSQL at {target.address} does not offer TLS but sslmode={target.sslmode}",
@@ -127,7 +127,7 @@ def check_reachable(ctx):
             return unreachable("PostgreSQL", target.address, message, timed_out=True, evidence=ev, commands=cmds)
         return fail(f"PostgreSQL at {target.address}: connection failed (stage {stage}): {message}",
                     evidence=ev, reason=Reason.UNREACHABLE, commands=cmds)
-    stages["auth_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    stages["auth_ms"] = round(conn.network(time.monotonic() - t0) * 1000, 1)
     try:
         db.execute("SET default_transaction_read_only = on")
     except psycopg.Error as exc:

@@ -58,7 +58,10 @@ def _redis_call(ctx, func):
     """Run ``func()`` and map redis-py errors to results; returns (value, None) or (None, result)."""
     import redis
 
+    import time
+
     target = _target(ctx)
+    t0 = time.perf_counter()
     try:
         return func(), None
     except redis.exceptions.NoPermissionError as exc:
@@ -73,6 +76,10 @@ def _redis_call(ctx, func):
     except redis.exceptions.RedisError as exc:
         return None, error(f"Redis at {target.address} answered with an error: {target.scrub(error_text(exc))}",
                            evidence={"address": target.address})
+    finally:  # the command's round trip (the first one connects): the check's network time
+        add = getattr(ctx, "add_network", None)
+        if add is not None:
+            add(time.perf_counter() - t0)
 
 
 # INFO fields the checks read as numbers, and those every Redis INFO has.

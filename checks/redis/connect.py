@@ -37,7 +37,7 @@ def check_reachable(ctx):
                      hint="use redis://[user:password@]host:port/db")
     ev = {"address": target.address, "user": target.user, "db": target.db, "stages": {}}
     cmds = [Command(target.cli("PING"), READ_ONLY, "asks for the password")]
-    conn = Staged("Redis", target.address, ev, commands=cmds)
+    conn = Staged("Redis", target.address, ev, commands=cmds, ctx=ctx)
     if not target.path:
         addrs = conn.dns(target.host, target.port, ctx.timeout(margin=_MARGIN),
                          hint="check the host name in redis.url and the resolver used here")

@@ -39,7 +39,8 @@ def check_certificates(ctx):
     certs, problems, warnings, unknown = {}, [], [], []
     for host in hosts:
         try:
-            info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5, margin=0.5) / 2, ca_file=ca_file)
+            info = inspect_certificate(addr, port, host, timeout=ctx.timeout(5, margin=0.5) / 2, ca_file=ca_file,
+                                       on_network=getattr(ctx, "add_network", None))
         except (OSError, ValueError) as exc:
             return handshake_problem(exc, "Traefik entrypoint", f"{addr}:{port}", host)
         ev = info.evidence()

@@ -90,6 +90,7 @@ def query(ctx, sql: str, params=None, *, session: Session | None = None, timed: 
         raise Busy("no PostgreSQL session (postgres.reachable did not connect)")
     if not session.lock.acquire(timeout=ctx.timeout(margin=MARGIN)):
         raise Busy("timed out waiting for the shared PostgreSQL connection")
+    t_begin = time.perf_counter()
     try:
         conn = session.conn
         ms = max(50, int(ctx.timeout(margin=MARGIN) * 1000))
@@ -106,6 +107,11 @@ def query(ctx, sql: str, params=None, *, session: Session | None = None, timed: 
                 conn.execute("ROLLBACK")
     finally:
         session.lock.release()
+        # BEGIN, set_config, the query, ROLLBACK: four round trips, the check's network time (not the
+        # wait for the shared session's lock)
+        add = getattr(ctx, "add_network", None)
+        if add is not None:
+            add(time.perf_counter() - t_begin)
     return (rows, elapsed) if timed else rows
 
 

@@ -52,6 +52,7 @@ def test_healthy_email_all_ok_token_never_shown(pm, relay, make_profile):
     assert res[BOUNCES].evidence["bounce_rate_pct"] == pytest.approx(1.448, abs=0.01)
     assert res[DELIVERIES].evidence["minutes_ago"] == 3
     assert res[SMTP].evidence["tls"].startswith("TLSv1.") and res[SMTP].evidence["days_left"] >= 80
+    assert 0 < res[SMTP].network_ms <= res[SMTP].duration_ms + 0.1  # the SMTP stages are its network time
     import json
 
     assert pm.token not in json.dumps([r.to_dict() for r in report.results])  # /server answers ApiTokens

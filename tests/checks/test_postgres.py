@@ -48,6 +48,10 @@ def test_healthy_every_check_ok_and_password_never_shown(postgres_server, make_p
     assert res[DATABASE_SIZE].evidence["database"] == "kolibri-studio" and res[DATABASE_SIZE].evidence["bytes"] > 0
     assert postgres_server.password not in raw_text(report)
     assert int(report.exit_code) == 0
+    # the staged connect and each query's round trips are the checks' network time (issue 18)
+    assert 0 < r.network_ms <= r.duration_ms + 0.1
+    for cid in (VERSION, CONNECTIONS, DATABASE_SIZE):
+        assert 0 < res[cid].network_ms <= res[cid].duration_ms + 0.1, (cid, res[cid].network_ms)
 
 
 def test_checks_run_in_read_only_transactions(postgres_server, make_profile):

@@ -48,6 +48,10 @@ def test_healthy_every_check_ok_and_password_never_shown(secured_redis, make_pro
     assert res[ROLE].evidence["role"] == "master"
     assert res[LATENCY].evidence["samples"] == 5
     assert PASSWORD not in raw_text(report)
+    # the staged connect and the commands' round trips are the checks' network time (issue 18)
+    for cid in (REACHABLE, LATENCY):
+        assert 0 < res[cid].network_ms <= res[cid].duration_ms + 0.1, (cid, res[cid].network_ms)
+    assert all(r.network_ms is None or r.network_ms <= r.duration_ms + 0.1 for r in res.values())
 
 
 def test_stopped_redis_fails_with_refused_address_and_blocks_dependents(redis_server, make_profile):

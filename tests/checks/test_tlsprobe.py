@@ -131,3 +131,16 @@ def test_traefik_certificates_timeout_on_verify_is_an_error(odd, make_profile):
     r = engine.check(profile, check_ids=[traefik.CERTIFICATES]).results[0]
     assert r.status is Status.ERROR, r.summary
     assert "could not verify" in r.summary and "not trusted" not in r.summary
+
+
+def test_certificate_reads_report_their_handshakes_as_network_time(odd, make_profile):
+    server = odd("hang", good=2)  # both handshakes complete
+    spans = []
+    inspect_certificate("127.0.0.1", server.port, HOST, timeout=2.0, ca_file=server.ca_file, on_network=spans.append)
+    assert len(spans) == 2 and all(0 < s < 2.0 for s in spans)
+    server = odd("hang", good=2)
+    profile = make_profile({"http": {"ca_file": server.ca_file, "resolve": {f"{HOST}:443": f"127.0.0.1:{server.port}"}}},
+                           timeout=3, public_urls=[f"https://{HOST}/"])
+    r = engine.check(profile, check_ids=[edge.CERTIFICATE]).results[0]
+    assert r.status is Status.OK, r.summary
+    assert 0 < r.network_ms <= r.duration_ms + 0.1

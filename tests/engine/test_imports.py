@@ -41,3 +41,15 @@ def test_a_skipped_layer_imports_nothing(tmp_path):
     config.write_text('[profiles.t.redis]\nurl = "redis://127.0.0.1:9/0"\n')  # postgres, cloudflare: no keys
     assert _imported_after(config, "--layer", "redis", "--layer", "postgres", "--layer", "cloudflare") == \
         "RC 2 ['redis']"
+
+
+def test_parsing_the_command_line_imports_no_pydantic(tmp_path):
+    """typer 0.29 builds a pydantic TypeAdapter per option on every start (~0.13 s): pyproject keeps typer
+    below it. A run that takes every kind of option (text, number, choice, repeated) parses without it."""
+    config = tmp_path / "sd.toml"
+    config.write_text('[profiles.t.redis]\nurl = "redis://127.0.0.1:9/0"\n')
+    code = ("import sys; from studiodoctor.cli import main; main(['check', '--config', %r, '--profile', 't', "
+            "'--format', 'json', '--timeout', '2', '--layer', 'redis', '--layer', 'postgres']); "
+            "print('pydantic' in sys.modules)" % str(config))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -50,6 +50,7 @@ def make_handler(upstream: str, state: Path):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "UploadServer"  # what GCS sends as Server
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
 
         def log_message(self, fmt, *args):  # quiet
             pass

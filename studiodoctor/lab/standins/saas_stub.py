@@ -126,6 +126,7 @@ def serve_json(handle, name: str, port: int, state_path: Path, address: str = "1
         server_version = name
         sys_version = ""
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
 
         def _answer(self):
             method = self.command
