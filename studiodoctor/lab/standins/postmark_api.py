@@ -19,10 +19,9 @@ documented with the client at https://postmarker.readthedocs.io/en/stable/status
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
-from .saas_stub import StubAPI
+from .saas_stub import StubAPI, dispatch, route, route_methods
 
 STATUS_PREFIX = "/api/1.0"
 SERVICES = {"api": "API Response Time", "smtp": "SMTP Response Time", "web": "Web Response Time",
@@ -49,33 +48,28 @@ def _pm_error(status: int, code: int, message: str) -> tuple[int, dict]:
     return status, {"ErrorCode": code, "Message": message}
 
 
-def _status_api(state: dict, path: str):
-    services = [{"name": name, "url": f"/services/{key}", "status": state.get("status", {}).get(key, "UP")}
-                for key, name in SERVICES.items()]
-    if path == "/services":
-        return 200, services
-    if path == "/status":
-        worst = next((s["status"] for s in services if s["status"] != "UP"), "UP")
-        return 200, {"status": worst, "lastCheckDate": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    return 404, {"error": "not found"}
+def _service_list(state: dict) -> list[dict]:
+    return [{"name": name, "url": f"/services/{key}", "status": state.get("status", {}).get(key, "UP")}
+            for key, name in SERVICES.items()]
 
 
-def handle(state: dict, method: str, path: str, query: dict, headers: dict, body=None):
-    if method not in ("GET", "HEAD"):
-        return _pm_error(405, 0, "The lab stand-in answers GET only")
-    if path.startswith(STATUS_PREFIX):
-        return _status_api(state, path[len(STATUS_PREFIX):].rstrip("/"))
-    if headers.get("x-postmark-server-token") != state.get("token"):
-        return _pm_error(401, 10, "The Server Token you provided in the X-Postmark-Server-Token request header was "
-                                  "invalid. Please verify that you are using a valid token.")
-    for pattern, route in ROUTES:
-        if (m := re.fullmatch(pattern, path)):
-            return route(state, {k: v[0] for k, v in query.items()}, *m.groups())
-    return _pm_error(404, 0, "Not found")
+# --- the status API's routes (below STATUS_PREFIX, no token), read by handle ----------------------------
+# https://postmarker.readthedocs.io/en/stable/status.html
+def _services(req):
+    return 200, _service_list(req.state)
+
+
+def _status(req):
+    worst = next((s["status"] for s in _service_list(req.state) if s["status"] != "UP"), "UP")
+    return 200, {"status": worst, "lastCheckDate": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+STATUS_ROUTES = (route("GET HEAD", r"/services/*", _services), route("GET HEAD", r"/status/*", _status))
 
 
 # --- the server API's routes (path pattern -> answer), read by handle ---------------------------------
-def _server(state: dict, q: dict):
+def _server(req):
+    state = req.state
     srv = dict(state["server"])
     srv.update(ApiTokens=[state["token"]], ServerLink=f"https://account.postmarkapp.com/servers/{srv['ID']}/streams",
                InboundAddress="0000@inbound.postmarkapp.com", RawEmailEnabled=False, InboundHookUrl="",
@@ -85,7 +79,8 @@ def _server(state: dict, q: dict):
     return 200, srv
 
 
-def _message_stream(state: dict, q: dict, stream_id: str):
+def _message_stream(req, stream_id: str):
+    state = req.state
     stream = next((s for s in state.get("streams", []) if s["ID"] == stream_id), None)
     if stream is None:
         return _pm_error(422, 1226, "The message stream for the provided 'ID' was not found.")
@@ -98,8 +93,8 @@ def _message_stream(state: dict, q: dict, stream_id: str):
                  "SubscriptionManagementConfiguration": {"UnsubscribeHandlingType": "None"}}
 
 
-def _stats_outbound(state: dict, q: dict):
-    day = state.get("day", {})
+def _stats_outbound(req):
+    day = req.state.get("day", {})
     sent = int(day.get("Sent", 0))
     rate = lambda n: round(100.0 * n / sent, 3) if sent else 0.0  # noqa: E731
     return 200, {"Sent": sent, "Bounced": day.get("Bounced", 0), "SMTPApiErrors": day.get("SMTPApiErrors", 0),
@@ -110,7 +105,8 @@ def _stats_outbound(state: dict, q: dict):
                  "WithPlatformRecorded": 0, "WithReadTimeRecorded": 0}
 
 
-def _messages_outbound(state: dict, q: dict):
+def _messages_outbound(req):
+    state, q = req.state, req.params
     if "count" not in q or "offset" not in q:
         return _pm_error(422, 600, "Count and Offset are required parameters.")
     count, offset = min(500, int(q["count"])), int(q["offset"])
@@ -126,8 +122,33 @@ def _messages_outbound(state: dict, q: dict):
     return 200, {"TotalCount": total, "Messages": msgs}
 
 
-ROUTES = ((r"/server", _server), (r"/message-streams/([^/]+)", _message_stream),
-          (r"/stats/outbound", _stats_outbound), (r"/messages/outbound", _messages_outbound))
+ROUTES = (
+    # https://postmarkapp.com/developer/api/server-api#get-server
+    route("GET HEAD", r"/server", _server),
+    # https://postmarkapp.com/developer/api/message-streams-api#get-message-stream
+    route("GET HEAD", r"/message-streams/([^/]+)", _message_stream),
+    # https://postmarkapp.com/developer/api/stats-api#outbound-overview
+    route("GET HEAD", r"/stats/outbound", _stats_outbound),
+    # https://postmarkapp.com/developer/api/messages-api#outbound-message-search
+    route("GET HEAD", r"/messages/outbound", _messages_outbound),
+)
+_METHODS = route_methods(ROUTES + STATUS_ROUTES)
+_NOT_ALLOWED = _pm_error(405, 0, "The lab stand-in answers GET only")
+
+
+def handle(state: dict, method: str, path: str, query: dict, headers: dict, body=None):
+    """One request -> (status, JSON body): the method, then the status API (no token), then the server token
+    (https://postmarkapp.com/developer/api/overview#authentication), then the route."""
+    if method not in _METHODS:
+        return _NOT_ALLOWED
+    if path.startswith(STATUS_PREFIX):
+        return dispatch(STATUS_ROUTES, state, method, path[len(STATUS_PREFIX):], query, headers, body,
+                        not_found=(404, {"error": "not found"}), not_allowed=_NOT_ALLOWED)
+    if headers.get("x-postmark-server-token") != state.get("token"):
+        return _pm_error(401, 10, "The Server Token you provided in the X-Postmark-Server-Token request header was "
+                                  "invalid. Please verify that you are using a valid token.")
+    return dispatch(ROUTES, state, method, path, query, headers, body,
+                    not_found=_pm_error(404, 0, "Not found"), not_allowed=_NOT_ALLOWED)
 
 
 class PostmarkAPI(StubAPI):
