@@ -51,16 +51,16 @@ def manual_script(p: dict) -> str:
     edge = p["http"]["resolve"][f"{host}:443"]
     origin = urlsplit(p["traefik"]["entrypoint"])
     kube, ns = p["kubernetes"]["api_url"], p["kubernetes"]["namespace"]
-    curl = f"curl -sS -o /dev/null -w '%{{http_code}} %{{time_total}}\\n' --max-time 10 --cacert {ca}"
+    curl = f"curl -fsS -o /dev/null -w '%{{http_code}} %{{time_total}}\\n' --max-time 10 --cacert {ca}"
     lines = [
         "set -u",
-        f"{curl} --resolve {host}:443:{edge} https://{host}/stealthz",
+        f"{curl} --connect-to {host}:443:{edge} https://{host}/stealthz",
         f"{curl} --resolve {host}:{origin.port}:{origin.hostname} https://{host}:{origin.port}/stealthz",
         f"{curl} {p['nginx']['url']}/stealthz",
         f"{curl} {p['app']['url']}/stealthz",
         f"{curl} {p['app']['url']}/healthz",
-        f"curl -sS --max-time 10 {p['traefik']['api_url']}/api/http/routers > /dev/null",
-        f"curl -sS --max-time 10 {p['traefik']['api_url']}/api/http/services > /dev/null",
+        f"curl -fsS --max-time 10 {p['traefik']['api_url']}/api/http/routers > /dev/null",
+        f"curl -fsS --max-time 10 {p['traefik']['api_url']}/api/http/services > /dev/null",
     ]
     for path in (f"/apis/apps/v1/namespaces/{ns}/deployments", f"/api/v1/namespaces/{ns}/pods",
                  f"/api/v1/namespaces/{ns}/events"):
@@ -150,6 +150,9 @@ def main():
         script = Path(tempfile.mkstemp(suffix=".sh", prefix="manual-502-")[1])
         script.write_text(manual_script(lab_profile()))
         manual = ["bash", str(script)]
+        walk = subprocess.run(manual, capture_output=True, text=True)
+        if walk.returncode or walk.stderr.strip():  # a probe that fails fast makes the yardstick look fast
+            sys.exit(f"the manual walk failed on the healthy lab: {walk.stderr.strip() or walk.returncode}")
         doctor = [str(BIN), "diagnose", "502", "--profile", "lab", "--format", "json"]
         print(f"median of {args.runs} runs each, alternating; manual walk: {script}")
         a, b, ratio = side_by_side(doctor, manual, args.runs)

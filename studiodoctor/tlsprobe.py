@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import socket
 import ssl
 import time
@@ -101,27 +100,20 @@ def _matches(name: str, sans: list[str]) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=8)
-def _contexts(ca_file: str, stamp: int) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """(the context that reads any certificate, the verifying one with ``ca_file``), once per process and
-    CA file (its mtime in ``stamp``): each build loads the system's CA bundle (~20 ms of CPU)."""
-    raw_ctx = ssl.create_default_context()
-    raw_ctx.check_hostname = False
-    raw_ctx.verify_mode = ssl.CERT_NONE
-    verify_ctx = ssl.create_default_context()
-    if ca_file:
-        verify_ctx.load_verify_locations(ca_file)
-    return raw_ctx, verify_ctx
-
-
 def contexts(ca_file: str = "") -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(the context that reads any certificate, the verifying one that trusts ``ca_file`` too): the HTTP
+    probes' own, built once per process and CA file (each build loads the CA bundle, ~20 ms of CPU) and
+    before the checks start (``httpprobe.warm``), so that certificate reads and requests trust the same
+    roots and neither pays for a context inside its latency."""
     import os
+
+    from .httpprobe import _ssl_context
 
     try:
         stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
     except OSError:
         stamp = 0  # a missing CA file fails in load_verify_locations, with its name
-    return _contexts(ca_file, stamp)
+    return _ssl_context(False, "", 0), _ssl_context(True, ca_file, stamp)
 
 
 def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLContext, on_network, *,
