@@ -11,7 +11,7 @@ import argparse
 import sys
 import threading
 
-from ..launcher import Launcher, free_port, stop_pid, wait_for_port
+from ..launcher import Launcher, free_port, stop_pid
 
 
 class _RefuseAll:
@@ -56,9 +56,7 @@ class SMTPRelay(Launcher):
 
             ca = LabCA(self.dir)
             ca.issue("smtp.localtest", "127.0.0.1", label="relay")
-        self.pid = self.spawn(self.command())
-        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
-        return self
+        return super().start(timeout)
 
     def stop(self) -> None:
         stop_pid(self.pid)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..launcher import Launcher, free_port, write_json_atomic
 
 PREFIX = "/client/v4"
 NOW = "2026-11-01T00:00:00.000000Z"
@@ -301,12 +301,7 @@ class CloudflareAPI(Launcher):
     def start(self, timeout: float = 15.0) -> "CloudflareAPI":
         if not self.state_file.exists():
             self.reset()
-        self.pid = self.spawn(self.command())
-        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
-        return self
-
-    def stop(self) -> None:
-        stop_pid(self.pid)
+        return super().start(timeout)
 
     def profile(self) -> dict:
         return {"cloudflare": {"api_url": self.api_url, "api_token": self.token, "zone": self.zone}}

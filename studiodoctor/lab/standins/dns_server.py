@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..launcher import Launcher, free_port, write_json_atomic
 
 FAULTS = ("servfail", "timeout")
 
@@ -203,12 +201,7 @@ class DnsServer(Launcher):
     def start(self, timeout: float = 15.0) -> "DnsServer":
         if self._initial is not None or not self.zone_file.exists():
             self.write_zone(self._initial or {"records": [], "faults": {}})
-        self.pid = self.spawn(self.command())
-        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)  # the TCP listener
-        return self
-
-    def stop(self) -> None:
-        stop_pid(self.pid)
+        return super().start(timeout)  # waits for the TCP listener
 
     @property
     def resolver(self) -> str:

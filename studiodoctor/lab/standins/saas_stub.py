@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from ..launcher import Launcher, free_port, stop_pid, wait_for_port, write_json_atomic
+from ..launcher import Launcher, free_port, write_json_atomic
 from ..methodlog import MethodLog
 
 
@@ -211,12 +211,7 @@ class StubAPI(Launcher):
     def start(self, timeout: float = 15.0) -> "StubAPI":
         if not self.state_file.exists():
             self.reset()
-        self.pid = self.spawn(self.command())
-        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
-        return self
-
-    def stop(self) -> None:
-        stop_pid(self.pid)
+        return super().start(timeout)
 
 
 def main(argv=None) -> int:
