@@ -4,6 +4,7 @@ by traefik.certificates even though the cluster says ingress-nginx, not Traefik,
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 import pytest
@@ -59,7 +60,7 @@ def test_origin_certificate_faults_fail_whichever_controller_routes(ingress, kub
 
 def test_backend_faults_answer_like_the_controller(ingress):
     """503 for an Ingress whose Service does not exist; 502 when its endpoint refuses."""
-    transport = httpx.HTTPTransport(verify=ingress.ca_file)
+    transport = httpx.HTTPTransport(verify=ssl.create_default_context(cafile=str(ingress.ca_file)))
     with httpx.Client(transport=transport) as http:
         def get(host):
             return http.get(f"{ingress.entrypoint}/", headers={"Host": host},
