@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from studiodoctor import studio_facts as facts
-from studiodoctor.model import Command, Reason, fail, ok, skip
+from studiodoctor.model import RESOLVER_SILENT, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -141,6 +141,8 @@ def _probe(ctx, hop: dict, spec: dict) -> dict:
 
 
 def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
+    if row["error"].startswith(RESOLVER_SILENT):  # never tried: neither bad nor good
+        return "unknown", row["error"]
     if row["error"]:
         return "bad", row["error"]
     status = row["status"]
@@ -199,6 +201,13 @@ def check_trace(ctx):
                 "first_bad_layer": first["layer"] if first else None}
     if notes:
         evidence["notes"] = notes
+    unknown = [r for r in rows if r["verdict"] == "unknown"]
+    if first is None and unknown:
+        return error(f"could not try {len(unknown)} of {len(rows)} requests, nothing bad among the rest: "
+                     f"{unknown[0]['hop']} {unknown[0]['path']}: {unknown[0]['why']}"[:300], evidence=evidence,
+                     reason=Reason.UNREACHABLE,
+                     hint="A name was never answered for: `studiodoctor check --layer dns` asks the configured "
+                          "resolvers, `getent hosts NAME` this machine's.")
     if first is None:
         worst = max(rows, key=lambda r: r["latency_ms"] or 0)
         return ok(f"{len(paths)} paths answer at all {len(hops)} configured hops "

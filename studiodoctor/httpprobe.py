@@ -266,9 +266,14 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
     """(timed_out, one-line description) for a network exception from httpx or sockets."""
     import socket
 
+    from .model import RESOLVER_SILENT
+    from .netprobe import lookup_got_no_answer
+
     name = type(exc).__name__
     timed_out = "Timeout" in name or isinstance(exc, (socket.timeout, TimeoutError))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if lookup_got_no_answer(exc):
+        return False, f"{RESOLVER_SILENT} ({text})"
     if "Connection refused" in text or "Errno 111" in text:
         text = "connection refused"
     elif timed_out:

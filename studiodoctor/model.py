@@ -133,10 +133,25 @@ error = _result(Status.ERROR, Reason.UNEXPECTED.value)
 skip = _result(Status.SKIP, Reason.NOT_APPLICABLE.value)
 
 
+# How every probe's detail begins when a name lookup got no answer (see ``netprobe.lookup_got_no_answer``).
+RESOLVER_SILENT = "the DNS resolver gave no answer"
+
+
 def unreachable(what: str, address: str, detail: str, *, timed_out: bool = False, **extra) -> Result:
-    """A `fail` for an endpoint that refused or never answered: "unreachable from here"."""
-    verb = "timed out" if timed_out else "unreachable from here"
+    """A `fail` for an endpoint that refused or never answered: "unreachable from here".
+
+    A name the resolver gave no answer for (``detail`` starts with RESOLVER_SILENT: a lookup that timed
+    out or got SERVFAIL) is an `error` instead: the endpoint was never tried, and the silence may be this
+    machine's resolver (offline, a VPN's DNS) as well as the name's own DNS servers, which the dns layer
+    tells apart. A definite "no such name" stays a `fail`."""
     evidence = {"address": address, "error": detail, **extra.pop("evidence", {})}
+    if detail.startswith(RESOLVER_SILENT):
+        extra["hint"] = (f"{what} was never tried, so nothing is known about it. Either this machine's resolver "
+                         "(/etc/resolv.conf, a VPN's DNS) or the name's DNS servers failed: `studiodoctor check "
+                         "--layer dns` asks the configured resolvers, `getent hosts NAME` asks this machine's.")
+        return error(f"cannot tell whether {what} at {address} answers: {detail}", evidence=evidence,
+                     reason=Reason.UNREACHABLE, **extra)
+    verb = "timed out" if timed_out else "unreachable from here"
     return fail(f"{what} at {address} {verb}: {detail}", evidence=evidence,
                 reason=Reason.TIMEOUT if timed_out else Reason.UNREACHABLE, **extra)
 

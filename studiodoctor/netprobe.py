@@ -24,3 +24,18 @@ def resolve(host: str, port: int, timeout: float) -> list[str]:
     if isinstance(box[0], Exception):
         raise box[0]
     return list(dict.fromkeys(info[4][0] for info in box[0]))
+
+
+def lookup_got_no_answer(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a name lookup that got no answer:
+    EAI_AGAIN (the resolver timed out, or answered SERVFAIL) or EAI_FAIL. A definite "no such name"
+    (EAI_NONAME) is an answer, and False."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror) and exc.errno in (socket.EAI_AGAIN, socket.EAI_FAIL):
+            return True
+        if any(t in str(exc) for t in ("Temporary failure in name resolution", "Non-recoverable failure in name resolution")):  # wrapped by a client that kept only the text
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -19,8 +19,8 @@ import socket
 import time
 from contextlib import contextmanager
 
-from .model import Stop, unreachable
-from .netprobe import resolve
+from .model import RESOLVER_SILENT, Stop, unreachable
+from .netprobe import lookup_got_no_answer, resolve
 
 
 def first_line(exc: BaseException) -> str:
@@ -67,11 +67,13 @@ class Staged:
         t0 = time.monotonic()
         try:
             addrs = resolve(host, port, timeout)
-        except TimeoutError as exc:
+        except TimeoutError:
             self.network(time.monotonic() - t0)
-            self.stop("dns", f"DNS: {exc}", timed_out=True)
+            self.stop("dns", f"{RESOLVER_SILENT} for {host} within {timeout:g} s")
         except OSError as exc:
             self.network(time.monotonic() - t0)
+            if lookup_got_no_answer(exc):
+                self.stop("dns", f"{RESOLVER_SILENT} for {host} ({first_line(exc)})")
             self.stop("dns", f"DNS: cannot resolve {host}: {first_line(exc)}", hint=hint)
         self.stages["dns_ms"] = round(self.network(time.monotonic() - t0) * 1000, 1)
         self.ev["resolved"] = addrs

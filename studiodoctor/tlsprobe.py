@@ -84,6 +84,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
         reason = getattr(exc, "reason", None) or text
         return "tls", f"{KINDS['tls']}: {reason}"
     if isinstance(exc, socket.gaierror):
+        from .model import RESOLVER_SILENT
+        from .netprobe import lookup_got_no_answer
+
+        if lookup_got_no_answer(exc):
+            return "resolver", f"{RESOLVER_SILENT} ({text})"
         return "dns", KINDS["dns"]
     if isinstance(exc, OSError) and exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
         return "unreachable", text
@@ -184,7 +189,7 @@ def handshake_problem(exc: BaseException, what: str, target: str, sni: str):
 
     kind, text = (exc.kind, exc.text) if isinstance(exc, TLSProbeError) else classify(exc)
     evidence = {"address": target, "sni": sni, "error_kind": kind}
-    if kind in ("timeout", "refused", "unreachable", "dns"):
+    if kind in ("timeout", "refused", "unreachable", "dns", "resolver"):  # unreachable() makes "resolver" an error
         res = unreachable(what, target, text, timed_out=kind == "timeout")
         res.evidence.update(evidence)
         return res

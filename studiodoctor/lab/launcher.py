@@ -124,6 +124,7 @@ class Launcher:
     """One server. Subclasses set ``kind`` and implement ``command``/``profile``; many override start."""
 
     kind = ""
+    host = "127.0.0.1"  # the address it listens on (start waits for it there)
 
     def __init__(self, root: Path | str, port: int = 0, **options: Any):
         self.root = Path(root)
@@ -145,7 +146,7 @@ class Launcher:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -172,7 +173,7 @@ class Launcher:
 
     def start(self, timeout: float = 20.0) -> "Launcher":
         self.pid = self.spawn(self.command())
-        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
+        wait_for_port(self.port, timeout, host=self.host, pid=self.pid, log=self.log)
         return self
 
     def stop(self) -> None:

@@ -140,9 +140,10 @@ class DnsServer(Launcher):
     kind = "dns"
 
     def __init__(self, root, port: int = 0, zone: str = "localtest", records: list | None = None,
-                 faults: dict | None = None, **options):
-        super().__init__(root, port, zone=zone, **options)
+                 faults: dict | None = None, address: str = "127.0.0.1", **options):
+        super().__init__(root, port, zone=zone, address=address, **options)
         self.zone = zone
+        self.host = address  # another loopback address serves as this machine's resolver on port 53
         self.zone_file = self.dir / "zone.json"
         self._initial = {"records": records or [], "faults": faults or {}}
 
@@ -196,7 +197,7 @@ class DnsServer(Launcher):
     # lifecycle --------------------------------------------------------------
     def command(self) -> list[str]:
         return [sys.executable, "-m", "studiodoctor.lab.standins.dns_server", "--port", str(self.port),
-                "--zone", str(self.zone_file)]
+                "--zone", str(self.zone_file), "--address", self.host]
 
     def start(self, timeout: float = 15.0) -> "DnsServer":
         if self._initial is not None or not self.zone_file.exists():
@@ -205,7 +206,7 @@ class DnsServer(Launcher):
 
     @property
     def resolver(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.address
 
     def profile(self) -> dict:
         return {"dns": {"resolvers": [self.resolver], "zone": self.zone}}
