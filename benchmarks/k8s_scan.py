@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--lab", action="store_true", help="measure the running lab's CLI instead")
     parser.add_argument("--before", help="with --lab: another interpreter to compare with, runs alternating")
+    parser.add_argument("--round-trip", type=float, default=0.0, metavar="MS",
+                        help="the stand-in answers each request MS later (an API server across a network)")
     args = parser.parse_args()
     if args.lab:
         return lab(args.runs, args.before)
@@ -104,6 +106,7 @@ def main() -> None:
         server = K.KubeAPIServer(root, hostnames=["studio.localtest"])
         state = K.studio_state(hostnames=("studio.localtest",), frontend=frontend, workers=workers)
         state["faults"] = ["oomkilled", "pending", "memory-high"]
+        state["round_trip_ms"] = args.round_trip
         server.start(state=state)
         try:
             profile = profile_from_data("bench", {"kubernetes": {"api_url": server.url, "namespace": "studio"},
@@ -130,7 +133,8 @@ def main() -> None:
         finally:
             server.stop()
 
-    print(f"pods in namespace studio: {a['total']} ({frontend} frontend, {workers} workers, +1 Pending)")
+    print(f"pods in namespace studio: {a['total']} ({frontend} frontend, {workers} workers, +1 Pending)"
+          + (f"; every request answered {args.round_trip:g} ms late" if args.round_trip else ""))
     print("list calls made by one run of the kubernetes layer:")
     for path, n in sorted(counts.items()):
         print(f"  {n:3d}  {path}")

@@ -188,7 +188,9 @@ def with_network(ctx, result):
     """``result`` with ``evidence.network_ms``: the time the API calls this check made or waited on spent
     on the wire (its duration minus this is the doctor's own work, or waiting for its turn)."""
     if isinstance(getattr(result, "evidence", None), dict):
-        result.evidence.setdefault("network_ms", round(getattr(ctx, "network_s", 0.0) * 1000, 1))
+        union = ctx.network_ms() if callable(getattr(ctx, "network_ms", None)) else None  # concurrent calls once
+        ms = union if union is not None else getattr(ctx, "network_s", 0.0) * 1000
+        result.evidence.setdefault("network_ms", round(ms, 1))
     return result
 
 

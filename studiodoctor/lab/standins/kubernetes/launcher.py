@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from studiodoctor.lab.launcher import Launcher, stop_pid, wait_for_port, write_json_atomic
+from studiodoctor.lab.launcher import Launcher, write_json_atomic
 from studiodoctor.lab.methodlog import MethodLog
 
 from .faults import FAULTS
@@ -50,12 +50,7 @@ class KubeAPIServer(Launcher):
         self.dir.mkdir(parents=True, exist_ok=True)
         if state is not None or not self.state_file.exists():
             self.write_state(state if state is not None else self.healthy_state())
-        self.pid = self.spawn(self.command())
-        wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
-        return self
-
-    def stop(self) -> None:
-        stop_pid(self.pid)
+        return super().start(timeout)
 
     # state and faults -------------------------------------------------------------------------
     def read_state(self) -> dict:

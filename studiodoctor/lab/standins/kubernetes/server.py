@@ -182,6 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _auth(self, state: dict) -> bool:
+        """Answer 401 unless the token matches; first, ``state["round_trip_ms"]`` (benchmarks: an API server
+        across a network, each request one round trip away)."""
+        if state.get("round_trip_ms"):
+            import time
+
+            time.sleep(float(state["round_trip_ms"]) / 1000)
         token = state.get("token") or ""
         if token and self.headers.get("Authorization", "") != f"Bearer {token}":
             self._send(401, _status(401, "Unauthorized", "Unauthorized"))
