@@ -127,7 +127,9 @@ class NginxServer(Launcher):
         test = subprocess.run([binary, "-t", "-q", "-c", str(self.conf), "-p", str(self.dir)],
                               capture_output=True, text=True)
         if test.returncode != 0:
-            raise LabError(f"nginx config rejected: {test.stderr.strip().splitlines()[-1:]}")
+            lines = test.stderr.strip().splitlines()
+            why = next((ln for ln in lines if "[emerg]" in ln), lines[0] if lines else f"exit {test.returncode}")
+            raise LabError(f"nginx config rejected ({self.conf}): {why}")
 
     def command(self) -> list[str]:
         return [require_binary("nginx", "nginx-light", "/usr/sbin/nginx"), "-c", str(self.conf),
