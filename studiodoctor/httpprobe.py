@@ -272,12 +272,30 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
     name = type(exc).__name__
     timed_out = "Timeout" in name or isinstance(exc, (socket.timeout, TimeoutError))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    proxy = _proxy_set_for(exc)
+    if proxy:  # the engineer's machine may reach it only through that proxy: say so, the verdict stays
+        proxy = f" ({proxy} is set and not used: studiodoctor connects directly, so a proxy cannot change what it measures)"
     if lookup_got_no_answer(exc):
-        return False, f"{RESOLVER_SILENT} ({text})"
+        return False, f"{RESOLVER_SILENT} ({text}){proxy}"
     if "Connection refused" in text or "Errno 111" in text:
         text = "connection refused"
     elif timed_out:
         text = "timed out"
     elif "Name or service not known" in text or "nodename nor servname" in text or "Errno -2" in text:
         text = "name does not resolve"
-    return timed_out, f"{text}"
+    return timed_out, f"{text}{proxy}"
+
+
+def _proxy_set_for(exc: BaseException) -> str:
+    """The proxy variable this shell sets for the URL of the httpx request that raised ``exc`` (our clients
+    never use one: ``trust_env=False``), or ""."""
+    from .netprobe import proxy_not_used
+
+    try:
+        request = exc.request  # httpx.RequestError; other clients' requests (GCS's requests) may use one
+    except (AttributeError, RuntimeError):
+        return ""
+    if not type(request).__module__.startswith("httpx"):
+        return ""
+    host = request.headers.get("host") or request.url.netloc.decode()  # the name asked for, not http.resolve's
+    return proxy_not_used(f"{request.url.scheme}://{host}")

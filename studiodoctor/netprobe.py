@@ -39,3 +39,28 @@ def lookup_got_no_answer(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def proxy_not_used(address: str) -> str:
+    """The proxy variable this shell sets for ``address`` (an http(s) URL) that studiodoctor does not use,
+    or "": none set, the host is local, or ``no_proxy`` exempts it. Only the variable's name: its value
+    may carry credentials."""
+    import ipaddress
+    import os
+    from urllib.parse import urlsplit
+    from urllib.request import proxy_bypass_environment
+
+    parts = urlsplit(address.split(" ", 1)[0])
+    if parts.scheme not in ("http", "https"):
+        return ""
+    names = [n for n in (f"{parts.scheme}_proxy", f"{parts.scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY")
+             if os.environ.get(n)]
+    host = parts.hostname or ""
+    if not names or not host or host == "localhost" or proxy_bypass_environment(host):
+        return ""
+    try:
+        if not ipaddress.ip_address(host).is_global:
+            return ""
+    except ValueError:
+        pass  # a name
+    return names[0]

@@ -104,9 +104,7 @@ def _call(ctx, what: str, permission: str, fn):
         raise
     except Exception as exc:  # httpx's errors: refused, timed out, reset, TLS
         timed_out, text = describe_error(exc)
-        if timed_out:
-            raise Stop(unreachable("CloudFlare API", api, "timed out", timed_out=True))
-        raise Stop(unreachable("CloudFlare API", api, text))
+        raise Stop(unreachable("CloudFlare API", api, text, timed_out=timed_out))
 
 
 def _raw(ctx, what: str, permission: str, path: str, params: dict | None = None):
