@@ -29,14 +29,21 @@ def resolved(ctx, url: str) -> tuple[str, dict[str, str], str | None]:
 
 def ssl_context(ctx, verify: bool = True) -> ssl.SSLContext:
     """One context per (verify, CA file) per process: building one costs ~20 ms (loading the CA bundle)."""
+    return context_for(verify, ctx.section("http").get("ca_file") or "")
+
+
+def context_for(verify: bool, ca_file: str = "") -> ssl.SSLContext:
+    """The per-process context that verifies (trusting ``ca_file`` too) or reads any certificate; a CA file
+    rewritten since (its mtime) gets a new one. Shared by requests and certificate reads (tlsprobe)."""
     import os
 
-    ca_file = (ctx.section("http").get("ca_file") or "") if verify else ""
+    if not verify:
+        return _ssl_context(False, "", 0)
     try:
         stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
     except OSError:
         stamp = 0  # a missing CA file fails in load_verify_locations, with its name
-    return _ssl_context(verify, ca_file, stamp)
+    return _ssl_context(True, ca_file, stamp)
 
 
 @functools.lru_cache(maxsize=8)
@@ -201,15 +208,11 @@ def warm(profile) -> None:
 
     section = profile.section("http") if hasattr(profile, "section") else {}
     ca_file = (section.get("ca_file") or "") if isinstance(section, dict) else ""
-    import os
-
     try:
-        stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
-    except OSError:
+        context_for(True, ca_file)
+    except OSError:  # missing or unreadable: the checks report it, with its name
         return
-    _ssl_context(True, ca_file, stamp)
-    _ssl_context(False, "", 0)
-    httpx.Client(verify=_ssl_context(False, "", 0), trust_env=False).close()
+    httpx.Client(verify=context_for(False), trust_env=False).close()
 
 
 # Most bytes of one answer read: a 10 MB error page or a runaway listing is cut, never read whole.
@@ -272,18 +275,18 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
     name = type(exc).__name__
     timed_out = "Timeout" in name or isinstance(exc, (socket.timeout, TimeoutError))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    proxy = _proxy_set_for(exc)
-    if proxy:  # the engineer's machine may reach it only through that proxy: say so, the verdict stays
-        proxy = f" ({proxy} is set and not used: studiodoctor connects directly, so a proxy cannot change what it measures)"
+    proxy = _proxy_set_for(exc)  # the machine may reach it only through that proxy: say so, the verdict stays
+    note = (f" ({proxy} is set and not used: studiodoctor connects directly, so a proxy cannot change what it "
+            "measures)") if proxy else ""
     if lookup_got_no_answer(exc):
-        return False, f"{RESOLVER_SILENT} ({text}){proxy}"
+        return False, f"{RESOLVER_SILENT} ({text}){note}"
     if "Connection refused" in text or "Errno 111" in text:
         text = "connection refused"
     elif timed_out:
         text = "timed out"
     elif "Name or service not known" in text or "nodename nor servname" in text or "Errno -2" in text:
         text = "name does not resolve"
-    return timed_out, f"{text}{proxy}"
+    return timed_out, f"{text}{note}"
 
 
 def _proxy_set_for(exc: BaseException) -> str:

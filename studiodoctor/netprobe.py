@@ -26,6 +26,10 @@ def resolve(host: str, port: int, timeout: float) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in box[0]))
 
 
+# glibc's gai_strerror for EAI_AGAIN and EAI_FAIL, as clients that wrap the error keep them
+_NO_ANSWER_TEXTS = ("Temporary failure in name resolution", "Non-recoverable failure in name resolution")
+
+
 def lookup_got_no_answer(exc: BaseException | None) -> bool:
     """True when ``exc`` (or an exception it was raised from) is a name lookup that got no answer:
     EAI_AGAIN (the resolver timed out, or answered SERVFAIL) or EAI_FAIL. A definite "no such name"
@@ -35,7 +39,7 @@ def lookup_got_no_answer(exc: BaseException | None) -> bool:
         seen.add(id(exc))
         if isinstance(exc, socket.gaierror) and exc.errno in (socket.EAI_AGAIN, socket.EAI_FAIL):
             return True
-        if any(t in str(exc) for t in ("Temporary failure in name resolution", "Non-recoverable failure in name resolution")):  # wrapped by a client that kept only the text
+        if any(text in str(exc) for text in _NO_ANSWER_TEXTS):  # wrapped by a client that kept only the text
             return True
         exc = exc.__cause__ or exc.__context__
     return False

@@ -110,15 +110,9 @@ def contexts(ca_file: str = "") -> tuple[ssl.SSLContext, ssl.SSLContext]:
     probes' own, built once per process and CA file (each build loads the CA bundle, ~20 ms of CPU) and
     before the checks start (``httpprobe.warm``), so that certificate reads and requests trust the same
     roots and neither pays for a context inside its latency."""
-    import os
+    from .httpprobe import context_for
 
-    from .httpprobe import _ssl_context
-
-    try:
-        stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
-    except OSError:
-        stamp = 0  # a missing CA file fails in load_verify_locations, with its name
-    return _ssl_context(False, "", 0), _ssl_context(True, ca_file, stamp)
+    return context_for(False), context_for(True, ca_file)
 
 
 def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLContext, on_network, *,
