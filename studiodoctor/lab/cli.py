@@ -51,27 +51,34 @@ def _lab(require_up: bool = True):
     return lab
 
 
-VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or other (ingress-nginx, no metrics API, "
-                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files).")
+VariantOpt = typer.Option(None, "--variant", help="Lab variant: default; other (ingress-nginx, no metrics API, "
+                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files); "
+                                                  "studio (Studio's own backend from --studio-src).")
+StudioSrcOpt = typer.Option(None, "--studio-src", help="With --variant studio: your checkout of "
+                                                       "learningequality/studio (default: $STUDIODOCTOR_STUDIO_SRC, "
+                                                       "else ../shared/studio's tarball).")
 
 
 @command("up")
-def lab_up(variant: Optional[str] = VariantOpt):
+def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = StudioSrcOpt):
     """Start the lab's servers on loopback in the background and write the `lab` profile.
 
     \b
     Examples:
       studiodoctor lab up && studiodoctor check --profile lab
       studiodoctor lab up --variant other
+      studiodoctor lab up --variant studio --studio-src ~/src/studio
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
     from . import variants
     from .manager import Lab
     from .state import lab_dir
 
+    if studio_src and not variants.get(variant).runs_studio:
+        raise CliError("--studio-src needs --variant studio")
     lab = _lab(require_up=False)
     if not lab.exists:
-        lab = Lab(variant=variants.get(variant).name)
+        lab = Lab(variant=variants.get(variant).name, studio_src=studio_src)
     elif variant and variants.get(variant).name != lab.variant.name:
         raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
     lab.up(progress=lambda msg: typer.echo(msg, err=True))

@@ -43,6 +43,15 @@ def main(argv: list[str]) -> int:
         waiter = psycopg.connect(dsn, application_name=APP, autocommit=True)
         conns.append(waiter)
         waiter.execute(f"SELECT count(*) FROM {LOCK_TABLE}")  # blocks until the holder goes away
+    elif mode == "lock-table":
+        # an open transaction holding ACCESS EXCLUSIVE on a table of the app's (STUDIODOCTOR_HOLD_TABLE),
+        # idle: every reader of that table waits behind it
+        from psycopg import sql
+
+        holder = psycopg.connect(dsn, application_name=APP)
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.Identifier(os.environ["STUDIODOCTOR_HOLD_TABLE"])))
+        conns.append(holder)
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2
