@@ -57,6 +57,18 @@ def read(rows, window: float) -> PublishState:
                             "created": created.isoformat(timespec="seconds") if created else None,
                             "done": done.isoformat(timespec="seconds") if done else None,
                             "age_s": round(age or 0), "error": _last_line(tb) or _last_line(result)})
+    # enqueued but never started: Studio's enqueue writes CustomTaskMetadata before the message; the TaskResult
+    # row appears only when a worker starts the task. Which task: its signature (apply_signature).
+    for tid, signature, channel, created, age in rows(
+            f"SELECT m.task_id, m.signature, m.channel_id::text, m.date_created, "
+            f"EXTRACT(EPOCH FROM now() - m.date_created)::float8 FROM {meta} m "
+            f"WHERE m.channel_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {tr} r WHERE r.task_id = m.task_id) "
+            f"ORDER BY m.date_created DESC LIMIT 500"):
+        if signature == apply_signature(_hex(channel)):
+            state.tasks.append({"task_id": tid, "task_name": facts.APPLY_CHANNEL_CHANGES, "status": "PENDING",
+                                "channel_id": _hex(channel), "created": created.isoformat(timespec="seconds"),
+                                "done": None, "age_s": round(age or 0), "error": "", "started": False})
+    state.tasks.sort(key=lambda t: t["created"] or "", reverse=True)
     for cid, count in rows(f"SELECT channel_id, count(*) FROM {change} WHERE NOT applied AND NOT errored "
                            f"GROUP BY channel_id"):
         if cid is None:
@@ -70,6 +82,17 @@ def read(rows, window: float) -> PublishState:
             state.last_publication[_hex(cid)] = {"performed": performed.isoformat(timespec="seconds"),
                                                  "age_s": round(age)}
     return state
+
+
+def apply_signature(channel_id: str) -> str:
+    """The signature Studio's ``CeleryTask.generate_signature`` gives ``apply_channel_changes(channel_id=...)``:
+    md5 of the task name, its kwargs as the JSON result backend encodes them, and the channel id
+    (``contentcuration/utils/celery/tasks.py``; checked against a real enqueue by the studio lab's tests)."""
+    import hashlib
+    import json
+
+    return hashlib.md5((facts.APPLY_CHANNEL_CHANGES + json.dumps({"channel_id": channel_id}) + channel_id)
+                       .encode()).hexdigest()
 
 
 def _last_line(text: str) -> str:
@@ -136,19 +159,24 @@ def lost_changes(state: PublishState, running: set[str], queued: int) -> list[di
     ``publication`` in its history; None when neither exists."""
     out = []
     for channel, count in sorted(state.unapplied.items()):
-        apply = _latest(state.tasks, channel, facts.APPLY_CHANNEL_CHANGES)
-        if apply is not None and apply["task_id"] in running:
+        unready = [t for t in state.tasks if t["channel_id"] == channel and t["task_name"] == facts.APPLY_CHANNEL_CHANGES
+                   and t["status"] in facts.UNREADY_STATES]
+        if any(t["task_id"] in running for t in unready):
             continue
-        if apply is not None and apply["status"] in facts.UNREADY_STATES:
+        if unready:
             if queued:
                 continue  # it may be one of the queued messages: not lost
+            apply = unready[0]   # the newest
+            started = apply.get("started", True)
             out.append({"channel_id": channel, "unapplied": count, "task_id": apply["task_id"],
-                        "task_status": apply["status"], "since": apply["created"], "age_s": apply["age_s"],
-                        "age_from": f"{facts.TASKRESULT_TABLE}.date_created"})
+                        "task_status": apply["status"] if started else "enqueued, never started",
+                        "since": apply["created"], "age_s": apply["age_s"],
+                        "age_from": f"{facts.TASKRESULT_TABLE if started else facts.TASKMETA_TABLE}.date_created"})
+            continue
+        if any(t["task_id"] in running for t in state.tasks if t["channel_id"] == channel):
             continue
         hist = state.last_publication.get(channel)
-        out.append({"channel_id": channel, "unapplied": count, "task_id": apply["task_id"] if apply else None,
-                    "task_status": apply["status"] if apply else None,
+        out.append({"channel_id": channel, "unapplied": count, "task_id": None, "task_status": None,
                     "since": hist["performed"] if hist else None, "age_s": hist["age_s"] if hist else None,
                     "age_from": f"{facts.HISTORY_TABLE}.performed" if hist else None})
     return out

@@ -113,8 +113,8 @@ def check_stuck_publishes(ctx):
                      f"({facts.WORKER_LOST}, latest task {killed[0]['task_id']})")
     for item in lost:
         what = (f"{item['unapplied']} unapplied change(s) of channel {item['channel_id']}: "
-                + (f"task {item['task_id']} {item['task_status']} since {item['since']} is neither queued nor "
-                   "running (its message was lost)" if item["task_status"] in facts.UNREADY_STATES else
+                + (f"task {item['task_id']} ({item['task_status']}) since {item['since']} is neither queued nor "
+                   "running (its message was lost)" if item["task_id"] else
                    "no task is queued or running to apply them"))
         if item["age_s"] is None:
             warns.append(what + " (age unknown: Studio's Change has no timestamp)")

@@ -166,11 +166,10 @@ def lost_message(lab, on: bool) -> None:
           "apply_channel_changes_task.fetch_or_enqueue(admin, channel_id=ch.id)")
     redis.stop()
     redis.start()
-    hour_ago = "now() - interval '1 hour'"
-    _db(lab, f"UPDATE {TASKRESULT_TABLE} SET date_created = {hour_ago}, date_done = {hour_ago} "
-             f"WHERE status = 'PENDING' AND task_name = 'apply_channel_changes'")
-    _db(lab, f"UPDATE {TASKMETA_TABLE} SET date_created = {hour_ago} WHERE task_id IN "
-             f"(SELECT task_id FROM {TASKRESULT_TABLE} WHERE status = 'PENDING')")
+    # the enqueued task has its CustomTaskMetadata row only (Studio's TaskResult row appears when a worker
+    # starts it): dated an hour back
+    _db(lab, f"UPDATE {TASKMETA_TABLE} m SET date_created = now() - interval '1 hour' WHERE NOT EXISTS "
+             f"(SELECT 1 FROM {TASKRESULT_TABLE} r WHERE r.task_id = m.task_id)")
     worker.start()
 
 

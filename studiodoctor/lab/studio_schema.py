@@ -147,6 +147,16 @@ def add_task_result(conn, task_id: str, task_name: str, status: str, *, created:
                          (task_id, channel_id, created))
 
 
+def add_enqueued(conn, task_id: str, channel_id: str, created: datetime | None = None) -> None:
+    """What Studio's ``apply_channel_changes_task.enqueue`` writes before the broker message: a CustomTaskMetadata
+    row with the task's signature (no TaskResult row until a worker starts the task)."""
+    from checks.celery.publish_state import apply_signature
+
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {TASKMETA_TABLE} (task_id, channel_id, signature, date_created) "
+                     f"VALUES (%s, %s, %s, %s)", (task_id, channel_id, apply_signature(channel_id), created or _now()))
+
+
 def add_change(conn, channel_id: str, *, applied: bool = False, errored: bool = False,
                kwargs: str = '{"version_notes": ""}', change_type: int = 11) -> None:
     """A Change row; ``change_type`` 11 is Studio's PUBLISHED change (the publish request). Like Studio's
