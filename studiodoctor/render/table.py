@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table, since_good_lines
+from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -103,6 +103,12 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
                 con.print(f"    [dim]why this warning:[/] {escape(cause['because'])}")
             if cause.get("explains"):
                 con.print(f"    [magenta]explains:[/] {escape(', '.join(e['check'] for e in cause['explains']))}")
+        timeline = timeline_lines(data)
+        if timeline:
+            con.print()
+            con.print(f"[bold]Incident timeline:[/] {escape(timeline[0])}")
+            for line in timeline[1:]:
+                con.print(f"    {escape(line)}")
         since = since_good_lines(data)
         if since:
             con.print()
