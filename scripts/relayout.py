@@ -96,6 +96,21 @@ def _statement(indent: str, level: int, module: str, aliases: list[tuple[str, st
                                   for n, a in aliases) + f"{indent})"
 
 
+def _exists(dotted: str) -> bool:
+    path = ROOT.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _written_here(package: str, node: ast.ImportFrom) -> bool:
+    """A relative import that already reaches existing modules from the file's present place (so running
+    this script twice, or on a file written after the move, changes nothing)."""
+    base = _resolve(package, node.level, node.module)
+    if not _exists(base):
+        return False
+    return node.module is not None or all(_exists(f"{base}.{a.name}") or a.name == "__version__"
+                                          or not _exists(f"{PKG}.{a.name}") for a in node.names)
+
+
 def rewrite_imports(path: Path, text: str) -> str:
     mod = module_of(path)
     tree = ast.parse(text, str(path))
@@ -112,6 +127,8 @@ def rewrite_imports(path: Path, text: str) -> str:
     edits = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.ImportFrom) or (node.level and not mod):
+            continue
+        if node.level and new_package != old_package and _written_here(new_package, node):
             continue
         base = _resolve(old_package, node.level, node.module) if node.level else (node.module or "")
         groups: dict[str, list[tuple[str, str | None]]] = {}
@@ -207,7 +224,8 @@ def main(argv: list[str]) -> int:
         move()
         argv = [str(ROOT / d) for d in (PKG, "checks", "tests", "benchmarks", "scripts", "deploy", "docs")] + \
                [str(ROOT / "README.md"), str(ROOT / "pyproject.toml")]
-    changed = [str(f.relative_to(ROOT)) for f in files(argv) if f.name != "relayout.py" and rewrite(f)]
+    changed = [str(f.relative_to(ROOT)) for f in files(argv)
+               if f.name != "relayout.py" and f.name != "architecture.md" and rewrite(f)]
     print("\n".join(changed))
     print(f"relayout: {len(changed)} files rewritten", file=sys.stderr)
     return 0
