@@ -143,7 +143,7 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
     save, path, since = baseline
     known = None
     if save or since:
-        from . import baseline as base
+        from .diagnosis import baseline as base
 
         path = str(path or base.default_path(profile.name))
         if since:
@@ -154,7 +154,7 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
     ended = ""
     if watch:
         from .secrets import Redactor
-        from .watch import run_watch
+        from .diagnosis.watch import run_watch
 
         def once():
             rep = run()
@@ -282,9 +282,10 @@ def diagnose(
                                              "with the last run's code."),
 ):
     """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
-    from . import engine, runbook
+    from . import engine
+    from .diagnosis import runbook
     from .registry import default_registry
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
     _check_export(textfile, pushgateway)
@@ -302,7 +303,7 @@ def diagnose(
 
 
 def _check_watch(watch: str | None, until: str | None) -> tuple[float, float | None] | None:
-    from .watch import parse_duration
+    from .diagnosis.watch import parse_duration
 
     if watch is None:
         if until is not None:
@@ -377,7 +378,7 @@ def serve(
 ):
     """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz; / shows the last run
     as a picture of the stack (the HTML format), reloading itself."""
-    from . import serve as serve_mod
+    from .commands import serve as serve_mod
     from .engine import select_checks
     from .registry import default_registry
 
@@ -417,7 +418,7 @@ def symptoms(
     """List the symptoms `diagnose` knows: name, aliases and the walk of layers."""
     import json
 
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
@@ -488,7 +489,7 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
     """Print what a check does and why (its docstring), or describe a layer or a symptom."""
     from .engine import known_layers, suggest
     from .registry import default_registry
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     registry = default_registry.load_plugins()
     if target in registry.checks:
@@ -500,7 +501,7 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
                               ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
-        from .causes import rules_for
+        from .diagnosis.causes import rules_for
 
         for line in rules_for(c.id):
             typer.echo(line)
@@ -571,7 +572,7 @@ def config_validate(profile: Optional[str] = ProfileOpt, config: Optional[str] =
     from .config import find_config_file
 
     prof = _load_profile(profile, config)
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     load_catalogue(prof.symptoms, prof.source)
     source = find_config_file(config)
@@ -665,7 +666,7 @@ def _main(argv: list[str] | None) -> int:
     from .config import ConfigError
     from .engine import UsageError
     from .registry import RegistryError
-    from .symptoms import CatalogueError
+    from .diagnosis.symptoms import CatalogueError
 
     import time
 

@@ -44,8 +44,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     smoke: dict[str, Any] | None = None                       # smoke's budget and hysteresis (JSON "smoke")
     transitions: dict[str, str] = field(default_factory=dict)  # check id -> new/still-bad/recovered/pending/ok
-    since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.baseline)
-    watch: dict[str, Any] | None = None                        # diagnose --watch: runs and timeline (studiodoctor.watch)
+    since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.diagnosis.baseline)
+    watch: dict[str, Any] | None = None                        # diagnose --watch: runs and timeline (diagnosis/watch.py)
 
     @property
     def counted(self) -> list[Result]:

@@ -7,7 +7,7 @@ import pytest
 
 from studiodoctor.cli import _watch_default, main
 from studiodoctor.render import render
-from studiodoctor.watch import Watch, parse_duration, recovered
+from studiodoctor.diagnosis.watch import Watch, parse_duration, recovered
 
 
 def run_data(**statuses) -> dict:

@@ -116,7 +116,7 @@ def run_watch(run_once: Callable[[], tuple[object, dict]], symptom: str, interva
     any run finished, it propagates)."""
     import sys
 
-    from .render.live import event_line, view
+    from ..render.live import event_line, view
 
     err = err or sys.stderr
     watch = Watch(interval=interval, until=until)
