@@ -95,7 +95,7 @@ class Result:
     blocked_by: list[str] = field(default_factory=list)
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
     # the symptoms this finding can produce when narrower than its check's ``produces`` (a cache policy
-    # found by a check that also sees outages): None defers to the check (see studiodoctor.runbook)
+    # found by a check that also sees outages): None defers to the check (see studiodoctor.diagnosis.runbook)
     produces: tuple[str, ...] | None = field(default=None, compare=False)
     # when it started, ms after the run's start (the runner's; not in the JSON: benchmarks/timeline.py reads it)
     start_ms: float | None = field(default=None, compare=False)

@@ -194,7 +194,7 @@ def test_independent_roots_are_all_named_in_walk_order(make_profile):
 
 def test_every_declared_produces_names_a_symptom_of_the_catalogue():
     from studiodoctor.registry import default_registry
-    from studiodoctor.symptoms import load_catalogue
+    from studiodoctor.diagnosis.symptoms import load_catalogue
 
     names = set(load_catalogue().names())
     declared = {c.id: c.produces for c in default_registry.load_plugins().checks.values() if c.produces}
