@@ -71,12 +71,13 @@ def _unrelated(data: dict) -> str:
     items = []
     for u in found:
         if isinstance(u, dict):
-            items.append(f'<li><code>{escape(str(u.get("check") or u.get("id")))}</code>: '
+            items.append(f'<li>{badge(u["status"]) if u.get("status") else ""} '
+                         f'<code>{escape(str(u.get("check") or u.get("id")))}</code>: '
                          f'{escape(str(u.get("summary", "")))}'
                          + (f' <span class="small">({escape(str(u["why"]))})</span>' if u.get("why") else "") + "</li>")
         else:
             items.append(f"<li><code>{escape(str(u))}</code></li>")
-    return ("<section><h2>Also failing, unrelated to the symptom</h2>"
+    return ("<section><h2>Also failing, not the cause of this symptom</h2>"
             f'<ul class="unrelated">{"".join(items)}</ul></section>')
 
 

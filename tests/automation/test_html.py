@@ -104,11 +104,12 @@ def test_likely_causes_unrelated_failures_vantage_and_samples_when_present(data)
     data["likely_causes"] = [{"layer": "app", "check": "app.stealthz", "summary": "the app is down"},
                              {"layer": "redis", "check": "redis.up", "summary": "redis too"}]
     data["likely_cause"] = data["likely_causes"][0]
-    data["unrelated_failures"] = [{"check": "gcs.listing", "layer": "gcs", "summary": "listing is open"}]
+    data["unrelated_failures"] = [{"check": "gcs.listing", "layer": "gcs", "status": "warn",
+                                   "summary": "listing is open"}]
     text = render(data, "html")
     page = Page(text)
     assert [a["data-cause"] for a in page.find() if "data-cause" in a] == ["app.stealthz", "redis.up"]
-    assert "Likely causes (2 independent roots)" in text and "Also failing, unrelated to the symptom" in text
+    assert "Likely causes (2 independent roots)" in text and "Also failing, not the cause of this symptom" in text
     assert text.count("◆ likely cause") == 2
     assert "seen from the cluster (the in-cluster doctor)" in text and "seen from this machine" in text
     assert "samples: sent 20, failed 0, p50_ms 1.1, p95_ms 3.5" in text
