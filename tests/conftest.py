@@ -10,6 +10,24 @@ from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.lab.servers.redis_server import RedisServer
 
 
+def whole_lab(tmp_path_factory, name: str, variant=None):
+    """A generator for a module fixture: the whole lab (``lab up``) in its own folder, the environment
+    pointing at it while it runs, always brought down."""
+    from studiodoctor.lab.manager import Lab
+
+    root = tmp_path_factory.mktemp(name)
+    root.chmod(0o755)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIODOCTOR_LAB_DIR", str(root / "lab"))
+    lab = Lab(root / "lab", **({"variant": variant} if variant else {}))
+    try:
+        lab.up()
+        yield lab
+    finally:
+        Lab.load(root / "lab").down()
+        mp.undo()
+
+
 def pytest_configure(config):
     """The lab reaches the CLI and the profiles through entry points: a venv installed before they
     existed would fail every lab test obscurely; say what to do instead."""
