@@ -52,7 +52,7 @@ def _is_address(host: str) -> bool:
 
 def _lookup(host: str, port: int, mapped: dict, timeout: float) -> tuple[list[tuple[str, int]], str, str]:
     """([(address, port)], how they were found, failure) for one control."""
-    from studiodoctor import netprobe
+    from studiodoctor.probes import net as netprobe
 
     target = mapped.get(f"{host}:{port}")
     if target:
