@@ -237,7 +237,7 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
         explained_layers = sorted({by_id[e["cause"]].layer for e in explanations
                                    if by_id[e["cause"]].layer not in step.check_layers})
         # the step is a consequence when every finding in it is explained by a deeper layer
-        findings = [r for r in step_results if r.status.value == v]
+        findings = [r for r in step_results if r.status.value == v and r.id not in unrelated]
         consequence_of = explained_layers if findings and all(r.id in consequences for r in findings) else []
         steps.append({
             "step": 0,

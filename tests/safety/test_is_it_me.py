@@ -57,7 +57,7 @@ def test_nxdomain_for_every_name_blames_this_machine_not_the_edge(nxdomain_resol
                                                                               for s in failed]
     assert steps["cloudflare"]["verdict"] == "fail"
     explained = {e["check"] for e in cause["explains"]}
-    assert {"edge.https_redirect", "trace.hops"} <= explained
+    assert {"edge.error_pages", "trace.hops"} <= explained
     assert {r["vantage"] for r in report["results"]} == {"local"}
 
     table = diagnose_under(nxdomain_resolver, tmp_path).stdout
