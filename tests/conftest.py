@@ -68,12 +68,28 @@ def fake_gcs(lab_root):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def control_listener():
+    """A socket on loopback that accepts connections: the tests' "is it me?" control (layer `local`).
+    Tests reach loopback only, so the default control (the CloudFlare API's host) would fail in every run."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
 @pytest.fixture
-def make_profile():
-    """make_profile({"redis": {"url": ...}}, timeout=5) -> Profile (merged over the defaults)."""
+def make_profile(control_listener):
+    """make_profile({"redis": {"url": ...}}, timeout=5) -> Profile (merged over the defaults); the `local`
+    control is the session's loopback listener unless the sections name one."""
 
     def make(sections: dict | None = None, name: str = "test", env: dict | None = None, **top):
-        return profile_from_data(name, {**(sections or {}), **top}, env=env or {})
+        sections = dict(sections or {})
+        sections.setdefault("local", {"control_urls": [control_listener]})
+        return profile_from_data(name, {**sections, **top}, env=env or {})
 
     return make
 
