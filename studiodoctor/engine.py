@@ -112,6 +112,7 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
                  on_start=on_start, on_done=on_done)
     code = symptom_word.strip() if symptom_word.strip() in symptom.codes else None
     report.symptom = symptom.name
-    report.runbook, report.likely_cause, report.notes = runbook.build(symptom, catalogue, registry,
-                                                                       report.results, profile, code)
+    found = runbook.build(symptom, catalogue, registry, report.results, profile, code)
+    report.runbook, report.likely_cause, report.notes = found.steps, found.likely_cause, found.notes
+    report.likely_causes, report.unrelated_failures = found.likely_causes, found.unrelated_failures
     return report

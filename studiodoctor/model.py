@@ -94,6 +94,9 @@ class Result:
     network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
+    # the symptoms this finding can produce when narrower than its check's ``produces`` (a cache policy
+    # found by a check that also sees outages): None defers to the check (see studiodoctor.diagnosis.runbook)
+    produces: tuple[str, ...] | None = field(default=None, compare=False)
     # when it started, ms after the run's start (the runner's; not in the JSON: benchmarks/timeline.py reads it)
     start_ms: float | None = field(default=None, compare=False)
 
@@ -117,9 +120,11 @@ class Result:
 
 def _result(status: Status, default_reason: str):
     def build(summary: str, *, evidence: dict | None = None, hint: str = "",
-              commands: list[Command] | None = None, reason: str | Reason = default_reason) -> Result:
+              commands: list[Command] | None = None, reason: str | Reason = default_reason,
+              produces: tuple[str, ...] | None = None) -> Result:
         return Result(status=status, summary=summary, evidence=dict(evidence or {}), hint=hint,
-                      commands=list(commands or []), reason=str(getattr(reason, "value", reason)))
+                      commands=list(commands or []), reason=str(getattr(reason, "value", reason)),
+                      produces=None if produces is None else tuple(produces))
 
     build.__name__ = status.value
     build.__doc__ = f"A `{status.value}` result."

@@ -103,6 +103,16 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
                 con.print(f"    [dim]why this warning:[/] {escape(cause['because'])}")
             if cause.get("explains"):
                 con.print(f"    [magenta]explains:[/] {escape(', '.join(e['check'] for e in cause['explains']))}")
+        for other in (data.get("likely_causes") or [])[1:]:   # independent roots after the first
+            con.print(f"[bold red]Also a likely cause:[/] [bold]{escape(other['layer'])}[/] "
+                      f"({escape(other['check'])}): {escape(other['summary'])}")
+            if other.get("hint"):
+                con.print(f"    [bold]fix:[/] {escape(other['hint'])}")
+        if data.get("unrelated_failures"):
+            con.print()
+            con.print("[bold]Also failing, not the cause of this symptom:[/]")
+            for u in data["unrelated_failures"]:
+                con.print(f"    {_badge(u['status'])} {escape(u['check'])}  {escape(u['summary'])}")
         since = since_good_lines(data)
         if since:
             con.print()
@@ -119,6 +129,9 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             for e in [e for e in step.get("explained_by") or [] if e.get("rule")]:   # causal rules' links
                 con.print(f"      [magenta]{escape(e['check'])} explained by {escape(e['cause'])}: "
                           f"{escape(e['because'])}[/]")
+            if step.get("unrelated"):
+                con.print(f"      [dim]also failing, not the cause of this symptom: "
+                          f"{escape(', '.join(step['unrelated']))}[/]")
             passed = [rid for rid in step["results"] if results[rid]["status"] == "ok"]
             for rid in step["results"]:
                 if rid not in passed or step["verdict"] == "ok":
