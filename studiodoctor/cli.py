@@ -97,6 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+WATCH_DEFAULT_S = "5"
+
+
+def _watch_default(args: list[str]) -> list[str]:
+    """``--watch`` takes an optional value: given alone (last, or before another option), it means every
+    ``WATCH_DEFAULT_S`` seconds."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--watch" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, WATCH_DEFAULT_S)
+    return out
+
+
 def _main(argv: list[str] | None) -> int:
     from typer import Abort, Exit
     from typer.exceptions import TyperException  # public: the base of the click exceptions typer vendors
@@ -110,6 +125,7 @@ def _main(argv: list[str] | None) -> int:
 
     MAIN_STARTED[:] = [time.monotonic(), argv is None]
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    argv = _watch_default(sys.argv[1:] if argv is None else list(argv))
     try:
         rv = _with_plugins(typer.main.get_command(app)).main(args=argv, prog_name="studiodoctor",
                                                              standalone_mode=False)

@@ -15,7 +15,8 @@ class CliError(Exception):
 ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (production, staging, lab, or one of yours).")
 ConfigOpt = typer.Option(None, "--config", help="Config file (default: $STUDIODOCTOR_CONFIG, ./studiodoctor.toml, "
                                                 "~/.config/studiodoctor/config.toml).")
-FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json, markdown, nagios, prometheus or junit.")
+FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json, markdown, nagios, prometheus, junit or html "
+                                                      "(one self-contained page: the stack as a picture).")
 TextfileOpt = typer.Option(None, "--textfile", help="Also write the Prometheus metrics atomically into this directory "
                                                     "(node_exporter's textfile collector).")
 SaveBaselineOpt = typer.Option(False, "--save-baseline", help="Save this run's evidence as the last good run "

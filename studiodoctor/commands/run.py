@@ -67,10 +67,12 @@ class _Progress:
 
 
 def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = None,
-                  pushgateway: str | None = None, baseline: tuple[bool, str | None, bool] = (False, None, False)) -> None:
+                  pushgateway: str | None = None, baseline: tuple[bool, str | None, bool] = (False, None, False),
+                  watch: tuple[str, float, float | None] | None = None) -> None:
     """Run with live progress on a terminal, print the report, exit with its code.
 
-    ``baseline`` is (--save-baseline, --baseline FILE, --since-good)."""
+    ``baseline`` is (--save-baseline, --baseline FILE, --since-good); ``watch`` is (symptom, --watch
+    SECONDS, --until SECONDS): run until recovered, the report carries the timeline, exit 0 on recovery."""
     save, path, since = baseline
     known = None
     if save or since:
@@ -82,8 +84,20 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
                 known = base.load(path, profile.name)
             except base.BaselineError as exc:
                 raise CliError(str(exc)) from None
-    with _Progress(total) as prog:
-        report = run(on_start=prog.start, on_done=prog.finish)
+    ended = ""
+    if watch:
+        from ..secrets import Redactor
+        from ..diagnosis.watch import run_watch
+
+        def once():
+            rep = run()
+            return rep, rep.to_dict(Redactor(profile.secrets))
+
+        report, watched = run_watch(once, *watch)
+        report.watch, ended = watched.summary(), watched.ended
+    else:
+        with _Progress(total) as prog:
+            report = run(on_start=prog.start, on_done=prog.finish)
     if since:
         from ..engine import known_layers
         from ..registry import default_registry
@@ -98,7 +112,7 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
             base.save(path, data)
         else:
             print(f"studiodoctor: baseline not saved to {path}: this run has failures or errors", file=sys.stderr)
-    raise typer.Exit(int(report.exit_code))
+    raise typer.Exit({"recovered": 0, "interrupted": 130}.get(ended, int(report.exit_code)))
 
 
 def _check_export(textfile: str | None, pushgateway: str | None) -> None:
@@ -158,7 +172,9 @@ def check(
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
-                    "  studiodoctor diagnose 524 --profile staging --format json")
+                    "  studiodoctor diagnose 524 --profile staging --format json\n"
+                    "  studiodoctor diagnose 502 --format html > incident.html\n"
+                    "  studiodoctor diagnose 502 --watch 10 --until 30m --format markdown > timeline.md")
 def diagnose(
     symptom: str = typer.Argument(..., help="What users report: 502, dns, ssl, caching, publishing, ... "
                                             "(see `studiodoctor symptoms`)."),
@@ -174,6 +190,12 @@ def diagnose(
                                                                "good run (see --baseline)."),
     save_baseline: bool = SaveBaselineOpt,
     baseline: Optional[str] = BaselineOpt,
+    watch: Optional[str] = typer.Option(None, "--watch", metavar="[SECONDS]",
+                                        help="Run again every SECONDS (alone: 5) until recovered, redrawn in place; "
+                                             "exit 0 on recovery. The report then has the incident timeline."),
+    until: Optional[str] = typer.Option(None, "--until", metavar="DURATION",
+                                        help="With --watch: give up after this long (90, 90s, 15m, 2h) and exit "
+                                             "with the last run's code."),
 ):
     """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
     from .. import engine
@@ -187,9 +209,33 @@ def diagnose(
     registry = default_registry.load_plugins()
     sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
     total = len(runbook.checks_for(sym, registry)) if sym else 0
+    watching = _check_watch(watch, until)
+    if watching and sym is None:
+        engine.diagnose(prof, symptom, registry=registry)  # the unknown symptom's usage error, before any watch
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
         prof, symptom, registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good))
+        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good),
+        (symptom, *watching) if watching else None)
+
+
+def _check_watch(watch: str | None, until: str | None) -> tuple[float, float | None] | None:
+    from ..diagnosis.watch import parse_duration
+
+    if watch is None:
+        if until is not None:
+            raise CliError("--until needs --watch")
+        return None
+    try:
+        interval = parse_duration(watch)
+    except ValueError:
+        raise CliError(f"--watch {watch!r}: expected seconds between runs (e.g. 5, 30s, 2m)") from None
+    if interval < 1:
+        raise CliError("--watch must be at least 1 s")
+    try:
+        limit = parse_duration(until) if until is not None else None
+    except ValueError:
+        raise CliError(f"--until {until!r}: expected a duration (90, 90s, 15m, 2h)") from None
+    return interval, limit
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor smoke --profile production --format nagios\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table, since_good_lines
+from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -113,6 +113,12 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             con.print("[bold]Also failing, not the cause of this symptom:[/]")
             for u in data["unrelated_failures"]:
                 con.print(f"    {_badge(u['status'])} {escape(u['check'])}  {escape(u['summary'])}")
+        timeline = timeline_lines(data)
+        if timeline:
+            con.print()
+            con.print(f"[bold]Incident timeline:[/] {escape(timeline[0])}")
+            for line in timeline[1:]:
+                con.print(f"    {escape(line)}")
         since = since_good_lines(data)
         if since:
             con.print()
