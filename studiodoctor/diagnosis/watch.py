@@ -122,11 +122,12 @@ def run_watch(run_once: Callable[[], tuple[object, dict]], symptom: str, interva
     watch = Watch(interval=interval, until=until)
     last: list = [None]
     live = None
-    if err.isatty():
+    if err.isatty():  # redrawn every second (the elapsed time ticks), the checks after every run
         from rich.console import Console
         from rich.live import Live
 
-        live = Live(console=Console(file=err), auto_refresh=False, transient=False)
+        live = Live(console=Console(file=err), refresh_per_second=1, transient=False,
+                    get_renderable=lambda: view(watch, last[0][1] if last[0] else None, symptom))
         live.start()
 
     def once():
@@ -135,7 +136,7 @@ def run_watch(run_once: Callable[[], tuple[object, dict]], symptom: str, interva
 
     def on_run(w: Watch, data: dict, events: list) -> None:
         if live is not None:
-            live.update(view(w, data, symptom, None if w.ended else w.interval), refresh=True)
+            live.refresh()
             return
         for e in events:
             print(event_line(e), file=err, flush=True)

@@ -21,8 +21,8 @@ def event_line(event: dict) -> str:
             f"{MARK.get(event['now'], event['now'])}  {event['summary']}")
 
 
-def view(watch, data: dict, symptom: str, next_in: float | None = None):
-    """A rich renderable of the watch after its last run."""
+def view(watch, data: dict | None, symptom: str):
+    """A rich renderable of the watch and its last run (``None`` while the first one runs)."""
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
@@ -33,9 +33,9 @@ def view(watch, data: dict, symptom: str, next_in: float | None = None):
             f"every {watch.interval:g} s, {ends}")
     if watch.ended == "recovered":
         head += "  [bold green]RECOVERED[/]"
-    elif next_in is not None:
-        head += f"  next run in {max(next_in, 0):.0f} s"
     parts = [Text.from_markup(head)]
+    if data is None:
+        return Group(*parts, Text("first run in progress..."))
     cause = data.get("likely_cause")
     if cause:
         parts.append(Text.from_markup(f"[bold red]Likely cause now:[/] [bold]{escape(str(cause['layer']))}[/] "

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import whole_lab
 from studiodoctor.cli import main
 from studiodoctor.lab.faults import set_fault
-from studiodoctor.lab.manager import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("STUDIODOCTOR_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
@@ -47,17 +47,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browserlab")
-    root.chmod(0o755)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIODOCTOR_LAB_DIR", str(root / "lab"))
-    lab = Lab(root / "lab")
-    try:
-        lab.up()
-        yield lab
-    finally:
-        Lab.load(root / "lab").down()
-        mp.undo()
+    yield from whole_lab(tmp_path_factory, "browserlab")
 
 
 def write_page(name: str, argv: list[str], capsys) -> Path:

@@ -11,23 +11,13 @@ import threading
 
 import pytest
 
+from conftest import whole_lab
 from studiodoctor.lab.faults import set_fault
-from studiodoctor.lab.manager import Lab
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("watchlab")
-    root.chmod(0o755)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIODOCTOR_LAB_DIR", str(root / "lab"))
-    lab = Lab(root / "lab")
-    try:
-        lab.up()
-        yield lab
-    finally:
-        Lab.load(root / "lab").down()
-        mp.undo()
+    yield from whole_lab(tmp_path_factory, "watchlab")
 
 
 def _lines(stream, into: queue.Queue) -> None:
