@@ -193,7 +193,7 @@ def lock_healthz_table(lab, on: bool) -> None:
     from .launcher import stop_pid
 
     if on:
-        pid = lab["postgres"].start_holder("lock-table", table=CHANNEL_TABLE)
+        pid = lab["postgres"].start_holder("lock", n=1, table=CHANNEL_TABLE)
         lab.extra.setdefault("holders", []).append(pid)
         return
     for pid in lab.extra.pop("holders", []):
