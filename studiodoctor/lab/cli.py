@@ -164,6 +164,7 @@ def lab_drill(
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
+      studiodoctor lab drill --all --variant studio      # Studio's own code ($STUDIODOCTOR_STUDIO_SRC)
     """
     from . import drill, variants
 
@@ -179,6 +180,10 @@ def lab_drill(
         names = [lab.variant.name]
     tables, ok = [], True
     for name in names:
+        absent = drill.studio_absent(lab, name)
+        if absent:   # --all without a Studio source tree: said, not failed
+            tables.append(f"== variant {name}\nnot drilled: {absent}")
+            continue
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
             results, skipped = [], []
             for flt, symptoms in drill.select(symptom, fault):

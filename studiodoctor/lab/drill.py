@@ -120,6 +120,21 @@ def select(symptom: str | None = None, fault: str | None = None) -> list[tuple[F
     return [(f, None) for f in FAULTS.values()]
 
 
+def studio_absent(lab, variant: str) -> str:
+    """Why ``variant`` cannot be drilled here ("" when it can): a variant that runs Studio's own code needs
+    its source tree (the running lab's, ``$STUDIODOCTOR_STUDIO_SRC`` or ``../shared/studio``'s tarball)."""
+    from . import studio_source, variants
+    from .launcher import LabError
+
+    if not variants.get(variant).runs_studio or (lab.exists and lab.variant.name == variant):
+        return ""
+    try:
+        studio_source.find_source()
+    except LabError as exc:
+        return str(exc)
+    return ""
+
+
 @contextmanager
 def lab_of(lab, variant: str, progress: Callable[[str], None] = lambda msg: None):
     """The running ``lab`` when it is of ``variant``; else a lab of that variant started for the

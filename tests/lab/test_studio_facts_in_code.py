@@ -96,6 +96,8 @@ def test_our_prober_user_agent_is_a_health_check_browser(code):
 def test_database_cache_control_is_what_the_storage_code_uploads(code, studio_src):
     storage = (studio_src / "contentcuration/contentcuration/utils/gcs_storage.py").read_text()
     assert '"private, max-age={}, no-transform"' in storage
+    # ...and on nothing else: storage/ objects carry no Cache-Control of their own (gcs.storage_cache_control)
+    assert storage.count("cache_control =") == 1
     assert facts.DATABASE_CACHE_CONTROL == f"private, max-age={code['databases_max_age']}, no-transform"
 
 
