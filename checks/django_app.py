@@ -230,13 +230,15 @@ def check_login_page(ctx):
 
 
 @check(PROBERS, title="Admin prober endpoints", needs=("app.url", "app.api_token"),
-       explained_by=("celery", "redis"), permissions=("admin API token (Authorization: Token)",))
+       explained_by=("celery", "redis", "postgres"), permissions=("admin API token (Authorization: Token)",))
 def check_probers(ctx):
     """Studio's admin-only ``/api/probers/*`` endpoints: workers, queue, unapplied changes, publishing.
 
     They answer what the old cloudprober alerted on: no Celery worker answering ping, ``LLEN celery`` at or
     above 50, unapplied changes while no task is active, a channel publishing for 2 h or more. Needs an
-    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``)."""
+    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``). Studio answers them
+    from its database (the token, its tables) and its broker: a failure while PostgreSQL, Redis or the
+    workers fail is theirs."""
     token = str(ctx.config.get("api_token", ""))
     headers = {"Authorization": f"Token {token}"}
     figures: dict = {}

@@ -274,7 +274,7 @@ for _name, _func, _layer, _symptoms, _expect, _text in (
         ("publish-worker-killed", "kill_publish", "celery", ("publishing",), "cause",
          "a real publish whose worker process is SIGKILLed mid-way (the OOM killer)"),
         ("publish-raises", "publish_raises", "celery", ("publishing",), "cause",
-         "a real publish that raises (a leftover ChannelVersion holds the version it writes)"),
+         "a real publish that raises (its exercises hold assessment answers that are not JSON)"),
         ("changes-message-lost", "lost_message", "celery", ("publishing",), "cause",
          "6 changes whose apply_channel_changes message was lost (Redis restarted before a worker took it)"),
         ("publishing-flag-stuck", "publishing_flag", "celery", ("publishing",), "cause",

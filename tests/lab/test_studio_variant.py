@@ -46,9 +46,14 @@ def test_stand_in_switches_are_not_drilled_on_studios_own_code(studio_lab):
     assert drill.skipped(studio_lab, "publish-worker-killed") == ""
 
 
-@pytest.mark.parametrize("fault", ["publish-worker-killed", "changes-message-lost", "publish-raises",
-                                   "migration-not-applied"])
-def test_fault_made_with_studios_machinery_is_localized_and_fixed(studio_lab, fault):
+# CI drills every fault made with Studio's machinery, and one or more per layer of the generic ones
+# (`lab drill --all --variant studio` drills them all)
+GENERIC = ("app-stopped", "nginx-stopped", "redis-down", "redis-full", "postgres-down", "worker-stopped",
+           "private-content", "cacheable-database", "traefik-server-down", "pod-crashloop", "edge-522")
+
+
+@pytest.mark.parametrize("fault", [f.name for f in FAULTS.values() if f.needs_studio] + list(GENERIC))
+def test_fault_is_localized_and_fixed_on_studios_own_code(studio_lab, fault):
     results = drill.drill_fault(studio_lab, FAULTS[fault])
     for r in results:
         assert r.localized, f"{fault}/{r.symptom}: named {r.named} ({r.check}), expected {r.expected}"

@@ -8,7 +8,7 @@ Makefile runs them in production:
 
 Both take ``src`` (the tree), ``python`` (its venv's) and ``env`` (:func:`studio_source.environment`), run from
 ``<src>/contentcuration`` and log to the launcher's log file. Faults are made on their processes and data,
-never on their code: :meth:`StudioCelery.kill_pool_child` is an OOM kill of the process running a task.
+never on their code (:mod:`studiodoctor.lab.studio_faults`).
 """
 
 from __future__ import annotations
@@ -36,14 +36,6 @@ class _StudioProcess(Launcher):
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     env={**os.environ, **self.env}, cwd=self.src / "contentcuration")
         return proc.pid
-
-    def children(self) -> list[int]:
-        """The PIDs of this process's direct children (gunicorn workers, Celery pool processes)."""
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
 
     def stop(self) -> None:
         pid = self.pid
@@ -154,24 +146,6 @@ class StudioCelery(_StudioProcess):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-
-    def kill_pool_child(self, busy_with: str = "") -> int:
-        """SIGKILL the pool process running a task (the kernel's OOM killer does this); returns its PID.
-        ``busy_with``: a substring of the task's log line (the child is found by its CPU use otherwise)."""
-        kids = self.children()
-        if not kids:
-            raise LabError("Studio's celery worker has no pool process")
-
-        def cpu(pid: int) -> int:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                return int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
-                return -1
-
-        victim = max(kids, key=cpu)
-        os.kill(victim, signal.SIGKILL)
-        return victim
 
     def profile(self) -> dict:
         return {"celery": {"broker_url": self.broker_url, "queues": ["celery"], "expected_workers": 1}}
