@@ -194,14 +194,16 @@ def check_healthz(ctx):
 
 
 @check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=("app.url",),
-       permissions=("HTTP GET",))
+       explained_by=("postgres", "redis"), permissions=("HTTP GET",))
 def check_login_page(ctx):
     """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
 
     Studio renders an "unsupported browser" page for User-Agents that are neither a known browser nor
     one of ``HEALTH_CHECK_BROWSERS`` (``kube-probe``, ``GoogleHC``, ``Studio-Internal-Prober``): a prober
     must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
-    view-level error (templates, translations, the session database)."""
+    view-level error (templates, translations, the session database); Studio's pages also write its Redis
+    cache (a Redis at maxmemory makes the real login page answer 500), so a failure while PostgreSQL or Redis
+    fails is theirs."""
     path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
     resp, seconds, exc = _get(ctx, path)
     if exc is not None:

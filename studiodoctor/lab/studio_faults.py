@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .launcher import wait_until
+from .launcher import LabError, wait_until
 
 _ADMIN = "from contentcuration.models import Channel, Change, User; admin = User.objects.get(email='a@a.com'); "
 # The channel the faults publish: the admin's channel with the most resources (setup's "Published Channel")
@@ -58,8 +58,9 @@ def _task_rows(lab, channel: str, name: str) -> list[tuple]:
                     f"AND r.task_name = %s ORDER BY r.date_created DESC", (channel.replace("-", ""), name))
 
 
-def _running_publish_pid(lab, timeout: float = 120.0) -> int:
-    """The PID of the pool process running apply_channel_changes (Celery's inspect active: worker_pid)."""
+def _running_publish_pid(lab, channel: str, timeout: float = 120.0) -> int:
+    """The PID of the pool process running apply_channel_changes (Celery's inspect active: worker_pid);
+    -1 once the channel's task has ended (nothing left to kill)."""
     from celery import Celery
 
     from .servers import studio_tasks
@@ -67,8 +68,10 @@ def _running_publish_pid(lab, timeout: float = 120.0) -> int:
     app = Celery("studiodoctor-lab", broker=lab["celery"].broker_url)
 
     def find() -> int:
+        if _ready(_task_rows(lab, channel, "apply_channel_changes")):
+            return -1
         with studio_tasks.resp2():
-            active = app.control.inspect(timeout=1.0).active() or {}
+            active = app.control.inspect(timeout=0.5).active() or {}
         for tasks in active.values():
             for task in tasks:
                 if task.get("name") == "apply_channel_changes" and task.get("worker_pid"):
@@ -87,13 +90,25 @@ def kill_publish(lab, on: bool) -> None:
 
     if not on:
         return _reconcile(lab)
-    channel = publish_channel(lab)
-    wait_until(lambda: any(r[1] == "STARTED" for r in _task_rows(lab, channel, "export-channel")), 120.0,
-               "the publish never started (no export-channel STARTED)", interval=0.05)
-    pid = _running_publish_pid(lab)
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: any(r[1] == "FAILURE" for r in _task_rows(lab, channel, "apply_channel_changes")), 60.0,
-               "the killed publish was not recorded as FAILURE")
+    for _attempt in range(3):   # a publish that ends before the kill lands is published: try again
+        channel = publish_channel(lab)
+        wait_until(lambda: any(r[1] == "STARTED" for r in _task_rows(lab, channel, "export-channel")), 120.0,
+                   "the publish never started (no export-channel STARTED)", interval=0.05)
+        pid = _running_publish_pid(lab, channel)
+        if pid > 0:
+            os.kill(pid, signal.SIGKILL)
+        done = wait_until(lambda: _ready(_task_rows(lab, channel, "apply_channel_changes")), 60.0,
+                          "the killed publish's task never ended")
+        if done == "FAILURE":
+            return
+    raise LabError("three publishes ended before their worker could be killed")
+
+
+def _ready(rows: list[tuple]) -> str:
+    """The newest task's state once it is ready (SUCCESS/FAILURE/...), else ""."""
+    from ..studio_facts import UNREADY_STATES
+
+    return rows[0][1] if rows and rows[0][1] not in UNREADY_STATES else ""
 
 
 def _reconcile(lab) -> None:
