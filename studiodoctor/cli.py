@@ -60,6 +60,9 @@ PushOpt = typer.Option(None, "--pushgateway", help="Also push the Prometheus met
 TimeoutOpt = typer.Option(None, "--timeout", "-t", metavar="SECONDS", help="Seconds each check may take (default: the profile's).")
 DebugOpt = typer.Option(False, "--debug", help="Add tracebacks of crashed checks (redacted) to the output.")
 MaxObjectsOpt = typer.Option(100_000, "--max-objects", help="Most objects a bucket audit reads.")
+SamplesOpt = typer.Option(None, "--samples", "-n", metavar="N",
+                          help="Requests per sampled probe and endpoint (the app, nginx and the hop trace; default: "
+                               "the profile's samples, 5; at most 20): some failing is 'intermittent'.")
 
 
 def _load_profile(profile: str | None, config: str | None):
@@ -92,6 +95,18 @@ def _check_plain_format(fmt: str) -> str:
     if fmt not in ("table", "json"):
         raise CliError(f"unknown format {fmt!r} (choose from table, json)")
     return fmt
+
+
+def _run_options(max_objects: int | None, samples: int | None) -> dict:
+    """The run's options from the command line (checks read them from ``ctx.options``)."""
+    from .sampling import MAX_SAMPLES
+
+    if samples is not None and not 1 <= samples <= MAX_SAMPLES:
+        raise CliError(f"--samples must be between 1 and {MAX_SAMPLES}")
+    options = {} if max_objects is None else {"max_objects": max_objects}
+    if samples is not None:
+        options["samples"] = samples
+    return options
 
 
 def _check_max_objects(n: int) -> int:
@@ -220,6 +235,7 @@ def check(
     fmt: str = FormatOpt,
     timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
+    samples: Optional[int] = SamplesOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -237,7 +253,7 @@ def check(
     total = len(engine.select_checks(registry, layer or [], check_id or []))
     _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
         prof, layer or [], check_id or [], registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, False))
+        options=_run_options(max_objects, samples), **kw), textfile, pushgateway, (save_baseline, baseline, False))
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
@@ -250,6 +266,7 @@ def diagnose(
     fmt: str = FormatOpt,
     timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
+    samples: Optional[int] = SamplesOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -271,7 +288,7 @@ def diagnose(
     total = len(runbook.checks_for(sym, registry)) if sym else 0
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
         prof, symptom, registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good))
+        options=_run_options(max_objects, samples), **kw), textfile, pushgateway, (save_baseline, baseline, since_good))
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor smoke --profile production --format nagios\n"
@@ -287,6 +304,7 @@ def smoke(
                                                               "and says what is new, still bad or recovered."),
     fail_after: int = typer.Option(2, "--fail-after", help="With --state: bad runs in a row before a check alerts."),
     timeout: Optional[str] = TimeoutOpt,
+    samples: Optional[int] = SamplesOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -305,7 +323,8 @@ def smoke(
     try:
         _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
             prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
-            timeout=_check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+            timeout=_check_timeout(timeout), debug=debug, started=started, options=_run_options(None, samples),
+            **kw), textfile, pushgateway)
     except typer.Exit as done:
         if _MAIN_STARTED[1]:  # a command: everything is written; skip the interpreter's slow teardown
             import os         # of the SDKs (seconds under load) and of checks the budget abandoned

@@ -56,6 +56,13 @@ class CheckContext:
         # seconds on the wire of each timed request (httpprobe, saasapi): the runner reports their sum as
         # the result's ``network_ms``, next to its ``duration_ms``
         self.network_spans: list[tuple[float, float]] = []
+        # what ``studiodoctor.sampling.take`` sampled for this check; the runner sums it into ``samples``
+        self.sampled: list = []
+
+    def record_samples(self, samples) -> None:
+        """Keep one endpoint's ``sampling.Samples`` for the result's ``samples``."""
+        with _NETWORK_LOCK:
+            self.sampled.append(samples)
 
     def add_network(self, seconds: float) -> None:
         """Record the network part of one request this check made, ending now (see ``network_ms``)."""

@@ -94,6 +94,8 @@ class Result:
     network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
+    # sampled probes (studiodoctor.sampling): {sent, failed, p50_ms, p95_ms} over every sample, filled by the runner
+    samples: dict | None = None
     # when it started, ms after the run's start (the runner's; not in the JSON: benchmarks/timeline.py reads it)
     start_ms: float | None = field(default=None, compare=False)
 
@@ -112,6 +114,7 @@ class Result:
             "blocked_by": list(self.blocked_by),
             "reason": self.reason,
             "metrics": [m.to_dict() for m in self.metrics],
+            **({"samples": dict(self.samples)} if self.samples else {}),
         }
 
 

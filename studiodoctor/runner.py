@@ -174,6 +174,9 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         res = _call(chk, ctx, debug)
         times.append(time.monotonic())
         res.network_ms = ctx.network_ms()
+        if res.samples is None and ctx.sampled:
+            from .sampling import combined
+            res.samples = combined(ctx.sampled)
         if res.network_ms is None and isinstance(res.evidence, dict):  # a backend that times its own calls
             figure = res.evidence.get("network_ms")
             res.network_ms = float(figure) if isinstance(figure, (int, float)) else None

@@ -64,7 +64,7 @@ OTHER_VARIANT_FAULTS = {
     "app-stopped", "nginx-stopped", "static-missing", "redis-down", "redis-full", "postgres-down",
     "worker-stopped", "private-content", "traefik-missing-service", "traefik-server-down", "traefik-default-cert",
     "traefik-expired-cert", "traefik-oom", "pod-crashloop", "deployment-unavailable", "databases-hit", "record-missing",
-    "nginx-databases-public", "nginx-storage-headers", "sentry-error-spike", "postmark-stream-paused"}
+    "nginx-databases-public", "nginx-storage-headers", "sentry-error-spike", "postmark-stream-paused", "app-intermittent"}
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
