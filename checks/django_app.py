@@ -37,7 +37,7 @@ def _base(ctx) -> str:
 
 def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
     """(response or None, seconds, exception or None)."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     t0 = time.monotonic()
     try:
@@ -48,9 +48,9 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
 
 
 def _sampled(ctx, path: str, good=lambda resp: resp.status_code == 200):
-    """``path`` asked ``--samples`` times (``studiodoctor.sampling``): a fault that strikes one request in
+    """``path`` asked ``--samples`` times (``studiodoctor.probes.sampling``): a fault that strikes one request in
     three, or a slow tail, shows in the ratio."""
-    from studiodoctor import sampling
+    from studiodoctor.probes import sampling
 
     return sampling.take(ctx, lambda: _get(ctx, path), endpoint=_base(ctx) + path,
                          shared_as=f"GET {_base(ctx)}{path}",  # the trace's app hop asks /stealthz too
@@ -78,7 +78,7 @@ def _all_failed(ctx, samples, path: str):
 
 
 def _app_commands(ctx) -> list[Command]:
-    from studiodoctor.kubectl import command as kubectl
+    from studiodoctor.backends.kubectl import command as kubectl
 
     return [
         Command(kubectl(ctx.profile, "get pods -l tier=frontend -o wide"), note="are the app pods Ready?"),
@@ -111,7 +111,7 @@ def judge_latency(ctx, seconds: float) -> tuple[str, str]:
 
 
 def _no_answer(ctx, what: str, path: str, exc: Exception, seconds: float):
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     timed_out, text = httpprobe.describe_error(exc)
     name, limit = limits(ctx)[0]
@@ -139,7 +139,7 @@ def _latency_verdict(ctx, samples, summary_ok: str, evidence: dict, *, slow_hint
     """The latency of answered samples: the median judged as one answer was (the whole app slow), then the
     tail by ratio (``sampling.TAIL_RATIO`` of the samples past the failing latency fails; twice that share
     past the warning threshold warns)."""
-    from studiodoctor.sampling import TAIL_RATIO
+    from studiodoctor.probes.sampling import TAIL_RATIO
 
     evidence = {**evidence, "sampled": samples.evidence()}
     if judge_latency(ctx, samples.p50)[0] != "ok":
@@ -169,7 +169,7 @@ def check_stealthz(ctx):
     (504 at nginx, 524 at CloudFlare). Thresholds: ``app.latency_warn_s``, ``app.latency_fail_s``.
 
     Like every app check it asks ``--samples`` times (profile key ``samples``, default 5; see
-    ``studiodoctor.sampling``): some answers failing is a `fail`, "intermittent: 2 of 5 answered 500";
+    ``studiodoctor.probes.sampling``): some answers failing is a `fail`, "intermittent: 2 of 5 answered 500";
     the median is judged as one answer would be, and a slow tail by its share (one sample in five past
     the failing latency fails, two in five past the warning threshold warn)."""
     samples = _sampled(ctx, "/stealthz")

@@ -56,7 +56,7 @@ class CheckContext:
         # seconds on the wire of each timed request (httpprobe, saasapi): the runner reports their sum as
         # the result's ``network_ms``, next to its ``duration_ms``
         self.network_spans: list[tuple[float, float]] = []
-        # what ``studiodoctor.sampling.take`` sampled for this check; the runner sums it into ``samples``
+        # what ``studiodoctor.probes.sampling.take`` sampled for this check; the runner sums it into ``samples``
         self.sampled: list = []
 
     def record_samples(self, samples) -> None:

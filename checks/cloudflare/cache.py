@@ -1,10 +1,10 @@
 """cloudflare.cache_rules: the zone's cache rules keep /content/databases/ out of the cache (evaluated with
-``studiodoctor.cfrules``)."""
+``studiodoctor.parsers.cfrules``)."""
 
 from __future__ import annotations
 
 from studiodoctor.model import Reason, Stop, error, fail, ok, warn
-from studiodoctor.cfrules import Undecidable, matches, request_fields
+from studiodoctor.parsers.cfrules import Undecidable, matches, request_fields
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import CACHE_RULES, NEEDS, ZONE, _curl, _guard, _raw, _unexpected, _zone_id
@@ -84,7 +84,7 @@ def _cache_rules(ctx, zone_id: str) -> tuple[list[dict], str]:
 
 
 @check(CACHE_RULES, title="Cache rules keep /content/databases/ out of the cache", needs=NEEDS,
-       depends_on=(ZONE,), permissions=("Cache Rules:Read",))
+       depends_on=(ZONE,), permissions=("Cache Rules:Read",), produces=("caching",))
 @_guard
 def check_cache_rules(ctx):
     """The zone's cache rules (phase `http_request_cache_settings`) make `/content/databases/` not

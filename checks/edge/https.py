@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
-from studiodoctor import httpprobe
+from studiodoctor.probes import http as httpprobe
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
@@ -14,7 +14,7 @@ from .common import CERTIFICATE, HTTPS_REDIRECT, _fetch, _host, _setting, _urls
 
 # ------------------------------------------------------------------------------------------------ checks
 @check(HTTPS_REDIRECT, title="HTTP redirects to HTTPS, without loops", needs=("public_urls",),
-       explained_by=("cloudflare.ssl_mode", "cloudflare.always_use_https"), smoke=True)
+       explained_by=("cloudflare.ssl_mode", "cloudflare.always_use_https"), smoke=True, produces=("ssl",))
 def check_https_redirect(ctx):
     """`http://HOST/` answers with a redirect to `https://HOST/`, and following redirects from both
     the HTTP and the HTTPS URL ends on a page within `cloudflare.max_redirects` hops (default 10).
@@ -68,7 +68,7 @@ def check_https_redirect(ctx):
 
 @check(CERTIFICATE, title="Edge certificate valid, matching and not expiring",
        needs=("public_urls",), explained_by=("cloudflare.dns_records", "cloudflare.zone"), smoke=True,
-       metrics=("certificates.*.days_left;warn_days:;fail_days:;0",))
+       metrics=("certificates.*.days_left;warn_days:;fail_days:;0",), produces=("ssl",))
 def check_certificate(ctx):
     """The certificate served for each public hostname covers the name (SAN), chains to a trusted root
     (`http.ca_file` adds a CA) and has more than `cloudflare.cert_warn_days` (14) days left; below
@@ -79,7 +79,7 @@ def check_certificate(ctx):
     shows the origin's Let's Encrypt or Traefik default certificate instead (postmortem 004: an expired
     Let's Encrypt certificate nobody was alerted about). Fix: an Advanced/Total TLS certificate for deep
     names; for the origin's certificate see the traefik layer."""
-    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
+    from studiodoctor.probes.tls import handshake_problem, inspect_certificate
 
     warn_days = float(_setting(ctx, "cert_warn_days", 14))
     fail_days = float(_setting(ctx, "cert_fail_days", 3))

@@ -101,7 +101,8 @@ def _forbidden_bucket(ctx, bucket, exc):
 
 
 @check(PUBLIC_READ, title="Content files are anonymously readable", needs=("gcs.bucket", "gcs.public_url"),
-       depends_on=(BUCKET,), permissions=("storage.objects.list", "storage.buckets.getIamPolicy (optional)"))
+       depends_on=(BUCKET,), permissions=("storage.objects.list", "storage.buckets.getIamPolicy (optional)"),
+       produces=("content", "permissions"))
 def check_public_read(ctx):
     """A sample of objects under `storage/` is readable anonymously through `gcs.public_url`.
 
@@ -112,7 +113,7 @@ def check_public_read(ctx):
     answering 401/403 is a `fail` naming it. Where our credentials may read the bucket IAM policy, the
     roles granted to allUsers are reported too (public read through object ACLs only is a `warn`: new
     uploads carry no ACL and would be private)."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     name = gcs.bucket_name(ctx)
     prefix = ctx.setting("storage_prefix", "storage/")

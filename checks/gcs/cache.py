@@ -7,7 +7,7 @@ import time
 
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, Result, error, fail, ok, warn
 from studiodoctor.backends import gcs
-from studiodoctor.cachecontrol import max_age, parse_cache_control
+from studiodoctor.parsers.cachecontrol import max_age, parse_cache_control
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (BUCKET, DATABASES_CACHE_CONTROL, GCS_DEFAULT_PUBLIC, MAX_NAMED, STORAGE_CACHE_CONTROL,
@@ -50,7 +50,7 @@ def storage_cache_problem(value: str | None, minimum: int) -> str:
 
 
 @check(DATABASES_CACHE_CONTROL, title="Channel databases are never cacheable", needs=("gcs.bucket",),
-       depends_on=(BUCKET,), permissions=("storage.objects.list",))
+       depends_on=(BUCKET,), permissions=("storage.objects.list",), produces=("caching", "headers"))
 def check_databases_cache_control(ctx):
     """Every object under `databases/` has `Cache-Control: private` with max-age <= 5 s, and gzip.
 
@@ -131,7 +131,7 @@ def check_databases_cache_control(ctx):
 
 
 @check(STORAGE_CACHE_CONTROL, title="Content files are cacheable for long", needs=("gcs.bucket",),
-       depends_on=(BUCKET,), permissions=("storage.objects.list",))
+       depends_on=(BUCKET,), permissions=("storage.objects.list",), produces=("caching", "headers", "slow"))
 def check_storage_cache_control(ctx):
     """Content objects under `storage/` are publicly cacheable for long (public, long max-age).
 

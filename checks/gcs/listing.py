@@ -13,7 +13,7 @@ from .common import BUCKET, LISTING_NOT_PUBLIC, _public_url
 
 
 @check(LISTING_NOT_PUBLIC, title="Anonymous bucket listing is refused", needs=("gcs.bucket", "gcs.public_url"),
-       depends_on=(BUCKET,), permissions=("none: anonymous requests",))
+       depends_on=(BUCKET,), permissions=("none: anonymous requests",), produces=("permissions",))
 def check_listing_not_public(ctx):
     """An anonymous listing of the bucket is refused (XML `GET /<bucket>` and JSON `.../o`).
 
@@ -24,7 +24,7 @@ def check_listing_not_public(ctx):
     check asks `gcs.public_url` for a one-item listing without credentials, in both the XML and the JSON
     API; a listing in the answer is a `fail`, 401/403 is `ok`; 404 from both says the endpoint does not
     serve this bucket (wrong `gcs.public_url` or `gcs.bucket`): an `error`, never `ok`."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     name = gcs.bucket_name(ctx)
     base = _public_url(ctx)

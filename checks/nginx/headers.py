@@ -9,7 +9,7 @@ from .common import HEADERS, REACHABLE, _SENSITIVE, _VOLATILE, _commands, _cooki
 
 
 @check(HEADERS, title="Headers nginx drops, adds or changes", needs=("nginx.url", "app.url"),
-       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",))
+       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",), produces=("headers", "ssl"))
 def check_headers(ctx):
     """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly:
     response headers nginx drops, adds or changes are evidence.
@@ -25,7 +25,7 @@ def check_headers(ctx):
     if e_nginx is not None:
         return _no_answer(ctx, path, e_nginx, s_nginx)
     if e_app is not None:
-        from studiodoctor import httpprobe
+        from studiodoctor.probes import http as httpprobe
 
         return error(f"could not compare headers: the app at {app_base} gave no answer "
                      f"({httpprobe.describe_error(e_app)[1]})", reason=Reason.UNREACHABLE,

@@ -44,7 +44,7 @@ def check_app_proxy(ctx):
     504/524s on slow endpoints (#4336). ``nginx.proxy_read_timeout`` states the expected value.
     ``/stealthz`` is asked ``--samples`` times: some 502/504s among 200s is a `fail`, "intermittent: 2 of 5
     answered 502", and a share of the answers near the timeout is a slow tail."""
-    from studiodoctor import sampling
+    from studiodoctor.probes import sampling
 
     expected = float(ctx.setting("proxy_read_timeout", STUDIO_PROXY_READ_TIMEOUT_S))
     samples = sampling.take(ctx, lambda: _request(ctx, "GET", "/stealthz"), endpoint=_base(ctx) + "/stealthz",
@@ -106,7 +106,7 @@ def check_app_proxy(ctx):
 
 
 @check(STATIC, title="nginx serves /static/ assets", needs=("nginx.url",), depends_on=(REACHABLE,),
-       permissions=("HTTP GET",))
+       permissions=("HTTP GET",), produces=("static", "routing"))
 def check_static(ctx):
     """A static asset comes back 200 with the content type of its extension.
 
@@ -117,7 +117,7 @@ def check_static(ctx):
     autoindex of ``/static/``. A 404 for such an asset, or an empty ``/static/`` listing, means collectstatic
     did not run or the volume is not shared; an HTML answer means the request fell through to Django.
     When no asset can be found the check says so (``error``) instead of guessing."""
-    from studiodoctor.static_assets import static_sample
+    from studiodoctor.discovery.static_assets import static_sample
 
     sample = static_sample(ctx, _base(ctx))
     path = sample["path"]

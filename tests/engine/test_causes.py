@@ -1,4 +1,4 @@
-"""The causal rules (studiodoctor.causes) and the warn policy of the likely cause, on synthetic results.
+"""The causal rules (studiodoctor.diagnosis.causes) and the warn policy of the likely cause, on synthetic results.
 
 The checks here carry the real check ids so that the real rules apply; their results are made up.
 """
@@ -6,10 +6,10 @@ The checks here carry the real check ids so that the real rules apply; their res
 import pytest
 
 from studiodoctor import engine
-from studiodoctor.causes import RULES
+from studiodoctor.diagnosis.causes import RULES
 from studiodoctor.model import Reason, error, fail, ok, warn
 from studiodoctor.registry import Registry
-from studiodoctor.symptoms import CatalogueError, load_catalogue
+from studiodoctor.diagnosis.symptoms import CatalogueError, load_catalogue
 
 
 def diagnose(make_profile, reg, steps):
@@ -186,7 +186,7 @@ def test_warn_explains_must_be_a_list_of_ids():
 
 def test_built_in_warn_explains_name_checks_of_their_symptom():
     reg = engine.default_registry.load_plugins()
-    from studiodoctor.runbook import checks_for
+    from studiodoctor.diagnosis.runbook import checks_for
 
     cat = load_catalogue()
     for sym in cat.symptoms.values():
@@ -247,3 +247,39 @@ def test_a_trace_that_goes_bad_at_the_edge_names_the_edge(make_profile):
     assert report.likely_cause["check"] == "edge.error_pages"
     assert report.likely_cause["layer"] == "edge"
     assert report.likely_cause["explains"][0]["check"] == "trace.hops"
+
+
+# --- requests queued behind a lock -----------------------------------------------------------------
+
+def behind_a_lock(make_profile, stealthz, locks):
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy", explained_by=["app"])(lambda ctx: gateway_timeout(5))
+    reg.check("app.stealthz", title="stealthz")(lambda ctx: stealthz)
+    reg.check("postgres.locks", title="locks")(lambda ctx: locks)
+    return diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"},
+                                        {"layer": "postgres", "why": "p"}])
+
+
+WAITS = {"waiting": 4, "blockers": [4242], "locks": [{"pid": 7, "relation": "contentcuration_channel",
+                                                      "blocked_by": [4242]}]}
+
+
+def test_every_app_worker_stuck_behind_a_lock_names_postgres(make_profile):
+    """The holder is working (a long migration): locks only warn, yet the app's hang is theirs."""
+    report = behind_a_lock(make_profile,
+                           fail("the app at http://x/stealthz timed out", reason=Reason.TIMEOUT),
+                           warn("4 lock requests waiting longer than 10 s", evidence=WAITS))
+    assert report.likely_cause["check"] == "postgres.locks"
+    app = step_of(report, "app")
+    [link] = app["explained_by"]
+    assert link["rule"] == "lock-waits-hang-app"
+    assert link["because"] == ("4 session(s) wait on a lock on contentcuration_channel held by pid 4242: the app's "
+                               "workers are stuck behind it")
+    assert {e["check"] for e in report.likely_cause["explains"]} == {"app.stealthz", "nginx.app_proxy"}
+
+
+def test_an_app_that_refuses_connections_is_not_explained_by_lock_waits(make_profile):
+    report = behind_a_lock(make_profile,
+                           fail("the app at http://x/stealthz unreachable from here", reason=Reason.UNREACHABLE),
+                           warn("4 lock requests waiting longer than 10 s", evidence=WAITS))
+    assert report.likely_cause["check"] == "app.stealthz"

@@ -1,4 +1,4 @@
-"""studiodoctor.sampling against real HTTP servers on loopback: counts, bounds, ratios and percentiles."""
+"""studiodoctor.probes.sampling against real HTTP servers on loopback: counts, bounds, ratios and percentiles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from studiodoctor import sampling
+from studiodoctor.probes import sampling
 from studiodoctor.context import CheckContext, Shared
 
 

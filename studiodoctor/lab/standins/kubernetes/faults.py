@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from studiodoctor.lab.launcher import write_json_atomic
 
+from .network import apply_endpoints, apply_readiness, is_ready, selects
 from .objects import _uid, event, ts
 
 # which pods and deployments a fault touches: a label subset per tier (state["config"]["labels"])
@@ -164,6 +165,26 @@ def fault_deployment_unavailable(state: dict, cfg: dict) -> None:
     _degrade(_deployment(state, ns, "frontend"), 0, stuck=True)
 
 
+def fault_replica_unready(state: dict, cfg: dict) -> None:
+    """One frontend pod of several: its app container runs (started 2 h ago) but fails its readiness probe
+    (/healthz answers 500 there), so it is out of the Service; the deployment has one replica unavailable."""
+    ns = cfg["namespace"]
+    pods = _pods(state, ns, "frontend")
+    if len(pods) < 2:
+        return
+    p = pods[-1]
+    for s in p["status"]["containerStatuses"]:
+        if s["name"] == _container(state, "app"):
+            s["ready"] = False
+            s["started"] = True
+            s["state"] = {"running": {"startedAt": ts(ago=7200)}}
+    _set_ready(p, False)
+    state["namespaces"][ns]["events"].append(event(
+        ns, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        name=p["metadata"]["name"], count=90, last_ago=4, first_ago=180))
+    _degrade(_deployment(state, ns, "frontend"), len(pods) - 1)
+
+
 def fault_traefik_oom(state: dict, cfg: dict) -> None:
     ns = cfg["traefik_namespace"]
     for p in _pods(state, ns, "ingress"):
@@ -207,6 +228,8 @@ FAULTS: dict[str, tuple[Callable[[dict, dict], None], str]] = {
     "pending": (fault_pending, "a frontend pod Pending: 0/3 nodes, Insufficient memory"),
     "deployment-unavailable": (fault_deployment_unavailable,
                                "frontend readiness /healthz failing: 0 available, rollout stuck"),
+    "replica-unready": (fault_replica_unready, "one frontend pod of several fails its readiness probe (running, "
+                                               "not Ready)"),
     "workers-crashloop": (fault_workers_crashloop, "Celery worker pods in CrashLoopBackOff"),
     "traefik-oom": (fault_traefik_oom, "Traefik pod OOMKilled and restarted, memory at 97% of limit"),
     "memory-high": (fault_memory_high, "frontend app containers at 97% of their memory limit"),
@@ -229,7 +252,27 @@ def effective_state(raw: dict) -> dict:
             raise ValueError(f"unknown fault {name!r}")
         FAULTS[name][0](state, cfg)
     _apply_readiness(state, cfg)
+    _apply_pod_readiness(state)
+    apply_endpoints(state)
     return state
+
+
+def _apply_pod_readiness(state: dict) -> None:
+    """Each pod the lab plays is Ready only while its own readinessProbe answers (:mod:`.network`); a
+    Deployment counts the Ready pods its selector matches."""
+    def unhealthy(p: dict, message: str) -> None:
+        ns = p["metadata"]["namespace"]
+        state["namespaces"][ns].setdefault("events", []).append(
+            event(ns, "Unhealthy", message, name=p["metadata"]["name"], count=12, last_ago=4, first_ago=60))
+
+    failed = apply_readiness(state, _set_ready, unhealthy)
+    for ns in {p["metadata"]["namespace"] for p in failed}:
+        space = state["namespaces"][ns]
+        for d in space.get("deployments", []):
+            selector = (d.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+            ready = sum(1 for p in space.get("pods", []) if selects(selector, p) and is_ready(p))
+            if ready < (d["status"].get("availableReplicas") or 0):
+                _degrade(d, ready)
 
 
 def _probe(url: str) -> bool:

@@ -278,7 +278,7 @@ def take(ctx, probe: Callable[[], tuple], *, endpoint: str, n: int | None = None
 
 
 def _take(ctx, probe, endpoint: str, wanted: int, failed, stop_on_no_answer: bool) -> Samples:
-    from .httpprobe import describe_error
+    from .http import describe_error
 
     backend = backend_of(endpoint)
     books = _books(ctx)
@@ -344,7 +344,7 @@ def _take(ctx, probe, endpoint: str, wanted: int, failed, stop_on_no_answer: boo
 def timed(ctx, method: str, url: str, **kwargs) -> Callable[[], tuple]:
     """A probe for ``take``: one ``httpprobe.request`` returning (response or None, seconds on the wire,
     exception or None)."""
-    from . import httpprobe
+    from . import http as httpprobe
 
     def probe():
         t0 = time.monotonic()
