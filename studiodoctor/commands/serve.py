@@ -290,7 +290,8 @@ def make_server(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
-                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'")
+                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'\n"
+                    "  curl -s 'localhost:9842/report?check=postgres.reachable&layer=redis'   # JSON, read-only checks")
 def serve(
     profile: Optional[str] = ProfileOpt,
     config: Optional[str] = ConfigOpt,
@@ -298,11 +299,12 @@ def serve(
     interval: float = typer.Option(60.0, "--interval", help="Seconds between two smoke runs of the background loop."),
     budget: float = typer.Option(20.0, "--budget", help="Seconds one smoke run may take."),
     probe_budget: float = typer.Option(10.0, "--probe-budget", help="Seconds one /probe run may take."),
-    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe answer is reused."),
+    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe or /report answer is reused."),
     layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
 ):
     """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz; / shows the last run
-    as a picture of the stack (the HTML format), reloading itself."""
+    as a picture of the stack (the HTML format), reloading itself; /report?check=...&layer=... answers a run of
+    read-only checks as JSON (studiodoctor.report/1): the in-cluster doctor a laptop asks. GET and HEAD only."""
     from ..engine import select_checks
     from ..registry import default_registry
 
