@@ -14,7 +14,7 @@ from .report import Report
 from .runner import run_checks
 
 # The layers of DESIGN.md in request-path order, and the later ones it names.
-KNOWN_LAYERS = ("dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
+KNOWN_LAYERS = ("local", "dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
                 "postgres", "email", "sentry", "newrelic")
 
 
@@ -107,6 +107,7 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
     if symptom is None:
         raise UsageError(f"unknown symptom {symptom_word!r}{suggest(symptom_word.lower(), catalogue.all_words())}; "
                          f"see `studiodoctor symptoms`")
+    symptom = runbook.with_local_step(symptom, registry)
     chosen = runbook.checks_for(symptom, registry)
     report = run(profile, chosen, command="diagnose", timeout=timeout, debug=debug, options=options,
                  on_start=on_start, on_done=on_done)

@@ -93,6 +93,8 @@ class Result:
     duration_ms: float = 0.0
     network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
+    # where it was seen from: "local" (the machine running the command) or "cluster" (the in-cluster doctor)
+    vantage: str = "local"
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
     # the symptoms this finding can produce when narrower than its check's ``produces`` (a cache policy
     # found by a check that also sees outages): None defers to the check (see studiodoctor.diagnosis.runbook)
@@ -114,6 +116,7 @@ class Result:
             "network_ms": None if self.network_ms is None else round(self.network_ms, 1),
             "blocked_by": list(self.blocked_by),
             "reason": self.reason,
+            "vantage": self.vantage,
             "metrics": [m.to_dict() for m in self.metrics],
         }
 

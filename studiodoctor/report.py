@@ -47,6 +47,7 @@ class Report:
     smoke: dict[str, Any] | None = None                       # smoke's budget and hysteresis (JSON "smoke")
     transitions: dict[str, str] = field(default_factory=dict)  # check id -> new/still-bad/recovered/pending/ok
     since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.diagnosis.baseline)
+    watch: dict[str, Any] | None = None                        # diagnose --watch: runs and timeline (diagnosis/watch.py)
 
     @property
     def counted(self) -> list[Result]:
@@ -86,6 +87,8 @@ class Report:
         }
         if self.since_good is not None:
             data["since_good"] = self.since_good
+        if self.watch is not None:
+            data["watch"] = self.watch
         if self.smoke is not None:
             data["smoke"] = self.smoke
             if self.transitions:

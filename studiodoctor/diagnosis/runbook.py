@@ -23,6 +23,40 @@ def step_checks(step, registry: Registry) -> list[Check]:
     return chosen + [registry.checks[c] for c in step.also if c in registry.checks and registry.checks[c] not in chosen]
 
 
+LOCAL_LAYER = "local"
+LOCAL_WHY = ("Is it me? This machine must reach a control outside Studio (a name resolves, a connection opens) "
+             "before anything it cannot reach is blamed on Studio")
+
+
+def with_local_step(symptom: Symptom, registry: Registry) -> Symptom:
+    """The symptom's walk with the `local` step first ("is it me?"), when the layer is installed and the
+    walk does not name it already."""
+    from dataclasses import replace
+
+    from .symptoms import Step
+
+    if not registry.for_layers([LOCAL_LAYER]) or LOCAL_LAYER in symptom.layers:
+        return symptom
+    return replace(symptom, steps=[Step(layer=LOCAL_LAYER, why=LOCAL_WHY), *symptom.steps])
+
+
+def this_machine_explains(by_id: dict[str, Result], broken: set[str], profile=None) -> dict[str, list[dict]]:
+    """When a `local` control fails, every other failure seen from this machine (vantage `local`) that
+    reached beyond it is a consequence of this machine's network, not a Studio layer's: {consequence id:
+    [explanation]}. A failure on loopback (a port-forward, the lab) is not explained by it, and results
+    seen from the cluster keep their own verdicts: the cluster's network is not this machine's."""
+    from .locality import beyond_this_machine
+
+    down = [rid for rid in broken if by_id[rid].layer == LOCAL_LAYER and by_id[rid].status is Status.FAIL]
+    if not down:
+        return {}
+    cause = by_id[down[0]]
+    because = f"this machine cannot reach a control outside Studio either ({cause.summary})"
+    return {rid: [{"cause": cause.id, "rule": "this-machine-offline", "because": because, "evidence": {}}]
+            for rid in broken if by_id[rid].layer != LOCAL_LAYER and by_id[rid].vantage != "cluster"
+            and beyond_this_machine(by_id[rid], profile)}
+
+
 def checks_for(symptom: Symptom, registry: Registry) -> list[Check]:
     """Every check the symptom's steps decide with, plus their dependencies."""
     chosen = {c.id: c for step in symptom.steps for c in step_checks(step, registry)}
@@ -67,7 +101,7 @@ def unrelated_ids(symptom: Symptom, registry: Registry, by_id: dict[str, Result]
     return out
 
 
-def find_roots(symptom: Symptom, registry: Registry, by_id: dict[str, Result], rules=causes.RULES):
+def find_roots(symptom: Symptom, registry: Registry, by_id: dict[str, Result], rules=causes.RULES, profile=None):
     """(root results in walk order, {consequence id: [explanations]}) among the failing results.
 
     Broken means failing, or proved broken by a causal rule's link (see ``causes``): such a cause may
@@ -79,6 +113,9 @@ def find_roots(symptom: Symptom, registry: Registry, by_id: dict[str, Result], r
     order = [rid for rid in dict.fromkeys([*walk_ids, *by_id]) if rid not in unrelated]
     broken_ids = {rid for rid in order if rid in by_id and by_id[rid].status is Status.FAIL}
     consequences = causes.links({rid: by_id[rid] for rid in order if rid in by_id}, broken_ids, rules)
+    offline = this_machine_explains({rid: by_id[rid] for rid in order if rid in by_id}, broken_ids, profile)
+    for rid, expl in offline.items():
+        consequences[rid] = expl   # this machine's network comes before any deeper Studio layer
     broken = {rid: by_id[rid] for rid in order if rid in broken_ids}
     for rid in broken:
         chk = registry.checks.get(rid)
@@ -87,9 +124,12 @@ def find_roots(symptom: Symptom, registry: Registry, by_id: dict[str, Result], r
         plain = [e for e in plain if e["cause"] not in known]
         if plain:
             consequences.setdefault(rid, []).extend(plain)
-    roots = [broken[rid] for rid in broken if rid not in consequences]
-    if broken and not roots:  # everything explains everything else: fall back to walk order
-        roots = list(broken.values())
+    # this machine's network is a cause only of what it explains: a failing control that explains no
+    # finding (every failure on loopback, or none) cannot produce the symptom
+    candidates = {rid: res for rid, res in broken.items() if offline or res.layer != LOCAL_LAYER}
+    roots = [res for rid, res in candidates.items() if rid not in consequences]
+    if candidates and not roots:  # everything explains everything else: fall back to walk order
+        roots = list(candidates.values())
     return roots, consequences
 
 
@@ -130,8 +170,12 @@ def _nothing_failed(steps: list[dict], by_id: dict[str, Result], unrelated: list
     warned = ", ".join(f"{s['layer']} ({', '.join(r for r in s['results'] if by_id[r].status is Status.WARN)})"
                        for s in steps if s["verdict"] == "warn")
     manual = ", ".join(s["layer"] for s in steps if s["verdict"] in ("manual", "skipped"))
+    offline = [r for r in by_id.values() if r.layer == LOCAL_LAYER and r.status is Status.FAIL]
     head = (f"Nothing that can cause this symptom failed (also failing, not its cause: {', '.join(unrelated)})."
             if unrelated else "Nothing failed.")
+    if offline:
+        head = (head[:-1] + f", but this machine's own control fails ({offline[0].id}: {offline[0].summary}) "
+                "and explains no finding.")
     return (head + (f" Ruled out: {ruled_out}." if ruled_out else "")
             + (f" Could not check: {inconclusive}." if inconclusive else "")
             + (f" Warnings that do not explain this symptom: {warned}." if warned else "")
@@ -176,7 +220,7 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
     by_id = {r.id: r for r in results}
     unrelated = unrelated_ids(symptom, registry, by_id)
     values = template_values(profile, results)
-    roots, consequences = find_roots(symptom, registry, by_id)
+    roots, consequences = find_roots(symptom, registry, by_id, profile=profile)
     # a warn is the likely cause only where the catalogue says it explains this symptom
     because = ""
     if not roots:
@@ -193,7 +237,7 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
         explained_layers = sorted({by_id[e["cause"]].layer for e in explanations
                                    if by_id[e["cause"]].layer not in step.check_layers})
         # the step is a consequence when every finding in it is explained by a deeper layer
-        findings = [r for r in step_results if r.status.value == v]
+        findings = [r for r in step_results if r.status.value == v and r.id not in unrelated]
         consequence_of = explained_layers if findings and all(r.id in consequences for r in findings) else []
         steps.append({
             "step": 0,
@@ -211,7 +255,11 @@ def build(symptom: Symptom, catalogue: Catalogue, registry: Registry, results: l
             "results": [r.id for r in step_results],
             "unrelated": [r.id for r in step_results if r.id in unrelated],
         })
-    steps.sort(key=lambda s: (VERDICT_ORDER.index(s["verdict"]), s["walk_index"]))
+    # "is it me?" leads only when this machine's network is the likely cause; else it follows the failures
+    local_last = not (roots and roots[0].layer == LOCAL_LAYER)
+    after_walk = len(steps) + 1   # (not len() inside the key: list.sort empties the list while it sorts)
+    steps.sort(key=lambda s: (VERDICT_ORDER.index(s["verdict"]),
+                              after_walk if local_last and s["layer"] == LOCAL_LAYER else s["walk_index"]))
     for n, s in enumerate(steps, 1):
         s["step"] = n
     causes_found = likely_causes(roots, consequences, because)

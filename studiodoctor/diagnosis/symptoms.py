@@ -205,7 +205,11 @@ def template_values(profile, results=()) -> dict[str, str]:
     def k(key, chart_default):  # kubernetes.<key>, else discovered, else the chart's convention
         return v(f"kubernetes.{key}", found.get(key) or chart_default)
 
+    controls = [str(c) for c in (profile.value("local.control_urls") or []) if str(c).strip()]
+    control = urlsplit(controls[0] if "://" in (controls or [""])[0] else f"//{(controls or [''])[0]}")
+    control_host = control.hostname or urlsplit(v("cloudflare.api_url", "https://api.cloudflare.com")).hostname
     return {
+        "control_host": control_host or "api.cloudflare.com",
         "public_url": public_urls[0].rstrip("/") if public_urls else f"https://{hostname}",
         "hostname": hostname,
         "zone": v("cloudflare.zone", v("dns.zone", "ZONE")),

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..cli import CliError, TimeoutOpt, _check_timeout
+from ..commands.common import CliError, TimeoutOpt, check_timeout
 from ..report import ExitCode
 
 app = typer.Typer(help="Studio's stack on loopback for tests, demos and drills.", no_args_is_help=True)
@@ -166,7 +166,7 @@ def lab_drill(
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     standing_name = "" if (standing or "").lower() == "none" else (standing or ("public-listing" if all_ else ""))
     if standing_name:
         from .faults import get

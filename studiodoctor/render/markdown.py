@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value, is_rows, rows_table, since_good_lines
+from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -72,6 +72,10 @@ def render_markdown(data: dict, **_) -> str:
         lines += ["", "## Also failing, not the cause of this symptom", ""]
         lines += [f"- {ICON.get(u['status'], '')} `{u['check']}` **{u['status']}** — {u['summary']}"
                   for u in data["unrelated_failures"]]
+    timeline = timeline_lines(data)
+    if timeline:
+        lines += ["", "## Incident timeline", "", timeline[0], ""]
+        lines += [f"{i}. {line}" for i, line in enumerate(timeline[1:], 1)] or ["(no status changed)"]
     since = since_good_lines(data)
     if since:
         lines += ["", "## Since the last good run", "", since[0], ""] + [f"- `{line}`" for line in since[1:]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table, since_good_lines
+from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -79,6 +79,18 @@ def _result_lines(con, r: dict, indent: str, details: bool) -> None:
         con.print(f"{indent}        [dim]\\[{c['safety']}][/] {escape(c['text'])}")
 
 
+def _section(con, title: str, lines: list[str]) -> None:
+    """A titled block of plain lines (the first on the title's line); nothing when there are none."""
+    from rich.markup import escape
+
+    if not lines:
+        return
+    con.print()
+    con.print(f"[bold]{title}:[/] {escape(lines[0])}")
+    for line in lines[1:]:
+        con.print(f"    {escape(line)}")
+
+
 def render_table(data: dict, color: bool = False, width: int = 100) -> str:
     from rich.markup import escape
 
@@ -113,12 +125,8 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             con.print("[bold]Also failing, not the cause of this symptom:[/]")
             for u in data["unrelated_failures"]:
                 con.print(f"    {_badge(u['status'])} {escape(u['check'])}  {escape(u['summary'])}")
-        since = since_good_lines(data)
-        if since:
-            con.print()
-            con.print(f"[bold]Since the last good run:[/] {escape(since[0])}")
-            for line in since[1:]:
-                con.print(f"    {escape(line)}")
+        _section(con, "Incident timeline", timeline_lines(data))
+        _section(con, "Since the last good run", since_good_lines(data))
         con.print()
         for step in data["runbook"]:
             con.print(f"[bold]{step['step']}.[/] {_badge(step['verdict'])} [bold]{escape(step['layer'])}[/]: "
