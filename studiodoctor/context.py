@@ -56,12 +56,18 @@ class CheckContext:
         # seconds on the wire of each timed request (httpprobe, saasapi): the runner reports their sum as
         # the result's ``network_ms``, next to its ``duration_ms``
         self.network_spans: list[tuple[float, float]] = []
+        # round trips of those requests (a TCP connect, a TLS handshake, a request and its answer, a
+        # pipeline of queries: one each): the result's ``evidence["round_trips"]``, what a slower network
+        # multiplies
+        self.round_trips = 0
 
-    def add_network(self, seconds: float) -> None:
-        """Record the network part of one request this check made, ending now (see ``network_ms``)."""
+    def add_network(self, seconds: float, round_trips: int = 1) -> None:
+        """Record the network part of one request this check made, ending now (see ``network_ms``), and
+        the round trips it took."""
         now = time.perf_counter()
         with _NETWORK_LOCK:  # a check may probe from several threads at once
             self.network_spans.append((now - seconds, now))
+            self.round_trips += round_trips
 
     def network_ms(self) -> float | None:
         """Milliseconds on the wire: the union of the requests' network parts (concurrent requests of one

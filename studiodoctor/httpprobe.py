@@ -112,10 +112,11 @@ class NetworkClock:
     wait for the GIL can move; the clock reads in the callbacks stay the bound (and the figure where
     TCP_INFO cannot be read)."""
 
-    __slots__ = ("seconds", "_mark", "_request", "_stream")
+    __slots__ = ("seconds", "trips", "_mark", "_request", "_stream")
 
     def __init__(self):
         self.seconds, self._mark, self._request, self._stream = 0.0, None, None, None
+        self.trips = 0  # round trips: the connect, the handshake (two before TLS 1.3), each exchange
 
     def trace(self, name: str, info: dict) -> None:
         import time
@@ -131,18 +132,21 @@ class NetworkClock:
             self._stream = info.get("return_value")
             _, recv_ago, rtt = _tcp_info(self._stream)
             self.seconds += min(now - self._mark, rtt)
+            self.trips += 1
             self._mark = min(now, max(self._mark, now - recv_ago))  # established, by the kernel
         elif phase == "start_tls" and when == "complete" and self._mark is not None:
             self._stream = info.get("return_value")
             recv_ago = _tcp_info(self._stream)[1]
             end = min(now, max(self._mark, now - recv_ago))  # the handshake's last segment, by the kernel
             self.seconds += end - self._mark
+            self.trips += _handshake_trips(self._stream)
             self._mark = end
         elif phase == "send_request_headers" and when == "started":
             self._request = now
         elif phase == "receive_response_body" and when == "complete" and self._request is not None:
             sent_ago, recv_ago, _ = _tcp_info(self._stream)
             self.seconds += min(now - self._request, max(0.0, sent_ago - recv_ago) + KERNEL_TICK)
+            self.trips += 1
             self._mark = self._request = None
         elif when == "failed":
             self._stop(now)
@@ -159,7 +163,15 @@ class NetworkClock:
         self._stop(time.perf_counter())  # an answer cut short (deadline, size): up to now
         add = getattr(ctx, "add_network", None)
         if add is not None and self.seconds:
-            add(self.seconds)
+            add(self.seconds, round_trips=max(1, self.trips))
+
+
+def _handshake_trips(stream) -> int:
+    """Round trips of a finished TLS handshake: one with TLS 1.3, two before."""
+    try:
+        return 1 if stream.get_extra_info("ssl_object").version() == "TLSv1.3" else 2
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 # The kernel's TCP timestamps count scheduler ticks (CONFIG_HZ 250: 4 ms); an exchange may read one short.

@@ -79,7 +79,7 @@ def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
     assert row["ro"] == "on" and row["st"] != "0"
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         common._query(ctx, "CREATE TABLE studiodoctor_must_not_exist (id int)")
-    ctx.shared.peek("postgres.session").conn.close()
+    ctx.shared.peek("postgres.session").close()
 
 
 def test_stopped_postgres_fails_with_refused_address(lab_root, make_profile):
