@@ -138,8 +138,9 @@ def network_share(cmd: list[str]) -> None:
 
 def critical_path() -> tuple[float, list]:
     """One ``diagnose 502`` in-process: (wall ms, the chain of results that set it). The chain ends at the
-    result that finished last and walks back through the dependency that finished last before each
-    started; the run's start-up inside it (SDK imports) is the first link's start."""
+    result that finished last and walks back, from each link, to what it waited for: the dependency, or
+    the check of its backend whose end freed its slot, that finished last before it started; the run's
+    start-up inside it (SDK imports) is the first link's start."""
     from studiodoctor import engine
     from studiodoctor.config import load_profile
     from studiodoctor.registry import default_registry
@@ -150,7 +151,10 @@ def critical_path() -> tuple[float, list]:
     end = lambda r: r.start_ms + r.duration_ms  # noqa: E731
     chain = [max(done.values(), key=end)]
     while True:
-        before = [done[d] for d in deps.get(chain[-1].id, ()) if d in done and end(done[d]) <= chain[-1].start_ms + 5]
+        link = chain[-1]
+        waited = [done[d] for d in deps.get(link.id, ()) if d in done]
+        waited += [r for r in done.values() if r.id.split(".")[0] == link.id.split(".")[0] and r is not link]
+        before = [r for r in waited if link.start_ms - 5 <= end(r) <= link.start_ms + 5]
         if not before:
             break
         chain.append(max(before, key=end))

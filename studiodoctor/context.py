@@ -32,6 +32,15 @@ class Shared:
                 self._values[key] = value
             return value
 
+    def prefetch(self, key: str, factory: Callable[[], Any]) -> None:
+        """Start computing ``key`` now, in the background, when a check knows another will want it (a list
+        a dependent check reads): that check's ``get`` then waits for this fetch instead of starting its
+        own after the dependency finished. ``factory`` must turn its own failures into a value."""
+        with self._lock:
+            if key in self._values or key in self._key_locks:
+                return
+        threading.Thread(target=self.get, args=(key, factory), daemon=True, name=f"prefetch:{key}"[:60]).start()
+
     def set(self, key: str, value: Any) -> None:
         with self._lock:
             self._values[key] = value

@@ -1,5 +1,7 @@
 """HTTP probing shared by the layers: ``http.resolve`` (like curl --resolve), CA file, User-Agent,
-one client per request (httpx reuses a pooled connection's SNI, see local-counterparts), deadlines."""
+deadlines, and the run's clients: one per (verification, SNI name) per run, whose pooled connections
+the checks share (one TCP connect and one TLS handshake per host, not per request; a pooled connection
+keeps the SNI it was opened with, so a client never mixes names, see local-counterparts)."""
 
 from __future__ import annotations
 
@@ -85,19 +87,43 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
     def send():
         limit = ctx.timeout(timeout)
         clock = NetworkClock()
-        with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit),
-                          follow_redirects=follow_redirects, trust_env=False) as client:
-            req = client.build_request(method, target, headers=all_headers,
-                                       extensions={**extensions, "trace": clock.trace})
-            try:
-                resp = _bounded(client.send(req, stream=True), ctx)
-            finally:
-                clock.record(ctx)
-            resp.extensions = {**resp.extensions, "network_s": clock.seconds}
-            return resp
+        client = run_client(ctx, verify, extensions.get("sni_hostname", ""))
+        req = client.build_request(method, target, headers=all_headers, timeout=httpx.Timeout(limit),
+                                   extensions={**extensions, "trace": clock.trace})
+        try:
+            resp = _bounded(client.send(req, stream=True, follow_redirects=follow_redirects), ctx)
+        finally:
+            clock.record(ctx)
+        resp.extensions = {**resp.extensions, "network_s": clock.seconds}
+        return resp
 
     retry = getattr(ctx, "retry_once", None)
     return retry(send, blip=is_blip, what=f"{method} {url}") if retry else send()
+
+
+def run_client(ctx, verify: bool, sni: str = ""):
+    """The run's httpx client for (``verify``, ``sni``): its pool keeps connections alive between the
+    checks of the run (closed when the run's ``Shared`` goes). A context without ``shared`` (a bare
+    call) gets a client of its own."""
+    import httpx
+
+    def build():
+        client = httpx.Client(verify=ssl_context(ctx, verify), trust_env=False,
+                              limits=httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=8))
+        if shared is not None:
+            import weakref
+
+            weakref.finalize(shared, client.close)
+        return client
+
+    shared = getattr(ctx, "shared", None)
+    if shared is None or not hasattr(shared, "get"):
+        return build()
+    return shared.get(f"http.client:{int(bool(verify))}:{sni}", build)
+
+
+# Connections one run's client keeps open at once (all hosts): the runner's caps bound them per host.
+POOL_CONNECTIONS = 32
 
 
 class NetworkClock:
