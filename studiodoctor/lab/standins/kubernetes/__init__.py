@@ -1,17 +1,21 @@
 """A Kubernetes API stand-in: a small threaded stdlib HTTP server serving the real API's JSON shapes.
 
 No kube-apiserver can run here (see local-counterparts §5), so the lab and the tests serve pods,
-deployments, events, ingresses, ingress classes, SelfSubjectAccessReview, ``/version/`` and
-(optionally) the metrics API from a JSON *state file* that the server rereads on every request.
+deployments, events, ingresses, ingress classes, services and their endpoints, SelfSubjectAccessReview,
+``/version/``, (optionally) the metrics API, and the ``pods/proxy`` and ``services/proxy`` subresources
+(relayed to the lab's real processes) from a JSON *state file* that the server rereads on every request.
 The doctor (and the real ``kubernetes`` client) talk to it unchanged (``kubernetes.api_url``).
 
 State file (``KubeAPIServer.state_file``)::
 
-    {"namespaces": {"studio": {"pods": [...], "deployments": [...], "events": [...], "ingresses": [...]},
+    {"namespaces": {"studio": {"pods": [...], "deployments": [...], "events": [...], "ingresses": [...],
+                               "services": [...]},          # endpoints: computed from pods at read time
                     "kube-system": {...}},
      "ingressclasses": [...],
      "metrics": {"studio": [PodMetrics...]} | null,      # null: no metrics API (404)
-     "deny": [{"verb": "list", "resource": "pods", "group": "", "namespace": "studio"}],
+     "deny": [{"verb": "list", "resource": "pods", "group": "", "namespace": "studio"},
+              {"verb": "get", "resource": "services/proxy", "namespace": "studio", "except_names": ["doctor"]}],
+     "network": {"10.8.1.10:8081": "127.0.0.1:41234"},    # pod IP:port -> the lab process playing it
      "token": "",                                         # non-empty: Bearer token required (else 401)
      "user": "system:serviceaccount:studio:studiodoctor",
      "faults": ["crashloop", ...],                        # applied at read time, see FAULTS
@@ -21,7 +25,9 @@ Faults are applied when a request is served (timestamps relative to *now*), so a
 still shows "restarted 2 minutes ago", and ``fix`` is removing the name from ``faults``.
 
 Modules: ``objects`` (the API objects and a healthy namespace: ``studio_state``, ``variant_state``),
-``faults`` (applied at read time), ``server`` (the routes, as a table), ``launcher``. Every request
+``faults`` (applied at read time), ``network`` (endpoints from pods, each pod's readiness from its own
+probe, the pod network map), ``proxy`` (the proxy subresources), ``server`` (the routes, as a table),
+``launcher``. Every request
 is recorded in ``kubernetes.requests.jsonl`` beside the state file (studiodoctor.lab.methodlog).
 
 Run as a process: ``python -m studiodoctor.lab.standins.kubernetes --port N --state FILE``.
@@ -33,6 +39,6 @@ from .faults import (DEFAULT_CONTAINERS, DEFAULT_TIER_LABELS, FAULTS, _crash, _d
                      _pods, _set_ready, effective_state, set_readiness)
 from .objects import (DEFAULT_USER, INGRESS_CONTROLLERS, VERSION, container, deployment, event,  # noqa: F401
                       frontend_pod, ingress, ingress_class, ingress_nginx_pod, now, parse_quantity, pod, pod_metrics,
-                      running_status, studio_state, traefik_pod, ts, variant_state, worker_pod)
+                      pod_ip, running_status, service, studio_state, traefik_pod, ts, variant_state, worker_pod)
 from .launcher import KubeAPIServer, main  # noqa: F401
 from .server import ROUTES, match_labels, serve  # noqa: F401

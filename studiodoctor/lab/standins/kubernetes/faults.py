@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from studiodoctor.lab.launcher import write_json_atomic
 
+from .network import apply_endpoints, apply_readiness, is_ready, selects
 from .objects import _uid, event, ts
 
 # which pods and deployments a fault touches: a label subset per tier (state["config"]["labels"])
@@ -229,7 +230,27 @@ def effective_state(raw: dict) -> dict:
             raise ValueError(f"unknown fault {name!r}")
         FAULTS[name][0](state, cfg)
     _apply_readiness(state, cfg)
+    _apply_pod_readiness(state)
+    apply_endpoints(state)
     return state
+
+
+def _apply_pod_readiness(state: dict) -> None:
+    """Each pod the lab plays is Ready only while its own readinessProbe answers (:mod:`.network`); a
+    Deployment counts the Ready pods its selector matches."""
+    def unhealthy(p: dict, message: str) -> None:
+        ns = p["metadata"]["namespace"]
+        state["namespaces"][ns].setdefault("events", []).append(
+            event(ns, "Unhealthy", message, name=p["metadata"]["name"], count=12, last_ago=4, first_ago=60))
+
+    failed = apply_readiness(state, _set_ready, unhealthy)
+    for ns in {p["metadata"]["namespace"] for p in failed}:
+        space = state["namespaces"][ns]
+        for d in space.get("deployments", []):
+            selector = (d.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+            ready = sum(1 for p in space.get("pods", []) if selects(selector, p) and is_ready(p))
+            if ready < (d["status"].get("availableReplicas") or 0):
+                _degrade(d, ready)
 
 
 def _probe(url: str) -> bool:

@@ -34,7 +34,8 @@ def _uid(name: str) -> str:
 # -- object builders ------------------------------------------------------------------------------
 
 def container(name: str, image: str, *, command: list[str] | None = None, args: list[str] | None = None,
-              port: int | None = None, readiness_path: str = "", readiness_port: int | None = None,
+              port: int | None = None, port_name: str = "", readiness_path: str = "",
+              readiness_port: int | None = None,
               mem_limit: str = "", mem_request: str = "", cpu_request: str = "", cpu_limit: str = "") -> dict:
     spec: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
                             "terminationMessagePath": "/dev/termination-log",
@@ -44,7 +45,7 @@ def container(name: str, image: str, *, command: list[str] | None = None, args: 
     if args:
         spec["args"] = args
     if port:
-        spec["ports"] = [{"containerPort": port, "protocol": "TCP"}]
+        spec["ports"] = [{"containerPort": port, "protocol": "TCP", **({"name": port_name} if port_name else {})}]
     if readiness_path:
         spec["readinessProbe"] = {"httpGet": {"path": readiness_path, "port": readiness_port or port,
                                               "scheme": "HTTP"},
@@ -70,8 +71,9 @@ def running_status(name: str, image: str, *, started_ago: float = 86400, restart
 
 def pod(name: str, namespace: str, labels: dict, containers: list[dict], *, owner: str = "",
         phase: str = "Running", node: str = "gke-studio-pool-1-a1b2", created_ago: float = 86400,
-        statuses: list[dict] | None = None, ready: bool | None = None) -> dict:
-    """A Pod as ``GET /api/v1/namespaces/NS/pods`` lists it (spec, status, conditions)."""
+        statuses: list[dict] | None = None, ready: bool | None = None, pod_ip: str = "10.8.1.23") -> dict:
+    """A Pod as ``GET /api/v1/namespaces/NS/pods`` lists it (spec, status, conditions); ``pod_ip`` its
+    address on the cluster network (:mod:`.network` maps it to a lab process)."""
     statuses = statuses if statuses is not None else [running_status(c["name"], c["image"])
                                                        for c in containers]
     all_ready = all(s.get("ready") for s in statuses) if ready is None else ready
@@ -89,7 +91,8 @@ def pod(name: str, namespace: str, labels: dict, containers: list[dict], *, owne
                  "serviceAccountName": "default", "terminationGracePeriodSeconds": 30,
                  "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler"},
         "status": {
-            "phase": phase, "hostIP": "10.128.0.12", "podIP": "10.8.1.23", "startTime": started,
+            "phase": phase, "hostIP": "10.128.0.12", "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}], "startTime": started,
             "qosClass": "Burstable",
             "conditions": [
                 {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": started},
@@ -104,7 +107,8 @@ def pod(name: str, namespace: str, labels: dict, containers: list[dict], *, owne
 
 
 def frontend_pod(name: str, namespace: str = "studio", *, release: str = "master",
-                 image: str = "learningequality/studio-app:v2026.11.20", owner: str = "") -> dict:
+                 image: str = "learningequality/studio-app:v2026.11.20", owner: str = "",
+                 pod_ip: str = "10.8.1.23") -> dict:
     """Studio's frontend pod: container ``app`` (gunicorn :8081, readiness /healthz on 8081) and the
     ``nginx-proxy`` sidecar (:8080, no probes), as the Helm chart defines them."""
     app = container("app", image, command=["gunicorn", "contentcuration.wsgi:application", "--timeout=4000",
@@ -118,18 +122,20 @@ def frontend_pod(name: str, namespace: str = "studio", *, release: str = "master
     proxy = container("nginx-proxy", "learningequality/studio-nginx:v2026.11.20", port=8080,
                       mem_limit="512Mi", mem_request="256Mi", cpu_request="200m")
     labels = {"app": f"{release}-studio", "tier": "frontend", "pod-template-hash": "7d9f8c6b5d"}
-    return pod(name, namespace, labels, [app, proxy], owner=owner or f"{release}-studio-7d9f8c6b5d")
+    return pod(name, namespace, labels, [app, proxy], owner=owner or f"{release}-studio-7d9f8c6b5d", pod_ip=pod_ip)
 
 
 def worker_pod(name: str, namespace: str = "studio", *, release: str = "master",
-               image: str = "learningequality/studio-app:v2026.11.20", owner: str = "") -> dict:
+               image: str = "learningequality/studio-app:v2026.11.20", owner: str = "",
+               pod_ip: str = "10.8.2.23") -> dict:
     """A Celery worker pod (``celery -A contentcuration worker``), limits 8Gi, no probes."""
     worker = container("worker", image, command=["make", "prodceleryworkers"],
                        args=["celery", "-A", "contentcuration", "worker", "-l", "info", "--concurrency=3",
                              "--task-events"],
                        mem_limit="8Gi", mem_request="2Gi", cpu_request="500m", cpu_limit="2")
     labels = {"app": f"{release}-studio-workers", "tier": "workers", "pod-template-hash": "5c4b7f9d8e"}
-    return pod(name, namespace, labels, [worker], owner=owner or f"{release}-studio-workers-5c4b7f9d8e")
+    return pod(name, namespace, labels, [worker], owner=owner or f"{release}-studio-workers-5c4b7f9d8e",
+               pod_ip=pod_ip)
 
 
 def traefik_pod(name: str = "traefik-6f7d8b9c4-x2k9p", namespace: str = "kube-system",
@@ -264,15 +270,35 @@ def parse_quantity(q: str | int | float) -> float:
     return float(q)
 
 
+def pod_ip(subnet: int, index: int, net: str = "10.8") -> str:
+    """The ``index``-th pod's address in a tier's subnet of the cluster network (unique per pod)."""
+    return f"{net}.{subnet}.{10 + index}"
+
+
+def service(name: str, namespace: str, selector: dict, *, port: int = 80, target_port: int | str = 8080,
+            port_name: str = "http", type: str = "ClusterIP") -> dict:
+    """A Service as ``GET /api/v1/namespaces/NS/services`` lists it (its Endpoints: :mod:`.network`)."""
+    return {"metadata": {"name": name, "namespace": namespace, "uid": _uid(namespace + "svc" + name),
+                         "resourceVersion": "6000", "creationTimestamp": ts(ago=90 * 86400)},
+            "spec": {"type": type, "selector": dict(selector), "clusterIP": "10.12.0.40", "clusterIPs": ["10.12.0.40"],
+                     "ports": [{"name": port_name, "port": port, "targetPort": target_port, "protocol": "TCP",
+                                **({"nodePort": 30080} if type == "NodePort" else {})}],
+                     "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"},
+            "status": {"loadBalancer": {}}}
+
+
 def studio_state(namespace: str = "studio", *, hostnames: tuple[str, ...] = ("studio.localtest",),
                  release: str = "master", frontend: int = 3, workers: int = 2, ingress_class_name: str = "traefik",
                  traefik_namespace: str = "kube-system", metrics: bool = True, extra_pods: int = 0) -> dict:
     """A healthy Studio namespace: frontend and worker deployments with their pods, an Ingress for the
     hostnames, ingress classes, Traefik in ``traefik_namespace``, normal events, metrics."""
     fe_dep, wk_dep = f"{release}-studio", f"{release}-studio-workers"
-    fe_pods = [frontend_pod(f"{fe_dep}-7d9f8c6b5d-{i:05x}", namespace, release=release) for i in range(frontend)]
-    wk_pods = [worker_pod(f"{wk_dep}-5c4b7f9d8e-{i:05x}", namespace, release=release) for i in range(workers)]
-    extra = [frontend_pod(f"{fe_dep}-7d9f8c6b5d-x{i:05x}", namespace, release=release) for i in range(extra_pods)]
+    fe_pods = [frontend_pod(f"{fe_dep}-7d9f8c6b5d-{i:05x}", namespace, release=release, pod_ip=pod_ip(1, i))
+               for i in range(frontend)]
+    wk_pods = [worker_pod(f"{wk_dep}-5c4b7f9d8e-{i:05x}", namespace, release=release, pod_ip=pod_ip(2, i))
+               for i in range(workers)]
+    extra = [frontend_pod(f"{fe_dep}-7d9f8c6b5d-x{i:05x}", namespace, release=release, pod_ip=pod_ip(1, frontend + i))
+             for i in range(extra_pods)]
     deployments = [
         deployment(fe_dep, namespace, {"app": fe_dep, "tier": "frontend"}, fe_pods[0]["spec"]["containers"]
                    if fe_pods else [container("app", "studio")], replicas=frontend + extra_pods),
@@ -283,6 +309,7 @@ def studio_state(namespace: str = "studio", *, hostnames: tuple[str, ...] = ("st
     ing = ingress(f"{release}-studio", namespace, list(hostnames), class_name=ingress_class_name or None,
                   annotations=annotations, service=f"{release}-studio-app")
     traefik = traefik_pod(namespace=traefik_namespace)
+    traefik["status"].update(podIP="10.8.0.5", podIPs=[{"ip": "10.8.0.5"}])
     ns_pods = fe_pods + extra + wk_pods
     state = {
         "user": DEFAULT_USER,
@@ -293,6 +320,8 @@ def studio_state(namespace: str = "studio", *, hostnames: tuple[str, ...] = ("st
         "ingressclasses": [ingress_class("nginx"), ingress_class("traefik", default=True)],
         "namespaces": {
             namespace: {"pods": ns_pods, "deployments": deployments, "ingresses": [ing],
+                        "services": [service(f"{release}-studio-app", namespace, {"tier": "frontend"}, port=80,
+                                             target_port=8080, type="NodePort")],
                         "events": [event(namespace, "Scheduled", f"Successfully assigned {namespace}/{p['metadata']['name']}",
                                          name=p["metadata"]["name"], type="Normal", last_ago=86400,
                                          component="default-scheduler") for p in ns_pods[:2]]},
@@ -326,20 +355,22 @@ def variant_state(variant, hostnames: tuple[str, ...] = (), frontend: int = 3, w
                     cpu_request="250m")
     app["env"] = [{"name": "POSTMARK_SERVER_TOKEN", "valueFrom": {"secretKeyRef": {"name": "cw-mail", "key": "token"}}}]
     proxy = container(v.containers["proxy"], "registry.example.org/contentworkshop/nginx:2026.11.3", port=8080,
-                      mem_limit="256Mi", mem_request="64Mi")
+                      port_name="http", mem_limit="256Mi", mem_request="64Mi")
     worker = container(v.containers["worker"], image, command=["celery", "-A", "contentcuration", "worker"],
                        mem_limit="6Gi", mem_request="2Gi")
     fe, wk = v.deployments["frontend"], v.deployments["workers"]
     fe_pods = [pod(f"{fe}-6c8d9f7b4-{i:05x}", ns, {**v.labels["frontend"], "pod-template-hash": "6c8d9f7b4"},
-                   [app, proxy], owner=f"{fe}-6c8d9f7b4") for i in range(frontend)]
+                   [app, proxy], owner=f"{fe}-6c8d9f7b4", pod_ip=pod_ip(1, i, net="10.20"))
+               for i in range(frontend)]
     wk_pods = [pod(f"{wk}-7f5c6d8e9-{i:05x}", ns, {**v.labels["workers"], "pod-template-hash": "7f5c6d8e9"},
-                   [worker], owner=f"{wk}-7f5c6d8e9") for i in range(workers)]
+                   [worker], owner=f"{wk}-7f5c6d8e9", pod_ip=pod_ip(2, i, net="10.20")) for i in range(workers)]
     controller_name = "ingress-nginx-controller" if v.ingress == "ingress-nginx" else "traefik"
     ctl = container("controller", "registry.k8s.io/ingress-nginx/controller:v1.12.1"
                     if v.ingress == "ingress-nginx" else "traefik:v3.7.15", args=["/nginx-ingress-controller"],
                     port=443, readiness_path="/healthz", readiness_port=10254, mem_limit="1Gi", mem_request="512Mi")
     ctl_pod = pod(f"{controller_name}-5d6f7c8b9-q7x2m", v.ingress_namespace,
-                  {**v.labels["ingress"], "pod-template-hash": "5d6f7c8b9"}, [ctl], owner=f"{controller_name}-5d6f7c8b9")
+                  {**v.labels["ingress"], "pod-template-hash": "5d6f7c8b9"}, [ctl], owner=f"{controller_name}-5d6f7c8b9",
+                  pod_ip="10.20.0.5")
     class_name = "nginx" if v.ingress == "ingress-nginx" else "traefik"
     ing = ingress(fe, ns, list(hostnames), class_name=class_name, service=fe,
                   annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "1000m"}
@@ -352,6 +383,9 @@ def variant_state(variant, hostnames: tuple[str, ...] = (), frontend: int = 3, w
         "ingressclasses": [ingress_class(class_name, default=True)],
         "namespaces": {
             ns: {"pods": pods, "ingresses": [ing],
+                 # the Service selects by the tier's labels and targets the proxy's port by its name
+                 "services": [service(fe, ns, dict(v.labels["frontend"]), port=80, target_port="http",
+                                      port_name="web")],
                  "deployments": [deployment(fe, ns, v.labels["frontend"], [app, proxy], replicas=frontend),
                                  deployment(wk, ns, v.labels["workers"], [worker], replicas=workers)],
                  "events": [event(ns, "Scheduled", f"Successfully assigned {ns}/{p['metadata']['name']}",

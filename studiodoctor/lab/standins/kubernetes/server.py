@@ -17,6 +17,7 @@ from studiodoctor.lab.methodlog import MethodLog
 
 from .faults import _Unavailable, effective_state
 from .objects import DEFAULT_USER, VERSION
+from .proxy import PROXY_PATH, forward, locate, not_found, split_scheme_name_port
 
 # -- HTTP server ----------------------------------------------------------------------------------
 
@@ -45,6 +46,8 @@ ROUTES = [
     ListRoute("/apis/apps/v1/namespaces/{ns}/deployments", "apps", "deployments", "DeploymentList", "apps/v1"),
     ListRoute("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", "networking.k8s.io", "ingresses",
               "IngressList", "networking.k8s.io/v1"),
+    ListRoute("/api/v1/namespaces/{ns}/services", "", "services", "ServiceList", "v1"),
+    ListRoute("/api/v1/namespaces/{ns}/endpoints", "", "endpoints", "EndpointsList", "v1"),
     ListRoute("/api/v1/pods", "", "pods", "PodList", "v1"),
     ListRoute("/api/v1/events", "", "events", "EventList", "v1"),
     ListRoute("/apis/apps/v1/deployments", "apps", "deployments", "DeploymentList", "apps/v1"),
@@ -56,6 +59,9 @@ ROUTES = [
               "metrics.k8s.io/v1beta1", source="metrics"),
 ]
 _MATCHERS = [(route.pattern, route) for route in ROUTES]
+# one object by name: GET /api/v1/namespaces/NS/{pods,services,endpoints}/NAME
+_OBJECT = re.compile(r"^/api/v1/namespaces/([^/]+)/(pods|services|endpoints)/([^/:]+)$")
+_KINDS = {"pods": "Pod", "services": "Service", "endpoints": "Endpoints"}
 _SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 _SSR = "/apis/authentication.k8s.io/v1/selfsubjectreviews"  # `kubectl auth whoami` (GA in 1.28)
 
@@ -68,8 +74,14 @@ def _status(code: int, reason: str, message: str, kind: str = "") -> dict:
     return body
 
 
-def _denied(state: dict, verb: str, group: str, resource: str, namespace: str) -> bool:
+def _denied(state: dict, verb: str, group: str, resource: str, namespace: str, name: str = "") -> bool:
+    """``state["deny"]``: rules of what RBAC does NOT grant (verb, group, resource such as ``pods/proxy``,
+    namespace, and optionally ``name``, or ``except_names``: every object but those)."""
     for rule in state.get("deny", []):
+        if "name" in rule and rule["name"] != name:
+            continue
+        if name and name in rule.get("except_names", []):
+            continue
         if rule.get("verb", "*") not in ("*", verb):
             continue
         if rule.get("resource", "*") not in ("*", resource):
@@ -83,11 +95,16 @@ def _denied(state: dict, verb: str, group: str, resource: str, namespace: str) -
     return False
 
 
-def _forbidden(state: dict, verb: str, group: str, resource: str, namespace: str) -> dict:
+def _forbidden(state: dict, verb: str, group: str, resource: str, namespace: str, name: str = "") -> dict:
     where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
     user = state.get("user", DEFAULT_USER)
-    return _status(403, "Forbidden", f'{resource} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
-                                     f'in API group "{group}" {where}', kind=resource)
+    kind = resource.split("/")[0]
+    subject = f'{kind} "{name}"' if name else resource
+    body = _status(403, "Forbidden", f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
+                                     f'in API group "{group}" {where}', kind=kind)
+    if name:
+        body["details"]["name"] = name
+    return body
 
 
 def _lookup(obj: Any, dotted: str) -> Any:
@@ -141,7 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _state(self) -> dict:
         """The effective state; parsed and faulted at most once a second per file version."""
@@ -176,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse
 
     def do_HEAD(self):  # noqa: N802
+        if PROXY_PATH.match(urlsplit(self.path).path):
+            return self.do_GET()  # HEAD is the verb "get" on a proxy: relayed like GET
         self._count(urlsplit(self.path).path)
         self.send_response(405)
         self.send_header("Content-Length", "0")
@@ -212,6 +232,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path.rstrip("/") == "/version":
             return self._send(200, state.get("version") or VERSION)
+        proxied = PROXY_PATH.match(path)
+        if proxied:
+            return self._proxy(state, *proxied.groups(), url.query)
+        one = _OBJECT.match(path)
+        if one:
+            return self._serve_object(state, *one.groups())
         for rx, route in _MATCHERS:
             m = rx.match(path)
             if m:
@@ -232,6 +258,37 @@ class _Handler(BaseHTTPRequestHandler):
         if _denied(state, "list", route.group, route.resource, ns):
             return self._send(403, _forbidden(state, "list", route.group, route.resource, ns))
         return self._list(items, route.kind, route.api_version, query)
+
+    def _serve_object(self, state: dict, ns: str, resource: str, name: str) -> None:
+        if _denied(state, "get", "", resource, ns, name):
+            return self._send(403, _forbidden(state, "get", "", resource, ns, name))
+        for obj in state["namespaces"].get(ns, {}).get(resource, []):
+            if obj["metadata"]["name"] == name:
+                return self._send(200, {"kind": _KINDS[resource], "apiVersion": "v1", **obj})
+        return self._send(*not_found(resource, name))
+
+    def _proxy(self, state: dict, ns: str, resource: str, ident: str, rest: str | None, query: str) -> None:
+        """``pods/proxy`` and ``services/proxy`` (studiodoctor.lab.standins.kubernetes.proxy): authorized
+        first (verb get on the subresource, for the object's name), then located, then relayed."""
+        split = split_scheme_name_port(ident)
+        name = split[1] if split else ident
+        if _denied(state, "get", "", f"{resource}/proxy", ns, name):
+            return self._send(403, _forbidden(state, "get", "", f"{resource}/proxy", ns, name))
+        where = locate(state, ns, resource, ident)
+        if isinstance(where[0], int):
+            return self._send(*where)
+        answer = forward(state, self.command, *where, rest or "/", query, dict(self.headers.items()),
+                         self.client_address[0])
+        if isinstance(answer[1], dict):
+            return self._send(*answer)
+        status, headers, body = answer
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _list(self, items: list[dict], kind: str, api_version: str, query: dict) -> None:
         if query.get("labelSelector"):
@@ -281,7 +338,9 @@ class _Handler(BaseHTTPRequestHandler):
         attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
         verb, group = attrs.get("verb", ""), attrs.get("group", "")
         resource, ns = attrs.get("resource", ""), attrs.get("namespace", "")
-        denied = _denied(state, verb, group, resource, ns)
+        if attrs.get("subresource"):
+            resource = f"{resource}/{attrs['subresource']}"
+        denied = _denied(state, verb, group, resource, ns, attrs.get("name", ""))
         status: dict[str, Any] = {"allowed": not denied}
         if denied:
             status["denied"] = False  # no explicit deny rule: RBAC simply grants nothing

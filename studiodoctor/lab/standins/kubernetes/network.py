@@ -1,0 +1,153 @@
+"""The stand-in's cluster network: Endpoints computed from Services and pods (as the endpoints controller
+does), pods' readiness decided by their own readinessProbe against the lab's real processes (as the kubelet
+does), and the pod network itself: ``state["network"]`` maps a pod's ``IP:PORT`` to the loopback address of
+the lab process that plays that container (``{"10.8.1.10:8081": "127.0.0.1:41234"}``).
+
+Nothing here reads a lab fixture by name: a pod is Ready when its probe answers, a Service's endpoints are
+the Running pods its selector matches, and a proxied request goes wherever the pod's address leads.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .objects import ts
+
+PROBE_TIMEOUT_S = 1.0  # the readinessProbe's timeoutSeconds (the chart sets none: Kubernetes' default, 1 s)
+
+
+def pod_address(pod: dict) -> str:
+    return (pod.get("status") or {}).get("podIP") or "" if isinstance(pod, dict) else ""
+
+
+def is_ready(pod: dict) -> bool:
+    return isinstance(pod, dict) and any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def selects(selector: dict, pod: dict) -> bool:
+    """(The stand-in serves whatever a test wrote: an item that is not an object selects nothing.)"""
+    if not isinstance(pod, dict):
+        return False
+    labels = pod.get("metadata", {}).get("labels") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def target_port(pod: dict, port: int | str) -> int | None:
+    """A Service's ``targetPort`` on ``pod``: a number as is, a name looked up in the pod's container ports."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for c in pod.get("spec", {}).get("containers", []):
+        for p in c.get("ports") or []:
+            if p.get("name") == port:
+                return int(p["containerPort"])
+    return None
+
+
+def endpoints_for(service: dict, pods: list[dict]) -> dict:
+    """The Endpoints object of ``service``: Running pods with an address, ready or not, per resolved port."""
+    meta, spec = service["metadata"], service.get("spec") or {}
+    groups: dict[tuple, dict] = {}
+    for p in pods:
+        if not selects(spec.get("selector") or {}, p) or not pod_address(p):
+            continue
+        if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        ports = tuple((sp.get("name", ""), target_port(p, sp.get("targetPort", sp.get("port"))),
+                       sp.get("protocol", "TCP")) for sp in spec.get("ports") or [])
+        if any(number is None for _, number, _ in ports):
+            continue  # a named targetPort this pod does not declare: no endpoint for it
+        subset = groups.setdefault(ports, {"addresses": [], "notReadyAddresses": [],
+                                           "ports": [{"name": n, "port": num, "protocol": proto}
+                                                     for n, num, proto in ports]})
+        address = {"ip": pod_address(p), "nodeName": p.get("spec", {}).get("nodeName", ""),
+                   "targetRef": {"kind": "Pod", "namespace": p["metadata"]["namespace"],
+                                 "name": p["metadata"]["name"], "uid": p["metadata"].get("uid", "")}}
+        subset["addresses" if is_ready(p) else "notReadyAddresses"].append(address)
+    subsets = []
+    for subset in groups.values():
+        for key in ("addresses", "notReadyAddresses"):
+            if not subset[key]:
+                del subset[key]  # the API omits empty lists
+        subsets.append(subset)
+    body: dict[str, Any] = {"metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                                         "uid": meta.get("uid", "") + "-ep", "resourceVersion": "6001",
+                                         "creationTimestamp": meta.get("creationTimestamp", ts()),
+                                         "labels": dict(meta.get("labels") or {})}}
+    if subsets:
+        body["subsets"] = subsets
+    return body
+
+
+def apply_endpoints(state: dict) -> None:
+    """``state["namespaces"][ns]["endpoints"]``: one Endpoints per Service, from the pods as they are now."""
+    for space in state.get("namespaces", {}).values():
+        pods = space.get("pods", [])
+        space["endpoints"] = [endpoints_for(s, pods) for s in space.get("services", [])]
+
+
+# -- readiness: the kubelet's httpGet probe, against the process that plays the container ------------------
+
+def _probe(address: str, path: str, shown: str) -> str:
+    """"" when the probe passes, else the kubelet's message (``shown``: the URL as the kubelet names it)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    try:
+        req = urllib.request.Request(f"http://{address}{path}", headers={"User-Agent": "kube-probe/1.31"})
+        with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT_S) as resp:
+            return "" if 200 <= resp.status < 400 else f"HTTP probe failed with statuscode: {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP probe failed with statuscode: {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return (f'Get "{shown}": context deadline exceeded (Client.Timeout exceeded while awaiting '
+                    f'headers)')
+        return f'Get "{shown}": dial tcp {shown.split("/")[2]}: connect: connection refused'
+
+
+def readiness_targets(state: dict) -> list[tuple[dict, str, str, str]]:
+    """(pod, lab address, path, the URL the kubelet would name) of every httpGet readinessProbe whose
+    container the lab plays."""
+    network = state.get("network") or {}
+    out = []
+    for space in state.get("namespaces", {}).values():
+        for p in space.get("pods", []):
+            if not pod_address(p):
+                continue
+            for c in p.get("spec", {}).get("containers", []):
+                get = (c.get("readinessProbe") or {}).get("httpGet")
+                if not get:
+                    continue
+                pod_port = f"{pod_address(p)}:{target_port(p, get.get('port'))}"
+                address, path = network.get(pod_port), get.get("path") or "/"
+                if address:
+                    out.append((p, address, path, f"http://{pod_port}{path}"))
+    return out
+
+
+def apply_readiness(state: dict, set_ready, mark_event) -> None:
+    """Probe every played container concurrently; a pod whose probe fails is not Ready (``set_ready``) and
+    gets the kubelet's Unhealthy event (``mark_event(pod, message)``). Returns the pods made not Ready."""
+    targets = readiness_targets(state)
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        answers = list(pool.map(lambda t: _probe(t[1], t[2], t[3]), targets))
+    failed = []
+    for (p, *_), message in zip(targets, answers):
+        if message:
+            set_ready(p, False)
+            for cs in p["status"].get("containerStatuses", []):
+                cs["ready"] = False
+            mark_event(p, f"Readiness probe failed: {message}")
+            failed.append(p)
+    return failed
+
+
+def lab_address(state: dict, ip: str, port: int | str) -> str | None:
+    """Where the pod network sends ``ip:port`` in the lab (None: nothing listens there)."""
+    return (state.get("network") or {}).get(f"{ip}:{port}")
