@@ -47,7 +47,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (production, staging, lab, or one of yours).")
 ConfigOpt = typer.Option(None, "--config", help="Config file (default: $STUDIODOCTOR_CONFIG, ./studiodoctor.toml, "
                                                 "~/.config/studiodoctor/config.toml).")
-FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json, markdown, nagios, prometheus or junit.")
+FormatOpt = typer.Option("table", "--format", "-f", help="Output: table, json, markdown, nagios, prometheus, junit or html "
+                                                      "(one self-contained page: the stack as a picture).")
 TextfileOpt = typer.Option(None, "--textfile", help="Also write the Prometheus metrics atomically into this directory "
                                                     "(node_exporter's textfile collector).")
 SaveBaselineOpt = typer.Option(False, "--save-baseline", help="Save this run's evidence as the last good run "
@@ -133,10 +134,12 @@ class _Progress:
 
 
 def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = None,
-                  pushgateway: str | None = None, baseline: tuple[bool, str | None, bool] = (False, None, False)) -> None:
+                  pushgateway: str | None = None, baseline: tuple[bool, str | None, bool] = (False, None, False),
+                  watch: tuple[str, float, float | None] | None = None) -> None:
     """Run with live progress on a terminal, print the report, exit with its code.
 
-    ``baseline`` is (--save-baseline, --baseline FILE, --since-good)."""
+    ``baseline`` is (--save-baseline, --baseline FILE, --since-good); ``watch`` is (symptom, --watch
+    SECONDS, --until SECONDS): run until recovered, the report carries the timeline, exit 0 on recovery."""
     save, path, since = baseline
     known = None
     if save or since:
@@ -148,8 +151,20 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
                 known = base.load(path, profile.name)
             except base.BaselineError as exc:
                 raise CliError(str(exc)) from None
-    with _Progress(total) as prog:
-        report = run(on_start=prog.start, on_done=prog.finish)
+    ended = ""
+    if watch:
+        from .secrets import Redactor
+        from .diagnosis.watch import run_watch
+
+        def once():
+            rep = run()
+            return rep, rep.to_dict(Redactor(profile.secrets))
+
+        report, watched = run_watch(once, *watch)
+        report.watch, ended = watched.summary(), watched.ended
+    else:
+        with _Progress(total) as prog:
+            report = run(on_start=prog.start, on_done=prog.finish)
     if since:
         from .engine import known_layers
         from .registry import default_registry
@@ -164,7 +179,7 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
             base.save(path, data)
         else:
             print(f"studiodoctor: baseline not saved to {path}: this run has failures or errors", file=sys.stderr)
-    raise typer.Exit(int(report.exit_code))
+    raise typer.Exit({"recovered": 0, "interrupted": 130}.get(ended, int(report.exit_code)))
 
 
 def _check_export(textfile: str | None, pushgateway: str | None) -> None:
@@ -241,7 +256,9 @@ def check(
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
-                    "  studiodoctor diagnose 524 --profile staging --format json")
+                    "  studiodoctor diagnose 524 --profile staging --format json\n"
+                    "  studiodoctor diagnose 502 --format html > incident.html\n"
+                    "  studiodoctor diagnose 502 --watch 10 --until 30m --format markdown > timeline.md")
 def diagnose(
     symptom: str = typer.Argument(..., help="What users report: 502, dns, ssl, caching, publishing, ... "
                                             "(see `studiodoctor symptoms`)."),
@@ -257,6 +274,12 @@ def diagnose(
                                                                "good run (see --baseline)."),
     save_baseline: bool = SaveBaselineOpt,
     baseline: Optional[str] = BaselineOpt,
+    watch: Optional[str] = typer.Option(None, "--watch", metavar="[SECONDS]",
+                                        help="Run again every SECONDS (alone: 5) until recovered, redrawn in place; "
+                                             "exit 0 on recovery. The report then has the incident timeline."),
+    until: Optional[str] = typer.Option(None, "--until", metavar="DURATION",
+                                        help="With --watch: give up after this long (90, 90s, 15m, 2h) and exit "
+                                             "with the last run's code."),
 ):
     """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
     from . import engine
@@ -270,9 +293,33 @@ def diagnose(
     registry = default_registry.load_plugins()
     sym = load_catalogue(prof.symptoms, prof.source).lookup(symptom)
     total = len(runbook.checks_for(sym, registry)) if sym else 0
+    watching = _check_watch(watch, until)
+    if watching and sym is None:
+        engine.diagnose(prof, symptom, registry=registry)  # the unknown symptom's usage error, before any watch
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
         prof, symptom, registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good))
+        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good),
+        (symptom, *watching) if watching else None)
+
+
+def _check_watch(watch: str | None, until: str | None) -> tuple[float, float | None] | None:
+    from .diagnosis.watch import parse_duration
+
+    if watch is None:
+        if until is not None:
+            raise CliError("--until needs --watch")
+        return None
+    try:
+        interval = parse_duration(watch)
+    except ValueError:
+        raise CliError(f"--watch {watch!r}: expected seconds between runs (e.g. 5, 30s, 2m)") from None
+    if interval < 1:
+        raise CliError("--watch must be at least 1 s")
+    try:
+        limit = parse_duration(until) if until is not None else None
+    except ValueError:
+        raise CliError(f"--until {until!r}: expected a duration (90, 90s, 15m, 2h)") from None
+    return interval, limit
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor smoke --profile production --format nagios\n"
@@ -329,7 +376,8 @@ def serve(
     probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe answer is reused."),
     layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
 ):
-    """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz."""
+    """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz; / shows the last run
+    as a picture of the stack (the HTML format), reloading itself."""
     from .commands import serve as serve_mod
     from .engine import select_checks
     from .registry import default_registry
@@ -596,6 +644,21 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+WATCH_DEFAULT_S = "5"
+
+
+def _watch_default(args: list[str]) -> list[str]:
+    """``--watch`` takes an optional value: given alone (last, or before another option), it means every
+    ``WATCH_DEFAULT_S`` seconds."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--watch" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, WATCH_DEFAULT_S)
+    return out
+
+
 def _main(argv: list[str] | None) -> int:
     from typer import Abort, Exit
     from typer.exceptions import TyperException  # public: the base of the click exceptions typer vendors
@@ -609,6 +672,7 @@ def _main(argv: list[str] | None) -> int:
 
     _MAIN_STARTED[:] = [time.monotonic(), argv is None]
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    argv = _watch_default(sys.argv[1:] if argv is None else list(argv))
     try:
         rv = _with_plugins(typer.main.get_command(app)).main(args=argv, prog_name="studiodoctor",
                                                              standalone_mode=False)

@@ -9,7 +9,7 @@ from .common import HEADERS, REACHABLE, _SENSITIVE, _VOLATILE, _commands, _cooki
 
 
 @check(HEADERS, title="Headers nginx drops, adds or changes", needs=("nginx.url", "app.url"),
-       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",))
+       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",), produces=("headers", "ssl"))
 def check_headers(ctx):
     """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly:
     response headers nginx drops, adds or changes are evidence.

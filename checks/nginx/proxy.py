@@ -79,7 +79,7 @@ def check_app_proxy(ctx):
 
 
 @check(STATIC, title="nginx serves /static/ assets", needs=("nginx.url",), depends_on=(REACHABLE,),
-       permissions=("HTTP GET",))
+       permissions=("HTTP GET",), produces=("static", "routing"))
 def check_static(ctx):
     """A static asset comes back 200 with the content type of its extension.
 

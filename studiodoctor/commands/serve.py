@@ -6,7 +6,8 @@
   ``probe_budget`` seconds. One lock serialises every run (loop and probes: runs never overlap, so the
   stack never sees two of us at once) and answers are cached ``probe_cache`` seconds per
   (profile, layers), so a scrape storm costs one run;
-- ``/healthz``: 200 while the loop is alive and has finished a run recently, 503 otherwise.
+- ``/healthz``: 200 while the loop is alive and has finished a run recently, 503 otherwise;
+- ``/``: the stack as a picture (the HTML format) from the last smoke run, reloading itself.
 
 Memory stays bounded: only the last smoke report (as redacted data) and at most ``MAX_CACHED`` probe
 answers are kept; nothing accumulates per run.
@@ -155,6 +156,19 @@ class Exporter:
                 return hit[1]
         return None
 
+    def page(self) -> str:
+        """``/``: the stack as a picture from the last smoke run (the HTML format), reloading itself as often
+        as the loop runs; before the first run, a page that says so and reloads in a few seconds."""
+        from ..render.html import page, waiting_page
+
+        refresh = max(5.0, min(self.interval, 300.0))
+        if self.last is None:
+            return waiting_page(3, f"profile {self.profile.name}: the first smoke run has not finished yet. "
+                                   "Also here: /metrics, /probe?layer=..., /healthz.")
+        return page(self.last, refresh=refresh, note=f"serve: the last smoke run of the loop (every "
+                                                      f"{self.interval:g} s); this page reloads every {refresh:g} s. "
+                                                      "Also here: /metrics, /probe?layer=..., /healthz.")
+
     def metrics_text(self) -> bytes:
         from prometheus_client import generate_latest
 
@@ -190,7 +204,7 @@ def handler_for(exporter: Exporter):
                     ok, text = exporter.healthy()
                     return self._send(200 if ok else 503, (text + "\n").encode())
                 if url.path == "/":
-                    return self._send(200, b"studiodoctor exporter: /metrics /probe?layer=... /healthz\n")
+                    return self._send(200, exporter.page().encode(), "text/html; charset=utf-8")
                 return self._send(404, b"not found\n")
             except TimeoutError as exc:
                 return self._send(503, f"busy: {exc}\n".encode())

@@ -25,6 +25,10 @@ class Step:
     also: list[str] = field(default_factory=list)   # extra check ids decided with this step
     # check ids whose `warn` explains this symptom: with no failure, such a warn is the likely cause
     warn_explains: list[str] = field(default_factory=list)
+    # check ids that may cause this symptom whatever they declare (`produces`), and check ids or layers
+    # that cannot (their failure is listed as unrelated to this symptom)
+    causes: list[str] = field(default_factory=list)
+    unrelated: list[str] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     # the check layers the step runs when it lists no `checks`: its layer's `covers` in the catalogue's
     # [layers.X] (the walk's `cloudflare` step covers layers cloudflare and edge), else the layer itself
@@ -46,6 +50,15 @@ class Symptom:
     @property
     def layers(self) -> list[str]:
         return [s.layer for s in self.steps]
+
+    def can_be_caused_by(self, check_id: str, layer: str, produces: tuple[str, ...] | None) -> bool:
+        """Whether a failure of this check can produce this symptom: a step's ``causes`` says yes, a step's
+        ``unrelated`` (ids or layers) says no, else the check's own ``produces`` (None: any symptom)."""
+        if any(check_id in s.causes for s in self.steps):
+            return True
+        if any(check_id in s.unrelated or layer in s.unrelated for s in self.steps):
+            return False
+        return produces is None or bool({self.name, *self.aliases} & set(produces))
 
 
 @dataclass
@@ -97,13 +110,15 @@ def _symptom(name: str, raw: dict, where: str) -> Symptom:
     for i, st in enumerate(steps_raw, 1):
         if not isinstance(st, dict) or not isinstance(st.get("layer"), str):
             raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}]: needs a `layer`")
-        for key in ("checks", "also", "warn_explains"):
+        for key in ("checks", "also", "warn_explains", "causes", "unrelated"):
             ids = st.get(key)
             if ids is not None and not (isinstance(ids, list) and all(isinstance(c, str) for c in ids)):
                 raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].{key}: expected a list of check ids")
         steps.append(Step(layer=st["layer"], why=str(st.get("why", "")), title=str(st.get("title", "")),
                           checks=st.get("checks"), also=list(st.get("also") or []),
-                          warn_explains=list(st.get("warn_explains") or []), commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
+                          warn_explains=list(st.get("warn_explains") or []),
+                          causes=list(st.get("causes") or []), unrelated=list(st.get("unrelated") or []),
+                          commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
     aliases = raw.get("aliases", [])
     if not isinstance(aliases, list):
         raise CatalogueError(f"{where}: symptoms.{name}.aliases: expected a list")
@@ -180,7 +195,11 @@ def template_values(profile, results=()) -> dict[str, str]:
     def k(key, chart_default):  # kubernetes.<key>, else discovered, else the chart's convention
         return v(f"kubernetes.{key}", found.get(key) or chart_default)
 
+    controls = [str(c) for c in (profile.value("local.control_urls") or []) if str(c).strip()]
+    control = urlsplit(controls[0] if "://" in (controls or [""])[0] else f"//{(controls or [''])[0]}")
+    control_host = control.hostname or urlsplit(v("cloudflare.api_url", "https://api.cloudflare.com")).hostname
     return {
+        "control_host": control_host or "api.cloudflare.com",
         "public_url": public_urls[0].rstrip("/") if public_urls else f"https://{hostname}",
         "hostname": hostname,
         "zone": v("cloudflare.zone", v("dns.zone", "ZONE")),

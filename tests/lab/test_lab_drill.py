@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import whole_lab
 from studiodoctor import engine
 from studiodoctor.cli import main
 from studiodoctor.config import load_profile
@@ -16,17 +17,7 @@ from studiodoctor.diagnosis.symptoms import load_catalogue
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def lab(tmp_path_factory, request):
     """The whole lab, once per variant (the tests of one variant run before the next lab starts)."""
-    root = tmp_path_factory.mktemp(f"fullstack-{request.param}")
-    root.chmod(0o755)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIODOCTOR_LAB_DIR", str(root / "lab"))
-    lab = Lab(root / "lab", variant=request.param)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        Lab.load(root / "lab").down()
-        mp.undo()
+    yield from whole_lab(tmp_path_factory, f"fullstack-{request.param}", request.param)
 
 
 @pytest.fixture

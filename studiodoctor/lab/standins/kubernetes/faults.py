@@ -165,6 +165,26 @@ def fault_deployment_unavailable(state: dict, cfg: dict) -> None:
     _degrade(_deployment(state, ns, "frontend"), 0, stuck=True)
 
 
+def fault_replica_unready(state: dict, cfg: dict) -> None:
+    """One frontend pod of several: its app container runs (started 2 h ago) but fails its readiness probe
+    (/healthz answers 500 there), so it is out of the Service; the deployment has one replica unavailable."""
+    ns = cfg["namespace"]
+    pods = _pods(state, ns, "frontend")
+    if len(pods) < 2:
+        return
+    p = pods[-1]
+    for s in p["status"]["containerStatuses"]:
+        if s["name"] == _container(state, "app"):
+            s["ready"] = False
+            s["started"] = True
+            s["state"] = {"running": {"startedAt": ts(ago=7200)}}
+    _set_ready(p, False)
+    state["namespaces"][ns]["events"].append(event(
+        ns, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        name=p["metadata"]["name"], count=90, last_ago=4, first_ago=180))
+    _degrade(_deployment(state, ns, "frontend"), len(pods) - 1)
+
+
 def fault_traefik_oom(state: dict, cfg: dict) -> None:
     ns = cfg["traefik_namespace"]
     for p in _pods(state, ns, "ingress"):
@@ -208,6 +228,8 @@ FAULTS: dict[str, tuple[Callable[[dict, dict], None], str]] = {
     "pending": (fault_pending, "a frontend pod Pending: 0/3 nodes, Insufficient memory"),
     "deployment-unavailable": (fault_deployment_unavailable,
                                "frontend readiness /healthz failing: 0 available, rollout stuck"),
+    "replica-unready": (fault_replica_unready, "one frontend pod of several fails its readiness probe (running, "
+                                               "not Ready)"),
     "workers-crashloop": (fault_workers_crashloop, "Celery worker pods in CrashLoopBackOff"),
     "traefik-oom": (fault_traefik_oom, "Traefik pod OOMKilled and restarted, memory at 97% of limit"),
     "memory-high": (fault_memory_high, "frontend app containers at 97% of their memory limit"),
