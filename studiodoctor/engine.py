@@ -96,7 +96,7 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
              on_start=None, on_done=None) -> Report:
     """``studiodoctor diagnose SYMPTOM``: run the checks of the symptom's walk, build the runbook."""
     from .diagnosis import runbook
-    from .diagnosis.symptoms import CatalogueError, load_catalogue
+    from .diagnosis.symptoms import CatalogueError, load_catalogue, normal_code
 
     registry = registry or default_registry.load_plugins()
     try:
@@ -111,7 +111,7 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
     chosen = runbook.checks_for(symptom, registry)
     report = run(profile, chosen, command="diagnose", timeout=timeout, debug=debug, options=options,
                  on_start=on_start, on_done=on_done)
-    code = symptom_word.strip() if symptom_word.strip() in symptom.codes else None
+    code = normal_code(symptom_word) if normal_code(symptom_word) in symptom.codes else None
     report.symptom = symptom.name
     found = runbook.build(symptom, catalogue, registry, report.results, profile, code)
     report.runbook, report.likely_cause, report.notes = found.steps, found.likely_cause, found.notes

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..cli import CliError, TimeoutOpt, _check_timeout
+from ..commands.common import CliError, TimeoutOpt, check_timeout
 from ..report import ExitCode
 
 app = typer.Typer(help="Studio's stack on loopback for tests, demos and drills.", no_args_is_help=True)
@@ -156,6 +156,9 @@ def lab_drill(
                                                    "(on every variant unless --variant says which)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
                                                                   "lab's; with --all: every variant)."),
+    standing: Optional[str] = typer.Option(None, "--standing", help="Leave this fault in place under every 502 "
+                                           "fault drilled: its failures must be listed as unrelated, never named "
+                                           "(default with --all: public-listing; 'none' for a clean stack)."),
     timeout: Optional[str] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
@@ -169,12 +172,18 @@ def lab_drill(
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
+      studiodoctor lab drill 502 --standing public-listing
     """
     from . import drill, variants
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
+    standing_name = "" if (standing or "").lower() == "none" else (standing or ("public-listing" if all_ else ""))
+    if standing_name:
+        from .faults import get
+
+        get(standing_name)     # an unknown name is a usage error before any lab starts
     lab = _lab(require_up=not (all_ or variant))
     if variant:
         names = [variants.get(variant).name]
@@ -185,14 +194,8 @@ def lab_drill(
     tables, ok = [], True
     for name in names:
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
-            results, skipped = [], []
-            for flt, symptoms in drill.select(symptom, fault):
-                why = drill.skipped(running, flt.name)
-                if why:
-                    skipped.append(f"{flt.name}: {why}")
-                    continue
-                results += drill.drill_fault(running, flt, symptoms, timeout=timeout,
-                                             progress=lambda msg: typer.echo(msg, err=True))
+            results, skipped = drill.drill_selected(running, drill.select(symptom, fault), standing=standing_name,
+                                                    timeout=timeout, progress=lambda msg: typer.echo(msg, err=True))
             alarms = drill.false_alarms(timeout) if all_ else []
         tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
         ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms

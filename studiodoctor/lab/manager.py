@@ -178,8 +178,10 @@ class Lab:
             return kinds[kind](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", workers=2, threads=8,
                                variant=v.name)
         if kind == "studio-nginx":
-            return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["fake-gcs"].url,
-                               bucket=s["fake-gcs"].bucket, variant=v.name)
+            # through the gate, as production's nginx reaches GCS: the bucket's access rules (a listing made
+            # public, an object made private) show at /content/ as they would (listing_guard off: the gate refuses)
+            return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["gcs-gate"].url,
+                               bucket=s["fake-gcs"].bucket, variant=v.name, listing_guard=False)
         if kind == "traefik":
             return kinds[kind](root, hostnames=hostnames, backend=s["studio-nginx"].url, ca=self.ca,
                                health_path="/stealthz")

@@ -102,10 +102,9 @@ def evidence_html(evidence: dict) -> str:
 def commands_html(commands: list[dict]) -> str:
     out = []
     for c in commands or []:
-        note = f" # {c['note']}" if c.get("note") else ""
-        out.append(f'<pre class="cmd"><span class="safety">[{escape(c.get("safety", ""))}]</span>'
-                   f'<code>{escape(c["text"])}</code><button type="button" class="copy" hidden>copy</button></pre>'
-                   + (f'<p class="small">{escape(note.strip())}</p>' if note else ""))
+        note = f'<p class="small"># {escape(c["note"])}</p>' if c.get("note") else ""  # says what the line below does
+        out.append(f'{note}<pre class="cmd"><span class="safety">[{escape(c.get("safety", ""))}]</span>'
+                   f'<code>{escape(c["text"])}</code><button type="button" class="copy" hidden>copy</button></pre>')
     return "".join(out)
 
 

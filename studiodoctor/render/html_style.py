@@ -5,7 +5,7 @@ color alone: every box and hop carries a symbol and a word, and failing boxes a 
 """
 
 # symbol and word of each status; "none" is a box whose layers ran no check in this run
-SYMBOL = {"ok": "✔", "skip": "–", "warn": "▲", "blocked": "⛔", "error": "?", "fail": "✖", "none": "·",
+SYMBOL = {"ok": "✔", "skip": "–", "warn": "▲", "blocked": "⊘", "error": "?", "fail": "✖", "none": "·",
           "inconclusive": "?", "manual": "✎", "skipped": "–"}
 WORD = {"ok": "OK", "skip": "SKIP", "warn": "WARN", "blocked": "BLOCKED", "error": "ERROR", "fail": "FAIL",
         "none": "NOT CHECKED", "inconclusive": "UNSURE", "manual": "MANUAL", "skipped": "SKIP"}
@@ -50,7 +50,7 @@ details.box.st-skip,.check.st-skip{border-color:var(--skip)}details.box.st-none{
 .cause-tag{font-size:.75rem;font-weight:700;color:var(--fail);border:1px solid var(--fail);border-radius:4px;
 padding:0 4px}
 .inner{padding:4px 10px 10px;border-top:1px solid var(--line)}
-.check{border-left:4px solid var(--line);padding:3px 8px;margin:6px 0}.check>summary{cursor:pointer}
+.check{border-left:4px solid var(--line);padding:3px 8px;margin:6px 0}.check>summary{cursor:pointer;font-size:.9rem}
 .check .id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.85rem}
 .check .seen{font-size:.78rem;color:#4b5563}
 .check p{margin:.25em 0}.hint{background:#f0f9ff;padding:3px 6px;border-radius:4px}

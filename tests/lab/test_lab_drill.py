@@ -55,7 +55,10 @@ OTHER_VARIANT_FAULTS = {
     "app-stopped", "nginx-stopped", "static-missing", "redis-down", "redis-full", "postgres-down",
     "worker-stopped", "private-content", "traefik-missing-service", "traefik-server-down", "traefik-default-cert",
     "traefik-expired-cert", "traefik-oom", "pod-crashloop", "deployment-unavailable", "databases-hit", "record-missing",
-    "nginx-databases-public", "nginx-storage-headers", "sentry-error-spike", "postmark-stream-paused"}
+    "nginx-databases-public", "nginx-storage-headers", "sentry-error-spike", "postmark-stream-paused",
+    # issue 29: a young lock behind an idle transaction, every worker slot busy, one replica of three
+    # unready, two faults at once
+    "lock-idle-transaction", "workers-saturated", "replica-unready", "nginx-and-redis-down"}
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
@@ -70,6 +73,19 @@ def test_fault_is_localized_then_fixed(lab_env, name):
         assert r.localized, f"{name}: named {r.named} ({r.check}), expected {r.expected} ({r.expect}); " \
                             f"inconclusive: {r.inconclusive}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
+    assert Lab.load(lab_env.root).extra.get("faults") == []
+
+
+def test_a_standing_unrelated_failure_is_listed_not_named_under_a_502_fault(lab_env):
+    """The stack is never clean: the bucket left listable (it shows at nginx's /content/) while gunicorn
+    stops. The app is named; the listing is 'also failing, not the cause'."""
+    lab = Lab.load(lab_env.root)
+    with drill.standing_fault(lab, "public-listing") as standing:
+        assert "nginx.content_listing" in standing.failing, standing
+        [result] = drill.drill_fault(lab, FAULTS["app-stopped"], standing=standing)
+    assert result.standing == "public-listing" and result.standing_missed == []
+    assert result.localized and result.named == "app", (result.named, result.check)
+    assert result.healthy_after, result.problems
     assert Lab.load(lab_env.root).extra.get("faults") == []
 
 
