@@ -3,6 +3,9 @@
 One module per format, behind one interface: ``FORMATS`` maps the name given to ``--format`` to
 ``module:function``, and the function takes ``(data, *, color=False, width=100)`` (ignoring what it
 does not use). A new format is one module here, one line below and one test.
+
+May import: nothing of the engine but ``studiodoctor.metrics`` and the report's data (renderers are
+functions of data: ``diagnosis`` and ``commands`` call them, never the reverse).
 """
 
 from importlib import import_module
