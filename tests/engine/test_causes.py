@@ -218,6 +218,13 @@ def test_explain_prints_the_rules_of_a_check(capsys):
     assert "explained by redis.memory (rule redis-full-blocks-workers) when: Celery's ping failed" in capsys.readouterr().out
     assert main(["explain", "postgres.reachable"]) == 0
     assert "explains app.healthz (rule login-rejected-breaks-app)" in capsys.readouterr().out
+    assert main(["explain", "nginx.content_listing"]) == 0
+    assert "can cause: permissions\n" in capsys.readouterr().out
+    assert main(["explain", "nginx.content_methods"]) == 0
+    assert "can cause: no symptom users report (an exposure)" in capsys.readouterr().out
+    assert main(["explain", "postgres.locks"]) == 0
+    out = capsys.readouterr().out
+    assert "can cause" not in out and "explains app.healthz (rule lock-waits-hang-app)" in out
 
 
 # --- the public error page and the hop trace ------------------------------------------------------
