@@ -26,6 +26,11 @@ def render(data: dict, fmt: str, *, color: bool = False, width: int = 100) -> st
     return getattr(import_module(f"{__name__}.{module}"), func)(data, color=color, width=width)
 
 
+def seen_from(result: dict) -> str:
+    """" (seen from the cluster)" for a result the in-cluster doctor saw (``vantage``), else ""."""
+    return " (seen from the cluster)" if result.get("vantage") == "cluster" else ""
+
+
 def since_good_lines(data: dict) -> list[str]:
     """``diagnose --since-good``: one line per changed evidence value, ordered by layer (plain text)."""
     since = data.get("since_good")

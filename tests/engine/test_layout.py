@@ -20,7 +20,7 @@ LAYERS = [
     {"probes"},                                                   # one module per protocol
     {"backends"},                                                 # one connection module per backend
     {"discovery", "config", "context", "registry", "report", "render"},
-    {"runner", "diagnosis"},
+    {"runner", "diagnosis", "vantage"},                          # vantage: the in-cluster doctor asked
     {"engine"},
     {"smoke", "preflight"},
     {"commands"},
@@ -167,14 +167,14 @@ def test_the_checks_find_what_they_must():
         "studiodoctor.parsers.cfrules": [("studiodoctor.model", 4)],         # a pure reader importing
         "checks.redis.connect": [("studiodoctor.runner", 5)],                # a check reaching the runner
         "studiodoctor.engine": [("studiodoctor.lab.state", 6)],              # the engine importing the lab
-        "studiodoctor.vantage": [("studiodoctor.model", 7)],                 # a room nobody placed
+        "studiodoctor.nowhere": [("studiodoctor.model", 7)],                 # a room nobody placed
         "studiodoctor.commands.run": [("studiodoctor.engine", 8)],           # fine
         "studiodoctor.lab.cli": [("studiodoctor.commands.common", 9)],       # fine: the lab sits on top
     }
     bad = wrong_way(edges)
     assert [line.split(" imports ")[0] for line in bad] == [
         "studiodoctor.probes.http:3", "studiodoctor.parsers.cfrules:4", "checks.redis.connect:5",
-        "studiodoctor.engine:6", "studiodoctor.vantage:7"]
+        "studiodoctor.engine:6", "studiodoctor.nowhere:7"]
     loop = {"a": [("b", 1)], "b": [("c", 1)], "c": [("a", 1)], "d": [("a", 1)]}
     assert cycles(loop) == [["a", "b", "c"]]
     # the lab's own command line does import the lab: the reader sees a real lazy import too
