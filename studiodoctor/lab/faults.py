@@ -61,6 +61,26 @@ def _app_slow(lab, on):
         lab["studio-nginx"].set_timeout(100)
 
 
+@fault("app-intermittent", "every third request to each path but /stealthz answers 500: one probe is lucky",
+       "app", "python-error", "502")
+def _app_intermittent(lab, on):
+    if on:
+        lab["studio-app"].set_fault(fail_every=3)
+    else:
+        lab["studio-app"].clear_faults()
+
+
+@fault("app-slow-tail", "every third request to each path but /stealthz takes 3 s while nginx's "
+       "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504")
+def _app_slow_tail(lab, on):
+    if on:
+        lab["studio-app"].set_fault(slow_every=3, slow_every_s=3)
+        lab["studio-nginx"].set_timeout(2)
+    else:
+        lab["studio-app"].clear_faults()
+        lab["studio-nginx"].set_timeout(100)
+
+
 @fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
 def _nginx_stopped(lab, on):
     _process(lab, "studio-nginx", on)
