@@ -31,12 +31,14 @@ class Unset(str):
 # Every key of the contract with its default (and so its type). Layers may read extra keys.
 DEFAULTS: dict[str, Any] = {
     "timeout": 10.0,
+    "samples": 5,                    # requests per sampled probe and endpoint (studiodoctor.probes.sampling; --samples)
     "public_urls": [],
     "http": {"ca_file": "", "resolve": {}, "user_agent": "Studio-Internal-Prober studiodoctor"},
     "dns": {"hostnames": [], "resolvers": [], "nameserver_suffix": ".ns.cloudflare.com", "zone": ""},
     "cloudflare": {"api_url": "https://api.cloudflare.com/client/v4", "api_token": "", "zone": ""},
     "traefik": {"api_url": "", "entrypoint": ""},
-    "kubernetes": {"kubeconfig": "", "context": "", "api_url": "", "namespace": "studio"},
+    "kubernetes": {"kubeconfig": "", "context": "", "api_url": "", "namespace": "studio",
+                   "doctor": {"service": ""}},   # the in-cluster doctor: "NAMESPACE/NAME:PORT" (studiodoctor.vantage)
     "local": {"control_urls": []},
     "nginx": {"url": ""},
     "app": {"url": "", "api_token": ""},

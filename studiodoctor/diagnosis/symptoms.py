@@ -70,9 +70,13 @@ class Catalogue:
         return list(self.symptoms)
 
     def lookup(self, word: str) -> Symptom | None:
-        key = word.strip().lower()
+        """The symptom named, aliased or coded by ``word`` ("502", "bad-gateway", "1020", "Error 1020")."""
+        key = normal_code(word)
         for sym in self.symptoms.values():
             if key == sym.name.lower() or key in (a.lower() for a in sym.aliases):
+                return sym
+        for sym in self.symptoms.values():
+            if key in sym.codes:
                 return sym
         return None
 
@@ -84,6 +88,12 @@ class Catalogue:
 
     def layer_commands(self, layer: str) -> list[Command]:
         return _commands(self.layers.get(layer, {}).get("commands", []), f"layers.{layer}")
+
+
+def normal_code(word: str) -> str:
+    """How users quote a code: "Error 1020", "HTTP 503", "cf-1020", "CF error 522" -> "1020", "503", "522"."""
+    key = word.strip().lower()
+    return re.sub(r"^(?:(?:cf|cloudflare|http)[ -]?)?(?:error[ -]?)?(?=\d{3,4}$)", "", key)
 
 
 def _commands(raw: list, where: str) -> list[Command]:

@@ -60,7 +60,12 @@ StudioSrcOpt = typer.Option(None, "--studio-src", help="With --variant studio: y
 
 
 @command("up")
-def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = StudioSrcOpt):
+def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = StudioSrcOpt,
+           rtt: Optional[float] = typer.Option(None, "--rtt", min=0, metavar="MS",
+                                               help="Put this round trip (ms) between the profile's endpoints and "
+                                                    "their servers, as from a laptop; 0 removes it."),
+           jitter: Optional[float] = typer.Option(None, "--jitter", min=0, metavar="MS",
+                                                  help="Up to this much more (ms) on each read, order kept.")):
     """Start the lab's servers on loopback in the background and write the `lab` profile.
 
     \b
@@ -68,6 +73,7 @@ def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = Stud
       studiodoctor lab up && studiodoctor check --profile lab
       studiodoctor lab up --variant other
       studiodoctor lab up --variant studio --studio-src ~/src/studio
+      studiodoctor lab up --rtt 80 --jitter 5 && studiodoctor diagnose 502 --profile lab
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
     from . import variants
@@ -81,8 +87,14 @@ def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = Stud
         lab = Lab(variant=variants.get(variant).name, studio_src=studio_src)
     elif variant and variants.get(variant).name != lab.variant.name:
         raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
+    if rtt is not None:
+        lab.extra["rtt_ms"] = rtt
+    if jitter is not None:
+        lab.extra["jitter_ms"] = jitter
     lab.up(progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}); try: studiodoctor check --profile lab")
+    delay = (f", {lab.extra.get('rtt_ms') or 0:g} ms round trip (+0-{lab.extra.get('jitter_ms') or 0:g} ms)"
+             if "latency" in lab.services else "")
+    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}{delay}); try: studiodoctor check --profile lab")
 
 
 @command("status")
@@ -151,6 +163,9 @@ def lab_drill(
                                                    "(on every variant unless --variant says which)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
                                                                   "lab's; with --all: every variant)."),
+    standing: Optional[str] = typer.Option(None, "--standing", help="Leave this fault in place under every 502 "
+                                           "fault drilled: its failures must be listed as unrelated, never named "
+                                           "(default with --all: public-listing; 'none' for a clean stack)."),
     timeout: Optional[str] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
@@ -165,12 +180,18 @@ def lab_drill(
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
       studiodoctor lab drill --all --variant studio      # Studio's own code ($STUDIODOCTOR_STUDIO_SRC)
+      studiodoctor lab drill 502 --standing public-listing
     """
     from . import drill, variants
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
     timeout = check_timeout(timeout)
+    standing_name = "" if (standing or "").lower() == "none" else (standing or ("public-listing" if all_ else ""))
+    if standing_name:
+        from .faults import get
+
+        get(standing_name)     # an unknown name is a usage error before any lab starts
     lab = _lab(require_up=not (all_ or variant))
     if variant:
         names = [variants.get(variant).name]
@@ -185,14 +206,8 @@ def lab_drill(
             tables.append(f"== variant {name}\nnot drilled: {absent}")
             continue
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
-            results, skipped = [], []
-            for flt, symptoms in drill.select(symptom, fault):
-                why = drill.skipped(running, flt.name)
-                if why:
-                    skipped.append(f"{flt.name}: {why}")
-                    continue
-                results += drill.drill_fault(running, flt, symptoms, timeout=timeout,
-                                             progress=lambda msg: typer.echo(msg, err=True))
+            results, skipped = drill.drill_selected(running, drill.select(symptom, fault), standing=standing_name,
+                                                    timeout=timeout, progress=lambda msg: typer.echo(msg, err=True))
             alarms = drill.false_alarms(timeout) if all_ else []
         tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
         ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms

@@ -21,15 +21,20 @@ class Fault:
     # "healthy": nothing users see breaks (a cold cache): diagnosis must name no cause at all.
     expect: str = "cause"
     needs_studio: bool = False    # made with Studio's own code: only the variants that run it
+    also: tuple[str, ...] = ()    # further layers a fault of several roots must name, in walk order, after `layer`
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.layer, *self.also)
 
 
 FAULTS: dict[str, Fault] = {}
 
 
-def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause",
+def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", also: tuple = (),
           needs_studio: bool = False):
     def register(func):
-        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, needs_studio)
+        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, needs_studio, tuple(also))
         return func
 
     return register
@@ -59,10 +64,37 @@ def _app_slow(lab, on):
         lab["studio-nginx"].set_timeout(100)
 
 
+@fault("app-intermittent", "every third request to each path but /stealthz answers 500: one probe is lucky",
+       "app", "python-error", "502")
+def _app_intermittent(lab, on):
+    if on:
+        lab["studio-app"].set_fault(fail_every=3)
+    else:
+        lab["studio-app"].clear_faults()
+
+
+@fault("app-slow-tail", "every third request to each path but /stealthz takes 3 s while nginx's "
+       "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504")
+def _app_slow_tail(lab, on):
+    if on:
+        lab["studio-app"].set_fault(slow_every=3, slow_every_s=3)
+        lab["studio-nginx"].set_timeout(2)
+    else:
+        lab["studio-app"].clear_faults()
+        lab["studio-nginx"].set_timeout(100)
+
+
 @fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
 def _nginx_stopped(lab, on):
     _process(lab, "studio-nginx", on)
     lab.ingress.wait_server_status("DOWN" if on else "UP")
+
+
+@fault("nginx-and-redis-down", "two faults at once: Studio's internal nginx and Redis are both stopped (each "
+       "explains part of the 502s: two roots)", "nginx", "502", also=("redis",))
+def _nginx_and_redis_down(lab, on):
+    _nginx_stopped(lab, on)
+    _redis_down(lab, on)
 
 
 @fault("redis-down", "Redis is not running: no task reaches a worker", "redis", "publishing")
@@ -100,6 +132,24 @@ def _postgres_connections(lab, on):
             stop_pid(pid)
 
 
+@fault("lock-idle-transaction", "a transaction left idle holds ACCESS EXCLUSIVE on the channel table, 3 sessions "
+       "wait behind it (seconds old: below every threshold); /healthz reads that table", "postgres", "database", "502")
+def _lock_idle_transaction(lab, on):
+    from .studio_schema import CHANNEL_TABLE
+
+    if on:
+        lab.extra.setdefault("holders", []).append(lab["postgres"].start_holder("lock", 3, table=CHANNEL_TABLE))
+    else:
+        _stop_holders(lab)
+
+
+def _stop_holders(lab) -> None:
+    from .launcher import stop_pid
+
+    for pid in lab.extra.pop("holders", []):
+        stop_pid(pid)
+
+
 @fault("worker-stopped", "the Celery worker is not running", "celery", "publishing")
 def _worker_stopped(lab, on):
     _process(lab, "celery", on)
@@ -109,6 +159,15 @@ def _worker_stopped(lab, on):
 def _queue_backlog(lab, on):
     if on:
         lab["celery"].clog(200)
+    else:
+        lab["celery"].drain()
+
+
+@fault("workers-saturated", "a long publish holds every worker slot while 3 tasks wait (young, far below the "
+       "queue-depth threshold)", "celery", "publishing")
+def _workers_saturated(lab, on):
+    if on:
+        lab["celery"].clog(3)
     else:
         lab["celery"].drain()
 
@@ -184,11 +243,13 @@ def _kube_fault(name: str):
 
 fault("pod-crashloop", "the app container of the frontend pods is in CrashLoopBackOff", "kubernetes",
       "python-error", "email")(_kube_fault("crashloop"))
+fault("replica-unready", "one frontend replica of three runs but fails its readiness probe", "kubernetes", "502")(
+    _kube_fault("replica-unready"))
 fault("pod-oomkilled", "frontend containers were OOMKilled", "kubernetes", "502")(_kube_fault("oomkilled"))
 fault("pod-pending", "a frontend pod cannot be scheduled (insufficient memory)", "kubernetes", "502")(
     _kube_fault("pending"))
-fault("deployment-unavailable", "the frontend deployment has no available replica", "kubernetes",
-      "static")(_kube_fault("deployment-unavailable"))
+fault("deployment-unavailable", "the frontend deployment has no available replica (every pod failing readiness)",
+      "kubernetes", "static", "503")(_kube_fault("deployment-unavailable"))
 fault("traefik-oom", "the Traefik pod was OOMKilled (the seed: 502s when Traefik runs out of memory)",
       "traefik", "502")(_kube_fault("traefik-oom"))
 
@@ -242,6 +303,18 @@ def _sentry_spike(lab, on):
 @fault("newrelic-agent-silent", "the New Relic APM agent stopped reporting 3 h ago", "newrelic", "slow")
 def _newrelic_silent(lab, on):
     lab["newrelic-api"].agent_silent(on)
+
+
+@fault("newrelic-p95-regression", "New Relic: p95 five times a day earlier's, nothing down: degraded", "newrelic",
+       "slow")
+def _newrelic_p95(lab, on):
+    lab["newrelic-api"].p95_regression(on)
+
+
+@fault("newrelic-errors-after-deploy", "New Relic: ten times a day earlier's error rate since a deploy 20 min ago",
+       "newrelic", "slow")
+def _newrelic_errors(lab, on):
+    lab["newrelic-api"].errors_after_deploy(on)
 
 
 @fault("postmark-stream-paused", "Postmark's outbound message stream is archived: every send is rejected", "email",

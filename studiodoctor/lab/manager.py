@@ -22,6 +22,7 @@ STATE_FILE = "state.json"
 
 def launcher_kinds(variant: "variants.Variant | None" = None) -> dict[str, type[Launcher]]:
     from .servers.celery_worker import CeleryWorker
+    from .servers.doctor import InClusterDoctor
     from .standins.cloudflare_api import CloudflareAPI
     from .standins.dns_server import DnsServer
     from .standins.edge_proxy import EdgeProxy
@@ -38,13 +39,14 @@ def launcher_kinds(variant: "variants.Variant | None" = None) -> dict[str, type[
     from .servers.studio_app import StudioApp
     from .servers.studio_nginx import StudioNginx
     from .servers.traefik_server import TraefikServer
+    from .latency import Latency
 
     return {"redis": RedisServer, "postgres": PostgresServer, "fake-gcs": FakeGCSServer, "gcs-gate": GCSGate,
             "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
             "traefik": TraefikServer, "ingress-nginx": IngressNginx, "edge": EdgeProxy, "dns": DnsServer,
             "cloudflare_api": CloudflareAPI, "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
-            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay,
-            **(studio_kinds() if variant is not None and variant.runs_studio else {})}
+            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay, "latency": Latency,
+            "doctor": InClusterDoctor, **(studio_kinds() if variant is not None and variant.runs_studio else {})}
 
 
 def studio_kinds() -> dict[str, type[Launcher]]:
@@ -58,7 +60,7 @@ def studio_kinds() -> dict[str, type[Launcher]]:
 # kinds in start order (each may need the ones before it); "traefik" is the variant's ingress kind
 ORDER = ("redis", "postgres", "fake-gcs", "gcs-gate", "celery", "studio-app", "studio-nginx", "traefik", "edge",
          "dns", "cloudflare_api", "kube-api", "sentry-api", "newrelic-api", "postmark-api",
-         "smtp-relay")
+         "smtp-relay", "latency", "doctor")   # the in-cluster doctor last: its profile (`lab`) names every other server
 
 
 class Lab:
@@ -123,6 +125,17 @@ class Lab:
 
     # profile -----------------------------------------------------------------------------------
     def profile(self) -> dict:
+        """The ``lab`` profile; with ``lab up --rtt``, every endpoint in it is the delayed relay's."""
+        data = self.direct_profile()
+        delay = self.services.get("latency")
+        if delay is not None:
+            from .latency import route
+
+            data = route(data, delay.delayed)
+        return data
+
+    def direct_profile(self) -> dict:
+        """The profile pointing at the servers themselves (no added latency)."""
         from ..config import deep_merge
         from . import edge_lab
 
@@ -181,8 +194,10 @@ class Lab:
             return kinds[kind](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", workers=2, threads=8,
                                variant=v.name)
         if kind == "studio-nginx":
-            return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["fake-gcs"].url,
-                               bucket=s["fake-gcs"].bucket, variant=v.name)
+            # through the gate, as production's nginx reaches GCS: the bucket's access rules (a listing made
+            # public, an object made private) show at /content/ as they would (listing_guard off: the gate refuses)
+            return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["gcs-gate"].url,
+                               bucket=s["fake-gcs"].bucket, variant=v.name, listing_guard=False)
         if kind == "traefik":
             return kinds[kind](root, hostnames=hostnames, backend=s["studio-nginx"].url, ca=self.ca,
                                health_path="/stealthz")
@@ -199,6 +214,11 @@ class Lab:
                                cache_rules={"storage": v.storage_rule, "databases": v.databases_rule})
         if kind == "kube-api":
             return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name)
+        if kind == "latency":
+            from .latency import endpoints
+
+            return kinds[kind](root, rtt_ms=self.extra.get("rtt_ms", 0), jitter_ms=self.extra.get("jitter_ms", 0),
+                               upstreams=endpoints(self.direct_profile()))
         if kind == "sentry-api":  # Sentry knows the release the lab's app pods run
             from .standins.sentry_api import deployed_release
 
@@ -232,6 +252,12 @@ class Lab:
             self.extra["samples"] = {"static": STATIC_SAMPLE,
                                      "storage": "/content/" + storage[0] if storage else "",
                                      "databases": "/content/" + databases[0] if databases else ""}
+        elif kind == "doctor":
+            # the cluster lists deploy/'s doctor (its labelled Service) and its pod's port leads to this serve
+            from .standins.kubernetes.doctor import with_doctor
+
+            kube = self["kube-api"]
+            kube.write_state(with_doctor(kube.read_state(), svc.address, self.variant.namespace))
         elif kind == "kube-api":
             from .standins.kubernetes import set_readiness
 
@@ -248,6 +274,10 @@ class Lab:
         try:
             for kind in self.order:
                 svc = self.services.get(kind)
+                if kind == "latency":
+                    if not self._latency_current(svc):
+                        continue
+                    svc = self.services.get(kind)  # None when it was stopped for new delays or endpoints
                 if svc is not None and svc.alive():
                     progress(f"{kind:<15} running on {svc.address}")
                     continue
@@ -266,6 +296,20 @@ class Lab:
                 svc.stop()
             raise
         self.save()
+
+    def _latency_current(self, svc) -> bool:
+        """Whether the delaying relay belongs in this lab (``rtt_ms`` or ``jitter_ms`` set); a relay whose
+        delays or endpoints no longer match is stopped here (the caller then starts a fresh one)."""
+        want = (float(self.extra.get("rtt_ms") or 0), float(self.extra.get("jitter_ms") or 0))
+        if svc is not None:
+            from .latency import endpoints
+
+            have = (float(svc.options.get("rtt_ms") or 0), float(svc.options.get("jitter_ms") or 0))
+            if have != want or sorted(svc.routes.values()) != sorted(endpoints(self.direct_profile())):
+                svc.stop()
+                del self.services["latency"]
+                self.save()
+        return any(want)
 
     def status(self) -> list[dict]:
         return [{"kind": k, "address": self.services[k].address, "pid": self.services[k].pid,
