@@ -38,7 +38,8 @@ def test_studios_own_app_answers_through_its_own_nginx(studio_lab):
 
 
 def test_healthy_studio_lab_has_no_false_alarm(studio_lab):
-    assert drill.false_alarms() == []
+    alarms = drill.false_alarms()
+    assert alarms == [], alarms
 
 
 def test_stand_in_switches_are_not_drilled_on_studios_own_code(studio_lab):

@@ -71,7 +71,34 @@ class StudioGunicorn(_StudioProcess):
         self.pid = self.spawn_studio(self.command())
         wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
         wait_until(self._answers, timeout, f"Studio's gunicorn on {self.address}: no worker answers /stealthz")
+        wait_until(self._warm, timeout, f"Studio's gunicorn on {self.address}: its workers are still cold")
         return self
+
+    def _warm(self) -> bool:
+        """Each gunicorn worker loads Django's URLconf, views and templates on its first requests (seconds
+        each): ready is every worker answering fast, as a readiness probe's first period would leave them.
+        Concurrent requests reach every worker; warm when a round answers /stealthz and the login page
+        within a second each."""
+        import time
+        import urllib.error
+        import urllib.request
+        from concurrent.futures import ThreadPoolExecutor
+
+        def get(path: str) -> float:
+            t0 = time.monotonic()
+            req = urllib.request.Request(self.url + path, headers={"User-Agent": "Studio-Internal-Prober"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    resp.read()
+            except urllib.error.HTTPError:
+                pass
+            except OSError:
+                return 99.0
+            return time.monotonic() - t0
+
+        paths = ["/stealthz", "/en/accounts/", "/healthz"] * (self.workers * self.threads)
+        with ThreadPoolExecutor(max_workers=self.workers * self.threads) as pool:
+            return max(pool.map(get, paths)) < 1.0
 
     def _answers(self) -> bool:
         import urllib.error
