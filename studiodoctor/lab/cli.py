@@ -57,11 +57,13 @@ VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or othe
 
 @command("up")
 def lab_up(variant: Optional[str] = VariantOpt):
-    """Start the lab's servers on loopback in the background and write the `lab` profile.
+    """Start the lab's servers on loopback in the background and write the `lab` profile (every address)
+    and the `lab-laptop` profile (only what an on-call laptop has: public URLs, a kubeconfig, tokens).
 
     \b
     Examples:
       studiodoctor lab up && studiodoctor check --profile lab
+      studiodoctor diagnose 502 --profile lab-laptop
       studiodoctor lab up --variant other
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
@@ -144,6 +146,8 @@ def lab_drill(
                                                    "(on every variant unless --variant says which)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
                                                                   "lab's; with --all: every variant)."),
+    profile: str = typer.Option("lab", "--profile", help="Diagnose with this profile of the lab: `lab` (every "
+                                                         "address) or `lab-laptop` (only what a laptop has)."),
     timeout: Optional[str] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
@@ -157,11 +161,14 @@ def lab_drill(
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
+      studiodoctor lab drill --all --profile lab-laptop
     """
     from . import drill, variants
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
+    if profile not in drill.PROFILES:
+        raise CliError(f"--profile must be one of the lab's profiles: {', '.join(drill.PROFILES)}")
     timeout = _check_timeout(timeout)
     lab = _lab(require_up=not (all_ or variant))
     if variant:
@@ -175,14 +182,14 @@ def lab_drill(
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
             results, skipped = [], []
             for flt, symptoms in drill.select(symptom, fault):
-                why = drill.skipped(running, flt.name)
+                why = drill.skipped(running, flt.name) or drill.unreached(flt.name, drill.lab_profile(profile))
                 if why:
                     skipped.append(f"{flt.name}: {why}")
                     continue
-                results += drill.drill_fault(running, flt, symptoms, timeout=timeout,
+                results += drill.drill_fault(running, flt, symptoms, timeout=timeout, profile=profile,
                                              progress=lambda msg: typer.echo(msg, err=True))
-            alarms = drill.false_alarms(timeout) if all_ else []
-        tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
+            alarms = drill.false_alarms(timeout, profile) if all_ else []
+        tables.append(f"== variant {name}, profile {profile}\n" + drill.score_table(results, alarms, skipped))
         ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms
     typer.echo("\n\n".join(tables))
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.FAIL))

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .faults import FAULTS, Fault, set_fault, skipped
+from .faults import FAULTS, Fault, set_fault, skipped, unreached
 
 
 @dataclass
@@ -30,20 +30,24 @@ class DrillResult:
         return self.named == self.expected
 
 
-def _profile():
+PROFILES = ("lab", "lab-laptop")  # the profiles `lab up` writes: everything, and only what a laptop has
+
+
+def lab_profile(name: str = "lab"):
     from ..config import load_profile
 
-    return load_profile("lab")
+    return load_profile(name)
 
 
-def diagnose(symptom: str, timeout: float | None = None):
+def diagnose(symptom: str, timeout: float | None = None, profile: str = "lab"):
     from .. import engine
 
-    return engine.diagnose(_profile(), symptom, timeout=timeout)
+    return engine.diagnose(lab_profile(profile), symptom, timeout=timeout)
 
 
 def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, timeout: float | None = None,
-                settle: float = 15.0, progress: Callable[[str], None] = lambda msg: None) -> list[DrillResult]:
+                settle: float = 15.0, progress: Callable[[str], None] = lambda msg: None,
+                profile: str = "lab") -> list[DrillResult]:
     """Break ``flt``, run the diagnosis of each of its symptoms, fix it, check the symptom is healthy again."""
     from ..model import Status
 
@@ -54,7 +58,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     try:
         for symptom in symptoms or flt.symptoms:
             t0 = time.monotonic()
-            report = diagnose(symptom, timeout)
+            report = diagnose(symptom, timeout, profile)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
             out.append(DrillResult(flt.name, symptom, layer, cause.get("layer"), cause.get("check"), seconds,
@@ -74,7 +78,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
         bad: list[str] = []
 
         def healthy(symptom=result.symptom) -> bool:
-            report = diagnose(symptom, timeout)
+            report = diagnose(symptom, timeout, profile)
             bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
             return not bad
 
@@ -89,12 +93,12 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     return out
 
 
-def false_alarms(timeout: float | None = None) -> list[str]:
+def false_alarms(timeout: float | None = None, profile: str = "lab") -> list[str]:
     """Every check on the healthy lab: anything but ok/skip is a false alarm."""
     from .. import engine
     from ..model import Status
 
-    report = engine.check(_profile(), timeout=timeout)
+    report = engine.check(lab_profile(profile), timeout=timeout)
     return [f"{r.id} {r.status.value}: {r.summary}" for r in report.results
             if r.status not in (Status.OK, Status.SKIP)]
 

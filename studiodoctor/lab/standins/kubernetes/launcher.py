@@ -30,9 +30,10 @@ class KubeAPIServer(Launcher):
         """The default lab keeps the namespace it always had; other variants are built from their data."""
         from studiodoctor.lab.variants import get
 
+        frontend = int(self.options.get("frontend") or 3)
         if self.variant == "default":
-            return studio_state(self.namespace, hostnames=tuple(self.hostnames))
-        return variant_state(get(self.variant), hostnames=tuple(self.hostnames))
+            return studio_state(self.namespace, hostnames=tuple(self.hostnames), frontend=frontend)
+        return variant_state(get(self.variant), hostnames=tuple(self.hostnames), frontend=frontend)
 
     @property
     def state_file(self) -> Path:
@@ -68,6 +69,24 @@ class KubeAPIServer(Launcher):
         if on:
             faults.append(name)
         state["faults"] = faults
+        self.write_state(state)
+
+    def connect_pods(self, tier: str, servers: dict[str, list]) -> None:
+        """Lead the pod network to lab processes: ``servers`` maps a container name to one launcher per pod
+        of ``tier`` (pods in name order); each pod's IP and that container's port then reach the launcher's
+        loopback address (``state["network"]``, :mod:`.network`)."""
+        from .faults import _pods
+
+        state = self.read_state()
+        cfg = state.get("config", {})
+        pods = sorted(_pods(state, cfg.get("namespace", self.namespace), tier), key=lambda p: p["metadata"]["name"])
+        network = state.setdefault("network", {})
+        for container, launchers in servers.items():
+            for p, launcher in zip(pods, launchers):
+                spec = next(c for c in p["spec"]["containers"] if c["name"] == container)
+                port = spec["ports"][0]["containerPort"]
+                network[f"{p['status']['podIP']}:{port}"] = f"127.0.0.1:{launcher.port}"
+        state.pop("readiness", None)  # each pod's own probe decides now
         self.write_state(state)
 
     def faults(self) -> list[str]:
