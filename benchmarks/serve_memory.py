@@ -48,7 +48,7 @@ def main() -> None:
 
     from studiodoctor.config import profile_from_data
     from studiodoctor.registry import default_registry
-    from studiodoctor.serve import Exporter, make_server
+    from studiodoctor.commands.serve import Exporter, make_server
 
     if args.redis_url:
         profile = profile_from_data("bench", {"redis": {"url": args.redis_url}, "timeout": 5}, env={})

@@ -37,7 +37,7 @@ def _base(ctx) -> str:
 
 def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
     """(response or None, seconds, exception or None)."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     t0 = time.monotonic()
     try:
@@ -62,7 +62,7 @@ def _confirmed(ctx, path: str, resp, seconds: float):
 
 
 def _app_commands(ctx) -> list[Command]:
-    from studiodoctor.kubectl import command as kubectl
+    from studiodoctor.backends.kubectl import command as kubectl
 
     return [
         Command(kubectl(ctx.profile, "get pods -l tier=frontend -o wide"), note="are the app pods Ready?"),
@@ -95,7 +95,7 @@ def judge_latency(ctx, seconds: float) -> tuple[str, str]:
 
 
 def _no_answer(ctx, what: str, path: str, exc: Exception, seconds: float):
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     timed_out, text = httpprobe.describe_error(exc)
     name, limit = limits(ctx)[0]

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 from studiodoctor.model import Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.registry import check
-from studiodoctor.staged import Staged
-from studiodoctor.saasapi import call, guard, unexpected
+from studiodoctor.probes.staged import Staged
+from studiodoctor.probes.saasapi import call, guard, unexpected
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
 SDK_IMPORTS = ("httpx", "smtplib")
@@ -211,7 +211,7 @@ def check_app_key_env(ctx):
     Only the Deployment spec is read: the variable's name and where it comes from, never a value and never
     the Secret (a missing Secret stops the pods with CreateContainerConfigError: kubernetes.pods_crashing).
     Skipped when Kubernetes is not configured."""
-    from studiodoctor.appdeploy import app_container
+    from studiodoctor.discovery.appdeploy import app_container
 
     found = app_container(ctx)
     if not isinstance(found, tuple):
@@ -256,7 +256,7 @@ def _tls_context(ctx):
     ca = ctx.section("email").get("ca_file")
     if ca:
         return ssl.create_default_context(cafile=ca)
-    from studiodoctor.httpprobe import ssl_context
+    from studiodoctor.probes.http import ssl_context
 
     return ssl_context(ctx)
 

@@ -12,7 +12,7 @@ import time
 
 from studiodoctor.model import Command, Reason, error, fail, ok, warn
 from studiodoctor.registry import check
-from studiodoctor.saasapi import Stop, call, guard, unexpected
+from studiodoctor.probes.saasapi import Stop, call, guard, unexpected
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
 SDK_IMPORTS = ("httpx",)

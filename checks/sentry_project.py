@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
-from studiodoctor.saasapi import Stop, call, guard, unexpected
+from studiodoctor.probes.saasapi import Stop, call, guard, unexpected
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
 SDK_IMPORTS = ("httpx", "studiodoctor.backends.kubernetes", "urllib3")  # the app's Deployment (appdeploy)
@@ -196,7 +196,7 @@ def check_events_dropped(ctx):
 
 def _deployed_tag(ctx):
     """(deployment, image, tag) of the app container; a Result when it cannot tell."""
-    from studiodoctor.appdeploy import app_container, image_tag
+    from studiodoctor.discovery.appdeploy import app_container, image_tag
 
     found = app_container(ctx)
     if not isinstance(found, tuple):

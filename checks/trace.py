@@ -75,8 +75,8 @@ def _origin_host(ctx, entry: str, publics: list[str]) -> str:
 
 def _paths(ctx, hops: list[dict]) -> tuple[list[dict], list[str]]:
     """``/stealthz``, a static asset found on the live system (``nginx.static_sample``, else one the app's
-    pages, manifest or autoindex name: see ``studiodoctor.static_assets``) and a configured content object."""
-    from studiodoctor.static_assets import static_sample
+    pages, manifest or autoindex name: see ``studiodoctor.discovery.static_assets``) and a configured content object."""
+    from studiodoctor.discovery.static_assets import static_sample
 
     nginx = ctx.section("nginx")
     paths = [{"name": "stealthz", "path": facts.STEALTHZ_PATH, "method": "GET", "app": True}]
@@ -106,7 +106,7 @@ def _limit_for(ctx, hop: str) -> tuple[str, float] | None:
 
 
 def _probe(ctx, hop: dict, spec: dict) -> dict:
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     row = {"hop": hop["hop"], "layer": hop["layer"], "url": hop["base"] + spec["path"], "path": spec["path"],
            "status": None, "latency_ms": None, **{h.replace("-", "_"): "" for h in KEY_HEADERS}, "error": ""}
@@ -158,7 +158,7 @@ def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
 
 
 # CloudFlare is not among them: whether the edge explains the trace depends on the hop that goes bad
-# first, a causal rule with that evidence (studiodoctor.causes), not any failure at the edge.
+# first, a causal rule with that evidence (studiodoctor.diagnosis.causes), not any failure at the edge.
 @check(TRACE, title="Request path, hop by hop",
        explained_by=tuple(layer for layer in HOP_LAYERS.values() if layer != "edge"),
        permissions=("HTTP GET/HEAD",))

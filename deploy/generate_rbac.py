@@ -1,4 +1,4 @@
-"""Write deploy/kubernetes/rbac.yaml from the checks' declared permissions (see studiodoctor.rbac).
+"""Write deploy/kubernetes/rbac.yaml from the checks' declared permissions (see studiodoctor.preflight.rbac).
 
 Run: .venv/bin/python deploy/generate_rbac.py [--namespace studio] [--traefik-namespace kube-system] [--check]
 --check exits 1 when the file on disk differs from what the checks need (for CI).
@@ -14,7 +14,7 @@ OUT = Path(__file__).resolve().parent / "kubernetes" / "rbac.yaml"
 
 
 def generate(namespace: str = "studio", traefik_namespace: str = "kube-system") -> str:
-    from studiodoctor.rbac import manifests, render_yaml
+    from studiodoctor.preflight.rbac import manifests, render_yaml
     from studiodoctor.registry import default_registry
 
     return render_yaml(manifests(default_registry.load_plugins(), namespace, traefik_namespace))

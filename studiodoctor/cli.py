@@ -140,7 +140,7 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
     save, path, since = baseline
     known = None
     if save or since:
-        from . import baseline as base
+        from .diagnosis import baseline as base
 
         path = str(path or base.default_path(profile.name))
         if since:
@@ -259,9 +259,10 @@ def diagnose(
     baseline: Optional[str] = BaselineOpt,
 ):
     """Turn a symptom into an ordered runbook: verdicts, evidence, the likely cause, commands."""
-    from . import engine, runbook
+    from . import engine
+    from .diagnosis import runbook
     from .registry import default_registry
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     fmt, max_objects, timeout = _check_format(fmt), _check_max_objects(max_objects), _check_timeout(timeout)
     _check_export(textfile, pushgateway)
@@ -329,7 +330,7 @@ def serve(
     layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
 ):
     """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz."""
-    from . import serve as serve_mod
+    from .commands import serve as serve_mod
     from .engine import select_checks
     from .registry import default_registry
 
@@ -369,7 +370,7 @@ def symptoms(
     """List the symptoms `diagnose` knows: name, aliases and the walk of layers."""
     import json
 
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     fmt = _check_plain_format(fmt)
     prof = _load_profile(profile, config)
@@ -440,7 +441,7 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
     """Print what a check does and why (its docstring), or describe a layer or a symptom."""
     from .engine import known_layers, suggest
     from .registry import default_registry
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     registry = default_registry.load_plugins()
     if target in registry.checks:
@@ -452,7 +453,7 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
                               ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
-        from .causes import rules_for
+        from .diagnosis.causes import rules_for
 
         for line in rules_for(c.id):
             typer.echo(line)
@@ -523,7 +524,7 @@ def config_validate(profile: Optional[str] = ProfileOpt, config: Optional[str] =
     from .config import find_config_file
 
     prof = _load_profile(profile, config)
-    from .symptoms import load_catalogue
+    from .diagnosis.symptoms import load_catalogue
 
     load_catalogue(prof.symptoms, prof.source)
     source = find_config_file(config)
@@ -602,7 +603,7 @@ def _main(argv: list[str] | None) -> int:
     from .config import ConfigError
     from .engine import UsageError
     from .registry import RegistryError
-    from .symptoms import CatalogueError
+    from .diagnosis.symptoms import CatalogueError
 
     import time
 

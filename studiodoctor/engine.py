@@ -95,8 +95,8 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
              timeout: float | None = None, debug: bool = False, options: dict | None = None,
              on_start=None, on_done=None) -> Report:
     """``studiodoctor diagnose SYMPTOM``: run the checks of the symptom's walk, build the runbook."""
-    from . import runbook
-    from .symptoms import CatalogueError, load_catalogue
+    from .diagnosis import runbook
+    from .diagnosis.symptoms import CatalogueError, load_catalogue
 
     registry = registry or default_registry.load_plugins()
     try:

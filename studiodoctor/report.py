@@ -44,7 +44,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     smoke: dict[str, Any] | None = None                       # smoke's budget and hysteresis (JSON "smoke")
     transitions: dict[str, str] = field(default_factory=dict)  # check id -> new/still-bad/recovered/pending/ok
-    since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.baseline)
+    since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.diagnosis.baseline)
 
     @property
     def counted(self) -> list[Result]:

@@ -71,8 +71,8 @@ def _call(chk: Check, ctx: CheckContext, debug: bool) -> Result:
 # What the first use of an SDK imports lazily (inside the check, where its CPU would land in the
 # latencies other checks are measuring): imported up front with the SDK.
 WARM_IMPORTS = {
-    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.httpprobe"),
-    "cryptography.x509": ("studiodoctor.tlsprobe",),
+    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.probes.http"),
+    "cryptography.x509": ("studiodoctor.probes.tls",),
 }
 
 
@@ -97,7 +97,7 @@ def preload(checks: Iterable[Check], profile=None) -> None:
             pass
     if profile is not None and "httpx" in names:
         try:
-            from .httpprobe import warm
+            from .probes.http import warm
             warm(profile)
         except Exception:  # noqa: BLE001 - a bad CA file is the checks' to report
             pass

@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Iterable
 
-from . import baseline
+from .diagnosis import baseline
 from .config import Profile
 from .engine import UsageError, now_iso, run, select_checks
 from .model import Status

@@ -8,7 +8,7 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from studiodoctor import grants
+from studiodoctor.backends import grants
 from studiodoctor.model import READ_ONLY, Command, Reason, error, skip, unreachable
 from studiodoctor.backends import redis as redis_backend
 
@@ -99,7 +99,7 @@ def _deployment(ctx, which: str) -> str:
 
 
 def _kube(ctx) -> str:
-    from studiodoctor.kubectl import command
+    from studiodoctor.backends.kubectl import command
 
     return command(ctx.profile, "", _namespace(ctx)).rstrip()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from studiodoctor import grants, studio_facts as facts
+from studiodoctor.backends import grants
+from studiodoctor import studio_facts as facts
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, unreachable, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here

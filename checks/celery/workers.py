@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from studiodoctor import grants
+from studiodoctor.backends import grants
 from studiodoctor.model import (BROKER_CONTROL, READ_ONLY, Command, Reason, error, fail, ok, skip,
                                 unreachable, warn)
 from studiodoctor.registry import check

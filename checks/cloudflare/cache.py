@@ -1,10 +1,10 @@
 """cloudflare.cache_rules: the zone's cache rules keep /content/databases/ out of the cache (evaluated with
-``studiodoctor.cfrules``)."""
+``studiodoctor.parsers.cfrules``)."""
 
 from __future__ import annotations
 
 from studiodoctor.model import Reason, Stop, error, fail, ok, warn
-from studiodoctor.cfrules import Undecidable, matches, request_fields
+from studiodoctor.parsers.cfrules import Undecidable, matches, request_fields
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import CACHE_RULES, NEEDS, ZONE, _curl, _guard, _raw, _unexpected, _zone_id

@@ -43,7 +43,7 @@ def _get(ctx, path: str, params: dict | None = None):
     plain JSON anyway. The request's network time is the check's ``network_ms``."""
     from urllib.parse import urlencode
 
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     cfg = ctx.section("cloudflare")
     url = (cfg.get("api_url") or API_URL).rstrip("/") + path
@@ -73,7 +73,7 @@ def _patch(ctx, path: str, value: str) -> Command:
 
 def _call(ctx, what: str, permission: str, fn):
     """Run one API read, ``fn()``; its failures become a Result in Stop (403 names the permission)."""
-    from studiodoctor.httpprobe import describe_error
+    from studiodoctor.probes.http import describe_error
 
     api = ctx.section("cloudflare").get("api_url") or "api.cloudflare.com"
     try:

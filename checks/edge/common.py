@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from studiodoctor import httpprobe
+from studiodoctor.probes import http as httpprobe
 from studiodoctor.model import Command, unreachable
 
 

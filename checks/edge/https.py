@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
-from studiodoctor import httpprobe
+from studiodoctor.probes import http as httpprobe
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
@@ -79,7 +79,7 @@ def check_certificate(ctx):
     shows the origin's Let's Encrypt or Traefik default certificate instead (postmortem 004: an expired
     Let's Encrypt certificate nobody was alerted about). Fix: an Advanced/Total TLS certificate for deep
     names; for the origin's certificate see the traefik layer."""
-    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
+    from studiodoctor.probes.tls import handshake_problem, inspect_certificate
 
     warn_days = float(_setting(ctx, "cert_warn_days", 14))
     fail_days = float(_setting(ctx, "cert_fail_days", 3))

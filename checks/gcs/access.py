@@ -112,7 +112,7 @@ def check_public_read(ctx):
     answering 401/403 is a `fail` naming it. Where our credentials may read the bucket IAM policy, the
     roles granted to allUsers are reported too (public read through object ACLs only is a `warn`: new
     uploads carry no ACL and would be private)."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     name = gcs.bucket_name(ctx)
     prefix = ctx.setting("storage_prefix", "storage/")

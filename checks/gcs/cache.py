@@ -7,7 +7,7 @@ import time
 
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, Result, error, fail, ok, warn
 from studiodoctor.backends import gcs
-from studiodoctor.cachecontrol import max_age, parse_cache_control
+from studiodoctor.parsers.cachecontrol import max_age, parse_cache_control
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (BUCKET, DATABASES_CACHE_CONTROL, GCS_DEFAULT_PUBLIC, MAX_NAMED, STORAGE_CACHE_CONTROL,

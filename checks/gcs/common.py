@@ -57,7 +57,7 @@ def _api_problem(ctx, exc, doing: str, permission: str):
     from google.api_core import exceptions as api_exc
     from google.auth import exceptions as auth_exc
 
-    from studiodoctor.httpprobe import describe_error
+    from studiodoctor.probes.http import describe_error
 
     bucket = gcs.bucket_name(ctx)
     if gcs.is_network_error(exc):

@@ -24,7 +24,7 @@ def check_listing_not_public(ctx):
     check asks `gcs.public_url` for a one-item listing without credentials, in both the XML and the JSON
     API; a listing in the answer is a `fail`, 401/403 is `ok`; 404 from both says the endpoint does not
     serve this bucket (wrong `gcs.public_url` or `gcs.bucket`): an `error`, never `ok`."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     name = gcs.bucket_name(ctx)
     base = _public_url(ctx)

@@ -43,7 +43,7 @@ def _base(ctx) -> str:
 
 def _request(ctx, method: str, path: str, headers: dict | None = None, cap: float | None = None, base=None):
     """(response or None, seconds, exception or None)."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     t0 = time.monotonic()
     try:
@@ -54,7 +54,7 @@ def _request(ctx, method: str, path: str, headers: dict | None = None, cap: floa
 
 
 def _commands(ctx, *extra: Command) -> list[Command]:
-    from studiodoctor.kubectl import command as kubectl
+    from studiodoctor.backends.kubectl import command as kubectl
 
     return [*extra,
             Command(kubectl(ctx.profile, "logs -l tier=frontend -c nginx-proxy --tail=100"), note="nginx's error log"),
@@ -70,7 +70,7 @@ def _curl(url: str, method: str = "HEAD") -> Command:
 
 
 def _no_answer(ctx, path: str, exc: Exception, seconds: float, **extra):
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     timed_out, text = httpprobe.describe_error(exc)
     if timed_out:

@@ -7,7 +7,7 @@ import re
 
 from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
-from studiodoctor.cachecontrol import max_age, parse_cache_control
+from studiodoctor.parsers.cachecontrol import max_age, parse_cache_control
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (CACHE_STATUS_HEADERS, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS,
@@ -181,7 +181,7 @@ def _methods_from_config(ctx, config_file: str, manual: list[Command]):
     """The content_methods verdict from a copy of nginx's config."""
     import os
 
-    from studiodoctor import nginx_conf
+    from studiodoctor.parsers import nginx_conf
 
     try:
         with open(os.path.expanduser(config_file), encoding="utf-8", errors="replace") as fh:

@@ -25,7 +25,7 @@ def check_headers(ctx):
     if e_nginx is not None:
         return _no_answer(ctx, path, e_nginx, s_nginx)
     if e_app is not None:
-        from studiodoctor import httpprobe
+        from studiodoctor.probes import http as httpprobe
 
         return error(f"could not compare headers: the app at {app_base} gave no answer "
                      f"({httpprobe.describe_error(e_app)[1]})", reason=Reason.UNREACHABLE,

@@ -90,7 +90,7 @@ def check_static(ctx):
     autoindex of ``/static/``. A 404 for such an asset, or an empty ``/static/`` listing, means collectstatic
     did not run or the volume is not shared; an HTML answer means the request fell through to Django.
     When no asset can be found the check says so (``error``) instead of guessing."""
-    from studiodoctor.static_assets import static_sample
+    from studiodoctor.discovery.static_assets import static_sample
 
     sample = static_sample(ctx, _base(ctx))
     path = sample["path"]

@@ -10,7 +10,7 @@ import time
 from studiodoctor.backends import postgres as pg
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, guard, ok, unreachable, warn
 from studiodoctor.registry import check
-from studiodoctor.staged import Staged, first_line
+from studiodoctor.probes.staged import Staged, first_line
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import LATENCY, REACHABLE, VERSION, _db_call, _num, _query, _target
 

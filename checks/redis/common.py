@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from studiodoctor import grants
+from studiodoctor.backends import grants
 from studiodoctor.model import Reason, error, unreachable
 from studiodoctor.backends.redis import Target, error_text, make_client
 

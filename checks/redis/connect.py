@@ -5,9 +5,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from studiodoctor import grants
+from studiodoctor.backends import grants
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, guard, ok, unreachable, warn
-from studiodoctor.staged import Staged
+from studiodoctor.probes.staged import Staged
 from studiodoctor.backends.redis import Target, error_text, make_client
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here

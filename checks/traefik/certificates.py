@@ -23,8 +23,8 @@ def check_certificates(ctx):
     Runs whichever controller routes the hostnames: ``traefik.entrypoint`` is the origin's address
     (DESIGN), and an ingress-nginx origin serving its "Fake Certificate" or an expired secret breaks
     CloudFlare's Full (strict) mode just the same."""
-    from studiodoctor.httpprobe import split_target
-    from studiodoctor.tlsprobe import handshake_problem, inspect_certificate
+    from studiodoctor.probes.http import split_target
+    from studiodoctor.probes.tls import handshake_problem, inspect_certificate
 
     hosts = traefik_hostnames(ctx)
     if not hosts:

@@ -29,7 +29,7 @@ def _base(ctx) -> str:
 
 def _get(ctx, path: str):
     """GET the Traefik API; returns (status, json, headers) or raises Stop with the Result to return."""
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     url = _base(ctx) + path
     headers = {"Accept": "application/json"}

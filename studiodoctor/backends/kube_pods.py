@@ -218,7 +218,7 @@ def _runs(c: dict) -> str:
 def deployment_roles(deployments: list[dict]) -> dict[str, dict]:
     """Which Deployment is Studio's app, its workers, its Cloud SQL proxy, told by what their pods run
     (gunicorn; celery worker; cloud-sql-proxy), never by name: {role: {deployment, selector, containers}}.
-    The runbook binds its commands to these names (studiodoctor.symptoms.template_values)."""
+    The runbook binds its commands to these names (studiodoctor.diagnosis.symptoms.template_values)."""
     roles: dict[str, dict] = {}
     for d in deployments:
         meta, spec = d.get("metadata") or {}, d.get("spec") or {}

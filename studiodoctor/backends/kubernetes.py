@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 from studiodoctor.model import READ_ONLY, Command, Reason, error, skip, unreachable
 
 # what a check module that talks to the Kubernetes API lists in its SDK_IMPORTS (studiodoctor.runner.preload);
-# studiodoctor.rbac reads the first name to know whose permissions are Kubernetes API permissions
+# studiodoctor.preflight.rbac reads the first name to know whose permissions are Kubernetes API permissions
 SDK_IMPORTS = ("studiodoctor.backends.kubernetes", "urllib3")
 
 # list_objects(ctx, "pods", ALL_NAMESPACES): one cluster-wide list (needs a ClusterRole)
@@ -67,8 +67,9 @@ def traefik_namespace(ctx) -> str:
 
 
 def kubectl(ctx, args: str, ns: str | None = "") -> str:
-    """A kubectl command line bound to the profile's kubeconfig, context and namespace (studiodoctor.kubectl)."""
-    from studiodoctor.kubectl import command
+    """A kubectl command line bound to the profile's kubeconfig, context and namespace
+    (studiodoctor.backends.kubectl)."""
+    from studiodoctor.backends.kubectl import command
 
     return command(ctx.profile, args, ns)
 
@@ -253,7 +254,7 @@ def classify(exc: Exception, listing: Listing) -> Listing:
         return listing
     import urllib3
 
-    from studiodoctor.httpprobe import describe_error
+    from studiodoctor.probes.http import describe_error
 
     if not isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         # not a network failure: the answer could not be read (not JSON, not a list): we could not look

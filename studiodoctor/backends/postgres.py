@@ -9,9 +9,9 @@ import os
 import threading
 import time
 
-from studiodoctor import grants
+from studiodoctor.backends import grants
 from studiodoctor.model import Reason, error, fail, unreachable
-from studiodoctor.staged import first_line
+from studiodoctor.probes.staged import first_line
 
 SESSION = "postgres.session"     # the ctx.shared key of the run's Session
 MARGIN = 0.2                     # seconds kept back from the deadline so that the check can still report

@@ -109,7 +109,7 @@ def select(symptom: str | None = None, fault: str | None = None) -> list[tuple[F
 
         return [(get(fault), None)]
     if symptom:
-        from ..symptoms import load_catalogue
+        from ..diagnosis.symptoms import load_catalogue
 
         sym = load_catalogue().lookup(symptom)
         name = sym.name if sym else symptom

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from studiodoctor import baseline
+from studiodoctor.diagnosis import baseline
 from studiodoctor.cli import main
 from studiodoctor.lab.servers.redis_server import RedisServer
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from studiodoctor import rbac
+from studiodoctor.preflight import rbac
 from studiodoctor.registry import default_registry
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from studiodoctor.cli import main
 from studiodoctor.model import ok
 from studiodoctor.registry import Registry, default_registry
-from studiodoctor.serve import Exporter, make_server
+from studiodoctor.commands.serve import Exporter, make_server
 
 from test_formats import samples
 

@@ -1,4 +1,4 @@
-"""The causal rules (studiodoctor.causes) on real servers: the deepest broken layer is named, and the
+"""The causal rules (studiodoctor.diagnosis.causes) on real servers: the deepest broken layer is named, and the
 consequence's step says what explains it, with the evidence."""
 
 from __future__ import annotations

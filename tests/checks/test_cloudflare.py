@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from checks.cloudflare import ALWAYS_HTTPS, CACHE_RULES, DEVELOPMENT_MODE, DNS_RECORDS, MIN_TLS, SSL_MODE, ZONE
-from studiodoctor.cfrules import Undecidable, matches, request_fields
+from studiodoctor.parsers.cfrules import Undecidable, matches, request_fields
 from studiodoctor import engine
 from studiodoctor.lab.standins.cloudflare_api import CloudflareAPI
 from studiodoctor.lab.launcher import free_port

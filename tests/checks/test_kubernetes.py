@@ -177,7 +177,7 @@ def test_pods_that_are_not_objects_are_an_error_not_a_crash(run, cluster):
 
 def test_runbook_commands_use_the_deployments_found_by_what_they_run(run, cluster, make_profile):
     """Before: `deploy/studio-studio`, `-l tier=frontend`, `-c app` whatever the cluster called them."""
-    from studiodoctor.symptoms import load_catalogue, render_command, template_values
+    from studiodoctor.diagnosis.symptoms import load_catalogue, render_command, template_values
 
     state = K.studio_state(hostnames=(HOST,), frontend=1, workers=1)
     ns = state["namespaces"]["studio"]

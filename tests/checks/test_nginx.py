@@ -111,7 +111,7 @@ def test_content_methods_never_writes_and_says_what_to_set(stack, make_profile):
 
 def test_content_methods_reads_includes_of_an_nginx_T_dump(tmp_path, make_profile):
     """Studio keeps limit_except in includes/content/_proxy.conf; `nginx -T` prints it as its own file."""
-    from studiodoctor import nginx_conf
+    from studiodoctor.parsers import nginx_conf
 
     dump = """# configuration file /etc/nginx/nginx.conf:
 http { server { listen 8080;

@@ -15,7 +15,7 @@ from studiodoctor import engine
 from studiodoctor.lab.certs import LabCA
 from studiodoctor.lab.launcher import free_port
 from studiodoctor.model import Reason, Status
-from studiodoctor.tlsprobe import TLSProbeError, inspect_certificate
+from studiodoctor.probes.tls import TLSProbeError, inspect_certificate
 
 HOST = "studio.localtest"
 

@@ -14,7 +14,7 @@ def named_paths() -> list[str]:
 
 def test_the_page_names_the_modules_of_both_paths():
     names = named_paths()
-    assert "studiodoctor/cli.py" in names and "studiodoctor/runbook.py" in names
+    assert "studiodoctor/cli.py" in names and "studiodoctor/diagnosis/runbook.py" in names
     assert len(names) >= 25
 
 

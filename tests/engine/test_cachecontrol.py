@@ -3,7 +3,7 @@
 
 import pytest
 
-from studiodoctor.cachecontrol import max_age, parse_cache_control
+from studiodoctor.parsers.cachecontrol import max_age, parse_cache_control
 
 
 def test_plain_directives():

@@ -1,4 +1,4 @@
-"""The causal rules (studiodoctor.causes) and the warn policy of the likely cause, on synthetic results.
+"""The causal rules (studiodoctor.diagnosis.causes) and the warn policy of the likely cause, on synthetic results.
 
 The checks here carry the real check ids so that the real rules apply; their results are made up.
 """
@@ -6,10 +6,10 @@ The checks here carry the real check ids so that the real rules apply; their res
 import pytest
 
 from studiodoctor import engine
-from studiodoctor.causes import RULES
+from studiodoctor.diagnosis.causes import RULES
 from studiodoctor.model import Reason, error, fail, ok, warn
 from studiodoctor.registry import Registry
-from studiodoctor.symptoms import CatalogueError, load_catalogue
+from studiodoctor.diagnosis.symptoms import CatalogueError, load_catalogue
 
 
 def diagnose(make_profile, reg, steps):
@@ -186,7 +186,7 @@ def test_warn_explains_must_be_a_list_of_ids():
 
 def test_built_in_warn_explains_name_checks_of_their_symptom():
     reg = engine.default_registry.load_plugins()
-    from studiodoctor.runbook import checks_for
+    from studiodoctor.diagnosis.runbook import checks_for
 
     cat = load_catalogue()
     for sym in cat.symptoms.values():

@@ -142,7 +142,7 @@ def test_permissions_check_declares_it_creates_access_reviews():
 def test_no_context_flag_bypasses_the_read_only_method_guard():
     from types import SimpleNamespace
 
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     ctx = SimpleNamespace(allow_unsafe_methods=True, section=lambda name: {}, timeout=lambda cap=None: 1.0)
     with pytest.raises(ValueError, match="not a read-only method"):

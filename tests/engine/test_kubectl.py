@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from studiodoctor import engine, kubectl
+from studiodoctor import engine
+from studiodoctor.backends import kubectl
 from studiodoctor.lab.launcher import free_port
-from studiodoctor.symptoms import load_catalogue, render_command, template_values
+from studiodoctor.diagnosis.symptoms import load_catalogue, render_command, template_values
 
 KUBE = {"kubeconfig": "/etc/sd/kubeconfig", "context": "gke_studio-prod", "namespace": "prod-ns"}
 

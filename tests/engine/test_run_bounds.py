@@ -95,7 +95,7 @@ def test_checks_still_waiting_for_a_slot_at_the_deadline_are_not_run(make_profil
 
 
 def _http_check(reg, url):
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     def body(ctx):
         resp = httpprobe.request(ctx, "GET", url)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from studiodoctor.symptoms import load_catalogue, render_command, template_values
+from studiodoctor.diagnosis.symptoms import load_catalogue, render_command, template_values
 
 DESIGN = Path(__file__).resolve().parents[3] / "shared" / "DESIGN.md"
 

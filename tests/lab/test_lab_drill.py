@@ -10,7 +10,7 @@ from studiodoctor.lab.faults import FAULTS, skipped
 from studiodoctor.lab.manager import Lab
 from studiodoctor.lab.variants import VARIANTS
 from studiodoctor.model import Status
-from studiodoctor.symptoms import load_catalogue
+from studiodoctor.diagnosis.symptoms import load_catalogue
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

@@ -199,7 +199,7 @@ def handle(state: dict, method: str, path: str, query: dict, headers: dict, body
 def deployed_release(kube_state: dict, default: str = "v2026.11.20") -> str:
     """The image tag of the container that runs gunicorn in the Kubernetes stand-in's state (the release
     Studio reports as RELEASE_COMMIT_SHA), so the lab's Sentry knows what the lab deploys."""
-    from ...appdeploy import image_tag
+    from ...discovery.appdeploy import image_tag
 
     for ns in (kube_state.get("namespaces") or {}).values():
         for dep in ns.get("deployments") or []:

@@ -1,5 +1,5 @@
 """``studiodoctor preflight``: before a run, who we are on each configured backend, what the checks need
-(their own ``permissions=`` declarations, the source ``deploy/`` and ``studiodoctor.rbac`` use), what is
+(their own ``permissions=`` declarations, the source ``deploy/`` and ``studiodoctor.preflight.rbac`` use), what is
 granted, which checks cannot work without the rest, and the exact grant to add.
 
 One result per backend, run by the engine like checks (same deadlines, formats and exit codes):
@@ -14,7 +14,7 @@ How each backend is asked, reading only:
 - PostgreSQL: ``current_user``, its role memberships, ``pg_has_role(.., 'pg_monitor', 'member')``,
   ``has_table_privilege(.., 'SELECT')``.
 - Kubernetes: SelfSubjectReview (``kubectl auth whoami``) and one SelfSubjectAccessReview per grant of
-  ``studiodoctor.rbac.needed_grants`` (both POSTs the API server answers and never stores).
+  ``studiodoctor.preflight.rbac.needed_grants`` (both POSTs the API server answers and never stores).
 - GCS: the credentials' service account and the bucket's ``testIamPermissions``.
 - CloudFlare: ``/user/tokens/verify``, the token's permission groups (``/user/tokens/<id>``) when the token
   may read them, else one GET per declared permission (403 = not granted).
@@ -26,8 +26,8 @@ import json
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from .model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, warn
-from .registry import Registry, default_registry
+from ..model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, warn
+from ..registry import Registry, default_registry
 
 PREFLIGHT = Registry(loaded=True)
 pf = PREFLIGHT.check
@@ -148,7 +148,7 @@ def redis_preflight(ctx, url: str, checks: dict[str, list[str]], backend: str):
     """The shared Redis part: identity, then each rule by DRYRUN, by trying a read, or unknown."""
     import redis
 
-    from . import grants
+    from ..backends import grants
 
     parts = urlsplit(url)
     try:
@@ -314,11 +314,11 @@ def preflight_postgres(ctx):
 def preflight_kubernetes(ctx):
     """SelfSubjectReview, then a SelfSubjectAccessReview for every grant the RBAC manifest holds."""
     from . import rbac
-    from .backends import kubernetes as kb
+    from ..backends import kubernetes as kb
 
     conn = kb.connection(ctx)
     if conn.status == "unconfigured":
-        from .model import skip
+        from ..model import skip
 
         return skip(f"kubernetes: {conn.detail}", reason=Reason.NOT_CONFIGURED)
     if conn.status != "ok":
@@ -406,7 +406,7 @@ GCS_ROLES = {"storage.objects.list": "roles/storage.objectViewer",
 @pf("gcs.preflight", title="GCS: our service account and what it may do on the bucket", needs=("gcs.bucket",))
 def preflight_gcs(ctx):
     """The credentials' service account and the bucket's testIamPermissions for the declared permissions."""
-    from .backends import gcs as gb
+    from ..backends import gcs as gb
 
     bucket_name = str(ctx.config.get("bucket"))
     perms: dict[str, list[str]] = {}
@@ -458,7 +458,7 @@ CF_PROBES = {"Zone:Read": "/zones/{zone}", "Zone Settings:Read": "/zones/{zone}/
     needs=("cloudflare.api_token", "cloudflare.zone"))
 def preflight_cloudflare(ctx):
     """The token's verify answer, then its permission groups (or one read per declared permission)."""
-    from .httpprobe import describe_error
+    from ..probes.http import describe_error
 
     import urllib.error
     import urllib.request
@@ -535,7 +535,7 @@ def preflight_cloudflare(ctx):
 
 def run(profile, layers=(), *, timeout=None):
     """Run the preflight of every backend (or of ``layers``); a Report like ``check``'s."""
-    from . import engine, runner
+    from .. import engine, runner
 
     chosen = [c for c in PREFLIGHT.checks.values() if not layers or c.layer in layers]
     real = default_registry.load_plugins()

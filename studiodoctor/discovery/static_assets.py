@@ -67,7 +67,7 @@ def _rank(path: str) -> tuple[int, str]:
 
 
 def _get(ctx, base: str, path: str, cap: float = 5.0):
-    from studiodoctor import httpprobe
+    from studiodoctor.probes import http as httpprobe
 
     try:
         return httpprobe.request(ctx, "GET", base + path, timeout=cap)

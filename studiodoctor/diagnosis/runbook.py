@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import causes
-from .model import INCONCLUSIVE, Result, Status
-from .registry import Check, Registry
+from ..model import INCONCLUSIVE, Result, Status
+from ..registry import Check, Registry
 from .symptoms import Catalogue, Symptom, render_command, template_values
 
 # Verdicts of a step, in the order the runbook shows them (DESIGN.md: failing steps first, then

@@ -19,8 +19,8 @@ import socket
 import time
 from contextlib import contextmanager
 
-from .model import RESOLVER_SILENT, Stop, unreachable
-from .netprobe import lookup_got_no_answer, resolve
+from ..model import RESOLVER_SILENT, Stop, unreachable
+from .net import lookup_got_no_answer, resolve
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .model import Reason, Stop, error, guard, unreachable  # noqa: F401 - Stop, guard: re-exported
+from ..model import Reason, Stop, error, guard, unreachable  # noqa: F401 - Stop, guard: re-exported
 
 
 def call(ctx, vendor: str, method: str, url: str, *, headers: dict, what: str, permission: str,
@@ -21,7 +21,7 @@ def call(ctx, vendor: str, method: str, url: str, *, headers: dict, what: str, p
     has no GET form), which the caller must have checked contain no mutation."""
     import httpx
 
-    from .httpprobe import describe_error, ssl_context
+    from .http import describe_error, ssl_context
 
     method = method.upper()
     if method not in ("GET", "POST"):

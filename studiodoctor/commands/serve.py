@@ -21,16 +21,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .engine import UsageError
-from .render import prometheus
-from .secrets import Redactor
+from ..engine import UsageError
+from ..render import prometheus
+from ..secrets import Redactor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CACHED = 64
 
 
 def _default_registry():
-    from .registry import default_registry
+    from ..registry import default_registry
 
     return default_registry.load_plugins()
 
@@ -66,7 +66,7 @@ class Exporter:
 
     # -- runs ------------------------------------------------------------------------------------------
     def smoke_once(self) -> dict:
-        from .smoke import smoke
+        from ..smoke import smoke
 
         with self.run_lock:
             t0 = time.monotonic()
@@ -79,8 +79,8 @@ class Exporter:
         return data
 
     def loop(self) -> None:
-        from .runner import preload
-        from .smoke import smoke_checks
+        from ..runner import preload
+        from ..smoke import smoke_checks
 
         preload(smoke_checks(self.registry or _default_registry(), self.layers))  # once, outside every budget
         while not self.stop.is_set():
@@ -89,7 +89,7 @@ class Exporter:
             except Exception as exc:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
                 import sys
 
-                from .cli import _one_line
+                from ..cli import _one_line
 
                 print(f"studiodoctor serve: smoke run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
             self.stop.wait(self.interval)
@@ -113,7 +113,7 @@ class Exporter:
         """The metrics of a run of ``layers``' checks, from the cache when fresh."""
         from prometheus_client import generate_latest
 
-        from .engine import check
+        from ..engine import check
 
         if not layers:
             raise UsageError("say which layer to probe: /probe?layer=redis")
@@ -128,8 +128,8 @@ class Exporter:
             fresh = self._cached(key)  # a concurrent scrape may have run it while we waited
             if fresh is not None:
                 return fresh
-            from .engine import select_checks
-            from .runner import preload
+            from ..engine import select_checks
+            from ..runner import preload
 
             preload(select_checks(self.registry or _default_registry(), layers))  # imports: not the stack's time
             started = time.monotonic()
@@ -195,8 +195,8 @@ def handler_for(exporter: Exporter):
             except TimeoutError as exc:
                 return self._send(503, f"busy: {exc}\n".encode())
             except Exception as exc:  # noqa: BLE001 - one redacted line, never a traceback
-                from .cli import _one_line
-                from .config import ConfigError
+                from ..cli import _one_line
+                from ..config import ConfigError
 
                 code = 400 if isinstance(exc, (UsageError, ConfigError)) else 500
                 return self._send(code, f"{_one_line(exc)}\n".encode())

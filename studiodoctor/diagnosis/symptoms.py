@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .model import SAFETY_CLASSES, Command
+from ..model import SAFETY_CLASSES, Command
 
-CATALOGUE = Path(__file__).parent / "data" / "symptoms.toml"
+CATALOGUE = Path(__file__).parent.parent / "data" / "symptoms.toml"
 
 
 class CatalogueError(Exception):
@@ -163,7 +163,7 @@ def template_values(profile, results=()) -> dict[str, str]:
     public_urls = list(profile.value("public_urls") or [])
     if not hostnames and public_urls:
         hostnames = [urlsplit(public_urls[0]).hostname or ""]
-    from .kubectl import flags as kube_flags
+    from ..backends.kubectl import flags as kube_flags
 
     entry = profile.value("traefik.entrypoint") or ""
     entry_hostport = urlsplit(entry).netloc if entry else "ORIGIN_IP:443"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .model import Result, Status
+from ..model import Result, Status
 
 # Statuses a cause may have for a rule to consider it: it must have looked and found something.
 CAUSE_STATUSES = frozenset({Status.FAIL, Status.WARN, Status.ERROR})

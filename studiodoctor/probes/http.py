@@ -269,8 +269,8 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
     """(timed_out, one-line description) for a network exception from httpx or sockets."""
     import socket
 
-    from .model import RESOLVER_SILENT
-    from .netprobe import lookup_got_no_answer
+    from ..model import RESOLVER_SILENT
+    from .net import lookup_got_no_answer
 
     name = type(exc).__name__
     timed_out = "Timeout" in name or isinstance(exc, (socket.timeout, TimeoutError))
@@ -292,7 +292,7 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
 def _proxy_set_for(exc: BaseException) -> str:
     """The proxy variable this shell sets for the URL of the httpx request that raised ``exc`` (our clients
     never use one: ``trust_env=False``), or ""."""
-    from .netprobe import proxy_not_used
+    from .net import proxy_not_used
 
     try:
         request = exc.request  # httpx.RequestError; other clients' requests (GCS's requests) may use one

@@ -8,7 +8,7 @@ gunicorn (``backends.kube_pods.deployment_roles``: discovered, never guessed fro
 
 from __future__ import annotations
 
-from .model import Reason, error, skip
+from ..model import Reason, error, skip
 
 
 def app_container(ctx):

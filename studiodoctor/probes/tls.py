@@ -84,8 +84,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         reason = getattr(exc, "reason", None) or text
         return "tls", f"{KINDS['tls']}: {reason}"
     if isinstance(exc, socket.gaierror):
-        from .model import RESOLVER_SILENT
-        from .netprobe import lookup_got_no_answer
+        from ..model import RESOLVER_SILENT
+        from .net import lookup_got_no_answer
 
         if lookup_got_no_answer(exc):
             return "resolver", f"{RESOLVER_SILENT} ({text})"
@@ -110,7 +110,7 @@ def contexts(ca_file: str = "") -> tuple[ssl.SSLContext, ssl.SSLContext]:
     probes' own, built once per process and CA file (each build loads the CA bundle, ~20 ms of CPU) and
     before the checks start (``httpprobe.warm``), so that certificate reads and requests trust the same
     roots and neither pays for a context inside its latency."""
-    from .httpprobe import context_for
+    from .http import context_for
 
     return context_for(False), context_for(True, ca_file)
 
@@ -120,7 +120,7 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
     """TCP connect and TLS handshake; ``on_network(seconds)`` gets their time on the wire: from the
     connect's start to the handshake's last segment received, as the kernel saw it (TCP_INFO), so that
     the wait for the GIL after it is not in it."""
-    from .httpprobe import KERNEL_TICK, tcp_info
+    from .http import KERNEL_TICK, tcp_info
 
     t0 = time.perf_counter()
     sock = None
@@ -179,7 +179,7 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
 def handshake_problem(exc: BaseException, what: str, target: str, sni: str):
     """The Result for a first handshake that did not complete, by what happened: no answer or refused is
     `unreachable` (a fail, DESIGN), a reset/close/alert after TCP connected is a TLS `fail`, the rest `error`."""
-    from .model import Reason, error, fail, unreachable
+    from ..model import Reason, error, fail, unreachable
 
     kind, text = (exc.kind, exc.text) if isinstance(exc, TLSProbeError) else classify(exc)
     evidence = {"address": target, "sni": sni, "error_kind": kind}

@@ -1,0 +1,11 @@
+"""Diagnosis: from results to what to do.
+
+- ``symptoms``: the symptom catalogue (``data/symptoms.toml`` plus the user's ``[symptoms.*]``) and the
+  command templates bound to the profile's real names;
+- ``runbook``: a symptom's walk over the results, ordered, with the likely cause;
+- ``causes``: the causal rules that link a failure to a deeper layer's evidence;
+- ``baseline``: the evidence of the last good run and what changed since (``--since-good``).
+
+May import: ``studiodoctor.model``, ``studiodoctor.registry``, ``studiodoctor.secrets``,
+``studiodoctor.backends.kubectl`` (command templates). Never the engine, the runner or a command.
+"""

@@ -1,0 +1,9 @@
+"""Discovery: what to probe, found on the live deployment instead of assumed (a verdict never rests on a
+name of our own lab).
+
+- ``static_assets``: which static file to fetch (the operator's choice, else what the app's pages link);
+- ``appdeploy``: the app container of Studio's frontend Deployment (the one whose pods run gunicorn).
+
+May import: ``studiodoctor.probes``, ``studiodoctor.backends``, ``studiodoctor.model``,
+``studiodoctor.studio_facts``. Never the registry, the engine or a check.
+"""
