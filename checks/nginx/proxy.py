@@ -7,6 +7,7 @@ import mimetypes
 
 from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, warn
+from studiodoctor.discovery import reach
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (APP_PROXY, CLOUDFLARE_TIMEOUT_S, REACHABLE, STATIC, STUDIO_PROXY_READ_TIMEOUT_S, _base,
@@ -15,13 +16,17 @@ from .common import (APP_PROXY, CLOUDFLARE_TIMEOUT_S, REACHABLE, STATIC, STUDIO_
 
 # --- checks -------------------------------------------------------------------------------------------
 
-@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP HEAD",), smoke=True)
+@check(REACHABLE, title="nginx answers HTTP", permissions=("HTTP HEAD",), smoke=True)
 def check_reachable(ctx):
     """nginx accepts connections and answers HTTP at ``nginx.url`` (any status).
 
     The probe asks for ``/static/`` (or ``nginx.static_sample``), which nginx answers itself, so the answer
     does not depend on the app. If nginx does not answer, nothing in the pod does for users: the Service
     targets nginx's port 8080."""
+    return reach.run_each(ctx, "nginx", _reachable)
+
+
+def _reachable(ctx):
     nginx = ctx.config
     path = str(nginx.get("static_sample") or nginx.get("static_path") or facts.STATIC_PREFIX)
     resp, seconds, exc = _request(ctx, "HEAD", path)
@@ -33,7 +38,7 @@ def check_reachable(ctx):
     return ok(f"answers HTTP {resp.status_code} in {seconds * 1000:.0f} ms{note}", evidence=evidence)
 
 
-@check(APP_PROXY, title="nginx reaches the app", needs=("nginx.url",), depends_on=(REACHABLE,),
+@check(APP_PROXY, title="nginx reaches the app", depends_on=(REACHABLE,),
        explained_by=("app",), permissions=("HTTP GET",), smoke=True)
 def check_app_proxy(ctx):
     """``/stealthz`` through nginx answers 200: nginx reaches gunicorn (``upstream studio``, :8081).
@@ -42,6 +47,10 @@ def check_app_proxy(ctx):
     504 means the app did not answer within ``proxy_read_timeout``; the time nginx took to give up
     shows the configured timeout. Studio sets 100 s to match CloudFlare; nginx's 60 s default caused
     504/524s on slow endpoints (#4336). ``nginx.proxy_read_timeout`` states the expected value."""
+    return reach.run_each(ctx, "nginx", _app_proxy)
+
+
+def _app_proxy(ctx):
     resp, seconds, exc = _request(ctx, "GET", "/stealthz")
     if exc is not None:
         return _no_answer(ctx, "/stealthz", exc, seconds, evidence={"latency_s": round(seconds, 3)})
@@ -78,7 +87,7 @@ def check_app_proxy(ctx):
     return ok(f"/stealthz through nginx answers 200 in {seconds * 1000:.0f} ms", evidence=evidence)
 
 
-@check(STATIC, title="nginx serves /static/ assets", needs=("nginx.url",), depends_on=(REACHABLE,),
+@check(STATIC, title="nginx serves /static/ assets", depends_on=(REACHABLE,),
        permissions=("HTTP GET",))
 def check_static(ctx):
     """A static asset comes back 200 with the content type of its extension.
@@ -90,11 +99,15 @@ def check_static(ctx):
     autoindex of ``/static/``. A 404 for such an asset, or an empty ``/static/`` listing, means collectstatic
     did not run or the volume is not shared; an HTML answer means the request fell through to Django.
     When no asset can be found the check says so (``error``) instead of guessing."""
+    return reach.run_each(ctx, "nginx", _static)
+
+
+def _static(ctx):
     from studiodoctor.discovery.static_assets import static_sample
 
     sample = static_sample(ctx, _base(ctx))
     path = sample["path"]
-    cmds = _commands(ctx, _curl(_base(ctx) + facts.STATIC_PREFIX, "GET"))
+    cmds = _commands(ctx, _curl(ctx, facts.STATIC_PREFIX, "GET"))
     if not path:
         evidence = {"tried": sample["tried"]}
         if sample["empty_listing"]:
@@ -115,7 +128,7 @@ def check_static(ctx):
                 "expected_type": expected, "cache_control": resp.headers.get("cache-control", ""),
                 "expires": resp.headers.get("expires", ""), "server": resp.headers.get("server", ""),
                 "bytes": len(resp.content)}
-    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    cmds = _commands(ctx, _curl(ctx, path))
     if resp.status_code == 404:
         return fail(f"{path} ({sample['source']}) is missing (404): collectstatic did not run or the staticfiles "
                     f"volume is not shared", evidence=evidence, commands=cmds,
