@@ -13,6 +13,7 @@ import time
 
 from studiodoctor import studio_facts as facts
 from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -123,7 +124,7 @@ def _latency_result(ctx, seconds: float, summary_ok: str, evidence: dict, *, slo
 
 
 @check(STEALTHZ, title="App answers /stealthz (no database)", needs=(),
-       permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
+       permissions=("HTTP GET", PROXY_GRANT), smoke=True, metrics=("latency_s;;;0",))
 def check_stealthz(ctx):
     """gunicorn/Django answers ``/stealthz`` with ``<3``, without touching the database, fast.
 
@@ -158,7 +159,7 @@ def _stealthz(ctx):
 
 
 @check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=(),
-       explained_by=("postgres",), permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
+       explained_by=("postgres",), permissions=("HTTP GET", PROXY_GRANT), smoke=True, metrics=("latency_s;;;0",))
 def check_healthz(ctx):
     """``/healthz`` runs ``Channel.objects.first()`` against PostgreSQL and returns its name.
 
@@ -205,7 +206,7 @@ def _healthz(ctx):
 
 
 @check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=(),
-       permissions=("HTTP GET",))
+       permissions=("HTTP GET", PROXY_GRANT))
 def check_login_page(ctx):
     """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from studiodoctor import studio_facts as facts
 from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.model import RESOLVER_SILENT, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
@@ -173,7 +174,7 @@ def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
 # first, a causal rule with that evidence (studiodoctor.diagnosis.causes), not any failure at the edge.
 @check(TRACE, title="Request path, hop by hop",
        explained_by=tuple(layer for layer in HOP_LAYERS.values() if layer != "edge"),
-       permissions=("HTTP GET/HEAD",))
+       permissions=("HTTP GET/HEAD", PROXY_GRANT))
 def check_trace(ctx):
     """Requests ``/stealthz``, a static asset (discovered as ``nginx.static`` does, or ``nginx.static_sample``)
     and a content object at every configured hop, outside in:

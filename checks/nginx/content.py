@@ -9,6 +9,7 @@ from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.parsers.cachecontrol import max_age, parse_cache_control
 from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (CACHE_STATUS_HEADERS, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS,
@@ -45,7 +46,7 @@ def _storage_sample(ctx):
 
 
 @check(CONTENT_STORAGE, title="/content/storage/ is cached immutable", 
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",))
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT))
 def check_content_storage(ctx):
     """A content file (``nginx.storage_path``, else one listed in the bucket) comes back 200 with the long-lived immutable Cache-Control.
 
@@ -98,7 +99,7 @@ def _content_storage(ctx):
 
 
 @check(CONTENT_DATABASES, title="/content/databases/ stays private and uncached", 
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",))
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT))
 def check_content_databases(ctx):
     """A channel database comes back ``private`` and never as a cache HIT (asked twice).
 
@@ -151,7 +152,7 @@ def _content_databases(ctx):
 
 
 @check(CONTENT_METHODS, title="/content/ refuses writes", depends_on=(REACHABLE,),
-       permissions=("HTTP OPTIONS", "reads nginx.config_file if set"))
+       permissions=("HTTP OPTIONS", "reads nginx.config_file if set", PROXY_GRANT))
 def check_content_methods(ctx):
     """Every ``/content/`` location that proxies to the bucket allows only GET, HEAD and OPTIONS.
 
@@ -224,7 +225,7 @@ def _methods_from_config(ctx, config_file: str, manual: list[Command]):
 
 
 @check(CONTENT_LISTING, title="/content/ does not list the bucket", 
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET",))
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET", PROXY_GRANT))
 def check_content_listing(ctx):
     """``GET /content/`` must not return the bucket's object listing.
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from studiodoctor.model import Reason, error, ok, skip, warn
 from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import HEADERS, REACHABLE, _SENSITIVE, _VOLATILE, _commands, _cookie_shape, _no_answer, _request
 
 
 @check(HEADERS, title="Headers nginx drops, adds or changes", 
-       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",))
+       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET", PROXY_GRANT))
 def check_headers(ctx):
     """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly
     (``app.url``; through the API server: the same pod's gunicorn): response headers nginx drops, adds or

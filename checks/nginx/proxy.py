@@ -8,6 +8,7 @@ import mimetypes
 from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, warn
 from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (APP_PROXY, CLOUDFLARE_TIMEOUT_S, REACHABLE, STATIC, STUDIO_PROXY_READ_TIMEOUT_S, _base,
@@ -16,7 +17,7 @@ from .common import (APP_PROXY, CLOUDFLARE_TIMEOUT_S, REACHABLE, STATIC, STUDIO_
 
 # --- checks -------------------------------------------------------------------------------------------
 
-@check(REACHABLE, title="nginx answers HTTP", permissions=("HTTP HEAD",), smoke=True)
+@check(REACHABLE, title="nginx answers HTTP", permissions=("HTTP HEAD", PROXY_GRANT), smoke=True)
 def check_reachable(ctx):
     """nginx accepts connections and answers HTTP at ``nginx.url`` (any status).
 
@@ -39,7 +40,7 @@ def _reachable(ctx):
 
 
 @check(APP_PROXY, title="nginx reaches the app", depends_on=(REACHABLE,),
-       explained_by=("app",), permissions=("HTTP GET",), smoke=True)
+       explained_by=("app",), permissions=("HTTP GET", PROXY_GRANT), smoke=True)
 def check_app_proxy(ctx):
     """``/stealthz`` through nginx answers 200: nginx reaches gunicorn (``upstream studio``, :8081).
 
@@ -88,7 +89,7 @@ def _app_proxy(ctx):
 
 
 @check(STATIC, title="nginx serves /static/ assets", depends_on=(REACHABLE,),
-       permissions=("HTTP GET",))
+       permissions=("HTTP GET", PROXY_GRANT))
 def check_static(ctx):
     """A static asset comes back 200 with the content type of its extension.
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from ..model import Command, Reason, Result, Status, error, skip
 
 URL_KEYS = {"app": "app.url", "nginx": "nginx.url"}
+# what the checks that probe through the API server declare (studiodoctor.preflight.rbac reads it)
+PROXY_GRANT = "get pods/proxy (without app.url / nginx.url: through the API server)"
 VIA_PROXY = "API server pod proxy"
 # Requests of one layer in flight through the API server at once, in the whole run: the runner's per-backend
 # cap (studiodoctor.runner.PER_BACKEND, a test keeps them equal), so pods add no more load than checks do.
