@@ -65,9 +65,14 @@ def _app_slow(lab, on):
        "while /healthz passes, so it stays Ready and in the Service: a share of users get 500", "app",
        "python-error", every_pod=True)
 def _pod_500(lab, on):
+    from .launcher import wait_until
+
     bad = lab.pods("studio-app")[-1]  # not pod 0, the one a port-forward (the full profile's app.url) reaches
     if on:
         bad.set_fault(pages_error=True)
+        # the fault is a Ready pod answering 500 (its /healthz passes): a pod still busy with an earlier
+        # drill's slow requests would fail its probe and leave the Service, which is another story
+        wait_until(lambda: lab["kube-api"].ready_behind(bad.address), 20, f"the pod behind {bad.address} is not Ready")
     else:
         bad.clear_faults()
 

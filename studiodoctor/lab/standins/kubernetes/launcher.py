@@ -89,6 +89,22 @@ class KubeAPIServer(Launcher):
         state.pop("readiness", None)  # each pod's own probe decides now
         self.write_state(state)
 
+    def ready_behind(self, address: str) -> bool:
+        """Whether the pod whose port the pod network leads to ``address`` (a lab process's ``127.0.0.1:PORT``)
+        is Ready, as the API serves it now (its readiness probe against that pod's own processes)."""
+        import urllib.request
+
+        state = self.read_state()
+        ips = {k.rsplit(":", 1)[0] for k, v in (state.get("network") or {}).items() if v == address}
+        ns = state.get("config", {}).get("namespace", self.namespace)
+        headers = {"Authorization": f"Bearer {state['token']}"} if state.get("token") else {}
+        req = urllib.request.Request(f"{self.url}/api/v1/namespaces/{ns}/pods", headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            pods = json.loads(resp.read())["items"]
+        from .network import is_ready
+
+        return any(is_ready(p) for p in pods if (p.get("status") or {}).get("podIP") in ips)
+
     def faults(self) -> list[str]:
         return list(self.read_state().get("faults", []))
 
