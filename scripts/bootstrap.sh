@@ -11,6 +11,8 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+# the browser tests (tests/browser/) drive Debian's Chromium through Playwright: never a downloaded browser
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need[*]}" >&2
   "${sudo_cmd[@]}" apt-get update -qq
@@ -18,6 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1   # the pip package brings its driver only; `playwright install` is never run
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -E '^WARNING: Location' || true
 .venv/bin/python -c "import studiodoctor, checks" >/dev/null
 echo "bootstrap: ready (.venv/bin/studiodoctor)" >&2

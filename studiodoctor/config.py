@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "cloudflare": {"api_url": "https://api.cloudflare.com/client/v4", "api_token": "", "zone": ""},
     "traefik": {"api_url": "", "entrypoint": ""},
     "kubernetes": {"kubeconfig": "", "context": "", "api_url": "", "namespace": "studio"},
+    "local": {"control_urls": []},
     "nginx": {"url": ""},
     "app": {"url": "", "api_token": ""},
     "redis": {"url": ""},

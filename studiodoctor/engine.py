@@ -14,7 +14,7 @@ from .report import Report
 from .runner import run_checks
 
 # The layers of DESIGN.md in request-path order, and the later ones it names.
-KNOWN_LAYERS = ("dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
+KNOWN_LAYERS = ("local", "dns", "cloudflare", "edge", "traefik", "kubernetes", "nginx", "app", "redis", "celery", "gcs",
                 "postgres", "email", "sentry", "newrelic")
 
 
@@ -96,7 +96,7 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
              on_start=None, on_done=None) -> Report:
     """``studiodoctor diagnose SYMPTOM``: run the checks of the symptom's walk, build the runbook."""
     from .diagnosis import runbook
-    from .diagnosis.symptoms import CatalogueError, load_catalogue
+    from .diagnosis.symptoms import CatalogueError, load_catalogue, normal_code
 
     registry = registry or default_registry.load_plugins()
     try:
@@ -107,11 +107,13 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
     if symptom is None:
         raise UsageError(f"unknown symptom {symptom_word!r}{suggest(symptom_word.lower(), catalogue.all_words())}; "
                          f"see `studiodoctor symptoms`")
+    symptom = runbook.with_local_step(symptom, registry)
     chosen = runbook.checks_for(symptom, registry)
     report = run(profile, chosen, command="diagnose", timeout=timeout, debug=debug, options=options,
                  on_start=on_start, on_done=on_done)
-    code = symptom_word.strip() if symptom_word.strip() in symptom.codes else None
+    code = normal_code(symptom_word) if normal_code(symptom_word) in symptom.codes else None
     report.symptom = symptom.name
-    report.runbook, report.likely_cause, report.notes = runbook.build(symptom, catalogue, registry,
-                                                                       report.results, profile, code)
+    found = runbook.build(symptom, catalogue, registry, report.results, profile, code)
+    report.runbook, report.likely_cause, report.notes = found.steps, found.likely_cause, found.notes
+    report.likely_causes, report.unrelated_failures = found.likely_causes, found.unrelated_failures
     return report

@@ -93,7 +93,12 @@ class Result:
     duration_ms: float = 0.0
     network_ms: float | None = None  # the wire's part of duration_ms (timed requests only; None: not timed)
     blocked_by: list[str] = field(default_factory=list)
+    # where it was seen from: "local" (the machine running the command) or "cluster" (the in-cluster doctor)
+    vantage: str = "local"
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
+    # the symptoms this finding can produce when narrower than its check's ``produces`` (a cache policy
+    # found by a check that also sees outages): None defers to the check (see studiodoctor.diagnosis.runbook)
+    produces: tuple[str, ...] | None = field(default=None, compare=False)
     # when it started, ms after the run's start (the runner's; not in the JSON: benchmarks/timeline.py reads it)
     start_ms: float | None = field(default=None, compare=False)
 
@@ -111,15 +116,18 @@ class Result:
             "network_ms": None if self.network_ms is None else round(self.network_ms, 1),
             "blocked_by": list(self.blocked_by),
             "reason": self.reason,
+            "vantage": self.vantage,
             "metrics": [m.to_dict() for m in self.metrics],
         }
 
 
 def _result(status: Status, default_reason: str):
     def build(summary: str, *, evidence: dict | None = None, hint: str = "",
-              commands: list[Command] | None = None, reason: str | Reason = default_reason) -> Result:
+              commands: list[Command] | None = None, reason: str | Reason = default_reason,
+              produces: tuple[str, ...] | None = None) -> Result:
         return Result(status=status, summary=summary, evidence=dict(evidence or {}), hint=hint,
-                      commands=list(commands or []), reason=str(getattr(reason, "value", reason)))
+                      commands=list(commands or []), reason=str(getattr(reason, "value", reason)),
+                      produces=None if produces is None else tuple(produces))
 
     build.__name__ = status.value
     build.__doc__ = f"A `{status.value}` result."

@@ -38,6 +38,10 @@ class Check:
     doc: str = ""
     smoke: bool = False                  # cheap and read-only: run by `studiodoctor smoke`
     metrics: tuple[MetricSpec, ...] = () # numeric evidence with thresholds (see studiodoctor.metrics)
+    # the symptoms (catalogue names) a failure of this check can produce; None: any symptom whose walk
+    # runs it; (): none a user reports (an exposure). A failure that cannot produce the diagnosed symptom
+    # is never its cause: the runbook lists it as "also failing, not the cause of this symptom".
+    produces: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if not _ID.match(self.id):
@@ -58,6 +62,8 @@ class Check:
                                                       for m in self.metrics))
         except MetricSpecError as exc:
             raise RegistryError(f"{self.id}: {exc}") from None
+        if isinstance(self.produces, str):
+            raise RegistryError(f"{self.id}: produces must be a tuple of symptom names, not one string")
         if self.smoke and self.safety != READ_ONLY:
             raise RegistryError(f"{self.id}: a smoke check must be read-only")
 
@@ -79,14 +85,16 @@ class Registry:
     def check(self, id: str, *, title: str, layer: str = "", needs: Iterable[str] = (),
               permissions: Iterable[str] = (), safety: str = READ_ONLY,
               depends_on: Iterable[str] = (), explained_by: Iterable[str] = (), smoke: bool = False,
-              metrics: Iterable[str] = ()):
+              metrics: Iterable[str] = (), produces: Iterable[str] | None = None):
         """Decorator: register ``func`` as check ``id``."""
 
         def decorate(func):
             self.register(Check(id=id, title=title, func=func, layer=layer, needs=tuple(needs),
                                 permissions=tuple(permissions), safety=safety,
                                 depends_on=tuple(depends_on), explained_by=tuple(explained_by),
-                                smoke=smoke, metrics=metrics if isinstance(metrics, str) else tuple(metrics)))
+                                smoke=smoke, metrics=metrics if isinstance(metrics, str) else tuple(metrics),
+                                produces=produces if produces is None or isinstance(produces, str)
+                                else tuple(produces)))
             return func
 
         return decorate

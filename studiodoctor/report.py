@@ -41,10 +41,13 @@ class Report:
     symptom: str | None = None
     runbook: list[dict[str, Any]] = field(default_factory=list)
     likely_cause: dict[str, Any] | None = None
+    likely_causes: list[dict[str, Any]] = field(default_factory=list)        # every root; [0] is likely_cause
+    unrelated_failures: list[dict[str, Any]] = field(default_factory=list)   # failing, cannot make the symptom
     notes: list[str] = field(default_factory=list)
     smoke: dict[str, Any] | None = None                       # smoke's budget and hysteresis (JSON "smoke")
     transitions: dict[str, str] = field(default_factory=dict)  # check id -> new/still-bad/recovered/pending/ok
     since_good: dict[str, Any] | None = None                   # diagnose --since-good (studiodoctor.diagnosis.baseline)
+    watch: dict[str, Any] | None = None                        # diagnose --watch: runs and timeline (diagnosis/watch.py)
 
     @property
     def counted(self) -> list[Result]:
@@ -78,10 +81,14 @@ class Report:
             "results": [r.to_dict() for r in self.results],
             "runbook": self.runbook,
             "likely_cause": self.likely_cause,
+            "likely_causes": self.likely_causes,
+            "unrelated_failures": self.unrelated_failures,
             "notes": self.notes,
         }
         if self.since_good is not None:
             data["since_good"] = self.since_good
+        if self.watch is not None:
+            data["watch"] = self.watch
         if self.smoke is not None:
             data["smoke"] = self.smoke
             if self.transitions:

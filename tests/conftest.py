@@ -10,6 +10,24 @@ from studiodoctor.lab.servers.postgres_server import PostgresServer
 from studiodoctor.lab.servers.redis_server import RedisServer
 
 
+def whole_lab(tmp_path_factory, name: str, variant=None):
+    """A generator for a module fixture: the whole lab (``lab up``) in its own folder, the environment
+    pointing at it while it runs, always brought down."""
+    from studiodoctor.lab.manager import Lab
+
+    root = tmp_path_factory.mktemp(name)
+    root.chmod(0o755)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIODOCTOR_LAB_DIR", str(root / "lab"))
+    lab = Lab(root / "lab", **({"variant": variant} if variant else {}))
+    try:
+        lab.up()
+        yield lab
+    finally:
+        Lab.load(root / "lab").down()
+        mp.undo()
+
+
 def pytest_configure(config):
     """The lab reaches the CLI and the profiles through entry points: a venv installed before they
     existed would fail every lab test obscurely; say what to do instead."""
@@ -50,12 +68,28 @@ def fake_gcs(lab_root):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def control_listener():
+    """A socket on loopback that accepts connections: the tests' "is it me?" control (layer `local`).
+    Tests reach loopback only, so the default control (the CloudFlare API's host) would fail in every run."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
 @pytest.fixture
-def make_profile():
-    """make_profile({"redis": {"url": ...}}, timeout=5) -> Profile (merged over the defaults)."""
+def make_profile(control_listener):
+    """make_profile({"redis": {"url": ...}}, timeout=5) -> Profile (merged over the defaults); the `local`
+    control is the session's loopback listener unless the sections name one."""
 
     def make(sections: dict | None = None, name: str = "test", env: dict | None = None, **top):
-        return profile_from_data(name, {**(sections or {}), **top}, env=env or {})
+        sections = dict(sections or {})
+        sections.setdefault("local", {"control_urls": [control_listener]})
+        return profile_from_data(name, {**sections, **top}, env=env or {})
 
     return make
 

@@ -302,17 +302,33 @@ def _queue_depths(ctx, url: str) -> dict:
     return ctx.shared.get(f"celery.depths:{url}", run)
 
 
-def _task_name(raw) -> str | None:
-    """The task name of a kombu message body (``headers.task``), or None."""
+def _task_name(raw, header: str = "task") -> str | None:
+    """The task name (or another header: ``id``) of a kombu message body (``headers.task``), or None."""
     if not raw:
         return None
     try:
         msg = json.loads(raw)
         if isinstance(msg, list):  # the unacked hash stores [message, exchange, routing_key]
             msg = msg[0]
-        return (msg.get("headers") or {}).get("task")
+        return (msg.get("headers") or {}).get(header)
     except (ValueError, TypeError, AttributeError, IndexError):
         return None
+
+
+def _unacked_task_ids(ctx, url: str, limit: int = 200) -> list[str | None]:
+    """The task ids of kombu's unacknowledged deliveries (the oldest ``limit``): running tasks (with
+    acks_late) and the ones a worker prefetched and holds behind its busy slots."""
+    prefix = str(ctx.setting("key_prefix", ""))
+    hkey = prefix + str(ctx.setting("unacked_key", UNACKED_KEY))
+    zkey = prefix + str(ctx.setting("unacked_index_key", UNACKED_INDEX_KEY))
+    client = _redis_client(ctx, url)
+    tags = client.zrange(zkey, 0, limit - 1)
+    if not tags:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for tag in tags:
+        pipe.hget(hkey, tag)
+    return [_task_name(raw, "id") for raw in pipe.execute()]
 
 
 def _fmt_age(seconds: float) -> str:

@@ -11,7 +11,7 @@ from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (CONTROL_ACL, REDIS_REACHABLE, _REDIS_SCHEMES, SATURATION, WORKERS, _address,
                      _broker_url, _deployment, _describe, _kube, _kubectl, _no_broker, _no_permission, _ping,
-                     _ping_command, _queue_depths, _setting, _slots)
+                     _ping_command, _queue_depths, _setting, _slots, _unacked_task_ids)
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -90,8 +90,10 @@ def check_saturation(ctx):
     """Active tasks vs each worker's concurrency, and whether tasks wait while every slot is busy.
 
     Studio's workers run 3 processes each (`--concurrency=3`); a long publish holds a slot for
-    its whole duration. All slots busy while messages wait on the queue means new edits and
-    publishes queue up behind long tasks: a `warn` naming the running tasks. Fix: wait, scale the
+    its whole duration. All slots busy while tasks wait (on the queue, or prefetched by a worker
+    behind its busy slots: kombu's `unacked` deliveries not running) means new edits and publishes
+    queue up behind long tasks: a `fail` at any age, naming the running tasks (thresholds such as
+    `celery.max_queue_depth` stay for what is only slow). Fix: wait, scale the
     workers deployment, or find a task that never ends (`celery inspect active`)."""
     url = _broker_url(ctx)
     if not url:
@@ -105,7 +107,7 @@ def check_saturation(ctx):
                      reason=Reason.TIMEOUT if timed_out else Reason.UNEXPECTED)
     if not slots["workers"]:
         return skip("no worker answered ping, so there are no slots to count", reason=Reason.NOT_APPLICABLE)
-    per_worker, busy, total, running = {}, 0, 0, []
+    per_worker, busy, total, running, active_ids = {}, 0, 0, [], set()
     for name in sorted(slots["workers"]):
         stats = slots["stats"].get(name)
         active = slots["active"].get(name)
@@ -121,24 +123,30 @@ def check_saturation(ctx):
         busy += len(active)
         total += size
         running += [t.get("name") for t in active if isinstance(t, dict)]
+        active_ids.update(t.get("id") for t in active if isinstance(t, dict))
     silent = [n for n, w in per_worker.items() if not w.get("answered", True)]
-    waiting = None
+    waiting = queued = prefetched = None
     if urlsplit(url).scheme in _REDIS_SCHEMES:
         try:
-            waiting = sum(q["total"] for q in _queue_depths(ctx, url).values())
+            queued = sum(q["total"] for q in _queue_depths(ctx, url).values())
+            # delivered to a worker but not running: prefetched behind the busy slots (kombu's unacked
+            # deliveries that are not among the active tasks; with acks_late the running ones are there too)
+            prefetched = sum(1 for tid in _unacked_task_ids(ctx, url) if tid not in active_ids)
+            waiting = queued + prefetched
         except Exception:  # the queue_depth check reports broker errors; here it is context only
             waiting = None
-    evidence = {"busy": busy, "slots": total, "workers": per_worker, "waiting": waiting,
-                "running_tasks": sorted(set(filter(None, running)))}
+    evidence = {"busy": busy, "slots": total, "workers": per_worker, "waiting": waiting, "queued": queued,
+                "prefetched": prefetched, "running_tasks": sorted(set(filter(None, running)))}
     cmd = [Command(_kubectl(ctx, "workers", "celery -A contentcuration inspect active"), READ_ONLY)]
     if total == 0:
         return error(f"worker(s) {', '.join(silent)} answered ping but not inspect stats/active",
                      evidence=evidence, commands=cmd, reason=Reason.UNEXPECTED)
     summary = f"{busy} of {total} worker slots busy, {waiting if waiting is not None else '?'} task(s) waiting"
     if busy >= total and waiting:
-        return warn(summary + f"; running: {', '.join(evidence['running_tasks']) or '?'}", evidence=evidence,
-                    commands=cmd, hint="every slot is taken while tasks wait: scale the workers deployment or "
-                                       "look for a task that never finishes")
+        return fail(summary + f"; running: {', '.join(evidence['running_tasks']) or '?'}", evidence=evidence,
+                    commands=cmd, hint="every slot is taken while tasks wait: nothing new runs until a slot frees "
+                                       "(a long publish holds one for its whole duration). Scale the workers "
+                                       "deployment or look for a task that never finishes")
     if silent:
         return warn(summary + f"; no inspect answer from {', '.join(silent)}", evidence=evidence, commands=cmd)
     return ok(summary, evidence=evidence)

@@ -84,7 +84,7 @@ def _cache_rules(ctx, zone_id: str) -> tuple[list[dict], str]:
 
 
 @check(CACHE_RULES, title="Cache rules keep /content/databases/ out of the cache", needs=NEEDS,
-       depends_on=(ZONE,), permissions=("Cache Rules:Read",))
+       depends_on=(ZONE,), permissions=("Cache Rules:Read",), produces=("caching",))
 @_guard
 def check_cache_rules(ctx):
     """The zone's cache rules (phase `http_request_cache_settings`) make `/content/databases/` not

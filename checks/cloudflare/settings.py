@@ -35,7 +35,7 @@ def check_zone(ctx):
 
 
 @check(DEVELOPMENT_MODE, title="Development mode off", needs=NEEDS, depends_on=(ZONE,),
-       permissions=("Zone Settings:Read",))
+       permissions=("Zone Settings:Read",), produces=("caching", "slow"))
 @_guard
 def check_development_mode(ctx):
     """Development mode is off.
@@ -57,7 +57,7 @@ def check_development_mode(ctx):
 
 
 @check(SSL_MODE, title="SSL mode full or strict", needs=NEEDS, depends_on=(ZONE,),
-       permissions=("Zone Settings:Read",), smoke=True)
+       permissions=("Zone Settings:Read",), smoke=True, produces=("ssl",))
 @_guard
 def check_ssl_mode(ctx):
     """The zone's SSL/TLS encryption mode is Full or Full (strict) (`full`/`strict`).
@@ -87,7 +87,7 @@ def check_ssl_mode(ctx):
 
 
 @check(ALWAYS_HTTPS, title="Always Use HTTPS on", needs=NEEDS, depends_on=(ZONE,),
-       permissions=("Zone Settings:Read",))
+       permissions=("Zone Settings:Read",), produces=("ssl", "headers"))
 @_guard
 def check_always_use_https(ctx):
     """Always Use HTTPS is on: CloudFlare redirects plain HTTP to HTTPS for Studio (the seed says so).
@@ -108,7 +108,7 @@ def check_always_use_https(ctx):
 
 
 @check(MIN_TLS, title="Minimum TLS version at least 1.2", needs=NEEDS, depends_on=(ZONE,),
-       permissions=("Zone Settings:Read",))
+       permissions=("Zone Settings:Read",), produces=("ssl",))
 @_guard
 def check_min_tls(ctx):
     """The zone's minimum TLS version is 1.2 or higher (`cloudflare.min_tls`, default "1.2").

@@ -79,7 +79,8 @@ def _discover(ctx, kind: str) -> tuple[str, str, list[str]]:
 
 
 @check(CACHE_STATUS, title="Static assets and storage objects go through the edge cache",
-       needs=("public_urls",), explained_by=(PROXIED, "cloudflare.cache_rules"))
+       needs=("public_urls",), explained_by=(PROXIED, "cloudflare.cache_rules"),
+       produces=("caching", "slow", "static"))
 def check_cache_status(ctx):
     """A static asset (`cloudflare.static_path`, else one the public page references under /static/) and
     a storage object (`cloudflare.storage_path`, when set) carry `cf-cache-status` with a cache verdict
@@ -128,7 +129,7 @@ def check_cache_status(ctx):
 
 
 @check(DATABASES_NOT_CACHED, title="Channel databases never served from the edge cache",
-       needs=("public_urls",), explained_by=("cloudflare.cache_rules",))
+       needs=("public_urls",), explained_by=("cloudflare.cache_rules",), produces=("caching",))
 def check_databases_not_cached(ctx):
     """A channel database (`cloudflare.databases_sample`, e.g. `/content/databases/<channel_id>.sqlite3`;
     else the first public channel's, from Studio's public API `/api/public/v1/channels`) is never a HIT in CloudFlare's cache, asked twice (one byte each, `Range: bytes=0-0`).

@@ -11,7 +11,8 @@ from .common import (CF_CODES, CF_PAGE_MARKERS, ERROR_PAGES, ORIGIN_LAYERS, PROX
 
 
 @check(PROXIED, title="Responses come through CloudFlare", needs=("public_urls",),
-       explained_by=("cloudflare.dns_records", "cloudflare.zone", "dns.cloudflare_ranges"))
+       explained_by=("cloudflare.dns_records", "cloudflare.zone", "dns.cloudflare_ranges"),
+       produces=("dns", "ssl", "caching", "headers"))
 def check_proxied(ctx):
     """Responses at each public URL carry `cf-ray` and `server: cloudflare`.
 

@@ -101,7 +101,8 @@ def _forbidden_bucket(ctx, bucket, exc):
 
 
 @check(PUBLIC_READ, title="Content files are anonymously readable", needs=("gcs.bucket", "gcs.public_url"),
-       depends_on=(BUCKET,), permissions=("storage.objects.list", "storage.buckets.getIamPolicy (optional)"))
+       depends_on=(BUCKET,), permissions=("storage.objects.list", "storage.buckets.getIamPolicy (optional)"),
+       produces=("content", "permissions"))
 def check_public_read(ctx):
     """A sample of objects under `storage/` is readable anonymously through `gcs.public_url`.
 

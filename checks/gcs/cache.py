@@ -50,7 +50,7 @@ def storage_cache_problem(value: str | None, minimum: int) -> str:
 
 
 @check(DATABASES_CACHE_CONTROL, title="Channel databases are never cacheable", needs=("gcs.bucket",),
-       depends_on=(BUCKET,), permissions=("storage.objects.list",))
+       depends_on=(BUCKET,), permissions=("storage.objects.list",), produces=("caching", "headers"))
 def check_databases_cache_control(ctx):
     """Every object under `databases/` has `Cache-Control: private` with max-age <= 5 s, and gzip.
 
@@ -131,7 +131,7 @@ def check_databases_cache_control(ctx):
 
 
 @check(STORAGE_CACHE_CONTROL, title="Content files are cacheable for long", needs=("gcs.bucket",),
-       depends_on=(BUCKET,), permissions=("storage.objects.list",))
+       depends_on=(BUCKET,), permissions=("storage.objects.list",), produces=("caching", "headers", "slow"))
 def check_storage_cache_control(ctx):
     """Content objects under `storage/` are publicly cacheable for long (public, long max-age).
 

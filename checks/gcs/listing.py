@@ -13,7 +13,7 @@ from .common import BUCKET, LISTING_NOT_PUBLIC, _public_url
 
 
 @check(LISTING_NOT_PUBLIC, title="Anonymous bucket listing is refused", needs=("gcs.bucket", "gcs.public_url"),
-       depends_on=(BUCKET,), permissions=("none: anonymous requests",))
+       depends_on=(BUCKET,), permissions=("none: anonymous requests",), produces=("permissions",))
 def check_listing_not_public(ctx):
     """An anonymous listing of the bucket is refused (XML `GET /<bucket>` and JSON `.../o`).
 

@@ -17,8 +17,11 @@ def check_pods_ready(ctx):
 
     The frontend's readiness probe is GET /healthz on 8081 (straight to gunicorn, touching the
     database): a pod that is Running but not Ready gets no traffic. A workload with no Ready pod
-    is a `fail` (its Service has no endpoints); some pods not Ready is a `warn`. Pending pods are
-    reported by kubernetes.pods_pending, crash loops by kubernetes.pods_crashing."""
+    is a `fail` (its Service has no endpoints: the ingress answers 503). A pod whose running container
+    keeps failing its readiness probe (not Ready although the probe has had its whole failure budget,
+    initialDelaySeconds + periodSeconds x failureThreshold, since the container started) is a `fail` too,
+    even one pod of many: broken now, at any age. Other pods not Ready (still starting, terminating) are
+    a `warn`. Pending pods are reported by kubernetes.pods_pending, crash loops by kubernetes.pods_crashing."""
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)
@@ -35,6 +38,15 @@ def check_pods_ready(ctx):
                     commands=pod_commands(ctx, first, container),
                     hint="A workload without a Ready pod gets no traffic. For the frontend, readiness is "
                          "GET /healthz on 8081: check the app and its database.")
+    failing = [p for p in a["not_ready"] if p.get("probe_failing")]
+    if failing:
+        first = failing[0]
+        per = "; ".join(f"{w} {workloads[w]}" for w in dict.fromkeys(p["workload"] for p in failing))
+        return fail(f"readiness probe failing on {len(failing)} running pod(s): {names(failing)} ({per})",
+                    evidence=ev, commands=pod_commands(ctx, first["pod"], first["probe_failing"][0]),
+                    hint="The container runs but its readiness probe keeps failing: it gets no traffic, and "
+                         "requests it had in flight failed. For the frontend the probe is GET /healthz on 8081: "
+                         "read the pod's events (Unhealthy) and the container's logs; check its database.")
     if a["not_ready"]:
         return warn(f"{len(a['not_ready'])} pod(s) not Ready: {names(a['not_ready'])}", evidence=ev,
                     commands=pod_commands(ctx, first))

@@ -17,6 +17,9 @@ from .common import (CACHE_STATUS_HEADERS, CONTENT_DATABASES, CONTENT_LISTING, C
                      STORAGE_CACHE_CONTROL, WRITE_METHODS, _base, _commands, _curl, database_path,
                      _no_answer, _request)
 
+# what a Cache-Control finding can make users report (never an outage: a 502, a 500, a hang)
+CACHE_POLICY = ("caching", "headers")
+
 
 def _storage_sample(ctx):
     """The content object to probe: ``nginx.storage_path``, else the first object the gcs layer's
@@ -45,8 +48,9 @@ def _storage_sample(ctx):
     return "/content/" + name
 
 
-@check(CONTENT_STORAGE, title="/content/storage/ is cached immutable", 
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT))
+@check(CONTENT_STORAGE, title="/content/storage/ is cached immutable",
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT),
+       produces=("caching", "headers", "content", "permissions", "slow"))
 def check_content_storage(ctx):
     """A content file (``nginx.storage_path``, else one listed in the bucket) comes back 200 with the long-lived immutable Cache-Control.
 
@@ -88,6 +92,7 @@ def _content_storage(ctx):
     if missing:
         return fail(f"{path} comes back with Cache-Control {cc_raw or '(none)'!r}, lacking {', '.join(missing)}: "
                     f"nginx's _cache.conf is not applied to /content/storage/", evidence=evidence, commands=cmds,
+                    produces=CACHE_POLICY + ("slow",),
                     hint="location ^~ /content/storage/ needs proxy_hide_header Cache-Control; proxy_hide_header "
                          f"Expires; add_header Cache-Control \"{STORAGE_CACHE_CONTROL}\".")
     if resp.headers.get("expires"):
@@ -98,8 +103,9 @@ def _content_storage(ctx):
     return ok(f"{path}: 200, Cache-Control {cc_raw!r}", evidence=evidence)
 
 
-@check(CONTENT_DATABASES, title="/content/databases/ stays private and uncached", 
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT))
+@check(CONTENT_DATABASES, title="/content/databases/ stays private and uncached",
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT),
+       produces=("caching", "headers", "content", "permissions"))
 def check_content_databases(ctx):
     """A channel database comes back ``private`` and never as a cache HIT (asked twice).
 
@@ -140,19 +146,20 @@ def _content_databases(ctx):
     hit = [f"{h}: {v}" for h, v in hits.items() if str(v).upper() in ("HIT", "STALE", "UPDATING", "REVALIDATED")]
     if hit:
         return fail(f"{path} was served from a cache ({', '.join(hit)}): Kolibri can get a stale channel version",
-                    evidence=evidence, commands=cmds,
+                    evidence=evidence, commands=cmds, produces=CACHE_POLICY,
                     hint="Remove proxy_cache from the /content/ location (and any CloudFlare cache rule for "
                          "/content/databases/); databases must pass GCS's private Cache-Control through.")
     if "public" in cc or not ("private" in cc or "no-store" in cc or "no-cache" in cc):
         return fail(f"{path} comes back with Cache-Control {cc_raw or '(none)'!r}: shared caches may keep a "
-                    f"channel database across publishes", evidence=evidence, commands=cmds,
+                    f"channel database across publishes", evidence=evidence, commands=cmds, produces=CACHE_POLICY,
                     hint="nginx must not add or override Cache-Control on /content/ other than storage/, and the "
                          f"object must be uploaded with {DATABASE_CACHE_CONTROL!r} (gcs layer).")
     return ok(f"{path}: Cache-Control {cc_raw!r}, no cache HIT", evidence=evidence)
 
 
 @check(CONTENT_METHODS, title="/content/ refuses writes", depends_on=(REACHABLE,),
-       permissions=("HTTP OPTIONS", "reads nginx.config_file if set", PROXY_GRANT))
+       permissions=("HTTP OPTIONS", "reads nginx.config_file if set", PROXY_GRANT),
+       produces=())
 def check_content_methods(ctx):
     """Every ``/content/`` location that proxies to the bucket allows only GET, HEAD and OPTIONS.
 
@@ -224,8 +231,9 @@ def _methods_from_config(ctx, config_file: str, manual: list[Command]):
               f"{config_file})", evidence=evidence)
 
 
-@check(CONTENT_LISTING, title="/content/ does not list the bucket", 
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET", PROXY_GRANT))
+@check(CONTENT_LISTING, title="/content/ does not list the bucket",
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET", PROXY_GRANT),
+       produces=("permissions",))
 def check_content_listing(ctx):
     """``GET /content/`` must not return the bucket's object listing.
 

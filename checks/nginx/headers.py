@@ -10,8 +10,9 @@ from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import HEADERS, REACHABLE, _SENSITIVE, _VOLATILE, _commands, _cookie_shape, _no_answer, _request
 
 
-@check(HEADERS, title="Headers nginx drops, adds or changes", 
-       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET", PROXY_GRANT))
+@check(HEADERS, title="Headers nginx drops, adds or changes",
+       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET", PROXY_GRANT),
+       produces=("headers", "ssl"))
 def check_headers(ctx):
     """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly
     (``app.url``; through the API server: the same pod's gunicorn): response headers nginx drops, adds or

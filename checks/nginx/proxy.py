@@ -89,7 +89,7 @@ def _app_proxy(ctx):
 
 
 @check(STATIC, title="nginx serves /static/ assets", depends_on=(REACHABLE,),
-       permissions=("HTTP GET", PROXY_GRANT))
+       permissions=("HTTP GET", PROXY_GRANT), produces=("static", "routing"))
 def check_static(ctx):
     """A static asset comes back 200 with the content type of its extension.
 

@@ -6,7 +6,7 @@ Works as a role that has only ``pg_monitor`` and CONNECT. The DSN's password is 
 results name the endpoint as ``host:port/dbname user=NAME``.
 
 Modules by concern: ``connect`` (reachable, latency, version), ``sessions`` (connections, long_queries,
-idle_in_transaction, locks), ``size`` (database_size)."""
+idle_in_transaction), ``locks`` (waiting locks, their holders), ``size`` (database_size)."""
 
 from __future__ import annotations
 
@@ -14,4 +14,5 @@ from .common import (CONNECTIONS, DATABASE_SIZE, IDLE_IN_TRANSACTION, LATENCY, L
                      REACHABLE, SDK_IMPORTS, VERSION)
 from . import connect  # noqa: F401 - importing it registers its checks
 from . import sessions  # noqa: F401 - importing it registers its checks
+from . import locks  # noqa: F401 - importing it registers its checks
 from . import size  # noqa: F401 - importing it registers its checks

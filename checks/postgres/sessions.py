@@ -1,15 +1,14 @@
-"""What the server's sessions do: postgres.connections, postgres.long_queries, postgres.idle_in_transaction,
-postgres.locks (pg_stat_activity and pg_locks; needs pg_monitor)."""
+"""What the server's sessions do: postgres.connections, postgres.long_queries, postgres.idle_in_transaction
+(pg_stat_activity; needs pg_monitor). Waiting locks are in ``locks``."""
 
 from __future__ import annotations
 
 import re
 
-from studiodoctor.backends import postgres as pg
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import (CONNECTIONS, IDLE_IN_TRANSACTION, LOCKS, LONG_QUERIES, REACHABLE, _db_call, _num,
+from .common import (CONNECTIONS, IDLE_IN_TRANSACTION, LONG_QUERIES, REACHABLE, _db_call, _num,
                      _query, _target)
 
 
@@ -182,57 +181,3 @@ def check_idle_in_transaction(ctx):
                            key="idle_in_transaction_after", default=60, noun="sessions idle in transaction",
                            hint="terminate the session if its client is gone (pg_terminate_backend) and set "
                                 "idle_in_transaction_session_timeout; find the client by application/client address")
-
-
-@check(LOCKS, title="PostgreSQL waiting locks", needs=("postgres.dsn",), depends_on=(REACHABLE,),
-       permissions=("pg_monitor",))
-def check_locks(ctx):
-    """Lock requests not granted (pg_locks), with who blocks them (pg_blocking_pids); warn when one
-    has waited longer than `postgres.lock_wait_after` seconds (10).
-
-    Requests waiting on a lock hang until the holder commits: pages time out at the edge and Celery
-    tasks stall. The usual holder is a session idle in transaction or a long migration/DDL."""
-    target = _target(ctx)
-    try:
-        threshold = _num(ctx, "lock_wait_after", 10)
-        chars = int(_num(ctx, "query_max_chars", 200))
-    except ValueError as exc:
-        return error(str(exc), reason=Reason.NOT_CONFIGURED)
-    session = ctx.shared.peek(pg.SESSION)
-    since = "coalesce(l.waitstart, a.query_start)" if session and session.server_version >= 140000 else "a.query_start"
-    sql = ("SELECT l.pid, l.locktype, l.mode, l.relation::regclass::text AS relation, a.usename, a.datname, "
-           f"extract(epoch FROM now() - {since})::float AS seconds, pg_blocking_pids(l.pid) AS blocked_by, "
-           "left(a.query, %s) AS query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-           "WHERE NOT l.granted ORDER BY seconds DESC NULLS LAST LIMIT 50")
-    rows, res = _db_call(ctx, lambda: _query(ctx, sql, (chars,)))
-    if res is not None:
-        return res
-    waits = [{"pid": r["pid"], "locktype": r["locktype"], "mode": r["mode"], "relation": r["relation"],
-              "user": r["usename"], "database": r["datname"],
-              "waiting_s": None if r["seconds"] is None else round(float(r["seconds"]), 1),
-              "blocked_by": list(r["blocked_by"] or []), "query": _query_shape(r["query"])} for r in rows]
-    long_waits = [w for w in waits if w["waiting_s"] is not None and w["waiting_s"] > threshold]
-    unknown = [w for w in waits if w["waiting_s"] is None]
-    ev = {"target": target.label, "waiting": len(waits), "threshold_s": threshold, "locks": waits[:10]}
-    if not long_waits and unknown:
-        return error(f"{len(unknown)} lock requests are waiting and role {target.user or '(default)'} cannot see "
-                     "for how long", evidence=ev, reason=Reason.FORBIDDEN,
-                     hint=f"GRANT pg_monitor TO {target.user or '<role>'}")
-    if not long_waits:
-        extra = f" ({len(waits)} shorter waits)" if waits else ""
-        return ok(f"no lock waited longer than {threshold:g} s{extra}", evidence=ev)
-    blockers = sorted({p for w in long_waits for p in w["blocked_by"]})
-    ev["blockers"] = blockers
-    w = long_waits[0]
-    what = f"{w['mode']} on {w['relation']}" if w["relation"] else w["mode"]
-    cmds = [Command(target.psql("SELECT pid, usename, state, now() - state_change AS age, query FROM "
-                                f"pg_stat_activity WHERE pid IN ({', '.join(map(str, blockers)) or 'NULL'})"),
-                    READ_ONLY, "what the blockers are doing")]
-    if blockers:
-        cmds.append(Command(target.psql(f"SELECT pg_terminate_backend({blockers[0]})"), MUTATING,
-                            "ends the blocking session"))
-    return warn(f"{len(long_waits)} lock requests waiting longer than {threshold:g} s; pid {w['pid']} waits "
-                f"{w['waiting_s']:.0f} s for {what}, blocked by pid {', '.join(map(str, w['blocked_by'])) or '?'}",
-                evidence=ev, commands=cmds,
-                hint="find what the blocking pid is doing (often idle in transaction) and end it if its client "
-                     "is gone")

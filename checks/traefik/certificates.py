@@ -11,7 +11,8 @@ from .common import CERTIFICATES, traefik_hostnames
 
 
 @check(CERTIFICATES, title="Origin certificate valid for each hostname", needs=("traefik.entrypoint",),
-       permissions=("TLS handshake",), smoke=True, metrics=("certificates.*.days_left",))
+       permissions=("TLS handshake",), smoke=True, metrics=("certificates.*.days_left",),
+       produces=("ssl", "502"))
 def check_certificates(ctx):
     """The certificate Traefik serves at ``traefik.entrypoint`` for each hostname's SNI: SAN, expiry, issuer.
 

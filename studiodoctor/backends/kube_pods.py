@@ -113,6 +113,21 @@ def active(p: dict) -> bool:
     return not meta.get("deletionTimestamp") and phase not in ("Succeeded",)
 
 
+def readiness_failed(pod: dict, cs: dict, now: datetime) -> bool:
+    """A running container that is not Ready although its readiness probe has had its whole failure
+    budget since the container started (initialDelaySeconds + periodSeconds x failureThreshold, the
+    kubelet's defaults 0 + 10 x 3): the probe is failing now, not still warming up. Not an age threshold
+    of ours: the probe's own definition of failing. Containers without a readiness probe never count."""
+    spec = next((c for c in (pod.get("spec") or {}).get("containers", []) if c.get("name") == cs.get("name")), {})
+    probe = spec.get("readinessProbe")
+    started = parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+    if not probe or started is None or cs.get("started") is False:
+        return False
+    budget = (float(probe.get("initialDelaySeconds") or 0)
+              + float(probe.get("periodSeconds") or 10) * float(probe.get("failureThreshold") or 3))
+    return (now - started).total_seconds() >= budget
+
+
 def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 3600,
                  pending_grace: float = 300) -> dict:
     """Everything the pod checks report, from one pass over the pod list."""
@@ -173,7 +188,7 @@ def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 360
                 entry.update(reason=", ".join(waits), message="scheduled but containers not started")
                 (out["pending"] if age is None or age > pending_grace else out["pending_young"]).append(entry)
         elif phase not in ("Pending",) and not ready:
-            reasons = []
+            reasons, probe_failing = [], []
             for cs in statuses(p):
                 if cs.get("ready"):
                     continue
@@ -182,13 +197,15 @@ def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 360
                     reasons.append(f"{cs.get('name')}: {waiting['reason']}")
                 elif (cs.get("state") or {}).get("running"):
                     reasons.append(f"{cs.get('name')}: running, readiness probe failing")
+                    if readiness_failed(p, cs, now):
+                        probe_failing.append(cs.get("name"))
                 elif (cs.get("state") or {}).get("terminated"):
                     reasons.append(f"{cs.get('name')}: terminated "
                                    f"({(cs['state']['terminated'].get('reason') or 'exit')})")
             if phase == "Failed":
                 reasons.append(f"pod Failed: {st.get('reason') or ''} {st.get('message') or ''}".strip())
             out["not_ready"].append({"pod": name, "workload": wl, "phase": phase,
-                                     "why": reasons or ["Ready condition False"],
+                                     "why": reasons or ["Ready condition False"], "probe_failing": probe_failing,
                                      "containers": [cs.get("name") for cs in statuses(p) if not cs.get("ready")]})
     return out
 

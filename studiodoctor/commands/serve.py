@@ -6,7 +6,8 @@
   ``probe_budget`` seconds. One lock serialises every run (loop and probes: runs never overlap, so the
   stack never sees two of us at once) and answers are cached ``probe_cache`` seconds per
   (profile, layers), so a scrape storm costs one run;
-- ``/healthz``: 200 while the loop is alive and has finished a run recently, 503 otherwise.
+- ``/healthz``: 200 while the loop is alive and has finished a run recently, 503 otherwise;
+- ``/``: the stack as a picture (the HTML format) from the last smoke run, reloading itself.
 
 Memory stays bounded: only the last smoke report (as redacted data) and at most ``MAX_CACHED`` probe
 answers are kept; nothing accumulates per run.
@@ -17,16 +18,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, List, Optional
 from urllib.parse import parse_qs, urlsplit
+
+import typer
 
 from ..engine import UsageError
 from ..render import prometheus
 from ..secrets import Redactor
+from .common import CliError, ConfigOpt, ProfileOpt, load_profile, one_line
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CACHED = 64
+
+app = typer.Typer()
 
 
 def _default_registry():
@@ -89,9 +97,7 @@ class Exporter:
             except Exception as exc:  # noqa: BLE001 - the loop must survive; /healthz turns 503 if runs stop
                 import sys
 
-                from ..cli import _one_line
-
-                print(f"studiodoctor serve: smoke run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+                print(f"studiodoctor serve: smoke run failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
             self.stop.wait(self.interval)
 
     def start(self) -> "Exporter":
@@ -155,6 +161,19 @@ class Exporter:
                 return hit[1]
         return None
 
+    def page(self) -> str:
+        """``/``: the stack as a picture from the last smoke run (the HTML format), reloading itself as often
+        as the loop runs; before the first run, a page that says so and reloads in a few seconds."""
+        from ..render.html import page, waiting_page
+
+        refresh = max(5.0, min(self.interval, 300.0))
+        if self.last is None:
+            return waiting_page(3, f"profile {self.profile.name}: the first smoke run has not finished yet. "
+                                   "Also here: /metrics, /probe?layer=..., /healthz.")
+        return page(self.last, refresh=refresh, note=f"serve: the last smoke run of the loop (every "
+                                                      f"{self.interval:g} s); this page reloads every {refresh:g} s. "
+                                                      "Also here: /metrics, /probe?layer=..., /healthz.")
+
     def metrics_text(self) -> bytes:
         from prometheus_client import generate_latest
 
@@ -162,6 +181,8 @@ class Exporter:
 
 
 def handler_for(exporter: Exporter):
+    from http.server import BaseHTTPRequestHandler  # here: `studiodoctor --help` need not import it
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "studiodoctor"
 
@@ -190,16 +211,15 @@ def handler_for(exporter: Exporter):
                     ok, text = exporter.healthy()
                     return self._send(200 if ok else 503, (text + "\n").encode())
                 if url.path == "/":
-                    return self._send(200, b"studiodoctor exporter: /metrics /probe?layer=... /healthz\n")
+                    return self._send(200, exporter.page().encode(), "text/html; charset=utf-8")
                 return self._send(404, b"not found\n")
             except TimeoutError as exc:
                 return self._send(503, f"busy: {exc}\n".encode())
             except Exception as exc:  # noqa: BLE001 - one redacted line, never a traceback
-                from ..cli import _one_line
                 from ..config import ConfigError
 
                 code = 400 if isinstance(exc, (UsageError, ConfigError)) else 500
-                return self._send(code, f"{_one_line(exc)}\n".encode())
+                return self._send(code, f"{one_line(exc)}\n".encode())
 
         do_HEAD = do_GET
 
@@ -207,6 +227,52 @@ def handler_for(exporter: Exporter):
 
 
 def make_server(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer:
+    from http.server import ThreadingHTTPServer
+
     server = ThreadingHTTPServer((host, port), handler_for(exporter))
     server.daemon_threads = True
     return server
+
+
+@app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
+                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'")
+def serve(
+    profile: Optional[str] = ProfileOpt,
+    config: Optional[str] = ConfigOpt,
+    listen: str = typer.Option("127.0.0.1:9842", "--listen", help="HOST:PORT to listen on."),
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between two smoke runs of the background loop."),
+    budget: float = typer.Option(20.0, "--budget", help="Seconds one smoke run may take."),
+    probe_budget: float = typer.Option(10.0, "--probe-budget", help="Seconds one /probe run may take."),
+    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe answer is reused."),
+    layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
+):
+    """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz; / shows the last run
+    as a picture of the stack (the HTML format), reloading itself."""
+    from ..engine import select_checks
+    from ..registry import default_registry
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise CliError(f"--listen {listen!r}: expected HOST:PORT")
+    for name, value in (("--interval", interval), ("--budget", budget), ("--probe-budget", probe_budget)):
+        if value < 3:
+            raise CliError(f"{name} must be at least 3 s")
+    prof = load_profile(profile, config)
+    registry = default_registry.load_plugins()
+    select_checks(registry, layer or [], [])
+    exporter = Exporter(prof, load_profile=lambda name: load_profile(name, config), registry=registry,
+                        layers=layer or [], interval=interval, budget=budget,
+                        probe_budget=probe_budget, probe_cache=probe_cache)
+    try:
+        server = make_server(exporter, host.strip("[]"), int(port))
+    except OSError as exc:
+        raise CliError(f"--listen {listen}: {exc.strerror or exc}") from None
+    exporter.start()
+    typer.echo(f"studiodoctor serve: profile {prof.name}, http://{listen}/metrics", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.stop.set()
+        server.server_close()

@@ -119,6 +119,21 @@ def edge_is_first_bad_hop(trace: Result, pages: Result) -> dict | None:
     return {"hop": "edge"}
 
 
+def lock_waits_hang_app(app: Result, locks: Result) -> dict | None:
+    """The app did not answer in time (its request hung) while sessions wait on a lock: the app's queries
+    queue behind the lock holder (``/healthz`` reads ``contentcuration_channel``; when every gunicorn worker
+    waits there, ``/stealthz`` hangs too and nginx gives up)."""
+    if app.reason != "timeout":
+        return None           # an answer, a refusal or a 500 is not a request waiting on a lock
+    waits = locks.evidence.get("locks") or []
+    if not waits:
+        return None
+    tables = sorted({w["relation"] for w in waits if w.get("relation")})
+    holders = locks.evidence.get("blockers") or sorted({p for w in waits for p in w.get("blocked_by") or []})
+    return {"waiting": int(locks.evidence.get("waiting") or len(waits)), "tables": ", ".join(tables) or "a lock",
+            "holders": ", ".join(map(str, holders)) or "?"}
+
+
 RULES: tuple[Rule, ...] = (
     Rule("redis-full-blocks-workers", "celery.workers", "redis.memory", redis_full_blocks_workers,
          "Redis refuses writes ({seen}; {used_memory} of {maxmemory}, policy {policy}), so workers cannot "
@@ -129,6 +144,11 @@ RULES: tuple[Rule, ...] = (
          "nginx {nginx} and the app, asked directly, took {app_latency_s:.1f} s"),
     Rule("login-rejected-breaks-app", "app.healthz", "postgres.reachable", login_rejected_breaks_app,
          "the app's database query fails while PostgreSQL rejects our login too ({postgres_error})"),
+    Rule("lock-waits-hang-app", "app.healthz", "postgres.locks", lock_waits_hang_app,
+         "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's queries queue behind it"),
+    Rule("lock-waits-hang-app", "app.stealthz", "postgres.locks", lock_waits_hang_app,
+         "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's workers are stuck "
+         "behind it"),
     Rule("origin-page-behind-edge", "edge.error_pages", "trace.hops", origin_page_behind_edge,
          "every hop in front of the {hop} ({layer}) passes its error on: the trace goes bad there first"),
     Rule("edge-is-first-bad-hop", "trace.hops", "edge.error_pages", edge_is_first_bad_hop,

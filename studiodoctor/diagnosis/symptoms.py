@@ -25,6 +25,10 @@ class Step:
     also: list[str] = field(default_factory=list)   # extra check ids decided with this step
     # check ids whose `warn` explains this symptom: with no failure, such a warn is the likely cause
     warn_explains: list[str] = field(default_factory=list)
+    # check ids that may cause this symptom whatever they declare (`produces`), and check ids or layers
+    # that cannot (their failure is listed as unrelated to this symptom)
+    causes: list[str] = field(default_factory=list)
+    unrelated: list[str] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     # the check layers the step runs when it lists no `checks`: its layer's `covers` in the catalogue's
     # [layers.X] (the walk's `cloudflare` step covers layers cloudflare and edge), else the layer itself
@@ -47,6 +51,15 @@ class Symptom:
     def layers(self) -> list[str]:
         return [s.layer for s in self.steps]
 
+    def can_be_caused_by(self, check_id: str, layer: str, produces: tuple[str, ...] | None) -> bool:
+        """Whether a failure of this check can produce this symptom: a step's ``causes`` says yes, a step's
+        ``unrelated`` (ids or layers) says no, else the check's own ``produces`` (None: any symptom)."""
+        if any(check_id in s.causes for s in self.steps):
+            return True
+        if any(check_id in s.unrelated or layer in s.unrelated for s in self.steps):
+            return False
+        return produces is None or bool({self.name, *self.aliases} & set(produces))
+
 
 @dataclass
 class Catalogue:
@@ -57,9 +70,13 @@ class Catalogue:
         return list(self.symptoms)
 
     def lookup(self, word: str) -> Symptom | None:
-        key = word.strip().lower()
+        """The symptom named, aliased or coded by ``word`` ("502", "bad-gateway", "1020", "Error 1020")."""
+        key = normal_code(word)
         for sym in self.symptoms.values():
             if key == sym.name.lower() or key in (a.lower() for a in sym.aliases):
+                return sym
+        for sym in self.symptoms.values():
+            if key in sym.codes:
                 return sym
         return None
 
@@ -71,6 +88,12 @@ class Catalogue:
 
     def layer_commands(self, layer: str) -> list[Command]:
         return _commands(self.layers.get(layer, {}).get("commands", []), f"layers.{layer}")
+
+
+def normal_code(word: str) -> str:
+    """How users quote a code: "Error 1020", "HTTP 503", "cf-1020", "CF error 522" -> "1020", "503", "522"."""
+    key = word.strip().lower()
+    return re.sub(r"^(?:(?:cf|cloudflare|http)[ -]?)?(?:error[ -]?)?(?=\d{3,4}$)", "", key)
 
 
 def _commands(raw: list, where: str) -> list[Command]:
@@ -97,13 +120,15 @@ def _symptom(name: str, raw: dict, where: str) -> Symptom:
     for i, st in enumerate(steps_raw, 1):
         if not isinstance(st, dict) or not isinstance(st.get("layer"), str):
             raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}]: needs a `layer`")
-        for key in ("checks", "also", "warn_explains"):
+        for key in ("checks", "also", "warn_explains", "causes", "unrelated"):
             ids = st.get(key)
             if ids is not None and not (isinstance(ids, list) and all(isinstance(c, str) for c in ids)):
                 raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].{key}: expected a list of check ids")
         steps.append(Step(layer=st["layer"], why=str(st.get("why", "")), title=str(st.get("title", "")),
                           checks=st.get("checks"), also=list(st.get("also") or []),
-                          warn_explains=list(st.get("warn_explains") or []), commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
+                          warn_explains=list(st.get("warn_explains") or []),
+                          causes=list(st.get("causes") or []), unrelated=list(st.get("unrelated") or []),
+                          commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
     aliases = raw.get("aliases", [])
     if not isinstance(aliases, list):
         raise CatalogueError(f"{where}: symptoms.{name}.aliases: expected a list")
@@ -180,7 +205,11 @@ def template_values(profile, results=()) -> dict[str, str]:
     def k(key, chart_default):  # kubernetes.<key>, else discovered, else the chart's convention
         return v(f"kubernetes.{key}", found.get(key) or chart_default)
 
+    controls = [str(c) for c in (profile.value("local.control_urls") or []) if str(c).strip()]
+    control = urlsplit(controls[0] if "://" in (controls or [""])[0] else f"//{(controls or [''])[0]}")
+    control_host = control.hostname or urlsplit(v("cloudflare.api_url", "https://api.cloudflare.com")).hostname
     return {
+        "control_host": control_host or "api.cloudflare.com",
         "public_url": public_urls[0].rstrip("/") if public_urls else f"https://{hostname}",
         "hostname": hostname,
         "zone": v("cloudflare.zone", v("dns.zone", "ZONE")),

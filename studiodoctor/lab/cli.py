@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..cli import CliError, TimeoutOpt, _check_timeout
+from ..commands.common import CliError, TimeoutOpt, check_timeout
 from ..report import ExitCode
 
 app = typer.Typer(help="Studio's stack on loopback for tests, demos and drills.", no_args_is_help=True)
@@ -146,6 +146,9 @@ def lab_drill(
                                                    "(on every variant unless --variant says which)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Drill this lab variant (default: the running "
                                                                   "lab's; with --all: every variant)."),
+    standing: Optional[str] = typer.Option(None, "--standing", help="Leave this fault in place under every 502 "
+                                           "fault drilled: its failures must be listed as unrelated, never named "
+                                           "(default with --all: public-listing; 'none' for a clean stack)."),
     profile: str = typer.Option("lab", "--profile", help="Diagnose with this profile of the lab: `lab` (every "
                                                          "address) or `lab-laptop` (only what a laptop has)."),
     timeout: Optional[str] = TimeoutOpt,
@@ -161,6 +164,7 @@ def lab_drill(
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
+      studiodoctor lab drill 502 --standing public-listing
       studiodoctor lab drill --all --profile lab-laptop
     """
     from . import drill, variants
@@ -169,7 +173,12 @@ def lab_drill(
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
     if profile not in drill.PROFILES:
         raise CliError(f"--profile must be one of the lab's profiles: {', '.join(drill.PROFILES)}")
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
+    standing_name = "" if (standing or "").lower() == "none" else (standing or ("public-listing" if all_ else ""))
+    if standing_name:
+        from .faults import get
+
+        get(standing_name)     # an unknown name is a usage error before any lab starts
     lab = _lab(require_up=not (all_ or variant))
     if variant:
         names = [variants.get(variant).name]
@@ -180,14 +189,9 @@ def lab_drill(
     tables, ok = [], True
     for name in names:
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
-            results, skipped = [], []
-            for flt, symptoms in drill.select(symptom, fault):
-                why = drill.skipped(running, flt.name) or drill.unreached(flt.name, drill.lab_profile(profile))
-                if why:
-                    skipped.append(f"{flt.name}: {why}")
-                    continue
-                results += drill.drill_fault(running, flt, symptoms, timeout=timeout, profile=profile,
-                                             progress=lambda msg: typer.echo(msg, err=True))
+            results, skipped = drill.drill_selected(running, drill.select(symptom, fault), standing=standing_name,
+                                                    timeout=timeout, progress=lambda msg: typer.echo(msg, err=True),
+                                                    profile=profile)
             alarms = drill.false_alarms(timeout, profile) if all_ else []
         tables.append(f"== variant {name}, profile {profile}\n" + drill.score_table(results, alarms, skipped))
         ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .faults import FAULTS, Fault, set_fault, skipped, unreached
+from .faults import skipped as skipped_reason
 
 
 @dataclass
@@ -22,11 +23,19 @@ class DrillResult:
     problems: list[str] = field(default_factory=list)
     expect: str = "cause"                                   # see Fault.expect
     inconclusive: list[str] = field(default_factory=list)   # layers whose runbook step could not conclude
+    expected_layers: tuple[str, ...] = ()                   # a fault of several roots: every layer, in walk order
+    named_layers: list[str] = field(default_factory=list)   # every likely cause's layer (likely_causes)
+    standing: str = ""                                      # a standing fault left in place under this one
+    standing_missed: list[str] = field(default_factory=list)  # its failures not listed as unrelated
 
     @property
     def localized(self) -> bool:
         if self.expect == "inconclusive":
             return self.named is None and self.expected in self.inconclusive
+        if self.standing_missed:
+            return False
+        if len(self.expected_layers) > 1:
+            return self.named_layers == list(self.expected_layers)
         return self.named == self.expected
 
 
@@ -47,12 +56,14 @@ def diagnose(symptom: str, timeout: float | None = None, profile: str = "lab"):
 
 def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, timeout: float | None = None,
                 settle: float = 15.0, progress: Callable[[str], None] = lambda msg: None,
-                profile: str = "lab") -> list[DrillResult]:
-    """Break ``flt``, run the diagnosis of each of its symptoms, fix it, check the symptom is healthy again."""
+                standing: "Standing | None" = None, profile: str = "lab") -> list[DrillResult]:
+    """Break ``flt``, run the diagnosis of each of its symptoms, fix it, check the symptom is healthy again.
+    With ``standing``, its failures must be listed as unrelated to the symptom it was measured for, never named."""
     from ..model import Status
 
     out = []
     layer = lab.variant.fault_layers.get(flt.name, flt.layer)  # where this variant shows the fault
+    layers = (layer, *flt.also)
     progress(f"break {flt.name}: {flt.description}")
     set_fault(lab, flt.name, True)
     try:
@@ -61,12 +72,24 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
             report = diagnose(symptom, timeout, profile)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
-            out.append(DrillResult(flt.name, symptom, layer, cause.get("layer"), cause.get("check"), seconds,
-                                   expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
-                                                                    if s.get("verdict") == "inconclusive"]))
-            progress(f"  diagnose {symptom}: likely cause {cause.get('layer')} ({cause.get('check')}) "
-                     f"in {seconds:.1f} s — expected {layer}"
-                     + (" inconclusive, no cause" if flt.expect == "inconclusive" else ""))
+            named = [c["layer"] for c in report.likely_causes]
+            result = DrillResult(flt.name, symptom, "+".join(layers), cause.get("layer"), cause.get("check"), seconds,
+                                 expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
+                                                                  if s.get("verdict") == "inconclusive"],
+                                 expected_layers=layers, named_layers=named)
+            if standing and symptom == standing.symptom:
+                result.standing = standing.fault
+                unrelated = {u["check"] for u in report.unrelated_failures}
+                named_ids = {c["check"] for c in report.likely_causes}
+                failing = {r.id for r in report.results if r.status is Status.FAIL}   # not blocked by this fault
+                result.standing_missed = sorted(i for i in standing.failing
+                                                if i in named_ids or (i in failing and i not in unrelated))
+            out.append(result)
+            progress(f"  diagnose {symptom}: likely cause {'+'.join(named) or None} ({cause.get('check')}) "
+                     f"in {seconds:.1f} s — expected {'+'.join(layers)}"
+                     + (" inconclusive, no cause" if flt.expect == "inconclusive" else "")
+                     + (f"; standing {standing.fault} not listed unrelated: {', '.join(result.standing_missed)}"
+                        if result.standing_missed else ""))
     finally:
         progress(f"fix {flt.name}")
         set_fault(lab, flt.name, False)
@@ -79,7 +102,8 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
 
         def healthy(symptom=result.symptom) -> bool:
             report = diagnose(symptom, timeout, profile)
-            bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL]
+            bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL
+                      and not (standing and r.id in standing.failing)]
             return not bad
 
         try:
@@ -91,6 +115,61 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
         if bad:
             progress(f"  still failing after the fix: {'; '.join(bad)}")
     return out
+
+
+@dataclass
+class Standing:
+    """A fault left in place under the drilled ones (the stack is never clean): the checks it makes fail in
+    ``symptom``'s diagnosis, measured with it alone, must be listed as unrelated and never named."""
+    fault: str
+    symptom: str
+    failing: list[str]
+
+
+@contextmanager
+def standing_fault(lab, name: str, symptom: str = "502", timeout: float | None = None,
+                   progress: Callable[[str], None] = lambda msg: None, profile: str = "lab"):
+    """Break ``name``, measure what it makes fail in ``symptom``'s walk, yield a Standing; fix it after."""
+    from ..model import Status
+
+    progress(f"standing fault {name}: left in place under every {symptom} fault")
+    set_fault(lab, name, True)
+    try:
+        report = diagnose(symptom, timeout, profile)
+        failing = [r.id for r in report.results if r.status is Status.FAIL]
+        progress(f"  alone it fails {', '.join(failing) or 'nothing'} in `diagnose {symptom}`"
+                 f"; named: {(report.likely_cause or {}).get('check')}")
+        yield Standing(name, symptom, failing)
+    finally:
+        progress(f"fix standing fault {name}")
+        set_fault(lab, name, False)
+
+
+def drill_selected(lab, selected, *, standing: str = "", timeout: float | None = None,
+                   progress: Callable[[str], None] = lambda msg: None,
+                   profile: str = "lab") -> tuple[list[DrillResult], list[str]]:
+    """Drill the ``selected`` (fault, symptoms) on ``lab``, diagnosing with ``profile``: those of no 502 on a
+    clean stack first, then the 502 faults with ``standing`` (a fault name, or "") left in place under each.
+    (results, not drilled: a fault of no meaning on this variant, or one ``profile`` cannot see)."""
+    seen_from = lab_profile(profile)
+    results, skipped, later = [], [], []
+    if standing and skipped_reason(lab, standing):
+        skipped.append(f"standing {standing}: {skipped_reason(lab, standing)}")
+        standing = ""
+    for flt, symptoms in selected:
+        why = skipped_reason(lab, flt.name) or unreached(flt.name, seen_from)
+        if why:
+            skipped.append(f"{flt.name}: {why}")
+        elif standing and flt.name != standing and "502" in (symptoms or flt.symptoms):
+            later.append((flt, symptoms))
+        else:
+            results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, profile=profile)
+    if later:
+        with standing_fault(lab, standing, timeout=timeout, progress=progress, profile=profile) as stand:
+            for flt, symptoms in later:
+                results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, standing=stand,
+                                       profile=profile)
+    return results, skipped
 
 
 def false_alarms(timeout: float | None = None, profile: str = "lab") -> list[str]:
@@ -150,11 +229,13 @@ def lab_of(lab, variant: str, progress: Callable[[str], None] = lambda msg: None
 
 
 def score_table(results: list[DrillResult], alarms: list[str], skipped: list[str] = ()) -> str:
-    lines = [f"{'fault':<26} {'symptom':<13} {'expected':<11} {'named':<11} {'check':<34} {'s':>5}  verdict"]
+    lines = [f"{'fault':<26} {'symptom':<13} {'expected':<13} {'named':<13} {'check':<34} {'s':>5}  verdict"]
     for r in results:
-        verdict = "ok" if r.localized and r.healthy_after else ("WRONG LAYER" if not r.localized else "NOT FIXED")
-        lines.append(f"{r.fault:<26} {r.symptom:<13} {r.expected:<11} {str(r.named):<11} {str(r.check):<34} "
-                     f"{r.seconds:5.1f}  {verdict}")
+        verdict = "ok" if r.localized and r.healthy_after else (
+            "STANDING NAMED" if r.standing_missed else "WRONG LAYER" if not r.localized else "NOT FIXED")
+        named = "+".join(r.named_layers) if len(r.expected_layers) > 1 else str(r.named)
+        lines.append(f"{r.fault:<26} {r.symptom:<13} {r.expected:<13} {named:<13} {str(r.check):<34} "
+                     f"{r.seconds:5.1f}  {verdict}" + (f"  (under standing {r.standing})" if r.standing else ""))
     good = sum(r.localized for r in results)
     mean = sum(r.seconds for r in results) / len(results) if results else 0.0
     lines.append("")

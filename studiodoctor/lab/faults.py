@@ -19,17 +19,23 @@ class Fault:
     # "cause": diagnose names `layer` as the likely cause. "inconclusive": the fault takes away our means to
     # look (a revoked token): honest diagnosis names no cause from it and lists `layer`'s step as inconclusive.
     expect: str = "cause"
+    also: tuple[str, ...] = ()    # further layers a fault of several roots must name, in walk order, after `layer`
     # the fault is in one frontend pod of several: only a profile that reaches every pod (no app.url: the
     # API server's pod proxy, one pod at a time) can see it; an app.url is a port-forward to one pod
     every_pod: bool = False
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.layer, *self.also)
 
 
 FAULTS: dict[str, Fault] = {}
 
 
-def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", every_pod: bool = False):
+def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", also: tuple = (),
+          every_pod: bool = False):
     def register(func):
-        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, every_pod)
+        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, tuple(also), every_pod)
         return func
 
     return register
@@ -83,6 +89,13 @@ def _nginx_stopped(lab, on):
     lab.ingress.wait_server_status("DOWN" if on else "UP")
 
 
+@fault("nginx-and-redis-down", "two faults at once: Studio's internal nginx and Redis are both stopped (each "
+       "explains part of the 502s: two roots)", "nginx", "502", also=("redis",))
+def _nginx_and_redis_down(lab, on):
+    _nginx_stopped(lab, on)
+    _redis_down(lab, on)
+
+
 @fault("redis-down", "Redis is not running: no task reaches a worker", "redis", "publishing")
 def _redis_down(lab, on):
     _process(lab, "redis", on)
@@ -118,6 +131,24 @@ def _postgres_connections(lab, on):
             stop_pid(pid)
 
 
+@fault("lock-idle-transaction", "a transaction left idle holds ACCESS EXCLUSIVE on the channel table, 3 sessions "
+       "wait behind it (seconds old: below every threshold); /healthz reads that table", "postgres", "database", "502")
+def _lock_idle_transaction(lab, on):
+    from .studio_schema import CHANNEL_TABLE
+
+    if on:
+        lab.extra.setdefault("holders", []).append(lab["postgres"].start_holder("lock", 3, table=CHANNEL_TABLE))
+    else:
+        _stop_holders(lab)
+
+
+def _stop_holders(lab) -> None:
+    from .launcher import stop_pid
+
+    for pid in lab.extra.pop("holders", []):
+        stop_pid(pid)
+
+
 @fault("worker-stopped", "the Celery worker is not running", "celery", "publishing")
 def _worker_stopped(lab, on):
     _process(lab, "celery", on)
@@ -127,6 +158,15 @@ def _worker_stopped(lab, on):
 def _queue_backlog(lab, on):
     if on:
         lab["celery"].clog(200)
+    else:
+        lab["celery"].drain()
+
+
+@fault("workers-saturated", "a long publish holds every worker slot while 3 tasks wait (young, far below the "
+       "queue-depth threshold)", "celery", "publishing")
+def _workers_saturated(lab, on):
+    if on:
+        lab["celery"].clog(3)
     else:
         lab["celery"].drain()
 
@@ -203,11 +243,13 @@ def _kube_fault(name: str):
 
 fault("pod-crashloop", "the app container of the frontend pods is in CrashLoopBackOff", "kubernetes",
       "python-error", "email")(_kube_fault("crashloop"))
+fault("replica-unready", "one frontend replica of three runs but fails its readiness probe", "kubernetes", "502")(
+    _kube_fault("replica-unready"))
 fault("pod-oomkilled", "frontend containers were OOMKilled", "kubernetes", "502")(_kube_fault("oomkilled"))
 fault("pod-pending", "a frontend pod cannot be scheduled (insufficient memory)", "kubernetes", "502")(
     _kube_fault("pending"))
-fault("deployment-unavailable", "the frontend deployment has no available replica", "kubernetes",
-      "static")(_kube_fault("deployment-unavailable"))
+fault("deployment-unavailable", "the frontend deployment has no available replica (every pod failing readiness)",
+      "kubernetes", "static", "503")(_kube_fault("deployment-unavailable"))
 fault("traefik-oom", "the Traefik pod was OOMKilled (the seed: 502s when Traefik runs out of memory)",
       "traefik", "502")(_kube_fault("traefik-oom"))
 

@@ -192,9 +192,11 @@ class Lab:
             return kinds["studio-app"](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", threads=8,
                                        workers=2 if kind == "studio-app" else 1, variant=v.name, name=kind)
         if kind.startswith("studio-nginx"):
+            # through the gate, as production's nginx reaches GCS: the bucket's access rules (a listing made
+            # public, an object made private) show at /content/ as they would (listing_guard off: the gate refuses)
             app = s[kind.replace("studio-nginx", "studio-app")]
-            return kinds["studio-nginx"](root, app_port=app.port, gcs_url=s["fake-gcs"].url,
-                                         bucket=s["fake-gcs"].bucket, variant=v.name, name=kind)
+            return kinds["studio-nginx"](root, app_port=app.port, gcs_url=s["gcs-gate"].url,
+                                         bucket=s["fake-gcs"].bucket, variant=v.name, name=kind, listing_guard=False)
         backends = [svc.url for svc in self.pods("studio-nginx")]  # the Service's endpoints, balanced
         if kind == "traefik":
             return kinds[kind](root, hostnames=hostnames, backend=backends, ca=self.ca, health_path="/stealthz")

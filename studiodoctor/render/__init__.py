@@ -14,6 +14,7 @@ FORMATS = {
     "nagios": "nagios:render_nagios",
     "prometheus": "prometheus:render_prometheus",
     "junit": "junit:render_junit",
+    "html": "html:render_html",
 }
 
 
@@ -30,6 +31,26 @@ def since_good_lines(data: dict) -> list[str]:
     lines = [since["note"]]
     for c in since["changes"]:
         lines.append(f"{c['check']}: {c['key']}: {format_value(c['before'])} -> {format_value(c['now'])}")
+    return lines
+
+
+def watch_line(watch: dict) -> str:
+    """``diagnose --watch``: one line about the watch (how long, how many runs, how it ended)."""
+    end = {"recovered": "recovered", "until": "the --until limit was reached",
+           "interrupted": "interrupted"}.get(watch.get("ended", ""), watch.get("ended", ""))
+    return (f"watched from {watch['started_at']} to {watch['ended_at']} ({watch['elapsed_s']:.0f} s, "
+            f"{watch['runs']} runs every {watch['interval_s']:g} s): {end}")
+
+
+def timeline_lines(data: dict) -> list[str]:
+    """``diagnose --watch``: the watch's line, then one line per status change (plain text)."""
+    watch = data.get("watch")
+    if not watch:
+        return []
+    lines = [watch_line(watch)]
+    for e in watch["events"]:
+        before = e["before"] or "first seen"
+        lines.append(f"{e['at']} (+{e['elapsed_s']:.0f} s) {e['check']}: {before} -> {e['now']}: {e['summary']}")
     return lines
 
 

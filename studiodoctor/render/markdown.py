@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value, is_rows, rows_table, since_good_lines
+from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -64,6 +64,18 @@ def render_markdown(data: dict, **_) -> str:
             lines += ["", f"Why this warning: {cause['because']}"]
         if cause.get("explains"):
             lines += ["", "Explains " + ", ".join(f"`{e['check']}`" for e in cause["explains"]) + "."]
+        for other in (data.get("likely_causes") or [])[1:]:   # independent roots after the first
+            lines += ["", f"Also a likely cause: **{other['layer']}** — `{other['check']}`: {other['summary']}"]
+            if other.get("hint"):
+                lines.append(f"Fix: {other['hint']}")
+    if data.get("unrelated_failures"):
+        lines += ["", "## Also failing, not the cause of this symptom", ""]
+        lines += [f"- {ICON.get(u['status'], '')} `{u['check']}` **{u['status']}** — {u['summary']}"
+                  for u in data["unrelated_failures"]]
+    timeline = timeline_lines(data)
+    if timeline:
+        lines += ["", "## Incident timeline", "", timeline[0], ""]
+        lines += [f"{i}. {line}" for i, line in enumerate(timeline[1:], 1)] or ["(no status changed)"]
     since = since_good_lines(data)
     if since:
         lines += ["", "## Since the last good run", "", since[0], ""] + [f"- `{line}`" for line in since[1:]]
@@ -76,6 +88,8 @@ def render_markdown(data: dict, **_) -> str:
                 lines.append(f"_Consequence of {', '.join(step['consequence_of'])}._")
             for e in [e for e in step.get("explained_by") or [] if e.get("rule")]:   # causal rules' links
                 lines.append(f"_`{e['check']}` explained by `{e['cause']}`: {e['because']}._")
+            if step.get("unrelated"):
+                lines.append(f"_Also failing, not the cause of this symptom: {', '.join(step['unrelated'])}._")
             if step.get("blocked_by"):
                 lines.append(f"_Blocked by {', '.join(step['blocked_by'])}._")
             if step["results"]:

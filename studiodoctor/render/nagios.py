@@ -77,12 +77,13 @@ def render_nagios(data: dict, **_) -> str:
     line = _clean(status_line(data))
     perf = perfdata(data["results"])
     lines = [f"{line} | {' '.join(perf)}" if perf else line]
-    cause = data.get("likely_cause")
-    if cause:
+    for cause in data.get("likely_causes") or ([data["likely_cause"]] if data.get("likely_cause") else []):
         lines.append(_clean(f"likely cause: {cause['layer']} ({cause['check']}): {cause['summary']}"))
+    unrelated = {u["check"] for u in data.get("unrelated_failures") or []}
     for r in data["results"]:
         if r["status"] not in ("ok", "skip"):
             hint = f" - fix: {r['hint']}" if r.get("hint") else ""
             held = " (pending)" if r.get("transition") == "pending" else ""
-            lines.append(_clean(f"[{r['status'].upper()}{held}] {r['id']}: {r['summary']}{hint}"))
+            aside = " (also failing, not the cause of this symptom)" if r["id"] in unrelated else ""
+            lines.append(_clean(f"[{r['status'].upper()}{held}] {r['id']}{aside}: {r['summary']}{hint}"))
     return "\n".join(lines) + "\n"

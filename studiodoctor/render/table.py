@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table, since_good_lines
+from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -79,6 +79,18 @@ def _result_lines(con, r: dict, indent: str, details: bool) -> None:
         con.print(f"{indent}        [dim]\\[{c['safety']}][/] {escape(c['text'])}")
 
 
+def _section(con, title: str, lines: list[str]) -> None:
+    """A titled block of plain lines (the first on the title's line); nothing when there are none."""
+    from rich.markup import escape
+
+    if not lines:
+        return
+    con.print()
+    con.print(f"[bold]{title}:[/] {escape(lines[0])}")
+    for line in lines[1:]:
+        con.print(f"    {escape(line)}")
+
+
 def render_table(data: dict, color: bool = False, width: int = 100) -> str:
     from rich.markup import escape
 
@@ -103,12 +115,18 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
                 con.print(f"    [dim]why this warning:[/] {escape(cause['because'])}")
             if cause.get("explains"):
                 con.print(f"    [magenta]explains:[/] {escape(', '.join(e['check'] for e in cause['explains']))}")
-        since = since_good_lines(data)
-        if since:
+        for other in (data.get("likely_causes") or [])[1:]:   # independent roots after the first
+            con.print(f"[bold red]Also a likely cause:[/] [bold]{escape(other['layer'])}[/] "
+                      f"({escape(other['check'])}): {escape(other['summary'])}")
+            if other.get("hint"):
+                con.print(f"    [bold]fix:[/] {escape(other['hint'])}")
+        if data.get("unrelated_failures"):
             con.print()
-            con.print(f"[bold]Since the last good run:[/] {escape(since[0])}")
-            for line in since[1:]:
-                con.print(f"    {escape(line)}")
+            con.print("[bold]Also failing, not the cause of this symptom:[/]")
+            for u in data["unrelated_failures"]:
+                con.print(f"    {_badge(u['status'])} {escape(u['check'])}  {escape(u['summary'])}")
+        _section(con, "Incident timeline", timeline_lines(data))
+        _section(con, "Since the last good run", since_good_lines(data))
         con.print()
         for step in data["runbook"]:
             con.print(f"[bold]{step['step']}.[/] {_badge(step['verdict'])} [bold]{escape(step['layer'])}[/]: "
@@ -119,6 +137,9 @@ def render_table(data: dict, color: bool = False, width: int = 100) -> str:
             for e in [e for e in step.get("explained_by") or [] if e.get("rule")]:   # causal rules' links
                 con.print(f"      [magenta]{escape(e['check'])} explained by {escape(e['cause'])}: "
                           f"{escape(e['because'])}[/]")
+            if step.get("unrelated"):
+                con.print(f"      [dim]also failing, not the cause of this symptom: "
+                          f"{escape(', '.join(step['unrelated']))}[/]")
             passed = [rid for rid in step["results"] if results[rid]["status"] == "ok"]
             for rid in step["results"]:
                 if rid not in passed or step["verdict"] == "ok":

@@ -114,3 +114,22 @@ def test_bad_probe_requests_are_400_with_one_line(make_profile, serving, query, 
 def test_cli_serve_refuses_a_bad_listen_address(capsys):
     assert main(["serve", "--listen", "nowhere"]) == 3
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_root_is_the_picture_of_the_last_run_and_refreshes_itself(make_profile, redis_server, serving):
+    prof = make_profile({"redis": {"url": redis_server.url()}}, name="t", timeout=5)
+    exporter = Exporter(prof, registry=default_registry.load_plugins(), layers=["redis"], interval=30, budget=10)
+    base = serving(exporter)
+    waiting = httpx.get(f"{base}/")
+    assert waiting.headers["content-type"] == "text/html; charset=utf-8"
+    assert "has not finished yet" in waiting.text and '<meta http-equiv="refresh" content="3">' in waiting.text
+    exporter.start()
+    assert exporter.ran.wait(30)
+    page = httpx.get(f"{base}/")
+    assert page.status_code == 200 and '<meta http-equiv="refresh" content="30">' in page.text
+    assert 'data-box="redis" data-status="ok"' in page.text and "studiodoctor smoke" in page.text
+    redis_server.stop()
+    exporter.ran.clear()
+    exporter.stop.set()          # one more run, now, without waiting for the interval
+    exporter.smoke_once()
+    assert 'data-box="redis" data-status="fail"' in httpx.get(f"{base}/").text

@@ -122,3 +122,28 @@ def test_cosmetic_warn_with_forbidden_pods_names_no_cause(stack, make_profile, t
     [note] = report.notes
     assert "Could not check: kubernetes (kubernetes.pods_crashing: forbidden" in note
     assert "Warnings that do not explain this symptom: app (app.login_page)" in note
+
+
+def test_a_lock_held_by_an_idle_transaction_on_the_table_healthz_reads_names_postgres(stack, seeded, make_profile):
+    """Issue 24's misreading: a transaction left open with ACCESS EXCLUSIVE on contentcuration_channel and
+    three sessions queued behind it (seconds old, below every threshold). /healthz reads that table and
+    hangs; the diagnosis names the database, not the app, and says why on the app's step."""
+    from checks.postgres import LOCKS
+    from studiodoctor.lab.studio_schema import CHANNEL_TABLE
+
+    pg, _ = seeded
+    pg.start_holder("lock", 3, table=CHANNEL_TABLE)
+    try:
+        profile = make_profile({**stack.sections(), "postgres": {"dsn": pg.dsn()}}, timeout=6)
+        report = engine.diagnose(profile, "502")
+    finally:
+        pg.stop_holders()
+    results = {r.id: r for r in report.results}
+    assert results[HEALTHZ].status is Status.FAIL and results[HEALTHZ].reason == "timeout", results[HEALTHZ].summary
+    assert results[LOCKS].status is Status.FAIL, results[LOCKS].summary
+    assert CHANNEL_TABLE in results[LOCKS].summary and "idle in transaction" in results[LOCKS].summary
+    assert (report.likely_cause["layer"], report.likely_cause["check"]) == ("postgres", LOCKS), report.likely_cause
+    app = step(report, "app")
+    assert app["consequence_of"] == ["postgres"]
+    link = next(e for e in app["explained_by"] if e["check"] == HEALTHZ and e["rule"])
+    assert link["rule"] == "lock-waits-hang-app" and CHANNEL_TABLE in link["because"]

@@ -202,10 +202,30 @@ def test_busy_worker_with_waiting_tasks_is_saturated(redis_server, studio_db, pr
         w.stop(cold=True)
     assert res[WORKERS].status is Status.OK  # the worker answers while busy, like Studio's prefork
     assert res[QUEUE_DEPTH].evidence["total"] >= 6
-    r = res[SATURATION]
-    assert r.status is Status.WARN, r.summary
+    r = res[SATURATION]   # every slot busy while tasks wait: broken now, whatever the queue's depth or age
+    assert r.status is Status.FAIL, r.summary
     assert r.evidence["busy"] == 1 and r.evidence["slots"] == 1 and r.evidence["waiting"] > 0
     assert r.evidence["running_tasks"] == ["apply_channel_changes"]
+
+
+def test_a_few_tasks_prefetched_behind_the_only_busy_slot_are_waiting(redis_server, studio_db, profile):
+    """Three tasks behind a long publish, all prefetched by the worker (prefetch 4): the queue is empty, yet
+    they wait. Saturation counts kombu's unacked deliveries that are not running."""
+    w = CeleryWorker(redis_server.dir.parent / "worker3", broker_url=redis_server.url(0), name=WORKER_NAME)
+    w.start()
+    try:
+        w.clog(3, hold=30)
+        probe = Celery("probe", broker=redis_server.url(0), set_as_current=False)
+        end = time.monotonic() + 10
+        while not any((probe.control.inspect(timeout=0.5, limit=1).active() or {}).values()):
+            assert time.monotonic() < end, "the worker never started the long task"
+        res = run(profile())
+    finally:
+        w.stop(cold=True)
+    r = res[SATURATION]
+    assert res[QUEUE_DEPTH].status is Status.OK            # below every depth threshold
+    assert r.status is Status.FAIL, r.summary
+    assert r.evidence["waiting"] == 3 and r.evidence["queued"] + r.evidence["prefetched"] == 3, r.evidence
 
 
 def test_broker_down_alone_fails_fast_as_unreachable(redis_server, studio_db, profile):

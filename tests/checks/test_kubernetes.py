@@ -79,6 +79,37 @@ def test_deployment_unavailable_and_rollout_stuck(run):
     assert any(f"logs {ready.evidence['not_ready'][0]['pod']} -c app " in c.text for c in ready.commands)
 
 
+def test_one_replica_of_three_failing_its_readiness_probe_fails_at_once(run):
+    """A running container that keeps failing its readiness probe is broken now, even one pod of three;
+    the deployment is only degraded (2 of 3 available)."""
+    res = run("replica-unready")
+    ready = res[kc.PODS_READY]
+    assert ready.status is Status.FAIL, ready.summary
+    assert ready.summary.startswith("readiness probe failing on 1 running pod(s): master-studio-7d9f8c6b5d-00002")
+    assert "master-studio 2/3 ready" in ready.summary
+    assert ready.evidence["not_ready"][0]["probe_failing"] == ["app"]
+    assert res[kc.DEPLOYMENTS].status is Status.WARN
+
+
+def test_a_container_still_inside_its_probes_budget_only_warns():
+    """Started 3 s ago with Studio's probe (5 s delay + 2 s x 3): not Ready yet is warming up, not failing."""
+    from datetime import datetime, timedelta, timezone
+
+    from studiodoctor.backends.kube_pods import readiness_failed
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    pod = {"spec": {"containers": [{"name": "app", "readinessProbe": {"initialDelaySeconds": 5, "periodSeconds": 2,
+                                                                      "failureThreshold": 3}}]}}
+
+    def status(ago):
+        started = (now - timedelta(seconds=ago)).isoformat().replace("+00:00", "Z")
+        return {"name": "app", "ready": False, "started": True, "state": {"running": {"startedAt": started}}}
+
+    assert not readiness_failed(pod, status(3), now)
+    assert readiness_failed(pod, status(11), now)
+    assert not readiness_failed({"spec": {"containers": [{"name": "app"}]}}, status(3600), now)   # no probe
+
+
 def test_logs_command_names_the_not_ready_container_not_a_fixed_app(run, cluster):
     """Before: `kubectl logs POD -c app` whatever the pod's containers were called."""
     state = K.studio_state(hostnames=(HOST,), frontend=1)

@@ -137,18 +137,24 @@ def test_idle_in_transaction_long_query_and_lock_wait(postgres_server, make_prof
         assert [s["pid"] for s in longq.evidence["sessions"]] == [waiter]
         assert longq.evidence["sessions"][0]["query"] == "SELECT count(*) FROM studiodoctor_lab_lock"[:40]
 
-        locks = res[LOCKS]
-        assert locks.status is Status.WARN, locks.summary
+        locks = res[LOCKS]   # a waiter behind a holder idle in transaction: broken at any age
+        assert locks.status is Status.FAIL, locks.summary
+        assert f"behind pid {holder}, idle in transaction" in locks.summary
+        assert "ACCESS EXCLUSIVE" not in locks.summary or "AccessExclusiveLock" in locks.summary
+        assert locks.evidence["holders"][0]["holds"] == ["AccessExclusiveLock on studiodoctor_lab_lock"]
+        assert locks.evidence["holders"][0]["query"].startswith("LOCK TABLE studiodoctor_lab_lock")
+        assert [w["pid"] for w in locks.evidence["waiters"]] == [waiter]
         assert locks.evidence["blockers"] == [holder]
         assert locks.evidence["locks"][0]["pid"] == waiter
         assert locks.evidence["locks"][0]["relation"] == "studiodoctor_lab_lock"
         assert any(c.safety == "mutating" and str(holder) in c.text for c in locks.commands)
 
-        # default thresholds (60 s, 300 s, 10 s): the same sessions are too young to count
+        # default thresholds (60 s, 300 s, 10 s): the same sessions are too young to be slow, but the
+        # waiter queued behind an idle holder is broken now
         _, res = run(make_profile, postgres_server.dsn())
         assert res[IDLE_IN_TRANSACTION].status is Status.OK
         assert res[LONG_QUERIES].status is Status.OK
-        assert res[LOCKS].status is Status.OK and res[LOCKS].evidence["waiting"] >= 1
+        assert res[LOCKS].status is Status.FAIL and res[LOCKS].evidence["waiting"] >= 1, res[LOCKS].summary
     finally:
         postgres_server.stop_holders()
     assert pid not in postgres_server.holders
@@ -232,3 +238,47 @@ def test_query_text_in_evidence_has_its_string_literals_masked(postgres_server, 
         assert "studiodoctor lab" not in json.dumps(report.to_dict(Redactor()))
     finally:
         postgres_server.stop_holders()
+
+
+def test_a_young_lock_behind_an_idle_transaction_fails_and_a_working_holder_only_waits(postgres_server,
+                                                                                       make_profile):
+    """Three sessions queued behind a transaction left idle with ACCESS EXCLUSIVE on a table: a fail at once
+    (no threshold); the same queue behind a holder that is still working stays ok below the wait threshold."""
+    postgres_server.start_holder("lock", 3)
+    try:
+        _, res = run(make_profile, postgres_server.dsn())
+        locks = res[LOCKS]
+        assert locks.status is Status.FAIL, locks.summary
+        assert locks.summary.startswith("3 session(s) wait on studiodoctor_lab_lock behind pid ")
+        assert all(w["waiting_s"] < 10 for w in locks.evidence["waiters"])   # young: below any threshold
+    finally:
+        postgres_server.stop_holders()
+    import threading
+
+    with postgres_server.connect() as holder, postgres_server.connect() as waiter:
+        holder.execute("CREATE TABLE IF NOT EXISTS studiodoctor_lab_busy (id int)")
+
+        def work():        # the holder is active: it locked the table and is still working
+            with holder.transaction():
+                holder.execute("LOCK TABLE studiodoctor_lab_busy IN ACCESS EXCLUSIVE MODE")
+                holder.execute("SELECT pg_sleep(3)")
+
+        busy = threading.Thread(target=work, daemon=True)
+        busy.start()
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not postgres_server.execute(
+                "SELECT count(*) FROM pg_locks WHERE granted AND relation = 'studiodoctor_lab_busy'::regclass "
+                "AND mode = 'AccessExclusiveLock'")[0][0]:
+            time.sleep(0.05)
+        queued = threading.Thread(target=lambda: waiter.execute("SELECT count(*) FROM studiodoctor_lab_busy"),
+                                  daemon=True)
+        queued.start()
+        while time.monotonic() < end and not postgres_server.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0]:
+            time.sleep(0.05)
+        _, res = run(make_profile, postgres_server.dsn())
+        assert res[LOCKS].status is Status.OK, res[LOCKS].summary
+        assert res[LOCKS].evidence["waiting"] == 1
+        assert res[LOCKS].evidence["holders"][0]["state"] == "active"
+        busy.join()
+        queued.join()

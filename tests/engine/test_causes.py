@@ -247,3 +247,39 @@ def test_a_trace_that_goes_bad_at_the_edge_names_the_edge(make_profile):
     assert report.likely_cause["check"] == "edge.error_pages"
     assert report.likely_cause["layer"] == "edge"
     assert report.likely_cause["explains"][0]["check"] == "trace.hops"
+
+
+# --- requests queued behind a lock -----------------------------------------------------------------
+
+def behind_a_lock(make_profile, stealthz, locks):
+    reg = Registry()
+    reg.check("nginx.app_proxy", title="proxy", explained_by=["app"])(lambda ctx: gateway_timeout(5))
+    reg.check("app.stealthz", title="stealthz")(lambda ctx: stealthz)
+    reg.check("postgres.locks", title="locks")(lambda ctx: locks)
+    return diagnose(make_profile, reg, [{"layer": "nginx", "why": "n"}, {"layer": "app", "why": "a"},
+                                        {"layer": "postgres", "why": "p"}])
+
+
+WAITS = {"waiting": 4, "blockers": [4242], "locks": [{"pid": 7, "relation": "contentcuration_channel",
+                                                      "blocked_by": [4242]}]}
+
+
+def test_every_app_worker_stuck_behind_a_lock_names_postgres(make_profile):
+    """The holder is working (a long migration): locks only warn, yet the app's hang is theirs."""
+    report = behind_a_lock(make_profile,
+                           fail("the app at http://x/stealthz timed out", reason=Reason.TIMEOUT),
+                           warn("4 lock requests waiting longer than 10 s", evidence=WAITS))
+    assert report.likely_cause["check"] == "postgres.locks"
+    app = step_of(report, "app")
+    [link] = app["explained_by"]
+    assert link["rule"] == "lock-waits-hang-app"
+    assert link["because"] == ("4 session(s) wait on a lock on contentcuration_channel held by pid 4242: the app's "
+                               "workers are stuck behind it")
+    assert {e["check"] for e in report.likely_cause["explains"]} == {"app.stealthz", "nginx.app_proxy"}
+
+
+def test_an_app_that_refuses_connections_is_not_explained_by_lock_waits(make_profile):
+    report = behind_a_lock(make_profile,
+                           fail("the app at http://x/stealthz unreachable from here", reason=Reason.UNREACHABLE),
+                           warn("4 lock requests waiting longer than 10 s", evidence=WAITS))
+    assert report.likely_cause["check"] == "app.stealthz"

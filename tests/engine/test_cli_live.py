@@ -101,7 +101,8 @@ def test_user_defined_symptom_from_config(capsys, config, tmp_path):
 
 
 def test_502_markdown_walks_all_seven_layers_in_order(capsys, config, redis_up, postgres_server):
-    walk = ["cloudflare", "traefik", "kubernetes", "nginx", "app", "postgres", "redis"]
+    # "is it me?" (layer local) leads every walk, then the seven layers of the 502 walk
+    walk = ["local", "cloudflare", "traefik", "kubernetes", "nginx", "app", "postgres", "redis"]
     path = config(redis_up.url(), postgres_server.dsn())
     code, out, err = cli(capsys, "diagnose", "502", "--config", path, "--format", "markdown")
     # "### 3. ✅ kubernetes: Kubernetes: deployments and pods — ok"

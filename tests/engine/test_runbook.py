@@ -131,3 +131,73 @@ def test_a_failure_wins_over_a_warn_that_explains(make_profile):
     report = walk_steps(make_profile, reg, [{"layer": "web", "why": "w", "warn_explains": ["web.latency"]},
                                           {"layer": "db", "why": "d"}])
     assert report.likely_cause["check"] == "db.up"
+
+
+def test_a_failure_that_cannot_produce_the_symptom_is_listed_as_unrelated(make_profile):
+    """An exposure found first in walk order is no 502's cause: the deeper outage is named."""
+    reg = Registry()
+    reg.check("web.listing", title="listing", produces=("permissions",))(lambda ctx: fail("the bucket lists"))
+    reg.check("web.proxy", title="proxy", explained_by=["app"])(lambda ctx: fail("502 from upstream"))
+    reg.check("app.up", title="app")(lambda ctx: fail("connection refused"))
+    report = run(make_profile, reg, ["web", "app"])
+    assert report.likely_cause["check"] == "app.up"
+    assert [u["check"] for u in report.unrelated_failures] == ["web.listing"]
+    assert next(s for s in report.runbook if s["layer"] == "web")["unrelated"] == ["web.listing"]
+    # the exposure explains nothing either: the proxy's 502 stays the app's consequence
+    assert [e["check"] for e in report.likely_cause["explains"]] == ["web.proxy"]
+
+
+def test_only_unrelated_failures_name_no_cause_and_say_so(make_profile):
+    reg = Registry()
+    reg.check("web.listing", title="listing", produces=())(lambda ctx: fail("the bucket lists"))
+    report = run(make_profile, reg, ["web"])
+    assert report.likely_cause is None and report.likely_causes == []
+    assert report.notes[0].startswith("Nothing that can cause this symptom failed (also failing, not its cause: "
+                                      "web.listing)")
+    assert report.exit_code == 2     # still a failure of the stack: the exit code says so
+
+
+def test_a_user_symptom_step_may_widen_or_narrow_what_causes_it(make_profile):
+    reg = Registry()
+    reg.check("web.listing", title="listing", produces=("permissions",))(lambda ctx: fail("the bucket lists"))
+    reg.check("web.cache", title="cache")(lambda ctx: fail("cacheable"))
+    prof = make_profile()
+    prof.symptoms = {"walk": {"steps": [{"layer": "web", "why": "w", "causes": ["web.listing"],
+                                         "unrelated": ["web.cache"]}]}}
+    report = engine.diagnose(prof, "walk", registry=reg)
+    assert report.likely_cause["check"] == "web.listing"
+    assert [u["check"] for u in report.unrelated_failures] == ["web.cache"]
+
+
+def test_independent_roots_are_all_named_in_walk_order(make_profile):
+    """nginx down and Redis down: two roots, one cause per layer; likely_cause stays the first."""
+    reg = Registry()
+    reg.check("trace.hops", title="trace", explained_by=["nginx"])(
+        lambda ctx: fail("goes bad at nginx", evidence={"first_bad_layer": "nginx"}))
+    reg.check("nginx.reachable", title="nginx")(lambda ctx: fail("refused"))
+    reg.check("nginx.static", title="static")(lambda ctx: fail("refused too"))
+    reg.check("app.up", title="app")(lambda ctx: ok("fine"))
+    reg.check("redis.reachable", title="redis")(lambda ctx: fail("refused"))
+    report = run(make_profile, reg, ["trace", "nginx", "app", "redis"])
+    assert [c["layer"] for c in report.likely_causes] == ["nginx", "redis"]
+    assert report.likely_cause == report.likely_causes[0]
+    assert report.likely_causes[0]["check"] == "nginx.reachable"
+    assert report.likely_causes[0]["also"] == ["nginx.static"]
+    from studiodoctor.render import render
+    from studiodoctor.secrets import Redactor
+
+    data = report.to_dict(Redactor())
+    assert "Also a likely cause: redis (redis.reachable)" in render(data, "table", width=200)
+    assert "Also a likely cause: **redis**" in render(data, "markdown")
+    assert sum(line.startswith("likely cause:") for line in render(data, "nagios").splitlines()) == 2
+
+
+def test_every_declared_produces_names_a_symptom_of_the_catalogue():
+    from studiodoctor.registry import default_registry
+    from studiodoctor.diagnosis.symptoms import load_catalogue
+
+    names = set(load_catalogue().names())
+    declared = {c.id: c.produces for c in default_registry.load_plugins().checks.values() if c.produces}
+    assert declared, "no check declares what it can produce"
+    bad = {cid: sorted(set(p) - names) for cid, p in declared.items() if set(p) - names}
+    assert not bad, bad

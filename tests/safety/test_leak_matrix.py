@@ -1,4 +1,4 @@
-"""Secrets, as a matrix: every output format the CLI offers x every failure path that echoes an input x
+"""Secrets, as a matrix: every output format the CLI offers (html too, and a diagnose --watch page) x every failure path that echoes an input x
 every kind of secret -> the secret appears 0 times in stdout, stderr, files written (textfile) and
 warnings logged. The API stand-ins here are hostile on purpose: their 401/403 bodies echo the request's
 headers and URL back, as some real APIs and proxies do."""
@@ -197,6 +197,8 @@ def _variants(layers):
     out = [["check", *sum((["--layer", lay] for lay in layers), []), "--format", fmt] for fmt in FORMATS]
     out.append(["check", *sum((["--layer", lay] for lay in layers), []), "--format", "json", "--debug"])
     out.append(["diagnose", "502", "--format", "json", "--debug"])
+    # the page (cause on top, runbook, boxes) and the incident timeline of a watch (its event summaries)
+    out.append(["diagnose", "502", "--format", "html", "--watch", "1", "--until", "1"])
     out += [["config", "show"], ["config", "show", "--format", "json"], ["config", "validate"]]
     return out
 
@@ -211,7 +213,9 @@ class _Logs(logging.Handler):
 
 
 def _encodings(secret):
-    return {secret, quote(secret, safe=""), secret.encode().hex()}
+    from html import escape
+
+    return {secret, quote(secret, safe=""), secret.encode().hex(), escape(secret)}
 
 
 @pytest.mark.parametrize("name", ["redis-wrong-auth", "postgres-wrong-password", "postgres-bad-dsn", "userinfo-refused",

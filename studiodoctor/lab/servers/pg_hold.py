@@ -3,8 +3,9 @@
     STUDIODOCTOR_HOLD_DSN=postgresql://... python -m studiodoctor.lab.servers.pg_hold MODE [N]
 
 MODE: ``connections N`` (N idle sessions), ``idle-in-transaction`` (one session idle in a transaction),
-``lock`` (one session holds an ACCESS EXCLUSIVE lock on ``studiodoctor_lab_lock`` while idle in its
-transaction, and a second session waits for it: a waiting lock and a long active query).
+``lock [N [TABLE]]`` (one session holds an ACCESS EXCLUSIVE lock on TABLE, default ``studiodoctor_lab_lock``
+(created when missing), while idle in its transaction, and N sessions, default 1, wait for it reading the
+table: waiting locks and long active queries).
 Every session has ``application_name = studiodoctor-lab-hold``. The DSN comes from the environment,
 never from argv (ps shows argv).
 """
@@ -18,6 +19,13 @@ import threading
 
 APP = "studiodoctor-lab-hold"
 LOCK_TABLE = "studiodoctor_lab_lock"
+
+
+def _wait_on(conn, table: str) -> None:
+    try:
+        conn.execute(f"SELECT count(*) FROM {table}")
+    except Exception:  # the process is being killed
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -35,14 +43,17 @@ def main(argv: list[str]) -> int:
         conn.execute("SELECT 'studiodoctor lab: idle in transaction'")
         conns.append(conn)
     elif mode == "lock":
-        with psycopg.connect(dsn, autocommit=True) as setup:
-            setup.execute(f"CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (id int)")
+        table = argv[2] if len(argv) > 2 else LOCK_TABLE
+        if table == LOCK_TABLE:
+            with psycopg.connect(dsn, autocommit=True) as setup:
+                setup.execute(f"CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (id int)")
         holder = psycopg.connect(dsn, application_name=APP)
-        holder.execute(f"LOCK TABLE {LOCK_TABLE} IN ACCESS EXCLUSIVE MODE")
+        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         conns.append(holder)
-        waiter = psycopg.connect(dsn, application_name=APP, autocommit=True)
-        conns.append(waiter)
-        waiter.execute(f"SELECT count(*) FROM {LOCK_TABLE}")  # blocks until the holder goes away
+        for _ in range(n):   # each waiter blocks until the holder goes away
+            waiter = psycopg.connect(dsn, application_name=APP, autocommit=True)
+            conns.append(waiter)
+            threading.Thread(target=_wait_on, args=(waiter, table), daemon=True).start()
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2

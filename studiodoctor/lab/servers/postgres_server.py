@@ -205,17 +205,17 @@ class PostgresServer(Launcher):
                 conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(name)))
         return self.dsn(user=name, password=password)
 
-    def start_holder(self, mode: str, n: int = 1, wait: float = 15.0) -> int:
+    def start_holder(self, mode: str, n: int = 1, wait: float = 15.0, table: str = "") -> int:
         """Start a pg_hold process (see studiodoctor.lab.servers.pg_hold) and wait until its sessions exist."""
         import sys
 
         where = {"connections": "true", "idle-in-transaction": "state LIKE 'idle in transaction%%'",
                  "lock": "wait_event_type = 'Lock'"}[mode]
         before = self._held(where)
-        pid = self.spawn([sys.executable, "-m", "studiodoctor.lab.servers.pg_hold", mode, str(n)],
-                         env={"STUDIODOCTOR_HOLD_DSN": self.dsn()})
+        argv = [sys.executable, "-m", "studiodoctor.lab.servers.pg_hold", mode, str(n)] + ([table] if table else [])
+        pid = self.spawn(argv, env={"STUDIODOCTOR_HOLD_DSN": self.dsn()})
         self.holders.append(pid)
-        want = before + (n if mode == "connections" else 1)
+        want = before + (n if mode in ("connections", "lock") else 1)
 
         def held() -> bool:
             if self._held(where) >= want:

@@ -4,12 +4,7 @@ to *now*), so a lab left running still shows "restarted 2 minutes ago"; ``fix`` 
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
-
-from studiodoctor.lab.launcher import write_json_atomic
 
 from .network import apply_endpoints, apply_readiness, is_ready, selects
 from .objects import _uid, event, ts
@@ -165,6 +160,26 @@ def fault_deployment_unavailable(state: dict, cfg: dict) -> None:
     _degrade(_deployment(state, ns, "frontend"), 0, stuck=True)
 
 
+def fault_replica_unready(state: dict, cfg: dict) -> None:
+    """One frontend pod of several: its app container runs (started 2 h ago) but fails its readiness probe
+    (/healthz answers 500 there), so it is out of the Service; the deployment has one replica unavailable."""
+    ns = cfg["namespace"]
+    pods = _pods(state, ns, "frontend")
+    if len(pods) < 2:
+        return
+    p = pods[-1]
+    for s in p["status"]["containerStatuses"]:
+        if s["name"] == _container(state, "app"):
+            s["ready"] = False
+            s["started"] = True
+            s["state"] = {"running": {"startedAt": ts(ago=7200)}}
+    _set_ready(p, False)
+    state["namespaces"][ns]["events"].append(event(
+        ns, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        name=p["metadata"]["name"], count=90, last_ago=4, first_ago=180))
+    _degrade(_deployment(state, ns, "frontend"), len(pods) - 1)
+
+
 def fault_traefik_oom(state: dict, cfg: dict) -> None:
     ns = cfg["traefik_namespace"]
     for p in _pods(state, ns, "ingress"):
@@ -208,6 +223,8 @@ FAULTS: dict[str, tuple[Callable[[dict, dict], None], str]] = {
     "pending": (fault_pending, "a frontend pod Pending: 0/3 nodes, Insufficient memory"),
     "deployment-unavailable": (fault_deployment_unavailable,
                                "frontend readiness /healthz failing: 0 available, rollout stuck"),
+    "replica-unready": (fault_replica_unready, "one frontend pod of several fails its readiness probe (running, "
+                                               "not Ready)"),
     "workers-crashloop": (fault_workers_crashloop, "Celery worker pods in CrashLoopBackOff"),
     "traefik-oom": (fault_traefik_oom, "Traefik pod OOMKilled and restarted, memory at 97% of limit"),
     "memory-high": (fault_memory_high, "frontend app containers at 97% of their memory limit"),
@@ -229,7 +246,6 @@ def effective_state(raw: dict) -> dict:
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}")
         FAULTS[name][0](state, cfg)
-    _apply_readiness(state, cfg)
     _apply_pod_readiness(state)
     apply_endpoints(state)
     return state
@@ -251,38 +267,3 @@ def _apply_pod_readiness(state: dict) -> None:
             ready = sum(1 for p in space.get("pods", []) if selects(selector, p) and is_ready(p))
             if ready < (d["status"].get("availableReplicas") or 0):
                 _degrade(d, ready)
-
-
-def _probe(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.30"})
-        with urllib.request.urlopen(req, timeout=1.0) as resp:
-            return 200 <= resp.status < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _apply_readiness(state: dict, cfg: dict) -> None:
-    """``state["readiness"] = {"frontend": "http://127.0.0.1:PORT/healthz"}``: the lab's real app decides
-    whether the frontend pods are Ready, like the chart's readinessProbe (GET /healthz on 8081)."""
-    for tier, url in (state.get("readiness") or {}).items():
-        if _probe(url):
-            continue
-        pods = _pods(state, cfg["namespace"], tier)
-        for p in pods:
-            _set_ready(p, False)
-            for cs in p["status"].get("containerStatuses", []):
-                cs["ready"] = False
-        _degrade(_deployment(state, cfg["namespace"], tier), 0)
-        state["namespaces"][cfg["namespace"]].setdefault("events", []).extend(
-            event(cfg["namespace"], "Unhealthy", f"Readiness probe failed: GET {urlsplit(url).path} did not answer 2xx/3xx",
-                  name=p["metadata"]["name"], last_ago=20, component="kubelet") for p in pods[:1])
-
-
-def set_readiness(state_file: Path, tier: str, url: str) -> None:
-    state = json.loads(Path(state_file).read_text())
-    state.setdefault("readiness", {})[tier] = url
-    write_json_atomic(Path(state_file), state)

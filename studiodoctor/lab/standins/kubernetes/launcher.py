@@ -86,7 +86,6 @@ class KubeAPIServer(Launcher):
                 spec = next(c for c in p["spec"]["containers"] if c["name"] == container)
                 port = spec["ports"][0]["containerPort"]
                 network[f"{p['status']['podIP']}:{port}"] = f"127.0.0.1:{launcher.port}"
-        state.pop("readiness", None)  # each pod's own probe decides now
         self.write_state(state)
 
     def ready_behind(self, address: str) -> bool:
