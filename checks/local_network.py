@@ -4,8 +4,9 @@ A control name that must resolve and a control host that must accept a connectio
 host by default (``cloudflare.api_url``), or ``local.control_urls`` (URLs or ``host[:port]``, port 443 when
 none is given). When the controls fail too, every failure seen from this machine is more likely this
 machine's network or VPN than Studio's stack: the runbook then names `local` and blames no Studio layer
-(see ``studiodoctor.runbook``). Name lookups use this machine's own resolver (``/etc/resolv.conf``), as every
-other probe from here does; ``http.resolve`` maps a control the way it maps every HTTP probe.
+(see ``studiodoctor.diagnosis.runbook``). Name lookups use this machine's own resolver
+(``/etc/resolv.conf``), as every other probe from here does; ``http.resolve`` maps a control the way it
+maps every HTTP probe.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "dns": {"hostnames": [], "resolvers": [], "nameserver_suffix": ".ns.cloudflare.com", "zone": ""},
     "cloudflare": {"api_url": "https://api.cloudflare.com/client/v4", "api_token": "", "zone": ""},
     "traefik": {"api_url": "", "entrypoint": ""},
-    "kubernetes": {"kubeconfig": "", "context": "", "api_url": "", "namespace": "studio"},
+    "kubernetes": {"kubeconfig": "", "context": "", "api_url": "", "namespace": "studio",
+                   "doctor": {"service": ""}},   # the in-cluster doctor: "NAMESPACE/NAME:PORT" (studiodoctor.vantage)
     "local": {"control_urls": []},
     "nginx": {"url": ""},
     "app": {"url": "", "api_token": ""},

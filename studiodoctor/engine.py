@@ -52,14 +52,18 @@ def select_checks(registry: Registry, layers: Iterable[str] = (), check_ids: Ite
 
 
 def require_variables(profile: Profile, checks: Iterable[Check], asked_layers: Iterable[str]) -> None:
-    """A layer the user asked for by name whose config refers to an unset ``${VAR}`` is a usage error."""
+    """A layer the user asked for by name whose config refers to an unset ``${VAR}`` is a usage error, unless
+    the in-cluster doctor may be asked for it (an endpoint key, and a way into the cluster: ``vantage``)."""
+    from .vantage import ENDPOINT_KEYS, cluster_configured
+
     asked = set(asked_layers)
+    ask_cluster = cluster_configured(profile)
     for chk in checks:
         if chk.layer not in asked:
             continue
         for key in chk.needs:
             var = getattr(profile.value(key), "var", None)
-            if var:
+            if var and not (ask_cluster and key in ENDPOINT_KEYS):
                 raise UsageError(f"{profile.source}: {key}: ${{{var}}} is not set in the environment "
                                  f"(needed by --layer {chk.layer})")
 
@@ -71,10 +75,31 @@ def now_iso() -> str:
 def run(profile: Profile, checks: list[Check], *, command: str = "check", timeout: float | None = None,
         debug: bool = False, options: dict | None = None,
         on_start: Callable | None = None, on_done: Callable[[Result], None] | None = None,
-        run_deadline: float | None = None) -> Report:
+        run_deadline: float | None = None, vantages: bool = False) -> Report:
+    """Run ``checks``. With ``vantages``, those whose endpoint only the cluster reaches (``studiodoctor.vantage``)
+    are asked of the in-cluster doctor while the others run here; the results come back as one list."""
     started_at, t0 = now_iso(), time.monotonic()
+    everything, away = list(checks), {}
+    if vantages:
+        from .vantage import split
+
+        checks, away = split(profile, everything)
+    asker = None
+    if away:
+        from .runner import RUN_FACTOR
+        from .vantage import Asker
+
+        deadline = min(t0 + RUN_FACTOR * float(timeout or profile.timeout), run_deadline or float("inf"))
+        asker = Asker(profile, [c for c in everything if c.id in away], away, deadline).start()
     results = run_checks(checks, profile, timeout=timeout, debug=debug, options=options,
                          on_start=on_start, on_done=on_done, run_deadline=run_deadline)
+    if asker is not None:
+        remote = asker.results()
+        for res in remote:
+            if on_done is not None:
+                on_done(res)
+        position = {c.id: i for i, c in enumerate(everything)}
+        results = sorted([*results, *remote], key=lambda r: position.get(r.id, len(position)))
     return Report(command=command, profile=profile.name, started_at=started_at,
                   duration_ms=(time.monotonic() - t0) * 1000, results=results)
 
@@ -88,7 +113,7 @@ def check(profile: Profile, layers: Iterable[str] = (), check_ids: Iterable[str]
     chosen = select_checks(registry, layers, check_ids)
     require_variables(profile, chosen, layers)
     return run(profile, chosen, timeout=timeout, debug=debug, options=options, on_start=on_start,
-               on_done=on_done, run_deadline=run_deadline)
+               on_done=on_done, run_deadline=run_deadline, vantages=True)
 
 
 def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None = None,
@@ -110,7 +135,7 @@ def diagnose(profile: Profile, symptom_word: str, *, registry: Registry | None =
     symptom = runbook.with_local_step(symptom, registry)
     chosen = runbook.checks_for(symptom, registry)
     report = run(profile, chosen, command="diagnose", timeout=timeout, debug=debug, options=options,
-                 on_start=on_start, on_done=on_done)
+                 on_start=on_start, on_done=on_done, vantages=True)
     code = normal_code(symptom_word) if normal_code(symptom_word) in symptom.codes else None
     report.symptom = symptom.name
     found = runbook.build(symptom, catalogue, registry, report.results, profile, code)

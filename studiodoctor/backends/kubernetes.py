@@ -32,6 +32,7 @@ RESOURCES = {
     "pods": ("", "pods", False, "pods"),
     "deployments": ("apps", "deployments", False, "deployments"),
     "events": ("", "events", False, "events"),
+    "services": ("", "services", False, "services"),
     "ingresses": ("networking.k8s.io", "ingresses", False, "ingresses"),
     "ingressclasses": ("networking.k8s.io", "ingressclasses", True, "ingress classes"),
     "podmetrics": ("metrics.k8s.io", "pods", False, "pod metrics"),

@@ -6,6 +6,10 @@
   ``probe_budget`` seconds. One lock serialises every run (loop and probes: runs never overlap, so the
   stack never sees two of us at once) and answers are cached ``probe_cache`` seconds per
   (profile, layers), so a scrape storm costs one run;
+- ``/report?layer=redis[&check=postgres.reachable][&profile=...]``: the same run as a ``studiodoctor.report/1``
+  JSON document, read-only checks only, redacted: what a laptop asks the in-cluster doctor for, through
+  the API server's service proxy (``studiodoctor.diagnosis.vantage``);
+- any method but GET and HEAD: 405;
 - ``/healthz``: 200 while the loop is alive and has finished a run recently, 503 otherwise;
 - ``/``: the stack as a picture (the HTML format) from the last smoke run, reloading itself.
 
@@ -24,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import typer
 
 from ..engine import UsageError
+from ..model import READ_ONLY
 from ..render import prometheus
 from ..secrets import Redactor
 from .common import CliError, ConfigOpt, ProfileOpt, load_profile, one_line
@@ -35,6 +40,17 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CACHED = 64
 
 app = typer.Typer()
+
+
+def not_read_only(chk):
+    """The `skip` a check that is not read-only gets from ``/report``: it is never run on a caller's behalf."""
+    from ..model import Reason, skip
+
+    res = skip(f"not run by the in-cluster doctor's /report: {chk.id} is {chk.safety}, and /report runs "
+               "read-only checks only", reason=Reason.NOT_APPLICABLE,
+               hint=f"run `studiodoctor check --check {chk.id}` where its endpoint is reachable")
+    res.id, res.layer, res.title = chk.id, chk.layer, chk.title
+    return res
 
 
 def _default_registry():
@@ -119,33 +135,55 @@ class Exporter:
         """The metrics of a run of ``layers``' checks, from the cache when fresh."""
         from prometheus_client import generate_latest
 
-        from ..engine import check
-
         if not layers:
             raise UsageError("say which layer to probe: /probe?layer=redis")
+
+        def metrics(data: dict) -> bytes:
+            return generate_latest(prometheus.registry_for(lambda: [data]))
+
+        return self._run("probe", layers, (), profile_name, metrics)
+
+    def report(self, layers: list[str], check_ids: list[str], profile_name: str | None) -> bytes:
+        """``/report``: a ``studiodoctor.report/1`` JSON document of the chosen layers' or checks' results,
+        for a laptop that cannot reach them (``studiodoctor.diagnosis.vantage``). Read-only checks only:
+        one that is not (a Celery broadcast) is answered `skip` naming its safety class, never run.
+        Redacted, bounded by ``probe_budget``, under the one-run lock and the cache like ``/probe``."""
+        import json
+
+        if not layers and not check_ids:
+            raise UsageError("say which layers or checks to run: /report?layer=redis&check=postgres.reachable")
+        return self._run("report", layers, check_ids, profile_name,
+                         lambda data: json.dumps(data, default=str).encode(), read_only=True)
+
+    def _run(self, kind: str, layers: list[str], check_ids, profile_name: str | None, render: Callable,
+             read_only: bool = False) -> bytes:
+        """One run of the chosen checks under the run lock, its rendered answer cached ``probe_cache`` s."""
+        from ..engine import run, select_checks
+        from ..runner import preload
+
         profile = self.load_profile(profile_name) if profile_name else self.profile
-        key = (profile.name, tuple(sorted(set(layers))))
+        key = (kind, profile.name, tuple(sorted(set(layers))), tuple(sorted(set(check_ids))))
         fresh = self._cached(key)
         if fresh is not None:
             return fresh
+        chosen = select_checks(self.registry or _default_registry(), layers, check_ids)  # unknown names: 400
+        refused = [c for c in chosen if read_only and c.safety != READ_ONLY]
+        chosen = [c for c in chosen if c not in refused]
         if not self.run_lock.acquire(timeout=self.budget + self.probe_budget):
             raise TimeoutError("another run holds the lock")
         try:
             fresh = self._cached(key)  # a concurrent scrape may have run it while we waited
             if fresh is not None:
                 return fresh
-            from ..engine import select_checks
-            from ..runner import preload
-
-            preload(select_checks(self.registry or _default_registry(), layers))  # imports: not the stack's time
+            preload(chosen)  # imports: not the stack's time
             started = time.monotonic()
-            report = check(profile, layers, registry=self.registry, timeout=min(profile.timeout, self.probe_budget),
-                           run_deadline=started + self.probe_budget - 0.5)
-            data = report.to_dict(Redactor(profile.secrets))
-            body = generate_latest(prometheus.registry_for(lambda: [data]))
+            report = run(profile, chosen, timeout=min(profile.timeout, self.probe_budget),
+                         run_deadline=started + self.probe_budget - 0.5)
+            report.results += [not_read_only(c) for c in refused]
+            body = render(report.to_dict(Redactor(profile.secrets)))
         finally:
             self.run_lock.release()
-        self.runs.labels("probe").inc()
+        self.runs.labels(kind).inc()
         with self.cache_lock:
             self.cache[key] = (time.monotonic(), body)
             self.cache.move_to_end(key)
@@ -207,6 +245,11 @@ def handler_for(exporter: Exporter):
                     layers = [x for v in query.get("layer", []) for x in v.split(",") if x]
                     profile = (query.get("profile") or [None])[0]
                     return self._send(200, exporter.probe(layers, profile), CONTENT_TYPE)
+                if url.path == "/report":
+                    query = parse_qs(url.query)
+                    layers, checks = ([x for v in query.get(k, []) for x in v.split(",") if x] for k in ("layer", "check"))
+                    profile = (query.get("profile") or [None])[0]
+                    return self._send(200, exporter.report(layers, checks, profile), "application/json")
                 if url.path == "/healthz":
                     ok, text = exporter.healthy()
                     return self._send(200 if ok else 503, (text + "\n").encode())
@@ -223,6 +266,18 @@ def handler_for(exporter: Exporter):
 
         do_HEAD = do_GET
 
+        def refuse(self):
+            """Every endpoint only reads: any method but GET and HEAD is 405."""
+            body = f"{self.command} not allowed: studiodoctor serve answers GET and HEAD only\n".encode()
+            self.send_response(405)
+            self.send_header("Allow", "GET, HEAD")
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = refuse
+
     return Handler
 
 
@@ -235,7 +290,8 @@ def make_server(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor serve --profile production --listen 0.0.0.0:9842\n"
-                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'")
+                    "  curl -s localhost:9842/metrics; curl -s 'localhost:9842/probe?layer=redis'\n"
+                    "  curl -s 'localhost:9842/report?check=postgres.reachable&layer=redis'   # JSON, read-only checks")
 def serve(
     profile: Optional[str] = ProfileOpt,
     config: Optional[str] = ConfigOpt,
@@ -243,11 +299,12 @@ def serve(
     interval: float = typer.Option(60.0, "--interval", help="Seconds between two smoke runs of the background loop."),
     budget: float = typer.Option(20.0, "--budget", help="Seconds one smoke run may take."),
     probe_budget: float = typer.Option(10.0, "--probe-budget", help="Seconds one /probe run may take."),
-    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe answer is reused."),
+    probe_cache: float = typer.Option(30.0, "--probe-cache", help="Seconds a /probe or /report answer is reused."),
     layer: Optional[List[str]] = typer.Option(None, "--layer", "-l", help="Only this layer's smoke checks."),
 ):
     """A Prometheus exporter: /metrics (background smoke loop), /probe?layer=..., /healthz; / shows the last run
-    as a picture of the stack (the HTML format), reloading itself."""
+    as a picture of the stack (the HTML format), reloading itself; /report?check=...&layer=... answers a run of
+    read-only checks as JSON (studiodoctor.report/1): the in-cluster doctor a laptop asks. GET and HEAD only."""
     from ..engine import select_checks
     from ..registry import default_registry
 

@@ -3,6 +3,9 @@
 One module per format, behind one interface: ``FORMATS`` maps the name given to ``--format`` to
 ``module:function``, and the function takes ``(data, *, color=False, width=100)`` (ignoring what it
 does not use). A new format is one module here, one line below and one test.
+
+May import: nothing of the engine but ``studiodoctor.metrics`` and the report's data (renderers are
+functions of data: ``diagnosis`` and ``commands`` call them, never the reverse).
 """
 
 from importlib import import_module
@@ -21,6 +24,11 @@ FORMATS = {
 def render(data: dict, fmt: str, *, color: bool = False, width: int = 100) -> str:
     module, func = FORMATS[fmt].split(":")
     return getattr(import_module(f"{__name__}.{module}"), func)(data, color=color, width=width)
+
+
+def seen_from(result: dict) -> str:
+    """" (seen from the cluster)" for a result the in-cluster doctor saw (``vantage``), else ""."""
+    return " (seen from the cluster)" if result.get("vantage") == "cluster" else ""
 
 
 def since_good_lines(data: dict) -> list[str]:

@@ -27,7 +27,7 @@ class Box:
 BOXES = {b.key: b for b in (
     Box("users", "Users", "browsers and Kolibri devices; the local checks: this machine's own network", ("local",)),
     Box("cloudflare", "CloudFlare", "DNS · SSL · cache · DDoS: what users reach", ("dns", "cloudflare", "edge")),
-    Box("ingress", "Traefik", "ingress on the cluster: routes by hostname, Let's Encrypt", ("traefik",)),
+    Box("ingress", "Traefik", "the ingress on the cluster: routes by hostname, Let's Encrypt", ("traefik",)),
     Box("kubernetes", "Kubernetes (GKE)", "deployments, pods, restarts, events", ("kubernetes",)),
     Box("nginx", "nginx", "frontend pod: proxy, /static/, /content/ to GCS", ("nginx",)),
     Box("app", "gunicorn", "frontend pod: the Django app", ("app",)),
@@ -42,6 +42,7 @@ BOXES = {b.key: b for b in (
 )}
 # the trace's hops along the request path: (hop, the box it reaches)
 HOPS = (("edge", "cloudflare"), ("origin", "ingress"), ("nginx", "nginx"), ("app", "app"))
+INGRESS_CHECK = "kubernetes.ingress_controller"   # its evidence names the controllers routing the hostnames
 RANK = {"none": -1, "ok": 0, "skip": 1, "warn": 2, "blocked": 3, "error": 4, "fail": 5}
 
 
@@ -153,8 +154,19 @@ class Picture:
         known = {lay for b in BOXES.values() for lay in b.layers}
         self.others = [lay for lay in self.by_layer if lay not in known]
 
+    def ingress_title(self) -> str:
+        """The seed says Traefik; when the cluster says another controller routes the hostnames
+        (``kubernetes.ingress_controller``), the box is named after what was found."""
+        found = ((self.results.get(INGRESS_CHECK) or {}).get("evidence") or {}).get("controllers") or []
+        names = [str(c) for c in found if isinstance(c, str)]
+        if not names or names == ["Traefik"]:
+            return "Traefik"
+        return f"Ingress: {', '.join(names)}"
+
     def box(self, key: str, title: str = "", sub: str = "", layers: tuple[str, ...] = ()) -> str:
         spec = BOXES.get(key) or Box(key, title, sub, layers)
+        if key == "ingress":
+            spec = Box(key, self.ingress_title(), spec.sub, spec.layers)
         results = [r for lay in spec.layers for r in self.by_layer.get(lay, [])]
         status = box_status(results)
         counts: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
+from . import format_value, is_rows, seen_from, rows_table, since_good_lines, timeline_lines
 
 ICON = {"ok": "✅", "skip": "⏭️", "warn": "⚠️", "blocked": "⛔", "error": "❓", "fail": "❌",
         "inconclusive": "❓", "manual": "📝", "skipped": "⏭️"}
@@ -96,7 +96,7 @@ def render_markdown(data: dict, **_) -> str:
                 lines.append("")
                 for rid in step["results"]:
                     r = results[rid]
-                    lines.append(f"- {ICON[r['status']]} `{r['id']}` **{r['status']}** — {r['summary']}")
+                    lines.append(f"- {ICON[r['status']]} `{r['id']}`{seen_from(r)} **{r['status']}** — {r['summary']}")
                     if r["status"] not in ("ok", "skip"):
                         _evidence(lines, r["evidence"], "  ")
                         if r.get("hint"):
@@ -106,11 +106,11 @@ def render_markdown(data: dict, **_) -> str:
         lines += ["", "| status | check | summary |", "|---|---|---|"]
         for r in data["results"]:
             summary = r["summary"].replace("|", "\\|")
-            lines.append(f"| {ICON[r['status']]} {r['status']} | `{r['id']}` | {summary} |")
+            lines.append(f"| {ICON[r['status']]} {r['status']} | `{r['id']}`{seen_from(r)} | {summary} |")
         for r in data["results"]:
             if r["status"] in ("ok", "skip"):
                 continue
-            lines += ["", f"### `{r['id']}` — {r['status']}", "", r["summary"], ""]
+            lines += ["", f"### `{r['id']}`{seen_from(r)} — {r['status']}", "", r["summary"], ""]
             _evidence(lines, r["evidence"])
             if r.get("hint"):
                 lines += ["", f"Fix: {r['hint']}"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from . import format_value, is_rows, rows_table, since_good_lines, timeline_lines
+from . import format_value, is_rows, rows_table, seen_from, since_good_lines, timeline_lines
 
 STYLE = {"ok": "green", "skip": "dim", "warn": "yellow", "blocked": "magenta", "error": "magenta",
          "fail": "bold red", "inconclusive": "magenta", "manual": "cyan", "skipped": "dim"}
@@ -52,7 +52,7 @@ def _fit(columns: list[str], cells: list[list[str]], width: int) -> tuple[list[s
 def _result_lines(con, r: dict, indent: str, details: bool) -> None:
     from rich.markup import escape
 
-    con.print(f"{indent}{_badge(r['status'])} {escape(r['id'])}  {escape(r['summary'])}")
+    con.print(f"{indent}{_badge(r['status'])} {escape(r['id'])}{seen_from(r)}  {escape(r['summary'])}")
     if not details or r["status"] in ("ok", "skip"):
         return
     for key, value in r["evidence"].items():

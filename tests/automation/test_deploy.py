@@ -74,6 +74,19 @@ def test_pods_run_as_the_generated_service_account_and_not_as_root():
             assert all(c["securityContext"]["allowPrivilegeEscalation"] is False for c in spec["containers"])
 
 
+def test_the_doctors_service_carries_the_label_a_laptop_finds_it_by():
+    from studiodoctor.lab.standins.kubernetes.doctor import SERVICE_LABELS
+    from studiodoctor.vantage import DOCTOR_SELECTOR
+
+    key, value = DOCTOR_SELECTOR.split("=")
+    services = [doc for _, doc in documents() if doc["kind"] == "Service"]
+    doctors = [s for s in services if s["metadata"].get("labels", {}).get(key) == value]
+    assert [s["metadata"]["name"] for s in doctors] == ["studiodoctor"]
+    serve = next(doc for _, doc in documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "studiodoctor")
+    assert doctors[0]["spec"]["selector"] == serve["spec"]["selector"]["matchLabels"]
+    assert SERVICE_LABELS == doctors[0]["metadata"]["labels"]       # the lab's stand-in lists it the same way
+
+
 def test_the_committed_rbac_is_what_the_generator_writes_today():
     import importlib.util
 

@@ -144,3 +144,12 @@ def test_cli_writes_the_page_for_check_and_diagnose(tmp_path, capsys, monkeypatc
                  "--timeout", "2"]) == 2
     out = capsys.readouterr().out
     assert 'data-cause="redis.' in out and "<h2>Runbook</h2>" in out
+
+
+def test_the_ingress_box_is_named_after_the_controller_found(data):
+    data["results"].append({"id": "kubernetes.ingress_controller", "layer": "kubernetes", "title": "t", "status": "ok",
+                            "summary": "ingress-nginx routes studio", "evidence": {"controllers": ["ingress-nginx"]},
+                            "hint": "", "commands": [], "duration_ms": 1, "blocked_by": []})
+    assert '<span class="name">Ingress: ingress-nginx</span>' in render(data, "html")
+    data["results"][-1]["evidence"]["controllers"] = ["Traefik"]
+    assert '<span class="name">Traefik</span>' in render(data, "html")

@@ -17,6 +17,7 @@ import pytest
 from conftest import whole_lab
 from studiodoctor.cli import main
 from studiodoctor.lab.faults import set_fault
+from studiodoctor.lab.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("STUDIODOCTOR_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
@@ -45,14 +46,16 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    yield from whole_lab(tmp_path_factory, "browserlab")
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def lab(tmp_path_factory, request):
+    """The whole lab, once per variant (Traefik, then ingress-nginx with other names): the page must tell
+    the same story on both."""
+    yield from whole_lab(tmp_path_factory, f"browserlab-{request.param}", request.param)
 
 
-def write_page(name: str, argv: list[str], capsys) -> Path:
+def write_page(lab, name: str, argv: list[str], capsys) -> Path:
     main([*argv, "--profile", "lab", "--format", "html"])
-    path = ARTIFACTS / f"{name}.html"
+    path = ARTIFACTS / f"{lab.variant.name}-{name}.html"
     path.write_text(capsys.readouterr().out)
     return path
 
@@ -75,7 +78,7 @@ def box(page, key: str):
 
 
 def test_healthy_lab_page(lab, browser, capsys):
-    path = write_page("healthy", ["check"], capsys)
+    path = write_page(lab, "healthy", ["check"], capsys)
     page, requests, errors = open_page(browser, path)
     assert requests == [path.as_uri()] and errors == []         # nothing fetched; the script passed the CSP
     statuses = page.eval_on_selector_all("details.box", "els => els.map(e => [e.dataset.box, e.dataset.status])")
@@ -85,14 +88,16 @@ def test_healthy_lab_page(lab, browser, capsys):
     assert page.locator('.hop[data-verdict="ok"]').count() == 4    # edge, origin, nginx, app all answer
     assert "✔ OK" in box(page, "nginx").locator(":scope > summary").inner_text()
     assert page.locator("section.causes h2").inner_text() == "Nothing is wrong"
-    page.screenshot(path=str(ARTIFACTS / "healthy-desktop.png"), full_page=True)
+    ingress = box(page, "ingress").locator(":scope > summary .name").inner_text()
+    assert ingress == ("Traefik" if lab.variant.name == "default" else "Ingress: ingress-nginx")
+    page.screenshot(path=str(ARTIFACTS / f"{lab.variant.name}-healthy-desktop.png"), full_page=True)
     page.context.close()
 
 
 def test_broken_lab_page_marks_the_box_and_the_hop(lab, browser, capsys):
     set_fault(lab, "nginx-stopped", True)
     try:
-        path = write_page("nginx-stopped", ["diagnose", "502"], capsys)
+        path = write_page(lab, "nginx-stopped", ["diagnose", "502"], capsys)
     finally:
         set_fault(lab, "nginx-stopped", False)
     page, requests, errors = open_page(browser, path)
@@ -110,16 +115,16 @@ def test_broken_lab_page_marks_the_box_and_the_hop(lab, browser, capsys):
     assert check.is_visible() and "FAIL" in check.inner_text() and "seen from this machine" in check.inner_text()
     copy = page.locator("ol.runbook button.copy").first   # the runbook is never folded
     assert copy.is_visible()                                      # the script ran (its hash is in the CSP)
-    page.screenshot(path=str(ARTIFACTS / "nginx-stopped-desktop.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{lab.variant.name}-nginx-stopped-desktop.png"), full_page=True)
     page.emulate_media(media="print")
     assert not copy.is_visible()
-    page.screenshot(path=str(ARTIFACTS / "nginx-stopped-print.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{lab.variant.name}-nginx-stopped-print.png"), full_page=True)
     page.context.close()
 
     phone, _, _ = open_page(browser, path, width=390, height=844)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390   # no sideways scrolling
     assert box(phone, "nginx").bounding_box()["width"] <= 390
-    phone.screenshot(path=str(ARTIFACTS / "nginx-stopped-phone.png"), full_page=True)
+    phone.screenshot(path=str(ARTIFACTS / f"{lab.variant.name}-nginx-stopped-phone.png"), full_page=True)
     phone.context.close()
 
     bare, requests, _ = open_page(browser, path, scripts=False)

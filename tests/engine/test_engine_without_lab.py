@@ -1,18 +1,12 @@
 """The engine never imports the lab: the lab is an optional part (the `[lab]` extra) that reaches the
-command line and the profiles through entry points (``studiodoctor.commands``, ``studiodoctor.profiles``)."""
+command line and the profiles through entry points (``studiodoctor.commands``, ``studiodoctor.profiles``).
+That no module outside the lab imports it, read from the sources, is tests/engine/test_layout.py's."""
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
-from pathlib import Path
-
-import studiodoctor
-
-ROOT = Path(studiodoctor.__file__).resolve().parent.parent
-LAB = ROOT / "studiodoctor" / "lab"
 
 # a meta-path finder that refuses studiodoctor.lab, as if the [lab] part were not installed
 BLOCK = """
@@ -95,35 +89,3 @@ def test_with_the_lab_installed_its_command_and_profile_are_plugins(tmp_path, mo
     (tmp_path / "lab").mkdir()
     (tmp_path / "lab" / "profile.json").write_text(json.dumps({"redis": {"url": "redis://127.0.0.1:9/0"}}))
     assert main(["check", "--profile", "lab", "--layer", "redis", "--timeout", "2"]) == 2
-
-
-def _imports(path: Path) -> list[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
-    tree = ast.parse(path.read_text(), str(path))
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-    if path.name != "__init__.py":
-        package = package.rsplit(".", 1)[0]
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[:len(parts) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            names += [base] + [f"{base}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
-            names += [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-    return names
-
-
-def test_no_module_outside_the_lab_imports_it():
-    sources = [p for p in (ROOT / "studiodoctor").rglob("*.py") if LAB not in p.parents] + list((ROOT / "checks").rglob("*.py"))
-    assert len(sources) > 30
-    offenders = [f"{p.relative_to(ROOT)}: {name}" for p in sources for name in _imports(p)
-                 if name == "studiodoctor.lab" or name.startswith("studiodoctor.lab.")]
-    assert offenders == []
-    # the test can fail: the lab's own CLI does import the lab
-    assert any(n.startswith("studiodoctor.lab.") for n in _imports(LAB / "cli.py"))

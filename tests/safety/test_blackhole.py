@@ -11,6 +11,7 @@ import time
 import pytest
 
 from studiodoctor.cli import main
+from tests.safety.stack import public_at, stack_sections, write_profile
 
 HOST = "studio.blackhole.test"
 TIMEOUT = 2.0
@@ -32,54 +33,16 @@ def blackhole():
 
 def blackhole_config(tmp_path, tcp: int, udp: int) -> str:
     at = f"127.0.0.1:{tcp}"
-    path = tmp_path / "blackhole.toml"
-    path.write_text(f"""
-[profiles.blackhole]
-timeout = 10.0
-public_urls = ["https://{HOST}/"]
-
-[profiles.blackhole.http]
-resolve = {{ "{HOST}:443" = "{at}", "{HOST}:80" = "{at}" }}
-
-[profiles.blackhole.dns]
-hostnames = ["{HOST}"]
-resolvers = ["127.0.0.1:{udp}"]
-zone = "blackhole.test"
-
-[profiles.blackhole.cloudflare]
-api_url = "http://{at}/client/v4"
-api_token = "not-a-real-token"
-zone = "blackhole.test"
-
-[profiles.blackhole.traefik]
-api_url = "http://{at}"
-
-[profiles.blackhole.kubernetes]
-api_url = "http://{at}"
-namespace = "studio"
-
-[profiles.blackhole.nginx]
-url = "http://{at}"
-
-[profiles.blackhole.app]
-url = "http://{at}"
-api_token = "not-a-real-token"
-
-[profiles.blackhole.redis]
-url = "redis://{at}/0"
-
-[profiles.blackhole.celery]
-broker_url = "redis://{at}/0"
-
-[profiles.blackhole.gcs]
-bucket = "content"
-endpoint = "http://{at}"
-public_url = "http://{at}"
-
-[profiles.blackhole.postgres]
-dsn = "postgresql://studio@{at}/studio?sslmode=disable"
-""")
-    return str(path)
+    sections = {
+        "http": public_at(HOST, at),
+        "dns": {"hostnames": [HOST], "resolvers": [f"127.0.0.1:{udp}"], "zone": "blackhole.test"},
+        **stack_sections(f"http://{at}", zone="blackhole.test"),
+        "redis": {"url": f"redis://{at}/0"},
+        "celery": {"broker_url": f"redis://{at}/0"},
+        "postgres": {"dsn": f"postgresql://studio@{at}/studio?sslmode=disable"},
+    }
+    return write_profile(tmp_path / "blackhole.toml", "blackhole", sections, timeout=10.0,
+                         public_urls=[f"https://{HOST}/"])
 
 
 SAYS_NO_ANSWER = ("no answer", "timed out", "timeout")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from studiodoctor import engine
 from studiodoctor.model import Reason, Result
+from tests.safety.stack import HTTP_LAYERS
 
 # Field names the real answers use, so generated documents reach deep into the parsers.
 KEYS = ["items", "metadata", "name", "namespace", "labels", "status", "spec", "containers", "containerStatuses",
@@ -88,25 +89,12 @@ def assert_reasoned(results: list[Result]):
         assert r.summary.strip(), r.id
 
 
-def _http_sections(url: str) -> dict:
-    return {
-        "traefik": {"api_url": url},
-        "cloudflare": {"api_url": url + "/client/v4", "api_token": "fuzz-token-123456", "zone": "example.org"},
-        "kubernetes": {"api_url": url, "namespace": "studio"},
-        "gcs": {"bucket": "content", "endpoint": url, "public_url": url},
-        "app": {"url": url, "api_token": "fuzz-token-123456"},
-        "nginx": {"url": url},
-    }
-
-
-HTTP_LAYERS = ["traefik", "cloudflare", "kubernetes", "gcs", "app", "nginx"]
 RUNS = {"examples": 0, "parsers": set()}
 
 
 @pytest.mark.parametrize("layer", HTTP_LAYERS)
-def test_any_http_answer_gives_a_reasoned_result(layer, hostile, make_profile):
-    url = f"http://127.0.0.1:{hostile.server_address[1]}"
-    profile = make_profile(_http_sections(url), timeout=3, public_urls=[])
+def test_any_http_answer_gives_a_reasoned_result(layer, hostile, stack_at):
+    profile = stack_at(f"http://127.0.0.1:{hostile.server_address[1]}", timeout=3, public_urls=[])
 
     @HOSTILE
     @given(status=STATUSES, body=BODIES, ctype=st.sampled_from(["application/json", "text/html", ""]))
@@ -368,11 +356,10 @@ def test_any_postgres_rows_give_a_reasoned_result(make_profile, postgres_server,
 # --- preflight: what the APIs answer about our identity and grants ------------------------------------
 
 @pytest.mark.parametrize("layer", ["kubernetes", "cloudflare", "gcs"])
-def test_any_identity_or_grant_answer_gives_a_reasoned_preflight(layer, hostile, make_profile):
+def test_any_identity_or_grant_answer_gives_a_reasoned_preflight(layer, hostile, stack_at):
     from studiodoctor import preflight
 
-    url = f"http://127.0.0.1:{hostile.server_address[1]}"
-    profile = make_profile(_http_sections(url), timeout=3, public_urls=[])
+    profile = stack_at(f"http://127.0.0.1:{hostile.server_address[1]}", timeout=3, public_urls=[])
 
     @HOSTILE
     @given(status=STATUSES, body=BODIES, ctype=st.sampled_from(["application/json", "text/html", ""]))

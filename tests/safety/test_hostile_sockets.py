@@ -14,22 +14,10 @@ import pytest
 from studiodoctor import engine
 from studiodoctor.model import Reason, Status
 from tests.safety.sockets import Hostile, answer, read_request, reset
+from tests.safety.stack import HTTP_LAYERS
 
 TIMEOUT = 2.0
 BIG = 10 * 1024 * 1024
-HTTP_LAYERS = ("traefik", "kubernetes", "cloudflare", "app", "nginx", "gcs")
-
-
-def _sections(url: str, https: bool = False) -> dict:
-    base = url.replace("http://", "https://") if https else url
-    return {
-        "traefik": {"api_url": base},
-        "kubernetes": {"api_url": base, "namespace": "studio"},
-        "cloudflare": {"api_url": base + "/client/v4", "api_token": "hostile-token-123456", "zone": "example.org"},
-        "app": {"url": base, "api_token": "hostile-token-123456"},
-        "nginx": {"url": base},
-        "gcs": {"bucket": "content", "endpoint": base, "public_url": base},
-    }
 
 
 def _html(conn, i):
@@ -79,9 +67,9 @@ def _drip(conn, i):
         time.sleep(1)
 
 
-def _run(make_profile, server, layer, https=False, without=()):
-    sections = {k: v for k, v in _sections(server.url, https).items() if k not in without}
-    profile = make_profile(sections, timeout=TIMEOUT)
+def _run(stack_at, server, layer, https=False, without=()):
+    url = server.url.replace("http://", "https://") if https else server.url
+    profile = stack_at(url, without=without, timeout=TIMEOUT)
     started = time.monotonic()
     results = engine.check(profile, layers=[layer]).results
     return results, time.monotonic() - started
@@ -106,10 +94,10 @@ def _imported():
 
 @pytest.mark.parametrize("layer", HTTP_LAYERS)
 @pytest.mark.parametrize("kind", ["html", "reset", "drip"])
-def test_hostile_http_server(kind, layer, make_profile):
+def test_hostile_http_server(kind, layer, stack_at):
     server = Hostile({"html": _html, "reset": _reset, "drip": _drip}[kind])
     try:
-        results, wall = _run(make_profile, server, layer)
+        results, wall = _run(stack_at, server, layer)
     finally:
         server.close()
     assert wall < TIMEOUT + 1.0, f"{wall:.2f} s"
@@ -120,10 +108,10 @@ def test_hostile_http_server(kind, layer, make_profile):
 
 
 @pytest.mark.parametrize("layer", HTTP_LAYERS)
-def test_tls_handshake_cut_midway(layer, make_profile):
+def test_tls_handshake_cut_midway(layer, stack_at):
     server = Hostile(_tls_cut)
     try:
-        results, wall = _run(make_profile, server, layer, https=True)
+        results, wall = _run(stack_at, server, layer, https=True)
     finally:
         server.close()
     assert wall < TIMEOUT + 1.0, f"{wall:.2f} s"
@@ -134,7 +122,7 @@ def test_tls_handshake_cut_midway(layer, make_profile):
 
 
 @pytest.mark.parametrize("layer", ["app", "nginx"])
-def test_a_10_mb_body_is_not_read_whole(layer, make_profile):
+def test_a_10_mb_body_is_not_read_whole(layer, stack_at):
     """The layers that read through httpprobe stop at MAX_BODY (the SDK-based ones read what their SDK
     reads)."""
     big = _Big()
@@ -142,7 +130,7 @@ def test_a_10_mb_body_is_not_read_whole(layer, make_profile):
     try:
         # without gcs: nginx.content_storage would list one object through the gcs SDK to find a content
         # file, and SDK reads are the SDK's (not bounded by httpprobe), as for the gcs layer itself
-        results, wall = _run(make_profile, server, layer, without=("gcs",))
+        results, wall = _run(stack_at, server, layer, without=("gcs",))
         deadline = time.monotonic() + 3
         while len(big.complete) < server.connections and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -12,6 +12,7 @@ import socket
 import pytest
 
 from studiodoctor.cli import main
+from tests.safety.stack import public_at, write_profile
 
 HOST = "studio.proxied.example"
 SECRET = "proxy-pass-8c1f"
@@ -27,15 +28,9 @@ def refused_port():
 
 
 def run(tmp_path, capsys, port: int) -> dict:
-    cfg = tmp_path / "proxied.toml"
-    cfg.write_text(f"""
-[profiles.proxied]
-public_urls = ["https://{HOST}/"]
-
-[profiles.proxied.http]
-resolve = {{ "{HOST}:443" = "127.0.0.1:{port}", "{HOST}:80" = "127.0.0.1:{port}" }}
-""")
-    main(["check", "--config", str(cfg), "--profile", "proxied", "--check", "edge.proxied",
+    cfg = write_profile(tmp_path / "proxied.toml", "proxied", {"http": public_at(HOST, f"127.0.0.1:{port}")},
+                        public_urls=[f"https://{HOST}/"])
+    main(["check", "--config", cfg, "--profile", "proxied", "--check", "edge.proxied",
           "--check", "edge.error_pages", "--format", "json", "--timeout", "5"])
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
