@@ -7,9 +7,16 @@ RSS medians with their ratios, healthy and with one fault per layer. Per symptom
 ``diagnose S`` wall against the slowest single check of that run (goal <= 1.2x) and the targets of
 issue 18.
 
-Run: .venv/bin/python benchmarks/vs_manual.py [--runs 5] [--up] [--faults] [--symptoms]
+With ``--rtt 0,20,80`` it does the same at each added round trip (``lab up --rtt MS``: every connection
+of the doctor and of the manual walk to a lab server crosses the delay), prints both walls, CPU and peak
+RSS, the ratio, the doctor's critical path (the chain of checks that set its wall, with their round
+trips) and issue 28's targets: the doctor's wall at most start-up (its wall at 0 ms) + 8 round trips,
+at most 1.0x the manual walk at 20 ms and 0.5x at 80 ms, start-up at most 0.6 s.
+
+Run: .venv/bin/python benchmarks/vs_manual.py [--runs 5] [--up] [--faults] [--symptoms] [--rtt 0,20,80]
 With --up it brings a lab up in a temporary STUDIODOCTOR_LAB_DIR and takes it down at the end;
-otherwise it uses the running lab (``studiodoctor lab up``).
+otherwise it uses the running lab (``studiodoctor lab up``). ``--doctor "python other/before.py"``
+times another doctor command against the same lab (before/after figures; no critical path then).
 """
 
 from __future__ import annotations
@@ -129,6 +136,75 @@ def network_share(cmd: list[str]) -> None:
           f"{len(over)}{f' (worst: {worst})' if worst else ''}")
 
 
+def critical_path() -> tuple[float, list]:
+    """One ``diagnose 502`` in-process: (wall ms, the chain of results that set it). The chain ends at the
+    result that finished last and walks back, from each link, to what it waited for: the dependency, or
+    the check of its backend whose end freed its slot, that finished last before it started; the run's
+    start-up inside it (SDK imports) is the first link's start."""
+    from studiodoctor import engine
+    from studiodoctor.config import load_profile
+    from studiodoctor.registry import default_registry
+
+    report = engine.diagnose(load_profile("lab"), "502")
+    deps = {c.id: c.depends_on for c in default_registry.checks.values()}
+    done = {r.id: r for r in report.results if r.start_ms is not None}
+    end = lambda r: r.start_ms + r.duration_ms  # noqa: E731
+    chain = [max(done.values(), key=end)]
+    while True:
+        link = chain[-1]
+        waited = [done[d] for d in deps.get(link.id, ()) if d in done]
+        waited += [r for r in done.values() if r.id.split(".")[0] == link.id.split(".")[0] and r is not link]
+        before = [r for r in waited if link.start_ms - 5 <= end(r) <= link.start_ms + 5]
+        if not before:
+            break
+        chain.append(max(before, key=end))
+    return report.duration_ms, chain[::-1]
+
+
+def print_critical_path(rtt: float) -> None:
+    wall, chain = critical_path()
+    links = " -> ".join(f"{r.id} {r.duration_ms:.0f} ms/{r.evidence.get('round_trips', '?')} RT" for r in chain)
+    trips = sum(r.evidence.get("round_trips", 0) for r in chain)
+    span = chain[-1].start_ms + chain[-1].duration_ms - chain[0].start_ms
+    print(f"  critical path (in-process run, wall {wall:.0f} ms): start-up {chain[0].start_ms:.0f} ms -> {links}")
+    print(f"    {trips} round trips counted on it; its checks took {span:.0f} ms"
+          + (f" = {span / rtt:.1f} round trips of {rtt:g} ms" if rtt else ""))
+
+
+def lab_rtt(rtt: float) -> None:
+    subprocess.run([str(BIN), "lab", "up", "--rtt", f"{rtt:g}"], check=True, capture_output=True)
+
+
+def over_rtts(doctor: list[str], rtts: list[float], runs: int, trace: bool) -> None:
+    """Issue 28: the doctor against the manual walk at each added round trip, and the targets."""
+    rows = []
+    for rtt in rtts:
+        lab_rtt(rtt)
+        script = Path(tempfile.mkstemp(suffix=".sh", prefix=f"manual-502-rtt{rtt:g}-")[1])
+        script.write_text(manual_script(lab_profile()))
+        a, b, ratio = side_by_side(doctor, ["bash", str(script)], runs)
+        print_pair(f"diagnose 502, +{rtt:g} ms round trip", a, b, ratio)
+        if trace:
+            print_critical_path(rtt)
+        rows.append((rtt, a, b, ratio))
+    lab_rtt(0)
+    start = next((a[0] for rtt, a, _, _ in rows if rtt == 0), None)
+    print("\n| added RTT | doctor wall | manual wall | ratio | doctor CPU | doctor peak RSS | target |")
+    print("|---|---|---|---|---|---|---|")
+    for rtt, a, b, ratio in rows:
+        goals = []
+        if start is not None and rtt:
+            goals.append(f"<= start-up + 8 RT = {start + 8 * rtt / 1000:.2f} s "
+                         f"{'met' if a[0] <= start + 8 * rtt / 1000 else 'NOT met'}")
+        goal = {20: 1.0, 80: 0.5}.get(rtt)
+        if goal:
+            goals.append(f"<= {goal:g}x manual {'met' if ratio <= goal else 'NOT met'}")
+        if rtt == 0:
+            goals.append(f"start-up <= 0.6 s {'met' if a[0] <= 0.6 else 'NOT met'}")
+        print(f"| {rtt:g} ms | {a[0]:.2f} s | {b[0]:.2f} s | {ratio:.2f}x | {a[1]:.2f} s | {a[2]:.0f} MiB | "
+              f"{'; '.join(goals)} |")
+
+
 def redis_layer(runs: int):
     walls = [run([str(BIN), "check", "--layer", "redis", "--profile", "lab"])[0] for _ in range(runs)]
     print(f"\ncheck --layer redis: wall median {median(walls):.2f} s (target <= 0.35 s)")
@@ -140,6 +216,8 @@ def main():
     ap.add_argument("--up", action="store_true", help="bring a lab up in a temporary directory for the run")
     ap.add_argument("--faults", action="store_true", help="also one fault per layer of the 502 walk")
     ap.add_argument("--symptoms", action="store_true", help="also every symptom's wall vs its slowest check")
+    ap.add_argument("--rtt", default="", help="comma-separated added round trips in ms (issue 28), e.g. 0,20,80")
+    ap.add_argument("--doctor", default="", help="the doctor's command instead of this venv's studiodoctor")
     args = ap.parse_args()
     tmp = None
     if args.up:
@@ -147,6 +225,12 @@ def main():
         os.environ["STUDIODOCTOR_LAB_DIR"] = tmp
         subprocess.run([str(BIN), "lab", "up"], check=True, capture_output=True)
     try:
+        if args.rtt:
+            doctor = [*(shlex.split(args.doctor) or [str(BIN)]), "diagnose", "502", "--profile", "lab",
+                      "--format", "json"]
+            print(f"median of {args.runs} runs each, alternating doctor and manual walk; doctor: {doctor[:2]}")
+            over_rtts(doctor, [float(x) for x in args.rtt.split(",")], args.runs, trace=not args.doctor)
+            return
         script = Path(tempfile.mkstemp(suffix=".sh", prefix="manual-502-")[1])
         script.write_text(manual_script(lab_profile()))
         manual = ["bash", str(script)]

@@ -18,6 +18,10 @@ GRACE = 0.5
 # connections at a time to any one backend (production is what we are diagnosing: be gentle).
 MAX_CONCURRENT = 32
 PER_BACKEND = 3
+# Backends whose checks share a pool of at most PER_BACKEND connections opened by the backend's module
+# (``backends.postgres.POOL``): the pool is their cap, so their checks wait for a free connection, not
+# for a slot here (a check's queries then never queue behind another check's Python).
+POOLED = ("postgres",)
 # The whole run ends by RUN_FACTOR x the per-check timeout: dependency chains cannot add up.
 RUN_FACTOR = 2.0
 # Most of the per-check budget the run waits for SDK imports before starting the checks anyway.
@@ -174,6 +178,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         res = _call(chk, ctx, debug)
         times.append(time.monotonic())
         res.network_ms = ctx.network_ms()
+        if ctx.round_trips and isinstance(res.evidence, dict):
+            res.evidence.setdefault("round_trips", ctx.round_trips)
         if res.network_ms is None and isinstance(res.evidence, dict):  # a backend that times its own calls
             figure = res.evidence.get("network_ms")
             res.network_ms = float(figure) if isinstance(figure, (int, float)) else None
@@ -184,6 +190,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     def has_slot(chk: Check) -> bool:
         if len(running) >= max_concurrent:
             return False
+        if backend(chk) in POOLED:
+            return True
         return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
 
     with cond:

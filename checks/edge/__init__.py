@@ -1,7 +1,7 @@
 """Layer `edge`: CloudFlare's edge as users get it at the public URLs: the HTTPS redirect, the edge
 certificate, CloudFlare's headers, its 52x error pages and its cache status (the API side, zone settings
 and rules, is the `cloudflare` layer; the edge's settings live in the `cloudflare` section).
-Every request goes through `httpprobe` (a fresh client per request, so one client per SNI name).
+Every request goes through `httpprobe` (the run's client for its SNI name: one connection per host per run).
 
 Modules by concern: ``https`` (https_redirect, certificate), ``proxy`` (proxied, error_pages), ``cache``
 (cache_status, databases_not_cached)."""

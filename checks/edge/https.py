@@ -25,36 +25,26 @@ def check_https_redirect(ctx):
     Fix: Always Use HTTPS on; SSL mode Full (strict); no origin redirect that fights the edge."""
     max_hops = int(_setting(ctx, "max_redirects", 10))
     findings, chains = [], {}
+    starts = []
     for url in _urls(ctx):
         parts = urlsplit(url)
-        start_http = f"http://{parts.hostname}{parts.path or '/'}"
-        for start in (start_http, url):
-            hops, seen, current = [], set(), start
-            while True:
-                resp, problem = _fetch(ctx, current)
-                if problem:
-                    return problem
-                location = resp.headers.get("location")
-                hops.append({"url": current, "status": resp.status_code, "location": location})
-                if resp.status_code not in (301, 302, 303, 307, 308) or not location:
-                    break
-                seen.add(current)
-                current = urljoin(current, location)
-                if current in seen or len(hops) >= max_hops:
-                    hops.append({"url": current, "status": "loop" if current in seen else "too many"})
-                    findings.append(("loop", start, f"redirect loop from {start}: "
-                                     f"{' -> '.join(str(h['status']) for h in hops[:6])} back to {current}"))
-                    break
-            chains[start] = hops
-            if findings and findings[-1][1] == start:
-                continue
-            last = hops[-1]
-            if start == start_http:
-                if len(hops) == 1:
-                    findings.append(("plain", start, f"{start} is served over plain HTTP (status {last['status']}), "
-                                                     f"not redirected to HTTPS"))
-                elif not str(last["url"]).startswith("https://"):
-                    findings.append(("plain", start, f"redirects from {start} end on plain HTTP at {last['url']}"))
+        starts += [(f"http://{parts.hostname}{parts.path or '/'}", True), (url, False)]
+    # the chains are independent: followed at the same time (each hop on the run's pooled connections)
+    followed = _concurrently([lambda start=start: _follow(ctx, start, max_hops) for start, _ in starts])
+    for (start, plain_start), (hops, loop, problem) in zip(starts, followed):
+        if problem:
+            return problem
+        chains[start] = hops
+        if loop:
+            findings.append(("loop", start, loop))
+            continue
+        last = hops[-1]
+        if plain_start:
+            if len(hops) == 1:
+                findings.append(("plain", start, f"{start} is served over plain HTTP (status {last['status']}), "
+                                                 f"not redirected to HTTPS"))
+            elif not str(last["url"]).startswith("https://"):
+                findings.append(("plain", start, f"redirects from {start} end on plain HTTP at {last['url']}"))
     evidence = {"chains": chains, "max_redirects": max_hops}
     if findings:
         kind, start, summary = next((f for f in findings if f[0] == "loop"), findings[0])
@@ -64,6 +54,35 @@ def check_https_redirect(ctx):
         return fail(summary, evidence=evidence, hint=hint,
                     commands=[Command(f"curl -sSIL --max-redirs {max_hops} {start}")])
     return ok(f"plain HTTP redirects to HTTPS for {len(_urls(ctx))} URL(s), no loop", evidence=evidence)
+
+
+def _follow(ctx, start: str, max_hops: int):
+    """(hops, loop summary or "", failing Result or None) of the redirects from ``start``."""
+    hops, seen, current = [], set(), start
+    while True:
+        resp, problem = _fetch(ctx, current)
+        if problem:
+            return hops, "", problem
+        location = resp.headers.get("location")
+        hops.append({"url": current, "status": resp.status_code, "location": location})
+        if resp.status_code not in (301, 302, 303, 307, 308) or not location:
+            return hops, "", None
+        seen.add(current)
+        current = urljoin(current, location)
+        if current in seen or len(hops) >= max_hops:
+            hops.append({"url": current, "status": "loop" if current in seen else "too many"})
+            return hops, (f"redirect loop from {start}: "
+                          f"{' -> '.join(str(h['status']) for h in hops[:6])} back to {current}"), None
+
+
+def _concurrently(calls: list) -> list:
+    """The results of ``calls``, run at the same time (each in its own thread), in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="edge-redirects") as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
 @check(CERTIFICATE, title="Edge certificate valid, matching and not expiring",

@@ -32,13 +32,24 @@ def check_reachable(ctx):
     (the port accepts TCP but does not answer the PostgreSQL handshake, or TLS fails for the sslmode),
     auth (wrong password, missing role, pg_hba), connect (too many clients, database missing).
     The connection is then shared by the other `postgres.*` checks (read-only transactions)."""
-    import psycopg
-
     try:
         target = _target(ctx)
     except ValueError as exc:
         return error(f"postgres.dsn is not a usable DSN: {exc}", reason=Reason.NOT_CONFIGURED,
                      hint="use postgresql://user:password@host:port/dbname")
+    # the run's connections open now, beside the staged probes that explain a failure (the login does
+    # not wait for them: on a network far away that is several round trips saved)
+    opening = pg.Opening(ctx, target, pg.POOL)
+    try:
+        res = _staged_connect(ctx, target, opening)
+    finally:
+        opening.abandon()  # those not taken by the session (none when it failed)
+    return res
+
+
+def _staged_connect(ctx, target, opening: "pg.Opening"):
+    import psycopg
+
     ev = {"address": target.address, "target": target.label, "sslmode": target.sslmode, "stages": {}}
     stages = ev["stages"]
     cmds = [Command(target.psql("SELECT 1"), READ_ONLY, "asks for the password or uses ~/.pgpass")]
@@ -97,7 +108,7 @@ def check_reachable(ctx):
                         hint="enable ssl on the server, or connect through cloudsql-proxy (which encrypts)")
     t0 = time.monotonic()
     try:
-        db = pg.connect(ctx, target)
+        db = opening.first(ctx.timeout(margin=pg.MARGIN))
     except TimeoutError as exc:
         ev["stage"] = "auth"
         return unreachable("PostgreSQL", target.address, f"login {exc} (timed out)", timed_out=True,
@@ -128,21 +139,26 @@ def check_reachable(ctx):
         return fail(f"PostgreSQL at {target.address}: connection failed (stage {stage}): {message}",
                     evidence=ev, reason=Reason.UNREACHABLE, commands=cmds)
     stages["auth_ms"] = round(conn.network(time.monotonic() - t0) * 1000, 1)
-    try:
-        db.execute("SET default_transaction_read_only = on")
-    except psycopg.Error as exc:
+    if _read_only_setting(db) != "on":  # never a writable session
         db.close()
-        return error(f"PostgreSQL at {target.address}: cannot make the session read-only: "
-                     f"{target.scrub(first_line(exc))}", evidence=ev)
+        return error(f"PostgreSQL at {target.address}: the session is not read-only (the server ignored "
+                     "default_transaction_read_only in the startup packet)", evidence=ev)
     session = pg.Session(db)
+    opening.join(session)
     ctx.shared.set(pg.SESSION, session)
     import weakref
 
-    weakref.finalize(ctx.shared, db.close)  # the run is over when its Shared is collected
+    weakref.finalize(ctx.shared, session.close)  # the run is over when its Shared is collected
     ev["server_version_num"] = session.server_version
     timing = conn.done()
     return ok(f"PostgreSQL at {target.address} accepted {target.user or 'our role'} on {target.dbname} "
               f"({timing}; TLS {ev.get('tls', 'n/a')})", evidence=ev)
+
+
+def _read_only_setting(db) -> str:
+    """The session's default_transaction_read_only: reported at login by PostgreSQL 14+, asked otherwise."""
+    return db.info.parameter_status("default_transaction_read_only") or \
+        db.execute("SHOW default_transaction_read_only").fetchone()[0]
 
 
 @check(LATENCY, title="PostgreSQL SELECT 1 latency", needs=("postgres.dsn",), depends_on=(REACHABLE,), smoke=True,

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import re
 
+from studiodoctor.backends import postgres as pg
 from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail, ok, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import (CONNECTIONS, IDLE_IN_TRANSACTION, LONG_QUERIES, REACHABLE, _db_call, _num,
-                     _query, _target)
+from .common import CONNECTIONS, IDLE_IN_TRANSACTION, LONG_QUERIES, REACHABLE, _db_call, _num, _target
 
 
-def _hidden_sessions(ctx) -> tuple[int | None, object]:
-    """How many other sessions our role cannot inspect (no pg_read_all_stats / pg_monitor)."""
-    rows, res = _db_call(ctx, lambda: _query(
-        ctx, "SELECT count(*) AS hidden FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-             "AND backend_type IS NULL"))  # rows we may not inspect come back with every detail NULL
+# how many other sessions our role cannot inspect (no pg_read_all_stats / pg_monitor): rows we may not
+# inspect come back with every detail NULL
+_HIDDEN = ("SELECT count(*) AS hidden FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+           "AND backend_type IS NULL", None)
+
+
+def _with_hidden(ctx, *statements) -> tuple[list | None, int, object]:
+    """(rows of each statement, hidden sessions, None) or (None, 0, the result of a failure): the count
+    of sessions we cannot see and the statements in one round trip."""
+    got, res = _db_call(ctx, lambda: pg.queries(ctx, [_HIDDEN, *statements]))
     if res is not None:
-        return None, res
-    return int(rows[0]["hidden"]), None
+        return None, 0, res
+    return got[1:], int(got[0][0]["hidden"]), None
 
 
 def _cannot_look(ctx, hidden: int, what: str):
@@ -50,13 +55,12 @@ def check_connections(ctx):
         warn_pct, fail_pct = _num(ctx, "connections_warn_percent", 80), _num(ctx, "connections_fail_percent", 95)
     except ValueError as exc:
         return error(str(exc), reason=Reason.NOT_CONFIGURED)
-    hidden, res = _hidden_sessions(ctx)
-    if res is not None:
-        return res
-    if hidden:
-        return _cannot_look(ctx, hidden, "the connections in use")
-    rows, res = _db_call(ctx, lambda: _query(
-        ctx, "SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS in_use, "
+    session = ctx.shared.peek(pg.SESSION)
+    # the doctor's pool counts as one session
+    spare = session.spare_pids(ctx.timeout(margin=pg.MARGIN)) if session is not None else []
+    got, hidden, res = _with_hidden(
+        ctx, ("WITH activity AS (SELECT * FROM pg_stat_activity WHERE pid <> ALL(%(spare)s::int[])) "
+             "SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS in_use, "
              "count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active') AS active, "
              "count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'idle') AS idle, "
              "count(*) FILTER (WHERE backend_type = 'client backend' "
@@ -64,16 +68,15 @@ def check_connections(ctx):
              "AS idle_in_transaction, "
              "current_setting('max_connections')::int AS max_connections, "
              "current_setting('superuser_reserved_connections')::int AS superuser_reserved "
-             "FROM pg_stat_activity"))
-    if res is not None:
-        return res
-    row = rows[0]
-    top, res = _db_call(ctx, lambda: _query(
-        ctx, "SELECT coalesce(usename, '?') AS usename, coalesce(application_name, '') AS application_name, "
+             "FROM activity", {"spare": spare}),
+        ("SELECT coalesce(usename, '?') AS usename, coalesce(application_name, '') AS application_name, "
              "count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' "
-             "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5"))
+             "AND pid <> ALL(%(spare)s::int[]) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5", {"spare": spare}))
     if res is not None:
         return res
+    if hidden:
+        return _cannot_look(ctx, hidden, "the connections in use")
+    (rows, top), row = got, got[0][0]
     in_use, maxc = int(row["in_use"]), int(row["max_connections"])
     pct = in_use * 100.0 / maxc if maxc else 0.0
     ev = {"target": target.label, "in_use": in_use, "max_connections": maxc, "percent": round(pct, 1),
@@ -126,14 +129,12 @@ def _activity_check(ctx, *, what: str, where: str, since: str, key: str, default
         chars = int(_num(ctx, "query_max_chars", 200))
     except ValueError as exc:
         return error(str(exc), reason=Reason.NOT_CONFIGURED)
-    hidden, res = _hidden_sessions(ctx)
+    got, hidden, res = _with_hidden(ctx, (_ACTIVITY.format(where=where, since=since), (chars, threshold)))
     if res is not None:
         return res
     if hidden:
         return _cannot_look(ctx, hidden, what)
-    rows, res = _db_call(ctx, lambda: _query(ctx, _ACTIVITY.format(where=where, since=since), (chars, threshold)))
-    if res is not None:
-        return res
+    rows = got[0]
     ev = {"target": target.label, "threshold_s": threshold, "count": len(rows),
           "sessions": _sessions_evidence(rows)}
     if not rows:

@@ -15,6 +15,8 @@ def check_api(ctx):
 
     The other API checks depend on it. Fix: `kubectl -n kube-system port-forward deploy/traefik 9000:9000`
     and set traefik.api_url = "http://127.0.0.1:9000" (the API is never exposed publicly)."""
+    for kind in ("http/routers", "http/services"):  # what traefik.routers and traefik.services read next
+        _list(ctx, kind, prefetch=True)
     try:
         status, body, _ = _get(ctx, "/api/version")
     except Stop as exc:

@@ -58,8 +58,9 @@ def _get(ctx, path: str):
     return resp.status_code, body, resp.headers
 
 
-def _list(ctx, kind: str) -> list[dict]:
-    """All objects of /api/<kind> (e.g. "http/routers"), following X-Next-Page; cached for the run."""
+def _list(ctx, kind: str, *, prefetch: bool = False) -> list[dict]:
+    """All objects of /api/<kind> (e.g. "http/routers"), following X-Next-Page; cached for the run.
+    ``prefetch``: only start fetching it in the background (returns [])."""
 
     def fetch():
         items, page = [], 1
@@ -87,6 +88,9 @@ def _list(ctx, kind: str) -> list[dict]:
         except Stop as exc:
             return ("error", exc.result)
 
+    if prefetch:
+        ctx.shared.prefetch(f"traefik:list:{_base(ctx)}:{kind}", guarded)
+        return []
     status, value = ctx.shared.get(f"traefik:list:{_base(ctx)}:{kind}", guarded)
     if status != "ok":
         raise Stop(value)

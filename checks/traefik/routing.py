@@ -9,7 +9,7 @@ from studiodoctor.backends.kubernetes import kubectl
 from studiodoctor.model import READ_ONLY, Command, Reason, Stop, fail, ok, skip, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import API, ROUTERS, SERVICES, _applicable, _curl, _get, _qualify, _routes, traefik_hostnames
+from .common import API, ROUTERS, SERVICES, _applicable, _curl, _get, _list, _qualify, _routes, traefik_hostnames
 
 
 @check(ROUTERS, title="A TLS router for each hostname is enabled", depends_on=(API,),
@@ -49,8 +49,11 @@ def check_routers(ctx):
 
 
 def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str], str]:
-    """(server url -> UP/DOWN, health notes, error) of a service, following weighted/failover children."""
-    status, body, _ = _get(ctx, f"/api/http/services/{quote(name, safe='@')}")
+    """(server url -> UP/DOWN, health notes, error) of a service, following weighted/failover children:
+    from the run's list of services (fetched once, while traefik.api ran), else asked by name."""
+    listed = next((s for s in _list(ctx, "http/services") if s.get("name") == name), None)
+    status, body, _ = (200, listed, None) if listed is not None else \
+        _get(ctx, f"/api/http/services/{quote(name, safe='@')}")
     if status == 404:
         return {}, [], f"service {name} does not exist"
     if status != 200 or not isinstance(body, dict):

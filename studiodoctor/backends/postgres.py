@@ -68,13 +68,63 @@ class Target:
         return text
 
 
+# Connections the run opens to PostgreSQL: the per-backend cap of the runner (a run never holds more
+# than a few sessions on the server it is diagnosing), enough that the checks' queries need not queue
+# on one session (each query is one round trip: see ``query``).
+POOL = 3
+READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+
+
 class Session:
-    """One connection for the run; queries are serialised and each runs in a read-only transaction."""
+    """The run's connections (up to POOL, opened at once by ``postgres.reachable``): each query takes
+    a free one, runs in its own read-only transaction and gives it back. ``conn`` is the first."""
 
     def __init__(self, conn):
         self.conn = conn
-        self.lock = threading.Lock()
         self.server_version = conn.info.server_version
+        self._idle = [conn]
+        self._all = [conn]
+        self._free = threading.Condition()
+        self.opening: Opening | None = None
+
+    def add(self, conn) -> None:
+        """Another connection for the pool (one that finished opening after the first)."""
+        with self._free:
+            self._idle.append(conn)
+            self._all.append(conn)
+            self._free.notify()
+
+    def take(self, timeout: float):
+        with self._free:
+            if not self._free.wait_for(lambda: self._idle, timeout):
+                raise Busy("timed out waiting for a free PostgreSQL connection")
+            return self._idle.pop()
+
+    def give(self, conn) -> None:
+        with self._free:
+            if not conn.closed and not conn.broken:
+                self._idle.append(conn)
+                self._free.notify()
+
+    def spare_pids(self, timeout: float) -> list[int]:
+        """Server pids of the pool's connections beyond the first: the doctor's own extra load, left out
+        of what the server's connections are counted against (the first stands for "the doctor").
+        Waits (at most ``timeout``) for those still opening, which the server already counts."""
+        if self.opening is not None:
+            self.opening.settle(timeout)
+        with self._free:
+            return [c.info.backend_pid for c in self._all[1:]]
+
+    @property
+    def size(self) -> int:
+        return len(self._all)
+
+    def close(self) -> None:
+        for conn in list(self._all):
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection at the end of a run
+                pass
 
 
 class Busy(Exception):
@@ -82,37 +132,53 @@ class Busy(Exception):
 
 
 def query(ctx, sql: str, params=None, *, session: Session | None = None, timed: bool = False):
-    """Rows (dicts) of ``sql`` in ``BEGIN READ ONLY`` with a statement_timeout inside the deadline."""
+    """Rows (dicts) of ``sql`` in ``BEGIN READ ONLY`` with a statement_timeout inside the deadline, on a
+    free connection of the run's pool (see ``queries``). ``timed``: also the round trip in ms (the
+    pipeline's: what a client of this server waits for one query)."""
+    t0 = time.perf_counter()
+    rows = queries(ctx, [(sql, params)], session=session)[0]
+    return (rows, (time.perf_counter() - t0) * 1000) if timed else rows
+
+
+def queries(ctx, statements, *, session: Session | None = None) -> list[list[dict]]:
+    """The rows of each ``(sql, params)`` of ``statements``, all in one ``BEGIN READ ONLY`` transaction
+    with a statement_timeout inside the deadline, sent as one pipeline (BEGIN, set_config, the
+    statements, ROLLBACK): one round trip, however many statements."""
     from psycopg.rows import dict_row
 
     session = session or ctx.shared.peek(SESSION)
     if session is None:
         raise Busy("no PostgreSQL session (postgres.reachable did not connect)")
-    if not session.lock.acquire(timeout=ctx.timeout(margin=MARGIN)):
-        raise Busy("timed out waiting for the shared PostgreSQL connection")
+    conn = session.take(ctx.timeout(margin=MARGIN))
     t_begin = time.perf_counter()
     try:
-        conn = session.conn
         ms = max(50, int(ctx.timeout(margin=MARGIN) * 1000))
-        conn.execute("BEGIN READ ONLY")
-        try:
+        with conn.pipeline():
+            conn.execute("BEGIN READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
-            with conn.cursor(row_factory=dict_row) as cur:
-                t0 = time.perf_counter()
-                cur.execute(sql, params)
-                elapsed = (time.perf_counter() - t0) * 1000
-                rows = cur.fetchall() if cur.description else []
-        finally:
-            if not conn.closed and not conn.broken:
-                conn.execute("ROLLBACK")
+            cursors = []
+            for sql, params in statements:
+                cursors.append(conn.cursor(row_factory=dict_row))
+                cursors[-1].execute(sql, params)
+            conn.execute("ROLLBACK")
+        return [cur.fetchall() if cur.description else [] for cur in cursors]
     finally:
-        session.lock.release()
-        # BEGIN, set_config, the query, ROLLBACK: four round trips, the check's network time (not the
-        # wait for the shared session's lock)
-        add = getattr(ctx, "add_network", None)
+        _rollback_failed(conn)
+        session.give(conn)
+        add = getattr(ctx, "add_network", None)  # the pipeline's round trip, not the wait for a connection
         if add is not None:
             add(time.perf_counter() - t_begin)
-    return (rows, elapsed) if timed else rows
+
+
+def _rollback_failed(conn) -> None:
+    """After a failed statement the pipeline's ROLLBACK was skipped: end the aborted transaction."""
+    from psycopg.pq import TransactionStatus
+
+    try:
+        if not conn.closed and not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - a broken connection leaves the pool with the next give()
+        pass
 
 
 def db_call(ctx, target: Target, func):
@@ -145,33 +211,82 @@ def db_call(ctx, target: Target, func):
 
 def connect(ctx, target: Target):
     """psycopg.connect bounded by the deadline (psycopg's own connect_timeout has a 2 s floor)."""
-    import psycopg
+    return Opening(ctx, target, 1).first(ctx.timeout(margin=MARGIN))
 
-    box: list = []
-    abandoned = threading.Event()
-    timeout = ctx.timeout(margin=MARGIN)
 
-    def run():
+class Opening:
+    """``n`` connections opening at once, each read-only from its startup packet
+    (default_transaction_read_only, no extra round trip): ``first`` waits for one (or the first
+    error); the others join the run's Session as they finish (``join``), or are closed if nobody
+    wants them any more (``abandon``)."""
+
+    def __init__(self, ctx, target: Target, n: int):
+        self.target = target
+        self.timeout = ctx.timeout(margin=MARGIN)
+        self.done = threading.Condition()
+        self.conns: list = []
+        self.errors: list = []
+        self.session: Session | None = None
+        self.abandoned = False
+        self.n, self.settled = n, 0
+        for i in range(n):
+            threading.Thread(target=self._open, daemon=True, name=f"postgres-connect-{i}").start()
+
+    def _open(self) -> None:
+        import psycopg
+
+        params = self.target.params
+        options = " ".join(filter(None, [str(params.get("options") or ""), READ_ONLY_OPTION]))
         try:
-            conn = psycopg.connect(target.dsn, connect_timeout=max(2, int(timeout + 0.999)), autocommit=True,
-                                   application_name=APP_NAME)
+            conn = psycopg.connect(self.target.dsn, connect_timeout=max(2, int(self.timeout + 0.999)),
+                                   autocommit=True, application_name=APP_NAME, options=options)
         except Exception as exc:  # noqa: BLE001 - classified by the caller
-            box.append(exc)
+            with self.done:
+                self.errors.append(exc)
+                self.settled += 1
+                self.done.notify_all()
             return
-        if abandoned.is_set():
-            conn.close()
-        else:
-            box.append(conn)
+        with self.done:
+            self.settled += 1
+            if self.session is not None:
+                self.session.add(conn)
+            elif self.abandoned:
+                conn.close()
+            else:
+                self.conns.append(conn)
+            self.done.notify_all()
 
-    t = threading.Thread(target=run, daemon=True, name="postgres-connect")
-    t.start()
-    t.join(timeout)
-    if not box:
-        abandoned.set()
-        raise TimeoutError(f"no answer to the connection within {timeout:.1f} s")
-    if isinstance(box[0], Exception):
-        raise box[0]
-    return box[0]
+    def first(self, timeout: float):
+        """The first connection to open (raises the first error, or TimeoutError)."""
+        with self.done:
+            if not self.done.wait_for(lambda: self.conns or self.errors, timeout):
+                self.abandoned = True
+                raise TimeoutError(f"no answer to the connection within {timeout:.1f} s")
+            if not self.conns:
+                self.abandoned = True
+                raise self.errors[0]
+            return self.conns.pop(0)
+
+    def settle(self, timeout: float) -> None:
+        """Wait until every connection opened or failed (at most ``timeout``)."""
+        with self.done:
+            self.done.wait_for(lambda: self.settled >= self.n, timeout)
+
+    def join(self, session: Session) -> None:
+        """Hand the connections still opening (and any already open) to ``session``."""
+        with self.done:
+            self.session = session
+            session.opening = self
+            for conn in self.conns:
+                session.add(conn)
+            self.conns.clear()
+
+    def abandon(self) -> None:
+        with self.done:
+            self.abandoned = True
+            for conn in self.conns:
+                conn.close()
+            self.conns.clear()
 
 
 def classify(message: str) -> tuple[str, str]:

@@ -55,7 +55,8 @@ def list_checks(
         typer.echo(json.dumps([{"id": c.id, "layer": c.layer, "title": c.title, "safety": c.safety,
                                 "needs": list(c.needs), "depends_on": list(c.depends_on),
                                 "permissions": list(c.permissions), "smoke": c.smoke,
-                                "metrics": [m.key for m in c.metrics]}
+                                "metrics": [m.key for m in c.metrics],
+                                "produces": None if c.produces is None else list(c.produces)}
                                for lay in layers for c in registry.for_layers([lay])], indent=2))
         return
     for lay in layers:
@@ -83,6 +84,9 @@ def explain(target: str = typer.Argument(..., help="A check id, a layer or a sym
                               ("smoke", ["yes (cheap, read-only: run by `studiodoctor smoke`)"] if c.smoke else [])):
             if values:
                 typer.echo(f"{label}: {', '.join(values)}")
+        if c.produces is not None:   # what its failure can make users report (else: any symptom walking it)
+            typer.echo("can cause: " + (", ".join(c.produces) if c.produces else
+                                        "no symptom users report (an exposure): never a likely cause"))
         from ..diagnosis.causes import rules_for
 
         for line in rules_for(c.id):

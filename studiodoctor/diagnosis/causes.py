@@ -32,10 +32,13 @@ class Rule:
     cause: str                                         # check id of the deeper layer
     link: Callable[[Result, Result], dict | None]      # (consequence, cause) -> linking evidence or None
     because: str                                       # one line, formatted with the link's evidence
+    # the consequence's own status: a failure, or (for a rule that continues a chain) a warn that another
+    # rule already proved broken (an app only slow to us, but slower than nginx waited)
+    consequence_statuses: frozenset = frozenset({Status.FAIL})
 
     def explain(self, consequence: Result, cause: Result) -> dict[str, Any] | None:
         """{"cause", "rule", "because", "evidence"} when the link holds, else None."""
-        if consequence.status is not Status.FAIL or cause.status not in CAUSE_STATUSES:
+        if consequence.status not in self.consequence_statuses or cause.status not in CAUSE_STATUSES:
             return None
         try:
             evidence = self.link(consequence, cause)
@@ -120,14 +123,19 @@ def edge_is_first_bad_hop(trace: Result, pages: Result) -> dict | None:
 
 
 def lock_waits_hang_app(app: Result, locks: Result) -> dict | None:
-    """The app did not answer in time (its request hung) while sessions wait on a lock: the app's queries
-    queue behind the lock holder (``/healthz`` reads ``contentcuration_channel``; when every gunicorn worker
-    waits there, ``/stealthz`` hangs too and nginx gives up)."""
-    if app.reason != "timeout":
-        return None           # an answer, a refusal or a 500 is not a request waiting on a lock
+    """The app did not answer in time (its request hung), or answered only after sessions had been waiting
+    on a lock at least as long, while those sessions still wait: the app's queries queue behind the lock
+    holder (``/healthz`` reads ``contentcuration_channel``; when every gunicorn worker waits there,
+    ``/stealthz`` hangs too and nginx gives up)."""
     waits = locks.evidence.get("locks") or []
     if not waits:
         return None
+    if app.reason != "timeout":   # an answer: only a slow one whose time the lock waits cover
+        took = app.evidence.get("latency_s")
+        longest = max((float(w["waiting_s"]) for w in waits if w.get("waiting_s") is not None), default=None)
+        if took is None or longest is None or app.evidence.get("status") not in (None, 200) \
+                or float(took) < 1.0 or longest < LATENCY_TOLERANCE * float(took):
+            return None           # a refusal, a 500 or a fast answer is not a request waiting on a lock
     tables = sorted({w["relation"] for w in waits if w.get("relation")})
     holders = locks.evidence.get("blockers") or sorted({p for w in waits for p in w.get("blocked_by") or []})
     return {"waiting": int(locks.evidence.get("waiting") or len(waits)), "tables": ", ".join(tables) or "a lock",
@@ -145,10 +153,11 @@ RULES: tuple[Rule, ...] = (
     Rule("login-rejected-breaks-app", "app.healthz", "postgres.reachable", login_rejected_breaks_app,
          "the app's database query fails while PostgreSQL rejects our login too ({postgres_error})"),
     Rule("lock-waits-hang-app", "app.healthz", "postgres.locks", lock_waits_hang_app,
-         "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's queries queue behind it"),
+         "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's queries queue behind it",
+         consequence_statuses=frozenset({Status.FAIL, Status.WARN})),
     Rule("lock-waits-hang-app", "app.stealthz", "postgres.locks", lock_waits_hang_app,
          "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's workers are stuck "
-         "behind it"),
+         "behind it", consequence_statuses=frozenset({Status.FAIL, Status.WARN})),
     Rule("origin-page-behind-edge", "edge.error_pages", "trace.hops", origin_page_behind_edge,
          "every hop in front of the {hop} ({layer}) passes its error on: the trace goes bad there first"),
     Rule("edge-is-first-bad-hop", "trace.hops", "edge.error_pages", edge_is_first_bad_hop,

@@ -56,7 +56,12 @@ VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or othe
 
 
 @command("up")
-def lab_up(variant: Optional[str] = VariantOpt):
+def lab_up(variant: Optional[str] = VariantOpt,
+           rtt: Optional[float] = typer.Option(None, "--rtt", min=0, metavar="MS",
+                                               help="Put this round trip (ms) between the profile's endpoints and "
+                                                    "their servers, as from a laptop; 0 removes it."),
+           jitter: Optional[float] = typer.Option(None, "--jitter", min=0, metavar="MS",
+                                                  help="Up to this much more (ms) on each read, order kept.")):
     """Start the lab's servers on loopback in the background and write the `lab` profile (every address)
     and the `lab-laptop` profile (only what an on-call laptop has: public URLs, a kubeconfig, tokens).
 
@@ -65,6 +70,7 @@ def lab_up(variant: Optional[str] = VariantOpt):
       studiodoctor lab up && studiodoctor check --profile lab
       studiodoctor diagnose 502 --profile lab-laptop
       studiodoctor lab up --variant other
+      studiodoctor lab up --rtt 80 --jitter 5 && studiodoctor diagnose 502 --profile lab
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
     from . import variants
@@ -76,8 +82,14 @@ def lab_up(variant: Optional[str] = VariantOpt):
         lab = Lab(variant=variants.get(variant).name)
     elif variant and variants.get(variant).name != lab.variant.name:
         raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
+    if rtt is not None:
+        lab.extra["rtt_ms"] = rtt
+    if jitter is not None:
+        lab.extra["jitter_ms"] = jitter
     lab.up(progress=lambda msg: typer.echo(msg, err=True))
-    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}); try: studiodoctor check --profile lab")
+    delay = (f", {lab.extra.get('rtt_ms') or 0:g} ms round trip (+0-{lab.extra.get('jitter_ms') or 0:g} ms)"
+             if "latency" in lab.services else "")
+    typer.echo(f"lab ({lab.variant.name}) is up ({lab_dir()}{delay}); try: studiodoctor check --profile lab")
 
 
 @command("status")

@@ -38,12 +38,13 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
     from .servers.studio_app import StudioApp
     from .servers.studio_nginx import StudioNginx
     from .servers.traefik_server import TraefikServer
+    from .latency import Latency
 
     return {"redis": RedisServer, "postgres": PostgresServer, "fake-gcs": FakeGCSServer, "gcs-gate": GCSGate,
             "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
             "traefik": TraefikServer, "ingress-nginx": IngressNginx, "edge": EdgeProxy, "dns": DnsServer,
             "cloudflare_api": CloudflareAPI, "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
-            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay}
+            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay, "latency": Latency}
 
 
 # The frontend Deployment's pods in the lab: each runs its own real gunicorn and nginx (kinds studio-app,
@@ -60,7 +61,7 @@ def pod_kinds(kind: str) -> list[str]:
 # kinds in start order (each may need the ones before it); "traefik" is the variant's ingress kind
 ORDER = ("redis", "postgres", "fake-gcs", "gcs-gate", "celery", "studio-app", "studio-nginx", "traefik", "edge",
          "dns", "cloudflare_api", "kube-api", "sentry-api", "newrelic-api", "postmark-api",
-         "smtp-relay")
+         "smtp-relay", "latency")
 
 
 class Lab:
@@ -133,6 +134,17 @@ class Lab:
 
     # profile -----------------------------------------------------------------------------------
     def profile(self) -> dict:
+        """The ``lab`` profile; with ``lab up --rtt``, every endpoint in it is the delayed relay's."""
+        data = self.direct_profile()
+        delay = self.services.get("latency")
+        if delay is not None:
+            from .latency import route
+
+            data = route(data, delay.delayed)
+        return data
+
+    def direct_profile(self) -> dict:
+        """The profile pointing at the servers themselves (no added latency)."""
         from ..config import deep_merge
         from . import edge_lab
 
@@ -214,6 +226,11 @@ class Lab:
         if kind == "kube-api":
             return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name,
                                frontend=FRONTEND_PODS)
+        if kind == "latency":
+            from .latency import endpoints
+
+            return kinds[kind](root, rtt_ms=self.extra.get("rtt_ms", 0), jitter_ms=self.extra.get("jitter_ms", 0),
+                               upstreams=endpoints(self.direct_profile()))
         if kind == "sentry-api":  # Sentry knows the release the lab's app pods run
             from .standins.sentry_api import deployed_release
 
@@ -256,6 +273,10 @@ class Lab:
         try:
             for kind in self.order:
                 svc = self.services.get(kind)
+                if kind == "latency":
+                    if not self._latency_current(svc):
+                        continue
+                    svc = self.services.get(kind)  # None when it was stopped for new delays or endpoints
                 if svc is not None and svc.alive():
                     progress(f"{kind:<15} running on {svc.address}")
                     continue
@@ -274,6 +295,20 @@ class Lab:
                 svc.stop()
             raise
         self.save()
+
+    def _latency_current(self, svc) -> bool:
+        """Whether the delaying relay belongs in this lab (``rtt_ms`` or ``jitter_ms`` set); a relay whose
+        delays or endpoints no longer match is stopped here (the caller then starts a fresh one)."""
+        want = (float(self.extra.get("rtt_ms") or 0), float(self.extra.get("jitter_ms") or 0))
+        if svc is not None:
+            from .latency import endpoints
+
+            have = (float(svc.options.get("rtt_ms") or 0), float(svc.options.get("jitter_ms") or 0))
+            if have != want or sorted(svc.routes.values()) != sorted(endpoints(self.direct_profile())):
+                svc.stop()
+                del self.services["latency"]
+                self.save()
+        return any(want)
 
     def status(self) -> list[dict]:
         return [{"kind": k, "address": self.services[k].address, "pid": self.services[k].pid,

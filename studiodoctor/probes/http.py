@@ -1,5 +1,7 @@
 """HTTP probing shared by the layers: ``http.resolve`` (like curl --resolve), CA file, User-Agent,
-one client per request (httpx reuses a pooled connection's SNI, see local-counterparts), deadlines."""
+deadlines, and the run's clients: one per (verification, SNI name) per run, whose pooled connections
+the checks share (one TCP connect and one TLS handshake per host, not per request; a pooled connection
+keeps the SNI it was opened with, so a client never mixes names, see local-counterparts)."""
 
 from __future__ import annotations
 
@@ -85,19 +87,43 @@ def request(ctx, method: str, url: str, *, headers: dict | None = None, verify: 
     def send():
         limit = ctx.timeout(timeout)
         clock = NetworkClock()
-        with httpx.Client(verify=ssl_context(ctx, verify), timeout=httpx.Timeout(limit),
-                          follow_redirects=follow_redirects, trust_env=False) as client:
-            req = client.build_request(method, target, headers=all_headers,
-                                       extensions={**extensions, "trace": clock.trace})
-            try:
-                resp = _bounded(client.send(req, stream=True), ctx)
-            finally:
-                clock.record(ctx)
-            resp.extensions = {**resp.extensions, "network_s": clock.seconds}
-            return resp
+        client = run_client(ctx, verify, extensions.get("sni_hostname", ""))
+        req = client.build_request(method, target, headers=all_headers, timeout=httpx.Timeout(limit),
+                                   extensions={**extensions, "trace": clock.trace})
+        try:
+            resp = _bounded(client.send(req, stream=True, follow_redirects=follow_redirects), ctx)
+        finally:
+            clock.record(ctx)
+        resp.extensions = {**resp.extensions, "network_s": clock.seconds}
+        return resp
 
     retry = getattr(ctx, "retry_once", None)
     return retry(send, blip=is_blip, what=f"{method} {url}") if retry else send()
+
+
+def run_client(ctx, verify: bool, sni: str = ""):
+    """The run's httpx client for (``verify``, ``sni``): its pool keeps connections alive between the
+    checks of the run (closed when the run's ``Shared`` goes). A context without ``shared`` (a bare
+    call) gets a client of its own."""
+    import httpx
+
+    def build():
+        client = httpx.Client(verify=ssl_context(ctx, verify), trust_env=False,
+                              limits=httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=8))
+        if shared is not None:
+            import weakref
+
+            weakref.finalize(shared, client.close)
+        return client
+
+    shared = getattr(ctx, "shared", None)
+    if shared is None or not hasattr(shared, "get"):
+        return build()
+    return shared.get(f"http.client:{int(bool(verify))}:{sni}", build)
+
+
+# Connections one run's client keeps open at once (all hosts): the runner's caps bound them per host.
+POOL_CONNECTIONS = 32
 
 
 class NetworkClock:
@@ -112,10 +138,11 @@ class NetworkClock:
     wait for the GIL can move; the clock reads in the callbacks stay the bound (and the figure where
     TCP_INFO cannot be read)."""
 
-    __slots__ = ("seconds", "_mark", "_request", "_stream")
+    __slots__ = ("seconds", "trips", "_mark", "_request", "_stream")
 
     def __init__(self):
         self.seconds, self._mark, self._request, self._stream = 0.0, None, None, None
+        self.trips = 0  # round trips: the connect, the handshake (two before TLS 1.3), each exchange
 
     def trace(self, name: str, info: dict) -> None:
         import time
@@ -131,18 +158,21 @@ class NetworkClock:
             self._stream = info.get("return_value")
             _, recv_ago, rtt = _tcp_info(self._stream)
             self.seconds += min(now - self._mark, rtt)
+            self.trips += 1
             self._mark = min(now, max(self._mark, now - recv_ago))  # established, by the kernel
         elif phase == "start_tls" and when == "complete" and self._mark is not None:
             self._stream = info.get("return_value")
             recv_ago = _tcp_info(self._stream)[1]
             end = min(now, max(self._mark, now - recv_ago))  # the handshake's last segment, by the kernel
             self.seconds += end - self._mark
+            self.trips += _handshake_trips(self._stream)
             self._mark = end
         elif phase == "send_request_headers" and when == "started":
             self._request = now
         elif phase == "receive_response_body" and when == "complete" and self._request is not None:
             sent_ago, recv_ago, _ = _tcp_info(self._stream)
             self.seconds += min(now - self._request, max(0.0, sent_ago - recv_ago) + KERNEL_TICK)
+            self.trips += 1
             self._mark = self._request = None
         elif when == "failed":
             self._stop(now)
@@ -159,7 +189,15 @@ class NetworkClock:
         self._stop(time.perf_counter())  # an answer cut short (deadline, size): up to now
         add = getattr(ctx, "add_network", None)
         if add is not None and self.seconds:
-            add(self.seconds)
+            add(self.seconds, round_trips=max(1, self.trips))
+
+
+def _handshake_trips(stream) -> int:
+    """Round trips of a finished TLS handshake: one with TLS 1.3, two before."""
+    try:
+        return 1 if stream.get_extra_info("ssl_object").version() == "TLSv1.3" else 2
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 # The kernel's TCP timestamps count scheduler ticks (CONFIG_HZ 250: 4 ms); an exchange may read one short.

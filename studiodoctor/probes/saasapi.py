@@ -21,7 +21,7 @@ def call(ctx, vendor: str, method: str, url: str, *, headers: dict, what: str, p
     has no GET form), which the caller must have checked contain no mutation."""
     import httpx
 
-    from .http import describe_error, ssl_context
+    from .http import describe_error, run_client
 
     method = method.upper()
     if method not in ("GET", "POST"):
@@ -32,9 +32,9 @@ def call(ctx, vendor: str, method: str, url: str, *, headers: dict, what: str, p
                    "User-Agent": ctx.section("http").get("user_agent") or "studiodoctor", **headers}
     started = time.perf_counter()
     try:
-        with httpx.Client(verify=ssl_context(ctx), timeout=httpx.Timeout(ctx.timeout(cap, margin=0.2)),
-                          trust_env=False, follow_redirects=False) as client:
-            resp = client.request(method, url, headers=all_headers, params=params, json=json_body)
+        resp = run_client(ctx, True).request(method, url, headers=all_headers, params=params, json=json_body,
+                                             timeout=httpx.Timeout(ctx.timeout(cap, margin=0.2)),
+                                             follow_redirects=False)
     except httpx.HTTPError as exc:
         timed_out, text = describe_error(exc)
         raise Stop(unreachable(f"{vendor} API", _origin(url), text, timed_out=timed_out)) from None

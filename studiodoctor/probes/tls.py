@@ -116,7 +116,7 @@ def contexts(ca_file: str = "") -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 
 def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLContext, on_network, *,
-               want_cert: bool = False):
+               want_cert: bool = False, on_connected=None):
     """TCP connect and TLS handshake; ``on_network(seconds)`` gets their time on the wire: from the
     connect's start to the handshake's last segment received, as the kernel saw it (TCP_INFO), so that
     the wait for the GIL after it is not in it."""
@@ -126,6 +126,8 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
     sock = None
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
+        if on_connected is not None:
+            on_connected()
         with sslctx.wrap_socket(sock, server_hostname=sni) as tls:
             now = time.perf_counter()
             recv_ago = tcp_info(tls)[1]
@@ -142,18 +144,31 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
 
 def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_file: str = "",
                         on_network=None) -> CertInfo:
-    """Fetch the certificate served for ``sni`` at host:port, then try a verified handshake (``timeout``
-    bounds each of the two connections: a check gives half of what it can spend). ``on_network`` (a
-    check's ``ctx.add_network``) gets each connection's time on the wire.
+    """Fetch the certificate served for ``sni`` at host:port and, at the same time (on a network far
+    away one handshake's time, not two), try a verified handshake (``timeout`` bounds each of the two
+    connections). ``on_network`` (a check's ``ctx.add_network``) gets each connection's time on the wire.
 
     Raises TLSProbeError (with its ``kind``) when the first handshake does not complete. A failure of the
     second handshake is ``verify_error`` only when it is a verification failure; anything else
     (timeout, reset, refused) is ``verify_unknown``: the chain was not checked."""
     from cryptography import x509
 
+    import threading
+
     raw_ctx, verify_ctx = contexts(ca_file)  # an unreadable CA file raises here: the caller's OSError path
+    verified: list = []
+
+    def verify() -> None:
+        try:
+            _handshake(host, port, sni, timeout, verify_ctx, on_network)
+            verified.append(None)
+        except (ssl.SSLError, OSError) as exc:
+            verified.append(exc)
+
+    # started once the first connection is accepted: a server answers them in that order
+    second = threading.Thread(target=verify, daemon=True, name="tls-verify")
     try:
-        der = _handshake(host, port, sni, timeout, raw_ctx, on_network, want_cert=True)
+        der = _handshake(host, port, sni, timeout, raw_ctx, on_network, want_cert=True, on_connected=second.start)
     except (ssl.SSLError, OSError) as exc:
         raise TLSProbeError(*classify(exc)) from exc
     cert = x509.load_der_x509_certificate(der)
@@ -165,9 +180,9 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
     info = CertInfo(sni=sni, address=f"{host}:{port}", subject=cert.subject.rfc4514_string(),
                     issuer=cert.issuer.rfc4514_string(), sans=list(sans),
                     not_after=cert.not_valid_after_utc, names_match=_matches(sni, list(sans)))
-    try:
-        _handshake(host, port, sni, timeout, verify_ctx, on_network)
-    except (ssl.SSLError, OSError) as exc:
+    second.join(timeout + 0.5)
+    exc = verified[0] if verified else TimeoutError("no answer (timed out)")
+    if exc is not None:
         kind, text = classify(exc)
         if kind == "verify":
             info.verify_error = text

@@ -70,17 +70,24 @@ def test_missing_record(cf, make_profile):
     assert r.status is Status.FAIL and r.evidence["missing"] == ["hotfixes.studio.localtest"]
 
 
-def test_records_paginated_until_empty_page(cf, make_profile):
-    """250 records at per_page 100: the host on page 3 is found; the SDK stops on the empty page 4."""
+def test_records_paginated_until_a_short_page(cf, make_profile):
+    """250 records at per_page 100: the host on page 3 is found, and page 3 (50 records) is the last
+    asked for (no request for an empty page 4); at the default per_page (5,000) they are one request."""
     state = cf.read_state()
     filler = [{"id": f"f{i:031d}", "name": f"n{i}.localtest", "type": "A", "content": "192.0.2.1",
                "proxied": False, "ttl": 1} for i in range(248)]
     state["zones"][0]["dns_records"] = filler + state["zones"][0]["dns_records"]
     cf.write_state(state)
-    r = run(make_profile, cf)[DNS_RECORDS]
+    r = run(make_profile, cf, cloudflare={"per_page": 100})[DNS_RECORDS]
     assert r.status is Status.OK and r.evidence["records_listed"] == 250
     page_requests = [line for line in cf.log.read_text().splitlines() if "/dns_records" in line]
-    assert any("page=4" in line for line in page_requests)
+    assert any("page=3" in line for line in page_requests)
+    assert not any("page=4" in line for line in page_requests)
+    before = len(page_requests)
+    r = run(make_profile, cf)[DNS_RECORDS]
+    assert r.status is Status.OK and r.evidence["records_listed"] == 250
+    after = [line for line in cf.log.read_text().splitlines() if "/dns_records" in line][before:]
+    assert len(after) == 1 and "per_page=5000" in after[0]
 
 
 def test_403_names_the_permission(cf, make_profile):

@@ -79,7 +79,7 @@ def test_checks_run_in_read_only_transactions(postgres_server, make_profile):
     assert row["ro"] == "on" and row["st"] != "0"
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         common._query(ctx, "CREATE TABLE studiodoctor_must_not_exist (id int)")
-    ctx.shared.peek("postgres.session").conn.close()
+    ctx.shared.peek("postgres.session").close()
 
 
 def test_stopped_postgres_fails_with_refused_address(lab_root, make_profile):
@@ -238,6 +238,32 @@ def test_query_text_in_evidence_has_its_string_literals_masked(postgres_server, 
         assert "studiodoctor lab" not in json.dumps(report.to_dict(Redactor()))
     finally:
         postgres_server.stop_holders()
+
+
+def test_each_query_is_one_round_trip_over_a_pool_within_the_cap(postgres_server, make_profile, tmp_path):
+    """PostgreSQL 100 ms away (the lab's delaying relay): a check's statements go out in one pipeline
+    (before: BEGIN, set_config, the query, ROLLBACK, four round trips) over the run's pool, which holds
+    no more connections than the runner's per-backend cap and counts as one session."""
+    from studiodoctor.backends import postgres as pg
+    from studiodoctor.lab.latency import Latency
+    from studiodoctor.runner import PER_BACKEND
+
+    assert pg.POOL <= PER_BACKEND
+    relay = Latency(tmp_path, rtt_ms=100, upstreams=[postgres_server.port]).start()
+    try:
+        port = relay.delayed[postgres_server.port]
+        _, res = run(make_profile, postgres_server.dsn().replace(f":{postgres_server.port}/", f":{port}/"))
+    finally:
+        relay.stop()
+    # a SELECT 1 is one round trip of 100 ms: postgres.latency_warn_ms (100) is reached, and says so
+    assert res[LATENCY].status is Status.WARN and 100 <= res[LATENCY].evidence["median_ms"] < 200
+    assert statuses(res) == {i: Status.OK if i != LATENCY else Status.WARN for i in ALL}, \
+        {i: r.summary for i, r in res.items()}
+    for cid in (VERSION, CONNECTIONS, LONG_QUERIES, DATABASE_SIZE):  # CONNECTIONS: three statements
+        assert res[cid].evidence["round_trips"] == 1
+        assert 100 <= res[cid].network_ms < 200, (cid, res[cid].network_ms)
+    ours = [r for r in res[CONNECTIONS].evidence["by_user_application"] if r["application_name"] == "studiodoctor"]
+    assert ours == [{"usename": "postgres", "application_name": "studiodoctor", "n": 1}]
 
 
 def test_a_young_lock_behind_an_idle_transaction_fails_and_a_working_holder_only_waits(postgres_server,

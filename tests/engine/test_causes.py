@@ -218,6 +218,13 @@ def test_explain_prints_the_rules_of_a_check(capsys):
     assert "explained by redis.memory (rule redis-full-blocks-workers) when: Celery's ping failed" in capsys.readouterr().out
     assert main(["explain", "postgres.reachable"]) == 0
     assert "explains app.healthz (rule login-rejected-breaks-app)" in capsys.readouterr().out
+    assert main(["explain", "nginx.content_listing"]) == 0
+    assert "can cause: permissions\n" in capsys.readouterr().out
+    assert main(["explain", "nginx.content_methods"]) == 0
+    assert "can cause: no symptom users report (an exposure)" in capsys.readouterr().out
+    assert main(["explain", "postgres.locks"]) == 0
+    out = capsys.readouterr().out
+    assert "can cause" not in out and "explains app.healthz (rule lock-waits-hang-app)" in out
 
 
 # --- the public error page and the hop trace ------------------------------------------------------
@@ -282,4 +289,18 @@ def test_an_app_that_refuses_connections_is_not_explained_by_lock_waits(make_pro
     report = behind_a_lock(make_profile,
                            fail("the app at http://x/stealthz unreachable from here", reason=Reason.UNREACHABLE),
                            warn("4 lock requests waiting longer than 10 s", evidence=WAITS))
+    assert report.likely_cause["check"] == "app.stealthz"
+
+
+def test_nginx_gives_up_on_an_app_slowed_by_a_lock_names_the_lock(make_profile):
+    """nginx waited 5 s (504), the app asked directly took 6 s (a warn to us), sessions have been waiting
+    on a lock for 8 s: the chain nginx <- app <- lock ends at the database."""
+    waits = {**WAITS, "locks": [{**WAITS["locks"][0], "waiting_s": 8.0}]}
+    slow = warn("/stealthz answered <3, but slowly: 6.0 s", evidence={"status": 200, "latency_s": 6.0})
+    report = behind_a_lock(make_profile, slow, warn("4 lock requests waiting", evidence=waits))
+    assert report.likely_cause["check"] == "postgres.locks", report.likely_cause
+    assert [e["rule"] for e in step_of(report, "app")["explained_by"]] == ["lock-waits-hang-app"]
+    # waits younger than the app's slowness do not explain it: the app stays the root
+    young = {**WAITS, "locks": [{**WAITS["locks"][0], "waiting_s": 2.0}]}
+    report = behind_a_lock(make_profile, slow, warn("4 lock requests waiting", evidence=young))
     assert report.likely_cause["check"] == "app.stealthz"
