@@ -178,6 +178,9 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         res = _call(chk, ctx, debug)
         times.append(time.monotonic())
         res.network_ms = ctx.network_ms()
+        if res.samples is None and ctx.sampled:
+            from .probes.sampling import combined
+            res.samples = combined(ctx.sampled)
         if ctx.round_trips and isinstance(res.evidence, dict):
             res.evidence.setdefault("round_trips", ctx.round_trips)
         if res.network_ms is None and isinstance(res.evidence, dict):  # a backend that times its own calls

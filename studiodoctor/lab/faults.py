@@ -83,6 +83,28 @@ def _pod_500(lab, on):
         bad.clear_faults()
 
 
+@fault("app-intermittent", "every third request to each path but /stealthz answers 500: one probe is lucky",
+       "app", "python-error", "502")
+def _app_intermittent(lab, on):
+    for app in lab.pods("studio-app"):  # the release's bug, in every frontend pod
+        if on:
+            app.set_fault(fail_every=3)
+        else:
+            app.clear_faults()
+
+
+@fault("app-slow-tail", "every third request to each path but /stealthz takes 3 s while nginx's "
+       "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504")
+def _app_slow_tail(lab, on):
+    for app, nginx in zip(lab.pods("studio-app"), lab.pods("studio-nginx")):
+        if on:
+            app.set_fault(slow_every=3, slow_every_s=3)
+            nginx.set_timeout(2)
+        else:
+            app.clear_faults()
+            nginx.set_timeout(100)
+
+
 @fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
 def _nginx_stopped(lab, on):
     _process(lab, "studio-nginx", on)

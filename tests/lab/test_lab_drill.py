@@ -58,7 +58,8 @@ OTHER_VARIANT_FAULTS = {
     "nginx-databases-public", "nginx-storage-headers", "sentry-error-spike", "postmark-stream-paused",
     # issue 29: a young lock behind an idle transaction, every worker slot busy, one replica of three
     # unready, two faults at once
-    "lock-idle-transaction", "workers-saturated", "replica-unready", "nginx-and-redis-down"}
+    "lock-idle-transaction", "workers-saturated", "replica-unready", "nginx-and-redis-down",
+    "app-intermittent"}
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
