@@ -69,7 +69,11 @@ def _rank(path: str) -> tuple[int, str]:
 def _get(ctx, base: str, path: str, cap: float = 5.0):
     from studiodoctor.probes import http as httpprobe
 
+    from .reach import address, request
+
     try:
+        if getattr(ctx, "hop", None) is not None and base == address(ctx):  # a pod, through the API server
+            return request(ctx, "GET", path, timeout=cap)
         return httpprobe.request(ctx, "GET", base + path, timeout=cap)
     except Exception as exc:
         return exc
