@@ -69,6 +69,16 @@ def _partial(ctx, samples, path: str, evidence: dict, hint: str):
                 evidence={**evidence, "sampled": samples.evidence()}, hint=hint, commands=_app_commands(ctx))
 
 
+def _sample(ctx, path: str, good=lambda resp: resp.status_code == 200):
+    """(samples, the sample to judge, the Result to return at once or None): the judged sample is the first
+    good answer, or the commonest failure when every sample failed; none answering is unreachable."""
+    samples = _sampled(ctx, path, good)
+    if samples.all_failed or not samples.taken:
+        result, sample = _all_failed(ctx, samples, path)
+        return samples, sample, result
+    return samples, samples.first_success(), None
+
+
 def _all_failed(ctx, samples, path: str):
     """(Result or None, the sample to judge): no answer at all is unreachable; a failing status is left to
     the check (with its response)."""
@@ -180,13 +190,9 @@ def check_stealthz(ctx):
 
 
 def _stealthz(ctx):
-    samples = _sampled(ctx, "/stealthz")
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, "/stealthz")
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, "/stealthz")
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, sample.seconds
     body = resp.text[:200]
     evidence = {"status": resp.status_code, "body": body.strip()[:60], "server": resp.headers.get("server", "")}
@@ -221,13 +227,9 @@ def check_healthz(ctx):
 
 
 def _healthz(ctx):
-    samples = _sampled(ctx, "/healthz")
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, "/healthz")
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, "/healthz")
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, sample.seconds
     evidence = {"status": resp.status_code, "latency_s": round(seconds, 3), "sampled": samples.evidence()}
     if samples.intermittent:
@@ -276,13 +278,9 @@ def check_login_page(ctx):
 
 def _login_page(ctx):
     path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
-    samples = _sampled(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, path)
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, samples.p50
     ua = ctx.section("http").get("user_agent") or "studiodoctor"
     evidence = {"path": path, "status": resp.status_code, "latency_s": round(seconds, 3), "user_agent": ua,

@@ -117,6 +117,16 @@ def request(ctx, method: str, path: str, *, headers: dict | None = None, timeout
             raise
 
 
+def get_at(ctx, base: str, path: str, *, headers: dict | None = None, timeout: float | None = None):
+    """GET ``base + path`` for a discovery helper given a base URL: through the context's hop when ``base`` is
+    that hop's address (a pod behind the API server), else straight (``probes.http``)."""
+    if getattr(ctx, "hop", None) is not None and base.rstrip("/") == address(ctx).rstrip("/"):
+        return request(ctx, "GET", path, headers=headers, timeout=timeout)
+    from studiodoctor.probes import http as httpprobe
+
+    return httpprobe.request(ctx, "GET", base.rstrip("/") + path, headers=headers, timeout=timeout)
+
+
 class NotThroughProxy(Exception):
     """A request the API server's proxy cannot carry for a read-only doctor (a method other than GET/HEAD)."""
 

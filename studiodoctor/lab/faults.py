@@ -327,6 +327,18 @@ def _newrelic_silent(lab, on):
     lab["newrelic-api"].agent_silent(on)
 
 
+@fault("newrelic-p95-regression", "New Relic: p95 five times a day earlier's, nothing down: degraded", "newrelic",
+       "slow")
+def _newrelic_p95(lab, on):
+    lab["newrelic-api"].p95_regression(on)
+
+
+@fault("newrelic-errors-after-deploy", "New Relic: ten times a day earlier's error rate since a deploy 20 min ago",
+       "newrelic", "slow")
+def _newrelic_errors(lab, on):
+    lab["newrelic-api"].errors_after_deploy(on)
+
+
 @fault("postmark-stream-paused", "Postmark's outbound message stream is archived: every send is rejected", "email",
        "email")
 def _postmark_paused(lab, on):

@@ -21,7 +21,8 @@ static files manifest is missing, ``ManifestStaticFilesStorage`` raising on ever
 ``fail_every`` (every Nth
 request to each path but ``/stealthz`` answers 500: a worker that fails now and then, which one lucky
 probe misses), ``slow_every`` with ``slow_every_s`` (every Nth request to each path but ``/stealthz``
-sleeps that long: a slow tail). The kubelet's readiness probe (User-Agent ``kube-probe``) is spared the
+sleeps that long: a slow tail), ``public_api_absent`` (the public channel API answers 404, as on a stack
+that does not serve it). The kubelet's readiness probe (User-Agent ``kube-probe``) is spared the
 two periodic faults: with its failureThreshold of 3 it never sees three failures in a row from them, so
 the pods stay Ready, as they would.
 """
@@ -202,7 +203,7 @@ def application(environ, start_response):
         ua = environ.get("HTTP_USER_AGENT", "")
         page = state.get("login_html", "") if any(b in ua for b in SUPPORTED_UA) else _UNSUPPORTED_HTML
         return _respond(start_response, "200 OK", page)
-    if path.rstrip("/") in ("/api/public/v1/channels", "/api/public/v2/channels"):
+    if path.rstrip("/") in ("/api/public/v1/channels", "/api/public/v2/channels") and not state.get("public_api_absent"):
         return _public_channels(state, start_response)
     if path == "/api/public/info":
         return _json(start_response, "200 OK", {"application": "studio", "kolibri_version": None,
