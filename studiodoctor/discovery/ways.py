@@ -1,6 +1,6 @@
 """How each layer will be reached from where the doctor runs, read from the profile alone (no network):
 ``direct`` (an address the profile gives), ``api-proxy`` (through the Kubernetes API server's pod proxy),
-``cluster-doctor`` (asked of the in-cluster doctor, ``studiodoctor.vantage``), or ``unreachable`` (and why, and what would open a
+``cluster-doctor`` (asked of the in-cluster doctor), or ``unreachable`` (and why, and what would open a
 way). ``config show`` prints it; ``diagnose`` reaches the layers the same way.
 
 The table is data: ``LAYER_WAYS`` says, per layer, which profile keys reach it directly and which other
@@ -20,14 +20,14 @@ LAYER_WAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dns": (("dns.hostnames", "public_urls"), ()),
     "cloudflare": (("cloudflare.api_token",), ()),
     "edge": (("public_urls",), ()),
-    "traefik": (("traefik.api_url", "traefik.entrypoint"), ("cluster-doctor",)),
+    "traefik": (("traefik.api_url", "traefik.entrypoint"), ()),
     "kubernetes": (("kubernetes.api_url", "kubernetes.kubeconfig"), ("kubeconfig",)),
     "nginx": (("nginx.url",), ("api-proxy",)),
     "app": (("app.url",), ("api-proxy",)),
     "trace": ((), ("hops",)),
-    "redis": (("redis.url",), ("cluster-doctor",)),
-    "celery": (("celery.broker_url", "redis.url"), ("cluster-doctor",)),
-    "postgres": (("postgres.dsn",), ("cluster-doctor",)),
+    "redis": (("redis.url",), ()),
+    "celery": (("celery.broker_url", "redis.url"), ()),
+    "postgres": (("postgres.dsn",), ()),
     "gcs": (("gcs.bucket",), ()),
     "sentry": (("sentry.auth_token",), ()),
     "newrelic": (("newrelic.api_key",), ()),
@@ -71,31 +71,15 @@ def _trace_hops(profile, layer: str) -> str:
     return "its hops as their layers: " + ", ".join(parts)
 
 
-def _cluster_doctor(profile, layer: str) -> str:
-    """Asked of the in-cluster doctor (``studiodoctor.vantage``): open with a way into the cluster; whether the
-    doctor is deployed and answers, only the run finds out (it then says skip or error, with why)."""
-    kube = _kubernetes_reachable(profile)
-    if not kube:
-        return ""
-    section = profile.section("kubernetes")
-    named = ((section.get("doctor") or {}).get("service") or "").strip()
-    where = (f"service {named}" if named else
-             f"the Service labelled studiodoctor/doctor=report in namespace {section.get('namespace') or 'studio'}")
-    return f"asked of the in-cluster doctor ({where}) through the API server's service proxy ({kube})"
-
-
 # way -> when it is open for this profile and layer: a description, or "" when it is not
 WAYS: dict[str, Callable[[object, str], str]] = {
     "api-proxy": _api_proxy,
     "hops": _trace_hops,
     "kubeconfig": lambda profile, layer: _kubernetes_reachable(profile),
-    "cluster-doctor": _cluster_doctor,
 }
 # what would open a way for a layer no way reaches
 OPEN_HINTS = {"api-proxy": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config) with get pods/proxy",
-              "kubeconfig": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config)",
-              "cluster-doctor": "a kubeconfig and the in-cluster doctor (kubectl apply -f deploy/kubernetes/) with "
-                                "get services/proxy on its Service"}
+              "kubeconfig": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config)"}
 
 
 def _set(profile, key: str):

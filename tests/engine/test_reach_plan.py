@@ -25,9 +25,7 @@ def test_a_laptop_reaches_app_and_nginx_through_the_api_server(make_profile, tmp
     assert plan["app"].how == plan["nginx"].how == "api-proxy"
     assert "namespace studio" in plan["app"].detail and str(kubeconfig) in plan["app"].detail
     assert plan["trace"].detail.endswith("nginx: api-proxy, app: api-proxy")
-    assert plan["redis"].how == plan["postgres"].how == plan["celery"].how == "cluster-doctor"
-    assert plan["redis"].detail == ("asked of the in-cluster doctor (the Service labelled studiodoctor/doctor=report "
-                                    f"in namespace studio) through the API server's service proxy (kubeconfig {kubeconfig})")
+    assert plan["redis"].how == "unreachable" and plan["redis"].detail == "redis.url not set"
 
 
 def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_profile, monkeypatch, tmp_path):
@@ -36,8 +34,6 @@ def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_pr
     plan = _plan(make_profile, {"app": {"url": "http://127.0.0.1:8081"}, "kubernetes": {"kubeconfig": ""}})
     assert (plan["app"].how, plan["app"].detail) == ("direct", "app.url = http://127.0.0.1:8081")
     assert plan["nginx"].how == "unreachable"
-    assert plan["redis"].how == "unreachable" and "the in-cluster doctor (kubectl apply -f deploy/kubernetes/)" in \
-        plan["redis"].detail
     assert plan["nginx"].detail == ("nginx.url not set; a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or "
                                     "~/.kube/config) with get pods/proxy would open a way")
 
