@@ -15,7 +15,8 @@ at most 1.0x the manual walk at 20 ms and 0.5x at 80 ms, start-up at most 0.6 s.
 
 Run: .venv/bin/python benchmarks/vs_manual.py [--runs 5] [--up] [--faults] [--symptoms] [--rtt 0,20,80]
 With --up it brings a lab up in a temporary STUDIODOCTOR_LAB_DIR and takes it down at the end;
-otherwise it uses the running lab (``studiodoctor lab up``). ``--doctor "python other/before.py"``
+otherwise it uses the running lab (``studiodoctor lab up``). ``--before CMD`` (with --rtt) times another
+doctor (the tree before a change) in the same rotation; ``--doctor CMD``
 times another doctor command against the same lab (before/after figures; no critical path then).
 """
 
@@ -154,7 +155,8 @@ def critical_path() -> tuple[float, list]:
         link = chain[-1]
         waited = [done[d] for d in deps.get(link.id, ()) if d in done]
         waited += [r for r in done.values() if r.id.split(".")[0] == link.id.split(".")[0] and r is not link]
-        before = [r for r in waited if link.start_ms - 5 <= end(r) <= link.start_ms + 5]
+        before = [r for r in waited if link.start_ms - 5 <= end(r) <= link.start_ms + 5
+                  and r.start_ms < link.start_ms and r not in chain]  # strictly earlier: no cycle
         if not before:
             break
         chain.append(max(before, key=end))
@@ -175,18 +177,44 @@ def lab_rtt(rtt: float) -> None:
     subprocess.run([str(BIN), "lab", "up", "--rtt", f"{rtt:g}"], check=True, capture_output=True)
 
 
-def over_rtts(doctor: list[str], rtts: list[float], runs: int, trace: bool) -> None:
-    """Issue 28: the doctor against the manual walk at each added round trip, and the targets."""
-    rows = []
+def rotate(cmds: list[list[str]], runs: int):
+    """A B C A B C ...: per command the medians of (wall, cpu, rss), and the median of its pairwise wall
+    ratios to the last command (the yardstick) of the same round."""
+    for cmd in cmds:
+        run(cmd)  # warm-up
+    rounds = [[run(cmd)[:3] for cmd in cmds] for _ in range(runs)]
+    out = []
+    for i in range(len(cmds)):
+        figures = [median([r[i][k] for r in rounds]) for k in range(3)]
+        out.append((figures, median([r[i][0] / r[-1][0] for r in rounds])))
+    return out
+
+
+def over_rtts(doctor: list[str], rtts: list[float], runs: int, trace: bool, before: list[str] | None = None) -> None:
+    """Issue 28: the doctor against the manual walk at each added round trip, and the targets; with
+    ``before``, that doctor too, in the same rotation."""
+    rows, before_rows = [], []
     for rtt in rtts:
         lab_rtt(rtt)
         script = Path(tempfile.mkstemp(suffix=".sh", prefix=f"manual-502-rtt{rtt:g}-")[1])
         script.write_text(manual_script(lab_profile()))
-        a, b, ratio = side_by_side(doctor, ["bash", str(script)], runs)
+        manual = ["bash", str(script)]
+        got = rotate([doctor, *([before] if before else []), manual], runs)
+        (a, ratio), b = got[0], got[-1][0]
         print_pair(f"diagnose 502, +{rtt:g} ms round trip", a, b, ratio)
+        if before:
+            (pa, pratio) = got[1]
+            print(f"{'  before (the same rotation)':<34} wall {pa[0]:6.2f} s  cpu {pa[1]:6.2f} s  rss {pa[2]:6.0f} MiB"
+                  f"  ratio {pratio:.2f}x")
+            before_rows.append((rtt, pa, pratio))
         if trace:
             print_critical_path(rtt)
         rows.append((rtt, a, b, ratio))
+    if before_rows:
+        print("\n| added RTT | before: doctor wall | ratio to manual | now: doctor wall | ratio to manual |")
+        print("|---|---|---|---|---|")
+        for (rtt, pa, pratio), (_, a, _, ratio) in zip(before_rows, rows):
+            print(f"| {rtt:g} ms | {pa[0]:.2f} s | {pratio:.2f}x | {a[0]:.2f} s | {ratio:.2f}x |")
     lab_rtt(0)
     start = next((a[0] for rtt, a, _, _ in rows if rtt == 0), None)
     print("\n| added RTT | doctor wall | manual wall | ratio | doctor CPU | doctor peak RSS | target |")
@@ -218,6 +246,8 @@ def main():
     ap.add_argument("--symptoms", action="store_true", help="also every symptom's wall vs its slowest check")
     ap.add_argument("--rtt", default="", help="comma-separated added round trips in ms (issue 28), e.g. 0,20,80")
     ap.add_argument("--doctor", default="", help="the doctor's command instead of this venv's studiodoctor")
+    ap.add_argument("--before", default="", help="with --rtt: another doctor's command (e.g. the tree before) "
+                                                 "timed in the same rotation")
     args = ap.parse_args()
     tmp = None
     if args.up:
@@ -229,7 +259,9 @@ def main():
             doctor = [*(shlex.split(args.doctor) or [str(BIN)]), "diagnose", "502", "--profile", "lab",
                       "--format", "json"]
             print(f"median of {args.runs} runs each, alternating doctor and manual walk; doctor: {doctor[:2]}")
-            over_rtts(doctor, [float(x) for x in args.rtt.split(",")], args.runs, trace=not args.doctor)
+            tail = ["diagnose", "502", "--profile", "lab", "--format", "json"]
+            over_rtts(doctor, [float(x) for x in args.rtt.split(",")], args.runs, trace=not args.doctor,
+                      before=[*shlex.split(args.before), *tail] if args.before else None)
             return
         script = Path(tempfile.mkstemp(suffix=".sh", prefix="manual-502-")[1])
         script.write_text(manual_script(lab_profile()))

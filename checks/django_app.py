@@ -47,18 +47,44 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
         return None, time.monotonic() - t0, exc
 
 
-def _confirmed(ctx, path: str, resp, seconds: float):
-    """(response, seconds, samples): a reading in the warning band is taken once more, as an engineer
-    re-runs curl before calling the app slow. One answer can wait on the doctor's own work (its other
-    checks share this process) or on a blip; a slow app is slow twice, so the faster sample is the
-    app's latency. Readings at a failing level are conclusive (and the time to repeat them is not there)."""
-    if judge_latency(ctx, seconds)[0] != "warn" or ctx.remaining() < 1.5 * seconds + 0.5:
-        return resp, seconds, [round(seconds, 3)]
-    again, again_s, exc = _get(ctx, path)
-    samples = [round(seconds, 3), round(again_s, 3)]
-    if exc is None and again.status_code == resp.status_code and again_s < seconds:
-        return again, again_s, samples
-    return resp, seconds, samples
+def _sampled(ctx, path: str, good=lambda resp: resp.status_code == 200):
+    """``path`` asked ``--samples`` times (``studiodoctor.probes.sampling``): a fault that strikes one request in
+    three, or a slow tail, shows in the ratio."""
+    from studiodoctor.probes import sampling
+
+    return sampling.take(ctx, lambda: _get(ctx, path), endpoint=_base(ctx) + path,
+                         shared_as=f"GET {_base(ctx)}{path}",  # the trace's app hop asks /stealthz too
+                         failed=lambda resp, exc: exc is not None or not good(resp))
+
+
+def _partial(ctx, samples, path: str, evidence: dict, hint: str):
+    """The `fail` of an endpoint that answers some samples and fails others."""
+    return fail(f"{path} {samples.intermittent_text()}: some requests fail while others pass (one bad worker "
+                f"or pod, a failing dependency, an overloaded app)",
+                evidence={**evidence, "sampled": samples.evidence()}, hint=hint, commands=_app_commands(ctx))
+
+
+def _sample(ctx, path: str, good=lambda resp: resp.status_code == 200):
+    """(samples, the sample to judge, the Result to return at once or None): the judged sample is the first
+    good answer, or the commonest failure when every sample failed; none answering is unreachable."""
+    samples = _sampled(ctx, path, good)
+    if samples.all_failed or not samples.taken:
+        result, sample = _all_failed(ctx, samples, path)
+        return samples, sample, result
+    return samples, samples.first_success(), None
+
+
+def _all_failed(ctx, samples, path: str):
+    """(Result or None, the sample to judge): no answer at all is unreachable; a failing status is left to
+    the check (with its response)."""
+    if not samples.taken:
+        return error(f"{path} was not asked: the check's deadline was near ({samples.cut})", reason=Reason.TIMEOUT), None
+    sample = samples.first_failure()
+    if sample.exc is not None:
+        result = _no_answer(ctx, "the app", path, sample.exc, sample.seconds)
+        result.evidence["sampled"] = samples.evidence()
+        return result, None
+    return None, sample
 
 
 def _app_commands(ctx) -> list[Command]:
@@ -119,6 +145,28 @@ def _latency_result(ctx, seconds: float, summary_ok: str, evidence: dict, *, slo
                  commands=_app_commands(ctx))
 
 
+def _latency_verdict(ctx, samples, summary_ok: str, evidence: dict, *, slow_hint: str):
+    """The latency of answered samples: the median judged as one answer was (the whole app slow), then the
+    tail by ratio (``sampling.TAIL_RATIO`` of the samples past the failing latency fails; twice that share
+    past the warning threshold warns)."""
+    from studiodoctor.probes.sampling import TAIL_RATIO
+
+    evidence = {**evidence, "sampled": samples.evidence()}
+    if judge_latency(ctx, samples.p50)[0] != "ok":
+        return _latency_result(ctx, samples.p50, summary_ok, evidence, slow_hint=slow_hint)
+    for level, ratio, build in (("fail", TAIL_RATIO, fail), ("warn", 2 * TAIL_RATIO, warn)):
+        tail = samples.tail(lambda s, level=level: judge_latency(ctx, s)[0] in (level, "fail"), ratio)
+        if tail:
+            slowest = max(s.seconds for s in tail)
+            return build(f"{summary_ok}, but with a slow tail: {len(tail)} of {samples.sent} took "
+                         f"{judge_latency(ctx, slowest)[1]} ({samples.timing_text()})",
+                         evidence={**evidence, "latency_s": round(samples.p50, 3), "limits_s": dict(limits(ctx))},
+                         hint=slow_hint + " A slow tail while most answers are fast: some workers or pods are "
+                                          "stuck (long requests, a lock), not the whole app.",
+                         commands=_app_commands(ctx))
+    return _latency_result(ctx, samples.p50, summary_ok, evidence, slow_hint=slow_hint)
+
+
 @check(STEALTHZ, title="App answers /stealthz (no database)", needs=("app.url",),
        permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
 def check_stealthz(ctx):
@@ -128,26 +176,34 @@ def check_stealthz(ctx):
     crashed; note the image's ``|| sleep infinity`` keeps a dead container Running) and nginx answers 502.
     If it is slow, every request is slow: the app is overloaded (workers busy, CPU throttled), not the
     database. Latency near nginx's ``proxy_read_timeout`` or CloudFlare's 100 s fails, naming the limit
-    (504 at nginx, 524 at CloudFlare). Thresholds: ``app.latency_warn_s``, ``app.latency_fail_s``."""
-    resp, seconds, exc = _get(ctx, "/stealthz")
-    if exc is not None:
-        return _no_answer(ctx, "the app", "/stealthz", exc, seconds)
-    resp, seconds, samples = _confirmed(ctx, "/stealthz", resp, seconds)
+    (504 at nginx, 524 at CloudFlare). Thresholds: ``app.latency_warn_s``, ``app.latency_fail_s``.
+
+    Like every app check it asks ``--samples`` times (profile key ``samples``, default 5; see
+    ``studiodoctor.probes.sampling``): some answers failing is a `fail`, "intermittent: 2 of 5 answered 500";
+    the median is judged as one answer would be, and a slow tail by its share (one sample in five past
+    the failing latency fails, two in five past the warning threshold warn)."""
+    samples, sample, stop = _sample(ctx, "/stealthz")
+    if stop is not None:
+        return stop
+    resp, seconds = sample.response, sample.seconds
     body = resp.text[:200]
     evidence = {"status": resp.status_code, "body": body.strip()[:60], "server": resp.headers.get("server", "")}
-    if len(samples) > 1:
-        evidence["latency_samples_s"] = samples
+    if samples.intermittent:
+        return _partial(ctx, samples, "/stealthz", {**evidence, "latency_s": round(samples.p50, 3)},
+                        hint="/stealthz touches no database: the failing answers come from gunicorn itself "
+                             "(a worker crashing or timing out, one pod of several). Read the app's logs.")
     if resp.status_code != 200:
         return fail(f"/stealthz answered {resp.status_code} in {seconds:.2f} s: the app is up but erroring "
-                    f"even without the database", evidence={**evidence, "latency_s": round(seconds, 3)},
+                    f"even without the database", evidence={**evidence, "latency_s": round(seconds, 3),
+                                                            "sampled": samples.evidence()},
                     hint="Read the app's logs: a failing middleware or settings error breaks every view.",
                     commands=_app_commands(ctx))
     if body.strip() != "<3":
         return warn(f"/stealthz answered 200 but not Studio's '<3' (got {body.strip()[:40]!r}): is app.url "
                     f"really Studio's gunicorn?", evidence={**evidence, "latency_s": round(seconds, 3)})
-    return _latency_result(ctx, seconds, "/stealthz answered <3", evidence,
-                           slow_hint="Every request is slow even without the database: the app is overloaded "
-                                     "(busy gunicorn workers, CPU limits) or the node is starved.")
+    return _latency_verdict(ctx, samples, "/stealthz answered <3", evidence,
+                            slow_hint="Every request is slow even without the database: the app is overloaded "
+                                      "(busy gunicorn workers, CPU limits) or the node is starved.")
 
 
 @check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=("app.url",),
@@ -159,13 +215,16 @@ def check_healthz(ctx):
     when it fails, Kubernetes takes the pod out of the Service and users get 502/503. ``/stealthz`` ok but
     ``/healthz`` failing points at the database (Cloud SQL proxy, credentials, connections): see the
     ``postgres`` layer. ``/healthz`` slow while ``/stealthz`` is fast means the database is slow."""
-    resp, seconds, exc = _get(ctx, "/healthz")
-    if exc is not None:
-        return _no_answer(ctx, "the app", "/healthz", exc, seconds)
-    resp, seconds, samples = _confirmed(ctx, "/healthz", resp, seconds)
-    evidence = {"status": resp.status_code, "latency_s": round(seconds, 3)}
-    if len(samples) > 1:
-        evidence["latency_samples_s"] = samples
+    samples, sample, stop = _sample(ctx, "/healthz")
+    if stop is not None:
+        return stop
+    resp, seconds = sample.response, sample.seconds
+    evidence = {"status": resp.status_code, "latency_s": round(seconds, 3), "sampled": samples.evidence()}
+    if samples.intermittent:
+        return _partial(ctx, samples, "/healthz", evidence,
+                        hint="Requests fail now and then: read the failing requests' tracebacks (the sentry layer, "
+                             "the app's logs); the postgres layer says whether the database refuses some of them. "
+                             "The readiness probe uses /healthz, so pods may flap between ready and unready.")
     if resp.status_code != 200:
         s_resp, s_seconds, s_exc = _get(ctx, "/stealthz", cap=5.0)
         alive = s_exc is None and s_resp.status_code == 200
@@ -180,17 +239,17 @@ def check_healthz(ctx):
         return fail(f"/healthz answered {resp.status_code} and /stealthz does not answer 200 either: the app "
                     f"itself is failing", evidence=evidence, commands=_app_commands(ctx))
     evidence["first_channel"] = resp.text.strip()[:120]
-    level, _ = judge_latency(ctx, seconds)
-    if level != "ok":
+    evidence["latency_s"] = round(samples.p50, 3)
+    if judge_latency(ctx, samples.p50)[0] != "ok":
         s_resp, s_seconds, s_exc = _get(ctx, "/stealthz", cap=5.0)
         if s_exc is None and s_resp.status_code == 200:
             evidence["stealthz_latency_s"] = round(s_seconds, 3)
             if judge_latency(ctx, s_seconds)[0] == "ok":
-                return _latency_result(ctx, seconds, "/healthz answered", evidence,
-                                       slow_hint=f"/stealthz answers in {s_seconds * 1000:.0f} ms, so the "
-                                                 f"database is what is slow: look for long queries and locks.")
-    return _latency_result(ctx, seconds, f"/healthz answered ({evidence['first_channel'][:40]!r})", evidence,
-                           slow_hint="Both /stealthz and /healthz are slow: the app is overloaded.")
+                return _latency_verdict(ctx, samples, "/healthz answered", evidence,
+                                        slow_hint=f"/stealthz answers in {s_seconds * 1000:.0f} ms, so the "
+                                                  f"database is what is slow: look for long queries and locks.")
+    return _latency_verdict(ctx, samples, f"/healthz answered ({evidence['first_channel'][:40]!r})", evidence,
+                            slow_hint="Both /stealthz and /healthz are slow: the app is overloaded.")
 
 
 @check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=("app.url",),
@@ -203,18 +262,17 @@ def check_login_page(ctx):
     must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
     view-level error (templates, translations, the session database)."""
     path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
-    resp, seconds, exc = _get(ctx, path)
-    if exc is not None:
-        return _no_answer(ctx, "the app", path, exc, seconds)
-    resp, seconds, samples = _confirmed(ctx, path, resp, seconds)
+    samples, sample, stop = _sample(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
+    if stop is not None:
+        return stop
+    resp, seconds = sample.response, samples.p50
     ua = ctx.section("http").get("user_agent") or "studiodoctor"
     evidence = {"path": path, "status": resp.status_code, "latency_s": round(seconds, 3), "user_agent": ua,
-                "location": resp.headers.get("location", "")}
-    if len(samples) > 1:
-        evidence["latency_samples_s"] = samples
-    level, timing = judge_latency(ctx, seconds)
-    slow = None if level == "ok" else (fail if level == "fail" else warn)
-    if resp.status_code in (301, 302, 303, 307, 308) and slow is None:
+                "location": resp.headers.get("location", ""), "sampled": samples.evidence()}
+    if samples.intermittent:
+        return _partial(ctx, samples, path, evidence,
+                        hint="Read the failing requests' tracebacks (the sentry layer, the app's logs).")
+    if resp.status_code in (301, 302, 303, 307, 308) and judge_latency(ctx, seconds)[0] == "ok":
         return ok(f"{path} redirects ({resp.status_code}) to {resp.headers.get('location', '?')}", evidence=evidence)
     if resp.status_code not in (200, 301, 302, 303, 307, 308):
         return fail(f"{path} answered {resp.status_code}", evidence=evidence, commands=_app_commands(ctx),
@@ -223,10 +281,9 @@ def check_login_page(ctx):
     if any(m in text for m in UNSUPPORTED_MARKERS):
         return warn(f"{path} served Studio's unsupported-browser page to User-Agent {ua!r}", evidence=evidence,
                     hint="Set http.user_agent to contain 'Studio-Internal-Prober' (one of HEALTH_CHECK_BROWSERS).")
-    if slow is not None:
-        return slow(f"{path} answered {resp.status_code}, but slowly: {timing}", evidence=evidence,
-                    commands=_app_commands(ctx))
-    return ok(f"{path} answered 200 in {timing}", evidence=evidence)
+    return _latency_verdict(ctx, samples, f"{path} answered {resp.status_code}", evidence,
+                            slow_hint="The page is slow while the prober's endpoints may not be: read the view's "
+                                      "queries (New Relic's transaction traces, the postgres layer).")
 
 
 @check(PROBERS, title="Admin prober endpoints", needs=("app.url", "app.api_token"),

@@ -133,6 +133,20 @@ def check_app_reporting(ctx):
               commands=cmds)
 
 
+def _recent_deploy(ctx, actor: dict, ev: dict) -> str:
+    """", after deployment X (N min ago)" for a marker younger than ``deploy_suspect_minutes`` (into the
+    evidence too), else ""."""
+    rows = _nrql_results(actor, "deploy", "deployment markers") if "deploy" in (actor.get("account") or {}) else []
+    stamp = _number(rows[0].get("timestamp")) if rows else None
+    if stamp is None:
+        return ""
+    age = (time.time() * 1000 - stamp) / 60000
+    ev["last_deploy"] = {"revision": rows[0].get("revision"), "minutes_ago": round(age)}
+    if age > float(ctx.setting("deploy_suspect_minutes", 120)):
+        return ""
+    return f", after deployment {rows[0].get('revision')} ({age:.0f} min ago)"
+
+
 def _signals_nrql(app: str, since: int, until: int | None) -> str:
     window = f"SINCE {since} minutes ago" + (f" UNTIL {until} minutes ago" if until else "")
     return ("SELECT count(*) AS throughput, percentage(count(*), WHERE error IS true) AS error_rate, "
@@ -145,20 +159,25 @@ def _signals_nrql(app: str, since: int, until: int | None) -> str:
 @guard
 def check_golden_signals(ctx):
     """The last `newrelic.window_minutes` (30) vs the same window a day earlier, from NRQL on Transaction:
-    error rate, apdex (T = 0.5 s), throughput and p95 duration.
+    error rate, apdex (T = 0.5 s), throughput and p95 duration, with the last deployment marker of the day.
 
-    Fails when the error rate is above `newrelic.max_error_rate` (5 %) and at least twice a day earlier;
-    warns when p95 doubled (and is over 1 s), apdex fell by 0.1, or throughput halved. These explain
-    `slow` and `502`; a deployment marker just before the change names the suspect release."""
+    Fails when the error rate is above `newrelic.max_error_rate` (5 %) and at least twice a day earlier,
+    or when p95 is `newrelic.p95_fail_ratio` (3) times a day earlier's and over 1 s: degraded, not down,
+    and the likely cause of `slow` when nothing deeper fails. Warns when p95 doubled (and is over 1 s),
+    apdex fell by 0.1, or throughput halved. A deployment marker younger than `newrelic.deploy_suspect_minutes`
+    (120) is named in the summary: a regression right after a release points at it."""
     app, acct = _app(ctx), _account(ctx)
     win = int(ctx.setting("window_minutes", 30))
     graphql = (f"{{ actor {{ account(id: {acct}) {{ "
                f"now: nrql(query: \"{_signals_nrql(app, win, None)}\") {{ results }} "
-               f"before: nrql(query: \"{_signals_nrql(app, 1440 + win, 1440)}\") {{ results }} }} }} }}")
+               f"before: nrql(query: \"{_signals_nrql(app, 1440 + win, 1440)}\") {{ results }} "
+               f"deploy: nrql(query: \"SELECT timestamp, revision FROM Deployment WHERE appName = '{app}' "
+               f"SINCE 1440 minutes ago LIMIT 1\") {{ results }} }} }} }}")
     actor = _query(ctx, graphql, "golden signals")
     now, before = ({k: _number(v) for k, v in ((_nrql_results(actor, alias, "golden signals") or [{}])[0]).items()}
                    for alias in ("now", "before"))
     ev = {"window_min": win, "now": now, "day_ago": before}
+    after = _recent_deploy(ctx, actor, ev)
     cmds = [_curl(ctx, graphql)]
     if not now.get("throughput"):
         return error(f"no transactions of {app} in the last {win} min: nothing to compare (see {APP})", evidence=ev,
@@ -168,11 +187,19 @@ def check_golden_signals(ctx):
     text = (f"error rate {er:.1f}% (day ago {er0:.1f}%), apdex {now.get('apdex')} ({before.get('apdex')}), "
             f"{now['throughput']:.0f} tx ({before.get('throughput') or 0:.0f}), p95 {now.get('p95')} s ({before.get('p95')} s)")
     if er >= max_er and er >= 2 * er0:
-        return fail(f"error rate up: {text}", evidence=ev, commands=cmds,
+        times = f" ({er / er0:.0f}x a day earlier)" if er0 else ""
+        return fail(f"error rate up{times}{after}: {text}", evidence=ev, commands=cmds,
                     hint="Errors jumped against a day earlier: read the top errors (sentry layer, New Relic Errors "
-                         "inbox) and the last deployment marker.")
+                         "inbox)" + (" and roll back or fix the release named" if after else
+                                     " and the last deployment marker") + ".")
     findings = []
     p95, p950 = now.get("p95"), before.get("p95")
+    p95_fail = float(ctx.setting("p95_fail_ratio", 3))
+    if p95 and p950 and p95 >= p95_fail * p950 and p95 >= 1.0:
+        return fail(f"p95 {p95 / p950:.1f}x a day earlier's{after}: {text}", evidence=ev, commands=cmds,
+                    hint="Degraded, not down: the slowest requests got much slower. Compare the app and postgres "
+                         "layers' latency (a slow tail, long queries, locks) and New Relic's transaction traces"
+                         + (", and the release named." if after else "."))
     if p95 and p950 and p95 >= 2 * p950 and p95 >= 1.0:
         findings.append("p95 doubled")
     if now.get("apdex") is not None and before.get("apdex") is not None and now["apdex"] <= before["apdex"] - 0.1:

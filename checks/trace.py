@@ -105,11 +105,10 @@ def _limit_for(ctx, hop: str) -> tuple[str, float] | None:
     return None
 
 
-def _probe(ctx, hop: dict, spec: dict) -> dict:
+def _send(ctx, hop: dict, spec: dict):
+    """One request of ``spec`` at ``hop``: (response or None, seconds on the wire, exception or None)."""
     from studiodoctor.probes import http as httpprobe
 
-    row = {"hop": hop["hop"], "layer": hop["layer"], "url": hop["base"] + spec["path"], "path": spec["path"],
-           "status": None, "latency_ms": None, **{h.replace("-", "_"): "" for h in KEY_HEADERS}, "error": ""}
     t0 = time.monotonic()
     try:
         if hop["hop"] == "origin" and hop.get("host"):
@@ -125,19 +124,64 @@ def _probe(ctx, hop: dict, spec: dict) -> dict:
                                          sni=hop["host"] if parts.scheme == "https" else None)
         else:
             resp = httpprobe.request(ctx, spec["method"], hop["base"] + spec["path"])
+        return resp, httpprobe.network_seconds(resp, t0), None  # the wire's time, not our queue's
+    except Exception as exc:  # noqa: BLE001 - network errors are the row's evidence
+        return None, time.monotonic() - t0, exc
+
+
+def _probe(ctx, hop: dict, spec: dict) -> dict:
+    """The row of ``spec`` at ``hop``: ``/stealthz`` is sampled (``--samples``: the request that crosses
+    every hop to the app, where intermittent 5xx and slow tails show), static and content asked once."""
+    from studiodoctor.probes import sampling
+
+    row = {"hop": hop["hop"], "layer": hop["layer"], "url": hop["base"] + spec["path"], "path": spec["path"],
+           "status": None, "latency_ms": None, **{h.replace("-", "_"): "" for h in KEY_HEADERS}, "error": ""}
+    samples = sampling.take(ctx, lambda: _send(ctx, hop, spec), endpoint=hop["base"] + spec["path"],
+                            n=None if spec["name"] == "stealthz" else 1,
+                            # nginx.app_proxy and app.stealthz ask the nginx and app hops' /stealthz: once
+                            shared_as=f"{spec['method']} {hop['base']}{spec['path']}" if hop["hop"] in ("nginx", "app")
+                            else "",
+                            failed=lambda resp, exc: bool(_judge_one(ctx, hop["hop"], resp, exc)))
+    if not samples.taken:
+        row.update(verdict="unknown", why=f"not asked: {samples.cut}", error="not asked")
+        return row
+    sample = samples.first_failure() or samples.first_success()
+    resp = sample.response
+    if resp is not None:
         row["status"] = resp.status_code
-        t0 = time.monotonic() - httpprobe.network_seconds(resp, t0)  # the wire's time, not our queue's
         for h in KEY_HEADERS:
             row[h.replace("-", "_")] = resp.headers.get(h, "")
         if 300 <= resp.status_code < 400:
             row["location"] = resp.headers.get("location", "")
-    except Exception as exc:
-        timed_out, text = httpprobe.describe_error(exc)
-        row["error"] = f"no answer within {time.monotonic() - t0:.1f} s" if timed_out else text
-    seconds = time.monotonic() - t0
-    row["latency_ms"] = round(seconds * 1000, 1)
-    row["verdict"], row["why"] = _judge(ctx, hop["hop"], row, seconds)
+    else:
+        row["error"] = sample.error
+    row["latency_ms"] = round(samples.p50 * 1000, 1)
+    if samples.sent > 1:
+        row["samples"] = samples.summary()
+        row["backend_requests"] = samples.backend_requests
+    row["verdict"], row["why"] = _judge(ctx, hop["hop"], row, samples.p50)
+    if samples.intermittent:
+        row["verdict"], row["why"] = "bad", samples.intermittent_text()
+    elif row["verdict"] == "ok":
+        limit = _limit_for(ctx, hop["hop"])
+        ratio = float(_setting(ctx, "latency_fail_ratio", DEFAULT_FAIL_RATIO))
+        tail = samples.tail(lambda s: bool(limit) and s >= limit[1] * ratio)
+        if tail:
+            row["verdict"], row["why"] = "bad", (f"slow tail: {len(tail)} of {samples.sent} took "
+                                                 f"{max(s.seconds for s in tail):.1f} s, near {limit[0]} of "
+                                                 f"{limit[1]:g} s ({samples.timing_text()})")
     return row
+
+
+def _judge_one(ctx, hop: str, resp, exc) -> str:
+    """Why one answer is bad at ``hop`` ("" when it is not): no answer, a redirect or an error status. A
+    lookup the resolver never answered is not bad (it was never tried)."""
+    from studiodoctor.probes import http as httpprobe
+
+    if exc is not None:
+        text = httpprobe.describe_error(exc)[1]
+        return "" if text.startswith(RESOLVER_SILENT) else text
+    return "" if resp.status_code < 300 else f"HTTP {resp.status_code}"
 
 
 def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
@@ -171,7 +215,10 @@ def check_trace(ctx):
     CF-Cache-Status, X-Cache-Status) and, per path, the hop where the answer goes bad: the innermost hop
     that fails (everything behind it answers). ``diagnose 502`` leans on it: 502 at the edge and origin
     but 200 at nginx points at the ingress; 502 at nginx and nothing at the app points at the app.
-    The app hop only gets ``/stealthz`` (static files and content are nginx's). A hop slower than the
+    The app hop only gets ``/stealthz`` (static files and content are nginx's). ``/stealthz`` is asked
+    ``--samples`` times at each hop (at most 6 at once per backend, a run-wide budget per backend): a hop where
+    some answers fail is bad, "intermittent: 2 of 5 answered 502", and so is a slow tail (a share of the
+    answers near the limit); each row carries its samples {sent, failed, p50_ms, p95_ms}. A hop slower than the
     timeout of the hop in front of it (nginx's ``proxy_read_timeout`` for the app, CloudFlare's 100 s for
     nginx and the origin) counts as bad. Unconfigured hops are listed as skipped."""
     hops, skipped = _hops(ctx)

@@ -31,6 +31,7 @@ class Unset(str):
 # Every key of the contract with its default (and so its type). Layers may read extra keys.
 DEFAULTS: dict[str, Any] = {
     "timeout": 10.0,
+    "samples": 5,                    # requests per sampled probe and endpoint (studiodoctor.probes.sampling; --samples)
     "public_urls": [],
     "http": {"ca_file": "", "resolve": {}, "user_agent": "Studio-Internal-Prober studiodoctor"},
     "dns": {"hostnames": [], "resolvers": [], "nameserver_suffix": ".ns.cloudflare.com", "zone": ""},

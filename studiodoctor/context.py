@@ -69,6 +69,13 @@ class CheckContext:
         # pipeline of queries: one each): the result's ``evidence["round_trips"]``, what a slower network
         # multiplies
         self.round_trips = 0
+        # what ``studiodoctor.probes.sampling.take`` sampled for this check; the runner sums it into ``samples``
+        self.sampled: list = []
+
+    def record_samples(self, samples) -> None:
+        """Keep one endpoint's ``sampling.Samples`` for the result's ``samples``."""
+        with _NETWORK_LOCK:
+            self.sampled.append(samples)
 
     def add_network(self, seconds: float, round_trips: int = 1) -> None:
         """Record the network part of one request this check made, ending now (see ``network_ms``), and

@@ -96,6 +96,8 @@ class Result:
     # where it was seen from: "local" (the machine running the command) or "cluster" (the in-cluster doctor)
     vantage: str = "local"
     metrics: list = field(default_factory=list)  # studiodoctor.metrics.Metric, filled by the runner
+    # sampled probes (studiodoctor.probes.sampling): {sent, failed, p50_ms, p95_ms} over every sample, filled by the runner
+    samples: dict | None = None
     # the symptoms this finding can produce when narrower than its check's ``produces`` (a cache policy
     # found by a check that also sees outages): None defers to the check (see studiodoctor.diagnosis.runbook)
     produces: tuple[str, ...] | None = field(default=None, compare=False)
@@ -118,6 +120,7 @@ class Result:
             "reason": self.reason,
             "vantage": self.vantage,
             "metrics": [m.to_dict() for m in self.metrics],
+            **({"samples": dict(self.samples)} if self.samples else {}),
         }
 
 

@@ -80,31 +80,47 @@ WARM_IMPORTS = {
 }
 
 
-def preload(checks: Iterable[Check], profile=None) -> None:
-    """Import the SDKs the chosen checks use (their module's ``SDK_IMPORTS``) before any check starts,
-    and what their first use would import or build (httpcore, the TLS contexts with their CA bundle).
+# Whether a check may start once its own SDKs are in (True), or only once every SDK of the run is.
+OVERLAP_IMPORTS = True
+# What preload imports first: the SDKs of the checks that can start soonest and do the most round trips
+# (a check starts as soon as its own SDKs are in, see run_checks).
+PRELOAD_FIRST = ("httpx", "cryptography.x509", "psycopg")
+
+
+def sdk_imports(chk: Check) -> tuple[str, ...]:
+    """The SDKs a check's module imports for it (its ``SDK_IMPORTS``)."""
+    import sys
+
+    return tuple(getattr(sys.modules.get(chk.func.__module__), "SDK_IMPORTS", ()))
+
+
+def preload(checks: Iterable[Check], profile=None, ready: Callable[[str], None] | None = None) -> None:
+    """Import the SDKs the chosen checks use (their module's ``SDK_IMPORTS``) before they start, and
+    what their first use would import or build (httpcore, the TLS contexts with their CA bundle).
 
     An SDK import costs up to half a second of CPU; done inside concurrent checks it would land in
     the latency other checks are measuring at that moment. With ``profile``, a check that will be
-    skipped (a needed key is unset) imports nothing. A failed import is left for the check itself
-    to report."""
+    skipped (a needed key is unset) imports nothing. ``ready(name)`` is called once each SDK (with its
+    warm-up) is in, first those of PRELOAD_FIRST. A failed import is left for the check itself to report."""
     import importlib
-    import sys
 
     checks = [c for c in checks if profile is None or _needs_skip(c, profile) is None]
-    modules = {c.func.__module__ for c in checks}
-    names = list(dict.fromkeys(m for mod in modules for m in getattr(sys.modules.get(mod), "SDK_IMPORTS", ())))
-    for name in dict.fromkeys([*names, *(w for n in names for w in WARM_IMPORTS.get(n, ()))]):
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the check reports it, with its layer's hint
-            pass
-    if profile is not None and "httpx" in names:
-        try:
-            from .probes.http import warm
-            warm(profile)
-        except Exception:  # noqa: BLE001 - a bad CA file is the checks' to report
-            pass
+    names = list(dict.fromkeys(m for c in checks for m in sdk_imports(c)))
+    names.sort(key=lambda n: PRELOAD_FIRST.index(n) if n in PRELOAD_FIRST else len(PRELOAD_FIRST))
+    for name in names:
+        for module in (name, *WARM_IMPORTS.get(name, ())):
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - the check reports it, with its layer's hint
+                pass
+        if name == "httpx" and profile is not None:
+            try:
+                from .probes.http import warm
+                warm(profile)
+            except Exception:  # noqa: BLE001 - a bad CA file is the checks' to report
+                pass
+        if ready is not None:
+            ready(name)
 
 
 def backend(chk) -> str:
@@ -148,18 +164,32 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
     run_start = time.monotonic()
     checks = list(checks)
     budget = float(timeout or profile.timeout)
-    # SDK imports first (so their CPU does not land in latencies being measured); on an overloaded
-    # machine the checks start anyway after PRELOAD_SHARE of the budget (the run's deadline counts it).
-    loader = threading.Thread(target=preload, args=(checks, profile), daemon=True, name="preload")
+    # SDK imports first (so their CPU does not land in latencies being measured): a check starts once its
+    # own SDKs are in (an HTTP check need not wait for psycopg: over a real network its round trips
+    # overlap the imports); on an overloaded machine every check starts anyway after PRELOAD_SHARE of the
+    # budget (the run's deadline counts it).
+    imported: set[str] = set()
+    cond = threading.Condition()
+
+    def ready(name: str) -> None:
+        with cond:
+            imported.add(name)
+            cond.notify_all()
+
+    loader = threading.Thread(target=preload, args=(checks, profile, ready), daemon=True, name="preload")
     loader.start()
-    loader.join(PRELOAD_SHARE * budget)
+    imports_until = run_start + PRELOAD_SHARE * budget
+
+    def imports_in(chk: Check) -> bool:
+        return not loader.is_alive() or time.monotonic() >= imports_until or \
+            (OVERLAP_IMPORTS and all(name in imported for name in sdk_imports(chk)))
+
     by_id = {c.id: c for c in checks}
     run_deadline = min(run_start + float(run_timeout or RUN_FACTOR * budget),
                        run_deadline if run_deadline is not None else float("inf"))
     shared = Shared()
     results: dict[str, Result] = {}
     running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock, times)
-    cond = threading.Condition()
     pending = list(checks)
 
     def finish(chk: Check, res: Result, started: float, ended: float | None = None) -> None:
@@ -178,6 +208,9 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         res = _call(chk, ctx, debug)
         times.append(time.monotonic())
         res.network_ms = ctx.network_ms()
+        if res.samples is None and ctx.sampled:
+            from .probes.sampling import combined
+            res.samples = combined(ctx.sampled)
         if ctx.round_trips and isinstance(res.evidence, dict):
             res.evidence.setdefault("round_trips", ctx.round_trips)
         if res.network_ms is None and isinstance(res.evidence, dict):  # a backend that times its own calls
@@ -242,7 +275,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     pass
                 elif run_deadline - now < min(MIN_START, budget):
                     res = _out_of_time()
-                elif not has_slot(chk):
+                elif not has_slot(chk) or not imports_in(chk):
                     continue
                 else:
                     clock = now
@@ -263,7 +296,11 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                 finish(chk, res, now)
             if not progressed and running:
                 next_deadline = min(r[2] for r in running.values()) + GRACE
+                if loader.is_alive():
+                    next_deadline = min(next_deadline, imports_until)
                 cond.wait(timeout=max(0.01, next_deadline - time.monotonic()))
+            elif not progressed and pending and not all(imports_in(c) for c in pending):
+                cond.wait(timeout=max(0.01, min(0.05, imports_until - time.monotonic())))  # or by ready()
             elif not progressed and pending:
                 # dependencies that can never finish (a cycle): report, don't hang
                 for chk in pending:

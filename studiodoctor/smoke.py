@@ -128,7 +128,7 @@ def apply_hysteresis(report: Report, state: dict, fail_after: int) -> dict[str, 
 def smoke(profile: Profile, layers: Iterable[str] = (), *, registry: Registry | None = None,
           budget: float = DEFAULT_BUDGET, state_path: str | None = None, fail_after: int = DEFAULT_FAIL_AFTER,
           timeout: float | None = None, debug: bool = False, on_start=None, on_done=None,
-          started: float | None = None) -> Report:
+          started: float | None = None, options: dict | None = None) -> Report:
     """Run the smoke checks within ``budget`` seconds (from ``started``, default now), apply the state."""
     started = time.monotonic() if started is None else started
     if budget < MIN_BUDGET:
@@ -147,8 +147,8 @@ def smoke(profile: Profile, layers: Iterable[str] = (), *, registry: Registry | 
     t0 = time.monotonic()
     preload(chosen, profile)  # the SDKs' import CPU, timed apart from the checks (the runner's own call is then free)
     imports_ms = (time.monotonic() - t0) * 1000
-    report = run(profile, chosen, command="smoke", timeout=per_check, debug=debug, on_start=on_start,
-                 on_done=on_done, run_deadline=started + budget - RESERVE - 0.5)
+    report = run(profile, chosen, command="smoke", timeout=per_check, debug=debug, options=options,
+                 on_start=on_start, on_done=on_done, run_deadline=started + budget - RESERVE - 0.5)
     info = {"budget_s": budget, "imports_ms": round(imports_ms, 1), "checks": len(chosen), "state": state_path,
             "fail_after": fail_after if state else None}
     if state is not None:

@@ -208,7 +208,8 @@ def from_cluster(item: dict, chk, doctor: Doctor) -> Result | None:
                 ("read-only", "mutating", "broker-control", "ephemeral-write")]
     evidence = dict(item.get("evidence") or {}) if isinstance(item.get("evidence"), dict) else {}
     evidence["seen_from"] = f"the in-cluster doctor ({doctor.label}, found by {doctor.found})"
-    return Result(status=status, summary=str(item.get("summary", ""))[:1000], evidence=evidence,
+    summary = str(item.get("summary", ""))[:1000].replace(" from here", " from the cluster")
+    return Result(status=status, summary=summary, evidence=evidence,
                   hint=str(item.get("hint") or ""), commands=commands, reason=str(item.get("reason") or ""),
                   id=chk.id, layer=chk.layer, title=chk.title, duration_ms=float(item.get("duration_ms") or 0),
                   blocked_by=[str(b) for b in item.get("blocked_by") or []], vantage=CLUSTER)

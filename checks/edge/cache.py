@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urljoin, urlsplit
 
+from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, warn
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
@@ -25,14 +26,14 @@ def _site(url: str) -> str:
 
 
 # Studio's public API lists the public channels; each id names /content/databases/<id>.sqlite3 (facts §5)
-PUBLIC_CHANNELS = "/api/public/v1/channels"
+PUBLIC_CHANNELS = facts.PUBLIC_CHANNELS_PATH
 _STATIC_REF = re.compile(r"""(?:src|href)\s*=\s*["']([^"'#?]+)""", re.IGNORECASE)
 
 
 def _discover(ctx, kind: str) -> tuple[str, str, list[str]]:
     """(url, where it came from, what was tried) of a sample found on the live site, cached per run:
-    "static": an asset under /static/ that the public page references; "databases": the database of
-    the first public channel Studio's public API lists."""
+    "static": an asset under /static/ that the public page references; "databases": the database of a
+    channel any source of the run names (``studiodoctor.discovery.channel_databases``)."""
 
     def find():
         urls = _urls(ctx)
@@ -60,20 +61,13 @@ def _discover(ctx, kind: str) -> tuple[str, str, list[str]]:
                         return site + target.path, f"referenced by {page}", tried
                 break
             return "", "", tried
-        url = site + PUBLIC_CHANNELS
-        resp, problem = _fetch(ctx, url, headers={"Accept": "application/json"})
-        tried.append(url)
-        if problem or resp is None or resp.status_code != 200:
+        from studiodoctor.discovery import channel_databases
+
+        found = channel_databases.channel_ids(ctx, [site])
+        tried += found.tried
+        if not found.ids:
             return "", "", tried
-        try:
-            data = resp.json()
-        except ValueError:
-            return "", "", tried
-        items = data.get("results") if isinstance(data, dict) else data   # a plain list, or DRF's paginated page
-        ids = [c.get("id") for c in items or [] if isinstance(c, dict) and re.fullmatch(r"[0-9a-f]{32}", str(c.get("id")))]
-        if not ids:
-            return "", "", tried
-        return f"{site}/content/databases/{ids[0]}.sqlite3", f"first public channel of {url}", tried
+        return site + channel_databases.database_path(found.ids[0]), f"a channel of {found.source}", tried
 
     return ctx.shared.get(f"edge:sample:{kind}", find)
 
@@ -132,7 +126,9 @@ def check_cache_status(ctx):
        needs=("public_urls",), explained_by=("cloudflare.cache_rules",), produces=("caching",))
 def check_databases_not_cached(ctx):
     """A channel database (`cloudflare.databases_sample`, e.g. `/content/databases/<channel_id>.sqlite3`;
-    else the first public channel's, from Studio's public API `/api/public/v1/channels`) is never a HIT in CloudFlare's cache, asked twice (one byte each, `Range: bytes=0-0`).
+    else a channel's from any source the run has: Studio's public API `/api/public/v1/channels` at the edge,
+    the bucket's listing, Studio's tables) is never a HIT in CloudFlare's cache, asked twice (one byte each,
+    `Range: bytes=0-0`).
 
     Databases are rewritten on every publish under the same URL; a cached copy gives Kolibri a stale
     channel (the reason nginx marks them `Cache-Control: private`). HIT (or STALE/UPDATING: an expired
@@ -142,9 +138,8 @@ def check_databases_not_cached(ctx):
     configured = _sample_urls(ctx, "databases_sample")
     url, source, tried = (configured[0], "cloudflare.databases_sample", []) if configured else _discover(ctx, "databases")
     if not url:
-        return error(f"could not find a channel database to ask about: {PUBLIC_CHANNELS} listed no public channel "
-                     "(or did not answer JSON); set cloudflare.databases_sample", reason=Reason.NOT_CONFIGURED,
-                     evidence={"tried": tried})
+        return error(f"could not find a channel database to ask about: no source named one ({'; '.join(tried)})"
+                     "; set cloudflare.databases_sample"[:300], reason=Reason.NOT_CONFIGURED, evidence={"tried": tried})
     seen = []
     for _ in range(2):
         resp, problem = _fetch(ctx, url, headers={"Range": "bytes=0-0"})

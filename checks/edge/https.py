@@ -29,8 +29,10 @@ def check_https_redirect(ctx):
     for url in _urls(ctx):
         parts = urlsplit(url)
         starts += [(f"http://{parts.hostname}{parts.path or '/'}", True), (url, False)]
-    # the chains are independent: followed at the same time (each hop on the run's pooled connections)
-    followed = _concurrently([lambda start=start: _follow(ctx, start, max_hops) for start, _ in starts])
+    # the chains are followed at the same time (each hop on the run's pooled connections); a URL both
+    # reach (http:// redirects to the https:// start) is asked once, the other chain waits for its answer
+    fetch = _once(lambda url: _fetch(ctx, url))
+    followed = _concurrently([lambda start=start: _follow(fetch, start, max_hops) for start, _ in starts])
     for (start, plain_start), (hops, loop, problem) in zip(starts, followed):
         if problem:
             return problem
@@ -56,11 +58,12 @@ def check_https_redirect(ctx):
     return ok(f"plain HTTP redirects to HTTPS for {len(_urls(ctx))} URL(s), no loop", evidence=evidence)
 
 
-def _follow(ctx, start: str, max_hops: int):
-    """(hops, loop summary or "", failing Result or None) of the redirects from ``start``."""
+def _follow(fetch, start: str, max_hops: int):
+    """(hops, loop summary or "", failing Result or None) of the redirects from ``start``; ``fetch(url)``
+    gives (response, None) or (None, failing Result)."""
     hops, seen, current = [], set(), start
     while True:
-        resp, problem = _fetch(ctx, current)
+        resp, problem = fetch(current)
         if problem:
             return hops, "", problem
         location = resp.headers.get("location")
@@ -73,6 +76,24 @@ def _follow(ctx, start: str, max_hops: int):
             hops.append({"url": current, "status": "loop" if current in seen else "too many"})
             return hops, (f"redirect loop from {start}: "
                           f"{' -> '.join(str(h['status']) for h in hops[:6])} back to {current}"), None
+
+
+def _once(fetch):
+    """``fetch`` asked at most once per URL: a second caller of the same URL waits for the first's answer."""
+    import threading
+
+    answers: dict = {}
+    lock = threading.Lock()
+
+    def fetch_once(url: str):
+        with lock:
+            slot = answers.setdefault(url, [threading.Lock(), None])
+        with slot[0]:
+            if slot[1] is None:
+                slot[1] = fetch(url)
+            return slot[1]
+
+    return fetch_once
 
 
 def _concurrently(calls: list) -> list:

@@ -100,8 +100,25 @@ def _forbidden_bucket(ctx, bucket, exc):
                                    "replace SA_EMAIL with the identity studiodoctor runs as")])
 
 
+def _anonymous_sample(ctx, prefix: str, size: int) -> tuple[list[str], str, list[str]]:
+    """(object names, where they came from, what was tried) when our credentials cannot list the bucket:
+    the configured content paths (``nginx.storage_path``, ``trace.content_path``), else channel databases any
+    source of the run names (the public channel API at ``nginx.url`` or the public URLs, Studio's tables).
+    Channel databases are read anonymously by every Kolibri, as content files are."""
+    from studiodoctor.discovery import channel_databases
+
+    configured = [(key, str(ctx.profile.value(key) or "")) for key in ("nginx.storage_path", "trace.content_path")]
+    names = [v[len("/content/"):] for _, v in configured if v.startswith("/content/")]
+    if names:
+        return names[:size], " and ".join(k for k, v in configured if v.startswith("/content/")), []
+    bases = [str(ctx.profile.value("nginx.url") or ""), *(ctx.profile.value("public_urls") or [])]
+    found = channel_databases.channel_ids(ctx, [b for b in bases if b])
+    db_prefix = str(ctx.setting("databases_prefix", "databases/"))
+    return [f"{db_prefix}{i}.sqlite3" for i in found.ids[:size]], f"channel databases of {found.source}", found.tried
+
+
 @check(PUBLIC_READ, title="Content files are anonymously readable", needs=("gcs.bucket", "gcs.public_url"),
-       depends_on=(BUCKET,), permissions=("storage.objects.list", "storage.buckets.getIamPolicy (optional)"),
+       permissions=("storage.objects.list", "storage.buckets.getIamPolicy (optional)"),
        produces=("content", "permissions"))
 def check_public_read(ctx):
     """A sample of objects under `storage/` is readable anonymously through `gcs.public_url`.
@@ -112,7 +129,12 @@ def check_public_read(ctx):
     spread-out sample of content objects (`gcs.public_sample`, default 10) anonymously; any object
     answering 401/403 is a `fail` naming it. Where our credentials may read the bucket IAM policy, the
     roles granted to allUsers are reported too (public read through object ACLs only is a `warn`: new
-    uploads carry no ACL and would be private)."""
+    uploads carry no ACL and would be private).
+
+    The reads are anonymous, so the check needs no credentials: when ours cannot list the bucket (none,
+    or no storage.objects.list), the sample comes from elsewhere in the run (``nginx.storage_path``, else
+    channel databases named by Studio's public API or its tables), and only with no sample at all is it
+    an `error` saying why."""
     from studiodoctor.probes import http as httpprobe
 
     name = gcs.bucket_name(ctx)
@@ -121,12 +143,24 @@ def check_public_read(ctx):
     names: list[str] = []
     listed = _audit_listing(ctx, name, prefix, int(ctx.setting("public_sample_pool", 1000)),
                             lambda b: names.append(b.name), fields="items(name),nextPageToken")
+    source, listing_problem = f"the listing of gs://{name}/{prefix}", ""
     if isinstance(listed, Result):
-        return listed
-    if not names:
+        if "answered 404" in listed.summary:  # this check does not wait for gcs.bucket, which says why
+            return error(f"cannot sample gs://{name}: the GCS API does not find the bucket (see {BUCKET})",
+                         evidence=listed.evidence, reason=Reason.UNEXPECTED)
+        if listed.reason not in (Reason.AUTH.value, Reason.FORBIDDEN.value):
+            return listed
+        sample, source, tried = _anonymous_sample(ctx, prefix, sample_size)
+        listing_problem = listed.summary
+        if not sample:
+            listed.summary = (f"{listed.summary}; and no other source of this run named an object to read "
+                              f"anonymously ({'; '.join(tried) or 'none configured'})")[:400]
+            return listed
+    elif not names:
         return _nothing_under(name, prefix, "storage_prefix", {"bucket": name, "prefix": prefix})
-    step = max(1, len(names) // sample_size)
-    sample = names[::step][:sample_size]
+    else:
+        step = max(1, len(names) // sample_size)
+        sample = names[::step][:sample_size]
     base = _public_url(ctx)
     readable, private, other = [], [], []
     for obj in sample:
@@ -146,10 +180,14 @@ def check_public_read(ctx):
             private.append((obj, f"HTTP {resp.status_code}"))
         else:
             other.append((obj, f"HTTP {resp.status_code}"))
-    policy = _public_roles(ctx)
-    evidence = {"bucket": name, "public_url": base, "sampled": len(readable) + len(private) + len(other),
+    try:
+        policy = _public_roles(ctx)
+    except Stop as stop:  # no credentials at all: the IAM policy is not read, the anonymous reads stand
+        policy = {"iam_policy": f"not read: {stop.result.summary}"[:200]}
+    evidence = {"bucket": name, "public_url": base, "sample_source": source,
+                "sampled": len(readable) + len(private) + len(other),
                 "readable": len(readable), "not_readable": [f"{o} ({v})" for o, v in (private + other)][:MAX_NAMED],
-                **policy}
+                **policy, **({"listing": listing_problem} if listing_problem else {})}
     commands = [Command(f"curl -sI {base}/{quote(name)}/{quote((private or other or [(sample[0], '')])[0][0])}",
                         READ_ONLY, "anonymous read, as Kolibri and nginx do it"),
                 Command(f"gcloud storage buckets get-iam-policy gs://{name}", READ_ONLY)]
@@ -170,5 +208,6 @@ def check_public_read(ctx):
                     f"(public through object ACLs?): new uploads carry no ACL and would be private",
                     evidence=evidence, commands=commands,
                     hint="grant allUsers roles/storage.legacyObjectReader on the bucket")
-    return ok(f"{len(readable)} sampled content objects are anonymously readable through {base}",
+    return ok(f"{len(readable)} sampled content objects are anonymously readable through {base}"
+              + (f" (sampled from {source}: our credentials cannot list the bucket)" if listing_problem else ""),
               evidence=evidence)

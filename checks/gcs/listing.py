@@ -9,11 +9,11 @@ from studiodoctor.model import MUTATING, READ_ONLY, Command, Reason, error, fail
 from studiodoctor.backends import gcs
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
-from .common import BUCKET, LISTING_NOT_PUBLIC, _public_url
+from .common import LISTING_NOT_PUBLIC, _public_url
 
 
 @check(LISTING_NOT_PUBLIC, title="Anonymous bucket listing is refused", needs=("gcs.bucket", "gcs.public_url"),
-       depends_on=(BUCKET,), permissions=("none: anonymous requests",), produces=("permissions",))
+       permissions=("none: anonymous requests",), produces=("permissions",))
 def check_listing_not_public(ctx):
     """An anonymous listing of the bucket is refused (XML `GET /<bucket>` and JSON `.../o`).
 
@@ -23,7 +23,8 @@ def check_listing_not_public(ctx):
     roles/storage.objectViewer includes: grant allUsers roles/storage.legacyObjectReader instead. The
     check asks `gcs.public_url` for a one-item listing without credentials, in both the XML and the JSON
     API; a listing in the answer is a `fail`, 401/403 is `ok`; 404 from both says the endpoint does not
-    serve this bucket (wrong `gcs.public_url` or `gcs.bucket`): an `error`, never `ok`."""
+    serve this bucket (wrong `gcs.public_url` or `gcs.bucket`): an `error`, never `ok`. Anonymous by
+    nature, it needs no credentials and does not wait for `gcs.bucket`."""
     from studiodoctor.probes import http as httpprobe
 
     name = gcs.bucket_name(ctx)

@@ -99,24 +99,15 @@ def _is_nginx_error_page(resp) -> bool:
 
 def database_path(ctx) -> tuple[str, str, bool]:
     """(path of a channel database to probe, where it came from, whether the lookup itself failed):
-    ``nginx.database_path`` or the first public channel of ``/api/public/v1/channels`` through nginx;
-    ("", why, failed) when neither gives one."""
+    ``nginx.database_path``, else a channel from any source of the run (the public channel API through
+    nginx, the bucket's listing, Studio's tables: ``studiodoctor.discovery.channel_databases``);
+    ("", what was tried, failed) when none gives one."""
+    from studiodoctor.discovery import channel_databases
+
     configured = str(ctx.setting("database_path", ""))
     if configured:
         return configured, "nginx.database_path", False
-
-    def discover():
-        resp, _, exc = _request(ctx, "GET", "/api/public/v1/channels", cap=5.0)
-        if exc is not None or resp.status_code != 200:
-            status = "no answer" if exc is not None else f"HTTP {resp.status_code}"
-            # no answer or a server error: we could not look; any other status: this nginx has no such API
-            failed = exc is not None or resp.status_code >= 500
-            return "", f"nginx.database_path is not set and /api/public/v1/channels gave {status}", failed
-        try:
-            channels = resp.json()
-            cid = channels[0]["id"]
-        except (ValueError, LookupError, TypeError):
-            return "", "nginx.database_path is not set and /api/public/v1/channels lists no public channel", False
-        return f"/content/databases/{cid}.sqlite3", "first public channel of /api/public/v1/channels", False
-
-    return ctx.shared.get(f"nginx.database_path:{_base(ctx)}", discover)
+    found = channel_databases.channel_ids(ctx, [_base(ctx)])
+    if found.ids:
+        return channel_databases.database_path(found.ids[0]), f"a channel of {found.source}", False
+    return "", "nginx.database_path is not set and no source named a channel: " + "; ".join(found.tried), found.failed

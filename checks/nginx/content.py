@@ -106,12 +106,15 @@ def check_content_databases(ctx):
     Channel databases (``databases/<channel_id>.sqlite3``) are overwritten on every publish; Studio uploads
     them with ``private, max-age=5, no-transform`` and nginx must pass that through. A public
     Cache-Control or an nginx/CloudFlare cache HIT serves Kolibri stale channel versions (incident 2019,
-    PR #1707). The object is ``nginx.database_path`` or the first public channel's database."""
+    PR #1707). The object is ``nginx.database_path``, else a channel's database named by any source the
+    run has: the public channel API through nginx, the bucket's listing (gcs credentials), Studio's tables
+    (the postgres layer's session); its evidence says which."""
     path, source, failed = database_path(ctx)
     if not path and failed:
         return error(f"could not find a channel database to probe: {source}", reason=Reason.UNEXPECTED,
-                     hint="set nginx.database_path in the profile's config (the app behind nginx did not list "
-                          "the public channels: see nginx.app_proxy)")
+                     hint="set nginx.database_path in the profile's config (no source could be asked: the app "
+                          "behind nginx did not list the public channels, see nginx.app_proxy; the bucket's listing "
+                          "needs the gcs layer's credentials)")
     if not path:
         return skip(source, reason=Reason.NOT_CONFIGURED, hint="set nginx.database_path in the profile's config")
     rows = []

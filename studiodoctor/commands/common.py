@@ -29,6 +29,9 @@ PushOpt = typer.Option(None, "--pushgateway", help="Also push the Prometheus met
 TimeoutOpt = typer.Option(None, "--timeout", "-t", metavar="SECONDS", help="Seconds each check may take (default: the profile's).")
 DebugOpt = typer.Option(False, "--debug", help="Add tracebacks of crashed checks (redacted) to the output.")
 MaxObjectsOpt = typer.Option(100_000, "--max-objects", help="Most objects a bucket audit reads.")
+SamplesOpt = typer.Option(None, "--samples", "-n", metavar="N",
+                          help="Requests per sampled probe and endpoint (the app, nginx and the hop trace; default: "
+                               "the profile's samples, 5; at most 20): some failing is 'intermittent'.")
 
 
 def load_profile(profile: str | None, config: str | None):
@@ -62,6 +65,18 @@ def check_plain_format(fmt: str) -> str:
     if fmt not in ("table", "json"):
         raise CliError(f"unknown format {fmt!r} (choose from table, json)")
     return fmt
+
+
+def run_options(max_objects: int | None, samples: int | None) -> dict:
+    """The run's options from the command line (checks read them from ``ctx.options``)."""
+    from ..probes.sampling import MAX_SAMPLES
+
+    if samples is not None and not 1 <= samples <= MAX_SAMPLES:
+        raise CliError(f"--samples must be between 1 and {MAX_SAMPLES}")
+    options = {} if max_objects is None else {"max_objects": max_objects}
+    if samples is not None:
+        options["samples"] = samples
+    return options
 
 
 def check_max_objects(n: int) -> int:

@@ -20,6 +20,7 @@ from .common import (
     MaxObjectsOpt,
     ProfileOpt,
     PushOpt,
+    SamplesOpt,
     SaveBaselineOpt,
     TextfileOpt,
     TimeoutOpt,
@@ -29,6 +30,7 @@ from .common import (
     emit,
     load_profile,
     one_line,
+    run_options,
 )
 
 app = typer.Typer()
@@ -151,6 +153,7 @@ def check(
     fmt: str = FormatOpt,
     timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
+    samples: Optional[int] = SamplesOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -168,7 +171,7 @@ def check(
     total = len(engine.select_checks(registry, layer or [], check_id or []))
     _run_and_emit(prof, fmt, total, lambda **kw: engine.check(
         prof, layer or [], check_id or [], registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, False))
+        options=run_options(max_objects, samples), **kw), textfile, pushgateway, (save_baseline, baseline, False))
 
 
 @app.command(epilog="\b\nExamples:\n  studiodoctor diagnose 502\n  studiodoctor diagnose publishing --format markdown\n"
@@ -183,6 +186,7 @@ def diagnose(
     fmt: str = FormatOpt,
     timeout: Optional[str] = TimeoutOpt,
     max_objects: int = MaxObjectsOpt,
+    samples: Optional[int] = SamplesOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -214,7 +218,7 @@ def diagnose(
         engine.diagnose(prof, symptom, registry=registry)  # the unknown symptom's usage error, before any watch
     _run_and_emit(prof, fmt, total, lambda **kw: engine.diagnose(
         prof, symptom, registry=registry, timeout=timeout, debug=debug,
-        options={"max_objects": max_objects}, **kw), textfile, pushgateway, (save_baseline, baseline, since_good),
+        options=run_options(max_objects, samples), **kw), textfile, pushgateway, (save_baseline, baseline, since_good),
         (symptom, *watching) if watching else None)
 
 
@@ -251,6 +255,7 @@ def smoke(
                                                               "and says what is new, still bad or recovered."),
     fail_after: int = typer.Option(2, "--fail-after", help="With --state: bad runs in a row before a check alerts."),
     timeout: Optional[str] = TimeoutOpt,
+    samples: Optional[int] = SamplesOpt,
     debug: bool = DebugOpt,
     textfile: Optional[str] = TextfileOpt,
     pushgateway: Optional[str] = PushOpt,
@@ -269,7 +274,8 @@ def smoke(
     try:
         _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
             prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
-            timeout=check_timeout(timeout), debug=debug, started=started, **kw), textfile, pushgateway)
+            timeout=check_timeout(timeout), debug=debug, started=started, options=run_options(None, samples),
+            **kw), textfile, pushgateway)
     except typer.Exit as done:
         if MAIN_STARTED[1]:  # a command: everything is written; skip the interpreter's slow teardown
             import os         # of the SDKs (seconds under load) and of checks the budget abandoned

@@ -7,6 +7,10 @@ The comparison walks each check's evidence and reports the values that changed, 
 moves on every run anyway (timings, percentages, ages, counters of days, timestamps): certificate
 serials and issuers, DNS answers, header sets, image tags, restarts, queue depths and CloudFlare
 settings stay. Changes come ordered by layer along the request path.
+
+Sampled probes are compared too (``regressions``): a p95 several times the good run's, or a larger share of
+failed samples, leads the changes with a sentence ("p95 12x the good run's (15 -> 180 ms)"), so a degraded,
+not down, stack says what got worse since it was good.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def is_good(data: dict) -> bool:
 def snapshot(data: dict) -> dict:
     """What a baseline keeps of a (redacted) report."""
     return {"schema": SCHEMA, "profile": data["profile"], "command": data["command"], "saved_at": data["started_at"],
-            "results": {r["id"]: {"layer": r["layer"], "status": r["status"], "evidence": r["evidence"]}
+            "results": {r["id"]: {"layer": r["layer"], "status": r["status"], "evidence": r["evidence"],
+                                  **({"samples": r["samples"]} if r.get("samples") else {})}
                         for r in data["results"]}}
 
 
@@ -110,10 +115,46 @@ def changes(baseline: dict, data: dict, layer_order: list[str]) -> list[dict]:
     return out[:MAX_CHANGES]
 
 
+# A sampled probe regressed against the good run when its p95 is this many times the good run's (and at
+# least REGRESSION_FLOOR_MS: a few ms more on loopback is no news), or when its share of failed samples
+# grew by REGRESSION_FAILED_SHARE.
+REGRESSION_RATIO = 3.0
+REGRESSION_FLOOR_MS = 200.0
+REGRESSION_FAILED_SHARE = 0.2
+
+
+def regressions(baseline: dict, data: dict, layer_order: list[str]) -> list[dict]:
+    """Latency and error-rate regressions of the sampled probes (JSON ``samples``) against the good run:
+    changes with a ``regression`` sentence, ordered by layer. The figures move on every run, so the plain
+    comparison leaves them out; a several-fold change is news."""
+    out = []
+    order = {layer: i for i, layer in enumerate(layer_order)}
+    for r in sorted(data["results"], key=lambda r: (order.get(r["layer"], len(order)), r["id"])):
+        now, before = r.get("samples") or {}, (baseline["results"].get(r["id"]) or {}).get("samples") or {}
+        if not now.get("sent") or not before.get("sent"):
+            continue
+        p95, p95_0 = float(now.get("p95_ms") or 0), float(before.get("p95_ms") or 0)
+        if p95 >= REGRESSION_FLOOR_MS and p95 >= REGRESSION_RATIO * max(p95_0, 1.0):
+            out.append({"layer": r["layer"], "check": r["id"], "key": "samples.p95_ms", "before": p95_0, "now": p95,
+                        "regression": f"p95 {p95 / max(p95_0, 1.0):.0f}x the good run's ({p95_0:.0f} -> {p95:.0f} ms)"})
+        share, share_0 = now["failed"] / now["sent"], before.get("failed", 0) / before["sent"]
+        if share - share_0 >= REGRESSION_FAILED_SHARE:
+            out.append({"layer": r["layer"], "check": r["id"], "key": "samples.failed",
+                        "before": f"{before.get('failed', 0)} of {before['sent']}",
+                        "now": f"{now['failed']} of {now['sent']}",
+                        "regression": f"{now['failed']} of {now['sent']} samples failed "
+                                      f"({before.get('failed', 0)} of {before['sent']} in the good run)"})
+    return out
+
+
 def since_good(baseline: dict | None, data: dict, layer_order: list[str], path: str) -> dict:
     if baseline is None:
         return {"baseline": path, "saved_at": None, "changes": [],
                 "note": f"no good run saved yet in {path} (use --save-baseline, or smoke --state)"}
-    found = changes(baseline, data, layer_order)
-    return {"baseline": path, "saved_at": baseline["saved_at"], "changes": found,
-            "note": f"{len(found)} change(s) since the good run of {baseline['saved_at']}"}
+    worse = regressions(baseline, data, layer_order)
+    found = (worse + changes(baseline, data, layer_order))[:MAX_CHANGES]
+    note = f"{len(found)} change(s) since the good run of {baseline['saved_at']}"
+    if worse:
+        note += f"; {len(worse)} regression(s): " + "; ".join(f"{c['check']} {c['regression']}" for c in worse[:3])
+    return {"baseline": path, "saved_at": baseline["saved_at"], "changes": found, "regressions": len(worse),
+            "note": note}

@@ -61,6 +61,26 @@ def _app_slow(lab, on):
         lab["studio-nginx"].set_timeout(100)
 
 
+@fault("app-intermittent", "every third request to each path but /stealthz answers 500: one probe is lucky",
+       "app", "python-error", "502")
+def _app_intermittent(lab, on):
+    if on:
+        lab["studio-app"].set_fault(fail_every=3)
+    else:
+        lab["studio-app"].clear_faults()
+
+
+@fault("app-slow-tail", "every third request to each path but /stealthz takes 3 s while nginx's "
+       "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504")
+def _app_slow_tail(lab, on):
+    if on:
+        lab["studio-app"].set_fault(slow_every=3, slow_every_s=3)
+        lab["studio-nginx"].set_timeout(2)
+    else:
+        lab["studio-app"].clear_faults()
+        lab["studio-nginx"].set_timeout(100)
+
+
 @fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
 def _nginx_stopped(lab, on):
     _process(lab, "studio-nginx", on)
@@ -280,6 +300,18 @@ def _sentry_spike(lab, on):
 @fault("newrelic-agent-silent", "the New Relic APM agent stopped reporting 3 h ago", "newrelic", "slow")
 def _newrelic_silent(lab, on):
     lab["newrelic-api"].agent_silent(on)
+
+
+@fault("newrelic-p95-regression", "New Relic: p95 five times a day earlier's, nothing down: degraded", "newrelic",
+       "slow")
+def _newrelic_p95(lab, on):
+    lab["newrelic-api"].p95_regression(on)
+
+
+@fault("newrelic-errors-after-deploy", "New Relic: ten times a day earlier's error rate since a deploy 20 min ago",
+       "newrelic", "slow")
+def _newrelic_errors(lab, on):
+    lab["newrelic-api"].errors_after_deploy(on)
 
 
 @fault("postmark-stream-paused", "Postmark's outbound message stream is archived: every send is rejected", "email",

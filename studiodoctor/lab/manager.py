@@ -22,6 +22,7 @@ STATE_FILE = "state.json"
 
 def launcher_kinds() -> dict[str, type[Launcher]]:
     from .servers.celery_worker import CeleryWorker
+    from .servers.doctor import InClusterDoctor
     from .standins.cloudflare_api import CloudflareAPI
     from .standins.dns_server import DnsServer
     from .standins.edge_proxy import EdgeProxy
@@ -44,13 +45,14 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
             "celery": CeleryWorker, "studio-app": StudioApp, "studio-nginx": StudioNginx,
             "traefik": TraefikServer, "ingress-nginx": IngressNginx, "edge": EdgeProxy, "dns": DnsServer,
             "cloudflare_api": CloudflareAPI, "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
-            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay, "latency": Latency}
+            "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay, "latency": Latency,
+            "doctor": InClusterDoctor}
 
 
 # kinds in start order (each may need the ones before it); "traefik" is the variant's ingress kind
 ORDER = ("redis", "postgres", "fake-gcs", "gcs-gate", "celery", "studio-app", "studio-nginx", "traefik", "edge",
          "dns", "cloudflare_api", "kube-api", "sentry-api", "newrelic-api", "postmark-api",
-         "smtp-relay", "latency")
+         "smtp-relay", "latency", "doctor")   # the in-cluster doctor last: its profile (`lab`) names every other server
 
 
 class Lab:
@@ -232,6 +234,12 @@ class Lab:
             self.extra["samples"] = {"static": STATIC_SAMPLE,
                                      "storage": "/content/" + storage[0] if storage else "",
                                      "databases": "/content/" + databases[0] if databases else ""}
+        elif kind == "doctor":
+            # the cluster lists deploy/'s doctor (its labelled Service) and its pod's port leads to this serve
+            from .standins.kubernetes.doctor import with_doctor
+
+            kube = self["kube-api"]
+            kube.write_state(with_doctor(kube.read_state(), svc.address, self.variant.namespace))
         elif kind == "kube-api":
             from .standins.kubernetes import set_readiness
 

@@ -101,3 +101,55 @@ def test_no_baseline_yet_says_so_and_another_profile_is_refused(capsys, config, 
     code, out, err = cli(capsys, "diagnose", "publishing", "--config", config("redis://127.0.0.1:1/0"),
                          "--since-good", "--baseline", str(base))
     assert code == 3 and "is for profile 'elsewhere'" in err
+
+
+def test_since_good_names_a_latency_and_an_error_rate_regression_of_sampled_probes(make_profile):
+    """A real app (loopback HTTP) fast and healthy in the good run, then answering in 300 ms with one
+    request in two failing: --since-good leads with both regressions, though neither figure is news by
+    itself (latencies move on every run)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from studiodoctor import engine
+    from studiodoctor.secrets import Redactor
+
+    state = {"delay": 0.0, "fail_every": 0, "n": 0}
+    lock = threading.Lock()
+
+    class App(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            with lock:
+                state["n"] += 1
+                nth = state["n"]
+            time.sleep(state["delay"])
+            bad = state["fail_every"] and nth % state["fail_every"] == 0
+            body = b"<3"
+            self.send_response(500 if bad else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        profile = make_profile({"app": {"url": f"http://127.0.0.1:{server.server_port}"}}, timeout=8)
+
+        def run():
+            return engine.check(profile, check_ids=["app.stealthz"]).to_dict(Redactor(set()))
+
+        good = baseline.snapshot(run())
+        state.update(delay=0.3, fail_every=2)
+        now = run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    since = baseline.since_good(good, now, ["app"], "b.json")
+    worse = [c for c in since["changes"] if c.get("regression")]
+    assert since["regressions"] == 2 and [c["key"] for c in worse] == ["samples.p95_ms", "samples.failed"]
+    assert worse[0]["regression"].startswith("p95 ") and "x the good run's" in worse[0]["regression"]
+    assert worse[1]["now"].endswith(" of 5") and worse[1]["before"] == "0 of 5"
+    assert "2 regression(s): app.stealthz p95" in since["note"]

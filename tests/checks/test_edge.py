@@ -214,7 +214,7 @@ def test_samples_are_discovered_from_the_live_site(edge, make_profile):
     assert cache.evidence["samples"]["static"]["source"].startswith("referenced by")
     assert db.status is Status.OK, db.summary
     assert db.evidence["url"].endswith(f"/content/databases/{CHANNEL}.sqlite3")
-    assert db.evidence["source"].startswith("first public channel")
+    assert db.evidence["source"] == f"a channel of the public channel API at https://{HOST}"
 
 
 # ---- the whole edge lab: diagnose names the right cause for each fault -------------------------------

@@ -145,7 +145,32 @@ def test_bucket_missing_fails_and_blocks_the_rest(lab_profile):
     assert res[BUCKET].status is Status.FAIL
     assert "bucket gs://no-such-bucket missing (HTTP 404" in res[BUCKET].summary
     for cid in GCS_IDS[1:]:
+        if cid in (PUBLIC_READ, LISTING_NOT_PUBLIC):  # anonymous: they do not wait for gcs.bucket
+            continue
         assert res[cid].status is Status.BLOCKED and res[cid].blocked_by == [BUCKET]
+    assert res[PUBLIC_READ].status is Status.ERROR and "does not find the bucket" in res[PUBLIC_READ].summary
+    assert res[LISTING_NOT_PUBLIC].status is not Status.BLOCKED   # the gate refuses to list it: that is true
+
+
+def test_anonymous_checks_run_without_credentials(lab_profile, gcs_lab, tmp_path):
+    """No usable GCS credentials (a key file that does not exist): gcs.bucket and the audits that list
+    cannot look (error, blocked), but gcs.listing_not_public and gcs.public_read are anonymous by nature
+    and still judge: public_read reads the objects a configured content path names."""
+    server, _, names = gcs_lab
+    missing_key = str(tmp_path / "no-such-key.json")
+    profile = lab_profile(credentials=missing_key, endpoint="")
+    profile.data["nginx"] = {"storage_path": "/content/" + names["storage"][0]}
+    res = run(profile)
+    assert res[BUCKET].status is Status.ERROR and "does not exist" in res[BUCKET].summary
+    assert res[DATABASES_CACHE_CONTROL].status is Status.BLOCKED
+    assert res[LISTING_NOT_PUBLIC].status is Status.OK, res[LISTING_NOT_PUBLIC].summary
+    pub = res[PUBLIC_READ]
+    assert pub.status is Status.OK, pub.summary
+    assert pub.evidence["sample_source"] == "nginx.storage_path" and pub.evidence["readable"] == 1
+    assert "does not exist" in pub.evidence["listing"]
+    profile.data["nginx"] = {}                         # no other source: an error that says what was tried
+    pub = run(profile)[PUBLIC_READ]
+    assert pub.status is Status.ERROR and "no other source of this run named an object" in pub.summary
 
 
 def test_bucket_missing_fault_and_revert(lab_profile, gcs_lab):
@@ -368,8 +393,11 @@ def test_forbidden_bucket_is_an_error_naming_the_permission_not_missing(canned, 
     assert "missing" not in bucket.summary.replace("does not mean the bucket is missing", "")
     assert bucket.evidence["granted_permissions"] == ["storage.objects.get", "storage.objects.list"]
     assert res[DATABASES_CACHE_CONTROL].status is Status.BLOCKED
-    # the API calls carried our service account's token
-    assert canned.api_requests() and all(authed for *_, authed in canned.api_requests())
+    # the API calls carried our service account's token, but gcs.listing_not_public's anonymous one-item
+    # listing (it runs although gcs.bucket erred: it needs no credentials)
+    anonymous = [e for e in canned.api_requests("/o") if e[2].get("fields") == "items(name)" and e[2].get("maxResults") == "1"]
+    assert anonymous and not any(authed for *_, authed in anonymous)
+    assert all(authed for e in canned.api_requests() if e not in anonymous for *_, authed in [e])
 
 
 def test_forbidden_bucket_grant_command_names_our_service_account(canned, canned_profile):

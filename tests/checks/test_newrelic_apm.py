@@ -59,6 +59,26 @@ def test_error_rate_jump_fails_and_latency_warns(nr, make_profile):
     assert r.status is Status.WARN and r.summary.startswith("p95 doubled")
 
 
+def test_p95_five_times_a_day_earlier_fails_degraded_not_down(nr, make_profile):
+    """Nothing down, p95 five times yesterday's: a fail naming the ratio (the likely cause of `slow`), while a
+    p95 only 2.5 times yesterday's stays a warning."""
+    nr.p95_regression()
+    r = run(make_profile, nr)[1][SIGNALS]
+    assert r.status is Status.FAIL and r.summary.startswith("p95 5.0x a day earlier's"), r.summary
+    assert "after deployment" not in r.summary                  # the last marker is 2 days old: no suspect
+    nr.set(now={"throughput": 1800, "error_rate": 0.4, "apdex": 0.9, "p95": 1.125})
+    assert run(make_profile, nr)[1][SIGNALS].status is Status.WARN
+
+
+def test_error_rate_ten_times_after_a_deploy_names_the_release(nr, make_profile):
+    nr.errors_after_deploy()
+    r = run(make_profile, nr)[1][SIGNALS]
+    assert r.status is Status.FAIL, r.summary
+    assert r.summary.startswith("error rate up (10x a day earlier), after deployment v2026.12.06-rc1 (20 min ago)")
+    assert r.evidence["last_deploy"] == {"revision": "v2026.12.06-rc1", "minutes_ago": 20}
+    assert "roll back" in r.hint
+
+
 def test_bad_key_is_an_auth_error(nr, make_profile):
     r = run(make_profile, nr, api_key="NRAK-WRONG")[1][APP]
     assert r.status is Status.ERROR and r.reason == Reason.AUTH.value and "401" in r.summary

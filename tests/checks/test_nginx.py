@@ -160,7 +160,7 @@ def test_database_path_discovered_from_public_channels(stack, seeded, make_profi
                    (studio_schema.LAB_CHANNEL_ID,))
     dbs = res[CONTENT_DATABASES]
     assert dbs.evidence["path"] == f"/content/databases/{studio_schema.LAB_CHANNEL_ID}.sqlite3"
-    assert dbs.evidence["source"] == "first public channel of /api/public/v1/channels"
+    assert dbs.evidence["source"].startswith("a channel of the public channel API at http://127.0.0.1:")
     assert dbs.status is Status.FAIL and dbs.evidence["status"] == 404     # the lab bucket has no such object
 
 
@@ -262,6 +262,22 @@ def test_content_listing_unknown_when_nginx_cannot_reach_the_bucket(make_profile
     r = _content_listing_against(BadGateway, make_profile)
     assert r.status is Status.ERROR, r.summary
     assert "502" in r.summary and "cannot tell" in r.summary
+
+
+def test_database_sample_from_the_bucket_when_the_public_api_is_absent(stack, seeded, make_profile):
+    """No public channel API (the app answers 404 for it), no nginx.database_path: the channel database
+    comes from the bucket's listing the gcs layer's settings reach, never "cannot tell"."""
+    _, gcs = seeded
+    stack.app.set_fault(public_api_absent=True)
+    sections = stack.sections(gcs={"bucket": BUCKET, "endpoint": gcs.url})
+    del sections["nginx"]["database_path"]
+    res = run(make_profile, sections, layers=["nginx"])[CONTENT_DATABASES]
+    assert res.status is Status.OK, res.summary
+    assert res.evidence["path"] == f"/content/{DB_OBJECT}"
+    assert res.evidence["source"] == "a channel of the bucket listing"
+    sections.pop("gcs")                                  # no other source: not configured, said so
+    res = run(make_profile, sections, layers=["nginx"])[CONTENT_DATABASES]
+    assert res.status is Status.SKIP and "HTTP 404" in res.summary and "gcs.bucket is not set" in res.summary
 
 
 def test_database_path_lookup_failing_is_an_error_not_a_skip(make_profile):

@@ -18,7 +18,8 @@ from studiodoctor.lab.standins import kubernetes as K
 from studiodoctor.lab.standins.kubernetes import KubeAPIServer
 from studiodoctor.lab.standins.kubernetes.doctor import with_doctor
 from studiodoctor.model import Status
-from studiodoctor.registry import default_registry
+from studiodoctor.model import fail
+from studiodoctor.registry import Registry, default_registry
 from studiodoctor.render import render
 from studiodoctor.secrets import Redactor
 
@@ -153,3 +154,42 @@ def test_a_profile_url_keeps_priority(kube, make_profile, redis_server):
                             "redis": {"url": redis_server.url()}}, timeout=5)
     results = by_id(engine.check(profile, layers=["redis"]))
     assert results["redis.reachable"].status is Status.OK and results["redis.reachable"].vantage == "local"
+
+
+def test_no_secret_of_the_cluster_reaches_the_laptops_outputs(kube, make_profile, serving_doctor):
+    """The doctor redacts its own secrets before they leave it: a check that echoes the cluster profile's API
+    token (as a hostile answer would) shows it in none of the laptop's formats."""
+    secret = "Cl5ster-Token-9f2e71"
+    reg = Registry()
+    reg.check("redis.echo", title="echo", needs=("redis.url",))(
+        lambda ctx: fail(f"echo {ctx.profile.value('app.api_token')}", evidence={"token": ctx.profile.value("app.api_token")}))
+    address = serving_doctor(make_profile({"redis": {"url": "redis://127.0.0.1:1/0"},
+                                           "app": {"api_token": "${DOCTOR_TOKEN}"}},
+                                          name="in-cluster", env={"DOCTOR_TOKEN": secret}), reg)
+    put(kube, with_doctor(K.studio_state(), address))
+    report = engine.check(laptop(make_profile, kube), layers=["redis"], registry=reg)
+    data = report.to_dict(Redactor(set()))
+    [echo] = data["results"]
+    assert echo["vantage"] == "cluster" and echo["status"] == "fail" and echo["summary"].startswith("echo ")
+    for fmt in ("json", "table", "markdown", "junit", "nagios", "prometheus", "html"):
+        assert secret not in render(data, fmt), fmt
+
+
+@pytest.fixture
+def serving_doctor():
+    """serving_doctor(profile, registry) -> address of a serve whose loop is not needed (no readiness probe
+    reaches it: the pod is Ready by its status)."""
+    started = []
+
+    def start(profile, registry) -> str:
+        exporter = Exporter(profile, registry=registry, interval=300, probe_budget=5, probe_cache=0)
+        exporter.thread = threading.current_thread()          # /healthz: "starting", 200
+        server = make_server(exporter, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return f"127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()

@@ -58,6 +58,9 @@ def config_file(tmp_path, monkeypatch):
     (["check", "--format", "yaml"], "", "unknown format 'yaml'"),
     (["check", "--timeout", "0"], "", "--timeout must be a positive number"),
     (["check", "--bogus"], "", "No such option: --bogus"),
+    (["check", "--samples", "0"], "", "--samples must be between 1 and 20"),
+    (["diagnose", "502", "--samples", "21"], "", "--samples must be between 1 and 20"),
+    (["check"], "[profiles.production]\nsamples = 0\n", "profiles.production.samples: expected a positive integer"),
     (["diagnose", "5O2"], "", "unknown symptom '5o2'"),
     (["explain", "gcs.nope"], "", "nothing called 'gcs.nope'"),
 ])

@@ -109,3 +109,35 @@ def test_report_status_counts_skips_as_ok_unless_all_skipped(make_profile):
     assert engine.check(make_profile(), registry=_registry(ok, skip)).status is Status.OK
     assert engine.check(make_profile(), registry=_registry(skip, skip)).status is Status.SKIP
     assert engine.check(make_profile(), registry=_registry(skip, warn)).status is Status.WARN
+
+
+def test_a_check_starts_once_its_own_sdks_are_imported_not_everyone_s(make_profile, tmp_path, monkeypatch):
+    """Over a real network a check's round trips overlap the other layers' SDK imports: a check whose
+    SDKs are in starts at once; one whose SDK is still importing (here 0.6 s) starts after it, never before."""
+    import sys
+    import types
+
+    from studiodoctor.runner import run_checks
+
+    (tmp_path / "slow_sdk_for_runner_test.py").write_text("import time\ntime.sleep(0.6)\nLOADED = time.monotonic()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    started = {}
+    for name, sdks in (("light_checks", ()), ("heavy_checks", ("slow_sdk_for_runner_test",))):
+        module = types.ModuleType(name)
+        module.SDK_IMPORTS = sdks
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def body(ctx):
+        started[ctx.check.id] = time.monotonic()
+        return ok("ran")
+
+    reg = Registry()
+    for cid, module in ((A, "light_checks"), (B, "heavy_checks")):
+        func = lambda ctx: body(ctx)  # noqa: E731
+        func.__module__ = module
+        reg.check(cid, title=cid)(func)
+    t0 = time.monotonic()
+    results = run_checks(list(reg.checks.values()), make_profile(), timeout=10)
+    assert [r.status for r in results] == [Status.OK, Status.OK]
+    assert started[A] - t0 < 0.4  # did not wait for the slow import
+    assert started[B] >= sys.modules["slow_sdk_for_runner_test"].LOADED

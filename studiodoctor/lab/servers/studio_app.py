@@ -15,7 +15,13 @@ It answers what studiodoctor probes, the way Studio does (facts file §5 and §6
 
 Faults come from a JSON state file the app rereads on every request (``StudioApp.set_fault``):
 ``slow_s`` (sleep that long on every request), ``error`` (every request answers 500),
-``healthz_error`` (only ``/healthz`` answers 500, as a failing query would).
+``healthz_error`` (only ``/healthz`` answers 500, as a failing query would), ``fail_every`` (every Nth
+request to each path but ``/stealthz`` answers 500: a worker that fails now and then, which one lucky
+probe misses), ``slow_every`` with ``slow_every_s`` (every Nth request to each path but ``/stealthz``
+sleeps that long: a slow tail), ``public_api_absent`` (the public channel API answers 404, as on a stack
+that does not serve it). The kubelet's readiness probe (User-Agent ``kube-probe``) is spared the
+two periodic faults: with its failureThreshold of 3 it never sees three failures in a row from them, so
+the pods stay Ready, as they would.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -47,6 +54,8 @@ _UNSUPPORTED_HTML = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8
 """
 
 _state_cache: dict = {"mtime": None, "data": {}}
+_counts: dict = {}
+_counts_lock = threading.Lock()
 
 if os.environ.get(STATE_ENV):
     # in the gunicorn master (--preload): load the database driver once, before the workers fork, as
@@ -149,14 +158,33 @@ def _probers(state, environ, start_response, name: str):
     return _json(start_response, "200 OK", answers[name])
 
 
+def _nth(state: dict, path: str, environ) -> int:
+    """This request's number among the requests to ``path`` (counted only while a periodic fault is on)."""
+    if path == "/stealthz" or "kube-probe" in environ.get("HTTP_USER_AGENT", ""):
+        return 0
+    if not (state.get("fail_every") or state.get("slow_every")):
+        return 0
+    with _counts_lock:
+        _counts[path] = _counts.get(path, 0) + 1
+        return _counts[path]
+
+
+def _every(state: dict, key: str, nth: int) -> bool:
+    every = int(state.get(key) or 0)
+    return every > 0 and nth > 0 and nth % every == 0
+
+
 def application(environ, start_response):
     """The WSGI entry point gunicorn serves."""
     state = read_state()
     path = environ.get("PATH_INFO", "/")
+    nth = _nth(state, path, environ)
     slow = float(state.get("slow_s") or 0)
+    if _every(state, "slow_every", nth):
+        slow = max(slow, float(state.get("slow_every_s") or 3))
     if slow > 0:
         time.sleep(slow)
-    if state.get("error"):
+    if state.get("error") or _every(state, "fail_every", nth):
         return _server_error(start_response)
     if path == "/stealthz":
         return _respond(start_response, "200 OK", "<3")
@@ -168,7 +196,7 @@ def application(environ, start_response):
         ua = environ.get("HTTP_USER_AGENT", "")
         page = state.get("login_html", "") if any(b in ua for b in SUPPORTED_UA) else _UNSUPPORTED_HTML
         return _respond(start_response, "200 OK", page)
-    if path.rstrip("/") in ("/api/public/v1/channels", "/api/public/v2/channels"):
+    if path.rstrip("/") in ("/api/public/v1/channels", "/api/public/v2/channels") and not state.get("public_api_absent"):
         return _public_channels(state, start_response)
     if path == "/api/public/info":
         return _json(start_response, "200 OK", {"application": "studio", "kolibri_version": None,

@@ -24,6 +24,7 @@ from .saas_stub import StubAPI
 
 HEALTHY_NOW = {"throughput": 1800, "error_rate": 0.4, "apdex": 0.96, "p95": 0.42}
 HEALTHY_DAY_AGO = {"throughput": 1700, "error_rate": 0.5, "apdex": 0.95, "p95": 0.45}
+DEPLOY_SUSPECT = "v2026.12.06-rc1"
 
 
 def default_state(account_id: int = 1234567, app_name: str = "studio-lab", api_key: str = "NRAK-LABKEY0000000000000000") -> dict:
@@ -117,7 +118,9 @@ def handle(state: dict, method: str, path: str, query: dict, headers: dict, body
 
 
 class NewRelicAPI(StubAPI):
-    """The lab's NerdGraph. Faults: ``agent_silent()`` (no data for 3 h: the agent stopped reporting)."""
+    """The lab's NerdGraph. Faults: ``agent_silent()`` (no data for 3 h: the agent stopped reporting),
+    ``p95_regression()`` (p95 five times a day earlier's), ``errors_after_deploy()`` (a deployment marker
+    20 min ago, ten times the error rate of a day earlier)."""
 
     kind = "newrelic-api"
     module = "newrelic_api"
@@ -132,6 +135,24 @@ class NewRelicAPI(StubAPI):
 
     def agent_silent(self, on: bool = True) -> None:
         self.edit(lambda s: s["apps"][0].__setitem__("silent_min", 180 if on else 0.2))
+
+    def p95_regression(self, on: bool = True) -> None:
+        """The last 30 minutes' p95 is five times a day earlier's (and apdex falls with it)."""
+        def edit(state):
+            state["now"]["p95"] = round(HEALTHY_DAY_AGO["p95"] * 5, 3) if on else HEALTHY_NOW["p95"]
+            state["now"]["apdex"] = 0.71 if on else HEALTHY_NOW["apdex"]
+        self.edit(edit)
+
+    def errors_after_deploy(self, on: bool = True) -> None:
+        """A release deployed 20 minutes ago, and since then ten times a day earlier's error rate."""
+        def edit(state):
+            rate = HEALTHY_DAY_AGO["error_rate"] * 10 if on else HEALTHY_NOW["error_rate"]
+            state["now"]["error_rate"] = round(rate, 2)
+            state["deployments"] = [d for d in state["deployments"] if d.get("revision") != DEPLOY_SUSPECT]
+            if on:
+                state["deployments"].append({"revision": DEPLOY_SUSPECT, "ago_min": 20, "user": "cloudbuild",
+                                             "description": "helm upgrade master"})
+        self.edit(edit)
 
     def profile(self) -> dict:
         return {"newrelic": {"api_url": f"{self.url}/graphql", "api_key": self.api_key,
