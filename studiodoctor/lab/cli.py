@@ -123,7 +123,7 @@ def lab_faults():
     from .faults import FAULTS
 
     for f in FAULTS.values():
-        typer.echo(f"{f.name:<26} {f.layer:<11} {','.join(f.symptoms):<22} {f.description}")
+        typer.echo(f"{f.name:<26} {'+'.join(f.layers):<13} {','.join(f.symptoms):<22} {f.description}")
 
 
 @command("break")
