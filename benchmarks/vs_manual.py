@@ -155,7 +155,8 @@ def critical_path() -> tuple[float, list]:
         link = chain[-1]
         waited = [done[d] for d in deps.get(link.id, ()) if d in done]
         waited += [r for r in done.values() if r.id.split(".")[0] == link.id.split(".")[0] and r is not link]
-        before = [r for r in waited if link.start_ms - 5 <= end(r) <= link.start_ms + 5]
+        before = [r for r in waited if link.start_ms - 5 <= end(r) <= link.start_ms + 5
+                  and r.start_ms < link.start_ms and r not in chain]  # strictly earlier: no cycle
         if not before:
             break
         chain.append(max(before, key=end))

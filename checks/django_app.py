@@ -1,4 +1,6 @@
-"""Layer `app`: gunicorn/Django straight at ``app.url`` (Studio's app container, :8081).
+"""Layer `app`: gunicorn/Django (Studio's app container, :8081) at ``app.url``, or, when it is not set, in
+every Ready frontend pod one by one through the Kubernetes API server's pod proxy
+(``studiodoctor.discovery.reach``: a pod answering 500 among healthy ones is a finding, never a lucky pass).
 
 ``/stealthz`` answers without the database, ``/healthz`` queries it: the pair splits "the app is down"
 from "the database is down". Latency is judged against the limits in front of the app: nginx's
@@ -10,6 +12,8 @@ from __future__ import annotations
 import time
 
 from studiodoctor import studio_facts as facts
+from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -32,7 +36,8 @@ UNSUPPORTED_MARKERS = ("browser is not supported", "unsupported browser", "unsup
 
 
 def _base(ctx) -> str:
-    return str(ctx.config.get("url", "")).rstrip("/")
+    """Where this check's requests go (the profile's URL, or a pod through the API server), for the evidence."""
+    return reach.address(ctx)
 
 
 def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
@@ -41,7 +46,7 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
 
     t0 = time.monotonic()
     try:
-        resp = httpprobe.request(ctx, "GET", _base(ctx) + path, headers=headers, timeout=cap)
+        resp = reach.request(ctx, "GET", path, headers=headers, timeout=cap)
         return resp, httpprobe.network_seconds(resp, t0), None  # the wire's time, not our queue's
     except Exception as exc:  # network errors become evidence, never tracebacks
         return None, time.monotonic() - t0, exc
@@ -64,6 +69,16 @@ def _partial(ctx, samples, path: str, evidence: dict, hint: str):
                 evidence={**evidence, "sampled": samples.evidence()}, hint=hint, commands=_app_commands(ctx))
 
 
+def _sample(ctx, path: str, good=lambda resp: resp.status_code == 200):
+    """(samples, the sample to judge, the Result to return at once or None): the judged sample is the first
+    good answer, or the commonest failure when every sample failed; none answering is unreachable."""
+    samples = _sampled(ctx, path, good)
+    if samples.all_failed or not samples.taken:
+        result, sample = _all_failed(ctx, samples, path)
+        return samples, sample, result
+    return samples, samples.first_success(), None
+
+
 def _all_failed(ctx, samples, path: str):
     """(Result or None, the sample to judge): no answer at all is unreachable; a failing status is left to
     the check (with its response)."""
@@ -83,8 +98,7 @@ def _app_commands(ctx) -> list[Command]:
     return [
         Command(kubectl(ctx.profile, "get pods -l tier=frontend -o wide"), note="are the app pods Ready?"),
         Command(kubectl(ctx.profile, "logs -l tier=frontend -c app --tail=100"), note="gunicorn and Django errors"),
-        Command(f"curl -sS -m 10 -w ' %{{http_code}} %{{time_total}}s\\n' {_base(ctx)}/stealthz",
-                note="the app without the database"),
+        reach.curl(ctx, "/stealthz", note="the app without the database"),
     ]
 
 
@@ -157,8 +171,8 @@ def _latency_verdict(ctx, samples, summary_ok: str, evidence: dict, *, slow_hint
     return _latency_result(ctx, samples.p50, summary_ok, evidence, slow_hint=slow_hint)
 
 
-@check(STEALTHZ, title="App answers /stealthz (no database)", needs=("app.url",),
-       permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
+@check(STEALTHZ, title="App answers /stealthz (no database)", needs=(),
+       permissions=("HTTP GET", PROXY_GRANT), smoke=True, metrics=("latency_s;;;0",))
 def check_stealthz(ctx):
     """gunicorn/Django answers ``/stealthz`` with ``<3``, without touching the database, fast.
 
@@ -172,13 +186,13 @@ def check_stealthz(ctx):
     ``studiodoctor.probes.sampling``): some answers failing is a `fail`, "intermittent: 2 of 5 answered 500";
     the median is judged as one answer would be, and a slow tail by its share (one sample in five past
     the failing latency fails, two in five past the warning threshold warn)."""
-    samples = _sampled(ctx, "/stealthz")
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, "/stealthz")
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    return reach.run_each(ctx, "app", _stealthz)
+
+
+def _stealthz(ctx):
+    samples, sample, stop = _sample(ctx, "/stealthz")
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, sample.seconds
     body = resp.text[:200]
     evidence = {"status": resp.status_code, "body": body.strip()[:60], "server": resp.headers.get("server", "")}
@@ -200,8 +214,8 @@ def check_stealthz(ctx):
                                       "(busy gunicorn workers, CPU limits) or the node is starved.")
 
 
-@check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=("app.url",),
-       explained_by=("postgres",), permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
+@check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=(),
+       explained_by=("postgres",), permissions=("HTTP GET", PROXY_GRANT), smoke=True, metrics=("latency_s;;;0",))
 def check_healthz(ctx):
     """``/healthz`` runs ``Channel.objects.first()`` against PostgreSQL and returns its name.
 
@@ -209,13 +223,13 @@ def check_healthz(ctx):
     when it fails, Kubernetes takes the pod out of the Service and users get 502/503. ``/stealthz`` ok but
     ``/healthz`` failing points at the database (Cloud SQL proxy, credentials, connections): see the
     ``postgres`` layer. ``/healthz`` slow while ``/stealthz`` is fast means the database is slow."""
-    samples = _sampled(ctx, "/healthz")
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, "/healthz")
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    return reach.run_each(ctx, "app", _healthz)
+
+
+def _healthz(ctx):
+    samples, sample, stop = _sample(ctx, "/healthz")
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, sample.seconds
     evidence = {"status": resp.status_code, "latency_s": round(seconds, 3), "sampled": samples.evidence()}
     if samples.intermittent:
@@ -250,8 +264,8 @@ def check_healthz(ctx):
                             slow_hint="Both /stealthz and /healthz are slow: the app is overloaded.")
 
 
-@check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=("app.url",),
-       explained_by=("postgres", "redis"), permissions=("HTTP GET",))
+@check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=(),
+       explained_by=("postgres", "redis"), permissions=("HTTP GET", PROXY_GRANT))
 def check_login_page(ctx):
     """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
 
@@ -261,14 +275,14 @@ def check_login_page(ctx):
     view-level error (templates, translations, the session database); Studio's pages also write its Redis
     cache (a Redis at maxmemory makes the real login page answer 500), so a failure while PostgreSQL or Redis
     fails is theirs."""
+    return reach.run_each(ctx, "app", _login_page)
+
+
+def _login_page(ctx):
     path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
-    samples = _sampled(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, path)
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, samples.p50
     ua = ctx.section("http").get("user_agent") or "studiodoctor"
     evidence = {"path": path, "status": resp.status_code, "latency_s": round(seconds, 3), "user_agent": ua,
@@ -290,7 +304,7 @@ def check_login_page(ctx):
                                       "queries (New Relic's transaction traces, the postgres layer).")
 
 
-@check(PROBERS, title="Admin prober endpoints", needs=("app.url", "app.api_token"),
+@check(PROBERS, title="Admin prober endpoints", needs=("app.api_token",),
        explained_by=("celery", "redis", "postgres"), permissions=("admin API token (Authorization: Token)",))
 def check_probers(ctx):
     """Studio's admin-only ``/api/probers/*`` endpoints: workers, queue, unapplied changes, publishing.
@@ -300,6 +314,14 @@ def check_probers(ctx):
     admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``). Studio answers them
     from its database (the token, its tables) and its broker: a failure while PostgreSQL, Redis or the
     workers fail is theirs."""
+    if not ctx.profile.value("app.url"):
+        return skip("through the API server's proxy the Authorization header carries our Kubernetes credentials, "
+                    "so Studio's prober token cannot pass: set app.url (e.g. a kubectl port-forward) for this check",
+                    reason=Reason.NOT_APPLICABLE)
+    return reach.run_each(ctx, "app", _probers)
+
+
+def _probers(ctx):
     token = str(ctx.config.get("api_token", ""))
     headers = {"Authorization": f"Token {token}"}
     figures: dict = {}

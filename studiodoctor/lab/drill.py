@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .faults import FAULTS, Fault, set_fault, skipped
+from .faults import FAULTS, Fault, set_fault, skipped, unreached
 from .faults import skipped as skipped_reason
 
 
@@ -41,21 +41,24 @@ class DrillResult:
         return self.named == self.expected
 
 
-def _profile():
+PROFILES = ("lab", "lab-laptop")  # the profiles `lab up` writes: everything, and only what a laptop has
+
+
+def lab_profile(name: str = "lab"):
     from ..config import load_profile
 
-    return load_profile("lab")
+    return load_profile(name)
 
 
-def diagnose(symptom: str, timeout: float | None = None):
+def diagnose(symptom: str, timeout: float | None = None, profile: str = "lab"):
     from .. import engine
 
-    return engine.diagnose(_profile(), symptom, timeout=timeout)
+    return engine.diagnose(lab_profile(profile), symptom, timeout=timeout)
 
 
 def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, timeout: float | None = None,
                 settle: float = 15.0, progress: Callable[[str], None] = lambda msg: None,
-                standing: "Standing | None" = None) -> list[DrillResult]:
+                standing: "Standing | None" = None, profile: str = "lab") -> list[DrillResult]:
     """Break ``flt``, run the diagnosis of each of its symptoms, fix it, check the symptom is healthy again.
     With ``standing``, its failures must be listed as unrelated to the symptom it was measured for, never named."""
     from ..model import Status
@@ -68,7 +71,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     try:
         for symptom in symptoms or flt.symptoms:
             t0 = time.monotonic()
-            report = diagnose(symptom, timeout)
+            report = diagnose(symptom, timeout, profile)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
             named = [c["layer"] for c in report.likely_causes]
@@ -100,7 +103,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
         bad: list[str] = []
 
         def healthy(symptom=result.symptom) -> bool:
-            report = diagnose(symptom, timeout)
+            report = diagnose(symptom, timeout, profile)
             bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL
                       and not (standing and r.id in standing.failing)]
             return not bad
@@ -127,14 +130,14 @@ class Standing:
 
 @contextmanager
 def standing_fault(lab, name: str, symptom: str = "502", timeout: float | None = None,
-                   progress: Callable[[str], None] = lambda msg: None):
+                   progress: Callable[[str], None] = lambda msg: None, profile: str = "lab"):
     """Break ``name``, measure what it makes fail in ``symptom``'s walk, yield a Standing; fix it after."""
     from ..model import Status
 
     progress(f"standing fault {name}: left in place under every {symptom} fault")
     set_fault(lab, name, True)
     try:
-        report = diagnose(symptom, timeout)
+        report = diagnose(symptom, timeout, profile)
         failing = [r.id for r in report.results if r.status is Status.FAIL]
         progress(f"  alone it fails {', '.join(failing) or 'nothing'} in `diagnose {symptom}`"
                  f"; named: {(report.likely_cause or {}).get('check')}")
@@ -145,34 +148,38 @@ def standing_fault(lab, name: str, symptom: str = "502", timeout: float | None =
 
 
 def drill_selected(lab, selected, *, standing: str = "", timeout: float | None = None,
-                   progress: Callable[[str], None] = lambda msg: None) -> tuple[list[DrillResult], list[str]]:
-    """Drill the ``selected`` (fault, symptoms) on ``lab``: those of no 502 on a clean stack first, then the
-    502 faults with ``standing`` (a fault name, or "") left in place under each. (results, not drilled)."""
+                   progress: Callable[[str], None] = lambda msg: None,
+                   profile: str = "lab") -> tuple[list[DrillResult], list[str]]:
+    """Drill the ``selected`` (fault, symptoms) on ``lab``, diagnosing with ``profile``: those of no 502 on a
+    clean stack first, then the 502 faults with ``standing`` (a fault name, or "") left in place under each.
+    (results, not drilled: a fault of no meaning on this variant, or one ``profile`` cannot see)."""
+    seen_from = lab_profile(profile)
     results, skipped, later = [], [], []
     if standing and skipped_reason(lab, standing):
         skipped.append(f"standing {standing}: {skipped_reason(lab, standing)}")
         standing = ""
     for flt, symptoms in selected:
-        why = skipped_reason(lab, flt.name)
+        why = skipped_reason(lab, flt.name) or unreached(flt.name, seen_from)
         if why:
             skipped.append(f"{flt.name}: {why}")
         elif standing and flt.name != standing and "502" in (symptoms or flt.symptoms):
             later.append((flt, symptoms))
         else:
-            results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress)
+            results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, profile=profile)
     if later:
-        with standing_fault(lab, standing, timeout=timeout, progress=progress) as stand:
+        with standing_fault(lab, standing, timeout=timeout, progress=progress, profile=profile) as stand:
             for flt, symptoms in later:
-                results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, standing=stand)
+                results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, standing=stand,
+                                       profile=profile)
     return results, skipped
 
 
-def false_alarms(timeout: float | None = None) -> list[str]:
+def false_alarms(timeout: float | None = None, profile: str = "lab") -> list[str]:
     """Every check on the healthy lab: anything but ok/skip is a false alarm."""
     from .. import engine
     from ..model import Status
 
-    report = engine.check(_profile(), timeout=timeout)
+    report = engine.check(lab_profile(profile), timeout=timeout)
     return [f"{r.id} {r.status.value}: {r.summary}" for r in report.results
             if r.status not in (Status.OK, Status.SKIP)]
 

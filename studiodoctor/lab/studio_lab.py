@@ -70,12 +70,17 @@ def build(lab, kind: str, cls):
         return cls(lab.root, seed_data=info["template"])
     if kind == "celery":
         return cls(lab.root, env=environment(lab), **common)
-    if kind == "studio-app":
-        return cls(lab.root, env=environment(lab), api_token=info.get("token", ""), **common)
-    # studio-nginx: Studio's config; the bucket's virtual-hosted name answered by a lab certificate
+    if kind.startswith("studio-app"):
+        # pod 0 as the Makefile runs it (3 workers x 5 threads); the other frontend pods lighter (1 worker):
+        # each Studio worker process holds ~150 MB
+        return cls(lab.root, env=environment(lab), api_token=info.get("token", ""), name=kind,
+                   workers=3 if kind == "studio-app" else 1, **common)
+    # studio-nginx(-N): Studio's config in front of its pod's gunicorn; the bucket's virtual-hosted name
+    # answered by a lab certificate
     cert, key = lab.ca.issue("*.storage.googleapis.com", label="storage-googleapis")
-    return cls(lab.root, src=info["src"], app_port=lab["studio-app"].port, gate_url=lab["gcs-gate"].url,
-               bucket=lab["fake-gcs"].bucket, static_dir=str(static_dir(lab)), cert=str(cert), key=str(key))
+    return cls(lab.root, src=info["src"], app_port=lab[kind.replace("studio-nginx", "studio-app")].port,
+               gate_url=lab["gcs-gate"].url, bucket=lab["fake-gcs"].bucket, static_dir=str(static_dir(lab)),
+               cert=str(cert), key=str(key), name=kind)
 
 
 def seed(lab, kind: str, svc) -> None:

@@ -285,6 +285,9 @@ def test_a_few_tasks_prefetched_behind_the_only_busy_slot_are_waiting(redis_serv
     assert res[QUEUE_DEPTH].status is Status.OK            # below every depth threshold
     assert r.status is Status.FAIL, r.summary
     assert r.evidence["waiting"] == 3 and r.evidence["queued"] + r.evidence["prefetched"] == 3, r.evidence
+    assert r.evidence["longest_running"]["task"] == "apply_channel_changes"
+    assert 0 <= r.evidence["longest_running"]["running_s"] < 30
+    assert "(the longest, apply_channel_changes, for " in r.summary
 
 
 def test_broker_down_alone_fails_fast_as_unreachable(redis_server, studio_db, profile):

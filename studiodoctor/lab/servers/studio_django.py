@@ -50,8 +50,10 @@ class _StudioProcess(Launcher):
 class StudioGunicorn(_StudioProcess):
     kind = "studio-app"
 
-    def __init__(self, root, port: int = 0, workers: int = 3, threads: int = 5, api_token: str = "", **options):
-        super().__init__(root, port, workers=workers, threads=threads, api_token=api_token, **options)
+    def __init__(self, root, port: int = 0, workers: int = 3, threads: int = 5, api_token: str = "",
+                 name: str = "studio-app", **options):
+        self.kind = name  # one per frontend pod: studio-app, studio-app-1, ...
+        super().__init__(root, port, workers=workers, threads=threads, api_token=api_token, name=name, **options)
         self.workers, self.threads, self.api_token = workers, threads, api_token
 
     @property
