@@ -145,8 +145,8 @@ STUDIO = Variant(
     storage_rule='(starts_with(http.request.uri.path, "/content/storage/"))',
     runs_studio=True,
     skip_faults={**{name: _STAND_IN_SWITCH for name in (
-        "app-slow", "nginx-databases-public", "nginx-storage-headers", "static-missing", "queue-backlog",
-        "stuck-publish")},
+        "app-slow", "pod-500", "app-intermittent", "app-slow-tail", "nginx-databases-public",
+        "nginx-storage-headers", "static-missing", "queue-backlog", "workers-saturated", "stuck-publish")},
         "bucket-missing": "its fix re-seeds the stand-in's objects, while Studio's bucket holds what its own "
                           "publishes wrote"},
 )
