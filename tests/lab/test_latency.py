@@ -84,18 +84,6 @@ def test_udp_datagrams_cross_the_round_trip(relay):
     assert data == b"query" and took >= RTT_MS / 1000 * 0.95
 
 
-def test_a_dead_upstream_reads_as_a_closed_connection(tmp_path):
-    from studiodoctor.lab.launcher import free_port
-
-    svc = Latency(tmp_path, rtt_ms=10, upstreams=[free_port()]).start()
-    try:
-        with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
-            sock.sendall(b"x")
-            assert sock.recv(16) == b""  # closed, as a refused server is to a client of the relay
-    finally:
-        svc.stop()
-
-
 def test_the_profile_points_at_the_relay_and_only_at_loopback_ports():
     profile = {"redis": {"url": "redis://127.0.0.1:6400/0"},
                "postgres": {"dsn": "postgresql://u:p@127.0.0.1:5500/db"},
@@ -111,3 +99,30 @@ def test_the_profile_points_at_the_relay_and_only_at_loopback_ports():
     assert routed["dns"]["resolvers"] == ["127.0.0.1:4"]
     assert routed["email"] == {"smtp_host": "127.0.0.1", "smtp_port": 5}
     assert routed["public_urls"] == profile["public_urls"] and routed["sentry"] == profile["sentry"]
+
+
+def test_a_stopped_server_is_refused_through_the_relay_as_without_it(tmp_path):
+    """The relay listens only while its server does: a lab fault that stops a server is a refused
+    connection with the added latency too, not a connection that opens and closes."""
+
+    from studiodoctor.lab.launcher import free_port, wait_until
+
+    upstream = free_port()
+    svc = Latency(tmp_path, rtt_ms=10, upstreams=[upstream]).start()
+    port = svc.delayed[upstream]
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+
+    try:
+        assert refused()
+        server = socket.create_server(("127.0.0.1", upstream))
+        assert wait_until(lambda: not refused(), 5, "the relay did not follow its server up")
+        server.close()
+        assert wait_until(refused, 5, "the relay did not follow its server down")
+    finally:
+        svc.stop()
