@@ -64,6 +64,16 @@ def _partial(ctx, samples, path: str, evidence: dict, hint: str):
                 evidence={**evidence, "sampled": samples.evidence()}, hint=hint, commands=_app_commands(ctx))
 
 
+def _sample(ctx, path: str, good=lambda resp: resp.status_code == 200):
+    """(samples, the sample to judge, the Result to return at once or None): the judged sample is the first
+    good answer, or the commonest failure when every sample failed; none answering is unreachable."""
+    samples = _sampled(ctx, path, good)
+    if samples.all_failed or not samples.taken:
+        result, sample = _all_failed(ctx, samples, path)
+        return samples, sample, result
+    return samples, samples.first_success(), None
+
+
 def _all_failed(ctx, samples, path: str):
     """(Result or None, the sample to judge): no answer at all is unreachable; a failing status is left to
     the check (with its response)."""
@@ -172,13 +182,9 @@ def check_stealthz(ctx):
     ``studiodoctor.probes.sampling``): some answers failing is a `fail`, "intermittent: 2 of 5 answered 500";
     the median is judged as one answer would be, and a slow tail by its share (one sample in five past
     the failing latency fails, two in five past the warning threshold warn)."""
-    samples = _sampled(ctx, "/stealthz")
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, "/stealthz")
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, "/stealthz")
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, sample.seconds
     body = resp.text[:200]
     evidence = {"status": resp.status_code, "body": body.strip()[:60], "server": resp.headers.get("server", "")}
@@ -209,13 +215,9 @@ def check_healthz(ctx):
     when it fails, Kubernetes takes the pod out of the Service and users get 502/503. ``/stealthz`` ok but
     ``/healthz`` failing points at the database (Cloud SQL proxy, credentials, connections): see the
     ``postgres`` layer. ``/healthz`` slow while ``/stealthz`` is fast means the database is slow."""
-    samples = _sampled(ctx, "/healthz")
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, "/healthz")
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, "/healthz")
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, sample.seconds
     evidence = {"status": resp.status_code, "latency_s": round(seconds, 3), "sampled": samples.evidence()}
     if samples.intermittent:
@@ -260,13 +262,9 @@ def check_login_page(ctx):
     must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
     view-level error (templates, translations, the session database)."""
     path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
-    samples = _sampled(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
-    if samples.all_failed or not samples.taken:
-        result, sample = _all_failed(ctx, samples, path)
-        if result is not None:
-            return result
-    else:
-        sample = samples.first_success()
+    samples, sample, stop = _sample(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
+    if stop is not None:
+        return stop
     resp, seconds = sample.response, samples.p50
     ua = ctx.section("http").get("user_agent") or "studiodoctor"
     evidence = {"path": path, "status": resp.status_code, "latency_s": round(seconds, 3), "user_agent": ua,
