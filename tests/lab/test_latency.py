@@ -126,3 +126,22 @@ def test_a_stopped_server_is_refused_through_the_relay_as_without_it(tmp_path):
         assert wait_until(refused, 5, "the relay did not follow its server down")
     finally:
         svc.stop()
+
+
+def test_jitter_varies_the_delay_never_the_order_of_the_bytes(tmp_path, echo):
+    svc = Latency(tmp_path, rtt_ms=20, jitter_ms=30, upstreams=[echo]).start()
+    try:
+        with socket.create_connection(("127.0.0.1", svc.delayed[echo]), timeout=5) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sent = b""
+            for i in range(40):  # many small writes: each may be read, and delayed, on its own
+                chunk = f"{i:03d};".encode()
+                sock.sendall(chunk)
+                sent += chunk
+                time.sleep(0.002)
+            got = b""
+            while len(got) < len(sent):
+                got += sock.recv(4096)
+    finally:
+        svc.stop()
+    assert got == sent
