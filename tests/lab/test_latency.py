@@ -69,8 +69,8 @@ def test_tcp_exchanges_cross_the_round_trip_and_bytes_pass_intact(relay):
         while len(got) < len(payload):
             got += sock.recv(65536)
     assert got == payload
-    assert first >= 2 * RTT_MS / 1000 * 0.95, first
-    assert RTT_MS / 1000 * 0.95 <= second < 2 * RTT_MS / 1000, second
+    assert first >= 2 * RTT_MS / 1000 * 0.95, first  # the connection's round trip, then the exchange's
+    assert RTT_MS / 1000 * 0.95 <= second < first, (first, second)  # the exchange's alone
 
 
 def test_udp_datagrams_cross_the_round_trip(relay):
