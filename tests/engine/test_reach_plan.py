@@ -25,7 +25,7 @@ def test_a_laptop_reaches_app_and_nginx_through_the_api_server(make_profile, tmp
     assert plan["app"].how == plan["nginx"].how == "api-proxy"
     assert "namespace studio" in plan["app"].detail and str(kubeconfig) in plan["app"].detail
     assert plan["trace"].detail.endswith("nginx: api-proxy, app: api-proxy")
-    assert plan["redis"].how == "unreachable" and plan["redis"].detail == "redis.url not set"
+    assert plan["redis"].how == "cluster-doctor" and "through the API server's service proxy" in plan["redis"].detail
 
 
 def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_profile, monkeypatch, tmp_path):
@@ -36,6 +36,7 @@ def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_pr
     assert plan["nginx"].how == "unreachable"
     assert plan["nginx"].detail == ("nginx.url not set; a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or "
                                     "~/.kube/config) with get pods/proxy would open a way")
+    assert plan["postgres"].how == "unreachable" and "in-cluster doctor" in plan["postgres"].detail
 
 
 def test_config_show_prints_the_plan_without_secrets(tmp_path, monkeypatch, capsys):
