@@ -67,7 +67,9 @@ def _api_proxy(profile, layer: str) -> str:
 
 def _trace_hops(profile, layer: str) -> str:
     """The trace follows one request through the hops of the layers it crosses, each reached its own way."""
-    parts = [f"{hop}: {way_for(profile, hop).how}" for hop in ("edge", "traefik", "nginx", "app")]
+    origin = "direct" if _set(profile, "traefik.entrypoint") is not None else "unreachable"  # traefik.entrypoint
+    parts = [f"edge: {way_for(profile, 'edge').how}", f"origin: {origin}",
+             *(f"{hop}: {way_for(profile, hop).how}" for hop in ("nginx", "app"))]
     return "its hops as their layers: " + ", ".join(parts)
 
 
