@@ -51,3 +51,13 @@ def test_config_show_prints_the_plan_without_secrets(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert "# how each layer will be reached from here" in out
     assert "hunter2pass" not in out and "tok-secret-77" not in out
+
+
+def test_a_pod_behind_the_api_server_is_its_own_sampling_backend():
+    """--samples bounds each pod as it would bound it reached directly; the API server only relays."""
+    from studiodoctor.probes.sampling import backend_of
+
+    api = "https://10.0.0.1:443/api/v1/namespaces/studio/pods/"
+    assert backend_of(api + "web-0:8081/proxy/healthz") == "pod web-0:8081 in studio"
+    assert backend_of(api + "web-1:8081/proxy/healthz") != backend_of(api + "web-0:8081/proxy/healthz")
+    assert backend_of("http://127.0.0.1:8081/healthz") == "127.0.0.1:8081"
