@@ -316,14 +316,16 @@ def _healthz(ctx):
 
 
 @check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=(),
-       permissions=("HTTP GET", PROXY_GRANT))
+       explained_by=("postgres", "redis"), permissions=("HTTP GET", PROXY_GRANT))
 def check_login_page(ctx):
     """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
 
     Studio renders an "unsupported browser" page for User-Agents that are neither a known browser nor
     one of ``HEALTH_CHECK_BROWSERS`` (``kube-probe``, ``GoogleHC``, ``Studio-Internal-Prober``): a prober
     must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
-    view-level error (templates, translations, the session database)."""
+    view-level error (templates, translations, the session database); Studio's pages also write its Redis
+    cache (a Redis at maxmemory makes the real login page answer 500), so a failure while PostgreSQL or Redis
+    fails is theirs."""
     return reach.run_each(ctx, "app", _login_page)
 
 
@@ -354,13 +356,15 @@ def _login_page(ctx):
 
 
 @check(PROBERS, title="Admin prober endpoints", needs=("app.api_token",),
-       explained_by=("celery", "redis"), permissions=("admin API token (Authorization: Token)",))
+       explained_by=("celery", "redis", "postgres"), permissions=("admin API token (Authorization: Token)",))
 def check_probers(ctx):
     """Studio's admin-only ``/api/probers/*`` endpoints: workers, queue, unapplied changes, publishing.
 
     They answer what the old cloudprober alerted on: no Celery worker answering ping, ``LLEN celery`` at or
     above 50, unapplied changes while no task is active, a channel publishing for 2 h or more. Needs an
-    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``)."""
+    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``). Studio answers them
+    from its database (the token, its tables) and its broker: a failure while PostgreSQL, Redis or the
+    workers fail is theirs."""
     if not ctx.profile.value("app.url"):
         return skip("through the API server's proxy the Authorization header carries our Kubernetes credentials, "
                     "so Studio's prober token cannot pass: set app.url (e.g. a kubectl port-forward) for this check",
