@@ -1,4 +1,6 @@
-"""Layer `app`: gunicorn/Django straight at ``app.url`` (Studio's app container, :8081).
+"""Layer `app`: gunicorn/Django (Studio's app container, :8081) at ``app.url``, or, when it is not set, in
+every Ready frontend pod one by one through the Kubernetes API server's pod proxy
+(``studiodoctor.discovery.reach``: a pod answering 500 among healthy ones is a finding, never a lucky pass).
 
 ``/stealthz`` answers without the database, ``/healthz`` queries it: the pair splits "the app is down"
 from "the database is down". Latency is judged against the limits in front of the app: nginx's
@@ -10,6 +12,8 @@ from __future__ import annotations
 import time
 
 from studiodoctor import studio_facts as facts
+from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, unreachable, warn
 from studiodoctor.registry import check
 
@@ -32,7 +36,8 @@ UNSUPPORTED_MARKERS = ("browser is not supported", "unsupported browser", "unsup
 
 
 def _base(ctx) -> str:
-    return str(ctx.config.get("url", "")).rstrip("/")
+    """Where this check's requests go (the profile's URL, or a pod through the API server), for the evidence."""
+    return reach.address(ctx)
 
 
 def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
@@ -41,7 +46,7 @@ def _get(ctx, path: str, headers: dict | None = None, cap: float | None = None):
 
     t0 = time.monotonic()
     try:
-        resp = httpprobe.request(ctx, "GET", _base(ctx) + path, headers=headers, timeout=cap)
+        resp = reach.request(ctx, "GET", path, headers=headers, timeout=cap)
         return resp, httpprobe.network_seconds(resp, t0), None  # the wire's time, not our queue's
     except Exception as exc:  # network errors become evidence, never tracebacks
         return None, time.monotonic() - t0, exc
@@ -52,7 +57,12 @@ def _sampled(ctx, path: str, good=lambda resp: resp.status_code == 200):
     three, or a slow tail, shows in the ratio."""
     from studiodoctor.probes import sampling
 
-    return sampling.take(ctx, lambda: _get(ctx, path), endpoint=_base(ctx) + path,
+    def probe():
+        got = _get(ctx, path)
+        _watch_nginx(ctx, path, got[1] if got[2] is None else 0.0)  # a slow answer: see what nginx does meanwhile
+        return got
+
+    return sampling.take(ctx, probe, endpoint=_base(ctx) + path,
                          shared_as=f"GET {_base(ctx)}{path}",  # the trace's app hop asks /stealthz too
                          failed=lambda resp, exc: exc is not None or not good(resp))
 
@@ -93,17 +103,57 @@ def _app_commands(ctx) -> list[Command]:
     return [
         Command(kubectl(ctx.profile, "get pods -l tier=frontend -o wide"), note="are the app pods Ready?"),
         Command(kubectl(ctx.profile, "logs -l tier=frontend -c app --tail=100"), note="gunicorn and Django errors"),
-        Command(f"curl -sS -m 10 -w ' %{{http_code}} %{{time_total}}s\\n' {_base(ctx)}/stealthz",
-                note="the app without the database"),
+        reach.curl(ctx, "/stealthz", note="the app without the database"),
     ]
 
 
 def limits(ctx) -> list[tuple[str, float]]:
-    """The time limits in front of the app, tightest first: [(name, seconds), ...]."""
-    nginx_t = float(ctx.section("nginx").get("proxy_read_timeout") or NGINX_TIMEOUT_S)
+    """The time limits in front of the app, tightest first: [(name, seconds), ...]. nginx's is
+    ``nginx.proxy_read_timeout``, else the one nginx itself was seen to keep (``_nginx_gives_up``), else
+    Studio's 100 s."""
+    seen = getattr(ctx, "nginx_gave_up_s", None)
+    nginx_t = float(ctx.section("nginx").get("proxy_read_timeout") or seen or NGINX_TIMEOUT_S)
+    name = "nginx's proxy_read_timeout" + (" (seen: nginx answered 504)" if seen and not
+                                            ctx.section("nginx").get("proxy_read_timeout") else "")
     edge_t = float(ctx.section("app").get("edge_timeout_s") or CLOUDFLARE_TIMEOUT_S)
-    return sorted([("nginx's proxy_read_timeout", nginx_t), ("CloudFlare's origin timeout", edge_t)],
-                  key=lambda x: x[1])
+    return sorted([(name, nginx_t), ("CloudFlare's origin timeout", edge_t)], key=lambda x: x[1])
+
+
+# Most requests sent through nginx to see whether it gives up (504) before a slow app answers.
+NGINX_TRIES = 3
+
+
+def _watch_nginx(ctx, path: str, seconds: float) -> None:
+    """The first answer of ``path`` slower than the warning threshold, when the profile does not say nginx's
+    proxy_read_timeout, starts ``_nginx_gives_up`` beside the remaining samples (once per check and hop)."""
+    warn_s = float(ctx.section("app").get("latency_warn_s") or DEFAULT_LATENCY_WARN_S)
+    if seconds < warn_s or ctx.section("nginx").get("proxy_read_timeout") or getattr(ctx, "nginx_watch", None):
+        return
+    import threading
+
+    ctx.nginx_watch = threading.Thread(target=_nginx_gives_up, args=(ctx, path, [seconds]), daemon=True,
+                                       name="nginx-gives-up")
+    ctx.nginx_watch.start()
+
+
+def _nginx_gives_up(ctx, path: str, slow: list[float]) -> None:
+    """Ask ``path`` through nginx in front of the same app (``nginx.url``, or the same pod's nginx through the
+    API server) up to NGINX_TRIES times: a 504 after N s is nginx's proxy_read_timeout seen live, and the
+    app's answers (``slow``: the slow ones' seconds) are judged against it (``ctx.nginx_gave_up_s``)."""
+    nctx = reach.sibling(ctx, "nginx")
+    if nctx is None:
+        return
+    for _ in range(NGINX_TRIES):
+        if ctx.remaining() < 1.0:  # a timeout longer than the time left is not seen: nothing is concluded
+            return
+        t0 = time.monotonic()
+        try:
+            resp = reach.request(nctx, "GET", path, timeout=min(max(slow) + 1.0, ctx.remaining() - 0.2))
+        except Exception:  # noqa: BLE001 - nginx did not answer: nothing seen of its timeout
+            return
+        if resp.status_code == 504:
+            ctx.nginx_gave_up_s = round(time.monotonic() - t0, 1)
+            return
 
 
 def judge_latency(ctx, seconds: float) -> tuple[str, str]:
@@ -148,10 +198,15 @@ def _latency_result(ctx, seconds: float, summary_ok: str, evidence: dict, *, slo
 def _latency_verdict(ctx, samples, summary_ok: str, evidence: dict, *, slow_hint: str):
     """The latency of answered samples: the median judged as one answer was (the whole app slow), then the
     tail by ratio (``sampling.TAIL_RATIO`` of the samples past the failing latency fails; twice that share
-    past the warning threshold warns)."""
+    past the warning threshold warns). Against nginx's timeout as stated, else as nginx is seen to keep it."""
     from studiodoctor.probes.sampling import TAIL_RATIO
 
+    watch = getattr(ctx, "nginx_watch", None)
+    if watch is not None:
+        watch.join(timeout=max(0.0, ctx.remaining() - 0.3))
     evidence = {**evidence, "sampled": samples.evidence()}
+    if getattr(ctx, "nginx_gave_up_s", None):
+        evidence["nginx_gave_up_after_s"] = ctx.nginx_gave_up_s
     if judge_latency(ctx, samples.p50)[0] != "ok":
         return _latency_result(ctx, samples.p50, summary_ok, evidence, slow_hint=slow_hint)
     for level, ratio, build in (("fail", TAIL_RATIO, fail), ("warn", 2 * TAIL_RATIO, warn)):
@@ -167,8 +222,8 @@ def _latency_verdict(ctx, samples, summary_ok: str, evidence: dict, *, slow_hint
     return _latency_result(ctx, samples.p50, summary_ok, evidence, slow_hint=slow_hint)
 
 
-@check(STEALTHZ, title="App answers /stealthz (no database)", needs=("app.url",),
-       permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
+@check(STEALTHZ, title="App answers /stealthz (no database)", needs=(),
+       permissions=("HTTP GET", PROXY_GRANT), smoke=True, metrics=("latency_s;;;0",))
 def check_stealthz(ctx):
     """gunicorn/Django answers ``/stealthz`` with ``<3``, without touching the database, fast.
 
@@ -182,6 +237,10 @@ def check_stealthz(ctx):
     ``studiodoctor.probes.sampling``): some answers failing is a `fail`, "intermittent: 2 of 5 answered 500";
     the median is judged as one answer would be, and a slow tail by its share (one sample in five past
     the failing latency fails, two in five past the warning threshold warn)."""
+    return reach.run_each(ctx, "app", _stealthz)
+
+
+def _stealthz(ctx):
     samples, sample, stop = _sample(ctx, "/stealthz")
     if stop is not None:
         return stop
@@ -206,8 +265,8 @@ def check_stealthz(ctx):
                                       "(busy gunicorn workers, CPU limits) or the node is starved.")
 
 
-@check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=("app.url",),
-       explained_by=("postgres",), permissions=("HTTP GET",), smoke=True, metrics=("latency_s;;;0",))
+@check(HEALTHZ, title="App answers /healthz (queries PostgreSQL)", needs=(),
+       explained_by=("postgres",), permissions=("HTTP GET", PROXY_GRANT), smoke=True, metrics=("latency_s;;;0",))
 def check_healthz(ctx):
     """``/healthz`` runs ``Channel.objects.first()`` against PostgreSQL and returns its name.
 
@@ -215,6 +274,10 @@ def check_healthz(ctx):
     when it fails, Kubernetes takes the pod out of the Service and users get 502/503. ``/stealthz`` ok but
     ``/healthz`` failing points at the database (Cloud SQL proxy, credentials, connections): see the
     ``postgres`` layer. ``/healthz`` slow while ``/stealthz`` is fast means the database is slow."""
+    return reach.run_each(ctx, "app", _healthz)
+
+
+def _healthz(ctx):
     samples, sample, stop = _sample(ctx, "/healthz")
     if stop is not None:
         return stop
@@ -252,15 +315,21 @@ def check_healthz(ctx):
                             slow_hint="Both /stealthz and /healthz are slow: the app is overloaded.")
 
 
-@check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=("app.url",),
-       permissions=("HTTP GET",))
+@check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=(),
+       explained_by=("postgres", "redis"), permissions=("HTTP GET", PROXY_GRANT))
 def check_login_page(ctx):
     """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
 
     Studio renders an "unsupported browser" page for User-Agents that are neither a known browser nor
     one of ``HEALTH_CHECK_BROWSERS`` (``kube-probe``, ``GoogleHC``, ``Studio-Internal-Prober``): a prober
     must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
-    view-level error (templates, translations, the session database)."""
+    view-level error (templates, translations, the session database); Studio's pages also write its Redis
+    cache (a Redis at maxmemory makes the real login page answer 500), so a failure while PostgreSQL or Redis
+    fails is theirs."""
+    return reach.run_each(ctx, "app", _login_page)
+
+
+def _login_page(ctx):
     path = str(ctx.setting("login_path", DEFAULT_LOGIN_PATH))
     samples, sample, stop = _sample(ctx, path, good=lambda resp: resp.status_code in (200, 301, 302, 303, 307, 308))
     if stop is not None:
@@ -286,14 +355,24 @@ def check_login_page(ctx):
                                       "queries (New Relic's transaction traces, the postgres layer).")
 
 
-@check(PROBERS, title="Admin prober endpoints", needs=("app.url", "app.api_token"),
-       explained_by=("celery", "redis"), permissions=("admin API token (Authorization: Token)",))
+@check(PROBERS, title="Admin prober endpoints", needs=("app.api_token",),
+       explained_by=("celery", "redis", "postgres"), permissions=("admin API token (Authorization: Token)",))
 def check_probers(ctx):
     """Studio's admin-only ``/api/probers/*`` endpoints: workers, queue, unapplied changes, publishing.
 
     They answer what the old cloudprober alerted on: no Celery worker answering ping, ``LLEN celery`` at or
     above 50, unapplied changes while no task is active, a channel publishing for 2 h or more. Needs an
-    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``)."""
+    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``). Studio answers them
+    from its database (the token, its tables) and its broker: a failure while PostgreSQL, Redis or the
+    workers fail is theirs."""
+    if not ctx.profile.value("app.url"):
+        return skip("through the API server's proxy the Authorization header carries our Kubernetes credentials, "
+                    "so Studio's prober token cannot pass: set app.url (e.g. a kubectl port-forward) for this check",
+                    reason=Reason.NOT_APPLICABLE)
+    return reach.run_each(ctx, "app", _probers)
+
+
+def _probers(ctx):
     token = str(ctx.config.get("api_token", ""))
     headers = {"Authorization": f"Token {token}"}
     figures: dict = {}

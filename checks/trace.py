@@ -1,7 +1,8 @@
 """Layer `trace` (formerly `path`): the same requests at every hop of Studio's request path, outside in.
 
 Hops: the public URLs (CloudFlare's edge), ``traefik.entrypoint`` (the origin, with the public Host and
-SNI), ``nginx.url`` (the pod's nginx) and ``app.url`` (gunicorn). Paths: ``/stealthz``, a static asset
+SNI), ``nginx.url`` (the pod's nginx) and ``app.url`` (gunicorn); without those two, every Ready frontend
+pod's nginx and gunicorn through the Kubernetes API server's pod proxy (``studiodoctor.discovery.reach``). Paths: ``/stealthz``, a static asset
 and a content object. The table of status, latency and key headers per hop shows where an answer
 goes bad: a 502 at the edge with a healthy nginx points at the ingress, not the app.
 """
@@ -13,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from studiodoctor import studio_facts as facts
+from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.model import RESOLVER_SILENT, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
@@ -53,12 +56,13 @@ def _hops(ctx) -> tuple[list[dict], list[dict]]:
     else:
         skipped.append({"hop": "origin", "layer": "traefik", "verdict": "skipped",
                         "why": "traefik.entrypoint is not set"})
-    for hop, layer, key in (("nginx", "nginx", "nginx.url"), ("app", "app", "app.url")):
-        value = str(profile.value(key) or "").rstrip("/")
-        if value:
-            hops.append({"hop": hop, "layer": layer, "base": value})
+    for layer in ("nginx", "app"):  # the profile's URL, else every Ready pod through the API server's proxy
+        found = reach.hops(ctx, layer)
+        if isinstance(found, list):
+            hops += [{"hop": layer, "layer": layer, "base": h.address(), "reach": h,
+                      **({"pod": h.pod} if h.pod else {})} for h in found]
         else:
-            skipped.append({"hop": hop, "layer": layer, "verdict": "skipped", "why": f"{key} is not set"})
+            skipped.append({"hop": layer, "layer": layer, "verdict": "skipped", "why": found.summary})
     return hops, skipped
 
 
@@ -81,9 +85,10 @@ def _paths(ctx, hops: list[dict]) -> tuple[list[dict], list[str]]:
     nginx = ctx.section("nginx")
     paths = [{"name": "stealthz", "path": facts.STEALTHZ_PATH, "method": "GET", "app": True}]
     notes = []
-    found = next((h["base"] for h in hops if h["hop"] == "nginx"), "") or \
-        next((h["base"] for h in hops if h["hop"] == "edge"), "")
-    sample = static_sample(ctx, found) if found else {"path": "", "tried": ["no nginx or public URL to look at"]}
+    found = next((h for h in hops if h["hop"] == "nginx"), None) or \
+        next((h for h in hops if h["hop"] == "edge"), None)
+    look = reach.HopContext(ctx, found["reach"]) if found and "reach" in found else ctx
+    sample = static_sample(look, found["base"]) if found else {"path": "", "tried": ["no nginx or public URL to look at"]}
     if sample["path"]:
         paths.append({"name": "static", "path": sample["path"], "method": "HEAD", "app": False})
     else:
@@ -105,13 +110,16 @@ def _limit_for(ctx, hop: str) -> tuple[str, float] | None:
     return None
 
 
-def _send(ctx, hop: dict, spec: dict):
-    """One request of ``spec`` at ``hop``: (response or None, seconds on the wire, exception or None)."""
+def _send(ctx, hop: dict, spec: dict, hctx=None):
+    """One request of ``spec`` at ``hop`` (``hctx``: its HopContext when the hop is reached through
+    ``studiodoctor.discovery.reach``): (response or None, seconds on the wire, exception or None)."""
     from studiodoctor.probes import http as httpprobe
 
     t0 = time.monotonic()
     try:
-        if hop["hop"] == "origin" and hop.get("host"):
+        if hctx is not None:
+            resp = reach.request(hctx, spec["method"], spec["path"])
+        elif hop["hop"] == "origin" and hop.get("host"):
             parts = urlsplit(hop["base"])
             mapped = (ctx.section("http").get("resolve") or {})
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -134,9 +142,12 @@ def _probe(ctx, hop: dict, spec: dict) -> dict:
     every hop to the app, where intermittent 5xx and slow tails show), static and content asked once."""
     from studiodoctor.probes import sampling
 
-    row = {"hop": hop["hop"], "layer": hop["layer"], "url": hop["base"] + spec["path"], "path": spec["path"],
+    hctx = reach.HopContext(ctx, hop["reach"]) if "reach" in hop else None
+    url = hop["reach"].address(spec["path"]) if hctx is not None else hop["base"] + spec["path"]
+    row = {"hop": hop["hop"], "layer": hop["layer"], "url": url, "path": spec["path"],
+           **({"pod": hop["pod"]} if hop.get("pod") else {}),
            "status": None, "latency_ms": None, **{h.replace("-", "_"): "" for h in KEY_HEADERS}, "error": ""}
-    samples = sampling.take(ctx, lambda: _send(ctx, hop, spec), endpoint=hop["base"] + spec["path"],
+    samples = sampling.take(ctx, lambda: _send(ctx, hop, spec, hctx), endpoint=url,
                             n=None if spec["name"] == "stealthz" else 1,
                             # nginx.app_proxy and app.stealthz ask the nginx and app hops' /stealthz: once
                             shared_as=f"{spec['method']} {hop['base']}{spec['path']}" if hop["hop"] in ("nginx", "app")
@@ -160,7 +171,9 @@ def _probe(ctx, hop: dict, spec: dict) -> dict:
         row["samples"] = samples.summary()
         row["backend_requests"] = samples.backend_requests
     row["verdict"], row["why"] = _judge(ctx, hop["hop"], row, samples.p50)
-    if samples.intermittent:
+    if hctx is not None and hctx.refused is not None:  # the way through the API server failed, not the hop
+        row["verdict"], row["why"] = "unknown", reach.refusal(hctx, hctx.refused).summary
+    elif samples.intermittent:
         row["verdict"], row["why"] = "bad", samples.intermittent_text()
     elif row["verdict"] == "ok":
         limit = _limit_for(ctx, hop["hop"])
@@ -205,11 +218,12 @@ def _judge(ctx, hop: str, row: dict, seconds: float) -> tuple[str, str]:
 # first, a causal rule with that evidence (studiodoctor.diagnosis.causes), not any failure at the edge.
 @check(TRACE, title="Request path, hop by hop",
        explained_by=tuple(layer for layer in HOP_LAYERS.values() if layer != "edge"),
-       permissions=("HTTP GET/HEAD",))
+       permissions=("HTTP GET/HEAD", PROXY_GRANT))
 def check_trace(ctx):
     """Requests ``/stealthz``, a static asset (discovered as ``nginx.static`` does, or ``nginx.static_sample``)
     and a content object at every configured hop, outside in:
-    public URLs (edge), ``traefik.entrypoint`` (origin, public Host and SNI), ``nginx.url``, ``app.url``.
+    public URLs (edge), ``traefik.entrypoint`` (origin, public Host and SNI), ``nginx.url``, ``app.url``
+    (without them: every Ready frontend pod's nginx and gunicorn through the API server's pod proxy).
 
     Evidence is a table (one row per hop and path: status, latency, Server, Cache-Control, CF-Ray,
     CF-Cache-Status, X-Cache-Status) and, per path, the hop where the answer goes bad: the innermost hop
@@ -241,8 +255,9 @@ def check_trace(ctx):
             innermost = max(bad, key=lambda r: order[r["hop"]])
             bad_at[spec["path"]] = innermost
     first = min(bad_at.values(), key=lambda r: order[r["hop"]]) if bad_at else None
+    names = list(dict.fromkeys(h["hop"] for h in hops))
     evidence = {"rows": rows + [dict(s) for s in skipped],
-                "hops": [h["hop"] for h in hops], "skipped_hops": [s["hop"] for s in skipped],
+                "hops": names, "skipped_hops": [s["hop"] for s in skipped],
                 "bad_at": {p: r["hop"] for p, r in bad_at.items()},
                 "first_bad_hop": first["hop"] if first else None,
                 "first_bad_layer": first["layer"] if first else None}
@@ -257,12 +272,18 @@ def check_trace(ctx):
                           "resolvers, `getent hosts NAME` this machine's.")
     if first is None:
         worst = max(rows, key=lambda r: r["latency_ms"] or 0)
-        return ok(f"{len(paths)} paths answer at all {len(hops)} configured hops "
-                  f"({', '.join(h['hop'] for h in hops)}); slowest {worst['latency_ms']:.0f} ms at {worst['hop']} "
+        pods = len({h["pod"] for h in hops if h.get("pod")})
+        return ok(f"{len(paths)} paths answer at all {len(names)} configured hops "
+                  f"({', '.join(names)}{f', {pods} pods through the API server' if pods else ''}); slowest {worst['latency_ms']:.0f} ms at {worst['hop']} "
                   f"{worst['path']}", evidence=evidence)
     outer = [r for r in rows if r["path"] == first["path"] and order[r["hop"]] < order[first["hop"]]]
     seen_outside = "; ".join(f"{r['hop']} {r['status'] or r['error']}" for r in outer)
-    summary = (f"first bad hop: {first['hop']} ({first['layer']}): {first['path']} {first['why']}"
+    at_pods = ""
+    if first.get("pod"):  # the hop is several pods: how many answered badly, and which
+        same = [r for r in rows if r["path"] == first["path"] and r["hop"] == first["hop"]]
+        failing = sorted(r["pod"] for r in same if r["verdict"] == "bad")
+        at_pods = f" at {len(failing)} of {len(same)} pods ({', '.join(failing[:4])})"
+    summary = (f"first bad hop: {first['hop']} ({first['layer']}): {first['path']} {first['why']}{at_pods}"
                + (f"; outside it: {seen_outside}" if seen_outside else ""))
     others = [f"{p} at {r['hop']}" for p, r in bad_at.items() if r is not first]
     if others:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from studiodoctor.backends import grants
@@ -107,7 +108,7 @@ def check_saturation(ctx):
                      reason=Reason.TIMEOUT if timed_out else Reason.UNEXPECTED)
     if not slots["workers"]:
         return skip("no worker answered ping, so there are no slots to count", reason=Reason.NOT_APPLICABLE)
-    per_worker, busy, total, running, active_ids = {}, 0, 0, [], set()
+    per_worker, busy, total, running, active_ids, started = {}, 0, 0, [], set(), []
     for name in sorted(slots["workers"]):
         stats = slots["stats"].get(name)
         active = slots["active"].get(name)
@@ -124,6 +125,8 @@ def check_saturation(ctx):
         total += size
         running += [t.get("name") for t in active if isinstance(t, dict)]
         active_ids.update(t.get("id") for t in active if isinstance(t, dict))
+        started += [(t.get("time_start"), t.get("name")) for t in active
+                    if isinstance(t, dict) and isinstance(t.get("time_start"), (int, float))]
     silent = [n for n, w in per_worker.items() if not w.get("answered", True)]
     waiting = queued = prefetched = None
     if urlsplit(url).scheme in _REDIS_SCHEMES:
@@ -137,13 +140,18 @@ def check_saturation(ctx):
             waiting = None
     evidence = {"busy": busy, "slots": total, "workers": per_worker, "waiting": waiting, "queued": queued,
                 "prefetched": prefetched, "running_tasks": sorted(set(filter(None, running)))}
+    if started:   # the worker's clock (time_start, epoch seconds): the longest task holding a slot
+        since, name = min(started)
+        evidence["longest_running"] = {"task": name, "running_s": round(max(0.0, time.time() - since), 1)}
     cmd = [Command(_kubectl(ctx, "workers", "celery -A contentcuration inspect active"), READ_ONLY)]
     if total == 0:
         return error(f"worker(s) {', '.join(silent)} answered ping but not inspect stats/active",
                      evidence=evidence, commands=cmd, reason=Reason.UNEXPECTED)
     summary = f"{busy} of {total} worker slots busy, {waiting if waiting is not None else '?'} task(s) waiting"
     if busy >= total and waiting:
-        return fail(summary + f"; running: {', '.join(evidence['running_tasks']) or '?'}", evidence=evidence,
+        longest = evidence.get("longest_running")
+        held = f" (the longest, {longest['task']}, for {longest['running_s']:.0f} s)" if longest else ""
+        return fail(summary + f"; running: {', '.join(evidence['running_tasks']) or '?'}{held}", evidence=evidence,
                     commands=cmd, hint="every slot is taken while tasks wait: nothing new runs until a slot frees "
                                        "(a long publish holds one for its whole duration). Scale the workers "
                                        "deployment or look for a task that never finishes")

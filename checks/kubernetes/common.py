@@ -26,8 +26,8 @@ INGRESS_CONTROLLER = "kubernetes.ingress_controller"
 INGRESS_PODS = "kubernetes.ingress_pods"
 
 # The frontend's readiness probe is GET /healthz on 8081 (gunicorn, queries PostgreSQL): when these fail,
-# pods not Ready are their consequence, not the root cause.
-READINESS_EXPLAINERS = ("app.healthz", "postgres.reachable", "postgres.connections")
+# pods not Ready are their consequence, not the root cause (a lock /healthz's query waits behind too).
+READINESS_EXPLAINERS = ("app.healthz", "postgres.reachable", "postgres.connections", "postgres.locks")
 
 
 def check(id: str, **meta):

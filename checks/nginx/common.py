@@ -1,4 +1,5 @@
-"""What the nginx checks share: the check ids, Studio's proxy facts, one bounded request through ``httpprobe``,
+"""What the nginx checks share: the check ids, Studio's proxy facts, one bounded request to the check's hop
+(``nginx.url``, or each frontend pod's nginx through the API server's proxy: ``studiodoctor.discovery.reach``),
 the runbook's commands, and the channel database to probe."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import time
 
 from studiodoctor import studio_facts as facts
+from studiodoctor.discovery import reach
 from studiodoctor.model import Command, unreachable
 
 
@@ -38,16 +40,17 @@ _SENSITIVE = {"x-frame-options", "x-content-type-options", "referrer-policy", "s
 
 
 def _base(ctx) -> str:
-    return str(ctx.config.get("url", "")).rstrip("/")
+    """Where this check's requests go (``nginx.url``, or a pod through the API server), for the evidence."""
+    return reach.address(ctx)
 
 
-def _request(ctx, method: str, path: str, headers: dict | None = None, cap: float | None = None, base=None):
-    """(response or None, seconds, exception or None)."""
+def _request(ctx, method: str, path: str, headers: dict | None = None, cap: float | None = None):
+    """(response or None, seconds, exception or None), from the context's hop (studiodoctor.discovery.reach)."""
     from studiodoctor.probes import http as httpprobe
 
     t0 = time.monotonic()
     try:
-        resp = httpprobe.request(ctx, method, (base or _base(ctx)) + path, headers=headers, timeout=cap)
+        resp = reach.request(ctx, method, path, headers=headers, timeout=cap)
         return resp, httpprobe.network_seconds(resp, t0), None  # the wire's time, not our queue's
     except Exception as exc:
         return None, time.monotonic() - t0, exc
@@ -63,10 +66,8 @@ def _commands(ctx, *extra: Command) -> list[Command]:
                     note="the config nginx is running")]
 
 
-def _curl(url: str, method: str = "HEAD") -> Command:
-    flag = "-I" if method == "HEAD" else ""
-    return Command(f"curl -sS {flag} -m 10 -A 'Studio-Internal-Prober studiodoctor' '{url}'".replace("  ", " "),
-                   note="the same request by hand")
+def _curl(ctx, path: str, method: str = "HEAD") -> Command:
+    return reach.curl(ctx, path, method)
 
 
 def _no_answer(ctx, path: str, exc: Exception, seconds: float, **extra):

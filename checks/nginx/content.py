@@ -8,6 +8,8 @@ import re
 from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, skip, warn
 from studiodoctor.parsers.cachecontrol import max_age, parse_cache_control
+from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (CACHE_STATUS_HEADERS, CONTENT_DATABASES, CONTENT_LISTING, CONTENT_METHODS,
@@ -46,8 +48,8 @@ def _storage_sample(ctx):
     return "/content/" + name
 
 
-@check(CONTENT_STORAGE, title="/content/storage/ is cached immutable", needs=("nginx.url",),
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",),
+@check(CONTENT_STORAGE, title="/content/storage/ is cached immutable",
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT),
        produces=("caching", "headers", "content", "permissions", "slow"))
 def check_content_storage(ctx):
     """A content file (``nginx.storage_path``, else one listed in the bucket) comes back 200 with the long-lived immutable Cache-Control.
@@ -55,6 +57,10 @@ def check_content_storage(ctx):
     Storage URLs are md5-addressed, so nginx hides GCS's Cache-Control and Expires and adds
     ``public, max-age=31536000, immutable, no-transform`` (PR #5829) so that CloudFlare and browsers
     keep them. A 404 is the bucket's answer (missing object: see the ``gcs`` layer)."""
+    return reach.run_each(ctx, "nginx", _content_storage)
+
+
+def _content_storage(ctx):
     path = _storage_sample(ctx)
     if not isinstance(path, str):
         return path
@@ -66,7 +72,7 @@ def check_content_storage(ctx):
     evidence = {"path": path, "status": resp.status_code, "cache_control": cc_raw,
                 "expires": resp.headers.get("expires", ""), "content_type": resp.headers.get("content-type", ""),
                 "expected_cache_control": STORAGE_CACHE_CONTROL}
-    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    cmds = _commands(ctx, _curl(ctx, path))
     if resp.status_code in (403, 404):
         return fail(f"{path} answered {resp.status_code} from the bucket "
                     f"({'not public' if resp.status_code == 403 else 'no such object'})", evidence=evidence,
@@ -97,8 +103,8 @@ def check_content_storage(ctx):
     return ok(f"{path}: 200, Cache-Control {cc_raw!r}", evidence=evidence)
 
 
-@check(CONTENT_DATABASES, title="/content/databases/ stays private and uncached", needs=("nginx.url",),
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD",),
+@check(CONTENT_DATABASES, title="/content/databases/ stays private and uncached",
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP HEAD", PROXY_GRANT),
        produces=("caching", "headers", "content", "permissions"))
 def check_content_databases(ctx):
     """A channel database comes back ``private`` and never as a cache HIT (asked twice).
@@ -109,6 +115,10 @@ def check_content_databases(ctx):
     PR #1707). The object is ``nginx.database_path``, else a channel's database named by any source the
     run has: the public channel API through nginx, the bucket's listing (gcs credentials), Studio's tables
     (the postgres layer's session); its evidence says which."""
+    return reach.run_each(ctx, "nginx", _content_databases)
+
+
+def _content_databases(ctx):
     path, source, failed = database_path(ctx)
     if not path and failed:
         return error(f"could not find a channel database to probe: {source}", reason=Reason.UNEXPECTED,
@@ -130,7 +140,7 @@ def check_content_databases(ctx):
     evidence = {"path": path, "source": source, "status": second.status_code, "cache_control": cc_raw,
                 "content_encoding": second.headers.get("content-encoding", ""), "cache_status": hits,
                 "expected_cache_control": DATABASE_CACHE_CONTROL}
-    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    cmds = _commands(ctx, _curl(ctx, path))
     if second.status_code in (403, 404):
         return fail(f"{path} answered {second.status_code} from the bucket", evidence=evidence, commands=cmds,
                     hint="See the gcs layer: the channel database should exist and be publicly readable.")
@@ -150,8 +160,9 @@ def check_content_databases(ctx):
     return ok(f"{path}: Cache-Control {cc_raw!r}, no cache HIT", evidence=evidence)
 
 
-@check(CONTENT_METHODS, title="/content/ refuses writes", needs=("nginx.url",), depends_on=(REACHABLE,),
-       permissions=("HTTP OPTIONS", "reads nginx.config_file if set"), produces=())
+@check(CONTENT_METHODS, title="/content/ refuses writes", depends_on=(REACHABLE,),
+       permissions=("HTTP OPTIONS", "reads nginx.config_file if set", PROXY_GRANT),
+       produces=())
 def check_content_methods(ctx):
     """Every ``/content/`` location that proxies to the bucket allows only GET, HEAD and OPTIONS.
 
@@ -162,6 +173,10 @@ def check_content_methods(ctx):
     and warns for each content location without the limit (the bucket still refuses anonymous writes, so
     this is a warning, not an outage). Without the file it sends an OPTIONS and warns only if the answer's
     ``Allow`` names a write method; otherwise it skips, saying what to set."""
+    return reach.run_each(ctx, "nginx", _content_methods)
+
+
+def _content_methods(ctx):
     path = facts.CONTENT_DATABASES_PREFIX + "studiodoctor-options-probe.sqlite3"
     manual = _commands(ctx)   # the last one prints the running config (nginx -T)
     config_file = str(ctx.setting("config_file", ""))
@@ -219,13 +234,18 @@ def _methods_from_config(ctx, config_file: str, manual: list[Command]):
               f"{config_file})", evidence=evidence)
 
 
-@check(CONTENT_LISTING, title="/content/ does not list the bucket", needs=("nginx.url",),
-       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET",), produces=("permissions",))
+@check(CONTENT_LISTING, title="/content/ does not list the bucket",
+       depends_on=(REACHABLE,), explained_by=("gcs",), permissions=("HTTP GET", PROXY_GRANT),
+       produces=("permissions",))
 def check_content_listing(ctx):
     """``GET /content/`` must not return the bucket's object listing.
 
     nginx has no guard on the bare ``/content/`` (attempts were reverted, #1838): protection relies on the
     bucket refusing anonymous ``storage.objects.list``. A listing leaks every channel's files and ids."""
+    return reach.run_each(ctx, "nginx", _content_listing)
+
+
+def _content_listing(ctx):
     resp, seconds, exc = _request(ctx, "GET", "/content/")
     if exc is not None:
         return _no_answer(ctx, "/content/", exc, seconds)
@@ -237,17 +257,17 @@ def check_content_listing(ctx):
     if not listing and resp.status_code >= 500:
         return error(f"GET /content/ answered {resp.status_code}: cannot tell whether the bucket's listing is "
                      f"exposed (nginx did not get the bucket's answer)", evidence=evidence,
-                     commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
+                     commands=_commands(ctx, _curl(ctx, "/content/", "GET")),
                      hint="See nginx.content_storage and the gcs layer: nginx must reach the bucket first.")
     if not listing and resp.status_code == 404:
         return error("GET /content/ answered 404: neither a listing nor a refusal, so it says nothing about the "
                      "bucket (is /content/ proxied to the right bucket?)", evidence=evidence,
-                     reason=Reason.NOT_CONFIGURED, commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
+                     reason=Reason.NOT_CONFIGURED, commands=_commands(ctx, _curl(ctx, "/content/", "GET")),
                      hint="Check nginx's /content/ location and AWS_BUCKET_NAME; the gcs layer's "
                           "gcs.listing_not_public asks the bucket directly.")
     if listing:
         return fail(f"GET /content/ lists the bucket ({len(keys)} objects shown, e.g. {keys[:1]})",
-                    evidence=evidence, commands=_commands(ctx, _curl(_base(ctx) + "/content/", "GET")),
+                    evidence=evidence, commands=_commands(ctx, _curl(ctx, "/content/", "GET")),
                     hint="Remove allUsers storage.objects.list (roles/storage.legacyBucketReader or objectViewer "
                          "at bucket level grants it) or deny the bare /content/ in nginx.")
     return ok(f"GET /content/ answers {resp.status_code} without a listing", evidence=evidence)

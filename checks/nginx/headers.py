@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from studiodoctor.model import Reason, error, ok, warn
+from studiodoctor.model import Reason, error, ok, skip, warn
+from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import HEADERS, REACHABLE, _SENSITIVE, _VOLATILE, _commands, _cookie_shape, _no_answer, _request
 
 
-@check(HEADERS, title="Headers nginx drops, adds or changes", needs=("nginx.url", "app.url"),
-       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET",), produces=("headers", "ssl"))
+@check(HEADERS, title="Headers nginx drops, adds or changes",
+       depends_on=(REACHABLE,), explained_by=("app",), permissions=("HTTP GET", PROXY_GRANT),
+       produces=("headers", "ssl"))
 def check_headers(ctx):
-    """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly:
-    response headers nginx drops, adds or changes are evidence.
+    """The same request (``nginx.compare_path``, default the login page) at nginx and at the app directly
+    (``app.url``; through the API server: the same pod's gunicorn): response headers nginx drops, adds or
+    changes are evidence.
 
     Expected: ``Server`` changes to nginx, nothing else of the app's is lost. Warns when nginx drops a
     security or caching header the app sent, or adds/changes Cache-Control or Vary on app responses.
     (nginx sends Django only ``Host`` and ``X-Forwarded-For``: no ``X-Forwarded-Proto``, so Django's
     ``request.is_secure()`` is False behind the proxies.)"""
+    return reach.run_each(ctx, "nginx", _headers)
+
+
+def _headers(ctx):
     path = str(ctx.setting("compare_path", str(ctx.section("app").get("login_path") or "/en/accounts/")))
-    app_base = str(ctx.section("app").get("url", "")).rstrip("/")
-    via_app, s_app, e_app = _request(ctx, "GET", path, base=app_base, cap=max(1.0, ctx.timeout() / 2))
+    app_ctx = reach.sibling(ctx, "app")  # app.url, or the same pod's gunicorn through the API server
+    if app_ctx is None:
+        return skip("app.url is not set: no app to compare nginx's answer with", reason=Reason.NOT_CONFIGURED)
+    app_base = reach.address(app_ctx)
+    via_app, s_app, e_app = _request(app_ctx, "GET", path, cap=max(1.0, ctx.timeout() / 2))
+    if app_ctx.refused is not None:
+        ctx.refused = app_ctx.refused
     via_nginx, s_nginx, e_nginx = _request(ctx, "GET", path)
     if e_nginx is not None:
         return _no_answer(ctx, path, e_nginx, s_nginx)

@@ -7,6 +7,8 @@ import mimetypes
 
 from studiodoctor import studio_facts as facts
 from studiodoctor.model import Command, Reason, error, fail, ok, warn
+from studiodoctor.discovery import reach
+from studiodoctor.discovery.reach import PROXY_GRANT
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS  # noqa: F401 - the runner reads it here
 from .common import (APP_PROXY, CLOUDFLARE_TIMEOUT_S, REACHABLE, STATIC, STUDIO_PROXY_READ_TIMEOUT_S, _base,
@@ -15,13 +17,17 @@ from .common import (APP_PROXY, CLOUDFLARE_TIMEOUT_S, REACHABLE, STATIC, STUDIO_
 
 # --- checks -------------------------------------------------------------------------------------------
 
-@check(REACHABLE, title="nginx answers HTTP", needs=("nginx.url",), permissions=("HTTP HEAD",), smoke=True)
+@check(REACHABLE, title="nginx answers HTTP", permissions=("HTTP HEAD", PROXY_GRANT), smoke=True)
 def check_reachable(ctx):
     """nginx accepts connections and answers HTTP at ``nginx.url`` (any status).
 
     The probe asks for ``/static/`` (or ``nginx.static_sample``), which nginx answers itself, so the answer
     does not depend on the app. If nginx does not answer, nothing in the pod does for users: the Service
     targets nginx's port 8080."""
+    return reach.run_each(ctx, "nginx", _reachable)
+
+
+def _reachable(ctx):
     nginx = ctx.config
     path = str(nginx.get("static_sample") or nginx.get("static_path") or facts.STATIC_PREFIX)
     resp, seconds, exc = _request(ctx, "HEAD", path)
@@ -33,8 +39,8 @@ def check_reachable(ctx):
     return ok(f"answers HTTP {resp.status_code} in {seconds * 1000:.0f} ms{note}", evidence=evidence)
 
 
-@check(APP_PROXY, title="nginx reaches the app", needs=("nginx.url",), depends_on=(REACHABLE,),
-       explained_by=("app",), permissions=("HTTP GET",), smoke=True)
+@check(APP_PROXY, title="nginx reaches the app", depends_on=(REACHABLE,),
+       explained_by=("app",), permissions=("HTTP GET", PROXY_GRANT), smoke=True)
 def check_app_proxy(ctx):
     """``/stealthz`` through nginx answers 200: nginx reaches gunicorn (``upstream studio``, :8081).
 
@@ -44,6 +50,10 @@ def check_app_proxy(ctx):
     504/524s on slow endpoints (#4336). ``nginx.proxy_read_timeout`` states the expected value.
     ``/stealthz`` is asked ``--samples`` times: some 502/504s among 200s is a `fail`, "intermittent: 2 of 5
     answered 502", and a share of the answers near the timeout is a slow tail."""
+    return reach.run_each(ctx, "nginx", _app_proxy)
+
+
+def _app_proxy(ctx):
     from studiodoctor.probes import sampling
 
     expected = float(ctx.setting("proxy_read_timeout", STUDIO_PROXY_READ_TIMEOUT_S))
@@ -105,8 +115,8 @@ def check_app_proxy(ctx):
               f"({samples.sent} asked, {samples.timing_text()})", evidence=evidence)
 
 
-@check(STATIC, title="nginx serves /static/ assets", needs=("nginx.url",), depends_on=(REACHABLE,),
-       permissions=("HTTP GET",), produces=("static", "routing"))
+@check(STATIC, title="nginx serves /static/ assets", depends_on=(REACHABLE,),
+       permissions=("HTTP GET", PROXY_GRANT), produces=("static", "routing"))
 def check_static(ctx):
     """A static asset comes back 200 with the content type of its extension.
 
@@ -117,11 +127,15 @@ def check_static(ctx):
     autoindex of ``/static/``. A 404 for such an asset, or an empty ``/static/`` listing, means collectstatic
     did not run or the volume is not shared; an HTML answer means the request fell through to Django.
     When no asset can be found the check says so (``error``) instead of guessing."""
+    return reach.run_each(ctx, "nginx", _static)
+
+
+def _static(ctx):
     from studiodoctor.discovery.static_assets import static_sample
 
     sample = static_sample(ctx, _base(ctx))
     path = sample["path"]
-    cmds = _commands(ctx, _curl(_base(ctx) + facts.STATIC_PREFIX, "GET"))
+    cmds = _commands(ctx, _curl(ctx, facts.STATIC_PREFIX, "GET"))
     if not path:
         evidence = {"tried": sample["tried"]}
         if sample["empty_listing"]:
@@ -142,7 +156,7 @@ def check_static(ctx):
                 "expected_type": expected, "cache_control": resp.headers.get("cache-control", ""),
                 "expires": resp.headers.get("expires", ""), "server": resp.headers.get("server", ""),
                 "bytes": len(resp.content)}
-    cmds = _commands(ctx, _curl(_base(ctx) + path))
+    cmds = _commands(ctx, _curl(ctx, path))
     if resp.status_code == 404:
         return fail(f"{path} ({sample['source']}) is missing (404): collectstatic did not run or the staticfiles "
                     f"volume is not shared", evidence=evidence, commands=cmds,

@@ -149,6 +149,14 @@ def proxy_request(ctx, target: ProxyTarget, path: str, *, method: str = "GET", h
     seconds = time.perf_counter() - started
     note_network(ctx, seconds)
     status = api_status(resp.status, resp.headers, bytes(body))
+    if status is None and method == "HEAD" and resp.status >= 400 and "json" in (resp.headers.get("content-type") or ""):
+        # a HEAD answer has no body to tell the API server's refusal from the pod's: the same path as GET says
+        try:
+            proxy_request(ctx, target, path, headers=headers, query=query, timeout=timeout)
+        except ProxyRefused:
+            raise
+        except Exception:  # noqa: BLE001 - the GET could not tell either: the HEAD's answer stands
+            pass
     if status is not None:
         raise ProxyRefused(target, resp.status, str(status.get("reason") or ""), str(status.get("message") or ""))
     shown = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}

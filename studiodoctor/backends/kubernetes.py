@@ -110,7 +110,8 @@ class Client:
 
         self.host, self.headers = ep.host, {"Accept": "application/json", "User-Agent": "studiodoctor",
                                             **ep.headers}
-        kw: dict[str, Any] = {"maxsize": 4, "retries": False}
+        # 8: the layers' own lists and the API server's proxy (discovery.reach: 3 in flight per layer) at once
+        kw: dict[str, Any] = {"maxsize": 8, "retries": False}
         if ep.host.startswith("https:"):
             kw["ssl_context"] = ep.ssl_context()
             if not ep.verify:  # insecure-skip-tls-verify, asked for: no warning on every request

@@ -15,19 +15,32 @@ app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=Tr
 @app.command("show")
 def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = ConfigOpt,
                 fmt: str = typer.Option("table", "--format", "-f", help="table or json.")):
-    """Print the resolved profile, secrets redacted."""
+    """Print the resolved profile, secrets redacted, and how each layer will be reached from here (direct,
+    through the API server's pod proxy, or not at all and why).
+
+    \b
+    Examples:
+      studiodoctor config show
+      studiodoctor config show --profile lab-laptop --format json
+    """
     import json
+
+    from ..discovery.ways import reach_plan
 
     fmt = check_plain_format(fmt)
     prof = load_profile(profile, config)
     data = prof.redacted()
     derived = {k: {"value": prof.redacted_value(k), "from": note} for k, note in prof.derived.items()}
+    plan = reach_plan(prof)
     if fmt == "json":
-        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data, "derived": derived},
-                              indent=2))
+        typer.echo(json.dumps({"profile": prof.name, "source": prof.source, "config": data, "derived": derived,
+                               "reach": {w.layer: {"how": w.how, "detail": w.detail} for w in plan}}, indent=2))
         return
     typer.echo(f"# profile {prof.name} (from {prof.source})")
     _print_toml(data, [], prof.derived)
+    typer.echo("\n# how each layer will be reached from here")
+    for way in plan:
+        typer.echo(f"# {way.layer:<11} {way.how:<14} {way.detail}")
 
 
 def _print_toml(data: dict, path: list[str], derived: dict | None = None) -> None:

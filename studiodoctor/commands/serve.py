@@ -227,8 +227,10 @@ def handler_for(exporter: Exporter):
         def log_message(self, *args):  # quiet: one scrape every few seconds is not news
             pass
 
-        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", **headers) -> None:
             self.send_response(code)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -268,13 +270,8 @@ def handler_for(exporter: Exporter):
 
         def refuse(self):
             """Every endpoint only reads: any method but GET and HEAD is 405."""
-            body = f"{self.command} not allowed: studiodoctor serve answers GET and HEAD only\n".encode()
-            self.send_response(405)
-            self.send_header("Allow", "GET, HEAD")
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(405, f"{self.command} not allowed: studiodoctor serve answers GET and HEAD only\n".encode(),
+                       Allow="GET, HEAD")
 
         do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = refuse
 

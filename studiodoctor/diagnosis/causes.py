@@ -158,6 +158,10 @@ RULES: tuple[Rule, ...] = (
     Rule("lock-waits-hang-app", "app.stealthz", "postgres.locks", lock_waits_hang_app,
          "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's workers are stuck "
          "behind it", consequence_statuses=frozenset({Status.FAIL, Status.WARN})),
+    *(Rule("lock-waits-hang-app", page, "postgres.locks", lock_waits_hang_app,
+           "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's workers are stuck "
+           "behind it", consequence_statuses=frozenset({Status.FAIL, Status.WARN}))
+      for page in ("app.login_page", "app.probers")),   # every page hangs once every worker waits
     Rule("origin-page-behind-edge", "edge.error_pages", "trace.hops", origin_page_behind_edge,
          "every hop in front of the {hop} ({layer}) passes its error on: the trace goes bad there first"),
     Rule("edge-is-first-bad-hop", "trace.hops", "edge.error_pages", edge_is_first_bad_hop,

@@ -48,9 +48,11 @@ def from_public_api(ctx, base: str) -> tuple[list[str], str, bool]:
     def fetch():
         from studiodoctor.probes import http as httpprobe
 
+        from .reach import get_at
+
         url = base.rstrip("/") + facts.PUBLIC_CHANNELS_PATH
-        try:
-            resp = httpprobe.request(ctx, "GET", url, headers={"Accept": "application/json"}, timeout=5.0)
+        try:  # a pod's nginx behind the API server, or a URL
+            resp = get_at(ctx, base, facts.PUBLIC_CHANNELS_PATH, headers={"Accept": "application/json"}, timeout=5.0)
         except Exception as exc:  # noqa: BLE001 - no answer: we could not look
             return [], f"{url}: {httpprobe.describe_error(exc)[1]}", True
         if resp.status_code != 200:

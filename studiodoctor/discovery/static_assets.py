@@ -67,10 +67,10 @@ def _rank(path: str) -> tuple[int, str]:
 
 
 def _get(ctx, base: str, path: str, cap: float = 5.0):
-    from studiodoctor.probes import http as httpprobe
+    from .reach import get_at
 
     try:
-        return httpprobe.request(ctx, "GET", base + path, timeout=cap)
+        return get_at(ctx, base, path, timeout=cap)  # a pod behind the API server, or a URL
     except Exception as exc:
         return exc
 

@@ -51,23 +51,30 @@ def _lab(require_up: bool = True):
     return lab
 
 
-VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or other (ingress-nginx, no metrics API, "
-                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files).")
+VariantOpt = typer.Option(None, "--variant", help="Lab variant: default; other (ingress-nginx, no metrics API, "
+                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files); "
+                                                  "studio (Studio's own backend from --studio-src).")
+StudioSrcOpt = typer.Option(None, "--studio-src", help="With --variant studio: your checkout of "
+                                                       "learningequality/studio (default: $STUDIODOCTOR_STUDIO_SRC, "
+                                                       "else ../shared/studio's tarball).")
 
 
 @command("up")
-def lab_up(variant: Optional[str] = VariantOpt,
+def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = StudioSrcOpt,
            rtt: Optional[float] = typer.Option(None, "--rtt", min=0, metavar="MS",
                                                help="Put this round trip (ms) between the profile's endpoints and "
                                                     "their servers, as from a laptop; 0 removes it."),
            jitter: Optional[float] = typer.Option(None, "--jitter", min=0, metavar="MS",
                                                   help="Up to this much more (ms) on each read, order kept.")):
-    """Start the lab's servers on loopback in the background and write the `lab` profile.
+    """Start the lab's servers on loopback in the background and write the `lab` profile (every address)
+    and the `lab-laptop` profile (only what an on-call laptop has: public URLs, a kubeconfig, tokens).
 
     \b
     Examples:
       studiodoctor lab up && studiodoctor check --profile lab
+      studiodoctor diagnose 502 --profile lab-laptop
       studiodoctor lab up --variant other
+      studiodoctor lab up --variant studio --studio-src ~/src/studio
       studiodoctor lab up --rtt 80 --jitter 5 && studiodoctor diagnose 502 --profile lab
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
@@ -75,9 +82,11 @@ def lab_up(variant: Optional[str] = VariantOpt,
     from .manager import Lab
     from .state import lab_dir
 
+    if studio_src and not variants.get(variant).runs_studio:
+        raise CliError("--studio-src needs --variant studio")
     lab = _lab(require_up=False)
     if not lab.exists:
-        lab = Lab(variant=variants.get(variant).name)
+        lab = Lab(variant=variants.get(variant).name, studio_src=studio_src)
     elif variant and variants.get(variant).name != lab.variant.name:
         raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
     if rtt is not None:
@@ -121,7 +130,7 @@ def lab_faults():
     from .faults import FAULTS
 
     for f in FAULTS.values():
-        typer.echo(f"{f.name:<26} {f.layer:<11} {','.join(f.symptoms):<22} {f.description}")
+        typer.echo(f"{f.name:<26} {'+'.join(f.layers):<13} {','.join(f.symptoms):<22} {f.description}")
 
 
 @command("break")
@@ -159,6 +168,8 @@ def lab_drill(
     standing: Optional[str] = typer.Option(None, "--standing", help="Leave this fault in place under every 502 "
                                            "fault drilled: its failures must be listed as unrelated, never named "
                                            "(default with --all: public-listing; 'none' for a clean stack)."),
+    profile: str = typer.Option("lab", "--profile", help="Diagnose with this profile of the lab: `lab` (every "
+                                                         "address) or `lab-laptop` (only what a laptop has)."),
     timeout: Optional[str] = TimeoutOpt,
 ):
     """Break, diagnose, compare the likely cause with the broken layer, fix: a runbook rehearsal.
@@ -172,12 +183,16 @@ def lab_drill(
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
+      studiodoctor lab drill --all --variant studio      # Studio's own code ($STUDIODOCTOR_STUDIO_SRC)
       studiodoctor lab drill 502 --standing public-listing
+      studiodoctor lab drill --all --profile lab-laptop
     """
     from . import drill, variants
 
     if not (symptom or fault or all_):
         raise CliError("say what to drill: a SYMPTOM, --fault F or --all")
+    if profile not in drill.PROFILES:
+        raise CliError(f"--profile must be one of the lab's profiles: {', '.join(drill.PROFILES)}")
     timeout = check_timeout(timeout)
     standing_name = "" if (standing or "").lower() == "none" else (standing or ("public-listing" if all_ else ""))
     if standing_name:
@@ -193,11 +208,16 @@ def lab_drill(
         names = [lab.variant.name]
     tables, ok = [], True
     for name in names:
+        absent = drill.studio_absent(lab, name)
+        if absent:   # --all without a Studio source tree: said, not failed
+            tables.append(f"== variant {name}\nnot drilled: {absent}")
+            continue
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
             results, skipped = drill.drill_selected(running, drill.select(symptom, fault), standing=standing_name,
-                                                    timeout=timeout, progress=lambda msg: typer.echo(msg, err=True))
-            alarms = drill.false_alarms(timeout) if all_ else []
-        tables.append(f"== variant {name}\n" + drill.score_table(results, alarms, skipped))
+                                                    timeout=timeout, progress=lambda msg: typer.echo(msg, err=True),
+                                                    profile=profile)
+            alarms = drill.false_alarms(timeout, profile) if all_ else []
+        tables.append(f"== variant {name}, profile {profile}\n" + drill.score_table(results, alarms, skipped))
         ok = ok and all(r.localized and r.healthy_after for r in results) and not alarms
     typer.echo("\n\n".join(tables))
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.FAIL))

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .faults import FAULTS, Fault, set_fault, skipped
+from .faults import FAULTS, Fault, set_fault, skipped, unreached
 from .faults import skipped as skipped_reason
 
 
@@ -32,6 +32,8 @@ class DrillResult:
     def localized(self) -> bool:
         if self.expect == "inconclusive":
             return self.named is None and self.expected in self.inconclusive
+        if self.expect == "healthy":
+            return self.named is None
         if self.standing_missed:
             return False
         if len(self.expected_layers) > 1:
@@ -39,21 +41,24 @@ class DrillResult:
         return self.named == self.expected
 
 
-def _profile():
+PROFILES = ("lab", "lab-laptop")  # the profiles `lab up` writes: everything, and only what a laptop has
+
+
+def lab_profile(name: str = "lab"):
     from ..config import load_profile
 
-    return load_profile("lab")
+    return load_profile(name)
 
 
-def diagnose(symptom: str, timeout: float | None = None):
+def diagnose(symptom: str, timeout: float | None = None, profile: str = "lab"):
     from .. import engine
 
-    return engine.diagnose(_profile(), symptom, timeout=timeout)
+    return engine.diagnose(lab_profile(profile), symptom, timeout=timeout)
 
 
 def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, timeout: float | None = None,
                 settle: float = 15.0, progress: Callable[[str], None] = lambda msg: None,
-                standing: "Standing | None" = None) -> list[DrillResult]:
+                standing: "Standing | None" = None, profile: str = "lab") -> list[DrillResult]:
     """Break ``flt``, run the diagnosis of each of its symptoms, fix it, check the symptom is healthy again.
     With ``standing``, its failures must be listed as unrelated to the symptom it was measured for, never named."""
     from ..model import Status
@@ -66,7 +71,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
     try:
         for symptom in symptoms or flt.symptoms:
             t0 = time.monotonic()
-            report = diagnose(symptom, timeout)
+            report = diagnose(symptom, timeout, profile)
             seconds = time.monotonic() - t0
             cause = report.likely_cause or {}
             named = [c["layer"] for c in report.likely_causes]
@@ -98,7 +103,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
         bad: list[str] = []
 
         def healthy(symptom=result.symptom) -> bool:
-            report = diagnose(symptom, timeout)
+            report = diagnose(symptom, timeout, profile)
             bad[:] = [f"{r.id}: {r.summary}" for r in report.results if r.status is Status.FAIL
                       and not (standing and r.id in standing.failing)]
             return not bad
@@ -125,14 +130,14 @@ class Standing:
 
 @contextmanager
 def standing_fault(lab, name: str, symptom: str = "502", timeout: float | None = None,
-                   progress: Callable[[str], None] = lambda msg: None):
+                   progress: Callable[[str], None] = lambda msg: None, profile: str = "lab"):
     """Break ``name``, measure what it makes fail in ``symptom``'s walk, yield a Standing; fix it after."""
     from ..model import Status
 
     progress(f"standing fault {name}: left in place under every {symptom} fault")
     set_fault(lab, name, True)
     try:
-        report = diagnose(symptom, timeout)
+        report = diagnose(symptom, timeout, profile)
         failing = [r.id for r in report.results if r.status is Status.FAIL]
         progress(f"  alone it fails {', '.join(failing) or 'nothing'} in `diagnose {symptom}`"
                  f"; named: {(report.likely_cause or {}).get('check')}")
@@ -143,34 +148,38 @@ def standing_fault(lab, name: str, symptom: str = "502", timeout: float | None =
 
 
 def drill_selected(lab, selected, *, standing: str = "", timeout: float | None = None,
-                   progress: Callable[[str], None] = lambda msg: None) -> tuple[list[DrillResult], list[str]]:
-    """Drill the ``selected`` (fault, symptoms) on ``lab``: those of no 502 on a clean stack first, then the
-    502 faults with ``standing`` (a fault name, or "") left in place under each. (results, not drilled)."""
+                   progress: Callable[[str], None] = lambda msg: None,
+                   profile: str = "lab") -> tuple[list[DrillResult], list[str]]:
+    """Drill the ``selected`` (fault, symptoms) on ``lab``, diagnosing with ``profile``: those of no 502 on a
+    clean stack first, then the 502 faults with ``standing`` (a fault name, or "") left in place under each.
+    (results, not drilled: a fault of no meaning on this variant, or one ``profile`` cannot see)."""
+    seen_from = lab_profile(profile)
     results, skipped, later = [], [], []
     if standing and skipped_reason(lab, standing):
         skipped.append(f"standing {standing}: {skipped_reason(lab, standing)}")
         standing = ""
     for flt, symptoms in selected:
-        why = skipped_reason(lab, flt.name)
+        why = skipped_reason(lab, flt.name) or unreached(flt.name, seen_from)
         if why:
             skipped.append(f"{flt.name}: {why}")
         elif standing and flt.name != standing and "502" in (symptoms or flt.symptoms):
             later.append((flt, symptoms))
         else:
-            results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress)
+            results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, profile=profile)
     if later:
-        with standing_fault(lab, standing, timeout=timeout, progress=progress) as stand:
+        with standing_fault(lab, standing, timeout=timeout, progress=progress, profile=profile) as stand:
             for flt, symptoms in later:
-                results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, standing=stand)
+                results += drill_fault(lab, flt, symptoms, timeout=timeout, progress=progress, standing=stand,
+                                       profile=profile)
     return results, skipped
 
 
-def false_alarms(timeout: float | None = None) -> list[str]:
+def false_alarms(timeout: float | None = None, profile: str = "lab") -> list[str]:
     """Every check on the healthy lab: anything but ok/skip is a false alarm."""
     from .. import engine
     from ..model import Status
 
-    report = engine.check(_profile(), timeout=timeout)
+    report = engine.check(lab_profile(profile), timeout=timeout)
     return [f"{r.id} {r.status.value}: {r.summary}" for r in report.results
             if r.status not in (Status.OK, Status.SKIP)]
 
@@ -192,6 +201,21 @@ def select(symptom: str | None = None, fault: str | None = None) -> list[tuple[F
             raise LabError(f"no lab fault is drilled for symptom {symptom!r}; see `studiodoctor lab faults`")
         return chosen
     return [(f, None) for f in FAULTS.values()]
+
+
+def studio_absent(lab, variant: str) -> str:
+    """Why ``variant`` cannot be drilled here ("" when it can): a variant that runs Studio's own code needs
+    its source tree (the running lab's, ``$STUDIODOCTOR_STUDIO_SRC`` or ``../shared/studio``'s tarball)."""
+    from . import studio_source, variants
+    from .launcher import LabError
+
+    if not variants.get(variant).runs_studio or (lab.exists and lab.variant.name == variant):
+        return ""
+    try:
+        studio_source.find_source()
+    except LabError as exc:
+        return str(exc)
+    return ""
 
 
 @contextmanager

@@ -18,8 +18,13 @@ class Fault:
     apply: Callable               # apply(lab, on: bool)
     # "cause": diagnose names `layer` as the likely cause. "inconclusive": the fault takes away our means to
     # look (a revoked token): honest diagnosis names no cause from it and lists `layer`'s step as inconclusive.
+    # "healthy": nothing users see breaks (a cold cache): diagnosis must name no cause at all.
     expect: str = "cause"
+    needs_studio: bool = False    # made with Studio's own code: only the variants that run it
     also: tuple[str, ...] = ()    # further layers a fault of several roots must name, in walk order, after `layer`
+    # the fault is in one frontend pod of several: only a profile that reaches every pod (no app.url: the
+    # API server's pod proxy, one pod at a time) can see it; an app.url is a port-forward to one pod
+    every_pod: bool = False
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -29,9 +34,11 @@ class Fault:
 FAULTS: dict[str, Fault] = {}
 
 
-def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", also: tuple = ()):
+def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", also: tuple = (),
+          every_pod: bool = False, needs_studio: bool = False):
     def register(func):
-        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, tuple(also))
+        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, needs_studio, tuple(also),
+                             every_pod)
         return func
 
     return register
@@ -39,11 +46,12 @@ def fault(name: str, description: str, layer: str, *symptoms: str, expect: str =
 
 # ---------------------------------------------------------------------------------- process faults
 def _process(lab, kind: str, on: bool) -> None:
-    svc = lab[kind]
-    if on:
-        svc.stop(remove_data=False) if kind == "postgres" else svc.stop()
-    elif not svc.alive():
-        svc.start()
+    """Stop (on) or start (off) ``kind``; a per-pod server (studio-app, studio-nginx) in every frontend pod."""
+    for svc in lab.pods(kind) if kind in ("studio-app", "studio-nginx") else [lab[kind]]:
+        if on:
+            svc.stop(remove_data=False) if kind == "postgres" else svc.stop()
+        elif not svc.alive():
+            svc.start()
 
 
 @fault("app-stopped", "gunicorn (the Studio app) is not running: nginx answers 502", "app", "502")
@@ -53,32 +61,51 @@ def _app_stopped(lab, on):
 
 @fault("app-slow", "every app request takes 3 s while nginx's proxy_read_timeout is 2 s: 504s", "app", "slow", "504")
 def _app_slow(lab, on):
+    for app, nginx in zip(lab.pods("studio-app"), lab.pods("studio-nginx")):
+        if on:
+            app.set_fault(slow_s=3)
+            nginx.set_timeout(2)
+        else:
+            app.clear_faults()
+            nginx.set_timeout(100)
+
+
+@fault("pod-500", "one frontend pod of several answers 500 on its pages (its static files manifest is missing) "
+       "while /healthz passes, so it stays Ready and in the Service: a share of users get 500", "app",
+       "python-error", every_pod=True)
+def _pod_500(lab, on):
+    from .launcher import wait_until
+
+    bad = lab.pods("studio-app")[-1]  # not pod 0, the one a port-forward (the full profile's app.url) reaches
     if on:
-        lab["studio-app"].set_fault(slow_s=3)
-        lab["studio-nginx"].set_timeout(2)
+        bad.set_fault(pages_error=True)
+        # the fault is a Ready pod answering 500 (its /healthz passes): a pod still busy with an earlier
+        # drill's slow requests would fail its probe and leave the Service, which is another story
+        wait_until(lambda: lab["kube-api"].ready_behind(bad.address), 20, f"the pod behind {bad.address} is not Ready")
     else:
-        lab["studio-app"].clear_faults()
-        lab["studio-nginx"].set_timeout(100)
+        bad.clear_faults()
 
 
 @fault("app-intermittent", "every third request to each path but /stealthz answers 500: one probe is lucky",
        "app", "python-error", "502")
 def _app_intermittent(lab, on):
-    if on:
-        lab["studio-app"].set_fault(fail_every=3)
-    else:
-        lab["studio-app"].clear_faults()
+    for app in lab.pods("studio-app"):  # the release's bug, in every frontend pod
+        if on:
+            app.set_fault(fail_every=3)
+        else:
+            app.clear_faults()
 
 
 @fault("app-slow-tail", "every third request to each path but /stealthz takes 3 s while nginx's "
        "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504")
 def _app_slow_tail(lab, on):
-    if on:
-        lab["studio-app"].set_fault(slow_every=3, slow_every_s=3)
-        lab["studio-nginx"].set_timeout(2)
-    else:
-        lab["studio-app"].clear_faults()
-        lab["studio-nginx"].set_timeout(100)
+    for app, nginx in zip(lab.pods("studio-app"), lab.pods("studio-nginx")):
+        if on:
+            app.set_fault(slow_every=3, slow_every_s=3)
+            nginx.set_timeout(2)
+        else:
+            app.clear_faults()
+            nginx.set_timeout(100)
 
 
 @fault("nginx-stopped", "Studio's internal nginx is not running", "nginx", "502")
@@ -179,8 +206,9 @@ def _stuck_publish(lab, on):
 
 # ---------------------------------------------------------------------------------- nginx and storage
 def _nginx_fault(name: str):
-    def apply(lab, on):
-        lab["studio-nginx"].set_fault(name, on)
+    def apply(lab, on):  # a config rolled out to every frontend pod
+        for nginx in lab.pods("studio-nginx"):
+            nginx.set_fault(name, on)
 
     return apply
 
@@ -330,9 +358,48 @@ def _smtp_down(lab, on):
     _process(lab, "smtp-relay", on)
 
 
+# ---------------------------------------------------------------------------------- Studio's own code (studio variant)
+def _studio(name: str):
+    def apply(lab, on):
+        from . import studio_faults
+
+        getattr(studio_faults, name)(lab, on)
+
+    return apply
+
+
+for _name, _func, _layer, _symptoms, _expect, _text in (
+        ("publish-worker-killed", "kill_publish", "celery", ("publishing",), "cause",
+         "a real publish whose worker process is SIGKILLed mid-way (the OOM killer)"),
+        ("publish-raises", "publish_raises", "celery", ("publishing",), "cause",
+         "a real publish that raises (its exercises hold assessment answers that are not JSON)"),
+        ("changes-message-lost", "lost_message", "celery", ("publishing",), "cause",
+         "6 changes whose apply_channel_changes message was lost (Redis restarted before a worker took it)"),
+        ("publishing-flag-stuck", "publishing_flag", "celery", ("publishing",), "cause",
+         "a channel's publishing flag set 3 h ago with no task behind it"),
+        ("healthz-table-locked", "lock_healthz_table", "postgres", ("502",), "cause",
+         "an idle transaction holds ACCESS EXCLUSIVE on the channel table /healthz reads"),
+        ("cache-flushed", "flush_cache", "redis", ("python-error",), "healthy",
+         "Studio's cache DB (Redis db 1) flushed: cold cache, nothing should break"),
+        ("migration-not-applied", "migration_not_applied", "app", ("python-error",), "cause",
+         "Studio's newest channel migrations unapplied: the app's model is ahead of the schema")):
+    fault(_name, _text, _layer, *_symptoms, expect=_expect, needs_studio=True)(_studio(_func))
+
+
 def skipped(lab, name: str) -> str:
     """Why fault ``name`` does not apply to the lab's variant ("" when it does)."""
+    if FAULTS.get(name) is not None and FAULTS[name].needs_studio and not lab.variant.runs_studio:
+        return "made with Studio's own code: drilled on the studio variant"
     return lab.variant.skip_faults.get(name, "")
+
+
+def unreached(name: str, profile) -> str:
+    """Why ``profile`` cannot see fault ``name`` at all ("" when it can): a one-pod fault behind an app.url."""
+    url = profile.section("app").get("url") if profile is not None else ""
+    if FAULTS[name].every_pod and url:
+        return ("in one pod of several, and this profile's app.url reaches one pod (a port-forward): drill it "
+                "with --profile lab-laptop, which reaches every pod through the API server's pod proxy")
+    return ""
 
 
 def get(name: str) -> Fault:

@@ -15,12 +15,12 @@ from typing import Callable
 
 from . import variants
 from .launcher import Launcher
-from .state import lab_dir, profile_path
+from .state import lab_dir, laptop_profile_path, profile_path
 
 STATE_FILE = "state.json"
 
 
-def launcher_kinds() -> dict[str, type[Launcher]]:
+def launcher_kinds(variant: "variants.Variant | None" = None) -> dict[str, type[Launcher]]:
     from .servers.celery_worker import CeleryWorker
     from .servers.doctor import InClusterDoctor
     from .standins.cloudflare_api import CloudflareAPI
@@ -46,7 +46,26 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
             "traefik": TraefikServer, "ingress-nginx": IngressNginx, "edge": EdgeProxy, "dns": DnsServer,
             "cloudflare_api": CloudflareAPI, "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
             "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay, "latency": Latency,
-            "doctor": InClusterDoctor}
+            "doctor": InClusterDoctor, **(studio_kinds() if variant is not None and variant.runs_studio else {})}
+
+
+def studio_kinds() -> dict[str, type[Launcher]]:
+    """The studio variant's own processes in place of the stand-in app, its worker and nginx model."""
+    from .servers.studio_django import StudioCelery, StudioGunicorn
+    from .servers.studio_own_nginx import StudioOwnNginx
+
+    return {"celery": StudioCelery, "studio-app": StudioGunicorn, "studio-nginx": StudioOwnNginx}
+
+
+# The frontend Deployment's pods in the lab: each runs its own real gunicorn and nginx (kinds studio-app,
+# studio-app-1, ... and studio-nginx, studio-nginx-1, ...), which the Kubernetes stand-in's pod network leads to.
+FRONTEND_PODS = 3
+PER_POD = ("studio-app", "studio-nginx")
+
+
+def pod_kinds(kind: str) -> list[str]:
+    """The kinds of one per-pod server, pod 0 first: ``studio-app``, ``studio-app-1``, ..."""
+    return [kind] + [f"{kind}-{i}" for i in range(1, FRONTEND_PODS)]
 
 
 # kinds in start order (each may need the ones before it); "traefik" is the variant's ingress kind
@@ -59,10 +78,12 @@ class Lab:
     """The lab's launchers by kind, loaded from (and saved to) the lab directory's state file.
     ``variant``: a name from :mod:`studiodoctor.lab.variants` (fixed when the lab is first built)."""
 
-    def __init__(self, root: Path | None = None, variant: str | None = None):
+    def __init__(self, root: Path | None = None, variant: str | None = None, studio_src: str | None = None):
         self.root = Path(root or lab_dir())
         self.services: dict[str, Launcher] = {}
         self.extra: dict = {"variant": variants.get(variant).name}
+        if studio_src:
+            self.extra["studio_src"] = str(studio_src)
 
     @property
     def variant(self) -> "variants.Variant":
@@ -70,7 +91,12 @@ class Lab:
 
     @property
     def order(self) -> tuple[str, ...]:
-        return tuple(self.variant.ingress if k == "traefik" else k for k in ORDER)
+        kinds = (self.variant.ingress if k == "traefik" else k for k in ORDER)
+        return tuple(each for k in kinds for each in (pod_kinds(k) if k in PER_POD else [k]))
+
+    def pods(self, kind: str) -> list[Launcher]:
+        """Every frontend pod's server of ``kind`` (``studio-app`` or ``studio-nginx``), pod 0 first."""
+        return [self.services[k] for k in pod_kinds(kind) if k in self.services]
 
     @property
     def ingress(self) -> Launcher:
@@ -89,9 +115,10 @@ class Lab:
             state = json.loads(lab.state_file.read_text())
         except (OSError, ValueError):
             return lab
-        kinds = launcher_kinds()
+        kinds = launcher_kinds(variants.get(state.get("extra", {}).get("variant")))
         for item in state.get("services", []):
-            cls_ = kinds.get(item.get("kind"))
+            kind = str(item.get("kind"))
+            cls_ = kinds.get(kind) or kinds.get(kind.rsplit("-", 1)[0])  # studio-app-1: a StudioApp
             if cls_ is not None:
                 lab.services[item["kind"]] = cls_.from_state(item)
         lab.extra = {"variant": "default", **state.get("extra", {})}
@@ -104,7 +131,11 @@ class Lab:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
-        profile_path().write_text(json.dumps(self.profile(), indent=2))
+        full = self.profile()
+        profile_path().write_text(json.dumps(full, indent=2))
+        from .laptop import laptop_profile
+
+        laptop_profile_path().write_text(json.dumps(laptop_profile(full, self.root / "kubeconfig"), indent=2))
 
     def __getitem__(self, kind: str) -> Launcher:
         return self.services[kind]
@@ -133,7 +164,8 @@ class Lab:
         data: dict = {"timeout": 10.0, "dns": {"hostnames": [v.hostname]}}
         for kind in self.order:
             svc = self.services.get(kind)
-            if svc is not None and kind not in ("edge", "dns", "cloudflare_api"):
+            # the profile's app.url and nginx.url reach pod 0, like a port-forward to one pod
+            if svc is not None and kind not in ("edge", "dns", "cloudflare_api") and kind not in self._replicas():
                 data = deep_merge(data, svc.profile())
         samples = self.extra.get("samples", {}) if v.profile_overrides else {}
         if all(k in self.services for k in ("edge", "dns", "cloudflare_api")):
@@ -152,16 +184,24 @@ class Lab:
                                                      cloudsql_deployment="master-cloudsql-proxy")
         return data
 
+    @staticmethod
+    def _replicas() -> set[str]:
+        return {k for kind in PER_POD for k in pod_kinds(kind)[1:]}
+
     # lifecycle ---------------------------------------------------------------------------------
     def build(self, kind: str) -> Launcher:
         """A new launcher of ``kind`` wired to the services already built, shaped by the lab's variant."""
         from .certs import LabCA
 
-        kinds = launcher_kinds()
+        kinds = launcher_kinds(self.variant)
         root, v, s = self.root, self.variant, self.services
         hostnames = [v.hostname]
-        if kind in ("traefik", "ingress-nginx", "edge", "postgres") and "ca" not in self.__dict__:
+        if kind in ("traefik", "ingress-nginx", "edge", "postgres", "studio-nginx", "postmark-api") and "ca" not in self.__dict__:
             self.ca = LabCA(root)
+        if v.runs_studio and (kind in ("postgres", "celery", "postmark-api") or kind.startswith(PER_POD)):
+            from . import studio_lab
+
+            return studio_lab.build(self, kind, kinds[kind.rsplit("-", 1)[0] if kind[-1].isdigit() else kind])
         if kind == "redis":
             return kinds[kind](root, disable_commands=v.redis_disabled_commands)
         if kind == "postgres":
@@ -176,19 +216,20 @@ class Lab:
             return kinds[kind](root, upstream=s["fake-gcs"].url)
         if kind == "celery":
             return kinds[kind](root, broker_url=s["redis"].url(0))
-        if kind == "studio-app":
-            return kinds[kind](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", workers=2, threads=8,
-                               variant=v.name)
-        if kind == "studio-nginx":
+        if kind.startswith("studio-app"):  # pod 0 as production runs it (2 workers); the others lighter
+            return kinds["studio-app"](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", threads=8,
+                                       workers=2 if kind == "studio-app" else 1, variant=v.name, name=kind)
+        if kind.startswith("studio-nginx"):
             # through the gate, as production's nginx reaches GCS: the bucket's access rules (a listing made
             # public, an object made private) show at /content/ as they would (listing_guard off: the gate refuses)
-            return kinds[kind](root, app_port=s["studio-app"].port, gcs_url=s["gcs-gate"].url,
-                               bucket=s["fake-gcs"].bucket, variant=v.name, listing_guard=False)
+            app = s[kind.replace("studio-nginx", "studio-app")]
+            return kinds["studio-nginx"](root, app_port=app.port, gcs_url=s["gcs-gate"].url,
+                                         bucket=s["fake-gcs"].bucket, variant=v.name, name=kind, listing_guard=False)
+        backends = [svc.url for svc in self.pods("studio-nginx")]  # the Service's endpoints, balanced
         if kind == "traefik":
-            return kinds[kind](root, hostnames=hostnames, backend=s["studio-nginx"].url, ca=self.ca,
-                               health_path="/stealthz")
+            return kinds[kind](root, hostnames=hostnames, backend=backends, ca=self.ca, health_path="/stealthz")
         if kind == "ingress-nginx":
-            return kinds[kind](root, hostnames=hostnames, backend=s["studio-nginx"].url, ca=self.ca)
+            return kinds[kind](root, hostnames=hostnames, backend=backends, ca=self.ca)
         if kind == "edge":
             return kinds[kind](root, hostnames=hostnames, origin_url=self.ingress.entrypoint, ca=self.ca)
         if kind == "dns":
@@ -199,7 +240,8 @@ class Lab:
             return kinds[kind](root, zone=v.zone, hostnames=hostnames,
                                cache_rules={"storage": v.storage_rule, "databases": v.databases_rule})
         if kind == "kube-api":
-            return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name)
+            return kinds[kind](root, namespace=v.namespace, hostnames=hostnames, variant=v.name,
+                               frontend=FRONTEND_PODS)
         if kind == "latency":
             from .latency import endpoints
 
@@ -213,7 +255,11 @@ class Lab:
 
     def seed(self, kind: str, svc: Launcher) -> None:
         """First-start data: Studio's tables, the bucket's objects, readiness wired to the real app."""
-        if kind == "postgres":
+        if self.variant.runs_studio and kind in ("postgres", "fake-gcs"):
+            from . import studio_lab
+
+            studio_lab.seed(self, kind, svc)
+        elif kind == "postgres":
             from .studio_schema import create_schema, seed_healthy
 
             with svc.connect() as conn:
@@ -241,13 +287,18 @@ class Lab:
             kube = self["kube-api"]
             kube.write_state(with_doctor(kube.read_state(), svc.address, self.variant.namespace))
         elif kind == "kube-api":
-            from .standins.kubernetes import set_readiness
-
-            set_readiness(svc.state_file, "frontend", f"{self['studio-app'].url}/healthz")
+            # the pod network: each frontend pod's app and proxy ports lead to its own gunicorn and nginx
+            # (each pod is then Ready while its own /healthz answers, as its readinessProbe says)
+            svc.connect_pods("frontend", {self.variant.containers["app"]: self.pods("studio-app"),
+                                          self.variant.containers["proxy"]: self.pods("studio-nginx")})
 
     def up(self, progress: Callable[[str], None] = lambda msg: None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
+        if self.variant.runs_studio:
+            from . import studio_lab
+
+            studio_lab.prepare(self, progress)
         started: list[Launcher] = []
         try:
             for kind in self.order:

@@ -1,4 +1,4 @@
-"""Where the lab keeps its state, and the ``lab`` profile it writes (cheap to import)."""
+"""Where the lab keeps its state, and the ``lab`` and ``lab-laptop`` profiles it writes (cheap to import)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ def lab_dir() -> Path:
 
 def profile_path() -> Path:
     return lab_dir() / "profile.json"
+
+
+def laptop_profile_path() -> Path:
+    return lab_dir() / "profile-laptop.json"
+
+
+def lab_laptop_profile_data() -> dict | None:
+    """The ``lab-laptop`` profile written by ``lab up`` (studiodoctor.lab.laptop), or None when no lab is up."""
+    try:
+        return json.loads(laptop_profile_path().read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def lab_profile_data() -> dict | None:

@@ -46,18 +46,21 @@ def preflight_kubernetes(ctx):
         return error(f"kubernetes: no usable answer from {conn.address}: {first_line(exc)}", reason=Reason.UNEXPECTED)
     entries, missing = [], []
     for grant, ids in sorted(needed.items()):
-        attrs = {"verb": grant.verb, "group": grant.group, "resource": grant.resource}
+        resource, _, subresource = grant.resource.partition("/")
+        attrs = {"verb": grant.verb, "group": grant.group, "resource": resource,
+                 **({"subresource": subresource} if subresource else {}), **({"name": grant.name} if grant.name else {})}
         if grant.scope:
             attrs["namespace"] = grant.scope
         label = f"{grant.verb} {grant.resource}{'.' + grant.group if grant.group else ''}" + (
-            f" in {grant.scope}" if grant.scope else " (cluster)")
+            f" {grant.name}" if grant.name else "") + (f" in {grant.scope}" if grant.scope else " (cluster)")
         try:
             answer = post("SelfSubjectAccessReview", {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                            "spec": {"resourceAttributes": attrs}})
             status = answer.get("status")
             allowed = isinstance(status, dict) and status.get("allowed") is True
             entries.append(entry(label, ids, allowed, "SelfSubjectAccessReview",
-                                  optional=grant.group == "metrics.k8s.io" or grant.resource == "ingressclasses"))
+                                  optional=grant.group == "metrics.k8s.io" or grant.resource == "ingressclasses"
+                                  or _proxy_optional(ctx, grant)))
             if not allowed:
                 missing.append(grant)
         except ApiException as exc:
@@ -67,6 +70,14 @@ def preflight_kubernetes(ctx):
             return error(f"kubernetes: no answer from {conn.address}: {first_line(exc)}", reason=Reason.UNEXPECTED)
     lines = [role_yaml(missing, info.get("username"))] if missing else []
     return verdict("kubernetes", identity, entries, lines, evidence={"api": conn.address})
+
+
+def _proxy_optional(ctx, grant) -> bool:
+    """The API server's proxy is the way in only where the profile gives no address: pods/proxy is needed
+    without app.url or nginx.url; services/proxy only where an in-cluster doctor is asked."""
+    if grant.resource == "pods/proxy":
+        return all(ctx.profile.value(k) for k in ("app.url", "nginx.url"))
+    return grant.resource == "services/proxy"
 
 
 def role_yaml(missing, username: str | None) -> str:

@@ -9,6 +9,11 @@ watch) is a Kubernetes API permission. It applies to the check's namespace: Stud
 cluster-scoped resources (as ``RESOURCES`` marks them) go to a ClusterRole. What Kubernetes already
 grants every authenticated identity (``DEFAULT_GRANTED``) is not repeated. Anything else a kube check
 declares in that form is an error, so a new declaration cannot be forgotten here.
+
+The API server's proxy subresources (``SUBRESOURCES``) are Kubernetes permissions wherever they are
+declared (a layer that reaches pods through the API server names no Kubernetes SDK): ``get pods/proxy``
+(Studio's namespace), ``get services/proxy named NAME`` (that one Service: ``resourceNames``). Parts of the
+doctor that are no check declare theirs in ``EXTRA_PERMISSIONS``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from dataclasses import dataclass
 
 NAME = "studiodoctor"
 VERBS = ("get", "list", "watch")
-_PERM = re.compile(r"^(?P<verb>[a-z]+) (?P<resource>[a-z]+)(?:\.(?P<group>[a-z0-9.-]+))?(?P<rest> .*)?$")
+_PERM = re.compile(r"^(?P<verb>[a-z]+) (?P<resource>[a-z]+(?:/[a-z]+)?)(?:\.(?P<group>[a-z0-9.-]+))?(?P<rest> .*)?$")
+_NAMED = re.compile(r"\bnamed (?P<name>[a-z0-9][a-z0-9.-]*)")
+# the proxy subresources: (group, resource) -> what the doctor reaches through them
+SUBRESOURCES = {("", "pods/proxy"): "a frontend pod's nginx and gunicorn, one pod at a time",
+                ("", "services/proxy"): "the in-cluster doctor's Service"}
+# Permissions of parts that are no check: permission -> who needs it. The Service is deploy/'s (serve.yaml).
+EXTRA_PERMISSIONS = {f"get services/proxy named {NAME}": ("vantage: the in-cluster doctor, asked through the API "
+                                                          "server (kubernetes.doctor.service)",)}
 # granted to every authenticated identity by the default ClusterRoles system:public-info-viewer
 # (GET /version/) and system:basic-user (selfsubjectaccessreviews): nothing to add
 DEFAULT_GRANTED = {"GET /version/", "create selfsubjectaccessreviews"}
@@ -33,8 +45,9 @@ class RbacError(Exception):
 class Grant:
     scope: str      # a namespace, or "" for cluster-scoped
     group: str
-    resource: str
+    resource: str   # a resource, or resource/subresource (pods/proxy)
     verb: str
+    name: str = ""  # one object only (resourceNames), or "" for all of them
 
 
 def _uses_kubernetes(chk) -> bool:
@@ -46,35 +59,41 @@ def needed_grants(registry, namespace: str, traefik_namespace: str) -> dict[Gran
     from studiodoctor.backends.kubernetes import RESOURCES
 
     cluster = {(g, r) for g, r, is_cluster, _ in RESOURCES.values() if is_cluster}
-    known = {(g, r) for g, r, _, _ in RESOURCES.values()}
+    known = {(g, r) for g, r, _, _ in RESOURCES.values()} | set(SUBRESOURCES)
     grants: dict[Grant, list[str]] = {}
-    for chk in registry.checks.values():
-        if not _uses_kubernetes(chk):
+    declared = [(chk.id, chk.layer, perm, _uses_kubernetes(chk)) for chk in registry.checks.values()
+                for perm in chk.permissions]
+    declared += [(who, "", perm, True) for perm, whom in EXTRA_PERMISSIONS.items() for who in whom]
+    for who, layer, perm, kube in declared:
+        m = _PERM.match(perm)
+        if perm in DEFAULT_GRANTED or not m or m["verb"] not in (*VERBS, "create"):
+            continue  # not a Kubernetes API permission (Traefik's HTTP API, a TLS handshake)
+        key = (m["group"] or "", m["resource"])
+        if not kube and key not in SUBRESOURCES:
             continue
-        for perm in chk.permissions:
-            m = _PERM.match(perm)
-            if perm in DEFAULT_GRANTED or not m or m["verb"] not in (*VERBS, "create"):
-                continue  # not a Kubernetes API permission (Traefik's HTTP API, a TLS handshake)
-            key = (m["group"] or "", m["resource"])
-            if m["verb"] not in VERBS or key not in known:
-                raise RbacError(f"{chk.id}: cannot grant {perm!r} (read verbs on backends.kubernetes.RESOURCES only)")
-            if key in cluster or "all namespaces" in (m["rest"] or "").lower():
-                scope = ""
-            elif chk.layer == "traefik" or "traefik namespace" in (m["rest"] or "").lower():
-                scope = traefik_namespace
-            else:
-                scope = namespace
-            grants.setdefault(Grant(scope, key[0], key[1], m["verb"]), []).append(chk.id)
+        if m["verb"] not in VERBS or key not in known:
+            raise RbacError(f"{who}: cannot grant {perm!r} (read verbs on backends.kubernetes.RESOURCES only)")
+        rest = (m["rest"] or "").lower()
+        if key in cluster or "all namespaces" in rest:
+            scope = ""
+        elif layer == "traefik" or "traefik namespace" in rest:
+            scope = traefik_namespace
+        else:
+            scope = namespace
+        named = _NAMED.search(rest)
+        grant = Grant(scope, key[0], key[1], m["verb"], named["name"] if named else "")
+        grants.setdefault(grant, []).append(who)
     return grants
 
 
 def _rules(grants) -> list[dict]:
-    by_group: dict[tuple[str, tuple[str, ...]], set[str]] = {}
+    by_group: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
     for g in grants:
-        verbs = tuple(sorted(v.verb for v in grants if (v.group, v.resource) == (g.group, g.resource)))
-        by_group.setdefault((g.group, verbs), set()).add(g.resource)
-    return [{"apiGroups": [group], "resources": sorted(res), "verbs": list(verbs)}
-            for (group, verbs), res in sorted(by_group.items())]
+        verbs = tuple(sorted(v.verb for v in grants if (v.group, v.resource, v.name) == (g.group, g.resource, g.name)))
+        by_group.setdefault((g.group, g.name, verbs), set()).add(g.resource)
+    return [{"apiGroups": [group], "resources": sorted(res), **({"resourceNames": [name]} if name else {}),
+             "verbs": list(verbs)}
+            for (group, name, verbs), res in sorted(by_group.items())]
 
 
 def manifests(registry, namespace: str = "studio", traefik_namespace: str = "kube-system") -> list[dict]:
@@ -120,7 +139,8 @@ def granted(docs: list[dict]) -> set[Grant]:
             for group in rule.get("apiGroups", []):
                 for res in rule.get("resources", []):
                     for verb in rule.get("verbs", []):
-                        out.add(Grant(scope, group, res, verb))
+                        for name in rule.get("resourceNames") or [""]:
+                            out.add(Grant(scope, group, res, verb, name))
     return out
 
 

@@ -103,7 +103,11 @@ def test_the_role_grants_exactly_what_the_checks_declare():
     granted = rbac.granted([doc for _, doc in documents()])
     assert needed - granted == set(), "a check needs a verb the Role lacks"
     assert granted - needed == set(), "the Role grants what no check needs"
-    assert {g.verb for g in granted} == {"list"}  # read-only, and only what is listed
+    assert {g.verb for g in granted} <= {"list", "get"}  # read-only, and only what is listed or proxied
+    # get only on the API server's proxy: pods/proxy in Studio's namespace, services/proxy on the doctor's
+    # Service alone (resourceNames), nothing else
+    assert {g for g in granted if g.verb == "get"} == {rbac.Grant("studio", "", "pods/proxy", "get"),
+                                                      rbac.Grant("studio", "", "services/proxy", "get", rbac.NAME)}
 
 
 def test_a_new_kubernetes_permission_cannot_be_forgotten(monkeypatch):

@@ -285,6 +285,31 @@ def test_every_app_worker_stuck_behind_a_lock_names_postgres(make_profile):
     assert {e["check"] for e in report.likely_cause["explains"]} == {"app.stealthz", "nginx.app_proxy"}
 
 
+def test_a_login_page_that_hangs_behind_a_lock_names_the_lock(make_profile):
+    """Every worker stuck behind the lock: the login page times out too (from a laptop, each pod through the
+    API server's proxy), and its hang is the lock's, not a second root in the app."""
+    reg = Registry()
+    reg.check("app.login_page", title="login")(
+        lambda ctx: fail("3 of 3 pods: /en/accounts/ timed out", reason=Reason.TIMEOUT))
+    reg.check("postgres.locks", title="locks")(lambda ctx: warn("4 lock requests waiting", evidence=WAITS))
+    report = diagnose(make_profile, reg, [{"layer": "app", "why": "a"}, {"layer": "postgres", "why": "p"}])
+    assert report.likely_cause["check"] == "postgres.locks"
+    assert [e["check"] for e in report.likely_cause["explains"]] == ["app.login_page"]
+
+
+def test_pods_not_ready_behind_a_lock_name_the_lock(make_profile):
+    """/healthz (the readiness probe) waits behind the lock: the pods not Ready are the lock's consequence."""
+    from checks.kubernetes.common import READINESS_EXPLAINERS
+
+    reg = Registry()
+    reg.check("kubernetes.pods_ready", title="ready", explained_by=READINESS_EXPLAINERS)(
+        lambda ctx: fail("no Ready pod in master-studio (0/3 ready)"))
+    reg.check("postgres.locks", title="locks")(lambda ctx: fail("12 session(s) wait", evidence=WAITS))
+    report = diagnose(make_profile, reg, [{"layer": "kubernetes", "why": "k"}, {"layer": "postgres", "why": "p"}])
+    assert report.likely_cause["check"] == "postgres.locks"
+    assert step_of(report, "kubernetes")["consequence_of"] == ["postgres"]
+
+
 def test_an_app_that_refuses_connections_is_not_explained_by_lock_waits(make_profile):
     report = behind_a_lock(make_profile,
                            fail("the app at http://x/stealthz unreachable from here", reason=Reason.UNREACHABLE),

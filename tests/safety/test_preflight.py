@@ -144,6 +144,35 @@ def test_kubernetes_identity_and_a_role_for_what_is_denied(kube, make_profile):
     assert res["kubernetes.preflight"].status is Status.OK, res["kubernetes.preflight"].summary
 
 
+def test_kubernetes_preflight_asks_for_the_pod_proxy_a_laptop_needs(kube, make_profile):
+    """Without app.url/nginx.url the checks reach pods through the API server: get pods/proxy is required
+    (a missing one is the Role line to apply); the doctor's services/proxy is asked by name and optional."""
+    state = K.studio_state(hostnames=(HOST,))
+    state["deny"] = [{"verb": "get", "resource": "pods/proxy", "namespace": "studio"}]
+    kube.write_state(state)
+    profile = make_profile({"kubernetes": {"api_url": kube.url, "namespace": "studio"}}, timeout=5)
+    try:
+        _, res = results(profile, "kubernetes")
+    finally:
+        kube.write_state(K.studio_state(hostnames=(HOST,)))
+    r = res["kubernetes.preflight"]
+    assert r.status is Status.FAIL, r.summary
+    docs = list(yaml.safe_load_all(r.evidence["grants"][0]))
+    assert docs[0]["rules"] == [{"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]}]
+    assert {"app.stealthz", "nginx.reachable", "trace.hops"} <= set(r.evidence["checks_affected"])
+    entries = {e["permission"]: e for e in r.evidence["permissions"]}
+    assert entries["get services/proxy studiodoctor in studio"]["granted"] is True
+    # with both URLs set (the in-cluster profile) the pod proxy is optional: no failure for it
+    urls = {"app": {"url": "http://127.0.0.1:1"}, "nginx": {"url": "http://127.0.0.1:1"}}
+    kube.write_state(state)
+    try:
+        _, res = results(make_profile({"kubernetes": {"api_url": kube.url, "namespace": "studio"}, **urls},
+                                      timeout=5), "kubernetes")
+    finally:
+        kube.write_state(K.studio_state(hostnames=(HOST,)))
+    assert res["kubernetes.preflight"].status is not Status.FAIL, res["kubernetes.preflight"].summary
+
+
 def test_cloudflare_token_verify_and_a_missing_permission(cf, make_profile):
     cf.reset()
     cf.set_deny(["dns_records"])

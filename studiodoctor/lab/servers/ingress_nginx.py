@@ -27,7 +27,8 @@ FAKE_CERT_CN = "Kubernetes Ingress Controller Fake Certificate"
 
 
 class IngressNginx(NginxServer):
-    """HTTPS on ``port`` and HTTP on ``web_port`` for ``hostnames``, proxied to ``backend``."""
+    """HTTPS on ``port`` and HTTP on ``web_port`` for ``hostnames``, proxied to ``backend`` (a URL, or a list
+    of them: the frontend Service's endpoints, balanced round-robin)."""
 
     def __init__(self, root, port: int = 0, hostnames: list | tuple = ("studio.localtest",),
                  backend: str = "http://127.0.0.1:8080", web_port: int = 0, faults: list | None = None,
@@ -85,16 +86,18 @@ class IngressNginx(NginxServer):
             cert, key = self.certs["expired_cert"], self.certs["expired_key"]
         else:
             cert, key = self.certs["cert"], self.certs["key"]
-        backend = self.backend
+        backends = [self.backend] if isinstance(self.backend, str) else list(self.backend)
         if "server-down" in faults:
-            backend = f"http://127.0.0.1:{self.options.setdefault('dead_port', free_port())}"
+            backends = [f"http://127.0.0.1:{self.options.setdefault('dead_port', free_port())}"]
+        upstream = "".join(f"server {b.split('://', 1)[-1]};" for b in backends)  # the Service's endpoints
         route = ("return 503;" if "missing-service" in faults else
-                 f"proxy_pass {backend}; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; "
+                 "proxy_pass http://studio_endpoints; proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; "
                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
                  "proxy_set_header X-Forwarded-Proto https; proxy_read_timeout 60s; proxy_connect_timeout 5s;")
         return f"""
   server_tokens off;
   client_max_body_size 1000m;
+  upstream studio_endpoints {{ {upstream} }}
   server {{
     listen 127.0.0.1:{self.port} ssl default_server;
     listen 127.0.0.1:{self.web_port} default_server;

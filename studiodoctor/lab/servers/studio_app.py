@@ -15,7 +15,10 @@ It answers what studiodoctor probes, the way Studio does (facts file §5 and §6
 
 Faults come from a JSON state file the app rereads on every request (``StudioApp.set_fault``):
 ``slow_s`` (sleep that long on every request), ``error`` (every request answers 500),
-``healthz_error`` (only ``/healthz`` answers 500, as a failing query would), ``fail_every`` (every Nth
+``healthz_error`` (only ``/healthz`` answers 500, as a failing query would), ``pages_error`` (the pages
+Django renders from templates answer 500 while /stealthz, /healthz and the JSON API answer: a pod whose
+static files manifest is missing, ``ManifestStaticFilesStorage`` raising on every ``{% static %}``),
+``fail_every`` (every Nth
 request to each path but ``/stealthz`` answers 500: a worker that fails now and then, which one lucky
 probe misses), ``slow_every`` with ``slow_every_s`` (every Nth request to each path but ``/stealthz``
 sleeps that long: a slow tail), ``public_api_absent`` (the public channel API answers 404, as on a stack
@@ -193,6 +196,10 @@ def application(environ, start_response):
     if path == "/":
         return _respond(start_response, "302 Found", "", extra=[("Location", "/en/accounts/")])
     if path in ("/en/accounts/", "/accounts/"):
+        if state.get("pages_error"):
+            print(f"{path}: ValueError: Missing staticfiles manifest entry for 'css/export.css'", file=sys.stderr,
+                  flush=True)
+            return _server_error(start_response)
         ua = environ.get("HTTP_USER_AGENT", "")
         page = state.get("login_html", "") if any(b in ua for b in SUPPORTED_UA) else _UNSUPPORTED_HTML
         return _respond(start_response, "200 OK", page)
@@ -218,9 +225,11 @@ class StudioApp(Launcher):
     kind = "studio-app"
 
     def __init__(self, root, port: int = 0, dsn: str = "", api_token: str = "", workers: int = 1,
-                 threads: int = 8, faults: dict | None = None, variant: str = "default", **options):
+                 threads: int = 8, faults: dict | None = None, variant: str = "default", name: str = "studio-app",
+                 **options):
+        self.kind = name  # one per frontend pod: studio-app, studio-app-1, ...
         super().__init__(root, port, dsn=dsn, api_token=api_token, workers=workers, threads=threads,
-                         faults=dict(faults or {}), variant=variant, **options)
+                         faults=dict(faults or {}), variant=variant, name=name, **options)
         self.variant = variant
         self.dsn = dsn
         self.api_token = api_token

@@ -62,7 +62,7 @@ class TraefikServer(Launcher):
     kind = "traefik"
 
     def __init__(self, root, port: int = 0, hostnames: list[str] | tuple = ("studio.localtest",),
-                 backend: str = "http://127.0.0.1:8080", api_port: int = 0, web_port: int = 0,
+                 backend: str | list[str] = "http://127.0.0.1:8080", api_port: int = 0, web_port: int = 0,
                  health_path: str = "/", faults: list[str] | None = None, certs: dict | None = None,
                  generation: int = 0, ca=None, **options):
         api_port = api_port or free_port()
@@ -160,11 +160,11 @@ class TraefikServer(Launcher):
         faults = set(self.faults_on)
         first = self.hostnames[0]
         routers, services = {}, {}
-        server = self.backend
+        servers = [self.backend] if isinstance(self.backend, str) else list(self.backend)  # one per pod
         if "server-down" in faults:
-            server = f"http://127.0.0.1:{self.options.setdefault('dead_port', free_port())}"
+            servers = [f"http://127.0.0.1:{self.options.setdefault('dead_port', free_port())}"]
         services["studio"] = {"loadBalancer": {
-            "servers": [{"url": server}], "passHostHeader": True,
+            "servers": [{"url": server} for server in servers], "passHostHeader": True,
             "healthCheck": {"path": self.health_path, "interval": "500ms", "timeout": "400ms"}}}
         for host in self.hostnames:
             if host == first and "no-router" in faults:

@@ -36,7 +36,7 @@ Run as a process: ``python -m studiodoctor.lab.standins.kubernetes --port N --st
 from __future__ import annotations
 
 from .faults import (DEFAULT_CONTAINERS, DEFAULT_TIER_LABELS, FAULTS, _crash, _degrade, _deployment,  # noqa: F401
-                     _pods, _set_ready, effective_state, set_readiness)
+                     _pods, _set_ready, effective_state)
 from .objects import (DEFAULT_USER, INGRESS_CONTROLLERS, VERSION, container, deployment, event,  # noqa: F401
                       frontend_pod, ingress, ingress_class, ingress_nginx_pod, now, parse_quantity, pod, pod_metrics,
                       pod_ip, running_status, service, studio_state, traefik_pod, ts, variant_state, worker_pod)

@@ -4,12 +4,7 @@ to *now*), so a lab left running still shows "restarted 2 minutes ago"; ``fix`` 
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
-
-from studiodoctor.lab.launcher import write_json_atomic
 
 from .network import apply_endpoints, apply_readiness, is_ready, selects
 from .objects import _uid, event, ts
@@ -251,7 +246,6 @@ def effective_state(raw: dict) -> dict:
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}")
         FAULTS[name][0](state, cfg)
-    _apply_readiness(state, cfg)
     _apply_pod_readiness(state)
     apply_endpoints(state)
     return state
@@ -273,38 +267,3 @@ def _apply_pod_readiness(state: dict) -> None:
             ready = sum(1 for p in space.get("pods", []) if selects(selector, p) and is_ready(p))
             if ready < (d["status"].get("availableReplicas") or 0):
                 _degrade(d, ready)
-
-
-def _probe(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.30"})
-        with urllib.request.urlopen(req, timeout=1.0) as resp:
-            return 200 <= resp.status < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _apply_readiness(state: dict, cfg: dict) -> None:
-    """``state["readiness"] = {"frontend": "http://127.0.0.1:PORT/healthz"}``: the lab's real app decides
-    whether the frontend pods are Ready, like the chart's readinessProbe (GET /healthz on 8081)."""
-    for tier, url in (state.get("readiness") or {}).items():
-        if _probe(url):
-            continue
-        pods = _pods(state, cfg["namespace"], tier)
-        for p in pods:
-            _set_ready(p, False)
-            for cs in p["status"].get("containerStatuses", []):
-                cs["ready"] = False
-        _degrade(_deployment(state, cfg["namespace"], tier), 0)
-        state["namespaces"][cfg["namespace"]].setdefault("events", []).extend(
-            event(cfg["namespace"], "Unhealthy", f"Readiness probe failed: GET {urlsplit(url).path} did not answer 2xx/3xx",
-                  name=p["metadata"]["name"], last_ago=20, component="kubelet") for p in pods[:1])
-
-
-def set_readiness(state_file: Path, tier: str, url: str) -> None:
-    state = json.loads(Path(state_file).read_text())
-    state.setdefault("readiness", {})[tier] = url
-    write_json_atomic(Path(state_file), state)

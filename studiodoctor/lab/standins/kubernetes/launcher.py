@@ -30,9 +30,10 @@ class KubeAPIServer(Launcher):
         """The default lab keeps the namespace it always had; other variants are built from their data."""
         from studiodoctor.lab.variants import get
 
+        frontend = int(self.options.get("frontend") or 3)
         if self.variant == "default":
-            return studio_state(self.namespace, hostnames=tuple(self.hostnames))
-        return variant_state(get(self.variant), hostnames=tuple(self.hostnames))
+            return studio_state(self.namespace, hostnames=tuple(self.hostnames), frontend=frontend)
+        return variant_state(get(self.variant), hostnames=tuple(self.hostnames), frontend=frontend)
 
     @property
     def state_file(self) -> Path:
@@ -69,6 +70,39 @@ class KubeAPIServer(Launcher):
             faults.append(name)
         state["faults"] = faults
         self.write_state(state)
+
+    def connect_pods(self, tier: str, servers: dict[str, list]) -> None:
+        """Lead the pod network to lab processes: ``servers`` maps a container name to one launcher per pod
+        of ``tier`` (pods in name order); each pod's IP and that container's port then reach the launcher's
+        loopback address (``state["network"]``, :mod:`.network`)."""
+        from .faults import _pods
+
+        state = self.read_state()
+        cfg = state.get("config", {})
+        pods = sorted(_pods(state, cfg.get("namespace", self.namespace), tier), key=lambda p: p["metadata"]["name"])
+        network = state.setdefault("network", {})
+        for container, launchers in servers.items():
+            for p, launcher in zip(pods, launchers):
+                spec = next(c for c in p["spec"]["containers"] if c["name"] == container)
+                port = spec["ports"][0]["containerPort"]
+                network[f"{p['status']['podIP']}:{port}"] = f"127.0.0.1:{launcher.port}"
+        self.write_state(state)
+
+    def ready_behind(self, address: str) -> bool:
+        """Whether the pod whose port the pod network leads to ``address`` (a lab process's ``127.0.0.1:PORT``)
+        is Ready, as the API serves it now (its readiness probe against that pod's own processes)."""
+        import urllib.request
+
+        state = self.read_state()
+        ips = {k.rsplit(":", 1)[0] for k, v in (state.get("network") or {}).items() if v == address}
+        ns = state.get("config", {}).get("namespace", self.namespace)
+        headers = {"Authorization": f"Bearer {state['token']}"} if state.get("token") else {}
+        req = urllib.request.Request(f"{self.url}/api/v1/namespaces/{ns}/pods", headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            pods = json.loads(resp.read())["items"]
+        from .network import is_ready
+
+        return any(is_ready(p) for p in pods if (p.get("status") or {}).get("podIP") in ips)
 
     def faults(self) -> list[str]:
         return list(self.read_state().get("faults", []))
