@@ -57,7 +57,12 @@ def _sampled(ctx, path: str, good=lambda resp: resp.status_code == 200):
     three, or a slow tail, shows in the ratio."""
     from studiodoctor.probes import sampling
 
-    return sampling.take(ctx, lambda: _get(ctx, path), endpoint=_base(ctx) + path,
+    def probe():
+        got = _get(ctx, path)
+        _watch_nginx(ctx, path, got[1] if got[2] is None else 0.0)  # a slow answer: see what nginx does meanwhile
+        return got
+
+    return sampling.take(ctx, probe, endpoint=_base(ctx) + path,
                          shared_as=f"GET {_base(ctx)}{path}",  # the trace's app hop asks /stealthz too
                          failed=lambda resp, exc: exc is not None or not good(resp))
 
@@ -103,11 +108,52 @@ def _app_commands(ctx) -> list[Command]:
 
 
 def limits(ctx) -> list[tuple[str, float]]:
-    """The time limits in front of the app, tightest first: [(name, seconds), ...]."""
-    nginx_t = float(ctx.section("nginx").get("proxy_read_timeout") or NGINX_TIMEOUT_S)
+    """The time limits in front of the app, tightest first: [(name, seconds), ...]. nginx's is
+    ``nginx.proxy_read_timeout``, else the one nginx itself was seen to keep (``_nginx_gives_up``), else
+    Studio's 100 s."""
+    seen = getattr(ctx, "nginx_gave_up_s", None)
+    nginx_t = float(ctx.section("nginx").get("proxy_read_timeout") or seen or NGINX_TIMEOUT_S)
+    name = "nginx's proxy_read_timeout" + (" (seen: nginx answered 504)" if seen and not
+                                            ctx.section("nginx").get("proxy_read_timeout") else "")
     edge_t = float(ctx.section("app").get("edge_timeout_s") or CLOUDFLARE_TIMEOUT_S)
-    return sorted([("nginx's proxy_read_timeout", nginx_t), ("CloudFlare's origin timeout", edge_t)],
-                  key=lambda x: x[1])
+    return sorted([(name, nginx_t), ("CloudFlare's origin timeout", edge_t)], key=lambda x: x[1])
+
+
+# Most requests sent through nginx to see whether it gives up (504) before a slow app answers.
+NGINX_TRIES = 3
+
+
+def _watch_nginx(ctx, path: str, seconds: float) -> None:
+    """The first answer of ``path`` slower than the warning threshold, when the profile does not say nginx's
+    proxy_read_timeout, starts ``_nginx_gives_up`` beside the remaining samples (once per check and hop)."""
+    warn_s = float(ctx.section("app").get("latency_warn_s") or DEFAULT_LATENCY_WARN_S)
+    if seconds < warn_s or ctx.section("nginx").get("proxy_read_timeout") or getattr(ctx, "nginx_watch", None):
+        return
+    import threading
+
+    ctx.nginx_watch = threading.Thread(target=_nginx_gives_up, args=(ctx, path, [seconds]), daemon=True,
+                                       name="nginx-gives-up")
+    ctx.nginx_watch.start()
+
+
+def _nginx_gives_up(ctx, path: str, slow: list[float]) -> None:
+    """Ask ``path`` through nginx in front of the same app (``nginx.url``, or the same pod's nginx through the
+    API server) up to NGINX_TRIES times: a 504 after N s is nginx's proxy_read_timeout seen live, and the
+    app's answers (``slow``: the slow ones' seconds) are judged against it (``ctx.nginx_gave_up_s``)."""
+    nctx = reach.sibling(ctx, "nginx")
+    if nctx is None:
+        return
+    for _ in range(NGINX_TRIES):
+        if ctx.remaining() < 1.0:  # a timeout longer than the time left is not seen: nothing is concluded
+            return
+        t0 = time.monotonic()
+        try:
+            resp = reach.request(nctx, "GET", path, timeout=min(max(slow) + 1.0, ctx.remaining() - 0.2))
+        except Exception:  # noqa: BLE001 - nginx did not answer: nothing seen of its timeout
+            return
+        if resp.status_code == 504:
+            ctx.nginx_gave_up_s = round(time.monotonic() - t0, 1)
+            return
 
 
 def judge_latency(ctx, seconds: float) -> tuple[str, str]:
@@ -152,10 +198,15 @@ def _latency_result(ctx, seconds: float, summary_ok: str, evidence: dict, *, slo
 def _latency_verdict(ctx, samples, summary_ok: str, evidence: dict, *, slow_hint: str):
     """The latency of answered samples: the median judged as one answer was (the whole app slow), then the
     tail by ratio (``sampling.TAIL_RATIO`` of the samples past the failing latency fails; twice that share
-    past the warning threshold warns)."""
+    past the warning threshold warns). Against nginx's timeout as stated, else as nginx is seen to keep it."""
     from studiodoctor.probes.sampling import TAIL_RATIO
 
+    watch = getattr(ctx, "nginx_watch", None)
+    if watch is not None:
+        watch.join(timeout=max(0.0, ctx.remaining() - 0.3))
     evidence = {**evidence, "sampled": samples.evidence()}
+    if getattr(ctx, "nginx_gave_up_s", None):
+        evidence["nginx_gave_up_after_s"] = ctx.nginx_gave_up_s
     if judge_latency(ctx, samples.p50)[0] != "ok":
         return _latency_result(ctx, samples.p50, summary_ok, evidence, slow_hint=slow_hint)
     for level, ratio, build in (("fail", TAIL_RATIO, fail), ("warn", 2 * TAIL_RATIO, warn)):
@@ -265,14 +316,16 @@ def _healthz(ctx):
 
 
 @check(LOGIN_PAGE, title="Login page answers the prober User-Agent", needs=(),
-       permissions=("HTTP GET", PROXY_GRANT))
+       explained_by=("postgres", "redis"), permissions=("HTTP GET", PROXY_GRANT))
 def check_login_page(ctx):
     """The login page (``app.login_path``, default ``/en/accounts/``) answers 200 or 302.
 
     Studio renders an "unsupported browser" page for User-Agents that are neither a known browser nor
     one of ``HEALTH_CHECK_BROWSERS`` (``kube-probe``, ``GoogleHC``, ``Studio-Internal-Prober``): a prober
     must send such a UA (``http.user_agent``) to see real pages. A 5xx here with /stealthz ok means a
-    view-level error (templates, translations, the session database)."""
+    view-level error (templates, translations, the session database); Studio's pages also write its Redis
+    cache (a Redis at maxmemory makes the real login page answer 500), so a failure while PostgreSQL or Redis
+    fails is theirs."""
     return reach.run_each(ctx, "app", _login_page)
 
 
@@ -303,13 +356,15 @@ def _login_page(ctx):
 
 
 @check(PROBERS, title="Admin prober endpoints", needs=("app.api_token",),
-       explained_by=("celery", "redis"), permissions=("admin API token (Authorization: Token)",))
+       explained_by=("celery", "redis", "postgres"), permissions=("admin API token (Authorization: Token)",))
 def check_probers(ctx):
     """Studio's admin-only ``/api/probers/*`` endpoints: workers, queue, unapplied changes, publishing.
 
     They answer what the old cloudprober alerted on: no Celery worker answering ping, ``LLEN celery`` at or
     above 50, unapplied changes while no task is active, a channel publishing for 2 h or more. Needs an
-    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``)."""
+    admin user's API token in ``app.api_token`` (sent as ``Authorization: Token <key>``). Studio answers them
+    from its database (the token, its tables) and its broker: a failure while PostgreSQL, Redis or the
+    workers fail is theirs."""
     if not ctx.profile.value("app.url"):
         return skip("through the API server's proxy the Authorization header carries our Kubernetes credentials, "
                     "so Studio's prober token cannot pass: set app.url (e.g. a kubectl port-forward) for this check",

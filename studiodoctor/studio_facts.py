@@ -13,14 +13,38 @@ from __future__ import annotations
 # --- PostgreSQL (facts §4, §6): Studio's Django models and django-celery-results -------------------
 CHANNEL_TABLE = "contentcuration_channel"          # Channel: id (hex uuid), name, main_tree_id, deleted
 NODE_TABLE = "contentcuration_contentnode"         # ContentNode: id, title, publishing, modified
-CHANGE_TABLE = "contentcuration_change"            # Change: server_rev, channel_id, applied, errored, created
-TASKRESULT_TABLE = "django_celery_results_taskresult"  # TaskResult: task_id, task_name, status, date_*
-STUDIO_TABLES = (CHANNEL_TABLE, NODE_TABLE, CHANGE_TABLE, TASKRESULT_TABLE)
+# Change: server_rev, channel_id, applied, errored; NO timestamp column (the code has none: a Change's
+# age comes from the task that should apply it, or the channel's history)
+CHANGE_TABLE = "contentcuration_change"
+TASKRESULT_TABLE = "django_celery_results_taskresult"  # TaskResult: task_id, task_name, status, result,
+#                                                         traceback, date_created, date_done
+TASKMETA_TABLE = "contentcuration_customtaskmetadata"  # CustomTaskMetadata: task_id, channel_id, date_created
+HISTORY_TABLE = "contentcuration_channelhistory"   # ChannelHistory: channel_id, action, performed
+HISTORY_PUBLICATION = "publication"                # ChannelHistory.action written by Channel.mark_publishing
+STUDIO_TABLES = (CHANNEL_TABLE, NODE_TABLE, CHANGE_TABLE, TASKRESULT_TABLE, TASKMETA_TABLE, HISTORY_TABLE)
+# Every column the checks read, by table (tests verify each against Studio's models).
+STUDIO_COLUMNS = {
+    CHANNEL_TABLE: ("id", "name", "main_tree_id", "deleted", "public", "version"),
+    NODE_TABLE: ("id", "publishing", "modified"),
+    CHANGE_TABLE: ("server_rev", "channel_id", "user_id", "applied", "errored"),
+    TASKRESULT_TABLE: ("task_id", "task_name", "status", "result", "traceback", "date_created", "date_done"),
+    TASKMETA_TABLE: ("task_id", "channel_id", "date_created"),
+    HISTORY_TABLE: ("channel_id", "action", "performed"),
+}
 
 # What publishing writes: ``main_tree.publishing = True`` and a TaskResult named like this.
 PUBLISH_TASK_NAMES = ("export-channel", "export-channel-staging-tree")
-# The Celery task the UI enqueues for a publish Change.
+# The Celery task the UI enqueues for a channel's Changes (a publish is one), and for a user's.
 APPLY_CHANNEL_CHANGES = "apply_channel_changes"
+APPLY_USER_CHANGES = "apply_user_changes"
+# Celery's unready states (celery.states.UNREADY_STATES): a task in one of them may still run.
+UNREADY_STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY")
+# What billiard records in the result of a task whose pool process was killed (OOM, SIGKILL).
+WORKER_LOST = "WorkerLostError"
+# Studio's repair commands (contentcuration/management/commands/; the Makefile's `reconcile` target).
+RECONCILE_PUBLISHING = "reconcile_publishing_status"
+RECONCILE_CHANGES = "reconcile_change_tasks"
+MANAGE = "python contentcuration/manage.py"
 # Studio's single Celery queue.
 CELERY_QUEUE = "celery"
 

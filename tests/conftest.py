@@ -69,6 +69,27 @@ def fake_gcs(lab_root):
 
 
 @pytest.fixture(scope="session")
+def studio_src():
+    """Studio's own source tree: $STUDIODOCTOR_STUDIO_SRC, or the backend tarball of ../shared/studio unpacked
+    into the cache. Skips, saying so, where neither exists."""
+    from studiodoctor.lab import studio_source
+    from studiodoctor.lab.launcher import LabError
+
+    try:
+        return studio_source.find_source()
+    except LabError as exc:
+        pytest.skip(f"Studio's source is absent: {exc}")
+
+
+@pytest.fixture(scope="session")
+def studio_python(studio_src):
+    """The python of Studio's own venv (built once per requirements hash, ~35 s idle, cached after)."""
+    from studiodoctor.lab import studio_source
+
+    return studio_source.ensure_venv(studio_src)
+
+
+@pytest.fixture(scope="session")
 def control_listener():
     """A socket on loopback that accepts connections: the tests' "is it me?" control (layer `local`).
     Tests reach loopback only, so the default control (the CloudFlare API's host) would fail in every run."""

@@ -244,7 +244,8 @@ def _ping(ctx, url: str) -> dict:
 
 
 def _slots(ctx, url: str) -> dict:
-    """Active tasks and pool sizes of the workers that answered ping (early return via ``limit``)."""
+    """Active and reserved (prefetched) tasks and pool sizes of the workers that answered ping (early return
+    via ``limit``)."""
 
     def run():
         pinged = _ping(ctx, url)
@@ -252,18 +253,19 @@ def _slots(ctx, url: str) -> dict:
             return pinged
         names = sorted(pinged["workers"])
         if not names:
-            return {"workers": {}, "active": {}, "stats": {}}
+            return {"workers": {}, "active": {}, "reserved": {}, "stats": {}}
         wait = min(float(_setting(ctx, "ping_timeout")), max(0.1, ctx.timeout() - 0.5))
         try:
             with _broker_connection(ctx, url) as conn:
                 insp = _celery_app(ctx, url).control.inspect(destination=names, timeout=wait, limit=len(names),
                                                              connection=conn)
                 active = insp.active() or {}
+                reserved = insp.reserved() or {}
                 stats = insp.stats() or {}
-                active, stats = (x if isinstance(x, dict) else {} for x in (active, stats))
+                active, reserved, stats = (x if isinstance(x, dict) else {} for x in (active, reserved, stats))
         except Exception as exc:
             return {"error": exc}
-        return {"workers": pinged["workers"], "active": active, "stats": stats}
+        return {"workers": pinged["workers"], "active": active, "reserved": reserved, "stats": stats}
 
     return ctx.shared.get(f"celery.slots:{url}", run)
 

@@ -136,12 +136,13 @@ def check_storage_cache_control(ctx):
     """Content objects under `storage/` are publicly cacheable for long (public, long max-age).
 
     Content files are named by their md5 (`storage/<h0>/<h1>/<md5>.<ext>`), so they never change and
-    can be cached for a year. Studio's upload code sets no Cache-Control on them, so GCS serves them as
-    `public, max-age=3600`; since PR #5829 the internal nginx overrides that on `/content/storage/`,
-    but anything reading the bucket directly (storage.googleapis.com, a CDN in front of it) caches for
-    an hour only. The check audits up to `gcs.storage_max_objects` (default 5,000, bounded by
-    `--max-objects`) objects and warns with samples when their max-age is below
-    `gcs.storage_min_max_age` (default 30 days) or they are private."""
+    can be cached for a year. Studio's upload code sets no Cache-Control on them (its own code, checked in
+    the studio lab variant), so GCS serves them as `public, max-age=3600`; since PR #5829 the internal
+    nginx overrides that on `/content/storage/`, which is how users get them: objects without a
+    Cache-Control of their own are therefore `ok` (counted in the evidence: direct bucket reads cache them
+    for an hour). The check audits up to `gcs.storage_max_objects` (default 5,000, bounded by
+    `--max-objects`) objects and warns with samples when an object's own Cache-Control has a max-age below
+    `gcs.storage_min_max_age` (default 30 days) or makes it private."""
     name = gcs.bucket_name(ctx)
     prefix = ctx.setting("storage_prefix", "storage/")
     minimum = int(ctx.setting("storage_min_max_age", 30 * 86400))
@@ -154,7 +155,7 @@ def check_storage_cache_control(ctx):
         nonlocal short_count
         value = blob.cache_control or ""
         values[value or "none"] = values.get(value or "none", 0) + 1
-        if storage_cache_problem(value, minimum):
+        if value and storage_cache_problem(value, minimum):
             short_count += 1
             if len(short) < MAX_NAMED:
                 short.append((blob.name, value or "none"))
@@ -183,4 +184,9 @@ def check_storage_cache_control(ctx):
                                       f"--format='value(cache_control)'", READ_ONLY),
                               Command(f"gcloud storage objects update gs://{name}/{sample} "
                                       f"--cache-control='public, max-age=31536000, immutable'", MUTATING)])
+    unset = values.get("none", 0)
+    if unset:
+        return ok(f"{unset} of {scope} carry no Cache-Control of their own, as Studio uploads them (its nginx "
+                  f"serves /content/storage/ immutable; direct bucket reads get GCS's {GCS_DEFAULT_PUBLIC}); "
+                  "none is short-lived or private", evidence=evidence)
     return ok(f"all {scope} are public with max-age >= {minimum} s", evidence=evidence)

@@ -40,7 +40,7 @@ def config_show(profile: Optional[str] = ProfileOpt, config: Optional[str] = Con
     _print_toml(data, [], prof.derived)
     typer.echo("\n# how each layer will be reached from here")
     for way in plan:
-        typer.echo(f"# {way.layer:<11} {way.how:<12} {way.detail}")
+        typer.echo(f"# {way.layer:<11} {way.how:<14} {way.detail}")
 
 
 def _print_toml(data: dict, path: list[str], derived: dict | None = None) -> None:

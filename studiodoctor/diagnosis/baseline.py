@@ -24,7 +24,7 @@ from typing import Any
 SCHEMA = "studiodoctor.baseline/1"
 MAX_CHANGES = 200
 # evidence keys whose values change on every run: never news
-VOLATILE = re.compile(r"(^|_)(ms|s|seconds|latency|duration|percent|age|samples|waited|elapsed|uptime|human|"
+VOLATILE = re.compile(r"(^|_)(ms|s|seconds|latency|duration|percent|age|samples|trips|waited|elapsed|uptime|human|"
                       r"remaining|days_left|at|since|date|time|timestamp|request_id|ray|traceback|"
                       r"used_memory|used_memory_peak|mem_fragmentation_ratio|connected_clients)$|^cf-ray$|^date$")
 

@@ -25,8 +25,8 @@ URL_KEYS = {"app": "app.url", "nginx": "nginx.url"}
 # what the checks that probe through the API server declare (studiodoctor.preflight.rbac reads it)
 PROXY_GRANT = "get pods/proxy (without app.url / nginx.url: through the API server)"
 VIA_PROXY = "API server pod proxy"
-# Requests of one layer in flight through the API server at once, in the whole run: the runner's per-backend
-# cap (studiodoctor.runner.PER_BACKEND, a test keeps them equal), so pods add no more load than checks do.
+# Pods a check probes at once: the runner's per-backend cap (studiodoctor.runner.PER_BACKEND, a test keeps
+# them equal); each pod then gets at most what a backend reached directly gets (see _slots).
 IN_FLIGHT = 3
 
 
@@ -101,7 +101,7 @@ def request(ctx, method: str, path: str, *, headers: dict | None = None, timeout
                               f"and HEAD only)")
         ctx.refused = exc
         raise exc
-    with _slots(ctx, hop.layer):
+    with _slots(ctx, hop):
         try:
             return kp.proxy_request(ctx, hop.target, path, method=method, headers=headers, timeout=timeout)
         except kp.ProxyRefused as exc:
@@ -136,9 +136,14 @@ def _pod_was_slow(exc: BaseException) -> bool:
     return "ReadTimeout" in type(exc).__name__ or "Read timed out" in str(exc)
 
 
-def _slots(ctx, layer: str):
-    """At most IN_FLIGHT requests of a layer through the API server at once, in the whole run."""
-    return ctx.shared.get(f"reach:slots:{layer}", lambda: threading.BoundedSemaphore(IN_FLIGHT))
+def _slots(ctx, hop: Hop):
+    """At most as many requests in flight to one pod's port, in the whole run, as sampling sends to one
+    backend reached directly (``probes.sampling.CONCURRENCY``): a pod is never asked harder through the API
+    server than straight; the pods themselves are taken IN_FLIGHT at a time."""
+    from studiodoctor.probes.sampling import CONCURRENCY
+
+    key = f"reach:slots:{hop.target.namespace}/{hop.target.ident}"
+    return ctx.shared.get(key, lambda: threading.BoundedSemaphore(CONCURRENCY))
 
 
 def sibling(ctx, layer: str):

@@ -5,7 +5,7 @@ way). ``config show`` prints it; ``diagnose`` reaches the layers the same way.
 
 The table is data: ``LAYER_WAYS`` says, per layer, which profile keys reach it directly and which other
 ways may carry it, tried in order; ``WAYS`` says when each such way is open for a profile. A new way in
-(the in-cluster doctor) is one function in ``WAYS`` and its name in the layers it carries.
+is one function in ``WAYS`` and its name in the layers it carries.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ LAYER_WAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dns": (("dns.hostnames", "public_urls"), ()),
     "cloudflare": (("cloudflare.api_token",), ()),
     "edge": (("public_urls",), ()),
-    "traefik": (("traefik.api_url", "traefik.entrypoint"), ()),
+    "traefik": (("traefik.api_url",), ("cluster-doctor",)),
     "kubernetes": (("kubernetes.api_url", "kubernetes.kubeconfig"), ("kubeconfig",)),
     "nginx": (("nginx.url",), ("api-proxy",)),
     "app": (("app.url",), ("api-proxy",)),
     "trace": ((), ("hops",)),
-    "redis": (("redis.url",), ()),
-    "celery": (("celery.broker_url", "redis.url"), ()),
-    "postgres": (("postgres.dsn",), ()),
+    "redis": (("redis.url",), ("cluster-doctor",)),
+    "celery": (("celery.broker_url", "redis.url"), ("cluster-doctor",)),
+    "postgres": (("postgres.dsn",), ("cluster-doctor",)),
     "gcs": (("gcs.bucket",), ()),
     "sentry": (("sentry.auth_token",), ()),
     "newrelic": (("newrelic.api_key",), ()),
@@ -67,18 +67,34 @@ def _api_proxy(profile, layer: str) -> str:
 
 def _trace_hops(profile, layer: str) -> str:
     """The trace follows one request through the hops of the layers it crosses, each reached its own way."""
-    parts = [f"{hop}: {way_for(profile, hop).how}" for hop in ("edge", "traefik", "nginx", "app")]
+    origin = "direct" if _set(profile, "traefik.entrypoint") is not None else "unreachable"  # traefik.entrypoint
+    parts = [f"edge: {way_for(profile, 'edge').how}", f"origin: {origin}",
+             *(f"{hop}: {way_for(profile, hop).how}" for hop in ("nginx", "app"))]
     return "its hops as their layers: " + ", ".join(parts)
+
+
+def _cluster_doctor(profile, layer: str) -> str:
+    """The in-cluster doctor (``studiodoctor.vantage``) is asked, through the API server's service proxy, for
+    the checks whose endpoint this profile does not give."""
+    kube = _kubernetes_reachable(profile)
+    if not kube:
+        return ""
+    service = profile.section("kubernetes").get("doctor", {}) or {}
+    named = service.get("service") if isinstance(service, dict) else ""
+    return (f"asked of the in-cluster doctor ({named or 'its Service, discovered by label'}) through the API "
+            f"server's service proxy ({kube})")
 
 
 # way -> when it is open for this profile and layer: a description, or "" when it is not
 WAYS: dict[str, Callable[[object, str], str]] = {
     "api-proxy": _api_proxy,
+    "cluster-doctor": _cluster_doctor,
     "hops": _trace_hops,
     "kubeconfig": lambda profile, layer: _kubernetes_reachable(profile),
 }
 # what would open a way for a layer no way reaches
 OPEN_HINTS = {"api-proxy": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config) with get pods/proxy",
+              "cluster-doctor": "a kubeconfig and deploy/'s in-cluster doctor (get services/proxy on its Service)",
               "kubeconfig": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config)"}
 
 

@@ -51,12 +51,16 @@ def _lab(require_up: bool = True):
     return lab
 
 
-VariantOpt = typer.Option(None, "--variant", help="Lab variant: default, or other (ingress-nginx, no metrics API, "
-                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files).")
+VariantOpt = typer.Option(None, "--variant", help="Lab variant: default; other (ingress-nginx, no metrics API, "
+                                                  "Redis without RESP3, PostgreSQL over TLS, other names and files); "
+                                                  "studio (Studio's own backend from --studio-src).")
+StudioSrcOpt = typer.Option(None, "--studio-src", help="With --variant studio: your checkout of "
+                                                       "learningequality/studio (default: $STUDIODOCTOR_STUDIO_SRC, "
+                                                       "else ../shared/studio's tarball).")
 
 
 @command("up")
-def lab_up(variant: Optional[str] = VariantOpt,
+def lab_up(variant: Optional[str] = VariantOpt, studio_src: Optional[str] = StudioSrcOpt,
            rtt: Optional[float] = typer.Option(None, "--rtt", min=0, metavar="MS",
                                                help="Put this round trip (ms) between the profile's endpoints and "
                                                     "their servers, as from a laptop; 0 removes it."),
@@ -70,6 +74,7 @@ def lab_up(variant: Optional[str] = VariantOpt,
       studiodoctor lab up && studiodoctor check --profile lab
       studiodoctor diagnose 502 --profile lab-laptop
       studiodoctor lab up --variant other
+      studiodoctor lab up --variant studio --studio-src ~/src/studio
       studiodoctor lab up --rtt 80 --jitter 5 && studiodoctor diagnose 502 --profile lab
       studiodoctor lab break app-stopped && studiodoctor diagnose 502 --profile lab
     """
@@ -77,9 +82,11 @@ def lab_up(variant: Optional[str] = VariantOpt,
     from .manager import Lab
     from .state import lab_dir
 
+    if studio_src and not variants.get(variant).runs_studio:
+        raise CliError("--studio-src needs --variant studio")
     lab = _lab(require_up=False)
     if not lab.exists:
-        lab = Lab(variant=variants.get(variant).name)
+        lab = Lab(variant=variants.get(variant).name, studio_src=studio_src)
     elif variant and variants.get(variant).name != lab.variant.name:
         raise CliError(f"the lab in {lab_dir()} is the {lab.variant.name} variant: `lab down` first")
     if rtt is not None:
@@ -176,6 +183,7 @@ def lab_drill(
       studiodoctor lab drill --fault redis-down
       studiodoctor lab drill --all
       studiodoctor lab drill --all --variant other
+      studiodoctor lab drill --all --variant studio      # Studio's own code ($STUDIODOCTOR_STUDIO_SRC)
       studiodoctor lab drill 502 --standing public-listing
       studiodoctor lab drill --all --profile lab-laptop
     """
@@ -200,6 +208,10 @@ def lab_drill(
         names = [lab.variant.name]
     tables, ok = [], True
     for name in names:
+        absent = drill.studio_absent(lab, name)
+        if absent:   # --all without a Studio source tree: said, not failed
+            tables.append(f"== variant {name}\nnot drilled: {absent}")
+            continue
         with drill.lab_of(lab, name, progress=lambda msg: typer.echo(msg, err=True)) as running:
             results, skipped = drill.drill_selected(running, drill.select(symptom, fault), standing=standing_name,
                                                     timeout=timeout, progress=lambda msg: typer.echo(msg, err=True),

@@ -32,6 +32,8 @@ class DrillResult:
     def localized(self) -> bool:
         if self.expect == "inconclusive":
             return self.named is None and self.expected in self.inconclusive
+        if self.expect == "healthy":
+            return self.named is None
         if self.standing_missed:
             return False
         if len(self.expected_layers) > 1:
@@ -199,6 +201,21 @@ def select(symptom: str | None = None, fault: str | None = None) -> list[tuple[F
             raise LabError(f"no lab fault is drilled for symptom {symptom!r}; see `studiodoctor lab faults`")
         return chosen
     return [(f, None) for f in FAULTS.values()]
+
+
+def studio_absent(lab, variant: str) -> str:
+    """Why ``variant`` cannot be drilled here ("" when it can): a variant that runs Studio's own code needs
+    its source tree (the running lab's, ``$STUDIODOCTOR_STUDIO_SRC`` or ``../shared/studio``'s tarball)."""
+    from . import studio_source, variants
+    from .launcher import LabError
+
+    if not variants.get(variant).runs_studio or (lab.exists and lab.variant.name == variant):
+        return ""
+    try:
+        studio_source.find_source()
+    except LabError as exc:
+        return str(exc)
+    return ""
 
 
 @contextmanager

@@ -18,7 +18,9 @@ class Fault:
     apply: Callable               # apply(lab, on: bool)
     # "cause": diagnose names `layer` as the likely cause. "inconclusive": the fault takes away our means to
     # look (a revoked token): honest diagnosis names no cause from it and lists `layer`'s step as inconclusive.
+    # "healthy": nothing users see breaks (a cold cache): diagnosis must name no cause at all.
     expect: str = "cause"
+    needs_studio: bool = False    # made with Studio's own code: only the variants that run it
     also: tuple[str, ...] = ()    # further layers a fault of several roots must name, in walk order, after `layer`
     # the fault is in one frontend pod of several: only a profile that reaches every pod (no app.url: the
     # API server's pod proxy, one pod at a time) can see it; an app.url is a port-forward to one pod
@@ -33,9 +35,10 @@ FAULTS: dict[str, Fault] = {}
 
 
 def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", also: tuple = (),
-          every_pod: bool = False):
+          every_pod: bool = False, needs_studio: bool = False):
     def register(func):
-        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, tuple(also), every_pod)
+        FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, needs_studio, tuple(also),
+                             every_pod)
         return func
 
     return register
@@ -355,8 +358,38 @@ def _smtp_down(lab, on):
     _process(lab, "smtp-relay", on)
 
 
+# ---------------------------------------------------------------------------------- Studio's own code (studio variant)
+def _studio(name: str):
+    def apply(lab, on):
+        from . import studio_faults
+
+        getattr(studio_faults, name)(lab, on)
+
+    return apply
+
+
+for _name, _func, _layer, _symptoms, _expect, _text in (
+        ("publish-worker-killed", "kill_publish", "celery", ("publishing",), "cause",
+         "a real publish whose worker process is SIGKILLed mid-way (the OOM killer)"),
+        ("publish-raises", "publish_raises", "celery", ("publishing",), "cause",
+         "a real publish that raises (its exercises hold assessment answers that are not JSON)"),
+        ("changes-message-lost", "lost_message", "celery", ("publishing",), "cause",
+         "6 changes whose apply_channel_changes message was lost (Redis restarted before a worker took it)"),
+        ("publishing-flag-stuck", "publishing_flag", "celery", ("publishing",), "cause",
+         "a channel's publishing flag set 3 h ago with no task behind it"),
+        ("healthz-table-locked", "lock_healthz_table", "postgres", ("502",), "cause",
+         "an idle transaction holds ACCESS EXCLUSIVE on the channel table /healthz reads"),
+        ("cache-flushed", "flush_cache", "redis", ("python-error",), "healthy",
+         "Studio's cache DB (Redis db 1) flushed: cold cache, nothing should break"),
+        ("migration-not-applied", "migration_not_applied", "app", ("python-error",), "cause",
+         "Studio's newest channel migrations unapplied: the app's model is ahead of the schema")):
+    fault(_name, _text, _layer, *_symptoms, expect=_expect, needs_studio=True)(_studio(_func))
+
+
 def skipped(lab, name: str) -> str:
     """Why fault ``name`` does not apply to the lab's variant ("" when it does)."""
+    if FAULTS.get(name) is not None and FAULTS[name].needs_studio and not lab.variant.runs_studio:
+        return "made with Studio's own code: drilled on the studio variant"
     return lab.variant.skip_faults.get(name, "")
 
 

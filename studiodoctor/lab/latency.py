@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .launcher import Launcher, free_port, wait_for_port
+from .launcher import Launcher, LabError, free_port, pid_alive, wait_until
 
 # host:port of a lab server inside a profile's strings (URLs, DSNs, http.resolve targets, resolvers)
 LOOPBACK = re.compile(r"(?<![\w.])(127\.0\.0\.1|localhost):(\d{2,5})\b")
@@ -111,16 +111,27 @@ class Latency(Launcher):
     def command(self) -> list[str]:
         import sys
 
-        return [sys.executable, "-m", "studiodoctor.lab.latency", "--config", str(self.config_file)]
+        return [sys.executable, "-m", "studiodoctor.lab.latency", "--config", str(self.config_file),
+                "--ready", str(self.ready_file)]
+
+    @property
+    def ready_file(self) -> Path:
+        return self.dir / "ready"
 
     def start(self, timeout: float = 20.0) -> "Latency":
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps({"rtt_ms": self.options["rtt_ms"],
                                                 "jitter_ms": self.options["jitter_ms"],
                                                 "routes": self.options["routes"]}))
+        self.ready_file.unlink(missing_ok=True)
         self.pid = self.spawn(self.command())
-        for port in self.routes:
-            wait_for_port(port, timeout, pid=self.pid, log=self.log)
+
+        def ready() -> bool:
+            if not pid_alive(self.pid):
+                raise LabError(f"the latency relay exited: {self.log}")
+            return self.ready_file.exists()
+
+        wait_until(ready, timeout, "the latency relay did not start")
         return self
 
 
@@ -217,27 +228,61 @@ class _UDPRelay(asyncio.DatagramProtocol):
         return self.rtt / 2 + (random.uniform(0, self.jitter) if self.jitter else 0.0)
 
 
-async def serve(config: dict) -> None:
+MIRROR_POLL = 0.1  # seconds between two looks at which upstreams listen
+
+
+def listening_ports() -> set[int]:
+    """TCP ports something listens on here (the kernel's /proc/net/tcp and tcp6: no connection made)."""
+    ports: set[int] = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(path).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def serve(config: dict, ready: Path | None = None) -> None:
+    """Relay every route; a delayed port listens only while its upstream does, so a stopped server is
+    refused here as it would be there (a lab fault stays the same fault with the added latency)."""
     rtt, jitter = float(config["rtt_ms"]) / 1000, float(config.get("jitter_ms") or 0) / 1000
     loop = asyncio.get_running_loop()
-    servers = []
-    for here, upstream in config["routes"].items():
-        here, upstream = int(here), int(upstream)
-        servers.append(await asyncio.start_server(
-            lambda r, w, up=upstream: _relay_tcp(up, rtt, jitter, r, w), "127.0.0.1", here))
+    routes = {int(here): int(upstream) for here, upstream in config["routes"].items()}
+    listeners: dict[int, asyncio.AbstractServer] = {}
+    for here, upstream in routes.items():
         try:  # the same port over UDP (the DNS server); a port nobody answers on UDP just drops
             await loop.create_datagram_endpoint(lambda up=upstream: _UDPRelay(up, rtt, jitter),
                                                 local_addr=("127.0.0.1", here))
         except OSError:
             pass
-    await asyncio.gather(*(s.serve_forever() for s in servers))
+    while True:
+        up = listening_ports()
+        for here, upstream in routes.items():
+            server = listeners.get(here)
+            if upstream in up and server is None:
+                try:
+                    listeners[here] = await asyncio.start_server(
+                        lambda r, w, port=upstream: _relay_tcp(port, rtt, jitter, r, w), "127.0.0.1", here)
+                except OSError:
+                    pass  # the port is busy a moment longer: the next look retries
+            elif upstream not in up and server is not None:
+                server.close()  # relayed connections go on; new ones are refused, as by the server
+                del listeners[here]
+        if ready is not None and not ready.exists():
+            ready.write_text("ready\n")
+        await asyncio.sleep(MIRROR_POLL)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="JSON: rtt_ms, jitter_ms, routes {delayed port: upstream port}")
+    ap.add_argument("--ready", type=Path, help="written once every route whose server listens is relayed")
     args = ap.parse_args(argv)
-    asyncio.run(serve(json.loads(Path(args.config).read_text())))
+    asyncio.run(serve(json.loads(Path(args.config).read_text()), args.ready))
 
 
 if __name__ == "__main__":

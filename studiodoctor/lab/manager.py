@@ -20,7 +20,7 @@ from .state import lab_dir, laptop_profile_path, profile_path
 STATE_FILE = "state.json"
 
 
-def launcher_kinds() -> dict[str, type[Launcher]]:
+def launcher_kinds(variant: "variants.Variant | None" = None) -> dict[str, type[Launcher]]:
     from .servers.celery_worker import CeleryWorker
     from .servers.doctor import InClusterDoctor
     from .standins.cloudflare_api import CloudflareAPI
@@ -46,7 +46,15 @@ def launcher_kinds() -> dict[str, type[Launcher]]:
             "traefik": TraefikServer, "ingress-nginx": IngressNginx, "edge": EdgeProxy, "dns": DnsServer,
             "cloudflare_api": CloudflareAPI, "kube-api": KubeAPIServer, "sentry-api": SentryAPI,
             "newrelic-api": NewRelicAPI, "postmark-api": PostmarkAPI, "smtp-relay": SMTPRelay, "latency": Latency,
-            "doctor": InClusterDoctor}
+            "doctor": InClusterDoctor, **(studio_kinds() if variant is not None and variant.runs_studio else {})}
+
+
+def studio_kinds() -> dict[str, type[Launcher]]:
+    """The studio variant's own processes in place of the stand-in app, its worker and nginx model."""
+    from .servers.studio_django import StudioCelery, StudioGunicorn
+    from .servers.studio_own_nginx import StudioOwnNginx
+
+    return {"celery": StudioCelery, "studio-app": StudioGunicorn, "studio-nginx": StudioOwnNginx}
 
 
 # The frontend Deployment's pods in the lab: each runs its own real gunicorn and nginx (kinds studio-app,
@@ -70,10 +78,12 @@ class Lab:
     """The lab's launchers by kind, loaded from (and saved to) the lab directory's state file.
     ``variant``: a name from :mod:`studiodoctor.lab.variants` (fixed when the lab is first built)."""
 
-    def __init__(self, root: Path | None = None, variant: str | None = None):
+    def __init__(self, root: Path | None = None, variant: str | None = None, studio_src: str | None = None):
         self.root = Path(root or lab_dir())
         self.services: dict[str, Launcher] = {}
         self.extra: dict = {"variant": variants.get(variant).name}
+        if studio_src:
+            self.extra["studio_src"] = str(studio_src)
 
     @property
     def variant(self) -> "variants.Variant":
@@ -105,7 +115,7 @@ class Lab:
             state = json.loads(lab.state_file.read_text())
         except (OSError, ValueError):
             return lab
-        kinds = launcher_kinds()
+        kinds = launcher_kinds(variants.get(state.get("extra", {}).get("variant")))
         for item in state.get("services", []):
             kind = str(item.get("kind"))
             cls_ = kinds.get(kind) or kinds.get(kind.rsplit("-", 1)[0])  # studio-app-1: a StudioApp
@@ -183,11 +193,15 @@ class Lab:
         """A new launcher of ``kind`` wired to the services already built, shaped by the lab's variant."""
         from .certs import LabCA
 
-        kinds = launcher_kinds()
+        kinds = launcher_kinds(self.variant)
         root, v, s = self.root, self.variant, self.services
         hostnames = [v.hostname]
-        if kind in ("traefik", "ingress-nginx", "edge", "postgres") and "ca" not in self.__dict__:
+        if kind in ("traefik", "ingress-nginx", "edge", "postgres", "studio-nginx", "postmark-api") and "ca" not in self.__dict__:
             self.ca = LabCA(root)
+        if v.runs_studio and (kind in ("postgres", "celery", "postmark-api") or kind.startswith(PER_POD)):
+            from . import studio_lab
+
+            return studio_lab.build(self, kind, kinds[kind.rsplit("-", 1)[0] if kind[-1].isdigit() else kind])
         if kind == "redis":
             return kinds[kind](root, disable_commands=v.redis_disabled_commands)
         if kind == "postgres":
@@ -241,7 +255,11 @@ class Lab:
 
     def seed(self, kind: str, svc: Launcher) -> None:
         """First-start data: Studio's tables, the bucket's objects, readiness wired to the real app."""
-        if kind == "postgres":
+        if self.variant.runs_studio and kind in ("postgres", "fake-gcs"):
+            from . import studio_lab
+
+            studio_lab.seed(self, kind, svc)
+        elif kind == "postgres":
             from .studio_schema import create_schema, seed_healthy
 
             with svc.connect() as conn:
@@ -277,6 +295,10 @@ class Lab:
     def up(self, progress: Callable[[str], None] = lambda msg: None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
+        if self.variant.runs_studio:
+            from . import studio_lab
+
+            studio_lab.prepare(self, progress)
         started: list[Launcher] = []
         try:
             for kind in self.order:

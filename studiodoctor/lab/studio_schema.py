@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 # --- table and column names: Studio's, kept in the engine's neutral module (the lab never owns them) ----
 from studiodoctor.studio_facts import (APPLY_CHANNEL_CHANGES, CHANGE_TABLE, CHANNEL_TABLE,  # noqa: F401
-                                       NODE_TABLE, PUBLISH_TASK_NAMES, TASKRESULT_TABLE)
+                                       HISTORY_PUBLICATION, HISTORY_TABLE, NODE_TABLE, PUBLISH_TASK_NAMES,
+                                       TASKMETA_TABLE, TASKRESULT_TABLE, WORKER_LOST)
 
 # Studio's first channel as the lab seeds it (the stand-in app's /healthz returns its name).
 LAB_CHANNEL_ID = "d0f5ba7e5b1c4f8c9d1e2a3b4c5d6e7f"
@@ -52,7 +53,23 @@ CREATE TABLE IF NOT EXISTS {CHANGE_TABLE} (
     kwargs jsonb NOT NULL DEFAULT '{{}}'::jsonb,
     applied boolean NOT NULL DEFAULT false,
     errored boolean NOT NULL DEFAULT false,
-    created timestamptz NULL DEFAULT now()
+    unpublishable boolean NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS {TASKMETA_TABLE} (
+    id serial PRIMARY KEY,
+    task_id varchar(255) NOT NULL UNIQUE,
+    user_id integer NULL,
+    channel_id uuid NULL,
+    progress integer NULL,
+    signature varchar(32) NULL,
+    date_created timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+    id serial PRIMARY KEY,
+    channel_id varchar(32) NOT NULL,
+    actor_id integer NOT NULL DEFAULT 1,
+    performed timestamptz NOT NULL DEFAULT now(),
+    action varchar(50) NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {TASKRESULT_TABLE} (
     id serial PRIMARY KEY,
@@ -66,7 +83,6 @@ CREATE TABLE IF NOT EXISTS {TASKRESULT_TABLE} (
     content_encoding varchar(64) NOT NULL DEFAULT 'utf-8',
     result text NULL,
     date_created timestamptz NOT NULL DEFAULT now(),
-    date_started timestamptz NULL,
     date_done timestamptz NOT NULL DEFAULT now(),
     traceback text NULL,
     meta text NULL,
@@ -74,7 +90,7 @@ CREATE TABLE IF NOT EXISTS {TASKRESULT_TABLE} (
 );
 """
 
-TABLES = (NODE_TABLE, CHANNEL_TABLE, CHANGE_TABLE, TASKRESULT_TABLE)
+TABLES = (NODE_TABLE, CHANNEL_TABLE, CHANGE_TABLE, TASKRESULT_TABLE, TASKMETA_TABLE, HISTORY_TABLE)
 
 
 def _now() -> datetime:
@@ -118,21 +134,37 @@ def add_published_channels(conn, channel_ids: list[str], version: int, name: str
 
 
 def add_task_result(conn, task_id: str, task_name: str, status: str, *, created: datetime | None = None,
-                    done: datetime | None = None, result: str = "null", traceback: str | None = None) -> None:
+                    done: datetime | None = None, result: str = "null", traceback: str | None = None,
+                    channel_id: str | None = None) -> None:
+    """A TaskResult row and, with ``channel_id``, the CustomTaskMetadata row Studio writes beside it."""
     created = created or _now()
     with conn.transaction():
-        conn.execute(f"INSERT INTO {TASKRESULT_TABLE} (task_id, task_name, status, date_created, date_started,"
-                     f" date_done, result, traceback) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                     (task_id, task_name, status, created, created, done or created, result, traceback))
+        conn.execute(f"INSERT INTO {TASKRESULT_TABLE} (task_id, task_name, status, date_created, date_done, result,"
+                     f" traceback) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                     (task_id, task_name, status, created, done or created, result, traceback))
+        if channel_id:
+            conn.execute(f"INSERT INTO {TASKMETA_TABLE} (task_id, channel_id, date_created) VALUES (%s, %s, %s)",
+                         (task_id, channel_id, created))
+
+
+def add_enqueued(conn, task_id: str, channel_id: str, created: datetime | None = None) -> None:
+    """What Studio's ``apply_channel_changes_task.enqueue`` writes before the broker message: a CustomTaskMetadata
+    row with the task's signature (no TaskResult row until a worker starts the task)."""
+    from checks.celery.publish_state import apply_signature
+
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {TASKMETA_TABLE} (task_id, channel_id, signature, date_created) "
+                     f"VALUES (%s, %s, %s, %s)", (task_id, channel_id, apply_signature(channel_id), created or _now()))
 
 
 def add_change(conn, channel_id: str, *, applied: bool = False, errored: bool = False,
-               created: datetime | None = None, kwargs: str = '{"version_notes": ""}', change_type: int = 11) -> None:
-    """A Change row; ``change_type`` 11 is Studio's PUBLISHED change (the publish request)."""
+               kwargs: str = '{"version_notes": ""}', change_type: int = 11) -> None:
+    """A Change row; ``change_type`` 11 is Studio's PUBLISHED change (the publish request). Like Studio's
+    ``Change``, it has no timestamp."""
     with conn.transaction():
-        conn.execute(f'INSERT INTO {CHANGE_TABLE} (channel_id, "table", change_type, kwargs, applied, errored,'
-                     f" created) VALUES (%s, 'channel', %s, %s::jsonb, %s, %s, %s)",
-                     (channel_id, change_type, kwargs, applied, errored, created or _now()))
+        conn.execute(f'INSERT INTO {CHANGE_TABLE} (channel_id, "table", change_type, kwargs, applied, errored)'
+                     f" VALUES (%s, 'channel', %s, %s::jsonb, %s, %s)",
+                     (channel_id, change_type, kwargs, applied, errored))
 
 
 def seed_healthy(conn) -> None:
@@ -141,28 +173,51 @@ def seed_healthy(conn) -> None:
     reset(conn)
     day_ago = _now() - timedelta(days=1)
     add_channel(conn, LAB_CHANNEL_ID, LAB_CHANNEL_NAME, LAB_MAIN_TREE_ID, modified=day_ago)
-    add_change(conn, LAB_CHANNEL_ID, applied=True, created=day_ago)
-    add_task_result(conn, "6f1c2d3e-0000-4000-8000-000000000001", PUBLISH_TASK_NAMES[0], "SUCCESS",
-                    created=day_ago, done=day_ago + timedelta(minutes=4))
+    add_change(conn, LAB_CHANNEL_ID, applied=True)
+    add_task_result(conn, "6f1c2d3e00004000800000000000000a", APPLY_CHANNEL_CHANGES, "SUCCESS",
+                    created=day_ago, done=day_ago + timedelta(minutes=4), channel_id=LAB_CHANNEL_ID)
+    add_task_result(conn, "6f1c2d3e000040008000000000000001", PUBLISH_TASK_NAMES[0], "SUCCESS",
+                    created=day_ago, done=day_ago + timedelta(minutes=4), channel_id=LAB_CHANNEL_ID)
 
 
 # --- faults (the lab's `break`/`fix` and the tests) ---------------------------------------------
-def break_publishing(conn, hours: float = 3.0, channel_id: str = LAB_CHANNEL_ID) -> None:
-    """Leave a channel's main tree ``publishing=True`` since ``hours`` ago, as a dead worker does."""
+def break_publishing(conn, hours: float = 3.0, channel_id: str = LAB_CHANNEL_ID, *, killed: bool = True) -> None:
+    """Leave a channel's main tree ``publishing=True`` since ``hours`` ago. ``killed``: as a worker killed
+    mid-publish leaves it in Studio's tables (apply_channel_changes FAILURE with WorkerLostError,
+    export-channel STARTED, the publish Change unapplied); else only the flag and the history row."""
+    import uuid
+
     since = _now() - timedelta(hours=hours)
     with conn.transaction():
         conn.execute(f"UPDATE {NODE_TABLE} SET publishing = true, modified = %s WHERE id = "
                      f"(SELECT main_tree_id FROM {CHANNEL_TABLE} WHERE id = %s)", (since, channel_id))
-    add_change(conn, channel_id, applied=False, created=since)
-    add_task_result(conn, f"stuck-{channel_id[:8]}-{int(since.timestamp())}", PUBLISH_TASK_NAMES[0], "STARTED",
-                    created=since)
+        conn.execute(f"INSERT INTO {HISTORY_TABLE} (channel_id, performed, action) VALUES (%s, %s, %s)",
+                     (channel_id, since, HISTORY_PUBLICATION))
+    if not killed:
+        return
+    add_change(conn, channel_id, applied=False)
+    add_task_result(conn, uuid.uuid4().hex, APPLY_CHANNEL_CHANGES, "FAILURE", created=since,
+                    done=since + timedelta(minutes=2), channel_id=channel_id,
+                    result='{"exc_type": "WorkerLostError", "exc_message": ["Worker exited prematurely: signal 9 '
+                           '(SIGKILL) Job: 0."], "exc_module": "billiard.exceptions"}',
+                    traceback=f"billiard.exceptions.{WORKER_LOST}: Worker exited prematurely: signal 9 (SIGKILL) Job: 0.")
+    add_task_result(conn, uuid.uuid4().hex, PUBLISH_TASK_NAMES[0], "STARTED", created=since,
+                    channel_id=channel_id)
 
 
 def fix_publishing(conn) -> None:
     """Back to healthy, as ``reconcile_publishing_status`` + a successful re-publish would leave it:
-    ``publishing`` flags cleared, pending changes applied, the abandoned export results revoked."""
+    ``publishing`` flags cleared, pending changes applied, the abandoned export results revoked and a
+    successful apply and export recorded for the channels that were publishing."""
+    import uuid
+
     with conn.transaction():
+        channels = [r[0] for r in conn.execute(
+            f"SELECT c.id FROM {CHANNEL_TABLE} c JOIN {NODE_TABLE} n ON n.id = c.main_tree_id WHERE n.publishing")]
         conn.execute(f"UPDATE {NODE_TABLE} SET publishing = false WHERE publishing")
         conn.execute(f"UPDATE {CHANGE_TABLE} SET applied = true WHERE NOT applied AND NOT errored")
         conn.execute(f"UPDATE {TASKRESULT_TABLE} SET status = 'REVOKED', date_done = now() "
                      f"WHERE status IN ('STARTED', 'PENDING')")
+    for channel_id in channels:
+        for name in (APPLY_CHANNEL_CHANGES, PUBLISH_TASK_NAMES[0]):
+            add_task_result(conn, uuid.uuid4().hex, name, "SUCCESS", channel_id=channel_id)

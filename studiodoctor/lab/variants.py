@@ -69,6 +69,8 @@ class Variant:
     profile_overrides: bool = False
     skip_faults: dict[str, str] = field(default_factory=dict)   # fault -> why it does not apply here
     fault_layers: dict[str, str] = field(default_factory=dict)  # fault -> the layer that shows it here
+    # True: Studio's own backend from a source tree (studiodoctor.lab.studio_source) instead of the stand-in app
+    runs_studio: bool = False
 
 
 # The default lab's Kubernetes namespace is standins.kubernetes.studio_state() (its tests build on it); the fields
@@ -122,7 +124,34 @@ OTHER = Variant(
     fault_layers={"traefik-oom": "kubernetes"},
 )
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in (DEFAULT, OTHER)}
+_STAND_IN_SWITCH = ("Studio's own code runs here: this fault flips a switch of the lab's stand-in app or nginx "
+                    "model, and Studio is broken only through its processes and data")
+STUDIO = Variant(
+    name="studio",
+    description="Studio's own backend from a source tree (--studio-src): its Django app under gunicorn and its "
+                "Celery worker as its Makefile runs them, its docker/nginx configuration, its migrated schema "
+                "and `manage.py setup` data",
+    hostname="studio.localtest", zone="localtest",
+    namespace="studio",
+    deployments={"frontend": "studio-app", "workers": "studio-celery"},
+    labels={"frontend": {"app": "studio-app", "tier": "frontend"},
+            "workers": {"app": "studio-celery", "tier": "workers"},
+            "ingress": {"app": "traefik", "app.kubernetes.io/name": "traefik", "release": "traefik"}},
+    containers={"app": "app", "proxy": "nginx-proxy", "worker": "worker"},
+    ingress="traefik", ingress_namespace="kube-system", metrics=True,
+    redis_disabled_commands=(), postgres_tls=False, bucket="studio-content",
+    static_files={}, favicon="", login_html="", channel_name="",
+    databases_rule='(starts_with(http.request.uri.path, "/content/databases/"))',
+    storage_rule='(starts_with(http.request.uri.path, "/content/storage/"))',
+    runs_studio=True,
+    skip_faults={**{name: _STAND_IN_SWITCH for name in (
+        "app-slow", "pod-500", "app-intermittent", "app-slow-tail", "nginx-databases-public",
+        "nginx-storage-headers", "static-missing", "queue-backlog", "workers-saturated", "stuck-publish")},
+        "bucket-missing": "its fix re-seeds the stand-in's objects, while Studio's bucket holds what its own "
+                          "publishes wrote"},
+)
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (DEFAULT, OTHER, STUDIO)}
 
 
 def get(name: str | None) -> Variant:

@@ -20,6 +20,7 @@ Bounds, for production's sake: ``--samples N`` (or the profile's ``samples``, de
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections import Counter
@@ -201,10 +202,18 @@ def combined(all_samples: list[Samples]) -> dict | None:
 
 
 def backend_of(url: str) -> str:
-    """``host:port`` of a URL: what the per-backend bounds count."""
+    """``host:port`` of a URL: what the per-backend bounds count. A pod reached through the Kubernetes API
+    server's proxy (``.../namespaces/NS/pods/NAME:PORT/proxy/...``) is its own backend, as it would be
+    reached directly: the API server only relays, the pod answers (and bears the load)."""
     parts = urlsplit(url)
+    proxied = _PROXIED.search(parts.path)
+    if proxied:
+        return f"{proxied['kind'][:-1]} {proxied['ident']} in {proxied['ns']}"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname or ''}:{port}"
+
+
+_PROXIED = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services)/(?P<ident>[^/]+)/proxy(?:/|$)")
 
 
 class _Backends:

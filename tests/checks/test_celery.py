@@ -178,14 +178,73 @@ def test_channel_publishing_for_three_hours_fails_naming_it(worker, studio_db, p
     assert run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES].status is Status.OK
 
 
-def test_unapplied_changes_with_no_worker_warn(redis_server, studio_db, profile):
-    from datetime import datetime, timedelta, timezone
-
-    studio_schema.add_change(studio_db, studio_schema.LAB_CHANNEL_ID,
-                             created=datetime.now(timezone.utc) - timedelta(hours=1))
+def test_unapplied_changes_with_no_task_and_no_history_warn_age_unknown(worker, studio_db, profile):
+    studio_schema.add_change(studio_db, studio_schema.LAB_CHANNEL_ID)
     r = run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES]
     assert r.status is Status.WARN
-    assert "1 unapplied change(s) older than 30 min while no task is active" in r.summary
+    assert "no task is queued or running to apply them" in r.summary and "age unknown" in r.summary
+
+
+def test_changes_whose_task_message_was_lost_fail_with_the_tasks_age(worker, studio_db, profile):
+    """Studio's enqueue wrote the task's CustomTaskMetadata an hour ago, the broker message never reached a
+    worker (the queue is empty, the worker idle; no TaskResult row): the change will never apply."""
+    from datetime import datetime, timedelta, timezone
+
+    for _ in range(6):
+        studio_schema.add_change(studio_db, studio_schema.LAB_CHANNEL_ID)
+    studio_schema.add_enqueued(studio_db, "d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6", studio_schema.LAB_CHANNEL_ID,
+                               created=datetime.now(timezone.utc) - timedelta(hours=1))
+    r = run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES]
+    assert r.status is Status.FAIL, r.summary
+    assert "6 unapplied change(s)" in r.summary and "message was lost" in r.summary and "1 h 00 min" in r.summary
+    lost = r.evidence["lost_changes"][0]
+    assert lost["task_id"] == "d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6"
+    assert lost["age_from"] == "contentcuration_customtaskmetadata.date_created"
+    assert any("reconcile_change_tasks" in c.text for c in r.commands if c.safety == MUTATING)
+    assert "reconcile_change_tasks" in r.hint
+
+
+def test_changes_whose_task_is_still_queued_are_not_lost(redis_server, studio_db, profile):
+    """Same rows, but messages wait in the queue (no worker yet): the task may be one of them."""
+    from datetime import datetime, timedelta, timezone
+
+    from studiodoctor.lab.servers import studio_tasks
+
+    studio_schema.add_change(studio_db, studio_schema.LAB_CHANNEL_ID)
+    studio_schema.add_enqueued(studio_db, "a1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6", studio_schema.LAB_CHANNEL_ID,
+                               created=datetime.now(timezone.utc) - timedelta(hours=1))
+    studio_tasks.enqueue(3, queue="celery", broker_url=redis_server.url(0))
+    w = CeleryWorker(redis_server.dir.parent / "worker", broker_url=redis_server.url(0), name=WORKER_NAME,
+                     queues="other")
+    w.start()
+    try:
+        r = run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES]
+    finally:
+        w.stop(cold=True)
+    assert r.evidence["lost_changes"] == [] and r.evidence["queued"] == 3, r.summary
+
+
+def test_publish_killed_mid_way_fails_at_once(worker, studio_db, profile):
+    """The worker was OOM-killed 5 minutes into a publish: far from the 2 h rule, but nothing will finish it."""
+    studio_schema.break_publishing(studio_db, hours=5 / 60)
+    r = run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES]
+    assert r.status is Status.FAIL, r.summary
+    assert "killed mid-publish" in r.summary and "WorkerLostError" in r.summary and "STARTED" in r.summary
+    assert r.evidence["stuck"] == [studio_schema.LAB_CHANNEL_ID]
+    studio_schema.fix_publishing(studio_db)
+    assert run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES].status is Status.OK
+
+
+def test_publish_that_raised_fails_naming_the_error(worker, studio_db, profile):
+    studio_schema.add_task_result(studio_db, "b1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6", "export-channel", "FAILURE",
+                                  traceback="Traceback (most recent call last):\n  ...\n"
+                                            "google.api_core.exceptions.NotFound: 404 bucket gone",
+                                  channel_id=studio_schema.LAB_CHANNEL_ID)
+    r = run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES]
+    assert r.status is Status.FAIL and "404 bucket gone" in r.summary, r.summary
+    studio_schema.add_task_result(studio_db, "c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6", "export-channel", "SUCCESS",
+                                  channel_id=studio_schema.LAB_CHANNEL_ID)
+    assert run(profile(), ids=(STUCK_PUBLISHES,))[STUCK_PUBLISHES].status is Status.OK
 
 
 def test_busy_worker_with_waiting_tasks_is_saturated(redis_server, studio_db, profile):

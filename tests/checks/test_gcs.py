@@ -506,11 +506,20 @@ def test_pagination_costs_one_request_per_thousand_objects(canned, canned_profil
 
 def test_storage_objects_without_long_cache_warn(canned, canned_profile):
     _seed_canned(canned)
-    canned.add("storage/f/f/ff00.pdf", None)
+    canned.add("storage/f/f/ff00.pdf", "public, max-age=3600")
     res = run(canned_profile())
     st = res[STORAGE_CACHE_CONTROL]
     assert st.status is Status.WARN
-    assert "storage/f/f/ff00.pdf (none)" in st.summary and st.evidence["short_lived"] == 1
+    assert "storage/f/f/ff00.pdf (public, max-age=3600)" in st.summary and st.evidence["short_lived"] == 1
+
+
+def test_storage_objects_without_their_own_cache_control_are_ok_as_studio_uploads_them(canned, canned_profile):
+    """Studio's upload code sets no Cache-Control on storage/ objects (its nginx adds the immutable one)."""
+    _seed_canned(canned)
+    canned.add("storage/f/f/ff00.pdf", None)
+    st = run(canned_profile())[STORAGE_CACHE_CONTROL]
+    assert st.status is Status.OK and "1 of" in st.summary and "no Cache-Control of their own" in st.summary
+    assert st.evidence["cache_control_values"]["none"] == 1
 
 
 # rules ------------------------------------------------------------------------------------------

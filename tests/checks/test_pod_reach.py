@@ -62,10 +62,10 @@ def api(cluster):
     return cluster
 
 
-def _run(make_profile, kube, layers=("app", "nginx", "trace"), **sections):
+def _run(make_profile, kube, layers=("app", "nginx", "trace"), timeout=5, **sections):
     kubernetes = {"api_url": kube.url, "namespace": "studio", "token": TOKEN, **sections.pop("kubernetes", {})}
     sections.setdefault("app", {"api_token": "t"})
-    profile = make_profile({"kubernetes": kubernetes, "public_urls": [], **sections}, timeout=5)
+    profile = make_profile({"kubernetes": kubernetes, "public_urls": [], **sections}, timeout=timeout)
     report = engine.check(profile, layers=list(layers))
     return report, {r.id: r for r in report.results}
 
@@ -163,3 +163,20 @@ def test_the_kubernetes_token_never_reaches_an_output(api, make_profile):
     data = report.to_dict(Redactor())
     for fmt in ("json", "table", "markdown"):
         assert TOKEN not in render(data, fmt), fmt
+
+
+def test_a_slow_app_is_judged_against_the_timeout_nginx_is_seen_to_keep(api, make_profile):
+    """No nginx.proxy_read_timeout in a laptop's profile: the app's 3 s answers are judged against what the
+    same pod's nginx does with them (504 after its 2 s), not against Studio's 100 s."""
+    for app, nginx in zip(api.apps, api.nginxes):
+        app.set_fault(slow_s=3)
+        nginx.set_timeout(2)
+    try:
+        _, res = _run(make_profile, api, layers=("app",), timeout=12)
+    finally:
+        for nginx in api.nginxes:
+            nginx.set_timeout(100)
+    stealthz = res["app.stealthz"]
+    assert stealthz.status is Status.FAIL, stealthz.summary
+    assert "seen: nginx answered 504" in stealthz.summary
+    assert stealthz.evidence["nginx_gave_up_after_s"] >= 1.9  # nginx cannot give up before its 2 s

@@ -261,7 +261,8 @@ def test_each_query_is_one_round_trip_over_a_pool_within_the_cap(postgres_server
         {i: r.summary for i, r in res.items()}
     for cid in (VERSION, CONNECTIONS, LONG_QUERIES, DATABASE_SIZE):  # CONNECTIONS: three statements
         assert res[cid].evidence["round_trips"] == 1
-        assert 100 <= res[cid].network_ms < 200, (cid, res[cid].network_ms)
+        # one round trip (100 ms), never the four of before (400 ms); the margin is the shared machine's
+        assert 100 <= res[cid].network_ms < 300, (cid, res[cid].network_ms)
     ours = [r for r in res[CONNECTIONS].evidence["by_user_application"] if r["application_name"] == "studiodoctor"]
     assert ours == [{"usename": "postgres", "application_name": "studiodoctor", "n": 1}]
 

@@ -25,7 +25,7 @@ def test_a_laptop_reaches_app_and_nginx_through_the_api_server(make_profile, tmp
     assert plan["app"].how == plan["nginx"].how == "api-proxy"
     assert "namespace studio" in plan["app"].detail and str(kubeconfig) in plan["app"].detail
     assert plan["trace"].detail.endswith("nginx: api-proxy, app: api-proxy")
-    assert plan["redis"].how == "unreachable" and plan["redis"].detail == "redis.url not set"
+    assert plan["redis"].how == "cluster-doctor" and "through the API server's service proxy" in plan["redis"].detail
 
 
 def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_profile, monkeypatch, tmp_path):
@@ -36,6 +36,7 @@ def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_pr
     assert plan["nginx"].how == "unreachable"
     assert plan["nginx"].detail == ("nginx.url not set; a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or "
                                     "~/.kube/config) with get pods/proxy would open a way")
+    assert plan["postgres"].how == "unreachable" and "in-cluster doctor" in plan["postgres"].detail
 
 
 def test_config_show_prints_the_plan_without_secrets(tmp_path, monkeypatch, capsys):
@@ -50,3 +51,13 @@ def test_config_show_prints_the_plan_without_secrets(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert "# how each layer will be reached from here" in out
     assert "hunter2pass" not in out and "tok-secret-77" not in out
+
+
+def test_a_pod_behind_the_api_server_is_its_own_sampling_backend():
+    """--samples bounds each pod as it would bound it reached directly; the API server only relays."""
+    from studiodoctor.probes.sampling import backend_of
+
+    api = "https://10.0.0.1:443/api/v1/namespaces/studio/pods/"
+    assert backend_of(api + "web-0:8081/proxy/healthz") == "pod web-0:8081 in studio"
+    assert backend_of(api + "web-1:8081/proxy/healthz") != backend_of(api + "web-0:8081/proxy/healthz")
+    assert backend_of("http://127.0.0.1:8081/healthz") == "127.0.0.1:8081"

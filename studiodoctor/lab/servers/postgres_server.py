@@ -102,6 +102,16 @@ class PostgresServer(Launcher):
                     continue
                 os.chown(path, pw.pw_uid, pw.pw_gid)
             os.chmod(self.root, 0o755)
+        if self.options.get("seed_data"):
+            # a cached cluster (the studio variant's migrated template database): copied, not initdb'd
+            shutil.copytree(self.options["seed_data"], self.data, symlinks=True)
+            os.chmod(self.data, 0o700)
+            if user:
+                for dirpath, _dirs, files in os.walk(self.data):
+                    os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+                    for name in files:
+                        os.chown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+            return
         cmd = [pg_binary("initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"]
         proc = subprocess.run(cmd, capture_output=True, text=True, user=user)
@@ -130,8 +140,10 @@ class PostgresServer(Launcher):
         return ["-c", "ssl=on", *out]
 
     def start(self, timeout: float = 30.0) -> "PostgresServer":
+        seeded = False
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
+            seeded = bool(self.options.get("seed_data"))
         cmd = [pg_binary("postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.pgdir),
                "-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={self.max_connections}",
                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
@@ -140,8 +152,28 @@ class PostgresServer(Launcher):
         cmd += self._tls_settings()
         self.pid = self.spawn(cmd, user=self._user())
         wait_for_port(self.port, timeout, pid=self.pid, log=self.log)
+        if seeded:
+            self._set_password()
         self._ensure_database()
         return self
+
+    def _set_password(self) -> None:
+        """A copied cluster keeps the password it was built with: set this lab's, over the local socket."""
+        import psycopg
+        from psycopg import sql
+
+        def set_it() -> bool:
+            try:
+                with psycopg.connect(host=str(self.pgdir), port=self.port, user="postgres", dbname="postgres",
+                                     autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
+                return True
+            except psycopg.OperationalError as exc:
+                if "starting up" not in str(exc):
+                    raise
+                return False
+
+        wait_until(set_it, 30.0, "PostgreSQL still starting up")
 
     def stop(self, remove_data: bool | None = None) -> None:
         """Stop the server (and the fault holders). Data kept outside ``root`` (see ``pgdir``) is

@@ -122,7 +122,20 @@ def _messages_outbound(req):
     return 200, {"TotalCount": total, "Messages": msgs}
 
 
+def _send_email(req):
+    """What Studio's django-postmark backend posts (the studio lab variant: a publish mails its editors)."""
+    body = req.body if isinstance(req.body, dict) else {}
+    if not body.get("To"):
+        return _pm_error(422, 300, "Invalid email request: Zero recipients specified")
+    if any(s.get("archived_min") is not None for s in req.state.get("streams", [])):
+        return _pm_error(422, 1235, "The message stream for the provided 'ID' was not found.")
+    return 200, {"To": body["To"], "SubmittedAt": _iso(0), "MessageID": "0a1b2c3d-0000-4000-8000-000000000000",
+                 "ErrorCode": 0, "Message": "OK"}
+
+
 ROUTES = (
+    # https://postmarkapp.com/developer/api/email-api#send-a-single-email
+    route("POST", r"/email", _send_email),
     # https://postmarkapp.com/developer/api/server-api#get-server
     route("GET HEAD", r"/server", _server),
     # https://postmarkapp.com/developer/api/message-streams-api#get-message-stream

@@ -109,12 +109,13 @@ def graphql_operation(body) -> str:
     return "#query" if text.startswith("{") or word in ("query", "") else f"#{word}"
 
 
-def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1") -> None:
-    serve_json(importlib.import_module(f"studiodoctor.lab.standins.{module}").handle, module, port, state_path, address)
+def serve(module: str, port: int, state_path: Path, address: str = "127.0.0.1", tls: tuple = ()) -> None:
+    serve_json(importlib.import_module(f"studiodoctor.lab.standins.{module}").handle, module, port, state_path, address,
+               tls=tls)
 
 
 def serve_json(handle, name: str, port: int, state_path: Path, address: str = "127.0.0.1",
-               headers: dict | None = None, suffix: str = "") -> None:
+               headers: dict | None = None, suffix: str = "", tls: tuple = ()) -> None:
     """Serve ``handle(state, method, path, query, headers, body) -> (status, json or bytes)`` over HTTP,
     with the state file reread on change; ``headers`` are added to every answer (e.g. CloudFlare's cf-ray).
     Every request's method is recorded in ``<name>.requests.jsonl`` beside the state file."""
@@ -155,6 +156,26 @@ def serve_json(handle, name: str, port: int, state_path: Path, address: str = "1
                 self.wfile.write(data)
 
         do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+        def do_CONNECT(self):
+            """``tls=(cert, key)``: the stand-in is also the HTTPS proxy its vendor's real host is reached
+            through (a client with ``https_proxy`` set CONNECTs to it, then speaks TLS to "the vendor" and is
+            answered by this same handler, with the lab's certificate for that name)."""
+            if not tls:
+                self.send_error(405)
+                return
+            import ssl
+
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.connection = ctx.wrap_socket(self.connection, server_side=True)
+            self.rfile = self.connection.makefile("rb")
+            self.wfile = self.connection.makefile("wb", buffering=0)
+            self.close_connection = False
+            while not self.close_connection:
+                self.handle_one_request()
 
         def log_message(self, fmt, *args):
             sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
@@ -205,8 +226,10 @@ class StubAPI(Launcher):
         self.write_state(self.default_state())
 
     def command(self) -> list[str]:
+        tls = self.options.get("connect_tls") or ()
         return [sys.executable, "-m", "studiodoctor.lab.standins.saas_stub", "--module", self.module,
-                "--port", str(self.port), "--state", str(self.state_file)]
+                "--port", str(self.port), "--state", str(self.state_file),
+                *(["--connect-tls", *tls] if tls else [])]
 
     def start(self, timeout: float = 15.0) -> "StubAPI":
         if not self.state_file.exists():
@@ -220,8 +243,10 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--state", required=True, type=Path)
+    parser.add_argument("--connect-tls", nargs=2, metavar=("CERT", "KEY"), default=(),
+                        help="also be the HTTPS proxy (CONNECT) of the vendor's host, with this certificate")
     args = parser.parse_args(argv)
-    serve(args.module, args.port or free_port(), args.state, args.address)
+    serve(args.module, args.port or free_port(), args.state, args.address, tls=tuple(args.connect_tls))
     return 0
 
 
