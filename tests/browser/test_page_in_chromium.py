@@ -89,7 +89,7 @@ def test_healthy_lab_page(lab, browser, capsys):
     assert "✔ OK" in box(page, "nginx").locator(":scope > summary").inner_text()
     assert page.locator("section.causes h2").inner_text() == "Nothing is wrong"
     ingress = box(page, "ingress").locator(":scope > summary .name").inner_text()
-    assert ingress == ("Traefik" if lab.variant.name == "default" else "Ingress: ingress-nginx")
+    assert ingress == ("Traefik" if lab.variant.ingress == "traefik" else "Ingress: ingress-nginx")
     page.screenshot(path=str(ARTIFACTS / f"{lab.variant.name}-healthy-desktop.png"), full_page=True)
     page.context.close()
 

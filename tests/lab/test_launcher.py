@@ -61,5 +61,5 @@ def test_nginx_fault_flips_are_served_as_soon_as_set_fault_returns(tmp_path):
 def test_unknown_lab_variant_is_one_line_naming_the_known_ones(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("STUDIODOCTOR_LAB_DIR", str(tmp_path / "none"))
     assert main(["lab", "up", "--variant", "nope"]) == 3
-    assert capsys.readouterr().err == "studiodoctor: unknown lab variant 'nope' (known: default, other)\n"
+    assert capsys.readouterr().err == "studiodoctor: unknown lab variant 'nope' (known: default, other, studio)\n"
     assert not (tmp_path / "none").exists()
