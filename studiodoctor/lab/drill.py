@@ -130,10 +130,21 @@ class Standing:
 
 @contextmanager
 def standing_fault(lab, name: str, symptom: str = "502", timeout: float | None = None,
-                   progress: Callable[[str], None] = lambda msg: None, profile: str = "lab"):
-    """Break ``name``, measure what it makes fail in ``symptom``'s walk, yield a Standing; fix it after."""
-    from ..model import Status
+                   progress: Callable[[str], None] = lambda msg: None, profile: str = "lab", settle: float = 15.0):
+    """Break ``name``, measure what it makes fail in ``symptom``'s walk, yield a Standing; fix it after.
 
+    Measured on a settled stack: a fault drilled just before may still be recovering (pods not Ready yet),
+    and its last failures must not be taken for the standing fault's own."""
+    from ..model import Status
+    from .launcher import LabError, wait_until
+
+    def settled() -> bool:
+        return not any(r.status is Status.FAIL for r in diagnose(symptom, timeout, profile).results)
+
+    try:
+        wait_until(settled, settle, "still failing", interval=1.0)
+    except LabError:
+        pass   # measured as it is: what still fails then counts against the standing fault, visibly
     progress(f"standing fault {name}: left in place under every {symptom} fault")
     set_fault(lab, name, True)
     try:
