@@ -27,7 +27,9 @@ INGRESS_PODS = "kubernetes.ingress_pods"
 
 # The frontend's readiness probe is GET /healthz on 8081 (gunicorn, queries PostgreSQL): when these fail,
 # pods not Ready are their consequence, not the root cause (a lock /healthz's query waits behind too).
-READINESS_EXPLAINERS = ("app.healthz", "postgres.reachable", "postgres.connections", "postgres.locks")
+# a frontend pod is Ready only when each of its containers is: nginx down beside gunicorn makes it not Ready
+READINESS_EXPLAINERS = ("app.healthz", "nginx.reachable", "postgres.reachable", "postgres.connections",
+                        "postgres.locks")
 
 
 def check(id: str, **meta):
