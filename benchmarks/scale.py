@@ -57,7 +57,10 @@ report = engine.check(profile, layers=spec["layers"], options=spec.get("options"
 wall = time.perf_counter() - t0
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))  # this image's own peak
 print(json.dumps({"wall": wall, "requests": dict(counts), "rss_mib": hwm / 1024,
-                  "results": {r.id: [r.status.value, r.summary[:90]] for r in report.results}}))
+                  "results": {r.id: [r.status.value, r.summary[:90]] for r in report.results},
+                  "listings": {r.id: {k: r.evidence[k] for k in ("audited", "requests", "ranges", "sequential_requests",
+                                                                 "list_ms") if k in r.evidence}
+                               for r in report.results if isinstance(r.evidence, dict) and "requests" in r.evidence}}))
 """
 
 
@@ -289,6 +292,8 @@ def main() -> None:
         print(f"{key}: {what} (set up in {seed:.1f} s)")
         print(f"  layers {', '.join(layers)}: {requests} requests ({', '.join(f'{k} {v}' for k, v in last['requests'].items())}), "
               f"wall median {wall:.2f} s of {args.runs}, peak RSS {rss:.0f} MiB; results {statuses}")
+        for cid, figures in last.get("listings", {}).items():
+            print(f"    {cid}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
         for cid, (status, summary) in last["results"].items():
             if status not in ("ok", "skip"):
                 print(f"    {status:<7} {cid}: {summary}")
