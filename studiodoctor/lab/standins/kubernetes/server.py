@@ -18,6 +18,7 @@ from studiodoctor.lab.methodlog import MethodLog
 from .faults import _Unavailable, effective_state
 from .objects import DEFAULT_USER, VERSION
 from .portforward import PORTFORWARD_PATH
+from .selectors import SelectorError, fields_match, labels_match, parse_fields, parse_labels
 from .proxy import PROXY_PATH, forward, locate, not_found, split_scheme_name_port
 
 # -- HTTP server ----------------------------------------------------------------------------------
@@ -108,41 +109,9 @@ def _forbidden(state: dict, verb: str, group: str, resource: str, namespace: str
     return body
 
 
-def _lookup(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def match_labels(labels: dict, selector: str) -> bool:
-    """Equality-based label selectors: ``a=b,c!=d,e`` (and ``==``)."""
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-def _match_fields(obj: dict, selector: str) -> bool:
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        neg = "!=" in term
-        k, v = term.replace("!=", "=").replace("==", "=").split("=", 1)
-        got = _lookup(obj, k.strip())
-        if (str(got) == v.strip()) == neg:
-            return False
-    return True
+    """Whether ``labels`` match a label selector, parsed as the API server parses it (``selectors``)."""
+    return labels_match(parse_labels(selector), labels)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -261,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
             items = [o for space in state["namespaces"].values() for o in space.get(route.resource, [])]
         if _denied(state, "list", route.group, route.resource, ns):
             return self._send(403, _forbidden(state, "list", route.group, route.resource, ns))
-        return self._list(items, route.kind, route.api_version, query)
+        return self._list(items, route, query)
 
     def _serve_object(self, state: dict, ns: str, resource: str, name: str) -> None:
         if _denied(state, "get", "", resource, ns, name):
@@ -319,12 +288,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         relay(self.connection, state, *checked)
 
-    def _list(self, items: list[dict], kind: str, api_version: str, query: dict) -> None:
-        if query.get("labelSelector"):
-            items = [o for o in items if match_labels(o.get("metadata", {}).get("labels") or {},
-                                                      query["labelSelector"])]
-        if query.get("fieldSelector"):
-            items = [o for o in items if _match_fields(o, query["fieldSelector"])]
+    def _list(self, items: list[dict], route: ListRoute, query: dict) -> None:
+        """One page of ``items`` filtered by ``labelSelector`` and ``fieldSelector`` (a selector the API
+        server would refuse: 400 BadRequest with its message), paginated by ``limit``/``continue``."""
+        try:
+            labels = parse_labels(query.get("labelSelector") or "")
+            fields = parse_fields(query.get("fieldSelector") or "", route.resource)
+        except SelectorError as exc:
+            return self._send(400, _status(400, "BadRequest", str(exc)))
+        if labels:
+            items = [o for o in items if labels_match(labels, o.get("metadata", {}).get("labels") or {})]
+        if fields:
+            items = [o for o in items if fields_match(fields, o, route.resource)]
         meta: dict[str, Any] = {"resourceVersion": "987654"}
         limit = int(query.get("limit") or 0)
         if limit:
@@ -334,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
                 meta["continue"] = str(start + limit)
                 meta["remainingItemCount"] = len(items) - start - limit
             items = page
-        self._send(200, {"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
+        self._send(200, {"kind": route.kind, "apiVersion": route.api_version, "metadata": meta, "items": items})
 
     def do_POST(self):  # noqa: N802
         path = urlsplit(self.path).path
