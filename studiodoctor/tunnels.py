@@ -104,6 +104,25 @@ def _open(ctx, profile, key: str, deadline: float):
     return tunnel, target, url
 
 
+def _through(res: Result, tunnel, target, tunnels: dict) -> None:
+    """Say in ``res`` that it was seen through ``tunnel``: the pod for the loopback address, the evidence, and
+    what the port-forward itself said when the pod's port did not answer (its error channel)."""
+    for other, there, _ in tunnels.values():   # "127.0.0.1:41203" means nothing to the reader
+        res.summary = res.summary.replace(other.address, f"{there.label} (port-forward)")
+    errors = list(dict.fromkeys(tunnel.errors))
+    res.evidence = {**(res.evidence or {}), "via": f"port-forward {target.label}",
+                    "port_forward": {"pod": f"{target.namespace}/{target.pod}", "port": target.port,
+                                     "found": target.found, "streams": tunnel.streams,
+                                     "opened": "for this run only, closed when its checks were done",
+                                     **({"stream_errors": errors[:3]} if errors else {})}}
+    if errors and res.status in (Status.FAIL, Status.ERROR):
+        said = errors[0].rpartition(": ")[2] or errors[0]
+        res.summary += f" (the port-forward: nothing answers on port {target.port} in the pod: {said})"
+        res.hint = (f"The API server reached pod {target.namespace}/{target.pod} but nothing answered on its port "
+                    f"{target.port}: the process in the pod is down or listens elsewhere (`kubectl logs`, `kubectl "
+                    "describe pod`). " + (res.hint or ""))
+
+
 def _runnable(checks: list, away: dict[str, str], opened: set[str]) -> list:
     """The checks whose tunnel opened and whose dependencies among ``checks`` run too."""
     ids = {c.id for c in checks if away[c.id] in opened}
@@ -137,13 +156,7 @@ def through_portforward(profile, checks: list, away: dict[str, str], deadline: f
             tunnel.close()
     for res in results:
         tunnel, target, _ = tunnels[away[res.id]]
-        for _, (other, there, _) in tunnels.items():   # "127.0.0.1:41203" means nothing to the reader
-            res.summary = res.summary.replace(other.address, f"{there.label} (port-forward)")
-        res.evidence = {**(res.evidence or {}), "via": f"port-forward {target.label}",
-                        "port_forward": {"pod": f"{target.namespace}/{target.pod}", "port": target.port,
-                                         "found": target.found, "streams": tunnel.streams,
-                                         "opened": "for this run only, closed when its checks were done",
-                                         **({"stream_errors": tunnel.errors[:3]} if tunnel.errors else {})}}
+        _through(res, tunnel, target, tunnels)
     ran = {r.id for r in results}
     for c in checks:
         if c.id in ran:

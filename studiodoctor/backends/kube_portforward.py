@@ -164,7 +164,7 @@ class Tunnel:
             ws = self._stream()
             self._pump(conn, ws)
         except Exception as exc:  # noqa: BLE001 - the client sees its connection closed; the reason is kept
-            self.errors.append((str(exc).strip().splitlines() or [type(exc).__name__])[0][:200])
+            self.errors.append((str(exc).strip().splitlines() or [type(exc).__name__])[0][:400])
         finally:
             with self._lock:
                 self._live.discard(conn)

@@ -123,7 +123,7 @@ def _dial(state: dict, pod: dict, port: int) -> tuple[socket.socket | None, str]
     address = lab_address(state, ip, port)
     failed = (f"error forwarding port {port} to pod {pod['metadata'].get('uid', '')}, uid : failed to execute "
               f"portforward in network namespace: failed to connect to localhost:{port} inside namespace: "
-              "connect: connection refused")
+              f"dial tcp4 127.0.0.1:{port}: connect: connection refused")
     if address is None:
         return None, failed
     host, _, lab_port = address.rpartition(":")
