@@ -75,16 +75,28 @@ def _call(chk: Check, ctx: CheckContext, debug: bool) -> Result:
 # What the first use of an SDK imports lazily (inside the check, where its CPU would land in the
 # latencies other checks are measuring): imported up front with the SDK.
 WARM_IMPORTS = {
-    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.probes.http"),
-    "cryptography.x509": ("studiodoctor.probes.tls",),
+    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.probes.http", "studiodoctor.probes.tls"),
 }
+# What an SDK's ``__init__`` imports that no check uses, kept out (an ImportError it handles): httpx's own
+# command-line client (click, rich, pygments: ~60 ms of CPU, a third of ``import httpx``).
+UNUSED_SUBMODULES = {"httpx": ("httpx._main",)}
+
+
+def _import_sdk(name: str) -> None:
+    import importlib
+    import sys
+
+    if name not in sys.modules:
+        for unused in UNUSED_SUBMODULES.get(name, ()):
+            sys.modules.setdefault(unused, None)  # a None entry makes its import raise ImportError
+    importlib.import_module(name)
 
 
 # Whether a check may start once its own SDKs are in (True), or only once every SDK of the run is.
 OVERLAP_IMPORTS = True
 # What preload imports first: the SDKs of the checks that can start soonest and do the most round trips
 # (a check starts as soon as its own SDKs are in, see run_checks).
-PRELOAD_FIRST = ("httpx", "cryptography.x509", "psycopg")
+PRELOAD_FIRST = ("httpx", "psycopg")
 
 
 def sdk_imports(chk: Check) -> tuple[str, ...]:
@@ -102,15 +114,13 @@ def preload(checks: Iterable[Check], profile=None, ready: Callable[[str], None] 
     the latency other checks are measuring at that moment. With ``profile``, a check that will be
     skipped (a needed key is unset) imports nothing. ``ready(name)`` is called once each SDK (with its
     warm-up) is in, first those of PRELOAD_FIRST. A failed import is left for the check itself to report."""
-    import importlib
-
     checks = [c for c in checks if profile is None or _needs_skip(c, profile) is None]
     names = list(dict.fromkeys(m for c in checks for m in sdk_imports(c)))
     names.sort(key=lambda n: PRELOAD_FIRST.index(n) if n in PRELOAD_FIRST else len(PRELOAD_FIRST))
     for name in names:
         for module in (name, *WARM_IMPORTS.get(name, ())):
             try:
-                importlib.import_module(module)
+                _import_sdk(module)
             except Exception:  # noqa: BLE001 - the check reports it, with its layer's hint
                 pass
         if name == "httpx" and profile is not None:
@@ -220,19 +230,23 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             box.append(res)
             cond.notify_all()
 
+    busy: dict[str, int] = {}  # backend -> its checks running
+
     def has_slot(chk: Check) -> bool:
         if len(running) >= max_concurrent:
             return False
-        if backend(chk) in POOLED:
-            return True
-        return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
+        return backend(chk) in POOLED or busy.get(backend(chk), 0) < per_backend
+
+    def release(cid: str) -> None:
+        del running[cid]
+        busy[backend(by_id[cid])] -= 1
 
     with cond:
         while pending or running:
             progressed = False
             for cid, (thread, started, deadline, box, ctx, clock, times) in list(running.items()):
                 if box:
-                    del running[cid]
+                    release(cid)
                     res = box[0]
                     if deadline < clock + budget and res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value:
                         # the run's budget left it less than its usual time: a timeout proves nothing
@@ -243,7 +257,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     finish(by_id[cid], res, times[0] if times else started, times[1] if len(times) > 1 else None)
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
-                    del running[cid]  # abandoned: its daemon thread cannot hold the run up
+                    release(cid)  # abandoned: its daemon thread cannot hold the run up
                     if loader.is_alive():  # still importing SDKs: our machine was slow, not the backend
                         res = error(f"not answered in time: the SDK imports were still running after "
                                     f"{time.monotonic() - run_start:.3g} s (an overloaded machine?)",
@@ -285,6 +299,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     thread = threading.Thread(target=worker, args=(chk, ctx, box, times), daemon=True,
                                               name=f"check:{chk.id}")
                     running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock, times)
+                    busy[backend(chk)] = busy.get(backend(chk), 0) + 1
                     pending.remove(chk)
                     progressed = True
                     if on_start:
