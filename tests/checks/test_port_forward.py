@@ -159,3 +159,26 @@ def test_no_redis_pod_and_no_postgres_credentials_say_what_would_open_a_way(kube
         results["redis.reachable"].summary, results["redis.reachable"].summary
     pg = results["postgres.reachable"]
     assert pg.status is Status.SKIP and "postgres.port_forward_dsn" in pg.summary + pg.hint, (pg.summary, pg.hint)
+
+
+def test_the_tunnels_credentials_never_reach_an_output(kube, redis_server, make_profile):
+    """The laptop's Redis password, put into the URL the tunnel makes, stays a secret: a check that echoes
+    that URL (as a hostile answer would) shows it in none of the formats."""
+    from studiodoctor.model import fail
+    from studiodoctor.registry import Registry
+    from studiodoctor.render import render
+    from studiodoctor.secrets import Redactor
+
+    secret = "Tunnel-Secret-55e1"
+    reg = Registry()
+    reg.check("redis.echo", title="echo", needs=("redis.url",))(
+        lambda ctx: fail(f"echo {ctx.profile.value('redis.url')}", evidence={"url": ctx.profile.value("redis.url")}))
+    put(kube, with_backing(K.studio_state(), "studio", redis=redis_server.address))
+    profile = laptop(make_profile, kube, redis={"port_forward_url": f"redis://:{secret}@/0"})
+    report = engine.check(profile, layers=["redis"], registry=reg)
+    data = report.to_dict(Redactor(profile.secrets))
+    [echo] = data["results"]
+    assert echo["status"] == "fail" and echo["evidence"]["via"].startswith("port-forward pod studio/"), echo
+    assert "(port-forward)" in echo["summary"], echo["summary"]   # the tunnel's URL was the one echoed
+    for fmt in ("json", "table", "markdown", "junit", "nagios", "prometheus", "html"):
+        assert secret not in render(data, fmt), fmt
