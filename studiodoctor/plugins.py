@@ -42,12 +42,12 @@ class EntryPoint:
 def cache_file(key: list | None = None) -> Path:
     """The cache of one set of metadata directories (a venv, and a checkout's when run from it): two
     ways of starting that see different ones do not overwrite each other's."""
-    import hashlib
+    from binascii import crc32  # not hashlib: its OpenSSL costs --help 1.5 MiB (two sets sharing a name stay correct)
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     where = json.dumps([[entry, [name for name, _ in found]] for entry, found in (key or install_key())[1:]])
-    digest = hashlib.sha1(f"{sys.prefix}{sys.version_info[:2]}{where}".encode()).hexdigest()[:16]
-    return Path(base) / "studiodoctor" / f"entry-points-{digest}.json"
+    digest = crc32(f"{sys.prefix}{sys.version_info[:2]}{where}".encode())
+    return Path(base) / "studiodoctor" / f"entry-points-{digest:08x}.json"
 
 
 def install_key() -> list:
