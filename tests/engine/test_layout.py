@@ -21,6 +21,7 @@ LAYERS = [
     {"backends"},                                                 # one connection module per backend
     {"discovery", "config", "context", "registry", "report", "render"},
     {"runner", "diagnosis", "vantage"},                          # vantage: the in-cluster doctor asked
+    {"tunnels"},                                                  # the port-forwards a run opens (after vantage)
     {"engine"},
     {"smoke", "preflight"},
     {"commands"},

@@ -83,9 +83,12 @@ def test_fault_is_localized_then_fixed(lab_env, name):
 
 # From a laptop (lab-laptop: public URLs, a kubeconfig, tokens), the layers reached through the API server's
 # pod proxy and the public ones localize as they do with every address; Redis, PostgreSQL and Celery come
-# with the in-cluster doctor (issue 27's second way in).
+# with the in-cluster doctor (issue 27's second way in): a stopped worker by its broker connections
+# (celery.consumers, read-only), since the doctor never runs Celery's broadcast ping for a caller.
 LAPTOP_FAULTS = ["pod-500", "app-stopped", "nginx-stopped", "static-missing", "nginx-databases-public",
-                 "traefik-server-down", "deployment-unavailable", "pod-crashloop", "edge-522"]
+                 "traefik-server-down", "deployment-unavailable", "pod-crashloop", "edge-522", "worker-stopped"]
+# the check that must name the layer from a laptop, where it is not the same as with every address
+LAPTOP_NAMING_CHECK = {"worker-stopped": "celery.consumers"}
 
 
 def test_the_laptop_profile_holds_only_what_a_laptop_has(lab_env):
@@ -103,6 +106,7 @@ def test_fault_is_localized_from_a_laptop(lab_env, name):
         pytest.skip(f"{name} on the {lab_env.variant.name} lab: {why}")
     for r in drill.drill_fault(Lab.load(lab_env.root), FAULTS[name], profile="lab-laptop"):
         assert r.localized, f"{name} from a laptop: named {r.named} ({r.check}), expected {r.expected}"
+        assert r.check == LAPTOP_NAMING_CHECK.get(name, r.check), f"{name} from a laptop: named by {r.check}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..launcher import LabError, Launcher, pid_alive, stop_pid, wait_until
+from ..launcher import LabError, Launcher, log_size, stop_pid, wait_for_log_line
 
 
 class CeleryWorker(Launcher):
@@ -41,31 +41,14 @@ class CeleryWorker(Launcher):
                 "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
                 "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
 
-    def _log_size(self) -> int:
-        try:
-            return self.log.stat().st_size
-        except OSError:
-            return 0
-
     def start(self, timeout: float = 30.0) -> "CeleryWorker":
         from .studio_tasks import BROKER_ENV, RESP2_ENV
 
-        offset = self._log_size()
+        offset = log_size(self.log)
         env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
         self.pid = self.spawn(self.command(), env=env)
-        def ready() -> bool:  # the worker's own "ready." log line
-            with open(self.log, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode(errors="replace")
-            if " ready." in text:
-                return True
-            if not pid_alive(self.pid):
-                tail = text.strip().splitlines()[-1:]
-                raise LabError("celery worker exited before it was ready" + (f": {tail[0]}" if tail else ""))
-            return False
-
-        try:
-            wait_until(ready, timeout, f"celery worker not ready (see {self.log})")
+        try:  # the worker's own "ready." log line
+            wait_for_log_line(self.log, offset, " ready.", self.pid, timeout, "celery worker")
         except LabError:
             self.stop()
             raise

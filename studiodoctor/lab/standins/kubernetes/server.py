@@ -17,6 +17,7 @@ from studiodoctor.lab.methodlog import MethodLog
 
 from .faults import _Unavailable, effective_state
 from .objects import DEFAULT_USER, VERSION
+from .portforward import PORTFORWARD_PATH
 from .selectors import SelectorError, fields_match, labels_match, parse_fields, parse_labels
 from .proxy import PROXY_PATH, forward, locate, not_found, split_scheme_name_port
 
@@ -204,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
         proxied = PROXY_PATH.match(path)
         if proxied:
             return self._proxy(state, *proxied.groups(), url.query)
+        forwarded = PORTFORWARD_PATH.match(path)
+        if forwarded:
+            return self._portforward(state, *forwarded.groups(), parse_qs(url.query))
         one = _OBJECT.match(path)
         if one:
             return self._serve_object(state, *one.groups())
@@ -259,6 +263,31 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _portforward(self, state: dict, ns: str, name: str, query: dict) -> None:
+        """``pods/portforward`` (studiodoctor.lab.standins.kubernetes.portforward): authorized first (verb
+        ``create``, for GET's WebSocket upgrade too), then the pod and the request checked, then upgraded."""
+        from .portforward import accept_key, check_request, chosen_protocol, relay
+
+        if _denied(state, "create", "", "pods/portforward", ns, name):
+            return self._send(403, _forbidden(state, "create", "", "pods/portforward", ns, name))
+        checked = check_request(state, ns, name, self.headers, query)
+        if isinstance(checked[0], int):
+            return self._send(*checked)
+        protocol = chosen_protocol(self.headers)
+        key = self.headers.get("Sec-WebSocket-Key") or ""
+        if not key or protocol is None:
+            return self._send(400, _status(400, "BadRequest", "unable to upgrade connection: no supported "
+                                                              "subprotocol (v4.channel.k8s.io) offered"))
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept_key(key))
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        relay(self.connection, state, *checked)
+
     def _list(self, items: list[dict], route: ListRoute, query: dict) -> None:
         """One page of ``items`` filtered by ``labelSelector`` and ``fieldSelector`` (a selector the API
         server would refuse: 400 BadRequest with its message), paginated by ``limit``/``continue``."""
@@ -284,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         path = urlsplit(self.path).path
+        if PORTFORWARD_PATH.match(path):  # kubectl's verb; no body, an upgrade
+            return self.do_GET()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) or b"{}"
         if path == "/_lab/reset":
