@@ -39,9 +39,15 @@ class EntryPoint:
         return obj
 
 
-def cache_file() -> Path:
+def cache_file(key: list | None = None) -> Path:
+    """The cache of one set of metadata directories (a venv, and a checkout's when run from it): two
+    ways of starting that see different ones do not overwrite each other's."""
+    from binascii import crc32  # not hashlib: its OpenSSL costs --help 1.5 MiB (two sets sharing a name stay correct)
+
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "studiodoctor" / f"entry-points-py{sys.version_info[0]}{sys.version_info[1]}.json"
+    where = json.dumps([[entry, [name for name, _ in found]] for entry, found in (key or install_key())[1:]])
+    digest = crc32(f"{sys.prefix}{sys.version_info[:2]}{where}".encode())
+    return Path(base) / "studiodoctor" / f"entry-points-{digest:08x}.json"
 
 
 def install_key() -> list:
@@ -61,7 +67,8 @@ def install_key() -> list:
                             found.append([d.name, None])
         except OSError:  # not a directory (a zip, a missing entry)
             pass
-        key.append([entry, sorted(found)])
+        if found:  # an entry without metadata adds nothing (the script's directory, a busy current one)
+            key.append([entry, sorted(found)])
     return key
 
 
@@ -103,7 +110,8 @@ def entry_points(group: str) -> list[EntryPoint]:
     if group not in GROUPS:
         raise ValueError(f"not a studiodoctor group: {group}")
     if _FOUND is None:
-        path, key = cache_file(), install_key()
+        key = install_key()
+        path = cache_file(key)
         found = _read_cache(path, key)
         if found is None:
             found = _scan()

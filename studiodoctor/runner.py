@@ -139,16 +139,20 @@ def backend(chk) -> str:
     return chk.id.split(".", 1)[0]
 
 
-def _not_sent(chk: Check, results: dict) -> Result | None:
-    """A check not yet started whose layer already got no answer within a whole deadline: sending it
-    would only pile another connection onto a backend that does not answer (and hold the run up)."""
-    silent = [r for r in results.values() if backend(r) == backend(chk) and r.status is Status.FAIL
-              and r.reason == Reason.TIMEOUT.value and r.evidence.get("started") is not False]
-    if not silent:
+def _silent(res: Result) -> bool:
+    """A result that got no answer within its whole deadline (it was sent)."""
+    return res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value and res.evidence.get("started") is not False
+
+
+def _not_sent(chk: Check, silent: dict[str, Result]) -> Result | None:
+    """A check not yet started whose layer already got no answer within a whole deadline (``silent``: the
+    first such result per backend): sending it would only pile another connection onto a backend that
+    does not answer (and hold the run up)."""
+    first = silent.get(backend(chk))
+    if first is None:
         return None
-    return fail(f"no answer within the deadline: not sent, {silent[0].id} got none from this layer "
-                f"({silent[0].summary})"[:300], reason=Reason.TIMEOUT,
-                evidence={"started": False, "silent": silent[0].id})
+    return fail(f"no answer within the deadline: not sent, {first.id} got none from this layer "
+                f"({first.summary})"[:300], reason=Reason.TIMEOUT, evidence={"started": False, "silent": first.id})
 
 
 def _out_of_time() -> Result:
@@ -199,6 +203,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                        run_deadline if run_deadline is not None else float("inf"))
     shared = Shared()
     results: dict[str, Result] = {}
+    silent: dict[str, Result] = {}  # backend -> its first result that got no answer (see _not_sent)
     running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock, times)
     pending = list(checks)
 
@@ -209,6 +214,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         if chk.metrics and isinstance(res.evidence, dict):
             res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res
+        if _silent(res):
+            silent.setdefault(backend(chk), res)
         if on_done:
             on_done(res)
 
@@ -285,7 +292,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                                reason=results[skipped[0]].reason or Reason.NOT_APPLICABLE)
                 elif (res := _needs_skip(chk, profile)) is not None:
                     pass
-                elif (res := _not_sent(chk, results)) is not None:
+                elif (res := _not_sent(chk, silent)) is not None:
                     pass
                 elif run_deadline - now < min(MIN_START, budget):
                     res = _out_of_time()
