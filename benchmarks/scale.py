@@ -11,12 +11,16 @@ Scenarios (the servers run in this process, the doctor in a child so that its pe
 - ``traefik``: a real Traefik with 500 routers (file provider, one TLS router per hostname).
 - ``sentry``: a Sentry project with 10,000 unresolved issues (the Sentry API stand-in).
 
-Run: .venv/bin/python benchmarks/scale.py [--only kubernetes,gcs,dns,traefik,sentry] [--runs 3]
+``--rtt MS``: each request to the kubernetes and gcs servers waits MS first (one round trip of a kept-alive
+connection across a network), so that what is sequential shows in the wall time.
+
+Run: .venv/bin/python benchmarks/scale.py [--only kubernetes,gcs,dns,traefik,sentry] [--runs 3] [--rtt 80]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import statistics
 import subprocess
@@ -25,6 +29,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+ROUND_TRIP_S = [0.0]  # --rtt: what each request of the kubernetes and gcs stand-ins waits first
 
 # The child: counts every request leaving it (httpx, requests, urllib3, dnspython), runs the layers.
 CHILD = r"""
@@ -51,7 +57,10 @@ report = engine.check(profile, layers=spec["layers"], options=spec.get("options"
 wall = time.perf_counter() - t0
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))  # this image's own peak
 print(json.dumps({"wall": wall, "requests": dict(counts), "rss_mib": hwm / 1024,
-                  "results": {r.id: [r.status.value, r.summary[:90]] for r in report.results}}))
+                  "results": {r.id: [r.status.value, r.summary[:90]] for r in report.results},
+                  "listings": {r.id: {k: r.evidence[k] for k in ("audited", "requests", "ranges", "sequential_requests",
+                                                                 "list_ms") if k in r.evidence}
+                               for r in report.results if isinstance(r.evidence, dict) and "requests" in r.evidence}}))
 """
 
 
@@ -88,6 +97,7 @@ def kubernetes(root: Path):
             mine.setdefault(key, []).extend(items)
         state["metrics"].setdefault(ns, []).extend(part["metrics"][ns])
     server = K.KubeAPIServer(root, hostnames=["studio.localtest"])
+    state["round_trip_ms"] = ROUND_TRIP_S[0] * 1000
     server.start(state=state)
     total = sum(len(n["pods"]) for n in state["namespaces"].values())
     deps = sum(len(n["deployments"]) for n in state["namespaces"].values())
@@ -106,12 +116,27 @@ def gcs(root: Path, objects: int = 1_000_000):
     storage_cc, db_cc = "public, max-age=31536000, immutable", "private, max-age=5, no-transform"
 
     def name(prefix: str, i: int) -> str:
-        return f"{prefix}{i % 16:x}/{i % 256:02x}/{i:032x}" + (".sqlite3" if prefix == "databases/" else ".pdf")
+        """The i-th name under ``prefix`` in name order: ids spread evenly over the 128-bit space, as
+        random channel ids and md5s are (every first hex digit as common as the others)."""
+        h = f"{i * 16 ** 32 // half:032x}"
+        return f"databases/{h}.sqlite3" if prefix == "databases/" else f"storage/{h[0]}/{h[1]}/{h}.pdf"
 
     def obj(prefix: str, i: int) -> dict:
         return {"kind": "storage#object", "name": name(prefix, i), "bucket": bucket, "size": "36",
                 "cacheControl": db_cc if prefix == "databases/" else storage_cc, "contentEncoding": "gzip",
                 "updated": "2026-11-01T12:00:00.000Z", "contentType": "application/octet-stream"}
+
+    class Names:
+        """The whole bucket in name order (databases/ then storage/), computed, never built."""
+
+        def __len__(self):
+            return 2 * half
+
+        def __getitem__(self, j):
+            return name("databases/" if j < half else "storage/", j % half)
+
+    def item(j: int) -> dict:
+        return obj("databases/" if j < half else "storage/", j % half)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -130,17 +155,19 @@ def gcs(root: Path, objects: int = 1_000_000):
                 self.wfile.write(data)
 
         def do_GET(self):
+            time.sleep(ROUND_TRIP_S[0])
             parts = urlsplit(self.path)
             q = {k: v[0] for k, v in parse_qs(parts.query).items()}
             path = unquote(parts.path)
-            if path.endswith(f"/b/{bucket}/o"):  # the JSON API listing: pages from arithmetic
-                prefix = q.get("prefix", "")
-                kinds = [p for p in ("storage/", "databases/") if p.startswith(prefix) or prefix.startswith(p)]
-                start, size = int(q.get("pageToken", 0)), min(1000, int(q.get("maxResults", 1000)))
-                total = len(kinds) * half  # each page computed from its offset: the bucket is never built
-                items = [obj(kinds[j // half], j % half) for j in range(start, min(total, start + size))]
-                body = {"kind": "storage#objects", "items": items}
-                if start + size < total:
+            if path.endswith(f"/b/{bucket}/o"):  # the JSON API listing: name order, prefix, startOffset/endOffset
+                names, prefix = Names(), q.get("prefix", "")
+                lo = max(bisect.bisect_left(names, prefix), bisect.bisect_left(names, q.get("startOffset", "")))
+                hi = bisect.bisect_left(names, prefix + "\U0010ffff")
+                if q.get("endOffset"):
+                    hi = min(hi, bisect.bisect_left(names, q["endOffset"]))
+                start, size = max(lo, int(q.get("pageToken", 0))), min(1000, int(q.get("maxResults", 1000)))
+                body = {"kind": "storage#objects", "items": [item(j) for j in range(start, min(hi, start + size))]}
+                if start + size < hi:
                     body["nextPageToken"] = str(start + size)
                 return self._send(200, body)
             if path.endswith(f"/b/{bucket}"):
@@ -240,7 +267,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SCENARIOS))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rtt", type=float, default=0.0,
+                    help="ms each request of the kubernetes and gcs scenarios waits first, as one round trip of a "
+                         "kept-alive connection across a network (the stand-ins' round_trip knob)")
     args = ap.parse_args()
+    ROUND_TRIP_S[0] = args.rtt / 1000
     rows = []
     for key in args.only.split(","):
         with tempfile.TemporaryDirectory(prefix=f"scale-{key}-") as tmp:
@@ -261,6 +292,8 @@ def main() -> None:
         print(f"{key}: {what} (set up in {seed:.1f} s)")
         print(f"  layers {', '.join(layers)}: {requests} requests ({', '.join(f'{k} {v}' for k, v in last['requests'].items())}), "
               f"wall median {wall:.2f} s of {args.runs}, peak RSS {rss:.0f} MiB; results {statuses}")
+        for cid, figures in last.get("listings", {}).items():
+            print(f"    {cid}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
         for cid, (status, summary) in last["results"].items():
             if status not in ("ok", "skip"):
                 print(f"    {status:<7} {cid}: {summary}")

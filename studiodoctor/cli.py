@@ -52,7 +52,7 @@ PLUGIN_GROUP = "studiodoctor.commands"
 
 def _plugin_commands() -> dict:
     """name -> entry point of every installed command plugin (read only when a name is not built in)."""
-    from importlib.metadata import entry_points
+    from .plugins import entry_points
 
     return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
 

@@ -90,7 +90,8 @@ def run(profile: Profile, checks: list[Check], *, command: str = "check", timeou
         from .vantage import Asker
 
         deadline = min(t0 + RUN_FACTOR * float(timeout or profile.timeout), run_deadline or float("inf"))
-        asker = Asker(profile, [c for c in everything if c.id in away], away, deadline).start()
+        asker = Asker(profile, [c for c in everything if c.id in away], away, deadline,
+                      _port_forward(profile, deadline, timeout, debug, options)).start()
     results = run_checks(checks, profile, timeout=timeout, debug=debug, options=options,
                          on_start=on_start, on_done=on_done, run_deadline=run_deadline)
     if asker is not None:
@@ -102,6 +103,20 @@ def run(profile: Profile, checks: list[Check], *, command: str = "check", timeou
         results = sorted([*results, *remote], key=lambda r: position.get(r.id, len(position)))
     return Report(command=command, profile=profile.name, started_at=started_at,
                   duration_ms=(time.monotonic() - t0) * 1000, results=results)
+
+
+def _port_forward(profile: Profile, deadline: float, timeout, debug, options) -> Callable:
+    """The way in when no in-cluster doctor answers: port-forwards for this run (``studiodoctor.tunnels``),
+    the checks run here through them."""
+    def fallback(checks, away, no_doctor):
+        from .tunnels import through_portforward
+
+        def run_here(chosen, derived, until):
+            return run_checks(chosen, derived, timeout=timeout, debug=debug, options=options, run_deadline=until)
+
+        return through_portforward(profile, checks, away, deadline, no_doctor, run_here)
+
+    return fallback
 
 
 def check(profile: Profile, layers: Iterable[str] = (), check_ids: Iterable[str] = (), *,

@@ -103,7 +103,7 @@ class Registry:
         """Import every module of the entry-point group (built-in layers included)."""
         if self is default_registry and not self.loaded:
             from importlib import import_module
-            from importlib.metadata import entry_points
+            from .plugins import entry_points
 
             eps = entry_points(group=ENTRY_POINT_GROUP)
             if not eps:

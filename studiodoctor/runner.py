@@ -75,16 +75,28 @@ def _call(chk: Check, ctx: CheckContext, debug: bool) -> Result:
 # What the first use of an SDK imports lazily (inside the check, where its CPU would land in the
 # latencies other checks are measuring): imported up front with the SDK.
 WARM_IMPORTS = {
-    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.probes.http"),
-    "cryptography.x509": ("studiodoctor.probes.tls",),
+    "httpx": ("httpcore", "h11", "httpcore._sync.http11", "studiodoctor.probes.http", "studiodoctor.probes.tls"),
 }
+# What an SDK's ``__init__`` imports that no check uses, kept out (an ImportError it handles): httpx's own
+# command-line client (click, rich, pygments: ~60 ms of CPU, a third of ``import httpx``).
+UNUSED_SUBMODULES = {"httpx": ("httpx._main",)}
+
+
+def _import_sdk(name: str) -> None:
+    import importlib
+    import sys
+
+    if name not in sys.modules:
+        for unused in UNUSED_SUBMODULES.get(name, ()):
+            sys.modules.setdefault(unused, None)  # a None entry makes its import raise ImportError
+    importlib.import_module(name)
 
 
 # Whether a check may start once its own SDKs are in (True), or only once every SDK of the run is.
 OVERLAP_IMPORTS = True
 # What preload imports first: the SDKs of the checks that can start soonest and do the most round trips
 # (a check starts as soon as its own SDKs are in, see run_checks).
-PRELOAD_FIRST = ("httpx", "cryptography.x509", "psycopg")
+PRELOAD_FIRST = ("httpx", "psycopg")
 
 
 def sdk_imports(chk: Check) -> tuple[str, ...]:
@@ -102,15 +114,13 @@ def preload(checks: Iterable[Check], profile=None, ready: Callable[[str], None] 
     the latency other checks are measuring at that moment. With ``profile``, a check that will be
     skipped (a needed key is unset) imports nothing. ``ready(name)`` is called once each SDK (with its
     warm-up) is in, first those of PRELOAD_FIRST. A failed import is left for the check itself to report."""
-    import importlib
-
     checks = [c for c in checks if profile is None or _needs_skip(c, profile) is None]
     names = list(dict.fromkeys(m for c in checks for m in sdk_imports(c)))
     names.sort(key=lambda n: PRELOAD_FIRST.index(n) if n in PRELOAD_FIRST else len(PRELOAD_FIRST))
     for name in names:
         for module in (name, *WARM_IMPORTS.get(name, ())):
             try:
-                importlib.import_module(module)
+                _import_sdk(module)
             except Exception:  # noqa: BLE001 - the check reports it, with its layer's hint
                 pass
         if name == "httpx" and profile is not None:
@@ -129,16 +139,20 @@ def backend(chk) -> str:
     return chk.id.split(".", 1)[0]
 
 
-def _not_sent(chk: Check, results: dict) -> Result | None:
-    """A check not yet started whose layer already got no answer within a whole deadline: sending it
-    would only pile another connection onto a backend that does not answer (and hold the run up)."""
-    silent = [r for r in results.values() if backend(r) == backend(chk) and r.status is Status.FAIL
-              and r.reason == Reason.TIMEOUT.value and r.evidence.get("started") is not False]
-    if not silent:
+def _silent(res: Result) -> bool:
+    """A result that got no answer within its whole deadline (it was sent)."""
+    return res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value and res.evidence.get("started") is not False
+
+
+def _not_sent(chk: Check, silent: dict[str, Result]) -> Result | None:
+    """A check not yet started whose layer already got no answer within a whole deadline (``silent``: the
+    first such result per backend): sending it would only pile another connection onto a backend that
+    does not answer (and hold the run up)."""
+    first = silent.get(backend(chk))
+    if first is None:
         return None
-    return fail(f"no answer within the deadline: not sent, {silent[0].id} got none from this layer "
-                f"({silent[0].summary})"[:300], reason=Reason.TIMEOUT,
-                evidence={"started": False, "silent": silent[0].id})
+    return fail(f"no answer within the deadline: not sent, {first.id} got none from this layer "
+                f"({first.summary})"[:300], reason=Reason.TIMEOUT, evidence={"started": False, "silent": first.id})
 
 
 def _out_of_time() -> Result:
@@ -189,6 +203,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                        run_deadline if run_deadline is not None else float("inf"))
     shared = Shared()
     results: dict[str, Result] = {}
+    silent: dict[str, Result] = {}  # backend -> its first result that got no answer (see _not_sent)
     running: dict[str, tuple] = {}  # id -> (thread, started, deadline, box, ctx, clock, times)
     pending = list(checks)
 
@@ -199,6 +214,8 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         if chk.metrics and isinstance(res.evidence, dict):
             res.metrics = resolve_metrics(chk.metrics, res.evidence)
         results[chk.id] = res
+        if _silent(res):
+            silent.setdefault(backend(chk), res)
         if on_done:
             on_done(res)
 
@@ -220,19 +237,23 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             box.append(res)
             cond.notify_all()
 
+    busy: dict[str, int] = {}  # backend -> its checks running
+
     def has_slot(chk: Check) -> bool:
         if len(running) >= max_concurrent:
             return False
-        if backend(chk) in POOLED:
-            return True
-        return sum(1 for cid in running if backend(by_id[cid]) == backend(chk)) < per_backend
+        return backend(chk) in POOLED or busy.get(backend(chk), 0) < per_backend
+
+    def release(cid: str) -> None:
+        del running[cid]
+        busy[backend(by_id[cid])] -= 1
 
     with cond:
         while pending or running:
             progressed = False
             for cid, (thread, started, deadline, box, ctx, clock, times) in list(running.items()):
                 if box:
-                    del running[cid]
+                    release(cid)
                     res = box[0]
                     if deadline < clock + budget and res.status is Status.FAIL and res.reason == Reason.TIMEOUT.value:
                         # the run's budget left it less than its usual time: a timeout proves nothing
@@ -243,7 +264,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     finish(by_id[cid], res, times[0] if times else started, times[1] if len(times) > 1 else None)
                     progressed = True
                 elif time.monotonic() > deadline + GRACE:
-                    del running[cid]  # abandoned: its daemon thread cannot hold the run up
+                    release(cid)  # abandoned: its daemon thread cannot hold the run up
                     if loader.is_alive():  # still importing SDKs: our machine was slow, not the backend
                         res = error(f"not answered in time: the SDK imports were still running after "
                                     f"{time.monotonic() - run_start:.3g} s (an overloaded machine?)",
@@ -271,7 +292,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                                reason=results[skipped[0]].reason or Reason.NOT_APPLICABLE)
                 elif (res := _needs_skip(chk, profile)) is not None:
                     pass
-                elif (res := _not_sent(chk, results)) is not None:
+                elif (res := _not_sent(chk, silent)) is not None:
                     pass
                 elif run_deadline - now < min(MIN_START, budget):
                     res = _out_of_time()
@@ -285,6 +306,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     thread = threading.Thread(target=worker, args=(chk, ctx, box, times), daemon=True,
                                               name=f"check:{chk.id}")
                     running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock, times)
+                    busy[backend(chk)] = busy.get(backend(chk), 0) + 1
                     pending.remove(chk)
                     progressed = True
                     if on_start:

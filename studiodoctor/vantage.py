@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .model import Command, Reason, Result, Status, error, skip
 
@@ -229,14 +229,19 @@ def _stand_in(chk, key: str, status: Status, summary: str, hint: str, commands=(
     return res
 
 
-def through_cluster(profile, checks: list, away: dict[str, str], deadline: float) -> list[Result]:
-    """Results for the checks only the cluster reaches: the doctor's, or the `skip`/`error` that says why not."""
+def through_cluster(profile, checks: list, away: dict[str, str], deadline: float,
+                    fallback: Callable | None = None) -> list[Result]:
+    """Results for the checks only the cluster reaches: the doctor's, or the `skip`/`error` that says why not.
+    With no doctor to ask, ``fallback(checks, away, no_way)`` (a port-forward: ``studiodoctor.tunnels``) has
+    the last word."""
     ctx = _context(profile, deadline)
     started = time.monotonic()
     try:
         doctor = find_doctor(ctx)
         data = ask(ctx, doctor, [c.id for c in checks])
     except NoWay as way:
+        if fallback is not None:
+            return fallback(checks, away, way)
         return [_stand_in(c, away[c.id], Status.SKIP,
                           f"{not_set(profile, away[c.id])} and {way.why}", way.hint + f" Or set {away[c.id]} "
                           "(e.g. through `kubectl port-forward`).", way.commands) for c in checks]
@@ -265,11 +270,12 @@ class Asker:
     """``through_cluster`` in a thread of its own, beside the checks that run here; ``results()`` waits until
     the run's deadline at most, and whatever did not come back by then is an `error`, never a guess."""
 
-    def __init__(self, profile, checks: list, away: dict[str, str], deadline: float):
+    def __init__(self, profile, checks: list, away: dict[str, str], deadline: float, fallback: Callable | None = None):
         import threading
 
         self.checks, self.away, self.deadline, self.box = checks, away, deadline, []
-        self.thread = threading.Thread(target=lambda: self.box.extend(through_cluster(profile, checks, away, deadline)),
+        self.thread = threading.Thread(target=lambda: self.box.extend(through_cluster(profile, checks, away, deadline,
+                                                                                      fallback)),
                                        name="vantage:cluster", daemon=True)
 
     def start(self) -> "Asker":

@@ -17,6 +17,7 @@ from studiodoctor.backends import redis as redis_backend
 SDK_IMPORTS = ("celery", "kombu.transport.redis", "redis", "psycopg")
 
 WORKERS = "celery.workers"
+CONSUMERS = "celery.consumers"
 SATURATION = "celery.saturation"
 QUEUE_DEPTH = "celery.queue_depth"
 UNACKED = "celery.unacked"
@@ -45,8 +46,9 @@ DEFAULTS = {
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-# The reads of queue_depth/unacked (and redis.reachable's PING), on the app's queue keys only.
-READ_ACL = ("+ping", "+llen", "+lindex", "+hlen", "+hget", "+zcard", "+zrange", "~celery*", "~unacked*")
+# The reads of queue_depth/unacked/consumers (and redis.reachable's PING), on the app's queue keys only
+# (CLIENT LIST reads no key).
+READ_ACL = ("+ping", "+client|list", "+llen", "+lindex", "+hlen", "+hget", "+zcard", "+zrange", "~celery*", "~unacked*")
 # The Redis ACL a broadcast (ping, inspect) needs through kombu's Redis transport, measured with a real worker
 # (tests/safety/test_least_privilege.py: without any one of these the ping is refused, except +script|exists,
 # which redis-py's pipeline tries first: without it the ping works but every run leaves a denial in ACL LOG):

@@ -10,7 +10,7 @@ from studiodoctor.model import Command, unreachable
 
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "cryptography.x509")
+SDK_IMPORTS = ("httpx",)  # cryptography only for a certificate that does not verify (probes.tls)
 
 HTTPS_REDIRECT = "edge.https_redirect"
 CERTIFICATE = "edge.certificate"

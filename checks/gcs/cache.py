@@ -59,8 +59,10 @@ def check_databases_cache_control(ctx):
     keeps it, Kolibri imports a stale channel version (Studio incident #800, PR #1707: "nginx was
     caching our content DB"). Studio's upload code sets `private, max-age=5, no-transform` and gzips
     the bytes with `Content-Encoding: gzip` for every `.sqlite3`; objects written by other tools (a
-    manual `gsutil cp`, a restore) lack it. The audit lists `databases/` page by page (1,000 objects a
-    request, only name/cacheControl/contentEncoding/size/updated), up to `--max-objects`. Offenders are a
+    manual `gsutil cp`, a restore) lack it. The audit lists `databases/` (1,000 objects a request, only
+    name/cacheControl/contentEncoding/size/updated), up to `--max-objects`: the first page, then the rest
+    cut into name ranges at the channel id's first hex digit, `gcs.list_concurrency` (4) ranges listed at
+    once (evidence: `requests`, `ranges`, `concurrency`). Offenders are a
     `fail` with their count and up to 10 names with their actual value; a `.sqlite3` without
     `Content-Encoding: gzip` is a `warn`. Thresholds: `gcs.databases_max_age` (5)."""
     name = gcs.bucket_name(ctx)
@@ -91,8 +93,8 @@ def check_databases_cache_control(ctx):
     listed = _audit_listing(ctx, name, prefix, cap, visit)
     if isinstance(listed, Result):
         return listed
-    audited, requests, complete, by_deadline = listed
-    evidence = {"bucket": name, "prefix": prefix, "audited": audited, "requests": requests,
+    audited, requests, complete, by_deadline = listed.audited, listed.requests, listed.complete, listed.by_deadline
+    evidence = {"bucket": name, "prefix": prefix, "audited": audited, "requests": requests, **listed.figures(),
                 "complete": complete, "max_objects": cap, "list_ms": round((time.monotonic() - started) * 1000, 1),
                 "offenders": offender_count,
                 "offending_objects": [{"name": n, "cache_control": v} for n, v in offenders],
@@ -102,7 +104,8 @@ def check_databases_cache_control(ctx):
         evidence["newest"] = {"name": newest[1], "updated": newest[0].isoformat()}
     scope = f"{audited} objects under gs://{name}/{prefix}"
     if not complete:
-        scope += " (stopped at the deadline)" if by_deadline else f" (first {audited}: --max-objects reached)"
+        scope += (" (stopped at the deadline)" if by_deadline else f" ({audited}: --max-objects reached)"
+                  if listed.capped else " (not all: the API ignored the name ranges asked)")
     sample = (offenders or [(f"{prefix}CHANNEL_ID.sqlite3", "")])[0][0]
     commands = [Command(f"gcloud storage objects describe gs://{name}/{sample} "
                         f"--format='value(cache_control,content_encoding)'", READ_ONLY),
@@ -163,9 +166,10 @@ def check_storage_cache_control(ctx):
     listed = _audit_listing(ctx, name, prefix, cap, visit)
     if isinstance(listed, Result):
         return listed
-    audited, requests, complete, by_deadline = listed
+    audited, requests, complete, by_deadline = listed.audited, listed.requests, listed.complete, listed.by_deadline
     top = dict(sorted(values.items(), key=lambda kv: -kv[1])[:5])
-    evidence = {"bucket": name, "prefix": prefix, "audited": audited, "requests": requests, "complete": complete,
+    evidence = {"bucket": name, "prefix": prefix, "audited": audited, "requests": requests, **listed.figures(),
+                "complete": complete,
                 "max_objects": cap, "min_max_age": minimum, "short_lived": short_count,
                 "samples": [{"name": n, "cache_control": v} for n, v in short], "cache_control_values": top}
     scope = f"{audited} objects under gs://{name}/{prefix}" + ("" if complete else " (a bounded sample)")

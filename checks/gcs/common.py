@@ -88,19 +88,8 @@ def _api_problem(ctx, exc, doing: str, permission: str):
                  evidence={"endpoint": gcs.api_address(ctx)})
 
 
-def _list(ctx, prefix: str, limit: int, fields: str = LIST_FIELDS, page_size: int | None = None):
-    """The SDK's iterator over a paginated, field-restricted listing of at most ``limit`` objects
-    (no retries; each page request bounded by the deadline). Callers walk it with ``_collect``."""
-    client = gcs.client(ctx)
-    size = int(page_size or ctx.setting("page_size", 1000))
-    iterator = client.list_blobs(gcs.bucket_name(ctx), prefix=prefix, fields=fields,
-                                 page_size=min(size, max(1, limit)), max_results=limit,
-                                 timeout=ctx.timeout(ctx.setting("request_timeout", 30.0)), retry=None)
-    return iterator
-
-
 def _audit_listing(ctx, name: str, prefix: str, cap: int, visit, **options):
-    """``_collect`` for a check: its figures, or the Result that says why the listing failed."""
+    """``_collect`` for a check: its ``Walk``, or the Result that says why the listing failed."""
     try:
         return _collect(ctx, prefix, cap, visit, **options)
     except Stop as exc:
@@ -113,24 +102,11 @@ def _audit_listing(ctx, name: str, prefix: str, cap: int, visit, **options):
 
 
 def _collect(ctx, prefix: str, limit: int, visit, fields: str = LIST_FIELDS, page_size: int | None = None):
-    """Walk the listing calling ``visit(blob)``. Returns (audited, requests, complete, stopped_by_deadline)."""
-    iterator = _list(ctx, prefix, limit, fields, page_size)
-    audited = requests = 0
-    margin = float(ctx.setting("deadline_margin", 0.3))
-    pages = iterator.pages
-    while True:
-        if requests and ctx.remaining() <= margin:
-            return audited, requests, False, True
-        try:
-            page = next(pages)
-        except StopIteration:
-            break
-        requests += 1
-        for blob in page:
-            audited += 1
-            visit(blob)
-    complete = iterator.next_page_token is None
-    return audited, requests, complete, False
+    """Walk the listing calling ``visit(blob)`` (checks.gcs.walk: the first page, then name ranges at once).
+    Returns the ``Walk``: audited, requests, complete, by_deadline and ``figures()`` for the evidence."""
+    from .walk import collect
+
+    return collect(ctx, prefix, limit, visit, fields, page_size)
 
 
 def _max_objects(ctx) -> int:

@@ -6,7 +6,8 @@ one routes a deployment is detected from the cluster, never assumed: the Ingress
 name the hostnames, their class (``ingressClassName``, the ``kubernetes.io/ingress.class`` annotation or
 the default IngressClass), resolved through IngressClass ``spec.controller``. The controller's pods are
 found by what they run (image, arguments, the standard ``app.kubernetes.io/name`` label), in
-``kubernetes.ingress_namespace`` when set, else cluster-wide, else in the usual namespaces.
+``kubernetes.ingress_namespace`` when set, else cluster-wide (asked by that label first: one page
+however big the cluster, then every pod only if no pod carries it), else in the usual namespaces.
 """
 
 from __future__ import annotations
@@ -187,28 +188,48 @@ def runs_controller(p: dict, name: str) -> bool:
     return False
 
 
+def controller_selector() -> str:
+    """The label selector of every known controller's pods (their charts set ``app.kubernetes.io/name``):
+    one set-based requirement, so that one cluster-wide list, shared by every controller, finds them."""
+    names = sorted({n for sig in CONTROLLERS.values() for n in sig["names"]})
+    return f"app.kubernetes.io/name in ({','.join(names)})"
+
+
 def controller_pods(ctx, name: str) -> tuple[list[dict], list[str], list]:
     """(pods running controller ``name``, namespaces looked at, Results of lists that failed).
 
-    ``kubernetes.ingress_namespace`` (for Traefik also ``kubernetes.traefik_namespace``) when set; else
-    one cluster-wide list; when that is forbidden, the usual namespaces one by one."""
+    ``kubernetes.ingress_namespace`` (for Traefik also ``kubernetes.traefik_namespace``) when set: its
+    pods. Else cluster-wide, asked by the controllers' standard label first (``controller_selector``:
+    a page or so whatever the cluster's size), and only when no pod carries it, every pod (a
+    controller installed without its chart's labels is still found by image and arguments); when the
+    cluster-wide list is forbidden, the usual namespaces one by one."""
     configured = kube_setting(ctx, "ingress_namespace", "")
     if name == TRAEFIK and not configured:
         configured = kube_setting(ctx, "traefik_namespace", "")
+    selector = None if configured else controller_selector()
     spaces = [configured] if configured else [ALL_NAMESPACES]
     found, looked, problems = [], [], []
     while spaces:
         space = spaces.pop(0)
-        listing: Listing = list_objects(ctx, "pods", space)
+        listing: Listing = list_objects(ctx, "pods", space, label_selector=selector)
         if not listing.ok:
             problems.append(listing_problem(ctx, listing))
             if space == ALL_NAMESPACES and listing.status in ("forbidden", "notfound"):
                 spaces += [s for s in USUAL_NAMESPACES if s not in spaces]
+                selector = None
             elif listing.status not in ("forbidden", "notfound"):
                 break  # unreachable, unauthorized: no point asking again
             continue
-        looked.append("all namespaces" if space == ALL_NAMESPACES else space)
-        found += [p for p in listing.items if runs_controller(p, name)]
+        where = "all namespaces" if space == ALL_NAMESPACES else space
+        mine = [p for p in listing.items if runs_controller(p, name)]
+        if selector and not mine:  # nobody carries the label: look at what every pod runs
+            looked.append(f"{where} (labelled {selector})")
+            selector = None
+            spaces.insert(0, space)
+            continue
+        looked.append(f"{where} ({'labelled ' + selector if selector else 'every pod'})" if space == ALL_NAMESPACES
+                      else where)
+        found += mine
     return found, looked, problems
 
 
@@ -273,7 +294,9 @@ def check_ingress_pods(ctx):
 
     While the controller is down or killed every hostname answers 502/521 at the edge. Its pods are
     found by what they run (image, arguments, ``app.kubernetes.io/name``) in
-    ``kubernetes.ingress_namespace`` when set, else in every namespace. A managed load balancer (GCE)
+    ``kubernetes.ingress_namespace`` when set, else in every namespace, asked by the controllers'
+    ``app.kubernetes.io/name`` label first (the whole pod list only when no pod carries it). A managed
+    load balancer (GCE)
     has no pods here: skipped. No pod found is an error naming what to set, never ok."""
     det = detect(ctx)
     if det.problem is not None:
@@ -300,7 +323,7 @@ def check_ingress_pods(ctx):
         a = analyse_pods(pods, datetime.now(timezone.utc), restart_window=window)
         spaces = sorted({(p.get("metadata") or {}).get("namespace", "") for p in pods})
         ready = sum(v["ready"] for v in a["workloads"].values())
-        rows[name] = {"namespaces": spaces, "pods": a["total"], "ready": ready,
+        rows[name] = {"namespaces": spaces, "pods": a["total"], "ready": ready, "looked": looked,
                       "workloads": {w: f"{v['ready']}/{v['pods']} ready" for w, v in a["workloads"].items()},
                       "crashing": a["crashing"][:5], "oomkilled": a["oomkilled"][:5], "restarts": a["restarts"][:5]}
         first = pods[0].get("metadata") or {}

@@ -164,7 +164,8 @@ def _read_only_setting(db) -> str:
 @check(LATENCY, title="PostgreSQL SELECT 1 latency", needs=("postgres.dsn",), depends_on=(REACHABLE,), smoke=True,
        metrics=("median_ms;warn_ms;fail_ms;0", "max_ms;;;0"))
 def check_latency(ctx):
-    """Round trip of `SELECT 1` on the open connection (median of `postgres.latency_samples`, 3).
+    """Round trip of `SELECT 1` on the run's connections (median of `postgres.latency_samples`, 3, taken
+    at once, one a connection: each its own pipeline, never carried with other checks' statements).
 
     Warn at `postgres.latency_warn_ms` (100), fail at `postgres.latency_fail_ms` (1000). Studio opens a
     new connection per request and runs several queries each, so latency multiplies into page time
@@ -176,14 +177,15 @@ def check_latency(ctx):
         warn_ms, fail_ms = _num(ctx, "latency_warn_ms", 100), _num(ctx, "latency_fail_ms", 1000)
     except ValueError as exc:
         return error(str(exc), reason=Reason.NOT_CONFIGURED)
-    samples = []
-    for _ in range(n):
-        if samples and ctx.remaining() < 2 * pg.MARGIN + max(samples) / 1000:
-            break
-        value, res = _db_call(ctx, lambda: _query(ctx, "SELECT 1", timed=True))
+    from concurrent.futures import ThreadPoolExecutor
+
+    # at once, one a connection of the pool: each sample is its own round trip, none waits for another's
+    with ThreadPoolExecutor(min(n, pg.POOL), thread_name_prefix="postgres-latency") as pool:
+        got = list(pool.map(lambda _: _db_call(ctx, lambda: _query(ctx, "SELECT 1", timed=True)), range(n)))
+    for _, res in got:
         if res is not None:
             return res
-        samples.append(value[1])
+    samples = [value[1] for value, _ in got]
     med, worst = statistics.median(samples), max(samples)
     ev = {"target": target.label, "median_ms": round(med, 2), "max_ms": round(worst, 2), "samples": len(samples),
           "warn_ms": warn_ms, "fail_ms": fail_ms}

@@ -13,7 +13,7 @@ from studiodoctor.model import READ_ONLY, Command, Reason, Stop, error, unreacha
 
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "cryptography.x509", *kube_backend.SDK_IMPORTS)
+SDK_IMPORTS = ("httpx", *kube_backend.SDK_IMPORTS)  # cryptography: see probes.tls
 
 API = "traefik.api"
 OVERVIEW = "traefik.overview"

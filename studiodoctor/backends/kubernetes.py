@@ -110,6 +110,7 @@ class Client:
 
         self.host, self.headers = ep.host, {"Accept": "application/json", "User-Agent": "studiodoctor",
                                             **ep.headers}
+        self.endpoint = ep   # the same credentials for a WebSocket (studiodoctor.backends.kube_portforward)
         # 8: the layers' own lists and the API server's proxy (discovery.reach: 3 in flight per layer) at once
         kw: dict[str, Any] = {"maxsize": 8, "retries": False}
         if ep.host.startswith("https:"):

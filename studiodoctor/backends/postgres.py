@@ -85,6 +85,7 @@ class Session:
         self._idle = [conn]
         self._all = [conn]
         self._free = threading.Condition()
+        self._asks: list[_Ask] = []   # checks' statements waiting for a connection (see ``queries``)
         self.opening: Opening | None = None
 
     def add(self, conn) -> None:
@@ -94,11 +95,26 @@ class Session:
             self._all.append(conn)
             self._free.notify()
 
-    def take(self, timeout: float):
+    def take(self, ask: "_Ask", timeout: float, alone: bool = False):
+        """(a free connection, the asks it carries: ``ask`` first, then those waiting beside it), or
+        (None, []) when another check's pipeline took ``ask`` along."""
         with self._free:
-            if not self._free.wait_for(lambda: self._idle, timeout):
+            if not alone:
+                self._asks.append(ask)
+            if not self._free.wait_for(lambda: ask.taken or self._idle, timeout):
+                if not alone:
+                    self._asks.remove(ask)
                 raise Busy("timed out waiting for a free PostgreSQL connection")
-            return self._idle.pop()
+            if ask.taken:
+                return None, []
+            conn = self._idle.pop()
+            batch = [ask] + [a for a in self._asks if a is not ask][:BATCH - 1]
+            for a in batch:
+                a.taken = True
+                if a in self._asks:
+                    self._asks.remove(a)
+            self._free.notify_all()  # the asks taken along stop waiting for a connection
+            return conn, batch
 
     def give(self, conn) -> None:
         with self._free:
@@ -131,43 +147,107 @@ class Busy(Exception):
     """The shared session is missing or held past the deadline."""
 
 
+# Most checks' statements one pipeline carries (each check's in its own transaction)
+BATCH = 8
+
+
+class _Ask:
+    """One check's statements waiting for a connection: run by whichever check gets one first."""
+
+    def __init__(self, ctx, statements):
+        self.ctx, self.statements = ctx, statements
+        self.rows: list | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.taken = False
+        self.done = threading.Event()
+
+
 def query(ctx, sql: str, params=None, *, session: Session | None = None, timed: bool = False):
     """Rows (dicts) of ``sql`` in ``BEGIN READ ONLY`` with a statement_timeout inside the deadline, on a
-    free connection of the run's pool (see ``queries``). ``timed``: also the round trip in ms (the
-    pipeline's: what a client of this server waits for one query)."""
-    t0 = time.perf_counter()
-    rows = queries(ctx, [(sql, params)], session=session)[0]
-    return (rows, (time.perf_counter() - t0) * 1000) if timed else rows
+    free connection of the run's pool (see ``queries``). ``timed``: also the round trip in ms of this
+    query's pipeline, alone (never carried with other checks' statements, the wait for a free connection
+    left out: what a client of this server waits for)."""
+    ask = _execute(ctx, [(sql, params)], session, alone=timed)
+    return (ask.rows[0], ask.seconds * 1000) if timed else ask.rows[0]
 
 
-def queries(ctx, statements, *, session: Session | None = None) -> list[list[dict]]:
+def queries(ctx, statements, *, session: Session | None = None, alone: bool = False) -> list[list[dict]]:
     """The rows of each ``(sql, params)`` of ``statements``, all in one ``BEGIN READ ONLY`` transaction
     with a statement_timeout inside the deadline, sent as one pipeline (BEGIN, set_config, the
-    statements, ROLLBACK): one round trip, however many statements."""
-    from psycopg.rows import dict_row
+    statements, ROLLBACK): one round trip, however many statements.
 
+    Checks that need no shared transaction need not queue on the pool either: when a connection frees
+    up, the check that takes it carries the statements of every check waiting beside it (up to BATCH,
+    each in its own transaction) in the same pipeline, so seven checks on a pool still opening cost a
+    round trip or two, not seven. A statement that fails sends each carried check's statements again
+    alone, so that every check gets its own answer or its own error. ``alone``: never carried along."""
+    return _execute(ctx, statements, session, alone).rows
+
+
+def _execute(ctx, statements, session: Session | None, alone: bool) -> _Ask:
+    """``queries``' work: the answered ``_Ask`` (rows, and the seconds of the pipeline that carried it)."""
     session = session or ctx.shared.peek(SESSION)
     if session is None:
         raise Busy("no PostgreSQL session (postgres.reachable did not connect)")
-    conn = session.take(ctx.timeout(margin=MARGIN))
-    t_begin = time.perf_counter()
+    ask = _Ask(ctx, statements)
+    conn, batch = session.take(ask, ctx.timeout(margin=MARGIN), alone)
+    if conn is None:
+        if not ask.done.wait(ctx.timeout(margin=MARGIN)):
+            raise Busy("timed out waiting for the pipeline carrying this check's statements")
+    else:
+        try:
+            _run(conn, batch)
+        finally:
+            _rollback_failed(conn)
+            session.give(conn)
+    add = getattr(ctx, "add_network", None)  # the pipeline's round trip, not the wait for a connection
+    if add is not None:
+        add(ask.seconds)
+    if ask.error is not None:
+        raise ask.error
+    return ask
+
+
+def _send(conn, ask: _Ask) -> list:
+    from psycopg.rows import dict_row
+
+    ms = max(50, int(ask.ctx.timeout(margin=MARGIN) * 1000))
+    conn.execute("BEGIN READ ONLY")
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
+    cursors = []
+    for sql, params in ask.statements:
+        cursors.append(conn.cursor(row_factory=dict_row))
+        cursors[-1].execute(sql, params)
+    conn.execute("ROLLBACK")
+    return cursors
+
+
+def _run(conn, batch: list[_Ask]) -> None:
+    """Each ask's rows (or error) from one pipeline; after a failure, each ask alone (who failed)."""
+    started = time.perf_counter()
     try:
-        ms = max(50, int(ctx.timeout(margin=MARGIN) * 1000))
-        with conn.pipeline():
-            conn.execute("BEGIN READ ONLY")
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
-            cursors = []
-            for sql, params in statements:
-                cursors.append(conn.cursor(row_factory=dict_row))
-                cursors[-1].execute(sql, params)
-            conn.execute("ROLLBACK")
-        return [cur.fetchall() if cur.description else [] for cur in cursors]
+        try:
+            with conn.pipeline():
+                sent = [_send(conn, ask) for ask in batch]
+            for ask, cursors in zip(batch, sent):
+                ask.rows = [cur.fetchall() if cur.description else [] for cur in cursors]
+        except Exception as exc:  # noqa: BLE001 - handed to the check(s) it belongs to
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for ask in batch:
+                _rollback_failed(conn)
+                try:
+                    with conn.pipeline():
+                        cursors = _send(conn, ask)
+                    ask.rows, ask.error = [cur.fetchall() if cur.description else [] for cur in cursors], None
+                except Exception as alone:  # noqa: BLE001
+                    ask.error = alone
     finally:
-        _rollback_failed(conn)
-        session.give(conn)
-        add = getattr(ctx, "add_network", None)  # the pipeline's round trip, not the wait for a connection
-        if add is not None:
-            add(time.perf_counter() - t_begin)
+        for ask in batch:
+            ask.seconds = time.perf_counter() - started
+            ask.done.set()
 
 
 def _rollback_failed(conn) -> None:

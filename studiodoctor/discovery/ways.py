@@ -1,7 +1,9 @@
 """How each layer will be reached from where the doctor runs, read from the profile alone (no network):
 ``direct`` (an address the profile gives), ``api-proxy`` (through the Kubernetes API server's pod proxy),
-``cluster-doctor`` (asked of the in-cluster doctor), or ``unreachable`` (and why, and what would open a
-way). ``config show`` prints it; ``diagnose`` reaches the layers the same way.
+``cluster-doctor`` (asked of the in-cluster doctor), ``port-forward`` (a tunnel to the layer's pod through
+the API server, opened for the run: ``studiodoctor.tunnels``), or ``unreachable`` (and why, and what would
+open a way). A way tried after another when that one is not there (no in-cluster doctor deployed: a
+port-forward) is said after it ("else ..."). ``config show`` prints it; ``diagnose`` reaches the layers the same way.
 
 The table is data: ``LAYER_WAYS`` says, per layer, which profile keys reach it directly and which other
 ways may carry it, tried in order; ``WAYS`` says when each such way is open for a profile. A new way in
@@ -20,14 +22,14 @@ LAYER_WAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dns": (("dns.hostnames", "public_urls"), ()),
     "cloudflare": (("cloudflare.api_token",), ()),
     "edge": (("public_urls",), ()),
-    "traefik": (("traefik.api_url",), ("cluster-doctor",)),
+    "traefik": (("traefik.api_url",), ("cluster-doctor", "port-forward")),
     "kubernetes": (("kubernetes.api_url", "kubernetes.kubeconfig"), ("kubeconfig",)),
     "nginx": (("nginx.url",), ("api-proxy",)),
     "app": (("app.url",), ("api-proxy",)),
     "trace": ((), ("hops",)),
-    "redis": (("redis.url",), ("cluster-doctor",)),
-    "celery": (("celery.broker_url", "redis.url"), ("cluster-doctor",)),
-    "postgres": (("postgres.dsn",), ("cluster-doctor",)),
+    "redis": (("redis.url",), ("cluster-doctor", "port-forward")),
+    "celery": (("celery.broker_url", "redis.url"), ("cluster-doctor", "port-forward")),
+    "postgres": (("postgres.dsn",), ("cluster-doctor", "port-forward")),
     "gcs": (("gcs.bucket",), ()),
     "sentry": (("sentry.auth_token",), ()),
     "newrelic": (("newrelic.api_key",), ()),
@@ -85,17 +87,39 @@ def _cluster_doctor(profile, layer: str) -> str:
             f"server's service proxy ({kube})")
 
 
+# the profile key that holds the credentials a port-forward of the layer needs ("" none: studiodoctor.tunnels)
+PORT_FORWARD_CREDENTIALS = {"redis": "", "celery": "", "postgres": "postgres.port_forward_dsn", "traefik": ""}
+PORT_FORWARD_TO = {"redis": "the pod that runs Redis", "celery": "the pod that runs Redis",
+                   "postgres": "the pod that runs the Cloud SQL proxy", "traefik": "Traefik's pod (its API port)"}
+
+
+def _port_forward(profile, layer: str) -> str:
+    """A port-forward opened for the run (create pods/portforward) to the pod that plays the layer's endpoint."""
+    kube = _kubernetes_reachable(profile)
+    if not kube:
+        return ""
+    needs = PORT_FORWARD_CREDENTIALS.get(layer, "")
+    if needs and _set(profile, needs) is None:
+        return ""
+    creds = f", credentials from {needs}" if needs else ""
+    return (f"a port-forward to {PORT_FORWARD_TO.get(layer, 'its pod')} through the API server, for this run "
+            f"only ({kube}; create pods/portforward{creds})")
+
+
 # way -> when it is open for this profile and layer: a description, or "" when it is not
 WAYS: dict[str, Callable[[object, str], str]] = {
     "api-proxy": _api_proxy,
     "cluster-doctor": _cluster_doctor,
     "hops": _trace_hops,
     "kubeconfig": lambda profile, layer: _kubernetes_reachable(profile),
+    "port-forward": _port_forward,
 }
 # what would open a way for a layer no way reaches
 OPEN_HINTS = {"api-proxy": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config) with get pods/proxy",
               "cluster-doctor": "a kubeconfig and deploy/'s in-cluster doctor (get services/proxy on its Service)",
-              "kubeconfig": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config)"}
+              "kubeconfig": "a kubeconfig (kubernetes.kubeconfig, $KUBECONFIG or ~/.kube/config)",
+              "port-forward": "a kubeconfig with create pods/portforward (and, for postgres, "
+                              "postgres.port_forward_dsn)"}
 
 
 def _set(profile, key: str):
@@ -113,10 +137,10 @@ def way_for(profile, layer: str) -> Way:
             shown = profile.redacted_value(key) if hasattr(profile, "redacted_value") else value
             return Way(layer, "direct" if key not in ("kubernetes.api_url", "kubernetes.kubeconfig") else "kubeconfig",
                        f"{key} = {shown}")
-    for name in others:
-        detail = WAYS[name](profile, layer)
-        if detail:
-            return Way(layer, name, detail)
+    open_ways = [(name, detail) for name in others if (detail := WAYS[name](profile, layer))]
+    if open_ways:
+        (name, detail), *rest = open_ways
+        return Way(layer, name, detail + "".join(f"; else {then}" for _, then in rest))
     needs = " or ".join(keys) if keys else "nothing"
     opens = "; or ".join(OPEN_HINTS[n] for n in others if n in OPEN_HINTS)
     return Way(layer, "unreachable", f"{needs} not set" + (f"; {opens} would open a way" if opens else ""))

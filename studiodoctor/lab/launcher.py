@@ -84,6 +84,31 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1", pid
     wait_until(listening, timeout, f"nothing listening on {host}:{port}")
 
 
+def log_size(log: Path) -> int:
+    """Where a log ends now: what a process writes after this offset is its own (see wait_for_log_line)."""
+    try:
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def wait_for_log_line(log: Path, offset: int, marker: str, pid: int | None, timeout: float, what: str) -> None:
+    """Wait until ``marker`` shows in ``log`` after ``offset`` (a server's own readiness line); a LabError naming
+    the last line when process ``pid`` exits first, or when ``timeout`` runs out."""
+    def ready() -> bool:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+        if marker in text:
+            return True
+        if not pid_alive(pid):
+            tail = text.strip().splitlines()[-1:]
+            raise LabError(f"{what} exited before it was ready" + (f": {tail[0]}" if tail else ""))
+        return False
+
+    wait_until(ready, timeout, f"{what} not ready (see {log})")
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False

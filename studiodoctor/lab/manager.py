@@ -291,6 +291,19 @@ class Lab:
             # (each pod is then Ready while its own /healthz answers, as its readinessProbe says)
             svc.connect_pods("frontend", {self.variant.containers["app"]: self.pods("studio-app"),
                                           self.variant.containers["proxy"]: self.pods("studio-nginx")})
+            # each worker pod's container runs while the lab's Celery worker does (no probe: its main process)
+            if "celery" in self.services:
+                svc.connect_processes("workers", self.variant.containers["worker"], self["celery"].pidfile, "celery")
+            # Redis, the Cloud SQL proxy and Traefik's API entrypoint on their pods: a port-forward reaches them
+            from .standins.kubernetes.backing import with_backing, with_ingress_api
+
+            state = with_backing(svc.read_state(), self.variant.namespace,
+                                 redis=self["redis"].address if "redis" in self.services else "",
+                                 postgres=self["postgres"].address if "postgres" in self.services else "")
+            ingress = self.services.get("traefik")
+            if ingress is not None and getattr(ingress, "api_port", 0):
+                state = with_ingress_api(state, f"127.0.0.1:{ingress.api_port}")
+            svc.write_state(state)
 
     def up(self, progress: Callable[[str], None] = lambda msg: None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -74,10 +74,14 @@ def preflight_kubernetes(ctx):
 
 def _proxy_optional(ctx, grant) -> bool:
     """The API server's proxy is the way in only where the profile gives no address: pods/proxy is needed
-    without app.url or nginx.url; services/proxy only where an in-cluster doctor is asked."""
+    without app.url or nginx.url; services/proxy only where an in-cluster doctor is asked (list services
+    where its Service is found by label); pods/portforward only where no doctor answers."""
     if grant.resource == "pods/proxy":
         return all(ctx.profile.value(k) for k in ("app.url", "nginx.url"))
-    return grant.resource == "services/proxy"
+    if grant.resource == "services" and grant.verb == "list":   # the doctor's Service found by label
+        return bool(((ctx.profile.value("kubernetes.doctor") or {}).get("service") or "").strip())
+    # the in-cluster doctor's proxy and the port-forward are each one way in, the other may serve
+    return grant.resource in ("services/proxy", "pods/portforward")
 
 
 def role_yaml(missing, username: str | None) -> str:

@@ -12,8 +12,10 @@ declares in that form is an error, so a new declaration cannot be forgotten here
 
 The API server's proxy subresources (``SUBRESOURCES``) are Kubernetes permissions wherever they are
 declared (a layer that reaches pods through the API server names no Kubernetes SDK): ``get pods/proxy``
-(Studio's namespace), ``get services/proxy named NAME`` (that one Service: ``resourceNames``). Parts of the
-doctor that are no check declare theirs in ``EXTRA_PERMISSIONS``.
+(Studio's namespace), ``get services/proxy named NAME`` (that one Service: ``resourceNames``), and
+``create pods/portforward`` (the one write verb granted: the WebSocket that ``kubectl port-forward`` and
+``studiodoctor.tunnels`` open; a transport, what goes through it stays read-only). Parts of the doctor that
+are no check declare theirs in ``EXTRA_PERMISSIONS``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,19 @@ _PERM = re.compile(r"^(?P<verb>[a-z]+) (?P<resource>[a-z]+(?:/[a-z]+)?)(?:\.(?P<
 _NAMED = re.compile(r"\bnamed (?P<name>[a-z0-9][a-z0-9.-]*)")
 # the proxy subresources: (group, resource) -> what the doctor reaches through them
 SUBRESOURCES = {("", "pods/proxy"): "a frontend pod's nginx and gunicorn, one pod at a time",
-                ("", "services/proxy"): "the in-cluster doctor's Service"}
+                ("", "services/proxy"): "the in-cluster doctor's Service",
+                ("", "pods/portforward"): "Redis, the Cloud SQL proxy and Traefik's API, when no in-cluster doctor is"}
+# the only verb other than a read that may be granted, and on what: opening a port-forward
+CREATE_ALLOWED = {("", "pods/portforward")}
 # Permissions of parts that are no check: permission -> who needs it. The Service is deploy/'s (serve.yaml).
 EXTRA_PERMISSIONS = {f"get services/proxy named {NAME}": ("vantage: the in-cluster doctor, asked through the API "
-                                                          "server (kubernetes.doctor.service)",)}
+                                                          "server (kubernetes.doctor.service)",),
+                     "list services": ("vantage: the in-cluster doctor's Service, found by its label (without "
+                                       "kubernetes.doctor.service)",),
+                     "create pods/portforward": ("tunnels: a port-forward to Redis's or the Cloud SQL proxy's pod "
+                                                 "(no in-cluster doctor)",),
+                     "create pods/portforward in the Traefik namespace": ("tunnels: a port-forward to Traefik's API "
+                                                                          "(no in-cluster doctor)",)}
 # granted to every authenticated identity by the default ClusterRoles system:public-info-viewer
 # (GET /version/) and system:basic-user (selfsubjectaccessreviews): nothing to add
 DEFAULT_GRANTED = {"GET /version/", "create selfsubjectaccessreviews"}
@@ -71,8 +82,9 @@ def needed_grants(registry, namespace: str, traefik_namespace: str) -> dict[Gran
         key = (m["group"] or "", m["resource"])
         if not kube and key not in SUBRESOURCES:
             continue
-        if m["verb"] not in VERBS or key not in known:
-            raise RbacError(f"{who}: cannot grant {perm!r} (read verbs on backends.kubernetes.RESOURCES only)")
+        if (m["verb"] not in VERBS and key not in CREATE_ALLOWED) or key not in known:
+            raise RbacError(f"{who}: cannot grant {perm!r} (read verbs on backends.kubernetes.RESOURCES only, "
+                            "and create on pods/portforward)")
         rest = (m["rest"] or "").lower()
         if key in cluster or "all namespaces" in rest:
             scope = ""

@@ -1,7 +1,7 @@
 """Redis and the Celery broker: ``ACL WHOAMI``; ``ACL DRYRUN <user> <command> <key>`` per ACL rule
-when we may (Redis >= 7); else read commands are tried as the checks send them (PING, INFO, LLEN
-celery...), and the broadcast's writes are left `unknown` (trying them would write) with the DRYRUN line
-an admin can run."""
+when we may (Redis >= 7); else read commands are tried as the checks send them (PING, INFO, CLIENT
+LIST, LLEN celery...), and the broadcast's writes are left `unknown` (trying them would write) with the
+DRYRUN line an admin can run."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _probe(rule: str, db: int) -> list[str] | None:
     whose command carries the key."""
     channel = f"/{db}.celery.pidbox"
     table = {
-        "+ping": ["PING"], "+info": ["INFO", "server"], "+llen": ["LLEN", "celery"],
+        "+ping": ["PING"], "+info": ["INFO", "server"], "+client|list": ["CLIENT", "LIST"], "+llen": ["LLEN", "celery"],
         "+lindex": ["LINDEX", "celery", "0"], "+hlen": ["HLEN", "unacked"], "+hget": ["HGET", "unacked", "x"],
         "+zcard": ["ZCARD", "unacked_index"], "+zrange": ["ZRANGE", "unacked_index", "0", "0"],
         "+publish": ["PUBLISH", channel, "x"], "+evalsha": ["EVALSHA", "0" * 40, "0"],
@@ -53,7 +53,7 @@ def _probe(rule: str, db: int) -> list[str] | None:
 
 
 # Read commands the checks send anyway: without ACL DRYRUN we may try them (a NOPERM is the answer).
-_TRY_READS = {"PING", "INFO", "LLEN", "LINDEX", "HLEN", "HGET", "ZCARD", "ZRANGE", "TIME"}
+_TRY_READS = {"PING", "INFO", "CLIENT", "LLEN", "LINDEX", "HLEN", "HGET", "ZCARD", "ZRANGE", "TIME"}
 
 
 def _redis_client(url: str, timeout: float):

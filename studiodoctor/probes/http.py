@@ -50,11 +50,12 @@ def context_for(verify: bool, ca_file: str = "") -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=8)
 def _ssl_context(verify: bool, ca_file: str, stamp: int = 0) -> ssl.SSLContext:
-    sslctx = ssl.create_default_context()
-    if not verify:
+    if not verify:  # create_default_context's protocol and options, without loading the CA store (~25 ms of CPU)
+        sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         sslctx.check_hostname = False
         sslctx.verify_mode = ssl.CERT_NONE
         return sslctx
+    sslctx = ssl.create_default_context()
     if ca_file:
         sslctx.load_verify_locations(ca_file)
     else:

@@ -116,10 +116,11 @@ def contexts(ca_file: str = "") -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 
 def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLContext, on_network, *,
-               want_cert: bool = False, on_connected=None):
+               want_cert: bool = False, decoded: bool = False, on_connected=None):
     """TCP connect and TLS handshake; ``on_network(seconds)`` gets their time on the wire: from the
     connect's start to the handshake's last segment received, as the kernel saw it (TCP_INFO), so that
-    the wait for the GIL after it is not in it."""
+    the wait for the GIL after it is not in it. With ``want_cert`` the certificate (DER), and with ``decoded``
+    (DER, the ssl module's decoding of it) from a verifying context."""
     from .http import KERNEL_TICK, tcp_info
 
     t0 = time.perf_counter()
@@ -133,7 +134,10 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
             recv_ago = tcp_info(tls)[1]
             if on_network is not None:  # the kernel counts in ticks: one more, bounded by the clock's reading
                 on_network(min(now - t0, max(0.0, now - recv_ago - t0) + KERNEL_TICK))
-            return tls.getpeercert(binary_form=True) if want_cert else None
+            if not want_cert:
+                return None
+            der = tls.getpeercert(binary_form=True)
+            return (der, tls.getpeercert()) if decoded else der
     except BaseException:
         if on_network is not None:
             on_network(time.perf_counter() - t0)
@@ -151,8 +155,6 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
     Raises TLSProbeError (with its ``kind``) when the first handshake does not complete. A failure of the
     second handshake is ``verify_error`` only when it is a verification failure; anything else
     (timeout, reset, refused) is ``verify_unknown``: the chain was not checked."""
-    from cryptography import x509
-
     import threading
 
     raw_ctx, verify_ctx = contexts(ca_file)  # an unreadable CA file raises here: the caller's OSError path
@@ -160,8 +162,8 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
 
     def verify() -> None:
         try:
-            _handshake(host, port, sni, timeout, verify_ctx, on_network)
-            verified.append(None)
+            verified.append(_handshake(host, port, sni, timeout, verify_ctx, on_network, want_cert=True,
+                                       decoded=True))
         except (ssl.SSLError, OSError) as exc:
             verified.append(exc)
 
@@ -171,24 +173,63 @@ def inspect_certificate(host: str, port: int, sni: str, *, timeout: float, ca_fi
         der = _handshake(host, port, sni, timeout, raw_ctx, on_network, want_cert=True, on_connected=second.start)
     except (ssl.SSLError, OSError) as exc:
         raise TLSProbeError(*classify(exc)) from exc
+    second.join(timeout + 0.5)
+    outcome = verified[0] if verified else TimeoutError("no answer (timed out)")  # (DER, decoded) or why not
+    # the verified handshake's decoded certificate when it is the same one: no parser to import
+    fields = _fields(outcome[1]) if isinstance(outcome, tuple) and outcome[0] == der else None
+    subject, issuer, sans, not_after = fields or _parse_der(der)
+    info = CertInfo(sni=sni, address=f"{host}:{port}", subject=subject, issuer=issuer, sans=sans,
+                    not_after=not_after, names_match=_matches(sni, sans))
+    if not isinstance(outcome, tuple):
+        kind, text = classify(outcome)
+        if kind == "verify":
+            info.verify_error = text
+        else:  # a timeout or reset on the second handshake says nothing about the certificate
+            info.verify_unknown = f"the verifying handshake: {text}"
+    return info
+
+
+# RFC 4514's short names, by the long names the ssl module decodes (cryptography's rfc4514_string uses these)
+SHORT_NAMES = {"commonName": "CN", "localityName": "L", "stateOrProvinceName": "ST", "organizationName": "O",
+               "organizationalUnitName": "OU", "countryName": "C", "streetAddress": "STREET",
+               "domainComponent": "DC", "userId": "UID"}
+_ESCAPED = set('\\"+,;<>\0')  # and a leading "#" or space, a trailing space
+
+
+def _rfc4514(rdns) -> str | None:
+    """A name as ``cryptography``'s ``rfc4514_string`` writes it, from the ssl module's decoding; None when
+    it needs what only the full parser says right (another attribute type, a multi-valued RDN, escaping)."""
+    parts = []
+    for rdn in reversed(rdns):
+        if len(rdn) != 1 or rdn[0][0] not in SHORT_NAMES:
+            return None
+        name, value = rdn[0]
+        if not value or value[0] in "# " or value[-1] == " " or _ESCAPED & set(value):
+            return None
+        parts.append(f"{SHORT_NAMES[name]}={value}")
+    return ",".join(parts)
+
+
+def _fields(decoded: dict) -> tuple[str, str, list[str], datetime] | None:
+    """(subject, issuer, DNS names, not after) of ``SSLSocket.getpeercert()``'s dict, or None (see _rfc4514)."""
+    subject, issuer = _rfc4514(decoded.get("subject", ())), _rfc4514(decoded.get("issuer", ()))
+    if subject is None or issuer is None or "notAfter" not in decoded:
+        return None
+    sans = [value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"]
+    return subject, issuer, sans, datetime.fromtimestamp(ssl.cert_time_to_seconds(decoded["notAfter"]), timezone.utc)
+
+
+def _parse_der(der: bytes) -> tuple[str, str, list[str], datetime]:
+    """The same fields read with ``cryptography`` (a certificate that did not verify, or an odd name)."""
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
             x509.DNSName)
     except x509.ExtensionNotFound:
         sans = []
-    info = CertInfo(sni=sni, address=f"{host}:{port}", subject=cert.subject.rfc4514_string(),
-                    issuer=cert.issuer.rfc4514_string(), sans=list(sans),
-                    not_after=cert.not_valid_after_utc, names_match=_matches(sni, list(sans)))
-    second.join(timeout + 0.5)
-    exc = verified[0] if verified else TimeoutError("no answer (timed out)")
-    if exc is not None:
-        kind, text = classify(exc)
-        if kind == "verify":
-            info.verify_error = text
-        else:  # a timeout or reset on the second handshake says nothing about the certificate
-            info.verify_unknown = f"the verifying handshake: {text}"
-    return info
+    return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), list(sans), cert.not_valid_after_utc
 
 
 def handshake_problem(exc: BaseException, what: str, target: str, sni: str):

@@ -103,7 +103,13 @@ def test_the_role_grants_exactly_what_the_checks_declare():
     granted = rbac.granted([doc for _, doc in documents()])
     assert needed - granted == set(), "a check needs a verb the Role lacks"
     assert granted - needed == set(), "the Role grants what no check needs"
-    assert {g.verb for g in granted} <= {"list", "get"}  # read-only, and only what is listed or proxied
+    assert {g.verb for g in granted} <= {"list", "get", "create"}  # reads, and only what is listed or proxied
+    # create only to open a port-forward (kubectl port-forward's grant): to Redis/the Cloud SQL proxy in
+    # Studio's namespace and Traefik's API in its own; nothing else is ever created
+    assert {g for g in granted if g.verb == "create"} == {rbac.Grant("studio", "", "pods/portforward", "create"),
+                                                         rbac.Grant("kube-system", "", "pods/portforward", "create")}
+    # the doctor's Service is found by its label: the Role lets us list services where it is looked for
+    assert rbac.Grant("studio", "", "services", "list") in granted
     # get only on the API server's proxy: pods/proxy in Studio's namespace, services/proxy on the doctor's
     # Service alone (resourceNames), nothing else
     assert {g for g in granted if g.verb == "get"} == {rbac.Grant("studio", "", "pods/proxy", "get"),

@@ -268,6 +268,7 @@ class CannedGCS:
         self.objects = []
         self.private = set()
         self.anonymous_listing = False
+        self.honours_offsets = True   # False: an emulator that ignores startOffset/endOffset
         self.log = []
         httpserver.expect_request(re.compile(".*")).respond_with_handler(self.handle)
 
@@ -309,7 +310,10 @@ class CannedGCS:
             if self.list_error:
                 return self._json(*self.list_error)
             prefix = query.get("prefix", [""])[0]
-            items = [o for o in self.objects if o["name"].startswith(prefix)]
+            items = sorted((o for o in self.objects if o["name"].startswith(prefix)), key=lambda o: o["name"])
+            if self.honours_offsets:  # documented: startOffset inclusive, endOffset exclusive
+                low, high = query.get("startOffset", [""])[0], query.get("endOffset", [""])[0]
+                items = [o for o in items if o["name"] >= low and (not high or o["name"] < high)]
             start = int(query.get("pageToken", ["0"])[0])
             end = start + int(query.get("maxResults", ["1000"])[0])
             body = {"kind": "storage#objects", "items": items[start:end]}
@@ -485,23 +489,69 @@ def test_anonymous_listing_allowed_on_canned_gcs_fails(canned, canned_profile):
     assert "(XML, JSON API)" in res[LISTING_NOT_PUBLIC].summary
 
 
+def _channel_ids(n: int, seed: int = 7) -> list[str]:
+    """Random channel ids, as Studio's are (uuid4 hex): spread evenly over the name space."""
+    import random
+
+    rng = random.Random(seed)
+    return sorted("%032x" % rng.getrandbits(128) for _ in range(n))
+
+
 def test_pagination_costs_one_request_per_thousand_objects(canned, canned_profile):
-    for i in range(2500):
-        canned.add(f"databases/{i:032x}-{i % 7}.sqlite3", "private, max-age=5, no-transform", "gzip")
+    for i, cid in enumerate(_channel_ids(2500)):
+        canned.add(f"databases/{cid}.sqlite3", "private, max-age=5, no-transform", "gzip")
     canned.objects[1800]["cacheControl"] = "public, max-age=86400"
     canned.objects[2400].pop("cacheControl")
     res = run(canned_profile(), check_ids=[DATABASES_CACHE_CONTROL])
     db = res[DATABASES_CACHE_CONTROL]
-    assert db.status is Status.FAIL
-    assert db.evidence["audited"] == 2500 and db.evidence["requests"] == 3
+    assert db.status is Status.FAIL, db.summary
+    assert db.evidence["audited"] == 2500 and db.evidence["requests"] == 3, db.evidence
     assert db.summary.startswith("2 of 2500 objects")
     assert f"{canned.objects[1800]['name']} (public, max-age=86400)" in db.summary
     assert f"{canned.objects[2400]['name']} (none)" in db.summary
     listings = [q for _, _, q, _ in canned.api_requests("/o") if q.get("prefix") == "databases/"]
-    assert len(listings) == 3  # never one request per object
+    assert len(listings) == 3  # never one request per object; two pages left: page after page
     assert [q.get("pageToken") for q in listings] == [None, "1000", "2000"]
     assert {q["maxResults"] for q in listings} == {"1000"}
     assert not [e for e in canned.log if "/o/" in e[1]]
+
+
+def test_a_long_listing_is_read_as_name_ranges_at_once_each_object_once(canned, canned_profile):
+    """Many pages left after the first: the rest of databases/ is cut into name ranges (startOffset/
+    endOffset) listed a few at once; every object is audited exactly once and the chain of requests one
+    after another is shorter than the pages."""
+    for cid in _channel_ids(9000):
+        canned.add(f"databases/{cid}.sqlite3", "private, max-age=5, no-transform", "gzip")
+    canned.objects[8990]["cacheControl"] = "public, max-age=86400"   # in the last range
+    canned.add("databases/not-a-channel-id.sqlite3", None, "gzip")    # not hex: still in a range
+    db = run(canned_profile(), check_ids=[DATABASES_CACHE_CONTROL])[DATABASES_CACHE_CONTROL]
+    ev = db.evidence
+    assert db.status is Status.FAIL and db.summary.startswith("2 of 9001 objects"), db.summary
+    assert ev["audited"] == 9001 and ev["complete"] is True, ev
+    assert ev["ranges"] > 2 and ev["concurrency"] == 4, ev
+    assert ev["sequential_requests"] < 9 < ev["requests"] <= 10 + ev["ranges"], ev
+    listings = [q for _, _, q, _ in canned.api_requests("/o") if q.get("prefix") == "databases/"]
+    starts = {q.get("startOffset") for q in listings} - {None}
+    assert len(starts) == ev["ranges"] and len(listings) == ev["requests"], listings
+
+
+def test_an_api_that_ignores_name_ranges_is_said_never_counted_twice(canned, canned_profile):
+    canned.honours_offsets = False
+    for cid in _channel_ids(9000):
+        canned.add(f"databases/{cid}.sqlite3", "private, max-age=5, no-transform", "gzip")
+    db = run(canned_profile(), check_ids=[DATABASES_CACHE_CONTROL])[DATABASES_CACHE_CONTROL]
+    ev = db.evidence
+    assert ev["complete"] is False and "offsets_ignored" in ev and ev["audited"] < 9000, ev
+    assert "(not all: the API ignored the name ranges asked)" in db.summary, db.summary
+
+
+def test_the_emulator_honours_the_name_ranges(lab_profile, gcs_lab):
+    """fake-gcs-server, pages of 2: the walk cuts the rest into ranges and still reads every database once."""
+    _, _, names = gcs_lab
+    db = run(lab_profile(page_size=2), check_ids=[DATABASES_CACHE_CONTROL])[DATABASES_CACHE_CONTROL]
+    ev = db.evidence
+    assert db.status is Status.OK, db.summary
+    assert ev["audited"] == len(names["databases"]) and ev["complete"] is True and ev["ranges"] > 2, ev
 
 
 def test_storage_objects_without_long_cache_warn(canned, canned_profile):

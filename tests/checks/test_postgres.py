@@ -309,3 +309,52 @@ def test_a_young_lock_behind_an_idle_transaction_fails_and_a_working_holder_only
         assert res[LOCKS].evidence["holders"][0]["state"] == "active"
         busy.join()
         queued.join()
+
+
+def test_checks_waiting_for_a_connection_leave_in_one_pipeline_each_with_its_own_answer(postgres_server):
+    """Five checks' statements queued behind the pool's only connection go out together when it frees up
+    (one pipeline, each in its own read-only transaction), and a statement that fails is the failing
+    check's error alone: the others still get their rows."""
+    import threading
+
+    import psycopg
+
+    from studiodoctor.backends import postgres as pg
+    from studiodoctor.context import CheckContext, Shared
+
+    def ctx():
+        return CheckContext(None, None, time.monotonic() + 20, Shared())
+
+    target = pg.Target(postgres_server.dsn())
+    session = pg.Session(pg.connect(ctx(), target))
+    runs, real_run = [], pg._run
+    try:
+        hold = pg._Ask(ctx(), [])
+        conn, _ = session.take(hold, 5, alone=True)      # the pool's one connection, busy
+        answers: dict[int, object] = {}
+
+        def check(i: int) -> None:
+            sql = "SELECT 1/0 AS x" if i == 3 else f"SELECT {i} AS x, current_setting('transaction_read_only') AS ro"
+            try:
+                answers[i] = pg.queries(ctx(), [(sql, None)], session=session)[0]
+            except psycopg.Error as exc:
+                answers[i] = exc
+
+        pg._run = lambda c, batch: (runs.append(len(batch)), real_run(c, batch))[1]
+        threads = [threading.Thread(target=check, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + 10
+        while len(session._asks) < 5 and time.monotonic() < end:  # all five waiting: the readiness signal
+            time.sleep(0.01)
+        assert len(session._asks) == 5, session._asks
+        session.give(conn)
+        for t in threads:
+            t.join(15)
+    finally:
+        pg._run = real_run
+        session.close()
+    assert runs == [5], runs   # one pipeline carried all five
+    assert isinstance(answers[3], psycopg.errors.DivisionByZero), answers
+    for i in (0, 1, 2, 4):
+        assert answers[i] == [{"x": i, "ro": "on"}], answers

@@ -16,11 +16,12 @@ ENGINE = ROOT / "studiodoctor"
 # The engine's rooms, lowest first: a room imports its own modules and rooms of LOWER layers only. A room
 # is a package of studiodoctor/ or a module at its top. A new one goes into the layer its role says.
 LAYERS = [
-    {"model", "metrics", "secrets", "studio_facts", "parsers"},   # the result model, pure readers, facts
+    {"model", "metrics", "secrets", "studio_facts", "parsers", "plugins"},  # the result model, pure readers, facts, entry points
     {"probes"},                                                   # one module per protocol
     {"backends"},                                                 # one connection module per backend
     {"discovery", "config", "context", "registry", "report", "render"},
     {"runner", "diagnosis", "vantage"},                          # vantage: the in-cluster doctor asked
+    {"tunnels"},                                                  # the port-forwards a run opens (after vantage)
     {"engine"},
     {"smoke", "preflight"},
     {"commands"},

@@ -26,6 +26,15 @@ def test_a_laptop_reaches_app_and_nginx_through_the_api_server(make_profile, tmp
     assert "namespace studio" in plan["app"].detail and str(kubeconfig) in plan["app"].detail
     assert plan["trace"].detail.endswith("nginx: api-proxy, app: api-proxy")
     assert plan["redis"].how == "cluster-doctor" and "through the API server's service proxy" in plan["redis"].detail
+    # with no doctor deployed, a port-forward for the run: said after it, with the grant it needs
+    assert "; else a port-forward to the pod that runs Redis" in plan["redis"].detail, plan["redis"].detail
+    assert "create pods/portforward" in plan["traefik"].detail, plan["traefik"].detail
+    # PostgreSQL's needs the database's credentials: without postgres.port_forward_dsn it is not offered
+    assert "port-forward" not in plan["postgres"].detail, plan["postgres"].detail
+    with_dsn = _plan(make_profile, {"kubernetes": {"kubeconfig": str(kubeconfig), "namespace": "studio"},
+                                    "postgres": {"dsn": "", "port_forward_dsn": "postgresql://u:pw@/db"}})
+    assert "else a port-forward to the pod that runs the Cloud SQL proxy" in with_dsn["postgres"].detail
+    assert "postgres.port_forward_dsn" in with_dsn["postgres"].detail and "pw" not in with_dsn["postgres"].detail
 
 
 def test_urls_keep_priority_and_no_kubeconfig_says_what_would_open_a_way(make_profile, monkeypatch, tmp_path):

@@ -83,9 +83,12 @@ def test_fault_is_localized_then_fixed(lab_env, name):
 
 # From a laptop (lab-laptop: public URLs, a kubeconfig, tokens), the layers reached through the API server's
 # pod proxy and the public ones localize as they do with every address; Redis, PostgreSQL and Celery come
-# with the in-cluster doctor (issue 27's second way in).
+# with the in-cluster doctor (issue 27's second way in): a stopped worker by its broker connections
+# (celery.consumers, read-only), since the doctor never runs Celery's broadcast ping for a caller.
 LAPTOP_FAULTS = ["pod-500", "app-stopped", "nginx-stopped", "static-missing", "nginx-databases-public",
-                 "traefik-server-down", "deployment-unavailable", "pod-crashloop", "edge-522"]
+                 "traefik-server-down", "deployment-unavailable", "pod-crashloop", "edge-522", "worker-stopped"]
+# the check that must name the layer from a laptop, where it is not the same as with every address
+LAPTOP_NAMING_CHECK = {"worker-stopped": "celery.consumers"}
 
 
 def test_the_laptop_profile_holds_only_what_a_laptop_has(lab_env):
@@ -94,6 +97,8 @@ def test_the_laptop_profile_holds_only_what_a_laptop_has(lab_env):
                 "nginx.proxy_read_timeout", "kubernetes.api_url", "kubernetes.app_deployment"):
         assert not prof.value(key), key
     assert prof.value("kubernetes.kubeconfig") and prof.value("public_urls")
+    # the database's credentials, as on-call holds them, but no address (a port-forward fills it in)
+    assert "@/" in prof.value("postgres.port_forward_dsn") and "127.0.0.1" not in prof.value("postgres.port_forward_dsn")
 
 
 @pytest.mark.parametrize("name", LAPTOP_FAULTS)
@@ -103,7 +108,30 @@ def test_fault_is_localized_from_a_laptop(lab_env, name):
         pytest.skip(f"{name} on the {lab_env.variant.name} lab: {why}")
     for r in drill.drill_fault(Lab.load(lab_env.root), FAULTS[name], profile="lab-laptop"):
         assert r.localized, f"{name} from a laptop: named {r.named} ({r.check}: {r.summary}), expected {r.expected}"
+        assert r.check == LAPTOP_NAMING_CHECK.get(name, r.check), \
+            f"{name} from a laptop: named by {r.check}: {r.summary}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
+
+
+def test_without_the_doctor_the_laptop_localizes_redis_down_through_a_port_forward(lab_env):
+    """No in-cluster doctor deployed (its Service gone): Redis is reached through a port-forward the run opens
+    to the pod that runs it, and redis-down is named from the laptop as from every address."""
+    kube = Lab.load(lab_env.root)["kube-api"]
+    saved = kube.read_state()
+    state = kube.read_state()
+    space = state["namespaces"][lab_env.variant.namespace]
+    space["services"] = [s for s in space["services"] if "studiodoctor/doctor" not in (s["metadata"].get("labels") or {})]
+    kube.write_state(state)
+    try:
+        [r] = drill.drill_fault(Lab.load(lab_env.root), FAULTS["redis-down"], profile="lab-laptop")
+        report = engine.check(load_profile("lab-laptop"), layers=["redis"])
+    finally:
+        kube.write_state(saved)
+    assert r.localized, f"redis-down from a laptop without the doctor: named {r.named} ({r.check})"
+    assert r.healthy_after, f"redis-down: still failing after the fix: {r.problems}"
+    reach = next(x for x in report.results if x.id == "redis.reachable")
+    assert reach.status is Status.OK and reach.evidence.get("via", "").startswith("port-forward pod "), \
+        (reach.status, reach.summary, reach.evidence)
 
 
 def test_a_standing_unrelated_failure_is_listed_not_named_under_a_502_fault(lab_env):

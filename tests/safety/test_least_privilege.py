@@ -121,6 +121,7 @@ def test_every_control_grant_is_needed_and_its_absence_is_an_error_naming_it(wor
     ("redis", "+ping", "redis.reachable"),
     ("celery", "+llen", "celery.queue_depth"),
     ("celery", "+zrange", "celery.unacked"),
+    ("celery", "+client|list", "celery.consumers"),
 ])
 def test_a_missing_redis_read_grant_is_an_error_naming_it(layer, grant, check_id, pg_least, redis_server,
                                                           make_profile):

@@ -173,6 +173,34 @@ def test_kubernetes_preflight_asks_for_the_pod_proxy_a_laptop_needs(kube, make_p
     assert res["kubernetes.preflight"].status is not Status.FAIL, res["kubernetes.preflight"].summary
 
 
+def test_kubernetes_preflight_reports_the_port_forward_and_the_doctor_lookup_grants(kube, make_profile):
+    """create pods/portforward (Studio's and Traefik's namespaces) is reported, optional (the doctor may be
+    asked instead); list services is required where the doctor's Service is found by its label, and the
+    missing one is the Role line to apply; naming the Service (kubernetes.doctor.service) makes it optional."""
+    state = K.studio_state(hostnames=(HOST,))
+    state["deny"] = [{"verb": "create", "resource": "pods/portforward"},
+                     {"verb": "list", "resource": "services", "namespace": "studio"}]
+    section = {"api_url": kube.url, "namespace": "studio"}
+    kube.write_state(state)
+    try:
+        _, res = results(make_profile({"kubernetes": section}, timeout=5), "kubernetes")
+        _, named = results(make_profile({"kubernetes": {**section, "doctor": {"service": "studio/studiodoctor:9842"}}},
+                                        timeout=5), "kubernetes")
+    finally:
+        kube.write_state(K.studio_state(hostnames=(HOST,)))
+    r = res["kubernetes.preflight"]
+    entries = {e["permission"]: e for e in r.evidence["permissions"]}
+    for ns in ("studio", "kube-system"):
+        forward = entries[f"create pods/portforward in {ns}"]
+        assert forward["granted"] is False and forward["optional"] is True, forward
+    assert entries["list services in studio"]["granted"] is False and not entries["list services in studio"]["optional"]
+    assert r.status is Status.FAIL, r.summary
+    rules = [rule for doc in yaml.safe_load_all(r.evidence["grants"][0]) for rule in doc.get("rules", [])]
+    assert {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]} in rules, rules
+    assert {"apiGroups": [""], "resources": ["services"], "verbs": ["list"]} in rules, rules
+    assert named["kubernetes.preflight"].status is not Status.FAIL, named["kubernetes.preflight"].summary
+
+
 def test_cloudflare_token_verify_and_a_missing_permission(cf, make_profile):
     cf.reset()
     cf.set_deny(["dns_records"])

@@ -2,7 +2,7 @@
 
 Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
 answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
-listens on no port: readiness is its ``ready.`` log line.
+listens on no port: readiness is its ``ready.`` log line; its ``pidfile`` names its process.
 
 Faults (the lab's break/fix):
 - worker stopped: ``stop()``; fix ``start()``.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..launcher import LabError, Launcher, pid_alive, stop_pid, wait_until
+from ..launcher import LabError, Launcher, log_size, stop_pid, wait_for_log_line
 
 
 class CeleryWorker(Launcher):
@@ -39,33 +39,23 @@ class CeleryWorker(Launcher):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.servers.studio_tasks", "worker",
                 "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
-                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+                f"--pidfile={self.pidfile}"]
 
-    def _log_size(self) -> int:
-        try:
-            return self.log.stat().st_size
-        except OSError:
-            return 0
+    @property
+    def pidfile(self):
+        """Where the worker writes its process id (the Kubernetes stand-in reads it: a worker pod's container
+        runs while this process does)."""
+        return self.dir / "worker.pid"
 
     def start(self, timeout: float = 30.0) -> "CeleryWorker":
         from .studio_tasks import BROKER_ENV, RESP2_ENV
 
-        offset = self._log_size()
+        offset = log_size(self.log)
         env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
         self.pid = self.spawn(self.command(), env=env)
-        def ready() -> bool:  # the worker's own "ready." log line
-            with open(self.log, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode(errors="replace")
-            if " ready." in text:
-                return True
-            if not pid_alive(self.pid):
-                tail = text.strip().splitlines()[-1:]
-                raise LabError("celery worker exited before it was ready" + (f": {tail[0]}" if tail else ""))
-            return False
-
-        try:
-            wait_until(ready, timeout, f"celery worker not ready (see {self.log})")
+        try:  # the worker's own "ready." log line
+            wait_for_log_line(self.log, offset, " ready.", self.pid, timeout, "celery worker")
         except LabError:
             self.stop()
             raise

@@ -17,7 +17,7 @@ import os
 import signal
 from pathlib import Path
 
-from ..launcher import LabError, Launcher, pid_alive, stop_pid, wait_for_port, wait_until
+from ..launcher import LabError, Launcher, log_size, stop_pid, wait_for_log_line, wait_for_port, wait_until
 
 
 class _StudioProcess(Launcher):
@@ -136,31 +136,18 @@ class StudioCelery(_StudioProcess):
 
     def command(self) -> list[str]:
         return ["celery", "-A", "contentcuration", "worker", "-l", "info", f"--concurrency={self.concurrency}",
-                "--task-events", "-n", self.name]
+                "--task-events", "-n", self.name, f"--pidfile={self.pidfile}"]
 
-    def _log_size(self) -> int:
-        try:
-            return self.log.stat().st_size
-        except OSError:
-            return 0
+    @property
+    def pidfile(self):
+        """Where the worker writes its process id (the Kubernetes stand-in reads it, as for the lab's worker)."""
+        return self.dir / "worker.pid"
 
     def start(self, timeout: float = 90.0) -> "StudioCelery":
-        offset = self._log_size()
+        offset = log_size(self.log)
         self.pid = self.spawn_studio(self.command())
-
-        def ready() -> bool:
-            with open(self.log, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode(errors="replace")
-            if " ready." in text:
-                return True
-            if not pid_alive(self.pid):
-                tail = text.strip().splitlines()[-1:]
-                raise LabError("Studio's celery worker exited before it was ready" + (f": {tail[0]}" if tail else ""))
-            return False
-
         try:
-            wait_until(ready, timeout, f"Studio's celery worker not ready (see {self.log})")
+            wait_for_log_line(self.log, offset, " ready.", self.pid, timeout, "Studio's celery worker")
         except LabError:
             self.stop()
             raise

@@ -2,8 +2,8 @@
 
 No kube-apiserver can run here (see local-counterparts §5), so the lab and the tests serve pods,
 deployments, events, ingresses, ingress classes, services and their endpoints, SelfSubjectAccessReview,
-``/version/``, (optionally) the metrics API, and the ``pods/proxy`` and ``services/proxy`` subresources
-(relayed to the lab's real processes) from a JSON *state file* that the server rereads on every request.
+``/version/``, (optionally) the metrics API, the ``pods/proxy`` and ``services/proxy`` subresources
+(relayed to the lab's real processes) and ``pods/portforward`` (a WebSocket, ``v4.channel.k8s.io``, to them) from a JSON *state file* that the server rereads on every request.
 The doctor (and the real ``kubernetes`` client) talk to it unchanged (``kubernetes.api_url``).
 
 State file (``KubeAPIServer.state_file``)::
@@ -26,7 +26,9 @@ still shows "restarted 2 minutes ago", and ``fix`` is removing the name from ``f
 
 Modules: ``objects`` (the API objects and a healthy namespace: ``studio_state``, ``variant_state``),
 ``faults`` (applied at read time), ``network`` (endpoints from pods, each pod's readiness from its own
-probe, the pod network map), ``proxy`` (the proxy subresources), ``server`` (the routes, as a table),
+probe, the pod network map), ``proxy`` (the proxy subresources), ``portforward`` (the port-forward
+subresource), ``backing`` (Redis and the Cloud SQL proxy as the cluster lists them, Traefik's API port),
+``doctor`` (the in-cluster doctor's objects), ``server`` (the routes, as a table),
 ``launcher``. Every request
 is recorded in ``kubernetes.requests.jsonl`` beside the state file (studiodoctor.lab.methodlog).
 

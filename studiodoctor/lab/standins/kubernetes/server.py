@@ -17,6 +17,8 @@ from studiodoctor.lab.methodlog import MethodLog
 
 from .faults import _Unavailable, effective_state
 from .objects import DEFAULT_USER, VERSION
+from .portforward import PORTFORWARD_PATH
+from .selectors import SelectorError, fields_match, labels_match, parse_fields, parse_labels
 from .proxy import PROXY_PATH, forward, locate, not_found, split_scheme_name_port
 
 # -- HTTP server ----------------------------------------------------------------------------------
@@ -107,41 +109,9 @@ def _forbidden(state: dict, verb: str, group: str, resource: str, namespace: str
     return body
 
 
-def _lookup(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def match_labels(labels: dict, selector: str) -> bool:
-    """Equality-based label selectors: ``a=b,c!=d,e`` (and ``==``)."""
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-def _match_fields(obj: dict, selector: str) -> bool:
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        neg = "!=" in term
-        k, v = term.replace("!=", "=").replace("==", "=").split("=", 1)
-        got = _lookup(obj, k.strip())
-        if (str(got) == v.strip()) == neg:
-            return False
-    return True
+    """Whether ``labels`` match a label selector, parsed as the API server parses it (``selectors``)."""
+    return labels_match(parse_labels(selector), labels)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -235,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
         proxied = PROXY_PATH.match(path)
         if proxied:
             return self._proxy(state, *proxied.groups(), url.query)
+        forwarded = PORTFORWARD_PATH.match(path)
+        if forwarded:
+            return self._portforward(state, *forwarded.groups(), parse_qs(url.query))
         one = _OBJECT.match(path)
         if one:
             return self._serve_object(state, *one.groups())
@@ -257,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
             items = [o for space in state["namespaces"].values() for o in space.get(route.resource, [])]
         if _denied(state, "list", route.group, route.resource, ns):
             return self._send(403, _forbidden(state, "list", route.group, route.resource, ns))
-        return self._list(items, route.kind, route.api_version, query)
+        return self._list(items, route, query)
 
     def _serve_object(self, state: dict, ns: str, resource: str, name: str) -> None:
         if _denied(state, "get", "", resource, ns, name):
@@ -290,12 +263,43 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _list(self, items: list[dict], kind: str, api_version: str, query: dict) -> None:
-        if query.get("labelSelector"):
-            items = [o for o in items if match_labels(o.get("metadata", {}).get("labels") or {},
-                                                      query["labelSelector"])]
-        if query.get("fieldSelector"):
-            items = [o for o in items if _match_fields(o, query["fieldSelector"])]
+    def _portforward(self, state: dict, ns: str, name: str, query: dict) -> None:
+        """``pods/portforward`` (studiodoctor.lab.standins.kubernetes.portforward): authorized first (verb
+        ``create``, for GET's WebSocket upgrade too), then the pod and the request checked, then upgraded."""
+        from .portforward import accept_key, check_request, chosen_protocol, relay
+
+        if _denied(state, "create", "", "pods/portforward", ns, name):
+            return self._send(403, _forbidden(state, "create", "", "pods/portforward", ns, name))
+        checked = check_request(state, ns, name, self.headers, query)
+        if isinstance(checked[0], int):
+            return self._send(*checked)
+        protocol = chosen_protocol(self.headers)
+        key = self.headers.get("Sec-WebSocket-Key") or ""
+        if not key or protocol is None:
+            return self._send(400, _status(400, "BadRequest", "unable to upgrade connection: no supported "
+                                                              "subprotocol (v4.channel.k8s.io) offered"))
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept_key(key))
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        relay(self.connection, state, *checked)
+
+    def _list(self, items: list[dict], route: ListRoute, query: dict) -> None:
+        """One page of ``items`` filtered by ``labelSelector`` and ``fieldSelector`` (a selector the API
+        server would refuse: 400 BadRequest with its message), paginated by ``limit``/``continue``."""
+        try:
+            labels = parse_labels(query.get("labelSelector") or "")
+            fields = parse_fields(query.get("fieldSelector") or "", route.resource)
+        except SelectorError as exc:
+            return self._send(400, _status(400, "BadRequest", str(exc)))
+        if labels:
+            items = [o for o in items if labels_match(labels, o.get("metadata", {}).get("labels") or {})]
+        if fields:
+            items = [o for o in items if fields_match(fields, o, route.resource)]
         meta: dict[str, Any] = {"resourceVersion": "987654"}
         limit = int(query.get("limit") or 0)
         if limit:
@@ -305,10 +309,12 @@ class _Handler(BaseHTTPRequestHandler):
                 meta["continue"] = str(start + limit)
                 meta["remainingItemCount"] = len(items) - start - limit
             items = page
-        self._send(200, {"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
+        self._send(200, {"kind": route.kind, "apiVersion": route.api_version, "metadata": meta, "items": items})
 
     def do_POST(self):  # noqa: N802
         path = urlsplit(self.path).path
+        if PORTFORWARD_PATH.match(path):  # kubectl's verb; no body, an upgrade
+            return self.do_GET()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) or b"{}"
         if path == "/_lab/reset":
