@@ -191,7 +191,10 @@ def test_pods_not_ready_because_the_app_is_slower_than_their_probe_name_the_app(
         app.set_fault(slow_s=2.5)
     kubernetes = {"api_url": api.url, "namespace": "studio", "token": TOKEN}
     profile = make_profile({"kubernetes": kubernetes, "public_urls": [], "app": {"api_token": "t"}}, timeout=15)
-    report = engine.diagnose(profile, "502")
+    # 502's walk from the cluster to the app (no Traefik, PostgreSQL or Redis behind this stand-in's pods)
+    profile.symptoms = {"pods-502": {"steps": [{"layer": "kubernetes", "why": "pods Ready?"},
+                                               {"layer": "app", "why": "gunicorn answers?"}]}}
+    report = engine.diagnose(profile, "pods-502")
     res = {r.id: r for r in report.results}
     ready, healthz = res["kubernetes.pods_ready"], res["app.healthz"]
     assert ready.status is Status.FAIL, ready.summary
