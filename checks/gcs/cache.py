@@ -60,9 +60,10 @@ def check_databases_cache_control(ctx):
     caching our content DB"). Studio's upload code sets `private, max-age=5, no-transform` and gzips
     the bytes with `Content-Encoding: gzip` for every `.sqlite3`; objects written by other tools (a
     manual `gsutil cp`, a restore) lack it. The audit lists `databases/` (1,000 objects a request, only
-    name/cacheControl/contentEncoding/size/updated), up to `--max-objects`: the first page, then the rest
-    cut into name ranges at the channel id's first hex digit, `gcs.list_concurrency` (4) ranges listed at
-    once (evidence: `requests`, `ranges`, `concurrency`). Offenders are a
+    name/cacheControl/contentEncoding/size/updated), up to `--max-objects`: the first page alone, then,
+    when more than two pages are left, the rest cut at two-hex-digit points of the channel ids into up to
+    16 name ranges, `gcs.list_concurrency` (4) listed at once (evidence: `requests`, `ranges`,
+    `concurrency`, `sequential_requests`). Offenders are a
     `fail` with their count and up to 10 names with their actual value; a `.sqlite3` without
     `Content-Encoding: gzip` is a `warn`. Thresholds: `gcs.databases_max_age` (5)."""
     name = gcs.bucket_name(ctx)
