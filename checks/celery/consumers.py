@@ -110,7 +110,7 @@ def check_consumers(ctx):
                 "connections": seen["clients"], "queued": queued}
     kube = _kube(ctx)
     commands = [Command(_redis_cli(url, "CLIENT LIST"), READ_ONLY, "each worker: a brpop and a psubscribe connection"),
-                Command(f"{kube} get pods -l tier=workers", READ_ONLY),
+                Command(f"{kube} get pods -l tier=workers -o wide", READ_ONLY, "the pod IPs are the workers' addresses"),
                 Command(f"{kube} logs -l tier=workers --tail=200", READ_ONLY)]
     waiting = f"; {queued} task(s) queued" if queued else ""
     if not workers:
