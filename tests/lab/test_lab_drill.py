@@ -75,7 +75,7 @@ def test_fault_is_localized_then_fixed(lab_env, name):
         pytest.skip("drilled on the other variant by `lab drill --all`, not in CI (time)")
     results = drill.drill_fault(Lab.load(lab_env.root), FAULTS[name])
     for r in results:
-        assert r.localized, f"{name}: named {r.named} ({r.check}), expected {r.expected} ({r.expect}); " \
+        assert r.localized, f"{name}: named {r.named} ({r.check}: {r.summary}), expected {r.expected} ({r.expect}); " \
                             f"inconclusive: {r.inconclusive}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
     assert Lab.load(lab_env.root).extra.get("faults") == []
@@ -107,8 +107,9 @@ def test_fault_is_localized_from_a_laptop(lab_env, name):
     if why:
         pytest.skip(f"{name} on the {lab_env.variant.name} lab: {why}")
     for r in drill.drill_fault(Lab.load(lab_env.root), FAULTS[name], profile="lab-laptop"):
-        assert r.localized, f"{name} from a laptop: named {r.named} ({r.check}), expected {r.expected}"
-        assert r.check == LAPTOP_NAMING_CHECK.get(name, r.check), f"{name} from a laptop: named by {r.check}"
+        assert r.localized, f"{name} from a laptop: named {r.named} ({r.check}: {r.summary}), expected {r.expected}"
+        assert r.check == LAPTOP_NAMING_CHECK.get(name, r.check), \
+            f"{name} from a laptop: named by {r.check}: {r.summary}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
 
 
