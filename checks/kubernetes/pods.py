@@ -21,7 +21,10 @@ def check_pods_ready(ctx):
     keeps failing its readiness probe (not Ready although the probe has had its whole failure budget,
     initialDelaySeconds + periodSeconds x failureThreshold, since the container started) is a `fail` too,
     even one pod of many: broken now, at any age. Other pods not Ready (still starting, terminating) are
-    a `warn`. Pending pods are reported by kubernetes.pods_pending, crash loops by kubernetes.pods_crashing."""
+    a `warn`. Pending pods are reported by kubernetes.pods_pending, crash loops by kubernetes.pods_crashing.
+    Each not-Ready pod's evidence carries its HTTP readiness probe (path, port, timeoutSeconds): an app slower
+    than that timeout explains the pods not Ready (the rule app-slower-than-readiness-probe), even when the
+    app itself only warns."""
     listing, a = pod_analysis(ctx)
     if a is None:
         return listing_problem(ctx, listing)

@@ -128,6 +128,21 @@ def readiness_failed(pod: dict, cs: dict, now: datetime) -> bool:
     return (now - started).total_seconds() >= budget
 
 
+def http_readiness(pod: dict, container: str) -> dict | None:
+    """The httpGet readiness probe of ``container`` as the kubelet runs it: {"container", "path", "port",
+    "timeout_s"} (a named port resolved through the container's ports; timeoutSeconds defaults to 1 s, as
+    Kubernetes'), or None when the container has no such probe."""
+    spec = next((c for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == container), {})
+    get = (spec.get("readinessProbe") or {}).get("httpGet")
+    if not isinstance(get, dict):
+        return None
+    port = get.get("port")
+    if isinstance(port, str) and not port.isdigit():
+        port = next((p.get("containerPort") for p in spec.get("ports") or [] if p.get("name") == port), port)
+    return {"container": container, "path": get.get("path") or "/", "port": port,
+            "timeout_s": float(spec["readinessProbe"].get("timeoutSeconds") or 1)}
+
+
 def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 3600,
                  pending_grace: float = 300) -> dict:
     """Everything the pod checks report, from one pass over the pod list."""
@@ -204,9 +219,11 @@ def analyse_pods(pods: list[dict], now: datetime, *, restart_window: float = 360
                                    f"({(cs['state']['terminated'].get('reason') or 'exit')})")
             if phase == "Failed":
                 reasons.append(f"pod Failed: {st.get('reason') or ''} {st.get('message') or ''}".strip())
+            unready = [cs.get("name") for cs in statuses(p) if not cs.get("ready")]
+            probes = [r for r in (http_readiness(p, c) for c in unready) if r]
             out["not_ready"].append({"pod": name, "workload": wl, "phase": phase,
                                      "why": reasons or ["Ready condition False"], "probe_failing": probe_failing,
-                                     "containers": [cs.get("name") for cs in statuses(p) if not cs.get("ready")]})
+                                     "containers": unready, **({"readiness": probes} if probes else {})})
     return out
 
 

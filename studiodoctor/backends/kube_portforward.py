@@ -174,9 +174,11 @@ class Tunnel:
             self._slots.release()
 
     def _pump(self, conn: socket.socket, ws) -> None:
-        import websocket
-
+        """Both ways until either side closes: the pod's side first in each turn, so that what the API server
+        said on the error channel is read before our next write meets its closed socket."""
         import time
+
+        import websocket
 
         conn.settimeout(self.timeout)
         raw = ws.sock
@@ -189,23 +191,37 @@ class Tunnel:
                     return   # an idle stream ends, as the kubelet's streamIdleTimeout ends one
                 continue
             last = time.monotonic()
+            if raw in ready and not self._from_pod(ws, conn):
+                return
             if conn in ready:
                 data = conn.recv(65536)
                 if not data:
                     return
-                ws.send_bytes(bytes([DATA]) + data)
-            if raw in ready:
                 try:
-                    opcode, frame = ws.recv_data(control_frame=True)
-                except websocket.WebSocketConnectionClosedException:
-                    return
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    return
-                if opcode != websocket.ABNF.OPCODE_BINARY or not frame:
-                    continue
-                if frame[0] == ERROR:
-                    raise StreamBroken(frame[1:].decode(errors="replace"))
-                conn.sendall(frame[1:])
+                    ws.send_bytes(bytes([DATA]) + data)
+                except (OSError, websocket.WebSocketException):
+                    raw.settimeout(min(1.0, self.timeout))   # closed under us: it may have said why first
+                    while self._from_pod(ws, conn):
+                        pass
+                    raise
+
+    @staticmethod
+    def _from_pod(ws, conn: socket.socket) -> bool:
+        """One frame from the API server relayed to ``conn``; False once the stream is over (StreamBroken when
+        the error channel speaks)."""
+        import websocket
+
+        try:
+            opcode, frame = ws.recv_data(control_frame=True)
+        except (OSError, websocket.WebSocketException):
+            return False
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return False
+        if opcode == websocket.ABNF.OPCODE_BINARY and frame:
+            if frame[0] == ERROR:
+                raise StreamBroken(frame[1:].decode(errors="replace"))
+            conn.sendall(frame[1:])
+        return True
 
     def close(self, wait: float = 2.0) -> None:
         """End the listener and every stream; return once their threads are gone (``wait`` at most)."""

@@ -8,7 +8,7 @@
 - ``locality``: "is it me?", when this machine's own network explains the failures;
 - ``watch``: ``diagnose --watch``, runs until recovered and the incident's timeline.
 
-May import: ``studiodoctor.model``, ``studiodoctor.registry``, ``studiodoctor.secrets``,
+May import: ``studiodoctor.model``, ``studiodoctor.registry``, ``studiodoctor.secrets``, ``studiodoctor.studio_facts``,
 ``studiodoctor.render`` (the watch's live view), ``studiodoctor.backends.kubectl`` (command templates).
 Never the engine, the runner or a command.
 """

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..model import Result, Status
+from ..studio_facts import HEALTHZ_PATH
 
 # Statuses a cause may have for a rule to consider it: it must have looked and found something.
 CAUSE_STATUSES = frozenset({Status.FAIL, Status.WARN, Status.ERROR})
@@ -142,6 +143,60 @@ def lock_waits_hang_app(app: Result, locks: Result) -> dict | None:
             "holders": ", ".join(map(str, holders)) or "?"}
 
 
+def _app_seconds(app: Result) -> float | None:
+    """How long the app took to answer (its latency), or waited for no answer (a timeout)."""
+    took = app.evidence.get("latency_s")
+    if took is None and app.reason == "timeout" and app.duration_ms:
+        took = app.duration_ms / 1000
+    return None if took is None else float(took)
+
+
+def _asked(app: Result) -> tuple[str, str]:
+    """(path, port) the app check asked: read from its sampled endpoint (a pod through the API server's proxy
+    names the port, ``.../pods/NAME:PORT/proxy/PATH``); "" for what the evidence does not say."""
+    from urllib.parse import urlsplit
+
+    endpoint = str((app.evidence.get("sampled") or {}).get("endpoint") or "")
+    path = urlsplit(endpoint).path
+    port = ""
+    if "/proxy/" in path:
+        target, _, rest = path.partition("/proxy/")
+        port = target.rpartition(":")[2] if ":" in target.rpartition("/")[2] else ""
+        path = "/" + rest.lstrip("/")
+    return path, port
+
+
+def slow_app_fails_readiness(path: str = ""):
+    """The link of a consequence ``kubernetes.pods_ready`` to an app check that asks ``path`` (or, "" , only what
+    its evidence says it asked)."""
+
+    def app_slower_than_readiness_probe(pods: Result, app: Result) -> dict | None:
+        """Pods are not Ready, their readiness probe is an HTTP GET of the app (the path the app check asked,
+        or the app's port) that gives up after its timeoutSeconds, and the app, asked at those pods (or at its
+        URL), took at least that long: the probe fails because the app is slow."""
+        took = _app_seconds(app)
+        if took is None:
+            return None
+        seen_path, port = _asked(app)
+        asked_path = path or seen_path
+        asked_pods = set(app.evidence.get("pods") or {})   # per pod through the API server; none for a URL
+        hits = [(entry["pod"], probe) for entry in pods.evidence.get("not_ready") or []
+                if not asked_pods or entry.get("pod") in asked_pods
+                for probe in entry.get("readiness") or []
+                if (asked_path and probe.get("path") == asked_path) or (port and str(probe.get("port")) == port)
+                if took >= float(probe.get("timeout_s") or 1)]
+        if not hits:
+            return None
+        probe = hits[0][1]
+        names = sorted({pod for pod, _ in hits})
+        return {"pods": ", ".join(names[:4]) + (f" (+{len(names) - 4})" if len(names) > 4 else ""),
+                "pods_not_ready": len(names), "probe": f"GET {probe['path']} on :{probe['port']}",
+                "probe_timeout_s": float(probe["timeout_s"]), "app_latency_s": took,
+                "app_answered": "did not answer within" if app.reason == "timeout" else "took"}
+
+    return app_slower_than_readiness_probe
+
+
 RULES: tuple[Rule, ...] = (
     Rule("redis-full-blocks-workers", "celery.workers", "redis.memory", redis_full_blocks_workers,
          "Redis refuses writes ({seen}; {used_memory} of {maxmemory}, policy {policy}), so workers cannot "
@@ -162,6 +217,12 @@ RULES: tuple[Rule, ...] = (
            "{waiting} session(s) wait on a lock on {tables} held by pid {holders}: the app's workers are stuck "
            "behind it", consequence_statuses=frozenset({Status.FAIL, Status.WARN}))
       for page in ("app.login_page", "app.probers")),   # every page hangs once every worker waits
+    # a frontend pod is Ready only while the app answers its readiness probe in time: a slow app (a warn to
+    # us, or a check that ran out of time) takes the pods out of the Service, not the other way round
+    *(Rule("app-slower-than-readiness-probe", "kubernetes.pods_ready", app_check, slow_app_fails_readiness(path),
+           "{pods_not_ready} pod(s) not Ready ({pods}): their readiness probe {probe} gives up after "
+           "{probe_timeout_s:g} s, and the app {app_answered} {app_latency_s:.1f} s there")
+      for app_check, path in (("app.healthz", HEALTHZ_PATH), ("app.stealthz", ""))),
     Rule("origin-page-behind-edge", "edge.error_pages", "trace.hops", origin_page_behind_edge,
          "every hop in front of the {hop} ({layer}) passes its error on: the trace goes bad there first"),
     Rule("edge-is-first-bad-hop", "trace.hops", "edge.error_pages", edge_is_first_bad_hop,

@@ -27,6 +27,7 @@ class DrillResult:
     named_layers: list[str] = field(default_factory=list)   # every likely cause's layer (likely_causes)
     standing: str = ""                                      # a standing fault left in place under this one
     standing_missed: list[str] = field(default_factory=list)  # its failures not listed as unrelated
+    summary: str = ""                                       # the likely cause's own summary (the evidence)
 
     @property
     def localized(self) -> bool:
@@ -78,7 +79,7 @@ def drill_fault(lab, flt: Fault, symptoms: tuple[str, ...] | None = None, *, tim
             result = DrillResult(flt.name, symptom, "+".join(layers), cause.get("layer"), cause.get("check"), seconds,
                                  expect=flt.expect, inconclusive=[s["layer"] for s in report.runbook
                                                                   if s.get("verdict") == "inconclusive"],
-                                 expected_layers=layers, named_layers=named)
+                                 expected_layers=layers, named_layers=named, summary=cause.get("summary") or "")
             if standing and symptom == standing.symptom:
                 result.standing = standing.fault
                 unrelated = {u["check"] for u in report.unrelated_failures}

@@ -291,6 +291,9 @@ class Lab:
             # (each pod is then Ready while its own /healthz answers, as its readinessProbe says)
             svc.connect_pods("frontend", {self.variant.containers["app"]: self.pods("studio-app"),
                                           self.variant.containers["proxy"]: self.pods("studio-nginx")})
+            # each worker pod's container runs while the lab's Celery worker does (no probe: its main process)
+            if "celery" in self.services:
+                svc.connect_processes("workers", self.variant.containers["worker"], self["celery"].pidfile, "celery")
             # Redis, the Cloud SQL proxy and Traefik's API entrypoint on their pods: a port-forward reaches them
             from .standins.kubernetes.backing import with_backing, with_ingress_api
 

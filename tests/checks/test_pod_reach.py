@@ -180,3 +180,31 @@ def test_a_slow_app_is_judged_against_the_timeout_nginx_is_seen_to_keep(api, mak
     assert stealthz.status is Status.FAIL, stealthz.summary
     assert "seen: nginx answered 504" in stealthz.summary
     assert stealthz.evidence["nginx_gave_up_after_s"] >= 1.9  # nginx cannot give up before its 2 s
+
+
+def test_pods_not_ready_because_the_app_is_slower_than_their_probe_name_the_app(api, make_profile):
+    """The app takes 2.5 s: only a warn against the limits a laptop knows (nginx keeps its 100 s here, so no 504
+    is seen), but the pods' readiness probe (GET /healthz, timeoutSeconds 1) gives up first and the API server
+    says no pod is Ready. The slow app takes the pods out of the Service: the app is named, whatever the race
+    between the app's verdict and the pods' readiness, and the kubernetes step carries the link's evidence."""
+    for app in api.apps:
+        app.set_fault(slow_s=2.5)
+    kubernetes = {"api_url": api.url, "namespace": "studio", "token": TOKEN}
+    profile = make_profile({"kubernetes": kubernetes, "public_urls": [], "app": {"api_token": "t"}}, timeout=15)
+    # 502's walk from the cluster to the app (no Traefik, PostgreSQL or Redis behind this stand-in's pods)
+    profile.symptoms = {"pods-502": {"steps": [{"layer": "kubernetes", "why": "pods Ready?"},
+                                               {"layer": "app", "why": "gunicorn answers?"}]}}
+    report = engine.diagnose(profile, "pods-502")
+    res = {r.id: r for r in report.results}
+    ready, healthz = res["kubernetes.pods_ready"], res["app.healthz"]
+    assert ready.status is Status.FAIL, ready.summary
+    assert healthz.status in (Status.WARN, Status.FAIL), healthz.summary
+    assert report.likely_cause and report.likely_cause["layer"] == "app", (report.likely_cause, ready.summary,
+                                                                           healthz.summary)
+    kube = next(s for s in report.runbook if s["layer"] == "kubernetes")
+    link = next((e for e in kube["explained_by"] if e["check"] == "kubernetes.pods_ready"
+                 and e["rule"] == "app-slower-than-readiness-probe"), None)
+    assert link is not None, (kube["explained_by"], healthz.summary)
+    assert link["evidence"]["probe"] == "GET /healthz on :8081" and link["evidence"]["probe_timeout_s"] == 1.0
+    assert link["evidence"]["app_latency_s"] >= 1.0, link
+    assert link["evidence"]["pods_not_ready"] == PODS, link

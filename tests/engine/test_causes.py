@@ -329,3 +329,70 @@ def test_nginx_gives_up_on_an_app_slowed_by_a_lock_names_the_lock(make_profile):
     young = {**WAITS, "locks": [{**WAITS["locks"][0], "waiting_s": 2.0}]}
     report = behind_a_lock(make_profile, slow, warn("4 lock requests waiting", evidence=young))
     assert report.likely_cause["check"] == "app.stealthz"
+
+
+# --- pods not Ready because the app is slower than their readiness probe -------------------------------
+
+def unready(pods=("web-0", "web-1"), timeout_s=1.0):
+    return fail(f"no Ready pod in web (0/{len(pods)} ready)", evidence={"not_ready": [
+        {"pod": p, "probe_failing": ["app"], "containers": ["app"],
+         "readiness": [{"container": "app", "path": "/healthz", "port": 8081, "timeout_s": timeout_s}]}
+        for p in pods]})
+
+
+def app_at(latency_s, pods=("web-0", "web-1"), path="/healthz"):
+    endpoint = f"https://api:6443/api/v1/namespaces/studio/pods/{pods[0]}:8081/proxy/{path}"
+    return warn(f"{path} answered, but slowly: {latency_s} s", evidence={
+        "status": 200, "latency_s": latency_s, "sampled": {"endpoint": endpoint},
+        "pods": {p: f"warn: slowly: {latency_s} s" for p in pods}})
+
+
+def before_the_app(make_profile, pods_ready, healthz=None, stealthz=None):
+    from checks.kubernetes.common import READINESS_EXPLAINERS
+
+    reg = Registry()
+    reg.check("kubernetes.pods_ready", title="ready", explained_by=READINESS_EXPLAINERS)(lambda ctx: pods_ready)
+    for cid, res in (("app.healthz", healthz), ("app.stealthz", stealthz)):
+        if res is not None:
+            reg.check(cid, title=cid)(lambda ctx, res=res: res)
+    return diagnose(make_profile, reg, [{"layer": "kubernetes", "why": "k"}, {"layer": "app", "why": "a"}])
+
+
+def test_pods_not_ready_behind_an_app_slower_than_their_probe_name_the_app(make_profile):
+    """/healthz takes 3 s (a warn to us: nginx's timeout not seen) and the probe gives up after 1 s."""
+    report = before_the_app(make_profile, unready(), healthz=app_at(3.0))
+    assert report.likely_cause["check"] == "app.healthz"
+    [link] = [e for e in step_of(report, "kubernetes")["explained_by"] if e["check"] == "kubernetes.pods_ready"]
+    assert link["rule"] == "app-slower-than-readiness-probe"
+    assert link["because"] == ("2 pod(s) not Ready (web-0, web-1): their readiness probe GET /healthz on :8081 "
+                               "gives up after 1 s, and the app took 3.0 s there")
+
+
+def test_stealthz_links_by_the_probes_port_and_a_timed_out_check_by_the_time_waited(make_profile):
+    """/healthz abandoned by the runner (no evidence): the time it waited is the app's; /stealthz, another
+    path, links by the port the probe asks (the pod's app port in its proxy endpoint)."""
+    import time
+
+    from checks.kubernetes.common import READINESS_EXPLAINERS
+
+    reg = Registry()
+    reg.check("kubernetes.pods_ready", title="ready", explained_by=READINESS_EXPLAINERS)(lambda ctx: unready())
+    reg.check("app.healthz", title="healthz")(lambda ctx: time.sleep(5) or ok("late"))
+    reg.check("app.stealthz", title="stealthz")(lambda ctx: app_at(3.0, path="/stealthz"))
+    prof = make_profile(timeout=1.5)
+    prof.symptoms = {"walk": {"steps": [{"layer": "kubernetes", "why": "k"}, {"layer": "app", "why": "a"}]}}
+    report = engine.diagnose(prof, "walk", registry=reg)
+    assert report.likely_cause["layer"] == "app"
+    links = {e["cause"]: e for e in step_of(report, "kubernetes")["explained_by"]}
+    assert links["app.healthz"]["evidence"]["app_answered"] == "did not answer within"
+    assert links["app.stealthz"]["evidence"]["probe"] == "GET /healthz on :8081"
+
+
+@pytest.mark.parametrize("pods_ready, app", [
+    (unready(), app_at(0.6)),                                  # the app answers within the probe's timeout
+    (unready(timeout_s=5.0), app_at(3.0)),                     # a probe more patient than the app is slow
+    (unready(pods=("web-2",)), app_at(3.0, pods=("web-0", "web-1"))),  # not the pods the app was asked at
+])
+def test_no_link_without_the_evidence_stays_kubernetes(make_profile, pods_ready, app):
+    report = before_the_app(make_profile, pods_ready, healthz=app)
+    assert report.likely_cause["check"] == "kubernetes.pods_ready"

@@ -40,3 +40,46 @@ def test_clog_then_drain_empties_the_queue(broker):
     finally:
         w.stop(cold=True)
     assert not w.alive()
+
+
+def test_the_worker_pods_run_while_the_worker_process_does(lab_root, make_profile):
+    """The Kubernetes stand-in reports each worker pod's container as the kubelet would its main process:
+    running and Ready while the lab's worker runs, terminated and not Ready once it is stopped (read through
+    the kubernetes layer, as a user would), Ready again after a restart."""
+    from studiodoctor import engine
+    from studiodoctor.lab.standins import kubernetes as K
+    from studiodoctor.lab.standins.kubernetes import KubeAPIServer
+    from studiodoctor.model import Status
+
+    redis_server = RedisServer(lab_root / "broker-pods").start()
+    kube = KubeAPIServer(lab_root / "kube-pods")
+    worker = CeleryWorker(lab_root / "worker-pods", broker_url=redis_server.url(0))
+    try:
+        worker.start()
+        kube.start(state=K.studio_state(workers=2))
+        kube.connect_processes("workers", "worker", worker.pidfile, "celery")
+        profile = make_profile({"kubernetes": {"api_url": kube.url, "namespace": "studio"}}, timeout=5)
+
+        def pods_ready():
+            return {r.id: r for r in engine.check(profile, check_ids=["kubernetes.pods_ready"]).results}[
+                "kubernetes.pods_ready"]
+
+        def settles_to(status, seconds=15.0):   # the stand-in re-reads its state at most once a second
+            end = time.monotonic() + seconds
+            while (r := pods_ready()).status is not status and time.monotonic() < end:
+                time.sleep(0.2)
+            return r
+
+        r = settles_to(Status.OK)
+        assert r.status is Status.OK, r.summary
+        worker.stop()
+        r = settles_to(Status.FAIL)
+        assert r.status is Status.FAIL and "master-studio-workers" in r.summary, r.summary
+        assert "worker: terminated (Error)" in str(r.evidence), r.evidence
+        worker.start()
+        r = settles_to(Status.OK)
+        assert r.status is Status.OK, r.summary
+    finally:
+        worker.stop(cold=True)
+        kube.stop()
+        redis_server.stop()

@@ -75,7 +75,7 @@ def test_fault_is_localized_then_fixed(lab_env, name):
         pytest.skip("drilled on the other variant by `lab drill --all`, not in CI (time)")
     results = drill.drill_fault(Lab.load(lab_env.root), FAULTS[name])
     for r in results:
-        assert r.localized, f"{name}: named {r.named} ({r.check}), expected {r.expected} ({r.expect}); " \
+        assert r.localized, f"{name}: named {r.named} ({r.check}: {r.summary}), expected {r.expected} ({r.expect}); " \
                             f"inconclusive: {r.inconclusive}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
     assert Lab.load(lab_env.root).extra.get("faults") == []
@@ -97,6 +97,8 @@ def test_the_laptop_profile_holds_only_what_a_laptop_has(lab_env):
                 "nginx.proxy_read_timeout", "kubernetes.api_url", "kubernetes.app_deployment"):
         assert not prof.value(key), key
     assert prof.value("kubernetes.kubeconfig") and prof.value("public_urls")
+    # the database's credentials, as on-call holds them, but no address (a port-forward fills it in)
+    assert "@/" in prof.value("postgres.port_forward_dsn") and "127.0.0.1" not in prof.value("postgres.port_forward_dsn")
 
 
 @pytest.mark.parametrize("name", LAPTOP_FAULTS)
@@ -105,9 +107,31 @@ def test_fault_is_localized_from_a_laptop(lab_env, name):
     if why:
         pytest.skip(f"{name} on the {lab_env.variant.name} lab: {why}")
     for r in drill.drill_fault(Lab.load(lab_env.root), FAULTS[name], profile="lab-laptop"):
-        assert r.localized, f"{name} from a laptop: named {r.named} ({r.check}), expected {r.expected}"
-        assert r.check == LAPTOP_NAMING_CHECK.get(name, r.check), f"{name} from a laptop: named by {r.check}"
+        assert r.localized, f"{name} from a laptop: named {r.named} ({r.check}: {r.summary}), expected {r.expected}"
+        assert r.check == LAPTOP_NAMING_CHECK.get(name, r.check), \
+            f"{name} from a laptop: named by {r.check}: {r.summary}"
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
+
+
+def test_without_the_doctor_the_laptop_localizes_redis_down_through_a_port_forward(lab_env):
+    """No in-cluster doctor deployed (its Service gone): Redis is reached through a port-forward the run opens
+    to the pod that runs it, and redis-down is named from the laptop as from every address."""
+    kube = Lab.load(lab_env.root)["kube-api"]
+    saved = kube.read_state()
+    state = kube.read_state()
+    space = state["namespaces"][lab_env.variant.namespace]
+    space["services"] = [s for s in space["services"] if "studiodoctor/doctor" not in (s["metadata"].get("labels") or {})]
+    kube.write_state(state)
+    try:
+        [r] = drill.drill_fault(Lab.load(lab_env.root), FAULTS["redis-down"], profile="lab-laptop")
+        report = engine.check(load_profile("lab-laptop"), layers=["redis"])
+    finally:
+        kube.write_state(saved)
+    assert r.localized, f"redis-down from a laptop without the doctor: named {r.named} ({r.check})"
+    assert r.healthy_after, f"redis-down: still failing after the fix: {r.problems}"
+    reach = next(x for x in report.results if x.id == "redis.reachable")
+    assert reach.status is Status.OK and reach.evidence.get("via", "").startswith("port-forward pod "), \
+        (reach.status, reach.summary, reach.evidence)
 
 
 def test_a_standing_unrelated_failure_is_listed_not_named_under_a_502_fault(lab_env):

@@ -2,7 +2,7 @@
 
 Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
 answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
-listens on no port: readiness is its ``ready.`` log line.
+listens on no port: readiness is its ``ready.`` log line; its ``pidfile`` names its process.
 
 Faults (the lab's break/fix):
 - worker stopped: ``stop()``; fix ``start()``.
@@ -39,7 +39,14 @@ class CeleryWorker(Launcher):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.servers.studio_tasks", "worker",
                 "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
-                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+                f"--pidfile={self.pidfile}"]
+
+    @property
+    def pidfile(self):
+        """Where the worker writes its process id (the Kubernetes stand-in reads it: a worker pod's container
+        runs while this process does)."""
+        return self.dir / "worker.pid"
 
     def start(self, timeout: float = 30.0) -> "CeleryWorker":
         from .studio_tasks import BROKER_ENV, RESP2_ENV

@@ -136,7 +136,12 @@ class StudioCelery(_StudioProcess):
 
     def command(self) -> list[str]:
         return ["celery", "-A", "contentcuration", "worker", "-l", "info", f"--concurrency={self.concurrency}",
-                "--task-events", "-n", self.name]
+                "--task-events", "-n", self.name, f"--pidfile={self.pidfile}"]
+
+    @property
+    def pidfile(self):
+        """Where the worker writes its process id (the Kubernetes stand-in reads it, as for the lab's worker)."""
+        return self.dir / "worker.pid"
 
     def start(self, timeout: float = 90.0) -> "StudioCelery":
         offset = log_size(self.log)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
-from .network import apply_endpoints, apply_readiness, is_ready, selects
+from .network import apply_endpoints, apply_liveness, apply_readiness, is_ready, selects
 from .objects import _uid, event, ts
 
 # which pods and deployments a fault touches: a label subset per tier (state["config"]["labels"])
@@ -252,14 +252,14 @@ def effective_state(raw: dict) -> dict:
 
 
 def _apply_pod_readiness(state: dict) -> None:
-    """Each pod the lab plays is Ready only while its own readinessProbe answers (:mod:`.network`); a
-    Deployment counts the Ready pods its selector matches."""
+    """Each pod the lab plays is Ready only while its own readinessProbe answers and the processes that play
+    its probeless containers run (:mod:`.network`); a Deployment counts the Ready pods its selector matches."""
     def unhealthy(p: dict, message: str) -> None:
         ns = p["metadata"]["namespace"]
         state["namespaces"][ns].setdefault("events", []).append(
             event(ns, "Unhealthy", message, name=p["metadata"]["name"], count=12, last_ago=4, first_ago=60))
 
-    failed = apply_readiness(state, _set_ready, unhealthy)
+    failed = (apply_readiness(state, _set_ready, unhealthy) or []) + apply_liveness(state)
     for ns in {p["metadata"]["namespace"] for p in failed}:
         space = state["namespaces"][ns]
         for d in space.get("deployments", []):

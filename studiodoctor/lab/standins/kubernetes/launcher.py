@@ -88,6 +88,19 @@ class KubeAPIServer(Launcher):
                 network[f"{p['status']['podIP']}:{port}"] = f"127.0.0.1:{launcher.port}"
         self.write_state(state)
 
+    def connect_processes(self, tier: str, container: str, pidfile, command: str) -> None:
+        """Let the lab process whose ``pidfile`` names it (running ``command``) play ``container`` in every pod
+        of ``tier`` (a container without a port or probe, such as a Celery worker): the kubelet then reports
+        it running only while that process runs (``state["processes"]``, :mod:`.network`)."""
+        from .faults import _pods
+
+        state = self.read_state()
+        cfg = state.get("config", {})
+        played = state.setdefault("processes", {})
+        for p in _pods(state, cfg.get("namespace", self.namespace), tier):
+            played[f"{p['status']['podIP']}/{container}"] = {"pidfile": str(pidfile), "command": command}
+        self.write_state(state)
+
     def ready_behind(self, address: str) -> bool:
         """Whether the pod whose port the pod network leads to ``address`` (a lab process's ``127.0.0.1:PORT``)
         is Ready, as the API serves it now (its readiness probe against that pod's own processes)."""

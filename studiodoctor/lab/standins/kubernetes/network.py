@@ -1,6 +1,7 @@
 """The stand-in's cluster network: Endpoints computed from Services and pods (as the endpoints controller
 does), pods' readiness decided by their own readinessProbe against the lab's real processes (as the kubelet
-does), and the pod network itself: ``state["network"]`` maps a pod's ``IP:PORT`` to the loopback address of
+does), a container without a probe running while the lab process that plays it runs (as the kubelet sees
+its main process), and the pod network itself: ``state["network"]`` maps a pod's ``IP:PORT`` to the loopback address of
 the lab process that plays that container (``{"10.8.1.10:8081": "127.0.0.1:41234"}``).
 
 Nothing here reads a lab fixture by name: a pod is Ready when its probe answers, a Service's endpoints are
@@ -151,3 +152,48 @@ def apply_readiness(state: dict, set_ready, mark_event) -> None:
 def lab_address(state: dict, ip: str, port: int | str) -> str | None:
     """Where the pod network sends ``ip:port`` in the lab (None: nothing listens there)."""
     return (state.get("network") or {}).get(f"{ip}:{port}")
+
+
+# -- liveness: a container's main process, as the kubelet sees it ----------------------------------------
+
+def _process_running(played: dict) -> bool:
+    """Whether the process a pidfile names runs: alive, not a zombie, and still the command that wrote it
+    (a stale file after a kill may name a pid reused since)."""
+    try:
+        pid = int(open(played["pidfile"]).read().strip())
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read()
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return False
+    return state not in ("Z", "X") and str(played.get("command", "")).encode() in cmdline
+
+
+def apply_liveness(state: dict) -> list[dict]:
+    """Every container a lab process plays (``state["processes"]``: ``"IP/container"`` -> its pidfile and command)
+    whose process is gone is terminated and not ready, and its pod not Ready, as the kubelet reports a
+    container whose main process exited. Returns the pods made not Ready."""
+    played = state.get("processes") or {}
+    if not played:
+        return []
+    failed = []
+    for space in state.get("namespaces", {}).values():
+        for p in space.get("pods", []):
+            if not isinstance(p, dict):
+                continue
+            dead = [name for key, name in ((f"{pod_address(p)}/{c.get('name')}", c.get("name"))
+                                           for c in p.get("spec", {}).get("containers", []))
+                    if key in played and not _process_running(played[key])]
+            for cs in p.get("status", {}).get("containerStatuses", []):
+                if cs.get("name") in dead:
+                    cs.update(ready=False, started=False, state={"terminated": {
+                        "exitCode": 1, "reason": "Error", "message": "the process playing this container exited",
+                        "startedAt": ts(ago=600), "finishedAt": ts(ago=1), "containerID": cs.get("containerID", "")}})
+            if dead:
+                for cond in p["status"].get("conditions", []):
+                    if cond["type"] in ("Ready", "ContainersReady"):
+                        cond.update(status="False", reason="ContainersNotReady", lastTransitionTime=ts(ago=1),
+                                    message=f"containers with unready status: [{' '.join(dead)}]")
+                failed.append(p)
+    return failed
