@@ -529,7 +529,9 @@ def test_a_long_listing_is_read_as_name_ranges_at_once_each_object_once(canned, 
     assert db.status is Status.FAIL and db.summary.startswith("2 of 9001 objects"), db.summary
     assert ev["audited"] == 9001 and ev["complete"] is True, ev
     assert ev["ranges"] > 2 and ev["concurrency"] == 4, ev
-    assert ev["sequential_requests"] < 9 < ev["requests"] <= 10 + ev["ranges"], ev
+    # pages overlapped: the longest chain one after another is shorter than the requests (a sequential
+    # walk's is every one of them), and the cut costs at most a request per range
+    assert ev["sequential_requests"] < ev["requests"] <= 10 + ev["ranges"], ev
     listings = [q for _, _, q, _ in canned.api_requests("/o") if q.get("prefix") == "databases/"]
     starts = {q.get("startOffset") for q in listings} - {None}
     assert len(starts) == ev["ranges"] and len(listings) == ev["requests"], listings
