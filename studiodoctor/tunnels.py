@@ -104,7 +104,14 @@ def _open(ctx, profile, key: str, deadline: float):
     return tunnel, target, url
 
 
-def _through(res: Result, tunnel, target, tunnels: dict) -> None:
+def by_hand(profile, target) -> str:
+    """The ``kubectl port-forward`` line that opens the same tunnel, bound to the profile's kubeconfig."""
+    from .backends.kubectl import command
+
+    return command(profile, f"port-forward pod/{target.pod} {target.port}:{target.port}", target.namespace)
+
+
+def _through(res: Result, tunnel, target, tunnels: dict, profile) -> None:
     """Say in ``res`` that it was seen through ``tunnel``: the pod for the loopback address, the evidence, and
     what the port-forward itself said when the pod's port did not answer (its error channel)."""
     for other, there, _ in tunnels.values():   # "127.0.0.1:41203" means nothing to the reader
@@ -115,6 +122,9 @@ def _through(res: Result, tunnel, target, tunnels: dict) -> None:
                                      "found": target.found, "streams": tunnel.streams,
                                      "opened": "for this run only, closed when its checks were done",
                                      **({"stream_errors": errors[:3]} if errors else {})}}
+    if res.status not in (Status.OK, Status.SKIP):   # to look again by hand: the same tunnel
+        res.commands = [*res.commands, Command(by_hand(profile, target), "read-only",
+                                               f"the same tunnel by hand; {target.key} may then point at 127.0.0.1:{target.port}")]
     if errors and res.status in (Status.FAIL, Status.ERROR):
         said = errors[0].rpartition(": ")[2] or errors[0]
         res.summary += f" (the port-forward: nothing answers on port {target.port} in the pod: {said})"
@@ -156,7 +166,7 @@ def through_portforward(profile, checks: list, away: dict[str, str], deadline: f
             tunnel.close()
     for res in results:
         tunnel, target, _ = tunnels[away[res.id]]
-        _through(res, tunnel, target, tunnels)
+        _through(res, tunnel, target, tunnels, profile)
     ran = {r.id for r in results}
     for c in checks:
         if c.id in ran:

@@ -80,13 +80,14 @@ def check_consumers(ctx):
     A worker on Redis holds one connection polling its queues (last command `BRPOP`) and one listening on
     the control channel (`PSUBSCRIBE /<db>.celery.pidbox`, where `celery inspect ping` reaches it); a
     stopped, killed or OOM-killed worker drops both. `CLIENT LIST` (one read, no message published) counts
-    the hosts holding both on the broker's database: none is a `fail` (tasks are queued and nothing will
-    take them: publishes never start, edits are never applied), fewer than `celery.expected_workers` (if
-    set) a `warn`. A consumer without a listener on its host is a broadcast's reply queue (a ping from
-    another doctor or Flower) and is not counted. A Redis that refuses `CLIENT LIST` (ACL without
-    `+client|list`, or a managed Redis that renames it) gives an `error` saying so, never a guess. Unlike
-    the ping, this works from the in-cluster doctor's read-only `/report`. Fix: look at the workers' pods
-    and logs, then restart the deployment."""
+    the hosts holding both, the consumer on the broker's database: none is a `fail` (nothing takes the
+    tasks: publishes never start, edits are never applied), fewer than `celery.expected_workers` (if set)
+    a `warn`. A consumer without a listener on its host is a broadcast's reply queue (a ping from another
+    doctor or Flower) and is not counted; nor is a worker started with remote control off (no control
+    channel: `celery inspect ping` cannot reach it either). A Redis that refuses `CLIENT LIST` (ACL
+    without `+client|list`, or a managed Redis that renames it) gives an `error` saying so, never a guess.
+    Unlike the ping, this works from the in-cluster doctor's read-only `/report`. Fix: look at the
+    workers' pods and logs, then restart the deployment."""
     url = _broker_url(ctx)
     if not url:
         return _no_broker()
@@ -110,7 +111,7 @@ def check_consumers(ctx):
                 "connections": seen["clients"], "queued": queued}
     kube = _kube(ctx)
     commands = [Command(_redis_cli(url, "CLIENT LIST"), READ_ONLY, "each worker: a brpop and a psubscribe connection"),
-                Command(f"{kube} get pods -l tier=workers", READ_ONLY),
+                Command(f"{kube} get pods -l tier=workers -o wide", READ_ONLY, "the pod IPs are the workers' addresses"),
                 Command(f"{kube} logs -l tier=workers --tail=200", READ_ONLY)]
     waiting = f"; {queued} task(s) queued" if queued else ""
     if not workers:

@@ -64,8 +64,10 @@ def _needed_permissions(ctx) -> list[tuple[str, str, bool]]:
     return needed
 
 
+# our own credentials' rights: no user of Studio sees them, so a failure here (the reviews not answered in
+# time while the API answers our lists) is never the cause of a symptom, only listed beside it
 @check(PERMISSIONS, title="Our credentials may read what the checks need", depends_on=(API,),
-       permissions=("create selfsubjectaccessreviews",), safety=EPHEMERAL_WRITE)
+       permissions=("create selfsubjectaccessreviews",), safety=EPHEMERAL_WRITE, produces=())
 def check_permissions(ctx):
     """Asks the API server (SelfSubjectAccessReview) whether our identity may list what the checks read.
 
@@ -76,7 +78,9 @@ def check_permissions(ctx):
     Required: list pods, deployments (apps), events and ingresses (networking.k8s.io) in the namespace.
     Optional: ingress classes (cluster-wide), pod metrics (metrics.k8s.io) and pods in the Traefik
     namespace. A missing right is an `error` with the exact Role rule to grant: without it the other
-    checks could only guess. Fix: bind a read-only Role with those rules to the identity we use."""
+    checks could only guess. Fix: bind a read-only Role with those rules to the identity we use.
+    It produces no symptom: what our identity may read is the doctor's concern, not Studio's users', so a
+    diagnosis lists its failure as unrelated and never names it."""
     conn = connection(ctx)
     needed = _needed_permissions(ctx)
 

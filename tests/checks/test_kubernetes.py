@@ -232,3 +232,16 @@ def test_runbook_commands_use_the_deployments_found_by_what_they_run(run, cluste
     assert any("logs -l app.kubernetes.io/component=frontend -c django" in t for t in texts)
     assert any("exec deploy/jobs -- celery" in t for t in texts)
     assert not any("tier=" in t or "studio-studio" in t for t in texts)
+
+
+def test_our_own_permissions_never_cause_a_symptom():
+    """What our identity may read is the doctor's concern: a permissions review not answered in time (a loaded
+    API server) is listed beside a diagnosis, never named its cause (from lab-laptop it named `kubernetes` for
+    app-slow-tail and edge-524 while every list of the run was answered)."""
+    from studiodoctor import engine
+    from studiodoctor.diagnosis.symptoms import load_catalogue
+
+    chk = engine.default_registry.load_plugins().get(kc.PERMISSIONS)
+    catalogue = load_catalogue()
+    causing = [n for n in catalogue.names() if catalogue.symptoms[n].can_be_caused_by(chk.id, chk.layer, chk.produces)]
+    assert causing == []

@@ -150,6 +150,8 @@ def test_redis_down_behind_a_tunnel_is_its_failure_not_a_skip(kube, make_profile
     assert res.evidence["via"] == f"port-forward pod studio/{REDIS_POD}:6379", res.evidence
     assert any("error forwarding port 6379" in e for e in res.evidence["port_forward"].get("stream_errors", [])), \
         res.evidence
+    assert any(c.text.endswith(f"-n studio port-forward pod/{REDIS_POD} 6379:6379") for c in res.commands), \
+        [c.text for c in res.commands]   # to look again by hand
 
 
 def test_no_redis_pod_and_no_postgres_credentials_say_what_would_open_a_way(kube, make_profile):

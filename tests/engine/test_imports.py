@@ -53,3 +53,28 @@ def test_parsing_the_command_line_imports_no_pydantic(tmp_path):
             "print('pydantic' in sys.modules)" % str(config))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_a_run_imports_no_httpx_command_line_client(tmp_path):
+    """httpx's __init__ imports its own CLI (click, rich, pygments: a third of `import httpx`): kept out."""
+    config = tmp_path / "sd.toml"
+    config.write_text('[profiles.t]\npublic_urls = ["http://127.0.0.1:9/"]\n[profiles.t.nginx]\nurl = "http://127.0.0.1:9"\n')
+    code = ("import sys; from studiodoctor.cli import main; rc = main(['check', '--config', %r, '--profile', 't', "
+            "'--format', 'json', '--timeout', '2', '--layer', 'nginx']); "
+            "print('RC', rc, 'httpx' in sys.modules, [m for m in ('httpx._main', 'pygments', 'click') "
+            "if sys.modules.get(m) is not None])" % str(config))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "RC 2 True []", out
+
+
+def test_a_second_start_reads_no_distribution_metadata(tmp_path):
+    """The entry points are cached (studiodoctor.plugins): once the cache is written, starting the CLI
+    does not import importlib.metadata (email, zipfile, csv) nor read 96 distributions' metadata."""
+    import os
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = ("import sys; from studiodoctor.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n"
+            "print('METADATA', 'importlib.metadata' in sys.modules)")
+    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                    env=env, cwd=tmp_path).stdout.strip().splitlines()[-1] for _ in range(2))
+    assert (first, second) == ("METADATA True", "METADATA False")

@@ -3,6 +3,7 @@ stdout, and nothing written (not in the working directory, not a lab directory).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 
 import pytest
@@ -97,6 +98,9 @@ def test_bad_input_is_one_line_exit_3_and_writes_nothing(tmp_path, monkeypatch, 
     monkeypatch.setenv("HOME", str(work))
     monkeypatch.setenv("STUDIODOCTOR_LAB_DIR", str(tmp_path / "lab"))
     monkeypatch.delenv("STUDIODOCTOR_CONFIG", raising=False)
+    cache = tmp_path / "xdg-cache"   # the start-up's own cache of entry points (studiodoctor.plugins) goes here
+    cache.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     config = tmp_path / "studiodoctor.toml"
@@ -115,6 +119,9 @@ def test_bad_input_is_one_line_exit_3_and_writes_nothing(tmp_path, monkeypatch, 
     assert fragment.replace("CONFIG", str(config)) in lines[0], lines[0]
     assert out == ""
     assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(work))) == before
+    # any start may cache the installed entry points, the input good or bad; nothing else is written there
+    cached = [p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file()]
+    assert all(fnmatch.fnmatch(p, "studiodoctor/entry-points-*.json") for p in cached), cached
 
 
 def test_at_least_fifty_bad_inputs():

@@ -58,13 +58,22 @@ def _control_writes():
 KEYED = {"SADD": 1, "ZADD": 1, "SREM": 1, "SMEMBERS": 1, "LLEN": 1, "LPOP": 1, "DEL": None, "BRPOP": -1}
 
 
+# what only a Celery worker sends (command -> the key or channel it names): taking and acknowledging a task
+# (kombu's unacked hash and index), its task events, binding its own node's queue to the broadcast exchange
+WORKER_ONLY_KEYS = {"HSET": ("unacked",), "HDEL": ("unacked",), "ZADD": ("unacked_index",),
+                    "ZREM": ("unacked_index",), "SADD": ("_kombu.binding.celery.pidbox",), "PUBLISH": ("*celeryev*",)}
+
+
 def _worker_only(name: str, command: list[str]) -> bool:
-    """What a Celery worker does and the doctor may not: consume the app's queue (BRPOP celery...) or
-    answer a broadcast (LPUSH on a reply queue). Seen on a connection closed before it could be looked up
-    (under load), it is the worker's; from a connection known to be the doctor's it counts, and the celery
-    layer runs with an ACL that refuses both (tests/safety/test_least_privilege.py)."""
+    """What a Celery worker does and the doctor may not: consume the app's queue (BRPOP celery...), answer a
+    broadcast (LPUSH on a reply queue), or one of ``WORKER_ONLY_KEYS``. Seen on a connection closed before it
+    could be looked up (a worker restarted by a fault, under load), it is the worker's; from a connection known
+    to be the doctor's it counts, and the celery layer runs with an ACL whose commands and keys cover none of
+    the writes among them (tests/safety/test_least_privilege.py)."""
     if name == "BRPOP":
         return all(k == "celery" or k.startswith("celery\\x06\\x16") for k in command[1:-1])
+    if name in WORKER_ONLY_KEYS:
+        return command[1:2] != [] and any(fnmatch.fnmatchcase(command[1], k) for k in WORKER_ONLY_KEYS[name])
     return name == "LPUSH" and command[1:2] != [] and command[1].endswith(".reply.celery.pidbox")
 
 

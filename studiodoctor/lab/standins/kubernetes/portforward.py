@@ -134,9 +134,19 @@ def _dial(state: dict, pod: dict, port: int) -> tuple[socket.socket | None, str]
 
 
 def relay(client: socket.socket, state: dict, pod: dict, ports: list[int]) -> None:
-    """After the 101: the channels of ``ports``, each port's stream to the lab process its pod port leads to."""
+    """After the 101: the channels of ``ports``, each port's stream to the lab process its pod port leads to.
+    With ``state["round_trip_ms"]`` (an API server across a network) each way of the stream is half of it
+    later: a request and its answer cost one round trip, as through a real API server."""
+    import time
+
+    half = float(state.get("round_trip_ms") or 0) / 2000
+
     def send(channel: int, payload: bytes) -> None:
         client.sendall(frame(OP_BINARY, bytes([channel]) + payload))
+
+    def later() -> None:
+        if half:
+            time.sleep(half)
 
     upstreams: dict[socket.socket, int] = {}
     for i, port in enumerate(ports):
@@ -167,12 +177,14 @@ def relay(client: socket.socket, state: dict, pod: dict, ports: list[int]) -> No
                         channel, data = payload[0], payload[1:]
                         target = next((u for u, i in upstreams.items() if 2 * i == channel), None)
                         if target is not None and data:
+                            later()
                             target.sendall(data)
                     continue
                 data = sock.recv(65536)
                 if not data:   # the pod's side closed this port: the stream ends with it
                     upstreams.pop(sock).close()
                     continue
+                later()
                 send(2 * upstreams[sock], data)
     except (OSError, ConnectionError):
         pass
