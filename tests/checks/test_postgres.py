@@ -240,6 +240,19 @@ def test_query_text_in_evidence_has_its_string_literals_masked(postgres_server, 
         postgres_server.stop_holders()
 
 
+def _one_round_trip_s(dsn: str) -> float:
+    """The slowest of three bare ``SELECT 1`` on an open connection: one round trip through the relay as this
+    machine's load makes it now (the relay and the server share the cores with the run)."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+        times = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            conn.execute("SELECT 1").fetchone()
+            times.append(time.monotonic() - t0)
+    return max(times)
+
+
 def test_each_query_is_one_round_trip_over_a_pool_within_the_cap(postgres_server, make_profile, tmp_path):
     """PostgreSQL 100 ms away (the lab's delaying relay): a check's statements go out in one pipeline
     (before: BEGIN, set_config, the query, ROLLBACK, four round trips) over the run's pool, which holds
@@ -252,17 +265,23 @@ def test_each_query_is_one_round_trip_over_a_pool_within_the_cap(postgres_server
     relay = Latency(tmp_path, rtt_ms=100, upstreams=[postgres_server.port]).start()
     try:
         port = relay.delayed[postgres_server.port]
-        _, res = run(make_profile, postgres_server.dsn().replace(f":{postgres_server.port}/", f":{port}/"))
+        dsn = postgres_server.dsn().replace(f":{postgres_server.port}/", f":{port}/")
+        bare = _one_round_trip_s(dsn)
+        _, res = run(make_profile, dsn)
+        bare = max(bare, _one_round_trip_s(dsn))
     finally:
         relay.stop()
+    # under two round trips: one of 100 ms, plus what this machine's load adds to a bare one now
+    two_ms = max(200, 100 + bare * 1000)
     # a SELECT 1 is one round trip of 100 ms: postgres.latency_warn_ms (100) is reached, and says so
-    assert res[LATENCY].status is Status.WARN and 100 <= res[LATENCY].evidence["median_ms"] < 200
+    assert res[LATENCY].status is Status.WARN and 100 <= res[LATENCY].evidence["median_ms"] < two_ms, (
+        res[LATENCY].evidence, bare)
     assert statuses(res) == {i: Status.OK if i != LATENCY else Status.WARN for i in ALL}, \
         {i: r.summary for i, r in res.items()}
     for cid in (VERSION, CONNECTIONS, LONG_QUERIES, DATABASE_SIZE):  # CONNECTIONS: three statements
         assert res[cid].evidence["round_trips"] == 1
         # one round trip (100 ms), never the four of before (400 ms); the margin is the shared machine's
-        assert 100 <= res[cid].network_ms < 300, (cid, res[cid].network_ms)
+        assert 100 <= res[cid].network_ms < max(300, two_ms), (cid, res[cid].network_ms, bare)
     ours = [r for r in res[CONNECTIONS].evidence["by_user_application"] if r["application_name"] == "studiodoctor"]
     assert ours == [{"usename": "postgres", "application_name": "studiodoctor", "n": 1}]
 
