@@ -50,7 +50,8 @@ def test_probers_report_the_figures_the_old_prober_alerted_on(stack, make_profil
 
 
 def _probers_in_turn(httpserver, answers: dict[str, list]):
-    """Prober endpoints answering each request with the next of their answers (the last one then on)."""
+    """Prober endpoints answering each request with the next of their answers (the last one then on; an int
+    answers that status)."""
     import json
 
     from werkzeug import Response
@@ -61,7 +62,10 @@ def _probers_in_turn(httpserver, answers: dict[str, list]):
         name = request.path.rsplit("/", 1)[-1]
         asked.append(name)
         turn = answers[name]
-        return Response(json.dumps(turn.pop(0) if len(turn) > 1 else turn[0]), content_type="application/json")
+        answer = turn.pop(0) if len(turn) > 1 else turn[0]
+        if isinstance(answer, int):  # a status: Studio's view raised
+            return Response("<h1>Server Error (500)</h1>", status=answer, content_type="text/html")
+        return Response(json.dumps(answer), content_type="application/json")
 
     for name in answers:
         httpserver.expect_request(f"/api/probers/{name}").respond_with_handler(handler)
@@ -296,3 +300,18 @@ def test_a_slow_tail_fails_by_its_share(stack, make_profile):
     assert healthz.status is Status.FAIL, healthz.summary
     assert "slow tail" in healthz.summary and "nginx's proxy_read_timeout of 2 s" in healthz.summary
     assert healthz.evidence["latency_s"] < 1 and healthz.samples["p95_ms"] >= 3000
+
+
+def test_a_prober_that_raised_once_is_asked_again_and_twice_is_the_finding(httpserver, make_profile):
+    """Studio's ping view raised (500) on a healthy Studio in a fresh-clone CI, the stale broker reply again."""
+    asked = _probers_in_turn(httpserver, {**HEALTHY_PROBERS,
+                                          "celery_worker_status": [500, {"celery@w1": {"ok": "pong"}}]})
+    res = _check_probers(httpserver, make_profile)
+    assert res.status is Status.OK, res.summary
+    assert res.evidence["asked_again"] == ["celery_worker_status"] and asked.count("celery_worker_status") == 2
+
+
+def test_a_prober_that_raises_twice_fails(httpserver, make_profile):
+    _probers_in_turn(httpserver, {**HEALTHY_PROBERS, "task_queue_status": [500]})
+    res = _check_probers(httpserver, make_profile)
+    assert res.status is Status.FAIL and res.summary == "/api/probers/task_queue_status answered 500 (asked twice)"
