@@ -387,6 +387,11 @@ def _unread(name: str, value) -> bool:
     return isinstance(value, dict) and any(k in value and value[k] is None for k in keys)
 
 
+# the endpoints that read Studio's broker, in the order they are asked again: the ping last, since its
+# broadcast is what leaves the stale reply behind
+BROKER_READERS = ("task_queue_status", "unapplied_changes_status", "celery_worker_status")
+
+
 def _ask_again_what_was_not_read(ctx, figures: dict, headers: dict) -> list[str]:
     """Ask again, one at a time, each endpoint that answered without a reading; the endpoints asked again.
 
@@ -396,29 +401,31 @@ def _ask_again_what_was_not_read(ctx, figures: dict, headers: dict) -> list[str]
     (9 times in 12 on a healthy Studio, asked after the other three) and the ping hears no worker now and then
     (3 in 12). A null count is asked again once (it is cheap, and the null consumed the stale reply); the
     ping, up to twice more. The ping goes last, so it cannot spoil the others' second reading."""
-    again = [n for n in ("task_queue_status", "unapplied_changes_status") if _unread(n, figures.get(n))]
-    pings = 2 if _unread("celery_worker_status", figures.get("celery_worker_status")) else 0
-    for name in again + ["celery_worker_status"] * pings:
+    asked: list[str] = []
+    for name in BROKER_READERS + BROKER_READERS[-1:]:
         if not _unread(name, figures.get(name)) or ctx.remaining() < 1.5:
             continue
         resp, _seconds, exc = _get(ctx, f"/api/probers/{name}", headers=headers)
+        asked += [name] if name not in asked else []
         if exc is None and resp.status_code == 200:
             try:
                 figures[name] = resp.json()
             except ValueError:
                 pass
-    return again + ["celery_worker_status"] * bool(pings)
+    return asked
 
 
 def _ask_again_what_errored(ctx, answers: dict, headers: dict) -> list[str]:
     """Ask once more, one at a time and the ping last, each broker-reading endpoint that answered 5xx: the
     stale broker reply of ``_ask_again_what_was_not_read`` also makes Studio's view raise (measured: a fresh-
     clone CI saw ``celery_worker_status`` answer 500 on a healthy Studio). A second 5xx is the finding."""
-    again = [n for n in ("task_queue_status", "unapplied_changes_status", "celery_worker_status")
-             if answers[n][0] is not None and answers[n][0].status_code >= 500 and ctx.remaining() > 1.5]
-    for name in again:
-        answers[name] = _get(ctx, f"/api/probers/{name}", headers=headers)
-    return again
+    asked: list[str] = []
+    for name in BROKER_READERS:
+        resp = answers[name][0]
+        if resp is not None and resp.status_code >= 500 and ctx.remaining() > 1.5:
+            answers[name] = _get(ctx, f"/api/probers/{name}", headers=headers)
+            asked.append(name)
+    return asked
 
 
 def _figure(value) -> str:
