@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .launcher import Launcher, LabError, free_port, pid_alive, wait_until
+from .launcher import Launcher, LabError, free_port, pid_alive, tcp_sockets, wait_until
 
 # host:port of a lab server inside a profile's strings (URLs, DSNs, http.resolve targets, resolvers)
 LOOPBACK = re.compile(r"(?<![\w.])(127\.0\.0\.1|localhost):(\d{2,5})\b")
@@ -233,17 +233,7 @@ MIRROR_POLL = 0.1  # seconds between two looks at which upstreams listen
 
 def listening_ports() -> set[int]:
     """TCP ports something listens on here (the kernel's /proc/net/tcp and tcp6: no connection made)."""
-    ports: set[int] = set()
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(path).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {local for local, _remote, state, _inode in tcp_sockets() if state == "0A"}
 
 
 async def serve(config: dict, ready: Path | None = None) -> None:

@@ -84,6 +84,20 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1", pid
     wait_until(listening, timeout, f"nothing listening on {host}:{port}")
 
 
+def tcp_sockets():
+    """(local port, remote port, state, inode) of each TCP socket here, IPv4 and IPv6, from the kernel's
+    ``/proc/net/tcp{,6}`` (no connection made). State ``"0A"`` listens, ``"01"`` is established."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9:
+                yield int(cols[1].rsplit(":", 1)[1], 16), int(cols[2].rsplit(":", 1)[1], 16), cols[3], cols[9]
+
+
 def log_size(log: Path) -> int:
     """Where a log ends now: what a process writes after this offset is its own (see wait_for_log_line)."""
     try:

@@ -26,6 +26,7 @@ import pytest
 from studiodoctor import engine
 from studiodoctor.config import load_profile
 from studiodoctor.lab.faults import FAULTS, set_fault, skipped
+from studiodoctor.lab.launcher import tcp_sockets
 from studiodoctor.lab.manager import Lab
 from studiodoctor.lab.methodlog import READ_METHODS, log_size, read_methods
 from studiodoctor.lab.variants import VARIANTS
@@ -100,17 +101,8 @@ def _connections(redis_port: int, sessions: set[int]) -> tuple[set[int], set[int
     A lab process is one in the session of a lab server (each launcher starts its server in a new
     session, so its workers and children share it); only a socket found in such a process's fds makes a
     connection the lab's, and only one in this process's fds the doctor's."""
-    inodes = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if int(remote.rsplit(":", 1)[1], 16) == redis_port and state == "01" and inode != "0":
-                inodes[f"socket:[{inode}]"] = int(local.rsplit(":", 1)[1], 16)
+    inodes = {f"socket:[{inode}]": local for local, remote, state, inode in tcp_sockets()
+              if remote == redis_port and state == "01" and inode != "0"}
     lab, own = set(), set()
     for fd in os.listdir("/proc/self/fd"):
         try:

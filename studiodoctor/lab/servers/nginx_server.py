@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import urllib.request
 
-from ..launcher import LabError, Launcher, free_port, require_binary, stop_pid, wait_for_port, wait_until
+from ..launcher import LabError, Launcher, free_port, require_binary, stop_pid, tcp_sockets, wait_for_port, wait_until
 
 _MAIN = """{prelude}worker_processes 1;
 daemon off;
@@ -57,18 +57,7 @@ def _children(pid: int) -> set[int]:
 
 def _listening_inodes(ports: set[int]) -> set[str]:
     """Socket inodes of the TCP listeners on ``ports`` (from /proc/net/tcp{,6})."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) in ports:
-                inodes.add(cols[9])
-    return inodes
+    return {inode for local, _remote, state, inode in tcp_sockets() if state == "0A" and local in ports}
 
 
 def _holds_any(pid: int, inodes: set[str]) -> bool:
