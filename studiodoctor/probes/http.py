@@ -308,7 +308,7 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
     """(timed_out, one-line description) for a network exception from httpx or sockets."""
     import socket
 
-    from ..model import RESOLVER_SILENT
+    from ..model import NAME_DOES_NOT_RESOLVE, RESOLVER_SILENT
     from .net import lookup_got_no_answer
 
     name = type(exc).__name__
@@ -324,7 +324,7 @@ def describe_error(exc: BaseException) -> tuple[bool, str]:
     elif timed_out:
         text = "timed out"
     elif "Name or service not known" in text or "nodename nor servname" in text or "Errno -2" in text:
-        text = "name does not resolve"
+        text = NAME_DOES_NOT_RESOLVE
     return timed_out, f"{text}{note}"
 
 
