@@ -43,6 +43,7 @@ def _version(value: bool):
 # Commands that end once their output is written: the collector stays off for them (see main). Any other
 # (``serve``, a plugin's) gets it back before it starts; ``diagnose --watch`` turns it on for its loop.
 ONE_SHOT = frozenset({"check", "diagnose", "smoke", "list", "symptoms", "explain", "preflight", "config"})
+RUNS = frozenset({"check", "diagnose", "smoke"})
 
 
 @app.callback()
@@ -53,6 +54,10 @@ def _root(ctx: typer.Context,
         import gc
 
         gc.enable()
+    elif ctx.invoked_subcommand in RUNS and MAIN_STARTED[1]:
+        from . import forked
+
+        forked.ALLOWED = True  # a process of its own: the run may use a second core (studiodoctor.forked)
 
 
 # --- commands of other packages (the lab's `lab ...`): entry-point group studiodoctor.commands -------------

@@ -50,21 +50,26 @@ class _Progress:
             self.task = self.live.add_task("running checks", total=total)
 
     def __enter__(self):
-        if self.live:
-            self.live.start()
         return self
 
     def __exit__(self, *exc):
-        if self.live:
+        if self.live and self.live.live.is_started:
             self.live.stop()
 
+    def _shown(self) -> bool:
+        # started with the first check, not before the run: its refresh thread would keep the run from
+        # forking (studiodoctor.forked)
+        if self.live and not self.live.live.is_started:
+            self.live.start()
+        return bool(self.live)
+
     def start(self, chk):
-        if self.live:
+        if self._shown():
             self.live.update(self.task, description=f"running {chk.id}")
 
     def finish(self, result):
         self.done += 1
-        if self.live:
+        if self._shown():
             self.live.update(self.task, advance=1, description=f"{result.id}: {result.status.value}")
 
 
