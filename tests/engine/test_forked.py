@@ -145,7 +145,11 @@ def test_a_check_hanging_in_the_child_is_abandoned_at_the_deadline(tmp_path):
     assert out["wall"] < 1 * 2 + 2 * 0.5 + 1, f"the run took {out['wall']:.1f} s with a 1 s timeout"
 
 
-@pytest.mark.parametrize("args", [["--layer", "redis", "--layer", "local"]])
+# checks whose verdict does not hang on this machine's speed (redis.latency's would, under load)
+NOT_TIMED = ["redis.reachable", "redis.version", "redis.memory", "redis.evictions", "redis.role", "local.control"]
+
+
+@pytest.mark.parametrize("args", [[arg for cid in NOT_TIMED for arg in ("--check", cid)]])
 def test_the_command_line_run_on_two_cores_says_what_one_process_says(tmp_path, redis_server, control_listener,
                                                                         args, capsys):
     """The console script forks (redis apart, local here); the same run in-process does not: same verdicts."""
@@ -162,8 +166,9 @@ def test_the_command_line_run_on_two_cores_says_what_one_process_says(tmp_path, 
     split = json.loads(proc.stdout)
     code = main(cmd)
     whole = json.loads(capsys.readouterr().out)
-    assert proc.returncode == code, proc.stderr[-500:]
     verdicts = [(r["id"], r["status"]) for r in whole["results"]]
     assert ("redis.reachable", "ok") in verdicts and ("local.control", "ok") in verdicts, whole["results"][:3]
     assert [(r["id"], r["status"]) for r in split["results"]] == verdicts, \
-        [(r["id"], r["status"], r["summary"]) for r in split["results"]]
+        ([(r["id"], r["status"], r["summary"]) for r in split["results"]],
+         [(r["id"], r["status"], r["summary"]) for r in whole["results"]])
+    assert proc.returncode == code, proc.stderr[-500:]
