@@ -1,13 +1,15 @@
 """A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.servers.studio_tasks``).
 
 Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
-answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
-listens on no port: readiness is its ``ready.`` log line; its ``pidfile`` names its process.
+answers ping and inspect while a task runs; ``solo`` cannot), no gossip or mingle. Its heartbeats stay on, as
+Studio's (``worker-heartbeat`` events every 2 s: what celery.busy_slots reads). The lab runs it with Studio's
+``--concurrency=3`` (what its workers Deployment says); tests start it with one slot. The worker listens on
+no port: readiness is its ``ready.`` log line; its ``pidfile`` names its process.
 
 Faults (the lab's break/fix):
 - worker stopped: ``stop()``; fix ``start()``.
-- queue backlog: ``stop()`` then ``backlog(200)``, or with the worker up ``clog(200)`` (one long task
-  holds the only slot while 200 wait); fix ``drain()`` (cold restart: the waiting no-op tasks run in ~1 s).
+- queue backlog: ``stop()`` then ``backlog(200)``, or with the worker up ``clog(200)`` (long tasks hold
+  every slot while 200 wait); fix ``drain()`` (cold restart: the waiting no-op tasks run in ~1 s).
 - stuck publish: ``studio_schema.break_publishing(conn)`` / ``fix_publishing(conn)`` (PostgreSQL only).
 """
 
@@ -39,7 +41,7 @@ class CeleryWorker(Launcher):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.servers.studio_tasks", "worker",
                 "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
-                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+                "--without-gossip", "--without-mingle", "--loglevel=INFO",
                 f"--pidfile={self.pidfile}"]
 
     @property
@@ -80,8 +82,8 @@ class CeleryWorker(Launcher):
                              broker_url=self.broker_url, sleep=sleep)
 
     def clog(self, count: int = 200, hold: float = 3600.0) -> None:
-        """Fault: one ``apply_channel_changes`` that runs ``hold`` seconds takes the slot, ``count`` wait."""
-        self.backlog(1, sleep=hold)
+        """Fault: ``apply_channel_changes`` tasks that run ``hold`` seconds take every slot, ``count`` wait."""
+        self.backlog(self.concurrency, sleep=hold)
         self.backlog(count)
 
     def drain(self, timeout: float = 30.0) -> None:
