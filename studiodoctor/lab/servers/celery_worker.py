@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..launcher import LabError, Launcher, log_size, stop_pid, wait_for_log_line
+from ..launcher import LabError, Launcher, log_size, pid_alive, stop_pid, wait_for_log_line
 
 
 class CeleryWorker(Launcher):
@@ -53,6 +53,7 @@ class CeleryWorker(Launcher):
     def start(self, timeout: float = 30.0) -> "CeleryWorker":
         from .studio_tasks import BROKER_ENV, RESP2_ENV
 
+        self._remove_stale_pidfile()
         offset = log_size(self.log)
         env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
         self.pid = self.spawn(self.command(), env=env)
@@ -62,6 +63,17 @@ class CeleryWorker(Launcher):
             self.stop()
             raise
         return self
+
+    def _remove_stale_pidfile(self) -> None:
+        """A worker killed by a fault (SIGKILL) leaves its pidfile; while nobody has reaped it yet (its parent is
+        the process that ran `lab up`, long gone), Celery takes the zombie for a live worker ("Seems we're already
+        running?") and refuses to start. A pid that is not alive for us (a zombie counts as dead) is stale."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if not pid_alive(pid):
+            self.pidfile.unlink(missing_ok=True)
 
     def stop(self, cold: bool = False) -> None:
         """SIGTERM = warm shutdown (running tasks finish; SIGKILL after 10 s); ``cold`` = at once
