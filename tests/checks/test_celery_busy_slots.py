@@ -164,6 +164,7 @@ def test_a_connected_worker_that_sends_no_heartbeat_leaves_its_slots_unknown(sta
     assert r.status is Status.ERROR, r.summary
     assert "only 1 of 2 connected worker(s) sent a heartbeat" in r.summary, r.summary
     assert list(r.evidence["workers"]) == ["beating@lab"], r.evidence
+    assert r.evidence["listened_s"] >= 4.9, r.evidence   # it waited a heartbeat period more for the silent one
 
 
 @pytest.mark.parametrize("grants, lacks", [
