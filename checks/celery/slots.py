@@ -226,13 +226,13 @@ def check_busy_slots(ctx):
     Each live Celery worker publishes a heartbeat every 2 s carrying how many tasks it runs (`active`); on
     Redis they go to the channel `/<db>.celeryev/worker.heartbeat`, which this check listens to (SUBSCRIBE)
     for `celery.heartbeat_window` seconds (3; up to 2 s more while it heard fewer workers than the broker shows
-    connected). Slots per worker come from `celery.concurrency`, else from the
-    `--concurrency` of the workers Deployment's command (Studio's chart runs `make prodceleryworkers`, whose
-    `--concurrency=3` the pod spec does not show: then it is unknown, and said so). Waiting tasks: those on
-    the queues, and those a worker took and has not started (kombu's unacked deliveries: Studio's tasks are
-    acknowledged when they start; one with a future `eta` is scheduled, not waiting). A `fail`: every slot
-    busy while tasks wait, or deliveries a worker has held a whole heartbeat period (2 s) without starting
-    them (a worker with a free slot starts one at once: proven without knowing the concurrency). No heartbeat in the window, or fewer
+    connected). Slots per worker come from `celery.concurrency`, else from the `--concurrency` of the workers
+    Deployment's command (Studio's chart runs `make prodceleryworkers`, whose `--concurrency=3` the pod spec
+    does not show: then it is unknown, and said so). Waiting tasks: those on the queues, and those a worker
+    took and has not started (kombu's unacked deliveries: Studio's tasks are acknowledged when they start;
+    one with a future `eta` is scheduled, not waiting). A `fail`: every slot busy while tasks wait, or
+    deliveries a worker has held a whole heartbeat period (2 s) without starting them (a worker with a free
+    slot starts one at once: proven without knowing the concurrency). No heartbeat in the window, or fewer
     workers heard than the broker shows connected, is an `error` (their slots are unknown), never `ok`; so is
     a Redis user without `+subscribe &/<db>.celeryev/worker.heartbeat` (named in the error). Unlike
     celery.saturation's broadcast `inspect`, nothing is written: the in-cluster doctor runs it for a laptop.
