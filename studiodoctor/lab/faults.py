@@ -425,3 +425,8 @@ def set_fault(lab, name: str, on: bool) -> None:
     elif not on and name in active:
         active.remove(name)
     lab.save()
+    kube = lab.services.get("kube-api")
+    if kube is not None and kube.alive():
+        # the stand-in's kubelet probes every periodSeconds and flips Ready after failureThreshold failures in a
+        # row: the break (or fix) is done once its readiness has moved, awaited from the kubelet itself
+        kube.await_kubelet()
