@@ -21,22 +21,20 @@ FAILURE_THRESHOLD = 3
 
 class _App(BaseHTTPRequestHandler):
     """A pod's app: each /healthz answers the next planned outcome (200, 500 or "slow": 200 after 1.5 s, past
-    the probe's 1 s timeout), then the standing one; every probe's outcome and end time is logged."""
+    the probe's 1 s timeout), then the standing one; every probe's outcome is logged with the time it was decided."""
 
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802
         srv = self.server
-        with srv.lock:
+        with srv.lock:  # logged when decided, before the answer leaves: the kubelet can only see it later
             outcome = srv.plan.popleft() if srv.plan else srv.standing
+            srv.log.append((time.time(), outcome))
         if outcome == "slow":
             time.sleep(1.5)
-        code = 500 if outcome == 500 else 200
-        self.send_response(code)
+        self.send_response(500 if outcome == 500 else 200)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        with srv.lock:
-            srv.log.append((time.time(), outcome))
 
     def log_message(self, *args):
         pass
@@ -85,6 +83,15 @@ def _answers_since(app, t0: float) -> list[tuple[float, object]]:
         return [a for a in app.log if a[0] >= t0]
 
 
+def _stand(kube, app, outcome, ready: bool) -> float:
+    """Let every probe from now on get ``outcome``; wait until the API shows the pod ``ready`` or not (the
+    kubelet's flip, from the API itself); returns when the change began (wall clock)."""
+    with app.lock:  # every outcome decided after t0 is the new one
+        app.standing, t0 = outcome, time.time()
+    kube.await_pods(ready, kube.app)
+    return t0
+
+
 def _in_service(kube) -> bool:
     import json
     import urllib.request
@@ -112,10 +119,10 @@ def test_the_lab_pods_probe_declares_its_own_timing(healthy):
 
 
 def test_one_or_two_failed_probes_keep_the_pod_ready_and_in_its_service(healthy, app):
-    t0 = time.time()
     since = _probe(healthy)["since"]
-    with app.lock:
+    with app.lock:  # the next two probes decided after t0 fail
         app.plan.extend([500, 500])
+        t0 = time.time()
     seen_out = []
     # until the probe after the two failures has passed, every read of the API shows the pod Ready and serving
     while not [a for a in _answers_since(app, t0) if a[1] == 200] or len(_answers_since(app, t0)) < 3:
@@ -127,15 +134,12 @@ def test_one_or_two_failed_probes_keep_the_pod_ready_and_in_its_service(healthy,
     answers = [outcome for _, outcome in _answers_since(app, t0)]
     assert answers[:3] == [500, 500, 200], answers
     assert not seen_out, f"left Ready after fewer than {FAILURE_THRESHOLD} failures: {seen_out}"
-    probe = healthy.await_kubelet()
+    healthy.await_kubelet()
     assert _probe(healthy)["since"] == since and healthy.ready_behind(healthy.app)
 
 
 def test_three_failures_in_a_row_take_it_out_and_one_success_brings_it_back(healthy, app):
-    t0 = time.time()
-    with app.lock:
-        app.standing = 500
-    healthy.await_pods(False, healthy.app)
+    t0 = _stand(healthy, app, 500, ready=False)
     probe = _probe(healthy)
     failures = [t for t, outcome in _answers_since(app, t0) if outcome == 500]
     assert len(failures) >= FAILURE_THRESHOLD, (failures, probe)
@@ -147,10 +151,7 @@ def test_three_failures_in_a_row_take_it_out_and_one_success_brings_it_back(heal
     [event] = _events(healthy)
     assert event["message"] == "Readiness probe failed: HTTP probe failed with statuscode: 500", event
     assert event["count"] >= FAILURE_THRESHOLD, event
-    t1 = time.time()
-    with app.lock:
-        app.standing = 200
-    healthy.await_pods(True, healthy.app)
+    t1 = _stand(healthy, app, 200, ready=True)
     probe = _probe(healthy)
     ok = [t for t, outcome in _answers_since(app, t1) if outcome == 200]
     assert ok and ok[0] <= probe["since"] and (len(ok) == 1 or probe["since"] < ok[1]), (ok, probe)
@@ -158,10 +159,7 @@ def test_three_failures_in_a_row_take_it_out_and_one_success_brings_it_back(heal
 
 
 def test_a_probe_slower_than_its_timeout_is_a_failure(healthy, app):
-    t0 = time.time()
-    with app.lock:
-        app.standing = "slow"
-    healthy.await_pods(False, healthy.app)
+    t0 = _stand(healthy, app, "slow", ready=False)
     slow = [t for t, outcome in _answers_since(app, t0) if outcome == "slow"]
     [event] = _events(healthy)
     assert "context deadline exceeded" in event["message"], event
