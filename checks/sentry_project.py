@@ -13,7 +13,7 @@ from studiodoctor.registry import check
 from studiodoctor.probes.saasapi import Stop, call, guard, unexpected
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
-SDK_IMPORTS = ("httpx", "studiodoctor.backends.kubernetes", "urllib3")  # the app's Deployment (appdeploy)
+SDK_IMPORTS = ("httpx", "studiodoctor.backends.kubernetes")  # the app's Deployment (appdeploy)
 
 PROJECT = "sentry.project"
 NEW_ISSUES = "sentry.new_issues"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from studiodoctor import studio_facts as facts
 from studiodoctor.discovery import reach
 from studiodoctor.discovery.reach import PROXY_GRANT
-from studiodoctor.model import RESOLVER_SILENT, Command, Reason, error, fail, ok, skip
+from studiodoctor.model import NAME_DOES_NOT_RESOLVE, RESOLVER_SILENT, Command, Reason, error, fail, ok, skip
 from studiodoctor.registry import check
 
 # imported by the runner before any check starts (see studiodoctor.runner.preload)
@@ -270,6 +270,16 @@ def check_trace(ctx):
                      reason=Reason.UNREACHABLE,
                      hint="A name was never answered for: `studiodoctor check --layer dns` asks the configured "
                           "resolvers, `getent hosts NAME` this machine's.")
+    unresolved = [r for r in rows if r["error"].startswith(NAME_DOES_NOT_RESOLVE)]
+    if rows and len(unresolved) == len(rows) and len(names) > 1:
+        hosts = sorted({urlsplit(r["url"]).hostname or "?" for r in rows})
+        return error(f"no hop answers from here: none of the {len(names)} hops' names resolves "
+                     f"({', '.join(hosts[:4])}{', ...' if len(hosts) > 4 else ''}), so the trace cannot place "
+                     "a fault in any layer", evidence={**evidence, "first_bad_hop": None, "first_bad_layer": None},
+                     reason=Reason.UNREACHABLE,
+                     hint="When no name resolves, look at this machine first (its resolver, VPN or network): "
+                          "`studiodoctor check --layer local`, `getent hosts NAME`; then `studiodoctor check "
+                          "--layer dns` for the public names.")
     if first is None:
         worst = max(rows, key=lambda r: r["latency_ms"] or 0)
         pods = len({h["pod"] for h in hops if h.get("pod")})

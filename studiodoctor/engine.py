@@ -84,6 +84,12 @@ def run(profile: Profile, checks: list[Check], *, command: str = "check", timeou
         from .vantage import split
 
         checks, away = split(profile, everything)
+    # before any thread of the run starts: the checks behind psycopg and redis-py may go to a forked child
+    from . import forked
+
+    ordered = checks
+    checks, child, cap = forked.start(checks, profile, timeout=timeout, run_deadline=run_deadline,
+                                      on_start=on_start, on_done=on_done, debug=debug, options=options)
     asker = None
     if away:
         from .runner import RUN_FACTOR
@@ -93,7 +99,10 @@ def run(profile: Profile, checks: list[Check], *, command: str = "check", timeou
         asker = Asker(profile, [c for c in everything if c.id in away], away, deadline,
                       _port_forward(profile, deadline, timeout, debug, options)).start()
     results = run_checks(checks, profile, timeout=timeout, debug=debug, options=options,
-                         on_start=on_start, on_done=on_done, run_deadline=run_deadline)
+                         on_start=on_start, on_done=on_done, run_deadline=run_deadline, max_concurrent=cap)
+    if child is not None:
+        by_id = {r.id: r for r in [*results, *child.collect()]}
+        results = [by_id[c.id] for c in ordered]
     if asker is not None:
         remote = asker.results()
         for res in remote:

@@ -146,6 +146,7 @@ skip = _result(Status.SKIP, Reason.NOT_APPLICABLE.value)
 
 # How every probe's detail begins when a name lookup got no answer (see ``netprobe.lookup_got_no_answer``).
 RESOLVER_SILENT = "the DNS resolver gave no answer"
+NAME_DOES_NOT_RESOLVE = "name does not resolve"  # a definite answer: the name does not exist (NXDOMAIN)
 
 
 def unreachable(what: str, address: str, detail: str, *, timed_out: bool = False, **extra) -> Result:

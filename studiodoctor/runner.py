@@ -35,17 +35,25 @@ def abandoned() -> list[str]:
     return [t.name[len("check:"):] for t in threading.enumerate() if t.name.startswith("check:") and t.is_alive()]
 
 
+def leave(code: int) -> None:
+    """End the process with ``code`` now that everything is written, without the interpreter's teardown."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 def exit_now(code: int) -> None:
     """End the process with ``code`` once everything is written, when abandoned checks are still blocked:
     finalizing the interpreter under daemon threads stuck in C code can abort it (SIGABRT, exit 134),
     which would turn a `fail` (2) into noise for the monitoring system reading the exit code."""
-    import os
-    import sys
-
     if abandoned():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        leave(code)
 
 
 def _needs_skip(chk: Check, profile) -> Result | None:

@@ -13,7 +13,7 @@ What reaches the caller:
   pod without an address) or ``unreachable`` (503 "error trying to reach service: dial tcp ...": the API
   server could not connect to the pod; ``timed_out`` when the dial timed out);
 - ``ProxyUnavailable`` when there is no API connection to go through (not configured, bad kubeconfig);
-- the network's own exceptions (urllib3/OSError) when the API server itself does not answer.
+- the network's own exceptions (httpx/OSError) when the API server itself does not answer.
 
 Read-only: GET and HEAD only (the API server authorizes both as the verb ``get``).
 """
@@ -116,7 +116,6 @@ def proxy_request(ctx, target: ProxyTarget, path: str, *, method: str = "GET", h
                   query: dict | None = None, timeout: float | None = None):
     """One request through the API server's proxy to ``target`` (see the module's docstring)."""
     import httpx
-    import urllib3
 
     method = method.upper()
     if method not in READ_METHODS:
@@ -134,22 +133,19 @@ def proxy_request(ctx, target: ProxyTarget, path: str, *, method: str = "GET", h
     sent.update({k: v for k, v in client.headers.items() if k.lower() == "authorization"})  # never replaced
     limit = ctx.timeout(timeout)
     started = time.perf_counter()
-    resp = client.pool.request(method, url, headers=sent, redirect=False, preload_content=False,
-                               timeout=urllib3.Timeout(total=max(0.05, limit)))
     body = bytearray()
     truncated = False
-    try:
-        for chunk in resp.stream(2**16, decode_content=False):  # httpx decodes, as for a direct probe
+    with client.stream(method, url, headers=sent, body=None, timeout=limit) as resp:
+        for chunk in resp.iter_raw(2**16):  # as sent: the answer built below decodes, as for a direct probe
             body += chunk
             if len(body) > MAX_BODY or time.monotonic() > getattr(ctx, "deadline", float("inf")):
                 truncated = True
                 break
-    finally:
-        resp.release_conn()
     seconds = time.perf_counter() - started
     note_network(ctx, seconds)
-    status = api_status(resp.status, resp.headers, bytes(body))
-    if status is None and method == "HEAD" and resp.status >= 400 and "json" in (resp.headers.get("content-type") or ""):
+    code = resp.status_code
+    status = api_status(code, resp.headers, bytes(body))
+    if status is None and method == "HEAD" and code >= 400 and "json" in (resp.headers.get("content-type") or ""):
         # a HEAD answer has no body to tell the API server's refusal from the pod's: the same path as GET says
         try:
             proxy_request(ctx, target, path, headers=headers, query=query, timeout=timeout)
@@ -158,9 +154,9 @@ def proxy_request(ctx, target: ProxyTarget, path: str, *, method: str = "GET", h
         except Exception:  # noqa: BLE001 - the GET could not tell either: the HEAD's answer stands
             pass
     if status is not None:
-        raise ProxyRefused(target, resp.status, str(status.get("reason") or ""), str(status.get("message") or ""))
+        raise ProxyRefused(target, code, str(status.get("reason") or ""), str(status.get("message") or ""))
     shown = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
-    answer = httpx.Response(resp.status, headers=list(resp.headers.iteritems()), content=bytes(body[:MAX_BODY]),
+    answer = httpx.Response(code, headers=resp.headers.multi_items(), content=bytes(body[:MAX_BODY]),
                             request=httpx.Request(method, url, headers=shown))
     answer.extensions = {"network_s": seconds, "via": api_path, **({"studiodoctor_truncated": True}
                                                                    if truncated else {})}

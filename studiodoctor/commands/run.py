@@ -50,21 +50,26 @@ class _Progress:
             self.task = self.live.add_task("running checks", total=total)
 
     def __enter__(self):
-        if self.live:
-            self.live.start()
         return self
 
     def __exit__(self, *exc):
-        if self.live:
+        if self.live and self.live.live.is_started:
             self.live.stop()
 
+    def _shown(self) -> bool:
+        # started with the first check, not before the run: its refresh thread would keep the run from
+        # forking (studiodoctor.forked)
+        if self.live and not self.live.live.is_started:
+            self.live.start()
+        return bool(self.live)
+
     def start(self, chk):
-        if self.live:
+        if self._shown():
             self.live.update(self.task, description=f"running {chk.id}")
 
     def finish(self, result):
         self.done += 1
-        if self.live:
+        if self._shown():
             self.live.update(self.task, advance=1, description=f"{result.id}: {result.status.value}")
 
 
@@ -88,7 +93,11 @@ def _run_and_emit(profile, fmt: str, total: int, run, textfile: str | None = Non
                 raise CliError(str(exc)) from None
     ended = ""
     if watch:
+        import gc
+
         from ..secrets import Redactor
+
+        gc.enable()  # a loop, not a one-shot run (cli.main turns the collector off for those)
         from ..diagnosis.watch import run_watch
 
         def once():
@@ -271,18 +280,11 @@ def smoke(
     prof = load_profile(profile, config)
     registry = default_registry.load_plugins()
     total = len(smoke_mod.smoke_checks(registry, layer or []))
-    try:
-        _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
-            prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
-            timeout=check_timeout(timeout), debug=debug, started=started, options=run_options(None, samples),
-            **kw), textfile, pushgateway)
-    except typer.Exit as done:
-        if MAIN_STARTED[1]:  # a command: everything is written; skip the interpreter's slow teardown
-            import os         # of the SDKs (seconds under load) and of checks the budget abandoned
-
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(done.exit_code)
-        raise
+    # as a command, the process then leaves without the interpreter's teardown (cli.main): seconds under
+    # load for the SDKs' modules and for checks the budget abandoned
+    _run_and_emit(prof, fmt, total, lambda **kw: smoke_mod.smoke(
+        prof, layer or [], registry=registry, budget=budget, state_path=state, fail_after=fail_after,
+        timeout=check_timeout(timeout), debug=debug, started=started, options=run_options(None, samples),
+        **kw), textfile, pushgateway)
 
 

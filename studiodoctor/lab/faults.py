@@ -185,7 +185,7 @@ def _worker_stopped(lab, on):
     _process(lab, "celery", on)
 
 
-@fault("queue-backlog", "one long task holds the only worker slot while 200 wait", "celery", "publishing")
+@fault("queue-backlog", "long tasks hold every worker slot while 200 wait", "celery", "publishing")
 def _queue_backlog(lab, on):
     if on:
         lab["celery"].clog(200)

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ..model import NAME_DOES_NOT_RESOLVE
+
 
 @dataclass
 class CertInfo:
@@ -59,7 +61,7 @@ KINDS = {
     "timeout": "no answer",
     "refused": "connection refused",
     "unreachable": "network unreachable",
-    "dns": "name does not resolve",
+    "dns": NAME_DOES_NOT_RESOLVE,
     "reset": "connection reset by the server during the TLS handshake",
     "closed": "the server closed the connection during the TLS handshake",
     "tls": "TLS handshake failed",

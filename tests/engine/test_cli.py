@@ -158,3 +158,32 @@ def test_config_show_says_which_value_each_fallback_used(capsys, config_file):
     assert code == 0 and 'zone = "example.org"  # fallback: from cloudflare.zone' in out
     code, out, _ = cli(capsys, "config", "show", "--format", "json")
     assert json.loads(out)["derived"]["dns.zone"] == {"value": "example.org", "from": "from cloudflare.zone"}
+
+
+def test_a_run_as_a_process_writes_its_whole_report_and_exit_code(tmp_path):
+    """The console script leaves without the interpreter's teardown (cli.main): what it wrote must all be
+    there, through a pipe, with the run's exit code."""
+    from pathlib import Path
+
+    config = tmp_path / "sd.toml"
+    config.write_text('[profiles.t.redis]\nurl = "redis://127.0.0.1:9/0"\n')  # nothing listens on port 9
+    exe = Path(sys.executable).with_name("studiodoctor")
+    for fmt in ("json", "markdown"):
+        proc = subprocess.run([str(exe), "check", "--config", str(config), "--profile", "t", "--layer", "redis",
+                               "--format", fmt, "--timeout", "2"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, f"{fmt}: exit {proc.returncode}, stderr {proc.stderr[-500:]!r}"
+        if fmt == "json":
+            report = json.loads(proc.stdout)  # complete: it parses
+            assert report["results"][0]["id"] == "redis.reachable", report["results"][0]
+        assert "redis.rejected_connections" in proc.stdout, proc.stdout[-300:]
+        assert proc.stderr == "", proc.stderr[-500:]
+
+
+@pytest.mark.parametrize("args, collects", [(["list"], False), (["serve", "--help"], True)])
+def test_the_collector_is_back_for_a_command_that_keeps_running(args, collects):
+    """As a process, a one-shot command runs with the cyclic collector off (cli.main); one that keeps running
+    (serve, a plugin's command, diagnose --watch) turns it back on before it starts."""
+    code = ("import gc, sys; from studiodoctor import cli; gc.disable(); rc = cli._main(%r); "
+            "print('COLLECTS', gc.isenabled())" % (args,))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().splitlines()[-1] == f"COLLECTS {collects}", out[-500:]

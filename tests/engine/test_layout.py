@@ -20,7 +20,7 @@ LAYERS = [
     {"probes"},                                                   # one module per protocol
     {"backends"},                                                 # one connection module per backend
     {"discovery", "config", "context", "registry", "report", "render"},
-    {"runner", "diagnosis", "vantage"},                          # vantage: the in-cluster doctor asked
+    {"runner", "diagnosis", "vantage", "forked"},                # vantage: the in-cluster doctor asked; forked: a second core
     {"tunnels"},                                                  # the port-forwards a run opens (after vantage)
     {"engine"},
     {"smoke", "preflight"},

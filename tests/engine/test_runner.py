@@ -141,3 +141,22 @@ def test_a_check_starts_once_its_own_sdks_are_imported_not_everyone_s(make_profi
     assert [r.status for r in results] == [Status.OK, Status.OK]
     assert started[A] - t0 < 0.4  # did not wait for the slow import
     assert started[B] >= sys.modules["slow_sdk_for_runner_test"].LOADED
+
+
+def test_the_run_s_shared_clients_are_closed_when_the_run_returns(make_profile):
+    """What lets a command leave without the interpreter's teardown (cli.main): the run's connections
+    (closed by finalizers on its ``Shared``) are closed by the time the run returns, not at exit."""
+    import weakref
+
+    closed = []
+    reg = Registry()
+
+    def opens_a_client(ctx):
+        ctx.shared.get("demo.client", lambda: weakref.finalize(ctx.shared, closed.append, "demo.client") and "client")
+        return ok("opened")
+
+    reg.check(A, title="A")(opens_a_client)
+    reg.check(B, title="B", depends_on=[A])(lambda ctx: ok(ctx.shared.peek("demo.client")))
+    report = engine.check(make_profile(), registry=reg)
+    assert [r.summary for r in report.results] == ["opened", "client"]
+    assert closed == ["demo.client"], "the run's Shared outlived the run: its clients would be dropped unclosed"

@@ -63,3 +63,33 @@ def test_unknown_lab_variant_is_one_line_naming_the_known_ones(capsys, monkeypat
     assert main(["lab", "up", "--variant", "nope"]) == 3
     assert capsys.readouterr().err == "studiodoctor: unknown lab variant 'nope' (known: default, other, studio)\n"
     assert not (tmp_path / "none").exists()
+
+
+def test_listening_sockets_are_the_kernels_listeners_and_only_those(tmp_path):
+    """The relay's and nginx's reader of listeners (netlink sock_diag) sees what the whole TCP table shows
+    listening, IPv4 and IPv6, with the same inodes; an established connection is not a listener."""
+    import os
+    import socket
+
+    from studiodoctor.lab.launcher import listening_sockets, tcp_sockets
+
+    v4 = socket.create_server(("127.0.0.1", 0))
+    try:
+        v6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:  # no IPv6 loopback here
+        v6 = None
+    client = socket.create_connection(v4.getsockname()[:2])
+    try:
+        mine = {s.getsockname()[1]: str(os.fstat(s.fileno()).st_ino) for s in (v4, v6) if s}
+        seen = listening_sockets()
+        for port, inode in mine.items():
+            assert (port, inode) in seen, (port, inode, sorted(seen))
+        assert client.getsockname()[1] not in {port for port, _ in seen}
+        table = {(local, inode) for local, _remote, state, inode in tcp_sockets() if state == "0A"}
+        assert set(mine.items()) <= table  # the table agrees (what a fallback would read)
+    finally:
+        client.close()
+        v4.close()
+        if v6:
+            v6.close()
+    assert not set(mine.items()) & listening_sockets()

@@ -120,3 +120,14 @@ def test_a_name_that_does_not_exist_still_fails(resolver, tmp_path):
               "postgres.reachable"):
         assert results[i]["status"] == "fail", (i, results[i]["summary"])
         assert "resolve" in results[i]["summary"], results[i]["summary"]
+
+
+def test_when_no_hop_name_resolves_the_trace_places_no_fault(resolver, tmp_path):
+    """Every name NXDOMAIN (a laptop whose resolver answers so for all): each hop is unreachable from here,
+    and the innermost one (the app) is no more the fault than the edge; the trace says it cannot place one."""
+    results = run_under(resolver, config(tmp_path, "nxdomain"))
+    trace = results["trace.hops"]
+    assert trace["status"] == "error", trace["summary"]
+    assert trace["summary"].startswith("no hop answers from here"), trace["summary"]
+    assert trace["evidence"]["first_bad_hop"] is None
+    assert "check --layer local" in trace["hint"]

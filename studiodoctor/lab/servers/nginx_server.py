@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import urllib.request
 
-from ..launcher import LabError, Launcher, free_port, require_binary, stop_pid, tcp_sockets, wait_for_port, wait_until
+from ..launcher import LabError, Launcher, free_port, require_binary, stop_pid, listening_sockets, wait_for_port, wait_until
 
 _MAIN = """{prelude}worker_processes 1;
 daemon off;
@@ -56,8 +56,8 @@ def _children(pid: int) -> set[int]:
 
 
 def _listening_inodes(ports: set[int]) -> set[str]:
-    """Socket inodes of the TCP listeners on ``ports`` (from /proc/net/tcp{,6})."""
-    return {inode for local, _remote, state, inode in tcp_sockets() if state == "0A" and local in ports}
+    """Socket inodes of the TCP listeners on ``ports``."""
+    return {inode for port, inode in listening_sockets() if port in ports}
 
 
 def _holds_any(pid: int, inodes: set[str]) -> bool:
