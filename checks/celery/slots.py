@@ -248,7 +248,9 @@ def check_busy_slots(ctx):
         return error(f"{ctx.remaining():.1f} s left in the run: too little to listen {window:g} s for the workers' "
                      "heartbeats", reason=Reason.TIMEOUT)
     seen = connected_workers(ctx, url)     # before listening: our subscription is no worker anyway (SUBSCRIBE)
-    expected = max(0 if "error" in seen else len(seen["workers"]), int(_setting(ctx, "expected_workers") or 0))
+    # the workers connected to the broker now (else the profile's count): each should be heard; a stopped one
+    # has no slots to count, so celery.expected_workers does not extend the wait once CLIENT LIST answered
+    expected = int(_setting(ctx, "expected_workers") or 0) if "error" in seen else len(seen["workers"])
     try:
         heard = listen(ctx, url, channel, window, expected, grace=2.0)
     except Exception as exc:
@@ -304,7 +306,8 @@ def _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from, expe
                                         "(a long publish holds one for its whole duration). Scale the workers "
                                         "deployment or look for a task that never finishes")
     if len(workers) < expected:
-        return error(f"{summary}; only {len(workers)} of {expected} connected worker(s) sent a heartbeat within "
+        which = "connected" if connected is not None else "expected"
+        return error(f"{summary}; only {len(workers)} of {expected} {which} worker(s) sent a heartbeat within "
                      f"{heard['listened_s']:.1f} s: the others' slots are unknown", reason=Reason.UNEXPECTED,
                      evidence=evidence, commands=cmds)
     return ok(summary + ("" if slots else f" ({size_from})"), evidence=evidence)
