@@ -19,6 +19,7 @@ SDK_IMPORTS = ("celery", "kombu.transport.redis", "redis", "psycopg")
 WORKERS = "celery.workers"
 CONSUMERS = "celery.consumers"
 SATURATION = "celery.saturation"
+BUSY_SLOTS = "celery.busy_slots"
 QUEUE_DEPTH = "celery.queue_depth"
 UNACKED = "celery.unacked"
 STUCK_PUBLISHES = "celery.stuck_publishes"
@@ -43,9 +44,23 @@ DEFAULTS = {
     "publish_stuck_after": 7200,    # Studio's prober: a channel publishing >= 2 h
     "failed_publish_window": 86400,  # how far back to look for failed export-channel results
     "unapplied_after": 1800,        # unapplied changes older than 30 min while no task is active
+    "heartbeat_window": 3.0,        # seconds celery.busy_slots listens: one heartbeat period (2 s) and a margin
+    "concurrency": 0,               # slots per worker; 0: read from the workers Deployment's command, if there
+    "acks_late": False,             # Studio's tasks ack when they start (CeleryTask.acks_late = False)
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Where a worker's heartbeats go on kombu's Redis transport, measured on a real worker (redis-cli PSUBSCRIBE '*'):
+# Celery's event exchange `celeryev` is a fanout there (celery/events/event.py get_exchange), and kombu
+# PUBLISHes a fanout message on "/<db>." + exchange + "/" + routing key (its fanout_prefix and fanout_patterns,
+# both on by default; a global_keyprefix goes in front, as celery.key_prefix does here).
+HEARTBEAT_CHANNEL = "/{db}.celeryev/worker.heartbeat"
+
+
+def heartbeat_acl(db) -> tuple[str, str]:
+    """What celery.busy_slots needs beyond READ_ACL: SUBSCRIBE on that one channel (no key, nothing written)."""
+    return ("+subscribe", "&" + HEARTBEAT_CHANNEL.format(db=db))
+
 # The reads of queue_depth/unacked/consumers (and redis.reachable's PING), on the app's queue keys only
 # (CLIENT LIST reads no key).
 READ_ACL = ("+ping", "+client|list", "+llen", "+lindex", "+hlen", "+hget", "+zcard", "+zrange", "~celery*", "~unacked*")

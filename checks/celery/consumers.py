@@ -47,8 +47,10 @@ def _host(addr: str) -> str:
 
 def worker_connections(clients: list[dict], db: int) -> dict:
     """The broker's connections sorted out: per client host, the consumers (last command BRPOP on ``db``)
-    and the control listeners (a channel or pattern subscription). A worker is a consumer whose host also
-    listens: a consumer alone is a broadcast's reply queue (a doctor's or Flower's ping), not a worker."""
+    and the control listeners (a pattern subscription: kombu subscribes to its fanout channels with PSUBSCRIBE
+    only, so a plain SUBSCRIBE, such as celery.busy_slots' on the heartbeat channel, is a reader, not a worker).
+    A worker is a consumer whose host also listens: a consumer alone is a broadcast's reply queue (a doctor's
+    or Flower's ping), not a worker."""
     hosts: dict[str, dict] = {}
     for c in clients:
         host = hosts.setdefault(_host(c.get("addr", "")), {"consumers": [], "listeners": 0})
@@ -56,7 +58,7 @@ def worker_connections(clients: list[dict], db: int) -> dict:
             host["consumers"].append({"addr": c.get("addr"), "name": c.get("name") or None,
                                       "blocked": "b" in c.get("flags", ""), "age_s": _int(c.get("age")),
                                       "idle_s": _int(c.get("idle"))})
-        elif _int(c.get("psub")) or _int(c.get("sub")):
+        elif _int(c.get("psub")):
             host["listeners"] += 1
     workers, replies = [], []
     for host in sorted(hosts):
@@ -65,6 +67,21 @@ def worker_connections(clients: list[dict], db: int) -> dict:
         workers += consumers[:n]
         replies += consumers[n:]
     return {"workers": workers, "unpaired": replies, "clients": len(clients)}
+
+
+def connected_workers(ctx, url: str) -> dict:
+    """``worker_connections`` of the broker's CLIENT LIST, read once per run (celery.consumers and
+    celery.busy_slots share it); ``{"error": exc}`` when the broker refused it."""
+
+    def read():
+        client = _redis_client(ctx, url)
+        db = _int(client.connection_pool.connection_kwargs.get("db", 0))
+        try:
+            return worker_connections(parse_client_list(client.execute_command("CLIENT", "LIST")), db)
+        except Exception as exc:  # the caller says what a refusal means for it
+            return {"error": exc}
+
+    return ctx.shared.get(f"celery.clients:{url}", read)
 
 
 def _named(conn: dict) -> str:
@@ -93,13 +110,9 @@ def check_consumers(ctx):
         return _no_broker()
     if (res := _not_redis(url)) is not None:
         return res
-    client = _redis_client(ctx, url)
-    db = _int(client.connection_pool.connection_kwargs.get("db", 0))
-    try:
-        clients = parse_client_list(client.execute_command("CLIENT", "LIST"))
-    except Exception as exc:
-        return _client_list_refused(ctx, url, exc)
-    seen = worker_connections(clients, db)
+    seen = connected_workers(ctx, url)
+    if "error" in seen:
+        return client_list_refused(ctx, url, seen["error"])
     workers = seen["workers"]
     expected = max(0, _int(_setting(ctx, "expected_workers")))
     try:
@@ -127,7 +140,7 @@ def check_consumers(ctx):
     return ok(f"{len(workers)} Celery worker(s) connected to the broker: {names}{waiting}", evidence=evidence)
 
 
-def _client_list_refused(ctx, url: str, exc: Exception):
+def client_list_refused(ctx, url: str, exc: Exception):
     """CLIENT LIST refused: by the ACL (error naming the grant), renamed or disabled (error saying so)."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if "unknown command" in text.lower() or "unknown subcommand" in text.lower():

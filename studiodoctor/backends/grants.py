@@ -11,8 +11,9 @@ import re
 # "... to access one of the keys used as arguments", "... to access one of the channels used as arguments",
 # inside a script: "... @user_script:1: this user has no permissions to run the 'publish' command".
 _REDIS_CMD = re.compile(r"no permissions? to run the '([^']+)' command", re.I)
-_REDIS_KEY = re.compile(r"no permissions? to access (?:one of the |a )?keys?", re.I)
-_REDIS_CHANNEL = re.compile(r"no permissions? to access (?:one of the |a )?channels?", re.I)
+# ACL DRYRUN's answers name the key or channel: "... no permissions to access the '/0.celeryev/x' channel"
+_REDIS_KEY = re.compile(r"no permissions? to access (?:one of the |a |the '[^']*' )?keys?", re.I)
+_REDIS_CHANNEL = re.compile(r"no permissions? to access (?:one of the |a |the '[^']*' )?channels?", re.I)
 # PostgreSQL: "permission denied for table contentcuration_channel" (>= 15: "for table", older "for relation")
 _PG_TABLE = re.compile(r"permission denied for (?:table|relation) \"?([\w.]+)\"?", re.I)
 
@@ -37,7 +38,8 @@ def redis_acl(user: str | None, text: str, fallback: tuple[str, ...] = ()) -> tu
     missing = redis_missing(text)
     rules = (missing,) if missing and not missing.endswith("<key>") and not missing.endswith("<channel>") \
         else tuple(fallback) or ((missing,) if missing else ())
-    named = missing if missing in rules else f"one of {' '.join(rules)}" if rules else "?"
+    named = (missing if missing in rules else rules[0] if len(rules) == 1 else f"one of {' '.join(rules)}" if rules
+             else "?")
     return named, f"ACL SETUSER {user} {' '.join(rules)}".rstrip()
 
 

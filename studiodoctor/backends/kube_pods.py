@@ -251,7 +251,8 @@ def _runs(c: dict) -> str:
 
 def deployment_roles(deployments: list[dict]) -> dict[str, dict]:
     """Which Deployment is Studio's app, its workers, its Cloud SQL proxy, told by what their pods run
-    (gunicorn; celery worker; cloud-sql-proxy), never by name: {role: {deployment, selector, containers}}.
+    (gunicorn; celery worker; cloud-sql-proxy), never by name: {role: {deployment, selector, container, ...}}
+    (the app's nginx container, the workers' command line).
     The runbook binds its commands to these names (studiodoctor.diagnosis.symptoms.template_values)."""
     roles: dict[str, dict] = {}
     for d in deployments:
@@ -270,6 +271,8 @@ def deployment_roles(deployments: list[dict]) -> dict[str, dict]:
                 web = [o.get("name") for o in containers if o is not c and "nginx" in str(o.get("image", "")).lower()]
                 if web:
                     entry["nginx_container"] = web[0]
+            if role == "workers":   # its command line: the pool size it sets, if it sets one (celery.busy_slots)
+                entry["command"] = " ".join(str(x) for x in [*(c.get("command") or []), *(c.get("args") or [])])
             roles[role] = entry
     return roles
 

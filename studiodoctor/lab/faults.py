@@ -25,6 +25,9 @@ class Fault:
     # the fault is in one frontend pod of several: only a profile that reaches every pod (no app.url: the
     # API server's pod proxy, one pod at a time) can see it; an app.url is a port-forward to one pod
     every_pod: bool = False
+    # the fault acts on what a readiness probe reaches (the app's /healthz: the app process, its answers, the
+    # PostgreSQL it reads): `lab break`/`lab fix` return once the stand-in's kubelet has moved the pods' readiness
+    readiness: bool = False
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -35,10 +38,10 @@ FAULTS: dict[str, Fault] = {}
 
 
 def fault(name: str, description: str, layer: str, *symptoms: str, expect: str = "cause", also: tuple = (),
-          every_pod: bool = False, needs_studio: bool = False):
+          every_pod: bool = False, needs_studio: bool = False, readiness: bool = False):
     def register(func):
         FAULTS[name] = Fault(name, description, layer, tuple(symptoms), func, expect, needs_studio, tuple(also),
-                             every_pod)
+                             every_pod, readiness)
         return func
 
     return register
@@ -54,12 +57,13 @@ def _process(lab, kind: str, on: bool) -> None:
             svc.start()
 
 
-@fault("app-stopped", "gunicorn (the Studio app) is not running: nginx answers 502", "app", "502")
+@fault("app-stopped", "gunicorn (the Studio app) is not running: nginx answers 502", "app", "502", readiness=True)
 def _app_stopped(lab, on):
     _process(lab, "studio-app", on)
 
 
-@fault("app-slow", "every app request takes 3 s while nginx's proxy_read_timeout is 2 s: 504s", "app", "slow", "504")
+@fault("app-slow", "every app request takes 3 s while nginx's proxy_read_timeout is 2 s: 504s", "app", "slow", "504",
+       readiness=True)
 def _app_slow(lab, on):
     for app, nginx in zip(lab.pods("studio-app"), lab.pods("studio-nginx")):
         if on:
@@ -87,7 +91,7 @@ def _pod_500(lab, on):
 
 
 @fault("app-intermittent", "every third request to each path but /stealthz answers 500: one probe is lucky",
-       "app", "python-error", "502")
+       "app", "python-error", "502", readiness=True)
 def _app_intermittent(lab, on):
     for app in lab.pods("studio-app"):  # the release's bug, in every frontend pod
         if on:
@@ -97,7 +101,7 @@ def _app_intermittent(lab, on):
 
 
 @fault("app-slow-tail", "every third request to each path but /stealthz takes 3 s while nginx's "
-       "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504")
+       "proxy_read_timeout is 2 s: a slow tail of 504s", "app", "slow", "504", readiness=True)
 def _app_slow_tail(lab, on):
     for app, nginx in zip(lab.pods("studio-app"), lab.pods("studio-nginx")):
         if on:
@@ -136,12 +140,13 @@ def _redis_full(lab, on):
         lab["redis"].clear_fill()
 
 
-@fault("postgres-down", "PostgreSQL is not running", "postgres", "database", "502")
+@fault("postgres-down", "PostgreSQL is not running", "postgres", "database", "502", readiness=True)
 def _postgres_down(lab, on):
     _process(lab, "postgres", on)
 
 
-@fault("postgres-connections", "PostgreSQL has nearly all its connections taken", "postgres", "database")
+@fault("postgres-connections", "PostgreSQL has nearly all its connections taken", "postgres", "database",
+       readiness=True)
 def _postgres_connections(lab, on):
     pg = lab["postgres"]
     if on:
@@ -157,7 +162,8 @@ def _postgres_connections(lab, on):
 
 
 @fault("lock-idle-transaction", "a transaction left idle holds ACCESS EXCLUSIVE on the channel table, 3 sessions "
-       "wait behind it (seconds old: below every threshold); /healthz reads that table", "postgres", "database", "502")
+       "wait behind it (seconds old: below every threshold); /healthz reads that table", "postgres", "database", "502",
+       readiness=True)
 def _lock_idle_transaction(lab, on):
     from .studio_schema import CHANNEL_TABLE
 
@@ -179,7 +185,7 @@ def _worker_stopped(lab, on):
     _process(lab, "celery", on)
 
 
-@fault("queue-backlog", "one long task holds the only worker slot while 200 wait", "celery", "publishing")
+@fault("queue-backlog", "long tasks hold every worker slot while 200 wait", "celery", "publishing")
 def _queue_backlog(lab, on):
     if on:
         lab["celery"].clog(200)
@@ -383,7 +389,8 @@ for _name, _func, _layer, _symptoms, _expect, _text in (
          "Studio's cache DB (Redis db 1) flushed: cold cache, nothing should break"),
         ("migration-not-applied", "migration_not_applied", "app", ("python-error",), "cause",
          "Studio's newest channel migrations unapplied: the app's model is ahead of the schema")):
-    fault(_name, _text, _layer, *_symptoms, expect=_expect, needs_studio=True)(_studio(_func))
+    fault(_name, _text, _layer, *_symptoms, expect=_expect, needs_studio=True,
+          readiness=_name in ("healthz-table-locked", "migration-not-applied"))(_studio(_func))
 
 
 def skipped(lab, name: str) -> str:
@@ -425,3 +432,8 @@ def set_fault(lab, name: str, on: bool) -> None:
     elif not on and name in active:
         active.remove(name)
     lab.save()
+    kube = lab.services.get("kube-api")
+    if flt.readiness and kube is not None and kube.alive():
+        # the stand-in's kubelet probes every periodSeconds and flips Ready after failureThreshold failures in a
+        # row: the break (or fix) is done once its readiness has moved, awaited from the kubelet itself
+        kube.await_kubelet()

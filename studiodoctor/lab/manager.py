@@ -214,8 +214,8 @@ class Lab:
             return kinds[kind](root, bucket=v.bucket)
         if kind == "gcs-gate":
             return kinds[kind](root, upstream=s["fake-gcs"].url)
-        if kind == "celery":
-            return kinds[kind](root, broker_url=s["redis"].url(0))
+        if kind == "celery":   # Studio's Makefile runs --concurrency=3: so do the workers Deployment's pods here
+            return kinds[kind](root, broker_url=s["redis"].url(0), concurrency=3)
         if kind.startswith("studio-app"):  # pod 0 as production runs it (2 workers); the others lighter
             return kinds["studio-app"](root, dsn=s["postgres"].dsn(), api_token="lab-admin-token", threads=8,
                                        workers=2 if kind == "studio-app" else 1, variant=v.name, name=kind)

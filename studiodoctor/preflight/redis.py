@@ -33,6 +33,7 @@ def _probe(rule: str, db: int) -> list[str] | None:
     """The command (with keys like the checks') whose permission stands for ``rule``; None for patterns
     whose command carries the key."""
     channel = f"/{db}.celery.pidbox"
+    heartbeats = f"/{db}.celeryev/worker.heartbeat"   # celery.busy_slots' SUBSCRIBE (checks.celery HEARTBEAT_CHANNEL)
     table = {
         "+ping": ["PING"], "+info": ["INFO", "server"], "+client|list": ["CLIENT", "LIST"], "+llen": ["LLEN", "celery"],
         "+lindex": ["LINDEX", "celery", "0"], "+hlen": ["HLEN", "unacked"], "+hget": ["HGET", "unacked", "x"],
@@ -43,12 +44,13 @@ def _probe(rule: str, db: int) -> list[str] | None:
         "+zadd": ["ZADD", "_kombu.binding_deadlines", "1", "x"],
         "+srem": ["SREM", "_kombu.binding.reply.celery.pidbox", "x"], "+del": ["DEL", PIDBOX_KEY],
         "+brpop": ["BRPOP", PIDBOX_KEY, "1"], "+multi": ["MULTI"], "+exec": ["EXEC"],
+        "+subscribe": ["SUBSCRIBE", heartbeats],
         "~celery*": ["LLEN", "celery"], "~unacked*": ["HLEN", "unacked"],
         "~_kombu.binding_deadlines": ["ZCARD", "_kombu.binding_deadlines"],
         "~*.reply.celery.pidbox*": ["LLEN", PIDBOX_KEY + "\x06\x163"],
     }
-    if rule.startswith("&"):
-        return ["PUBLISH", rule[1:], "x"]
+    if rule.startswith("&"):   # a channel: subscribed to (the workers' events) or published on (the pidbox)
+        return ["SUBSCRIBE", rule[1:]] if ".celeryev/" in rule else ["PUBLISH", rule[1:], "x"]
     return table.get(rule)
 
 
@@ -112,6 +114,9 @@ def redis_preflight(ctx, url: str, checks: dict[str, list[str]], backend: str):
                     other = "" if granted else grants.redis_missing(str(answer))
                     if other.startswith("+") and other != rule:  # the probe's command itself is refused
                         granted, detail = None, f"cannot tell until {other} is granted"
+                    elif rule.startswith("+") and other[:1] in ("~", "&"):  # ACL checks the command first
+                        granted, detail = True, ""
+                        how += f" (the command is allowed: the refusal names its {'key' if other[0] == '~' else 'channel'})"
                 except redis.exceptions.NoPermissionError:
                     dryrun = False
                 except redis.exceptions.ResponseError as exc:  # Redis < 7: no DRYRUN
@@ -160,9 +165,12 @@ def preflight_redis(ctx):
 def preflight_celery(ctx):
     """The celery layer's broker user and the grants its reads and broadcasts need (CONTROL_ACL)."""
     url = str(ctx.setting("broker_url", "") or ctx.profile.value("redis.url") or "")
-    checks = {p: ids for p, ids in declared(layers={"celery"}).items() if not p.startswith("SELECT on")}
-    checks.setdefault("PING", []).append("redis.reachable")
     parts = urlsplit(url)
     db = (parts.path or "/0").strip("/") or "0"
+    checks: dict[str, list[str]] = {}
+    for perm, ids in declared(layers={"celery"}).items():
+        if not perm.startswith("SELECT on"):   # "<db>" in a declared channel: the broker's database
+            checks.setdefault(perm.replace("<db>", db), []).extend(ids)
+    checks.setdefault("PING", []).append("redis.reachable")
     checks[f"&/{db}.celery.pidbox"] = [c for p, ids in checks.items() if "+publish" in p for c in ids]
     return redis_preflight(ctx, url, checks, "celery broker")

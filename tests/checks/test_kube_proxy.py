@@ -78,6 +78,7 @@ def api(kube, pods):
     state["token"] = TOKEN
     kube.write_state(state)
     kube.names = [p["metadata"]["name"] for p in fe]
+    kube.echo = pods
     return kube
 
 
@@ -164,6 +165,8 @@ def test_pod_readiness_is_its_own_probe_against_its_own_process(api):
                 if c.get("readinessProbe"):
                     c["readinessProbe"]["httpGet"]["path"] = "/fail"
     _edit(api, point_healthz_at_fail)
+    # the stand-in's kubelet takes the pod out after failureThreshold (3) failed probes: awaited from the API
+    api.await_pods(False, f"127.0.0.1:{api.echo[2].server_address[1]}")
     code, body = _get(api, "/api/v1/namespaces/studio/endpoints/master-studio-app")
     subset = json.loads(body)["subsets"][0]
     assert [a["targetRef"]["name"] for a in subset["notReadyAddresses"]] == [api.names[2]]

@@ -58,6 +58,7 @@ def api(cluster):
             app.clear_faults()
         if not app.alive():
             app.start()
+    cluster.await_pods(True)  # the stand-in's kubelet brings a pod back at its first passing probe
     cluster.reset_counts()
     return cluster
 
@@ -117,6 +118,7 @@ def test_the_profiles_url_keeps_priority(api, make_profile):
 def test_no_pod_ready_probes_the_not_ready_ones_and_says_so(api, make_profile):
     for app in api.apps:
         app.stop()
+    api.await_pods(False)  # out after failureThreshold (3) failed probes each, as a kubelet takes them out
     _, res = _run(make_profile, api, layers=("app",))
     stealthz = res["app.stealthz"]
     assert stealthz.status is Status.FAIL, stealthz.summary
@@ -171,6 +173,7 @@ def test_a_slow_app_is_judged_against_the_timeout_nginx_is_seen_to_keep(api, mak
     for app, nginx in zip(api.apps, api.nginxes):
         app.set_fault(slow_s=3)
         nginx.set_timeout(2)
+    api.await_pods(False)  # the slow app fails every probe: the pods leave the Service (the check asks them all)
     try:
         _, res = _run(make_profile, api, layers=("app",), timeout=12)
     finally:
@@ -189,6 +192,7 @@ def test_pods_not_ready_because_the_app_is_slower_than_their_probe_name_the_app(
     between the app's verdict and the pods' readiness, and the kubernetes step carries the link's evidence."""
     for app in api.apps:
         app.set_fault(slow_s=2.5)
+    api.await_pods(False)  # three probes in a row each past the 1 s timeout: out of the Service
     kubernetes = {"api_url": api.url, "namespace": "studio", "token": TOKEN}
     profile = make_profile({"kubernetes": kubernetes, "public_urls": [], "app": {"api_token": "t"}}, timeout=15)
     # 502's walk from the cluster to the app (no Traefik, PostgreSQL or Redis behind this stand-in's pods)

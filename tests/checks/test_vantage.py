@@ -117,6 +117,7 @@ def test_postgres_down_seen_from_the_cluster_explains_pods_not_ready_seen_from_h
                 for port in (8080, 8081):
                     state["network"][f"{p['status']['podIP']}:{port}"] = f"127.0.0.1:{app.server_address[1]}"
         put(kube, state)
+        kube.await_pods(False, f"127.0.0.1:{app.server_address[1]}")  # the kubelet's third failed probe
         report = engine.diagnose(laptop(make_profile, kube), "502")
     finally:
         app.shutdown()

@@ -84,11 +84,13 @@ def test_fault_is_localized_then_fixed(lab_env, name):
 # From a laptop (lab-laptop: public URLs, a kubeconfig, tokens), the layers reached through the API server's
 # pod proxy and the public ones localize as they do with every address; Redis, PostgreSQL and Celery come
 # with the in-cluster doctor (issue 27's second way in): a stopped worker by its broker connections
-# (celery.consumers, read-only), since the doctor never runs Celery's broadcast ping for a caller.
+# (celery.consumers, read-only), every slot busy by the workers' heartbeats (celery.busy_slots, read-only),
+# since the doctor never runs Celery's broadcast ping or inspect for a caller.
 LAPTOP_FAULTS = ["pod-500", "app-stopped", "nginx-stopped", "static-missing", "nginx-databases-public",
-                 "traefik-server-down", "deployment-unavailable", "pod-crashloop", "edge-522", "worker-stopped"]
+                 "traefik-server-down", "deployment-unavailable", "pod-crashloop", "edge-522", "worker-stopped",
+                 "workers-saturated"]
 # the check that must name the layer from a laptop, where it is not the same as with every address
-LAPTOP_NAMING_CHECK = {"worker-stopped": "celery.consumers"}
+LAPTOP_NAMING_CHECK = {"worker-stopped": "celery.consumers", "workers-saturated": "celery.busy_slots"}
 
 
 def test_the_laptop_profile_holds_only_what_a_laptop_has(lab_env):

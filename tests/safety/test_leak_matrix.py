@@ -103,7 +103,12 @@ def not_tls():
 def locked_redis(tmp_path_factory):
     from studiodoctor.lab.servers.redis_server import RedisServer
 
+    from checks.celery import READ_ACL
+
     server = RedisServer(tmp_path_factory.mktemp("redis-locked"), password="the-right-one-771").start()
+    # a user whose password is right but whose grants are not: the celery layer's errors name the ACL lines
+    server.client().execute_command("ACL", "SETUSER", "doctor-leak", "reset", "on", f">{S['redis-auth']}", "-@all",
+                                    "+hello", *READ_ACL)
     yield server
     server.stop()
 
@@ -116,6 +121,10 @@ def scenarios(echo, closed, not_tls, redis_srv, pg):
 url = "redis://:{S['redis-auth']}@127.0.0.1:{redis_srv.port}/0"
 [profiles.leak.celery]
 broker_url = "redis://:{S['redis-auth']}@127.0.0.1:{redis_srv.port}/0"
+''', {}, ["redis", "celery"], ["redis-auth"]),
+        "redis-acl-denied": (f'''
+[profiles.leak.redis]
+url = "redis://doctor-leak:{S['redis-auth']}@127.0.0.1:{redis_srv.port}/0"
 ''', {}, ["redis", "celery"], ["redis-auth"]),
         "postgres-wrong-password": (f'''
 [profiles.leak.postgres]
@@ -218,7 +227,7 @@ def _encodings(secret):
     return {secret, quote(secret, safe=""), secret.encode().hex(), escape(secret)}
 
 
-@pytest.mark.parametrize("name", ["redis-wrong-auth", "postgres-wrong-password", "postgres-bad-dsn", "userinfo-refused",
+@pytest.mark.parametrize("name", ["redis-wrong-auth", "redis-acl-denied", "postgres-wrong-password", "postgres-bad-dsn", "userinfo-refused",
                                   "tls-refused", "api-401", "api-403", "var-values", "signed-url"])
 def test_no_secret_in_any_output(name, tmp_path, monkeypatch, capsys, echo, closed_port, not_tls, locked_redis,
                                  postgres_server):

@@ -3,7 +3,8 @@ a real redis-server (with a real Celery worker) and a real PostgreSQL:
 
 - redis layer: an ACL user with ``-@all`` + ``checks.redis.READ_ACL`` (PING, INFO);
 - celery layer: its reads (``checks.celery.READ_ACL``) + the broadcast's ``CONTROL_ACL`` + the
-  pidbox channel, measured one grant at a time against a real worker;
+  pidbox channel, measured one grant at a time against a real worker, + SUBSCRIBE on the workers' heartbeat
+  channel (``checks.celery.heartbeat_acl``: celery.busy_slots);
 - postgres (and celery.stuck_publishes): a role with only ``pg_monitor`` + SELECT on Studio's tables.
 
 Every check passes with those users and the server logs no refused command (ACL LOG). Take one grant away
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
+from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL, heartbeat_acl
 from checks.redis import READ_ACL as REDIS_READ_ACL
 from studiodoctor import engine, studio_facts as facts
 from studiodoctor.lab import studio_schema
@@ -28,7 +29,7 @@ PG_ROLE = "doctor_least"
 
 
 def celery_acl() -> list[str]:
-    return [*CELERY_READ_ACL, *CONTROL_ACL, PIDBOX]
+    return [*CELERY_READ_ACL, *CONTROL_ACL, PIDBOX, *heartbeat_acl(0)]
 
 
 def set_user(redis_server, name: str, rules, password: str) -> str:
@@ -122,6 +123,8 @@ def test_every_control_grant_is_needed_and_its_absence_is_an_error_naming_it(wor
     ("celery", "+llen", "celery.queue_depth"),
     ("celery", "+zrange", "celery.unacked"),
     ("celery", "+client|list", "celery.consumers"),
+    ("celery", "+subscribe", "celery.busy_slots"),
+    ("celery", "&/0.celeryev/worker.heartbeat", "celery.busy_slots"),
 ])
 def test_a_missing_redis_read_grant_is_an_error_naming_it(layer, grant, check_id, pg_least, redis_server,
                                                           make_profile):

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL
+from checks.celery import CONTROL_ACL, READ_ACL as CELERY_READ_ACL, heartbeat_acl
 from checks.redis import READ_ACL as REDIS_READ_ACL
 from studiodoctor import preflight, studio_facts as facts
 from studiodoctor.cli import main
@@ -81,7 +81,7 @@ def test_redis_user_without_info_names_the_acl_line_and_the_checks(redis_server,
 
 
 def test_celery_user_that_may_dryrun_gets_the_exact_missing_rule(redis_server, make_profile):
-    rules = [g for g in (*CELERY_READ_ACL, *CONTROL_ACL, "&/0.celery.pidbox") if g != "+publish"]
+    rules = [g for g in (*CELERY_READ_ACL, *CONTROL_ACL, "&/0.celery.pidbox", *heartbeat_acl(0)) if g != "+publish"]
     url = set_user(redis_server, "doctor-celery", [*rules, "+acl|whoami", "+acl|dryrun"])
     _, res = results(make_profile({"redis": {"url": url}}, timeout=5), "celery")
     r = res["celery.preflight"]
@@ -91,10 +91,25 @@ def test_celery_user_that_may_dryrun_gets_the_exact_missing_rule(redis_server, m
     assert all(e["how"].startswith("ACL DRYRUN") for e in r.evidence["permissions"])
 
 
+def test_celery_user_without_the_heartbeat_channel_gets_that_rule_alone(redis_server, make_profile):
+    """SUBSCRIBE allowed but not on the workers' heartbeat channel: the command is granted (ACL checks it
+    before the channel), the channel is the one rule to add, and only celery.busy_slots needs it."""
+    rules = [*CELERY_READ_ACL, *CONTROL_ACL, "&/0.celery.pidbox", "+subscribe"]
+    url = set_user(redis_server, "doctor-celery", [*rules, "+acl|whoami", "+acl|dryrun"])
+    _, res = results(make_profile({"redis": {"url": url}}, timeout=5), "celery")
+    r = res["celery.preflight"]
+    assert r.status is Status.FAIL, r.summary
+    assert r.evidence["grants"] == ["ACL SETUSER doctor-celery &/0.celeryev/worker.heartbeat"], r.evidence["grants"]
+    assert r.evidence["checks_affected"] == ["celery.busy_slots"]
+    perms = {e["permission"]: e for e in r.evidence["permissions"]}
+    assert perms["+subscribe"]["granted"] is True, perms["+subscribe"]
+
+
 def test_least_privileged_celery_user_reads_tried_writes_honestly_unknown(redis_server, make_profile):
     """Without ACL DRYRUN the writes of the broadcast cannot be tried without writing: `error`, with the
     DRYRUN line an admin can run, and the reads the checks send tried and granted."""
-    url = set_user(redis_server, "doctor-celery", [*CELERY_READ_ACL, *CONTROL_ACL, "&/0.celery.pidbox"])
+    url = set_user(redis_server, "doctor-celery", [*CELERY_READ_ACL, *CONTROL_ACL, "&/0.celery.pidbox",
+                                                   *heartbeat_acl(0)])
     keys_before = redis_server.client().dbsize()
     report, res = results(make_profile({"redis": {"url": url}}, timeout=5), "celery")
     r = res["celery.preflight"]

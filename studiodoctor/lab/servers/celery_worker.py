@@ -1,13 +1,15 @@
 """A real Celery worker for the lab's Studio-like app (``studiodoctor.lab.servers.studio_tasks``).
 
 Fast to start and stop: ``--pool=threads`` by default (like Studio's prefork main process, the worker
-answers ping and inspect while a task runs; ``solo`` cannot), no heartbeat, gossip or mingle. The worker
-listens on no port: readiness is its ``ready.`` log line; its ``pidfile`` names its process.
+answers ping and inspect while a task runs; ``solo`` cannot), no gossip or mingle. Its heartbeats stay on, as
+Studio's (``worker-heartbeat`` events every 2 s: what celery.busy_slots reads). The lab runs it with Studio's
+``--concurrency=3`` (what its workers Deployment says); tests start it with one slot. The worker listens on
+no port: readiness is its ``ready.`` log line; its ``pidfile`` names its process.
 
 Faults (the lab's break/fix):
 - worker stopped: ``stop()``; fix ``start()``.
-- queue backlog: ``stop()`` then ``backlog(200)``, or with the worker up ``clog(200)`` (one long task
-  holds the only slot while 200 wait); fix ``drain()`` (cold restart: the waiting no-op tasks run in ~1 s).
+- queue backlog: ``stop()`` then ``backlog(200)``, or with the worker up ``clog(200)`` (long tasks hold
+  every slot while 200 wait); fix ``drain()`` (cold restart: the waiting no-op tasks run in ~1 s).
 - stuck publish: ``studio_schema.break_publishing(conn)`` / ``fix_publishing(conn)`` (PostgreSQL only).
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..launcher import LabError, Launcher, log_size, stop_pid, wait_for_log_line
+from ..launcher import LabError, Launcher, log_size, pid_alive, stop_pid, wait_for_log_line
 
 
 class CeleryWorker(Launcher):
@@ -39,7 +41,7 @@ class CeleryWorker(Launcher):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "studiodoctor.lab.servers.studio_tasks", "worker",
                 "-Q", self.queues, f"--pool={self.pool}", f"--concurrency={self.concurrency}", "-n", self.name,
-                "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO",
+                "--without-gossip", "--without-mingle", "--loglevel=INFO",
                 f"--pidfile={self.pidfile}"]
 
     @property
@@ -51,6 +53,7 @@ class CeleryWorker(Launcher):
     def start(self, timeout: float = 30.0) -> "CeleryWorker":
         from .studio_tasks import BROKER_ENV, RESP2_ENV
 
+        self._remove_stale_pidfile()
         offset = log_size(self.log)
         env = {BROKER_ENV: self.broker_url, RESP2_ENV: "1" if self.resp2 else "0", "PYTHONUNBUFFERED": "1"}
         self.pid = self.spawn(self.command(), env=env)
@@ -60,6 +63,17 @@ class CeleryWorker(Launcher):
             self.stop()
             raise
         return self
+
+    def _remove_stale_pidfile(self) -> None:
+        """A worker killed by a fault (SIGKILL) leaves its pidfile; while nobody has reaped it yet (its parent is
+        the process that ran `lab up`, long gone), Celery takes the zombie for a live worker ("Seems we're already
+        running?") and refuses to start. A pid that is not alive for us (a zombie counts as dead) is stale."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if not pid_alive(pid):
+            self.pidfile.unlink(missing_ok=True)
 
     def stop(self, cold: bool = False) -> None:
         """SIGTERM = warm shutdown (running tasks finish; SIGKILL after 10 s); ``cold`` = at once
@@ -80,8 +94,8 @@ class CeleryWorker(Launcher):
                              broker_url=self.broker_url, sleep=sleep)
 
     def clog(self, count: int = 200, hold: float = 3600.0) -> None:
-        """Fault: one ``apply_channel_changes`` that runs ``hold`` seconds takes the slot, ``count`` wait."""
-        self.backlog(1, sleep=hold)
+        """Fault: ``apply_channel_changes`` tasks that run ``hold`` seconds take every slot, ``count`` wait."""
+        self.backlog(self.concurrency, sleep=hold)
         self.backlog(count)
 
     def drain(self, timeout: float = 30.0) -> None:

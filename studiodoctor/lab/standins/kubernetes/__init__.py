@@ -25,8 +25,9 @@ Faults are applied when a request is served (timestamps relative to *now*), so a
 still shows "restarted 2 minutes ago", and ``fix`` is removing the name from ``faults``.
 
 Modules: ``objects`` (the API objects and a healthy namespace: ``studio_state``, ``variant_state``),
-``faults`` (applied at read time), ``network`` (endpoints from pods, each pod's readiness from its own
-probe, the pod network map), ``proxy`` (the proxy subresources), ``portforward`` (the port-forward
+``faults`` (applied at read time), ``network`` (endpoints from pods, the pod network map), ``kubelet`` (a
+background prober: each pod's readiness from its own readinessProbe, as a kubelet keeps it; ``GET
+/_lab/kubelet`` its progress), ``proxy`` (the proxy subresources), ``portforward`` (the port-forward
 subresource), ``backing`` (Redis and the Cloud SQL proxy as the cluster lists them, Traefik's API port),
 ``doctor`` (the in-cluster doctor's objects), ``server`` (the routes, as a table),
 ``launcher``. Every request

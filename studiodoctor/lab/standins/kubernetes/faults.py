@@ -238,28 +238,34 @@ class _Unavailable(Exception):
     pass
 
 
-def effective_state(raw: dict) -> dict:
-    """The state with its active faults applied (a deep copy; the file is untouched)."""
+def effective_state(raw: dict, readiness: dict | None = None) -> dict:
+    """The state with its active faults applied (a deep copy; the file is untouched). ``readiness``: the
+    stand-in's kubelet's snapshot (:mod:`.kubelet`), {(namespace, pod, container): its readiness}; without
+    it, pods are as the state file says (no probe runs on a read)."""
     state = copy.deepcopy(raw)
     cfg = {"namespace": "studio", "traefik_namespace": "kube-system", **state.get("config", {})}
     for name in state.get("faults", []):
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}")
         FAULTS[name][0](state, cfg)
-    _apply_pod_readiness(state)
+    _apply_pod_readiness(state, readiness or {})
     apply_endpoints(state)
     return state
 
 
-def _apply_pod_readiness(state: dict) -> None:
-    """Each pod the lab plays is Ready only while its own readinessProbe answers and the processes that play
-    its probeless containers run (:mod:`.network`); a Deployment counts the Ready pods its selector matches."""
-    def unhealthy(p: dict, message: str) -> None:
-        ns = p["metadata"]["namespace"]
-        state["namespaces"][ns].setdefault("events", []).append(
-            event(ns, "Unhealthy", message, name=p["metadata"]["name"], count=12, last_ago=4, first_ago=60))
+def _apply_pod_readiness(state: dict, readiness: dict) -> None:
+    """Each pod the lab plays is Ready only while the kubelet holds its probed containers Ready and the
+    processes that play its probeless containers run (:mod:`.network`); a Deployment counts the Ready pods
+    its selector matches."""
+    import time
 
-    failed = (apply_readiness(state, _set_ready, unhealthy) or []) + apply_liveness(state)
+    def unhealthy(p: dict, message: str, count: int, first: float, last: float) -> None:
+        ns, now = p["metadata"]["namespace"], time.time()
+        state["namespaces"][ns].setdefault("events", []).append(
+            event(ns, "Unhealthy", message, name=p["metadata"]["name"], count=count,
+                  last_ago=max(0.0, now - last), first_ago=max(0.0, now - first)))
+
+    failed = apply_readiness(state, readiness, unhealthy) + apply_liveness(state)
     for ns in {p["metadata"]["namespace"] for p in failed}:
         space = state["namespaces"][ns]
         for d in space.get("deployments", []):

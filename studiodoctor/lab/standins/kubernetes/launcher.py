@@ -103,19 +103,86 @@ class KubeAPIServer(Launcher):
 
     def ready_behind(self, address: str) -> bool:
         """Whether the pod whose port the pod network leads to ``address`` (a lab process's ``127.0.0.1:PORT``)
-        is Ready, as the API serves it now (its readiness probe against that pod's own processes)."""
+        is Ready, as the API serves it now (as the kubelet keeps it from that pod's own processes)."""
+        from .network import is_ready
+
+        ips = {k.rsplit(":", 1)[0] for k, v in (self.read_state().get("network") or {}).items() if v == address}
+        return any(is_ready(p) for p in self.pods() if (p.get("status") or {}).get("podIP") in ips)
+
+    def kubelet_status(self) -> dict:
+        """The stand-in's kubelet's progress (``GET /_lab/kubelet``, :mod:`.kubelet`): each probed container's
+        readiness, probe counts and whether a flip is under way."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/_lab/kubelet", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def await_kubelet(self, timeout: float | None = None) -> dict:
+        """Wait until the kubelet has finished a probe of every container begun after this call and no
+        readiness flip is under way (a Ready container's last probe passed, a not-Ready one's failed): what a
+        change to the lab's processes does to readiness is then what the API shows. Bounded by the slowest
+        probe's own timing (its failures in a row, each a period and a timeout) plus 20 s of a loaded machine;
+        a LabError naming the containers still moving after that. Returns the kubelet's status."""
+        from studiodoctor.lab.launcher import LabError, wait_until
+
+        def ident(t: dict) -> str:
+            return f"{t['namespace']}/{t['pod']}/{t['container']}"
+
+        first = self.kubelet_status()
+        mark = {ident(t): t["started"] for t in first["targets"]}
+        if timeout is None:
+            timeout = 20.0 + max([(max(t["failureThreshold"], t["successThreshold"]) + 1)
+                                  * (t["periodSeconds"] + t["timeoutSeconds"]) for t in first["targets"]] or [0])
+        moving: list[str] = []
+
+        def settled():
+            status = self.kubelet_status()
+            moving[:] = [f"{ident(t)} (ready={t['ready']}, {t['failures']} failure(s) and {t['successes']} "
+                         f"success(es) in a row, {t['finished'] - mark.get(ident(t), 0)} probe(s) since)"
+                         for t in status["targets"] if t["finished"] <= mark.get(ident(t), 0) or not t["settled"]]
+            return None if moving else status
+
+        try:
+            return wait_until(settled, timeout, "the Kubernetes stand-in's kubelet is still probing")
+        except LabError as exc:
+            raise LabError(f"{exc}: {'; '.join(moving)}") from None
+
+    def await_pods(self, ready: bool, address: str = "", timeout: float = 30.0) -> list[str]:
+        """Wait until the API shows every pod the lab plays (``address``: only the pods whose ports the pod
+        network leads to that lab process) Ready (``ready``) or not; returns their names. A LabError naming
+        the pods still otherwise after ``timeout`` s."""
+        from studiodoctor.lab.launcher import LabError, wait_until
+
+        from .network import is_ready
+
+        state = self.read_state()
+        network = state.get("network") or {}
+        ips = {k.rsplit(":", 1)[0] for k, v in network.items() if not address or v == address}
+        names: list[str] = []
+        wrong: list[str] = []
+
+        def reached():
+            pods = [p for p in self.pods() if (p.get("status") or {}).get("podIP") in ips]
+            names[:] = sorted(p["metadata"]["name"] for p in pods)
+            wrong[:] = [p["metadata"]["name"] for p in pods if is_ready(p) is not ready]
+            return bool(pods) and not wrong
+
+        try:
+            wait_until(reached, timeout, f"pods not {'Ready' if ready else 'out of Ready'}")
+        except LabError as exc:
+            raise LabError(f"{exc}: {', '.join(wrong) or 'no pod the lab plays'}") from None
+        return names
+
+    def pods(self) -> list[dict]:
+        """The pods of the lab's namespace as the API lists them now."""
         import urllib.request
 
         state = self.read_state()
-        ips = {k.rsplit(":", 1)[0] for k, v in (state.get("network") or {}).items() if v == address}
         ns = state.get("config", {}).get("namespace", self.namespace)
         headers = {"Authorization": f"Bearer {state['token']}"} if state.get("token") else {}
         req = urllib.request.Request(f"{self.url}/api/v1/namespaces/{ns}/pods", headers=headers)
         with urllib.request.urlopen(req, timeout=5) as resp:
-            pods = json.loads(resp.read())["items"]
-        from .network import is_ready
-
-        return any(is_ready(p) for p in pods if (p.get("status") or {}).get("podIP") in ips)
+            return json.loads(resp.read())["items"]
 
     def faults(self) -> list[str]:
         return list(self.read_state().get("faults", []))

@@ -1,8 +1,9 @@
 """The stand-in's cluster network: Endpoints computed from Services and pods (as the endpoints controller
-does), pods' readiness decided by their own readinessProbe against the lab's real processes (as the kubelet
-does), a container without a probe running while the lab process that plays it runs (as the kubelet sees
-its main process), and the pod network itself: ``state["network"]`` maps a pod's ``IP:PORT`` to the loopback address of
-the lab process that plays that container (``{"10.8.1.10:8081": "127.0.0.1:41234"}``).
+does), pods' readiness as the stand-in's kubelet (:mod:`.kubelet`) keeps it from their own readinessProbe
+against the lab's real processes, a container without a probe running while the lab process that plays it
+runs (as the kubelet sees its main process), and the pod network itself: ``state["network"]`` maps a pod's
+``IP:PORT`` to the loopback address of the lab process that plays that container
+(``{"10.8.1.10:8081": "127.0.0.1:41234"}``).
 
 Nothing here reads a lab fixture by name: a pod is Ready when its probe answers, a Service's endpoints are
 the Running pods its selector matches, and a proxied request goes wherever the pod's address leads.
@@ -10,12 +11,10 @@ the Running pods its selector matches, and a proxied request goes wherever the p
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import time
 from typing import Any
 
 from .objects import ts
-
-PROBE_TIMEOUT_S = 1.0  # the readinessProbe's timeoutSeconds (the chart sets none: Kubernetes' default, 1 s)
 
 
 def pod_address(pod: dict) -> str:
@@ -90,29 +89,31 @@ def apply_endpoints(state: dict) -> None:
 
 # -- readiness: the kubelet's httpGet probe, against the process that plays the container ------------------
 
-def _probe(address: str, path: str, shown: str) -> str:
-    """"" when the probe passes, else the kubelet's message (``shown``: the URL as the kubelet names it)."""
+def probe_http(address: str, path: str, shown: str, timeout_s: float) -> str:
+    """"" when the probe passes, else the kubelet's message (``shown``: the URL as the kubelet names it); an
+    answer slower than ``timeout_s`` (the probe's timeoutSeconds) is a failure."""
     import socket
     import urllib.error
     import urllib.request
 
     try:
         req = urllib.request.Request(f"http://{address}{path}", headers={"User-Agent": "kube-probe/1.31"})
-        with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            resp.read()
             return "" if 200 <= resp.status < 400 else f"HTTP probe failed with statuscode: {resp.status}"
     except urllib.error.HTTPError as exc:
         return f"HTTP probe failed with statuscode: {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        if isinstance(reason, (TimeoutError, socket.timeout)):
+        if isinstance(reason, (TimeoutError, socket.timeout)) or isinstance(exc, (TimeoutError, socket.timeout)):
             return (f'Get "{shown}": context deadline exceeded (Client.Timeout exceeded while awaiting '
                     f'headers)')
         return f'Get "{shown}": dial tcp {shown.split("/")[2]}: connect: connection refused'
 
 
-def readiness_targets(state: dict) -> list[tuple[dict, str, str, str]]:
-    """(pod, lab address, path, the URL the kubelet would name) of every httpGet readinessProbe whose
-    container the lab plays."""
+def readiness_targets(state: dict) -> list[tuple[dict, str, str, str, str, dict]]:
+    """(pod, container name, lab address, path, the URL the kubelet would name, the readinessProbe) of every
+    httpGet readinessProbe whose container the lab plays."""
     network = state.get("network") or {}
     out = []
     for space in state.get("namespaces", {}).values():
@@ -120,31 +121,50 @@ def readiness_targets(state: dict) -> list[tuple[dict, str, str, str]]:
             if not pod_address(p):
                 continue
             for c in p.get("spec", {}).get("containers", []):
-                get = (c.get("readinessProbe") or {}).get("httpGet")
+                probe = c.get("readinessProbe") or {}
+                get = probe.get("httpGet")
                 if not get:
                     continue
                 pod_port = f"{pod_address(p)}:{target_port(p, get.get('port'))}"
                 address, path = network.get(pod_port), get.get("path") or "/"
                 if address:
-                    out.append((p, address, path, f"http://{pod_port}{path}"))
+                    out.append((p, c.get("name", ""), address, path, f"http://{pod_port}{path}", probe))
     return out
 
 
-def apply_readiness(state: dict, set_ready, mark_event) -> None:
-    """Probe every played container concurrently; a pod whose probe fails is not Ready (``set_ready``) and
-    gets the kubelet's Unhealthy event (``mark_event(pod, message)``). Returns the pods made not Ready."""
-    targets = readiness_targets(state)
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        answers = list(pool.map(lambda t: _probe(t[1], t[2], t[3]), targets))
+def apply_readiness(state: dict, readiness: dict, mark_event) -> list[dict]:
+    """Each container the kubelet (:mod:`.kubelet`) holds not Ready makes its pod not Ready, with the pod's
+    Ready condition since the flip; a container whose probe is failing now (a series under way, Ready or
+    not yet out) gets the kubelet's Unhealthy event (``mark_event(pod, message, count, first, last)``, wall
+    clock times). ``readiness``: the kubelet's snapshot, {(namespace, pod, container): its state}. Returns
+    the pods made not Ready."""
     failed = []
-    for (p, *_), message in zip(targets, answers):
-        if message:
-            set_ready(p, False)
-            for cs in p["status"].get("containerStatuses", []):
-                cs["ready"] = False
-            mark_event(p, f"Readiness probe failed: {message}")
+    for space in state.get("namespaces", {}).values():
+        for p in space.get("pods", []):
+            if not isinstance(p, dict) or not p.get("metadata"):
+                continue
+            meta = p["metadata"]
+            unready = []
+            for c in p.get("spec", {}).get("containers", []):
+                seen = readiness.get((meta.get("namespace"), meta.get("name"), c.get("name")))
+                if not seen:
+                    continue
+                if seen["series"]:
+                    mark_event(p, f"Readiness probe failed: {seen['message']}", seen["series"],
+                               seen["first_failure"], seen["last_failure"])
+                if seen["ready"] is False:
+                    unready.append((c.get("name"), seen["since"]))
+            if not unready:
+                continue
+            names = {name for name, _ in unready}
+            for cs in (p.get("status") or {}).get("containerStatuses", []):
+                if cs.get("name") in names:
+                    cs["ready"] = False
+            since = ts(ago=max(0.0, time.time() - max(t for _, t in unready)))
+            for cond in (p.get("status") or {}).get("conditions", []):
+                if cond.get("type") in ("Ready", "ContainersReady"):
+                    cond.update(status="False", reason="ContainersNotReady", lastTransitionTime=since,
+                                message=f"containers with unready status: [{' '.join(sorted(names))}]")
             failed.append(p)
     return failed
 

@@ -132,16 +132,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _state(self) -> dict:
-        """The effective state; parsed and faulted at most once a second per file version."""
+        """The effective state, pods' readiness as the kubelet keeps it; parsed and faulted at most once a
+        second per file version and kubelet version."""
         import time
 
         st = os.stat(self.server.state_file)
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        version, readiness = self.server.kubelet.snapshot()
+        key = (st.st_mtime_ns, st.st_size, st.st_ino, version)
         with self.server.lock:
             cached = self.server.cache
             if cached and cached[0] == key and time.monotonic() - cached[1] < 1.0:
                 return cached[2]
-        state = effective_state(json.loads(Path(self.server.state_file).read_text()))
+        state = effective_state(json.loads(Path(self.server.state_file).read_text()), readiness)
         with self.server.lock:
             self.server.cache = (key, time.monotonic(), state)
         return state
@@ -190,6 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_lab/requests":  # the lab's own control calls: neither counted nor logged
             with self.server.lock:
                 return self._send(200, dict(self.server.counts))
+        if path == "/_lab/kubelet":  # the prober's progress (studiodoctor.lab.standins.kubernetes.kubelet)
+            return self._send(200, self.server.kubelet.status())
         self._count(path)
         try:
             state = self._state()
@@ -364,12 +368,23 @@ def serve(port: int, state_file: str, host: str = "127.0.0.1") -> ThreadingHTTPS
     return server
 
 
+class _StandinServer(ThreadingHTTPServer):
+    """The HTTP server and its kubelet (:mod:`.kubelet`): shutting one down stops the other."""
+
+    def shutdown(self) -> None:
+        self.kubelet.stop()
+        super().shutdown()
+
+
 def _make_server(port: int, state_file: str, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), _Handler)
+    from .kubelet import Kubelet
+
+    server = _StandinServer((host, port), _Handler)
     server.daemon_threads = True
     server.state_file = state_file
     server.lock = threading.Lock()
     server.counts = {}
     server.cache = None
     server.methods = MethodLog.beside(state_file, "kubernetes")
+    server.kubelet = Kubelet(state_file).start()
     return server
