@@ -136,6 +136,23 @@ def test_without_the_doctor_the_laptop_localizes_redis_down_through_a_port_forwa
         (reach.status, reach.summary, reach.evidence)
 
 
+def test_without_the_doctor_the_laptop_hears_the_workers_heartbeats_through_a_port_forward(lab_env):
+    """celery.busy_slots from the laptop itself: its SUBSCRIBE goes through the run's port-forward to Redis."""
+    kube = Lab.load(lab_env.root)["kube-api"]
+    saved = kube.read_state()
+    state = kube.read_state()
+    space = state["namespaces"][lab_env.variant.namespace]
+    space["services"] = [s for s in space["services"] if "studiodoctor/doctor" not in (s["metadata"].get("labels") or {})]
+    kube.write_state(state)
+    try:
+        report = engine.check(load_profile("lab-laptop"), check_ids=["celery.busy_slots"])
+    finally:
+        kube.write_state(saved)
+    r = next(x for x in report.results if x.id == "celery.busy_slots")
+    assert r.status is Status.OK and r.vantage == "local", (r.status, r.summary)
+    assert r.evidence["via"].startswith("port-forward pod ") and r.evidence["workers_heard"] == 1, r.evidence
+
+
 def test_a_standing_unrelated_failure_is_listed_not_named_under_a_502_fault(lab_env):
     """The stack is never clean: the bucket left listable (it shows at nginx's /content/) while gunicorn
     stops. The app is named; the listing is 'also failing, not the cause'."""
