@@ -115,6 +115,10 @@ def run_script(tmp_path, mode: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+ONE_CORE = pytest.mark.skipif(forked.usable_cores() < 2, reason="one usable core: a run never forks there")
+
+
+@ONE_CORE
 def test_the_heavy_checks_run_in_a_child_and_come_back_in_order(tmp_path):
     out = run_script(tmp_path, "ok")
     res = {r["id"]: r for r in out["results"]}
@@ -127,6 +131,7 @@ def test_the_heavy_checks_run_in_a_child_and_come_back_in_order(tmp_path):
     assert all(r["start_ms"] is not None and 0 <= r["start_ms"] < 5000 for r in out["results"]), out["results"]
 
 
+@ONE_CORE
 def test_a_failure_in_the_child_blocks_its_dependents_as_in_one_process(tmp_path):
     res = {r["id"]: r for r in run_script(tmp_path, "child-fails")["results"]}
     assert res["rd.reachable"]["status"] == "fail"
@@ -134,6 +139,7 @@ def test_a_failure_in_the_child_blocks_its_dependents_as_in_one_process(tmp_path
     assert res["web.second"]["status"] == "ok", res["web.second"]
 
 
+@ONE_CORE
 def test_a_child_that_dies_is_an_error_for_each_of_its_checks(tmp_path):
     res = {r["id"]: r for r in run_script(tmp_path, "child-dies")["results"]}
     for cid in ("rd.reachable", "rd.slow"):
@@ -141,6 +147,7 @@ def test_a_child_that_dies_is_an_error_for_each_of_its_checks(tmp_path):
     assert res["web.first"]["status"] == res["web.second"]["status"] == "ok"
 
 
+@ONE_CORE
 def test_a_check_hanging_in_the_child_is_abandoned_at_the_deadline(tmp_path):
     """The child's runner abandons it as one process would (`fail` timed out at its own deadline, or an
     `error` when a slow start left it less than its timeout), reports it, and the run ends in time."""
