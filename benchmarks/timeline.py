@@ -1,6 +1,7 @@
 """Where a run's wall time goes: each check's start and end (ms after the run's start), in-process.
 
-Prints the preload (SDK imports), then one line per check sorted by start: start, end, duration,
+Prints the preload (SDK imports, this process's: the checks behind psycopg and redis-py run in a forked child
+as on the command line, unless --one-process), then one line per check sorted by start: start, end, duration,
 network_ms, what it waited on (dependencies), and a bar. The run's wall against its slowest check is
 the last line. Run: .venv/bin/python benchmarks/timeline.py [SYMPTOM] [--profile lab] [--runs 3]
 """
@@ -17,9 +18,13 @@ def main():
     ap.add_argument("--profile", default="lab")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--width", type=int, default=60)
+    ap.add_argument("--one-process", action="store_true",
+                    help="no second core: the checks behind psycopg and redis-py run here too (studiodoctor.forked)")
     args = ap.parse_args()
-    from studiodoctor import engine, runner
+    from studiodoctor import engine, forked, runner
     from studiodoctor.config import load_profile
+
+    forked.ALLOWED = not args.one_process  # as the command line runs (preload below times this process's)
 
     real_preload = runner.preload
     spans = {}

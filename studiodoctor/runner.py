@@ -227,7 +227,9 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         if on_done:
             on_done(res)
 
-    def worker(chk: Check, ctx: CheckContext, box: list, times: list) -> None:
+    def worker(job: list) -> None:
+        chk, ctx, box, times = job
+        job.clear()  # the context (and the run's Shared) held by nothing of this thread once it reports
         # timed here, not when the scheduler gets round to it: its own start and end, never the queue's
         times.append(time.monotonic())
         res = _call(chk, ctx, debug)
@@ -241,6 +243,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
         if res.network_ms is None and isinstance(res.evidence, dict):  # a backend that times its own calls
             figure = res.evidence.get("network_ms")
             res.network_ms = float(figure) if isinstance(figure, (int, float)) else None
+        del ctx
         with cond:
             box.append(res)
             cond.notify_all()
@@ -311,7 +314,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
                     ctx = CheckContext(chk, profile, min(clock + budget, run_deadline), shared, options, results)
                     box: list = []
                     times: list = []
-                    thread = threading.Thread(target=worker, args=(chk, ctx, box, times), daemon=True,
+                    thread = threading.Thread(target=worker, args=([chk, ctx, box, times],), daemon=True,
                                               name=f"check:{chk.id}")
                     running[chk.id] = (thread, now, ctx.deadline, box, ctx, clock, times)
                     busy[backend(chk)] = busy.get(backend(chk), 0) + 1

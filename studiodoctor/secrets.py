@@ -19,6 +19,16 @@ _PATTERNS = [
      r"\1\2" + MASK),
     (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
 ]
+# What each pattern cannot match without, in an ASCII string lowercased: every group needs one of its words.
+# A report has thousands of short strings and almost none holds any: the patterns run only where one is
+# (a non-ASCII string, whose case-insensitive matches lowercasing need not find, always gets all four).
+# The masks put in are "***", which joins no word: the test before them stands after.
+_NEEDS = [
+    (("://",), ("@",)),
+    (("=",),),
+    (("authorization", "x-auth-key", "cookie", "api-key", "x-postmark-server-token"),),
+    (("bearer", "token", "basic"),),
+]
 
 
 class Redactor:
@@ -26,12 +36,14 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()):
         self._secrets: set[str] = set()
+        self._longest_first: list[str] = []
         for s in secrets:
             self.add(s)
 
     def add(self, secret: str | None) -> None:
         if secret and len(str(secret)) >= 3:
             self._secrets.add(str(secret))
+            self._longest_first = sorted(self._secrets, key=len, reverse=True)
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -40,11 +52,13 @@ class Redactor:
     def text(self, value: str) -> str:
         if not isinstance(value, str):
             return value
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in self._longest_first:
             if secret in value:
                 value = value.replace(secret, MASK)
-        for pattern, repl in _PATTERNS:
-            value = pattern.sub(repl, value)
+        low = value.lower() if value.isascii() else None
+        for (pattern, repl), needs in zip(_PATTERNS, _NEEDS):
+            if low is None or all(any(word in low for word in group) for group in needs):
+                value = pattern.sub(repl, value)
         return value
 
     def data(self, obj: Any) -> Any:

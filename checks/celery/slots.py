@@ -130,15 +130,18 @@ def waiting_deliveries(held: list[dict], now: float, period: float, busy: int, a
 
 
 # --- what the broker and the cluster say -----------------------------------------------------------
-def listen(ctx, url: str, channel: str, window: float) -> dict:
+def listen(ctx, url: str, channel: str, window: float, expected: int = 0, grace: float = 0.0) -> dict:
     """Every worker's last heartbeat on ``channel`` within ``window`` seconds (SUBSCRIBE, then closed):
-    {"workers": {hostname: heartbeat + "received" (monotonic)}, "unreadable": n, "listened_s": s}."""
+    {"workers": {hostname: heartbeat + "received" (monotonic)}, "unreadable": n, "listened_s": s}. While fewer
+    than ``expected`` workers were heard, it listens up to ``grace`` seconds more (a heartbeat late on a loaded
+    machine), within the check's deadline."""
     pubsub = _redis_client(ctx, url).pubsub(ignore_subscribe_messages=True)
     workers, unreadable = {}, 0
     t0 = time.monotonic()
+    late = max(t0 + window, min(t0 + window + grace, ctx.deadline - 0.5))
     try:
         pubsub.subscribe(channel)
-        while (left := t0 + window - time.monotonic()) > 0:
+        while (left := (t0 + window if len(workers) >= expected else late) - time.monotonic()) > 0:
             msg = pubsub.get_message(timeout=left)  # raises the SUBSCRIBE's NOPERM, if any
             if not msg or msg.get("type") != "message":
                 continue
@@ -222,13 +225,14 @@ def check_busy_slots(ctx):
 
     Each live Celery worker publishes a heartbeat every 2 s carrying how many tasks it runs (`active`); on
     Redis they go to the channel `/<db>.celeryev/worker.heartbeat`, which this check listens to (SUBSCRIBE)
-    for `celery.heartbeat_window` seconds (3). Slots per worker come from `celery.concurrency`, else from the
-    `--concurrency` of the workers Deployment's command (Studio's chart runs `make prodceleryworkers`, whose
-    `--concurrency=3` the pod spec does not show: then it is unknown, and said so). Waiting tasks: those on
-    the queues, and those a worker took and has not started (kombu's unacked deliveries: Studio's tasks are
-    acknowledged when they start; one with a future `eta` is scheduled, not waiting). A `fail`: every slot
-    busy while tasks wait, or deliveries a worker has held a whole heartbeat period (2 s) without starting
-    them (a worker with a free slot starts one at once: proven without knowing the concurrency). No heartbeat in the window, or fewer
+    for `celery.heartbeat_window` seconds (3; up to 2 s more while it heard fewer workers than the broker shows
+    connected). Slots per worker come from `celery.concurrency`, else from the `--concurrency` of the workers
+    Deployment's command (Studio's chart runs `make prodceleryworkers`, whose `--concurrency=3` the pod spec
+    does not show: then it is unknown, and said so). Waiting tasks: those on the queues, and those a worker
+    took and has not started (kombu's unacked deliveries: Studio's tasks are acknowledged when they start;
+    one with a future `eta` is scheduled, not waiting). A `fail`: every slot busy while tasks wait, or
+    deliveries a worker has held a whole heartbeat period (2 s) without starting them (a worker with a free
+    slot starts one at once: proven without knowing the concurrency). No heartbeat in the window, or fewer
     workers heard than the broker shows connected, is an `error` (their slots are unknown), never `ok`; so is
     a Redis user without `+subscribe &/<db>.celeryev/worker.heartbeat` (named in the error). Unlike
     celery.saturation's broadcast `inspect`, nothing is written: the in-cluster doctor runs it for a laptop.
@@ -244,8 +248,11 @@ def check_busy_slots(ctx):
         return error(f"{ctx.remaining():.1f} s left in the run: too little to listen {window:g} s for the workers' "
                      "heartbeats", reason=Reason.TIMEOUT)
     seen = connected_workers(ctx, url)     # before listening: our subscription is no worker anyway (SUBSCRIBE)
+    # the workers connected to the broker now (else the profile's count): each should be heard; a stopped one
+    # has no slots to count, so celery.expected_workers does not extend the wait once CLIENT LIST answered
+    expected = int(_setting(ctx, "expected_workers") or 0) if "error" in seen else len(seen["workers"])
     try:
-        heard = listen(ctx, url, channel, window)
+        heard = listen(ctx, url, channel, window, expected, grace=2.0)
     except Exception as exc:
         return _refused(ctx, url, exc, channel, db)
     try:
@@ -254,13 +261,12 @@ def check_busy_slots(ctx):
     except Exception as exc:
         return _redis_failure(ctx, url, exc, "the queues and kombu's unacked deliveries")
     size, size_from = slots_per_worker(ctx)
-    return _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from)
+    return _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from, expected)
 
 
-def _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from):
+def _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from, expected):
     workers = heard["workers"]
     connected = None if "error" in seen else len(seen["workers"])
-    expected = max(connected or 0, int(_setting(ctx, "expected_workers") or 0))
     busy = sum(w["active"] for w in workers.values())
     slots = size * len(workers) if size else None
     # the workers' clock now (kombu scores a delivery with the worker's time.time()): a heartbeat's timestamp
@@ -300,7 +306,8 @@ def _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from):
                                         "(a long publish holds one for its whole duration). Scale the workers "
                                         "deployment or look for a task that never finishes")
     if len(workers) < expected:
-        return error(f"{summary}; only {len(workers)} of {expected} connected worker(s) sent a heartbeat within "
+        which = "connected" if connected is not None else "expected"
+        return error(f"{summary}; only {len(workers)} of {expected} {which} worker(s) sent a heartbeat within "
                      f"{heard['listened_s']:.1f} s: the others' slots are unknown", reason=Reason.UNEXPECTED,
                      evidence=evidence, commands=cmds)
     return ok(summary + ("" if slots else f" ({size_from})"), evidence=evidence)

@@ -165,7 +165,8 @@ def _read_only_setting(db) -> str:
        metrics=("median_ms;warn_ms;fail_ms;0", "max_ms;;;0"))
 def check_latency(ctx):
     """Round trip of `SELECT 1` on the run's connections (median of `postgres.latency_samples`, 3, taken
-    at once, one a connection: each its own pipeline, never carried with other checks' statements).
+    at once, one a connection: each its own pipeline, never carried with other checks' statements), timed
+    on the wire by the kernel (TCP_INFO), so a busy or loaded doctor's own waits are not the server's.
 
     Warn at `postgres.latency_warn_ms` (100), fail at `postgres.latency_fail_ms` (1000). Studio opens a
     new connection per request and runs several queries each, so latency multiplies into page time

@@ -65,7 +65,10 @@ def _servers(ctx, name: str, depth: int = 0) -> tuple[dict[str, str], list[str],
         lb = body["loadBalancer"] or {}
         servers = [s.get("url") or s.get("address") for s in lb.get("servers") or []]
         states = body.get("serverStatus") or {}
-        notes = [] if lb.get("healthCheck") else [f"{name} has no healthCheck: Traefik reports servers UP unchecked"]
+        hc = lb.get("healthCheck")
+        notes = [f"{name}: Traefik's health check GET {hc.get('path', '/')} every {hc.get('interval', '30s')}, "
+                 f"timeout {hc.get('timeout', '5s')}"] if isinstance(hc, dict) else \
+            [f"{name} has no healthCheck: Traefik reports servers UP unchecked"]
         return {s: states.get(s, "UP" if not lb.get("healthCheck") else "UNKNOWN") for s in servers}, notes, ""
     children = []
     if "weighted" in body:
@@ -128,7 +131,7 @@ def check_services(ctx):
         return fail("; ".join(problems)[:500], evidence=ev, commands=cmds,
                     hint="Traefik's health check cannot reach the backend: check the pods (kubernetes), the nginx "
                          "sidecar on 8080 and gunicorn on 8081.")
-    if degraded:
-        return warn("; ".join(degraded)[:500], evidence=ev, commands=cmds)
+    if degraded:  # with the health check that judged them: a timeout below the app's slow moments says so
+        return warn("; ".join(degraded + [n for n in notes if "health check" in n])[:500], evidence=ev, commands=cmds)
     total = sum(len(r) for r in rows.values())
     return ok(f"{total} server(s) UP across {len(rows)} service(s): {', '.join(rows)}"[:300], evidence=ev)

@@ -11,6 +11,7 @@ import time
 
 from studiodoctor.backends import grants
 from studiodoctor.model import Reason, error, fail, unreachable
+from studiodoctor.probes.http import answered_since, bytes_received, exchanged, sent_at, tcp_info
 from studiodoctor.probes.staged import first_line
 
 SESSION = "postgres.session"     # the ctx.shared key of the run's Session
@@ -96,8 +97,8 @@ class Session:
             self._free.notify()
 
     def take(self, ask: "_Ask", timeout: float, alone: bool = False):
-        """(a free connection, the asks it carries: ``ask`` first, then those waiting beside it), or
-        (None, []) when another check's pipeline took ``ask`` along."""
+        """(a free connection, the asks it carries: ``ask`` first, then those waiting beside it unless
+        ``alone``), or (None, []) when another check's pipeline took ``ask`` along."""
         with self._free:
             if not alone:
                 self._asks.append(ask)
@@ -108,7 +109,8 @@ class Session:
             if ask.taken:
                 return None, []
             conn = self._idle.pop()
-            batch = [ask] + [a for a in self._asks if a is not ask][:BATCH - 1]
+            # a timed ask (``alone``) carries nobody either: its round trip is its own statements' only
+            batch = [ask] if alone else [ask] + [a for a in self._asks if a is not ask][:BATCH - 1]
             for a in batch:
                 a.taken = True
                 if a in self._asks:
@@ -209,11 +211,13 @@ def _execute(ctx, statements, session: Session | None, alone: bool) -> _Ask:
     return ask
 
 
-def _send(conn, ask: _Ask) -> list:
+def _send(conn, ask: _Ask, first_sent: list) -> list:
     from psycopg.rows import dict_row
 
     ms = max(50, int(ask.ctx.timeout(margin=MARGIN) * 1000))
     conn.execute("BEGIN READ ONLY")
+    if not first_sent:  # psycopg sends each statement as it is queued: the pipeline's first byte left now
+        first_sent.append(_on_socket(conn, lambda sock: (sent_at(sock), bytes_received(sock))))
     conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
     cursors = []
     for sql, params in ask.statements:
@@ -223,16 +227,43 @@ def _send(conn, ask: _Ask) -> list:
     return cursors
 
 
+def _on_socket(conn, measure):
+    """``measure(sock)`` on the connection's socket (borrowed, never closed here); None if it cannot be read."""
+    import socket
+
+    try:
+        sock = socket.socket(fileno=conn.pgconn.socket)
+    except Exception:  # noqa: BLE001 - a closed or broken connection: the clock's reading stands
+        return None
+    try:
+        return measure(sock)
+    finally:
+        sock.detach()
+
+
 def _run(conn, batch: list[_Ask]) -> None:
-    """Each ask's rows (or error) from one pipeline; after a failure, each ask alone (who failed)."""
+    """Each ask's rows (or error) from one pipeline; after a failure, each ask alone (who failed).
+
+    Its seconds are the wire's, as the kernel saw them (TCP_INFO), not the clock's around it: on a loaded
+    machine this process waits for the GIL and the CPU between psycopg's sends and after the answer (a
+    healthy lab's SELECT 1 read 50-137 ms by the clock). PostgreSQL answers a pipeline at its Sync: when
+    nothing came back while the statements went out, the pipeline is one exchange, timed from the last
+    send (the Sync) to the last byte received (``probes.http.exchanged``); otherwise from the first
+    statement sent (``answered_since``), so a pipeline that became several round trips reads as such."""
     started = time.perf_counter()
+    first_sent: list = []
+    one_exchange = False
     try:
         try:
             with conn.pipeline():
-                sent = [_send(conn, ask) for ask in batch]
+                sent = [_send(conn, ask, first_sent) for ask in batch]
+                first = first_sent[0] if first_sent else None
+                one_exchange = first is not None and first[1] is not None and \
+                    _on_socket(conn, bytes_received) == first[1]  # nothing back yet: the Sync is to go
             for ask, cursors in zip(batch, sent):
                 ask.rows = [cur.fetchall() if cur.description else [] for cur in cursors]
         except Exception as exc:  # noqa: BLE001 - handed to the check(s) it belongs to
+            one_exchange = False
             if len(batch) == 1:
                 batch[0].error = exc
                 return
@@ -240,14 +271,25 @@ def _run(conn, batch: list[_Ask]) -> None:
                 _rollback_failed(conn)
                 try:
                     with conn.pipeline():
-                        cursors = _send(conn, ask)
+                        cursors = _send(conn, ask, first_sent)
                     ask.rows, ask.error = [cur.fetchall() if cur.description else [] for cur in cursors], None
                 except Exception as alone:  # noqa: BLE001
                     ask.error = alone
     finally:
+        seconds = _on_socket(conn, lambda sock: _wire_seconds(sock, started, first_sent, one_exchange))
         for ask in batch:
-            ask.seconds = time.perf_counter() - started
+            ask.seconds = seconds if seconds is not None else time.perf_counter() - started
             ask.done.set()
+
+
+def _wire_seconds(sock, started: float, first_sent: list, one_exchange: bool) -> float:
+    """``_run``'s figure: the exchange at the Sync when the pipeline was one (and nothing was sent after
+    its answer, as psycopg's flush request may be), else from the first statement sent."""
+    sent_ago, recv_ago, _ = tcp_info(sock)
+    if one_exchange and sent_ago >= recv_ago:
+        return exchanged(sock, started)
+    first = first_sent[0][0] if first_sent and first_sent[0] is not None else started
+    return answered_since(sock, max(started, first))
 
 
 def _rollback_failed(conn) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,8 @@ def _symptom(name: str, raw: dict, where: str) -> Symptom:
             if ids is not None and not (isinstance(ids, list) and all(isinstance(c, str) for c in ids)):
                 raise CatalogueError(f"{where}: symptoms.{name}.steps[{i}].{key}: expected a list of check ids")
         steps.append(Step(layer=st["layer"], why=str(st.get("why", "")), title=str(st.get("title", "")),
-                          checks=st.get("checks"), also=list(st.get("also") or []),
+                          checks=None if st.get("checks") is None else list(st["checks"]),
+                          also=list(st.get("also") or []),
                           warn_explains=list(st.get("warn_explains") or []),
                           causes=list(st.get("causes") or []), unrelated=list(st.get("unrelated") or []),
                           commands=_commands(st.get("commands"), f"{where}: symptoms.{name}.steps[{i}]")))
@@ -136,10 +138,16 @@ def _symptom(name: str, raw: dict, where: str) -> Symptom:
                    codes={str(k): str(v) for k, v in raw.get("codes", {}).items()})
 
 
-def load_catalogue(user_symptoms: dict | None = None, where: str = "config") -> Catalogue:
+@functools.lru_cache(maxsize=1)
+def _builtin() -> dict:
+    """The built-in catalogue as parsed, once per process (read, never changed: a command reads it twice)."""
     import tomllib
 
-    data = tomllib.loads(CATALOGUE.read_text())
+    return tomllib.loads(CATALOGUE.read_text())
+
+
+def load_catalogue(user_symptoms: dict | None = None, where: str = "config") -> Catalogue:
+    data = _builtin()
     symptoms = {str(n): _symptom(str(n), s, "built-in catalogue") for n, s in data["symptoms"].items()}
     for name, raw in (user_symptoms or {}).items():
         symptoms[str(name)] = _symptom(str(name), raw, where)

@@ -177,8 +177,7 @@ class NetworkClock:
         elif phase == "send_request_headers" and when == "started":
             self._request = now
         elif phase == "receive_response_body" and when == "complete" and self._request is not None:
-            sent_ago, recv_ago, _ = _tcp_info(self._stream)
-            self.seconds += min(now - self._request, max(0.0, sent_ago - recv_ago) + KERNEL_TICK)
+            self.seconds += exchanged(_socket_of(self._stream), self._request)
             self.trips += 1
             self._mark = self._request = None
         elif when == "failed":
@@ -225,14 +224,19 @@ def _handshake_trips(stream) -> int:
 KERNEL_TICK = 0.004
 
 
+def _socket_of(stream):
+    """The socket under an httpcore network stream (None if there is none)."""
+    try:
+        return stream.get_extra_info("socket")
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _tcp_info(stream) -> tuple[float, float, float]:
     """(seconds since the connection last sent data, since it last received data, its smoothed round
     trip time), from the kernel's TCP_INFO; (inf, 0, inf) where it cannot be read (not Linux, no
     socket), which leaves the clock's own reading."""
-    try:
-        return tcp_info(stream.get_extra_info("socket"))
-    except Exception:  # noqa: BLE001
-        return float("inf"), 0.0, float("inf")
+    return tcp_info(_socket_of(stream))
 
 
 def tcp_info(sock) -> tuple[float, float, float]:
@@ -249,6 +253,54 @@ def tcp_info(sock) -> tuple[float, float, float]:
         return fields[8 + 9] / 1000, fields[8 + 11] / 1000, fields[8 + 15] / 1e6
     except Exception:  # noqa: BLE001
         return float("inf"), 0.0, float("inf")
+
+
+def bytes_received(sock) -> int | None:
+    """Bytes ``sock`` has received so far (TCP_INFO's tcpi_bytes_received, Linux 4.1+); None where it
+    cannot be read. Two readings that agree: nothing came back between them."""
+    import socket
+    import struct
+
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 136)
+        # after the 104 bytes of ``tcp_info``: u32 rttvar .. total_retrans, then u64 pacing_rate,
+        # max_pacing_rate, bytes_acked, bytes_received (at 128)
+        return struct.unpack_from("Q", raw, 128)[0] if len(raw) >= 136 else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def exchanged(sock, t0: float) -> float:
+    """Seconds from the last data ``sock`` sent to the last it received, as the kernel saw them (one tick
+    more), never more than the clock's reading since ``t0`` (taken before that send), which is also the
+    figure where TCP_INFO cannot be read: one exchange's time on the wire, whatever waits came after."""
+    import time
+
+    now = time.perf_counter()
+    sent_ago, recv_ago, _ = tcp_info(sock)
+    return min(now - t0, max(0.0, sent_ago - recv_ago) + KERNEL_TICK)
+
+
+def answered_since(sock, t0: float) -> float:
+    """Seconds from ``t0`` (time.perf_counter(), taken before the first byte went out) to the last byte
+    ``sock`` received, as the kernel saw it (TCP_INFO): what the process waited after that (the GIL, the
+    CPU of a loaded machine) is not in it. One tick more (the kernel counts in ticks), never more than
+    the clock's own reading, which is also the figure where TCP_INFO cannot be read."""
+    import time
+
+    now = time.perf_counter()
+    recv_ago = tcp_info(sock)[1]
+    return min(now - t0, max(0.0, now - recv_ago - t0) + KERNEL_TICK)
+
+
+def sent_at(sock) -> float:
+    """When ``sock`` last sent data, on time.perf_counter()'s scale, by the kernel's account: one tick
+    early, so never after the real send (a time measured from it is never short); -inf where TCP_INFO
+    cannot be read."""
+    import time
+
+    now = time.perf_counter()
+    return now - tcp_info(sock)[0] - KERNEL_TICK
 
 
 def network_seconds(resp, t0: float) -> float:

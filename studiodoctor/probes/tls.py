@@ -123,7 +123,7 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
     connect's start to the handshake's last segment received, as the kernel saw it (TCP_INFO), so that
     the wait for the GIL after it is not in it. With ``want_cert`` the certificate (DER), and with ``decoded``
     (DER, the ssl module's decoding of it) from a verifying context."""
-    from .http import KERNEL_TICK, tcp_info
+    from .http import answered_since
 
     t0 = time.perf_counter()
     sock = None
@@ -132,10 +132,8 @@ def _handshake(host: str, port: int, sni: str, timeout: float, sslctx: ssl.SSLCo
         if on_connected is not None:
             on_connected()
         with sslctx.wrap_socket(sock, server_hostname=sni) as tls:
-            now = time.perf_counter()
-            recv_ago = tcp_info(tls)[1]
-            if on_network is not None:  # the kernel counts in ticks: one more, bounded by the clock's reading
-                on_network(min(now - t0, max(0.0, now - recv_ago - t0) + KERNEL_TICK))
+            if on_network is not None:
+                on_network(answered_since(tls, t0))
             if not want_cert:
                 return None
             der = tls.getpeercert(binary_form=True)

@@ -77,18 +77,27 @@ def box(page, key: str):
     return page.locator(f'details.box[data-box="{key}"]')
 
 
+def alarms(page) -> list[tuple[str, str, str]]:
+    """(check id, status, its summary line as the page shows it) of every check the page does not call ok or
+    skip: what a failing assertion on a healthy page must print (the page alone says which check and why)."""
+    return [tuple(x) for x in page.eval_on_selector_all(
+        "details.check", "els => els.filter(e => !['ok', 'skip'].includes(e.dataset.status))"
+                         ".map(e => [e.dataset.check, e.dataset.status, e.querySelector('summary').textContent.trim()])")]
+
+
 def test_healthy_lab_page(lab, browser, capsys):
     path = write_page(lab, "healthy", ["check"], capsys)
     page, requests, errors = open_page(browser, path)
     assert requests == [path.as_uri()] and errors == []         # nothing fetched; the script passed the CSP
     statuses = page.eval_on_selector_all("details.box", "els => els.map(e => [e.dataset.box, e.dataset.status])")
-    assert dict(statuses)["nginx"] == "ok" and dict(statuses)["app"] == "ok"
-    assert not [b for b, s in statuses if s in ("fail", "error", "blocked")], statuses
+    assert dict(statuses)["nginx"] == "ok" and dict(statuses)["app"] == "ok", (statuses, alarms(page))
+    assert not [b for b, s in statuses if s in ("fail", "error", "blocked")], (statuses, alarms(page))
     assert page.locator(".hop[data-first-bad=true]").count() == 0
     assert page.locator('.hop[data-verdict="ok"]').count() == 4    # edge, origin, nginx, app all answer
     assert "✔ OK" in box(page, "nginx").locator(":scope > summary").inner_text()
     causes = page.locator("section.causes")
-    assert causes.locator("h2").inner_text() == "Nothing is wrong", causes.inner_text()[:600]  # what it named
+    assert causes.locator("h2").inner_text() == "Nothing is wrong", \
+        f"the page named a cause: {causes.inner_text()[:600]!r}; checks not ok: {alarms(page)}"
     ingress = box(page, "ingress").locator(":scope > summary .name").inner_text()
     assert ingress == ("Traefik" if lab.variant.ingress == "traefik" else "Ingress: ingress-nginx")
     page.screenshot(path=str(ARTIFACTS / f"{lab.variant.name}-healthy-desktop.png"), full_page=True)

@@ -121,6 +121,21 @@ def test_every_slot_busy_while_tasks_wait_fails_naming_slots_and_tasks(started, 
     assert "rollout" not in r.summary and "Scale the workers" in r.hint
 
 
+def test_a_studio_like_prefork_worker_counts_its_busy_children(started, redis_server, make_profile):
+    """Started as Studio's Makefile starts it (prefork, 2 children here, task events, gossip, mingle): the main
+    process heartbeats while both children run long tasks, and the two tasks behind them are its deliveries."""
+    from tests.checks.test_celery_consumers import StudioLikeWorker
+
+    w = started(StudioLikeWorker)
+    w.backlog(2, sleep=60)
+    w.backlog(2)
+    wait_for_deliveries(redis_server, 2)
+    next_heartbeat(redis_server, lambda beat: beat["active"] == 2)
+    r = busy_slots(make_profile, redis_server.url(0), concurrency=2)
+    assert r.status is Status.FAIL, r.summary
+    assert r.summary.startswith("2 of 2 worker slots busy on 1 worker(s), 2 task(s) waiting"), r.summary
+
+
 def test_saturation_is_proven_without_knowing_the_concurrency(started, redis_server, make_profile):
     """No celery.concurrency and no Deployment to read: deliveries held a whole heartbeat period without
     starting prove that their worker has no free slot."""
@@ -164,6 +179,7 @@ def test_a_connected_worker_that_sends_no_heartbeat_leaves_its_slots_unknown(sta
     assert r.status is Status.ERROR, r.summary
     assert "only 1 of 2 connected worker(s) sent a heartbeat" in r.summary, r.summary
     assert list(r.evidence["workers"]) == ["beating@lab"], r.evidence
+    assert r.evidence["listened_s"] >= 4.9, r.evidence   # it waited a heartbeat period more for the silent one
 
 
 @pytest.mark.parametrize("grants, lacks", [

@@ -286,6 +286,54 @@ def test_each_query_is_one_round_trip_over_a_pool_within_the_cap(postgres_server
     assert ours == [{"usename": "postgres", "application_name": "studiodoctor", "n": 1}]
 
 
+def test_select_1_latency_is_the_servers_not_the_interpreters(postgres_server, make_profile, monkeypatch):
+    """A loaded run: once postgres.latency's pipeline is all sent (libpq's PQpipelineSync flushes it), another
+    thread holds the GIL HOLD_S (asleep, as a busy check would hold it, without taking the server's CPU).
+    The answer arrives meanwhile: the check's duration holds the wait, its SELECT 1 latency does not (a
+    healthy lab's latency warned at 137 ms on a loaded machine when the clock around the query was read)."""
+    import ctypes
+    import threading
+
+    from psycopg._pipeline_base import BasePipeline
+
+    from studiodoctor.backends import postgres as pg
+
+    hold_s, held, mine = 0.3, [], threading.local()
+    real_send, real_sync = pg._send, BasePipeline._enqueue_sync
+
+    def send(conn, ask, *rest):
+        mine.latency = ask.statements == [("SELECT 1", None)]
+        return real_send(conn, ask, *rest)
+
+    def hold():
+        usleep = ctypes.PyDLL(None).usleep  # keeps the GIL for the call
+        usleep.argtypes = [ctypes.c_uint]
+        started = threading.Event()
+        threading.Thread(target=lambda: (started.set(), usleep(int(hold_s * 1e6))), daemon=True).start()
+        started.wait()  # this thread gets the GIL back once the hold is over
+
+    def enqueue_sync(self):
+        real_sync(self)
+        if getattr(mine, "latency", False) and not held:
+            sync = self.command_queue.pop()  # the PQpipelineSync just queued: sends the Sync and flushes
+
+            def sync_then_hold():
+                sync()
+                held.append(True)
+                hold()
+
+            self.command_queue.append(sync_then_hold)
+
+    monkeypatch.setattr(pg, "_send", send)
+    monkeypatch.setattr(BasePipeline, "_enqueue_sync", enqueue_sync)
+    _, res = run(make_profile, postgres_server.dsn(), latency_samples=1)
+    r = res[LATENCY]
+    assert held and r.duration_ms >= hold_s * 1000, ("no hold in the check", held, r.duration_ms, r.summary)
+    assert r.status is Status.OK and r.evidence["median_ms"] < 100, \
+        f"{r.status.value}: {r.summary} while the GIL was held {hold_s * 1000:.0f} ms after the query was sent " \
+        f"(duration {r.duration_ms:.0f} ms, network {r.network_ms} ms)"
+
+
 def test_a_young_lock_behind_an_idle_transaction_fails_and_a_working_holder_only_waits(postgres_server,
                                                                                        make_profile):
     """Three sessions queued behind a transaction left idle with ACCESS EXCLUSIVE on a table: a fail at once

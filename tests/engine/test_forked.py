@@ -67,7 +67,7 @@ SCRIPT = textwrap.dedent('''
     from studiodoctor.model import fail, ok
     from studiodoctor.registry import Registry
 
-    MODE = sys.argv[1]
+    MODE, TIMEOUT = sys.argv[1], float(sys.argv[2])
     heavy = types.ModuleType("demo_heavy"); heavy.SDK_IMPORTS = ("redis",); sys.modules["demo_heavy"] = heavy
     light = types.ModuleType("demo_light"); light.SDK_IMPORTS = (); sys.modules["demo_light"] = light
     reg = Registry()
@@ -81,7 +81,8 @@ SCRIPT = textwrap.dedent('''
             os._exit(7)
         if MODE == "child-fails":
             return fail("down", evidence={"pid": os.getpid()})
-        return ok("up", evidence={"pid": os.getpid(), "redis_imported": "redis" in sys.modules})
+        import redis  # noqa: F401 - uses its SDK, as a real check does
+        return ok("up", evidence={"pid": os.getpid()})
 
     def hangs(ctx):
         time.sleep(60 if MODE == "child-hangs" else 0)
@@ -95,21 +96,29 @@ SCRIPT = textwrap.dedent('''
     seen = []
     profile = profile_from_data("t", {}, env={})
     t0 = time.monotonic()
-    report = engine.check(profile, registry=reg, timeout=1, on_done=lambda r: seen.append(r.id))
+    report = engine.check(profile, registry=reg, timeout=TIMEOUT, on_done=lambda r: seen.append(r.id))
     print(json.dumps({"pid": os.getpid(), "wall": time.monotonic() - t0, "seen": sorted(seen),
                       "redis_here": "redis" in sys.modules,
                       "results": [dict(r.to_dict(), start_ms=r.start_ms) for r in report.results]}))
 ''')
 
 
+TIMEOUT = 2.0  # per check; the run's deadline is twice that (runner.RUN_FACTOR)
+
+
 def run_script(tmp_path, mode: str) -> dict:
     path = tmp_path / "split_run.py"
     path.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(path), mode], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, str(path), mode, str(TIMEOUT)], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+ONE_CORE = pytest.mark.skipif(forked.usable_cores() < 2, reason="one usable core: a run never forks there")
+
+
+@ONE_CORE
 def test_the_heavy_checks_run_in_a_child_and_come_back_in_order(tmp_path):
     out = run_script(tmp_path, "ok")
     res = {r["id"]: r for r in out["results"]}
@@ -117,12 +126,12 @@ def test_the_heavy_checks_run_in_a_child_and_come_back_in_order(tmp_path):
     assert all(r["status"] == "ok" for r in out["results"]), out["results"]
     assert res["web.first"]["evidence"]["pid"] == res["web.second"]["evidence"]["pid"] == out["pid"]
     assert res["rd.reachable"]["evidence"]["pid"] == res["rd.slow"]["evidence"]["pid"] != out["pid"]
-    assert res["rd.reachable"]["evidence"]["redis_imported"] and not out["redis_here"], \
-        "the child imports the heavy SDK, the parent never does"
+    assert not out["redis_here"], "the parent imported the child's SDK"
     assert out["seen"] == sorted(res), "every result, the child's too, went through on_done"
     assert all(r["start_ms"] is not None and 0 <= r["start_ms"] < 5000 for r in out["results"]), out["results"]
 
 
+@ONE_CORE
 def test_a_failure_in_the_child_blocks_its_dependents_as_in_one_process(tmp_path):
     res = {r["id"]: r for r in run_script(tmp_path, "child-fails")["results"]}
     assert res["rd.reachable"]["status"] == "fail"
@@ -130,6 +139,7 @@ def test_a_failure_in_the_child_blocks_its_dependents_as_in_one_process(tmp_path
     assert res["web.second"]["status"] == "ok", res["web.second"]
 
 
+@ONE_CORE
 def test_a_child_that_dies_is_an_error_for_each_of_its_checks(tmp_path):
     res = {r["id"]: r for r in run_script(tmp_path, "child-dies")["results"]}
     for cid in ("rd.reachable", "rd.slow"):
@@ -137,12 +147,18 @@ def test_a_child_that_dies_is_an_error_for_each_of_its_checks(tmp_path):
     assert res["web.first"]["status"] == res["web.second"]["status"] == "ok"
 
 
+@ONE_CORE
 def test_a_check_hanging_in_the_child_is_abandoned_at_the_deadline(tmp_path):
+    """The child's runner abandons it as one process would (`fail` timed out at its own deadline, or an
+    `error` when a slow start left it less than its timeout), reports it, and the run ends in time."""
     out = run_script(tmp_path, "child-hangs")
     res = {r["id"]: r for r in out["results"]}
-    assert res["rd.reachable"]["status"] == "ok"
-    assert res["rd.slow"]["status"] == "fail" and "timed out" in res["rd.slow"]["summary"], res["rd.slow"]
-    assert out["wall"] < 1 * 2 + 2 * 0.5 + 1, f"the run took {out['wall']:.1f} s with a 1 s timeout"
+    slow = res["rd.slow"]
+    assert res["rd.reachable"]["status"] == "ok", res["rd.reachable"]
+    assert (slow["status"], "timed out" in slow["summary"]) == ("fail", True) or \
+        (slow["status"], "time budget" in slow["summary"]) == ("error", True), slow
+    assert slow["reason"] == "timeout", slow
+    assert out["wall"] < 2 * TIMEOUT + 2 * 0.5 + 1, f"the run took {out['wall']:.1f} s with a {TIMEOUT} s timeout"
 
 
 # checks whose verdict does not hang on this machine's speed (redis.latency's would, under load)

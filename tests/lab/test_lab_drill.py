@@ -1,5 +1,7 @@
 """The whole lab on loopback: healthy means no false alarm; every fault is localized and reversible."""
 
+from contextlib import contextmanager
+
 import pytest
 
 from conftest import whole_lab
@@ -115,9 +117,9 @@ def test_fault_is_localized_from_a_laptop(lab_env, name):
         assert r.healthy_after, f"{name}: still failing after the fix: {r.problems}"
 
 
-def test_without_the_doctor_the_laptop_localizes_redis_down_through_a_port_forward(lab_env):
-    """No in-cluster doctor deployed (its Service gone): Redis is reached through a port-forward the run opens
-    to the pod that runs it, and redis-down is named from the laptop as from every address."""
+@contextmanager
+def no_doctor(lab_env):
+    """The in-cluster doctor's Service gone from the Kubernetes stand-in for the block: no doctor is deployed."""
     kube = Lab.load(lab_env.root)["kube-api"]
     saved = kube.read_state()
     state = kube.read_state()
@@ -125,15 +127,31 @@ def test_without_the_doctor_the_laptop_localizes_redis_down_through_a_port_forwa
     space["services"] = [s for s in space["services"] if "studiodoctor/doctor" not in (s["metadata"].get("labels") or {})]
     kube.write_state(state)
     try:
-        [r] = drill.drill_fault(Lab.load(lab_env.root), FAULTS["redis-down"], profile="lab-laptop")
-        report = engine.check(load_profile("lab-laptop"), layers=["redis"])
+        yield
     finally:
         kube.write_state(saved)
+
+
+def test_without_the_doctor_the_laptop_localizes_redis_down_through_a_port_forward(lab_env):
+    """No in-cluster doctor deployed (its Service gone): Redis is reached through a port-forward the run opens
+    to the pod that runs it, and redis-down is named from the laptop as from every address."""
+    with no_doctor(lab_env):
+        [r] = drill.drill_fault(Lab.load(lab_env.root), FAULTS["redis-down"], profile="lab-laptop")
+        report = engine.check(load_profile("lab-laptop"), layers=["redis"])
     assert r.localized, f"redis-down from a laptop without the doctor: named {r.named} ({r.check})"
     assert r.healthy_after, f"redis-down: still failing after the fix: {r.problems}"
     reach = next(x for x in report.results if x.id == "redis.reachable")
     assert reach.status is Status.OK and reach.evidence.get("via", "").startswith("port-forward pod "), \
         (reach.status, reach.summary, reach.evidence)
+
+
+def test_without_the_doctor_the_laptop_hears_the_workers_heartbeats_through_a_port_forward(lab_env):
+    """celery.busy_slots from the laptop itself: its SUBSCRIBE goes through the run's port-forward to Redis."""
+    with no_doctor(lab_env):
+        report = engine.check(load_profile("lab-laptop"), check_ids=["celery.busy_slots"])
+    r = next(x for x in report.results if x.id == "celery.busy_slots")
+    assert r.status is Status.OK and r.vantage == "local", (r.status, r.summary)
+    assert r.evidence["via"].startswith("port-forward pod ") and r.evidence["workers_heard"] == 1, r.evidence
 
 
 def test_a_standing_unrelated_failure_is_listed_not_named_under_a_502_fault(lab_env):

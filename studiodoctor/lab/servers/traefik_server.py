@@ -53,6 +53,9 @@ def _router_name(host: str) -> str:
     return host.replace(".", "-").replace("*", "wildcard")
 
 
+HEALTH_INTERVAL, HEALTH_TIMEOUT = "500ms", "5s"  # Traefik's default timeout (3.x allows it above the interval)
+
+
 class TraefikServer(Launcher):
     """Traefik on ``port`` (websecure) with the API on ``api_port`` and plain HTTP on ``web_port``.
 
@@ -163,9 +166,12 @@ class TraefikServer(Launcher):
         servers = [self.backend] if isinstance(self.backend, str) else list(self.backend)  # one per pod
         if "server-down" in faults:
             servers = [f"http://127.0.0.1:{self.options.setdefault('dead_port', free_port())}"]
+        # Traefik's own health check: every HEALTH_INTERVAL, so a dead server (refused, or answering 5xx) is
+        # out at once, but with Traefik's default timeout: a healthy server slow for a moment on a loaded
+        # machine is not DOWN (at 400 ms, Studio's own Django on a loaded CI machine was, now and then)
         services["studio"] = {"loadBalancer": {
             "servers": [{"url": server} for server in servers], "passHostHeader": True,
-            "healthCheck": {"path": self.health_path, "interval": "500ms", "timeout": "400ms"}}}
+            "healthCheck": {"path": self.health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}}}
         for host in self.hostnames:
             if host == first and "no-router" in faults:
                 continue
