@@ -233,7 +233,8 @@ def check_busy_slots(ctx):
     one with a future `eta` is scheduled, not waiting). A `fail`: every slot busy while tasks wait, or
     deliveries a worker has held a whole heartbeat period (2 s) without starting them (a worker with a free
     slot starts one at once: proven without knowing the concurrency). No heartbeat in the window, or fewer
-    workers heard than the broker shows connected, is an `error` (their slots are unknown), never `ok`; so is
+    workers heard than the broker shows connected while tasks wait, is an `error` (their slots are unknown),
+    never `ok` (with nothing waiting no slot is short, whoever is silent); so is
     a Redis user without `+subscribe &/<db>.celeryev/worker.heartbeat` (named in the error). Unlike
     celery.saturation's broadcast `inspect`, nothing is written: the in-cluster doctor runs it for a laptop.
     Fix: wait, scale the workers Deployment, or find a task that never ends (`celery inspect active`)."""
@@ -305,6 +306,12 @@ def _verdict(ctx, url, channel, heard, seen, queued, held, size, size_from, expe
                     commands=cmds, hint="every slot is taken while tasks wait: nothing new runs until a slot frees "
                                         "(a long publish holds one for its whole duration). Scale the workers "
                                         "deployment or look for a task that never finishes")
+    if len(workers) < expected and waiting == 0:
+        # no task waits, so no task lacks a slot, whatever the unheard workers run: the finding (saturation)
+        # is disproved without their count; who runs at all is celery.consumers' and celery.workers' question
+        evidence["workers_unheard"] = expected - len(workers)
+        return ok(f"{summary}: no task waits, so no slot is short (the broker shows {expected} worker(s) "
+                  f"connected, {len(workers)} heard)", evidence=evidence)
     if len(workers) < expected:
         which = "connected" if connected is not None else "expected"
         return error(f"{summary}; only {len(workers)} of {expected} {which} worker(s) sent a heartbeat within "
