@@ -334,20 +334,27 @@ def _task_name(raw, header: str = "task") -> str | None:
         return None
 
 
-def _unacked_task_ids(ctx, url: str, limit: int = 200) -> list[str | None]:
-    """The task ids of kombu's unacknowledged deliveries (the oldest ``limit``): running tasks (with
-    acks_late) and the ones a worker prefetched and holds behind its busy slots."""
+def _unacked_deliveries(ctx, url: str, limit: int = 200) -> tuple[list[tuple[bytes, float]], list]:
+    """kombu's unacknowledged deliveries, the oldest ``limit``: ([(tag, score: when a worker took it)] from
+    ``unacked_index``, each one's ``unacked`` entry ``[message, exchange, routing_key]`` or None), one
+    ZRANGE and one pipeline of HGETs."""
     prefix = str(ctx.setting("key_prefix", ""))
     hkey = prefix + str(ctx.setting("unacked_key", UNACKED_KEY))
     zkey = prefix + str(ctx.setting("unacked_index_key", UNACKED_INDEX_KEY))
     client = _redis_client(ctx, url)
-    tags = client.zrange(zkey, 0, limit - 1)
-    if not tags:
-        return []
+    scored = client.zrange(zkey, 0, limit - 1, withscores=True)
+    if not scored:
+        return [], []
     pipe = client.pipeline(transaction=False)
-    for tag in tags:
+    for tag, _ in scored:
         pipe.hget(hkey, tag)
-    return [_task_name(raw, "id") for raw in pipe.execute()]
+    return scored, pipe.execute()
+
+
+def _unacked_task_ids(ctx, url: str, limit: int = 200) -> list[str | None]:
+    """The task ids of kombu's unacknowledged deliveries (the oldest ``limit``): running tasks (with
+    acks_late) and the ones a worker prefetched and holds behind its busy slots."""
+    return [_task_name(raw, "id") for raw in _unacked_deliveries(ctx, url, limit)[1]]
 
 
 def _fmt_age(seconds: float) -> str:

@@ -26,9 +26,9 @@ from studiodoctor.backends import grants
 from studiodoctor.model import READ_ONLY, Command, Reason, error, fail, ok
 from studiodoctor.registry import check
 from .common import SDK_IMPORTS as _CELERY_SDKS
-from .common import (BUSY_SLOTS, HEARTBEAT_CHANNEL, REDIS_REACHABLE, UNACKED_INDEX_KEY, UNACKED_KEY, _address,
-                     _broker_url, _describe, _kubectl, _no_broker, _no_permission, _not_redis, _queue_depths,
-                     _redis_cli, _redis_client, _redis_failure, _setting, heartbeat_acl)
+from .common import (BUSY_SLOTS, HEARTBEAT_CHANNEL, REDIS_REACHABLE, _address, _broker_url, _describe, _kubectl,
+                     _no_broker, _no_permission, _not_redis, _queue_depths, _redis_cli, _redis_client, _redis_failure,
+                     _setting, _unacked_deliveries, heartbeat_acl)
 from .consumers import connected_workers
 
 # the workers Deployment's command line is read through the Kubernetes API (the runner preloads it)
@@ -156,16 +156,7 @@ def listen(ctx, url: str, channel: str, window: float, expected: int = 0, grace:
 
 
 def _unacked(ctx, url: str) -> list[dict]:
-    prefix = str(ctx.setting("key_prefix", ""))
-    client = _redis_client(ctx, url)
-    scored = client.zrange(prefix + str(ctx.setting("unacked_index_key", UNACKED_INDEX_KEY)), 0,
-                           _MAX_DELIVERIES - 1, withscores=True)
-    if not scored:
-        return []
-    pipe = client.pipeline(transaction=False)
-    for tag, _ in scored:
-        pipe.hget(prefix + str(ctx.setting("unacked_key", UNACKED_KEY)), tag)
-    return deliveries(scored, pipe.execute())
+    return deliveries(*_unacked_deliveries(ctx, url, _MAX_DELIVERIES))
 
 
 def slots_per_worker(ctx) -> tuple[int | None, str]:
