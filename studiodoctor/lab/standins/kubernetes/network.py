@@ -160,13 +160,18 @@ def apply_readiness(state: dict, readiness: dict, mark_event) -> list[dict]:
             for cs in (p.get("status") or {}).get("containerStatuses", []):
                 if cs.get("name") in names:
                     cs["ready"] = False
-            since = ts(ago=max(0.0, time.time() - max(t for _, t in unready)))
-            for cond in (p.get("status") or {}).get("conditions", []):
-                if cond.get("type") in ("Ready", "ContainersReady"):
-                    cond.update(status="False", reason="ContainersNotReady", lastTransitionTime=since,
-                                message=f"containers with unready status: [{' '.join(sorted(names))}]")
+            _pod_not_ready(p, sorted(names), ago=max(0.0, time.time() - max(t for _, t in unready)))
             failed.append(p)
     return failed
+
+
+def _pod_not_ready(pod: dict, containers: list[str], ago: float) -> None:
+    """The pod's Ready and ContainersReady conditions False since ``ago`` seconds, naming ``containers`` as
+    the kubelet does (for a failing readiness probe or an exited main process alike)."""
+    for cond in (pod.get("status") or {}).get("conditions", []):
+        if cond.get("type") in ("Ready", "ContainersReady"):
+            cond.update(status="False", reason="ContainersNotReady", lastTransitionTime=ts(ago=ago),
+                        message=f"containers with unready status: [{' '.join(containers)}]")
 
 
 def lab_address(state: dict, ip: str, port: int | str) -> str | None:
@@ -211,9 +216,6 @@ def apply_liveness(state: dict) -> list[dict]:
                         "exitCode": 1, "reason": "Error", "message": "the process playing this container exited",
                         "startedAt": ts(ago=600), "finishedAt": ts(ago=1), "containerID": cs.get("containerID", "")}})
             if dead:
-                for cond in p["status"].get("conditions", []):
-                    if cond["type"] in ("Ready", "ContainersReady"):
-                        cond.update(status="False", reason="ContainersNotReady", lastTransitionTime=ts(ago=1),
-                                    message=f"containers with unready status: [{' '.join(dead)}]")
+                _pod_not_ready(p, dead, ago=1)
                 failed.append(p)
     return failed
