@@ -92,10 +92,10 @@ def run(profile: Profile, checks: list[Check], *, command: str = "check", timeou
                                       on_start=on_start, on_done=on_done, debug=debug, options=options)
     asker = None
     if away:
-        from .runner import RUN_FACTOR
+        from .runner import deadline_of_run
         from .vantage import Asker
 
-        deadline = min(t0 + RUN_FACTOR * float(timeout or profile.timeout), run_deadline or float("inf"))
+        deadline = deadline_of_run(t0, float(timeout or profile.timeout), run_deadline)
         asker = Asker(profile, [c for c in everything if c.id in away], away, deadline,
                       _port_forward(profile, deadline, timeout, debug, options)).start()
     results = run_checks(checks, profile, timeout=timeout, debug=debug, options=options,

@@ -31,7 +31,7 @@ from typing import Callable
 
 from .model import Reason, Result, error
 from .registry import Check
-from .runner import GRACE, MAX_CONCURRENT, RUN_FACTOR, _needs_skip, backend, run_checks, sdk_imports
+from .runner import GRACE, MAX_CONCURRENT, _needs_skip, backend, deadline_of_run, run_checks, sdk_imports
 
 # Set by the command line for its one-shot commands (cli.main): an in-process caller (tests, serve) never forks.
 ALLOWED = False
@@ -200,9 +200,7 @@ def start(checks: list[Check], profile, *, timeout: float | None = None, run_dea
         return checks, None, max_concurrent
     share = max(1, min(len(apart), -(-max_concurrent * len(apart) // len(checks)), max_concurrent - 1))
     started = time.monotonic()
-    budget = float(timeout or profile.timeout)
-    deadline = min(started + float(kwargs.get("run_timeout") or RUN_FACTOR * budget),
-                   run_deadline if run_deadline is not None else float("inf"))
+    deadline = deadline_of_run(started, float(timeout or profile.timeout), run_deadline, kwargs.get("run_timeout"))
     read_fd, write_fd = os.pipe()
     try:
         pid = os.fork()

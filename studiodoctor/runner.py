@@ -35,6 +35,14 @@ def abandoned() -> list[str]:
     return [t.name[len("check:"):] for t in threading.enumerate() if t.name.startswith("check:") and t.is_alive()]
 
 
+def deadline_of_run(start: float, budget: float, run_deadline: float | None = None,
+                    run_timeout: float | None = None) -> float:
+    """The run's one deadline (time.monotonic()): ``run_timeout`` after ``start`` (default RUN_FACTOR x the
+    per-check ``budget``), or ``run_deadline`` when that is sooner."""
+    return min(start + float(run_timeout or RUN_FACTOR * budget),
+               run_deadline if run_deadline is not None else float("inf"))
+
+
 def leave(code: int) -> None:
     """End the process with ``code`` now that everything is written, without the interpreter's teardown."""
     import os
@@ -207,8 +215,7 @@ def run_checks(checks: Iterable[Check], profile, *, timeout: float | None = None
             (OVERLAP_IMPORTS and all(name in imported for name in sdk_imports(chk)))
 
     by_id = {c.id: c for c in checks}
-    run_deadline = min(run_start + float(run_timeout or RUN_FACTOR * budget),
-                       run_deadline if run_deadline is not None else float("inf"))
+    run_deadline = deadline_of_run(run_start, budget, run_deadline, run_timeout)
     shared = Shared()
     results: dict[str, Result] = {}
     silent: dict[str, Result] = {}  # backend -> its first result that got no answer (see _not_sent)
